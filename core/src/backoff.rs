@@ -1,0 +1,138 @@
+//! Reconnect backoff: a schedule of base waits with jitter, a floor per close class, and an
+//! attempt counter that resets only after a connection proved stable.
+
+use std::time::Duration;
+
+/// How a wait is randomised within its step of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Exactly the schedule's step (for tests; a fleet of clients would reconnect in step).
+    None,
+    /// Uniform in `[0, step]` ("full jitter"), also at the capped last step.
+    Full,
+    /// Uniform in `[step / 2, step]`.
+    Equal,
+}
+
+/// The backoff part of [`Config`](crate::Config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackoffConfig {
+    /// Base wait per failed attempt; the last step repeats. Default 1, 2, 4, 8, 16, 30 s.
+    pub schedule: Vec<Duration>,
+    /// Randomisation within a step. Default [`Jitter::Full`].
+    pub jitter: Jitter,
+    /// How long a connection must stay open after its handshake before the attempt
+    /// counter resets. Default 5 s, so accept-then-close servers cannot cause a hot loop.
+    pub stable_after: Duration,
+    /// Consecutive failed attempts after which the session gives up as `Failed`.
+    /// Default `None` (retry for ever).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            schedule: [1, 2, 4, 8, 16, 30]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            jitter: Jitter::Full,
+            stable_after: Duration::from_secs(5),
+            max_attempts: None,
+        }
+    }
+}
+
+impl BackoffConfig {
+    /// The base step for the `failures`-th consecutive failure (1-based).
+    #[must_use]
+    pub fn step(&self, failures: u32) -> Duration {
+        let i = (failures.max(1) - 1) as usize;
+        self.schedule
+            .get(i)
+            .or(self.schedule.last())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The inclusive bounds a wait after the `failures`-th failure must lie in, given a
+    /// floor. The simulator's oracle checks every wait against these.
+    #[must_use]
+    pub fn bounds(&self, failures: u32, floor: Option<Duration>) -> (Duration, Duration) {
+        let step = self.step(failures);
+        let (lo, hi) = match self.jitter {
+            Jitter::None => (step, step),
+            Jitter::Full => (Duration::ZERO, step),
+            Jitter::Equal => (step / 2, step),
+        };
+        match floor {
+            Some(f) => (lo.max(f), hi.max(f)),
+            None => (lo, hi),
+        }
+    }
+
+    /// Draws the wait after the `failures`-th failure.
+    pub(crate) fn draw(
+        &self,
+        failures: u32,
+        floor: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
+        let (lo, hi) = self.bounds(failures, None);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let wait = Duration::from_nanos(rng.u64(nanos(lo)..=nanos(hi)));
+        floor.map_or(wait, |f| wait.max(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_caps_at_last_step() {
+        let c = BackoffConfig::default();
+        let secs: Vec<u64> = (1..=8).map(|n| c.step(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn full_jitter_survives_the_cap() {
+        let c = BackoffConfig::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let draws: Vec<Duration> = (0..200).map(|_| c.draw(12, None, &mut rng)).collect();
+        assert!(draws.iter().all(|d| *d <= Duration::from_secs(30)));
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 150, "capped waits must still be spread");
+        assert!(draws.iter().any(|d| *d < Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn floor_raises_every_draw() {
+        let c = BackoffConfig::default();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let floor = Some(Duration::from_secs(30));
+        for n in 1..10 {
+            let d = c.draw(n, floor, &mut rng);
+            assert!(d >= Duration::from_secs(30));
+            let (lo, hi) = c.bounds(n, floor);
+            assert!(lo <= d && d <= hi);
+        }
+    }
+
+    #[test]
+    fn equal_and_no_jitter_bounds() {
+        let mut c = BackoffConfig {
+            jitter: Jitter::Equal,
+            ..BackoffConfig::default()
+        };
+        assert_eq!(
+            c.bounds(3, None),
+            (Duration::from_secs(2), Duration::from_secs(4))
+        );
+        c.jitter = Jitter::None;
+        let mut rng = fastrand::Rng::with_seed(3);
+        assert_eq!(c.draw(2, None, &mut rng), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,364 @@
+//! Close-code policy: every way a connection ends is classified as normal, reconnect or
+//! fatal, including failures before the WebSocket opened.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// A WebSocket close code (RFC 6455 §7.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: normal closure.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: going away.
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: protocol error.
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: unsupported data.
+    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
+    /// 1005: no status received (never sent on the wire).
+    pub const NO_STATUS: CloseCode = CloseCode(1005);
+    /// 1006: abnormal closure, no close frame (never sent on the wire).
+    pub const ABNORMAL: CloseCode = CloseCode(1006);
+    /// 1007: invalid payload data.
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// 1008: policy violation.
+    pub const POLICY: CloseCode = CloseCode(1008);
+    /// 1009: message too big.
+    pub const TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1010: mandatory extension missing.
+    pub const EXTENSION: CloseCode = CloseCode(1010);
+    /// 1011: internal server error.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: service restart.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 4000: application-level "peer went silent" (used by the gateway's reference client).
+    pub const STALE: CloseCode = CloseCode(4000);
+    /// 4001: authentication failed or revoked.
+    pub const AUTH_FAILED: CloseCode = CloseCode(4001);
+    /// 4003: forbidden.
+    pub const FORBIDDEN: CloseCode = CloseCode(4003);
+
+    /// Whether a peer may send this code in a close frame (RFC 6455 §7.4.1–7.4.2).
+    #[must_use]
+    pub fn is_valid_on_wire(self) -> bool {
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a close (or a failure to open) means for the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseClass {
+    /// Stop without error.
+    Normal,
+    /// Back off and try again, waiting at least `min_delay` if given.
+    Reconnect {
+        /// A floor on the next backoff wait (1013 "try again later", HTTP 429).
+        min_delay: Option<Duration>,
+    },
+    /// Stop, report the error, never retry.
+    Fatal,
+}
+
+impl CloseClass {
+    /// Reconnect with no floor on the wait.
+    pub const RECONNECT: CloseClass = CloseClass::Reconnect { min_delay: None };
+}
+
+/// Why a transport attempt failed before the WebSocket opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportFailure {
+    /// The TCP connection was refused.
+    Refused,
+    /// The host name did not resolve.
+    Dns,
+    /// TLS failed (certificate, protocol).
+    Tls(String),
+    /// The HTTP upgrade was answered with a non-101 status.
+    Http {
+        /// The status code.
+        status: u16,
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Any other I/O failure.
+    Io(String),
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportFailure::Refused => f.write_str("connection refused"),
+            TransportFailure::Dns => f.write_str("host name did not resolve"),
+            TransportFailure::Tls(e) => write!(f, "tls failure: {e}"),
+            TransportFailure::Http { status, .. } => write!(f, "http upgrade answered {status}"),
+            TransportFailure::Io(e) => write!(f, "i/o failure: {e}"),
+        }
+    }
+}
+
+/// A table from close codes (and HTTP upgrade statuses) to [`CloseClass`].
+///
+/// Exact entries win over ranges; among ranges the one added last wins; anything
+/// unmatched gets the default class. Defaults (`ClosePolicy::default()`):
+///
+/// | close code | class |
+/// |---|---|
+/// | 1000 | normal |
+/// | 1001, 1006, 1011, 1012 | reconnect |
+/// | 1013 | reconnect, at least 30 s |
+/// | 1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003 | fatal |
+/// | anything else | reconnect |
+///
+/// | HTTP status | class |
+/// |---|---|
+/// | 401, 403 | fatal |
+/// | 408, 5xx | reconnect |
+/// | 429 | reconnect, at least 30 s (or `Retry-After` if longer) |
+/// | other 4xx, 3xx | fatal |
+///
+/// Refused, DNS and I/O failures, connect and handshake timeouts reconnect; TLS failures
+/// are fatal (a bad certificate does not heal by retrying).
+///
+/// ```
+/// use std::time::Duration;
+/// use tether_core::{CloseClass, CloseCode, ClosePolicy};
+///
+/// let policy = ClosePolicy::default()
+///     .with_code(4002, CloseClass::Fatal)
+///     .with_range(4500..=4599, CloseClass::Reconnect { min_delay: Some(Duration::from_secs(5)) });
+/// assert_eq!(policy.classify_close(CloseCode(4002)), CloseClass::Fatal);
+/// assert_eq!(policy.classify_close(CloseCode::NORMAL), CloseClass::Normal);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosePolicy {
+    codes: BTreeMap<u16, CloseClass>,
+    ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
+    default_class: CloseClass,
+    http: BTreeMap<u16, CloseClass>,
+    http_ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
+    http_default: CloseClass,
+    tls: CloseClass,
+}
+
+/// The floor the defaults put on 1013 and 429.
+pub const TRY_AGAIN_LATER_FLOOR: Duration = Duration::from_secs(30);
+
+impl Default for ClosePolicy {
+    fn default() -> Self {
+        let later = CloseClass::Reconnect {
+            min_delay: Some(TRY_AGAIN_LATER_FLOOR),
+        };
+        let mut codes = BTreeMap::new();
+        codes.insert(1000, CloseClass::Normal);
+        for c in [1001, 1005, 1006, 1011, 1012] {
+            codes.insert(c, CloseClass::RECONNECT);
+        }
+        codes.insert(1013, later);
+        for c in [1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003] {
+            codes.insert(c, CloseClass::Fatal);
+        }
+        let mut http = BTreeMap::new();
+        http.insert(401, CloseClass::Fatal);
+        http.insert(403, CloseClass::Fatal);
+        http.insert(408, CloseClass::RECONNECT);
+        http.insert(429, later);
+        ClosePolicy {
+            codes,
+            ranges: Vec::new(),
+            default_class: CloseClass::RECONNECT,
+            http,
+            http_ranges: vec![
+                (300..=499, CloseClass::Fatal),
+                (500..=599, CloseClass::RECONNECT),
+            ],
+            http_default: CloseClass::Fatal,
+            tls: CloseClass::Fatal,
+        }
+    }
+}
+
+impl ClosePolicy {
+    /// Classifies one close code.
+    pub fn with_code(mut self, code: u16, class: CloseClass) -> Self {
+        self.codes.insert(code, class);
+        self
+    }
+
+    /// Classifies a range of close codes (exact codes still win).
+    pub fn with_range(mut self, range: RangeInclusive<u16>, class: CloseClass) -> Self {
+        self.ranges.push((range, class));
+        self
+    }
+
+    /// The class of close codes nothing else matches.
+    pub fn with_default(mut self, class: CloseClass) -> Self {
+        self.default_class = class;
+        self
+    }
+
+    /// Classifies one HTTP upgrade status.
+    pub fn with_http_status(mut self, status: u16, class: CloseClass) -> Self {
+        self.http.insert(status, class);
+        self
+    }
+
+    /// Classifies a range of HTTP upgrade statuses (exact statuses still win).
+    pub fn with_http_range(mut self, range: RangeInclusive<u16>, class: CloseClass) -> Self {
+        self.http_ranges.push((range, class));
+        self
+    }
+
+    /// Classifies TLS failures.
+    pub fn with_tls(mut self, class: CloseClass) -> Self {
+        self.tls = class;
+        self
+    }
+
+    /// The class of a close code.
+    #[must_use]
+    pub fn classify_close(&self, code: CloseCode) -> CloseClass {
+        lookup(&self.codes, &self.ranges, self.default_class, code.0)
+    }
+
+    /// The class of a failure before the WebSocket opened. A server's `Retry-After` raises
+    /// the floor; it never lowers the configured one.
+    #[must_use]
+    pub fn classify_failure(&self, failure: &TransportFailure) -> CloseClass {
+        match failure {
+            TransportFailure::Refused | TransportFailure::Dns | TransportFailure::Io(_) => {
+                CloseClass::RECONNECT
+            }
+            TransportFailure::Tls(_) => self.tls,
+            TransportFailure::Http {
+                status,
+                retry_after,
+            } => {
+                let class = lookup(&self.http, &self.http_ranges, self.http_default, *status);
+                match class {
+                    CloseClass::Reconnect { min_delay } => CloseClass::Reconnect {
+                        min_delay: max_opt(min_delay, *retry_after),
+                    },
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+fn lookup(
+    exact: &BTreeMap<u16, CloseClass>,
+    ranges: &[(RangeInclusive<u16>, CloseClass)],
+    default: CloseClass,
+    key: u16,
+) -> CloseClass {
+    if let Some(c) = exact.get(&key) {
+        return *c;
+    }
+    ranges
+        .iter()
+        .rev()
+        .find(|(r, _)| r.contains(&key))
+        .map_or(default, |(_, c)| *c)
+}
+
+pub(crate) fn max_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_matches_the_design() {
+        let p = ClosePolicy::default();
+        assert_eq!(p.classify_close(CloseCode(1000)), CloseClass::Normal);
+        for c in [1001, 1006, 1011, 1012] {
+            assert_eq!(p.classify_close(CloseCode(c)), CloseClass::RECONNECT, "{c}");
+        }
+        assert_eq!(
+            p.classify_close(CloseCode(1013)),
+            CloseClass::Reconnect {
+                min_delay: Some(Duration::from_secs(30))
+            }
+        );
+        for c in [1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003] {
+            assert_eq!(p.classify_close(CloseCode(c)), CloseClass::Fatal, "{c}");
+        }
+        assert_eq!(p.classify_close(CloseCode(4999)), CloseClass::RECONNECT);
+    }
+
+    #[test]
+    fn exact_codes_beat_ranges_and_later_ranges_beat_earlier() {
+        let p = ClosePolicy::default()
+            .with_range(4000..=4999, CloseClass::Normal)
+            .with_range(4100..=4199, CloseClass::Fatal);
+        assert_eq!(p.classify_close(CloseCode(4001)), CloseClass::Fatal);
+        assert_eq!(p.classify_close(CloseCode(4150)), CloseClass::Fatal);
+        assert_eq!(p.classify_close(CloseCode(4200)), CloseClass::Normal);
+    }
+
+    #[test]
+    fn upgrade_statuses_and_network_failures() {
+        let p = ClosePolicy::default();
+        let http = |status| TransportFailure::Http {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(p.classify_failure(&http(401)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&http(403)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&http(404)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&http(503)), CloseClass::RECONNECT);
+        assert_eq!(
+            p.classify_failure(&http(429)),
+            CloseClass::Reconnect {
+                min_delay: Some(Duration::from_secs(30))
+            }
+        );
+        assert_eq!(
+            p.classify_failure(&TransportFailure::Http {
+                status: 429,
+                retry_after: Some(Duration::from_secs(90))
+            }),
+            CloseClass::Reconnect {
+                min_delay: Some(Duration::from_secs(90))
+            }
+        );
+        assert_eq!(
+            p.classify_failure(&TransportFailure::Refused),
+            CloseClass::RECONNECT
+        );
+        assert_eq!(p.classify_failure(&TransportFailure::Dns), CloseClass::RECONNECT);
+        assert_eq!(
+            p.classify_failure(&TransportFailure::Tls("bad cert".into())),
+            CloseClass::Fatal
+        );
+    }
+
+    #[test]
+    fn wire_validity_of_codes() {
+        for ok in [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert!(CloseCode(ok).is_valid_on_wire(), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert!(!CloseCode(bad).is_valid_on_wire(), "{bad}");
+        }
+    }
+}

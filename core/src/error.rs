@@ -1,0 +1,276 @@
+//! Typed errors: caller misuse (returned at once), request failures and session failures
+//! (delivered as events), and peer misbehaviour (violations).
+
+use std::time::Duration;
+
+use crate::close::{CloseCode, TransportFailure};
+
+/// Why a [`Config`](crate::Config) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The backoff schedule has no steps.
+    #[error("the backoff schedule is empty")]
+    EmptyBackoff,
+    /// The stale threshold does not exceed the ping interval, so every connection would be
+    /// declared dead between two pings.
+    #[error("stale_after ({stale_after:?}) must exceed ping_interval ({ping_interval:?})")]
+    StaleBeforePing {
+        /// The configured ping interval.
+        ping_interval: Duration,
+        /// The configured stale threshold.
+        stale_after: Duration,
+    },
+    /// The slow-write warning is not shorter than the send deadline, so it could never fire.
+    #[error("slow_write_warning must be shorter than send_deadline")]
+    SlowWarningAfterDeadline,
+    /// A bound that must be at least one is zero.
+    #[error("{0} must be at least 1")]
+    ZeroBound(&'static str),
+    /// The heartbeat stale factor is below 1.
+    #[error("heartbeat_stale_factor must be at least 1")]
+    HeartbeatFactor,
+}
+
+/// Why a protocol could not encode an outbound message or request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode: {0}")]
+pub struct EncodeError(pub String);
+
+/// Why [`Session::connect`](crate::Session::connect) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// `connect` was already called; the session reconnects by itself.
+    #[error("the session is already connecting or connected")]
+    AlreadyActive,
+    /// The session has ended; create a new one.
+    #[error("the session has ended")]
+    Ended,
+}
+
+/// Why [`Session::send`](crate::Session::send) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is not open and is configured to reject rather than queue.
+    #[error("the session is not open")]
+    NotOpen,
+    /// The offline queue is full and configured to refuse new messages.
+    #[error("the offline queue is full")]
+    QueueFull,
+    /// Too many frames are waiting for the adapter to write them.
+    #[error("too many writes are pending")]
+    Backpressure,
+    /// The message is larger than the offline queue's byte bound.
+    #[error("message of {0} bytes exceeds the queue's byte bound")]
+    TooLarge(usize),
+    /// The session has ended.
+    #[error("the session has ended")]
+    Ended,
+    /// The protocol could not encode the message.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Why [`Session::request`](crate::Session::request) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The session is not open and is configured to reject rather than queue.
+    #[error("the session is not open")]
+    NotOpen,
+    /// The offline queue is full.
+    #[error("the offline queue is full")]
+    QueueFull,
+    /// The in-flight request table is at its bound.
+    #[error("too many requests in flight")]
+    TooManyInFlight,
+    /// Too many frames are waiting for the adapter to write them.
+    #[error("too many writes are pending")]
+    Backpressure,
+    /// The session has ended.
+    #[error("the session has ended")]
+    Ended,
+    /// The stream table is full, so the request's stream could not be registered.
+    #[error("too many streams are open")]
+    TooManyStreams,
+    /// The protocol could not encode the request.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl From<SendError> for RequestError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotOpen => RequestError::NotOpen,
+            SendError::QueueFull | SendError::TooLarge(_) => RequestError::QueueFull,
+            SendError::Backpressure => RequestError::Backpressure,
+            SendError::Ended => RequestError::Ended,
+            SendError::Encode(e) => RequestError::Encode(e),
+        }
+    }
+}
+
+/// How a request ended when it did not get a successful response.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure<E> {
+    /// The peer answered with an error.
+    #[error("the peer answered with an error: {0:?}")]
+    Remote(E),
+    /// No response within the request's timeout.
+    #[error("the request timed out")]
+    Timeout,
+    /// The connection it was sent on was lost.
+    #[error("the connection was lost before the response")]
+    Disconnected,
+    /// The offline queue dropped it before it was sent.
+    #[error("the offline queue dropped the request")]
+    Dropped,
+    /// The user closed the session.
+    #[error("the session was closed")]
+    Closed,
+    /// The session failed (fatal close, attempt limit).
+    #[error("the session failed")]
+    Failed,
+}
+
+/// Why one connection attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttemptError {
+    /// The transport could not be opened.
+    #[error("transport failed: {0}")]
+    Transport(TransportFailure),
+    /// The transport did not open within the connect timeout.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The handshake was not acknowledged within the handshake timeout.
+    #[error("handshake not acknowledged in time")]
+    HandshakeTimeout,
+    /// The peer rejected the handshake.
+    #[error("handshake rejected: {message}")]
+    HandshakeRejected {
+        /// The peer's explanation.
+        message: String,
+    },
+    /// The peer closed before the handshake completed.
+    #[error("closed during the handshake ({code:?})")]
+    ClosedDuringHandshake {
+        /// The close code, `None` when the connection dropped without one.
+        code: Option<CloseCode>,
+        /// The close reason.
+        reason: String,
+    },
+    /// The connection could not be written to in time during the handshake.
+    #[error("write deadline missed during the handshake")]
+    SendDeadline,
+    /// The protocol could not build its handshake.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A connection that had not yet proved stable was lost.
+    #[error("connection lost before it proved stable: {0:?}")]
+    Disconnected(DisconnectReason),
+}
+
+/// Why an open connection was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer closed (or the socket dropped, `code: None`).
+    Closed {
+        /// The close code, `None` when the connection dropped without one (1006).
+        code: Option<CloseCode>,
+        /// The close reason.
+        reason: String,
+    },
+    /// Nothing arrived within the stale threshold.
+    Stale,
+    /// A write did not complete within the send deadline.
+    SendDeadline,
+    /// A write failed.
+    WriteFailed,
+    /// The peer broke the protocol badly enough to close (a bad close code).
+    ProtocolViolation,
+}
+
+/// Why the session ended in [`Status::Failed`](crate::Status::Failed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The peer closed with a code the policy calls fatal.
+    #[error("fatal close {code}: {reason}")]
+    FatalClose {
+        /// The close code.
+        code: CloseCode,
+        /// The close reason.
+        reason: String,
+    },
+    /// A connection attempt failed in a way the policy calls fatal.
+    #[error("fatal attempt failure: {0}")]
+    FatalAttempt(AttemptError),
+    /// The attempt limit was reached.
+    #[error("gave up after {attempts} attempts; last: {last}")]
+    AttemptsExhausted {
+        /// Consecutive failed attempts.
+        attempts: u32,
+        /// The last attempt's error.
+        last: AttemptError,
+    },
+    /// The first connect failed and the session is configured not to retry it.
+    #[error("first connect failed: {0}")]
+    FirstConnect(AttemptError),
+}
+
+/// Something the peer sent that breaks the rules. The frame is dropped and the session
+/// goes on unless the variant says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A frame the protocol could not parse.
+    Malformed {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A text frame that is not UTF-8.
+    InvalidUtf8,
+    /// A frame larger than `max_inbound_frame`.
+    Oversized {
+        /// Its length.
+        len: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A binary frame where the protocol expects text (or the reverse).
+    UnexpectedBinary,
+    /// A handshake acknowledgement after the session was already open.
+    DuplicateAck,
+    /// A handshake frame (challenge) outside the handshake.
+    UnexpectedHandshake,
+    /// A response whose id matches no request in flight.
+    UnknownResponse {
+        /// The id as the wire carried it.
+        wire_id: String,
+    },
+    /// A close frame with a code no peer may send.
+    InvalidCloseCode(u16),
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::Malformed { detail } => write!(f, "malformed frame: {detail}"),
+            Violation::InvalidUtf8 => f.write_str("text frame is not utf-8"),
+            Violation::Oversized { len, max } => write!(f, "frame of {len} bytes exceeds {max}"),
+            Violation::UnexpectedBinary => f.write_str("unexpected binary frame"),
+            Violation::DuplicateAck => f.write_str("second handshake acknowledgement"),
+            Violation::UnexpectedHandshake => f.write_str("handshake frame outside the handshake"),
+            Violation::UnknownResponse { wire_id } => write!(f, "response for unknown id {wire_id}"),
+            Violation::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! What the session asks of its adapter and tells its application.
+
+use std::time::Duration;
+
+use derive_where::derive_where;
+
+use crate::close::CloseCode;
+use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError, Violation};
+use crate::frame::OutFrame;
+use crate::ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};
+use crate::protocol::Protocol;
+use crate::status::Status;
+
+/// One thing the session wants done or known. Drain with
+/// [`Session::poll_output`](crate::Session::poll_output) after every call.
+#[derive_where(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Output<P: Protocol> {
+    /// Open a transport (TCP, TLS, HTTP upgrade) for this connection generation. Report
+    /// `TransportOpened` or `TransportFailed`; the session enforces the connect timeout.
+    OpenTransport {
+        /// The generation the transport belongs to.
+        conn: ConnId,
+        /// 1-based attempt counter since the session last stood stable.
+        attempt: u32,
+    },
+    /// Write this frame; report `WriteCompleted` (or `WriteFailed`) with its id.
+    SendFrame {
+        /// The connection to write on.
+        conn: ConnId,
+        /// The id to echo back.
+        frame: FrameId,
+        /// The frame.
+        payload: OutFrame,
+    },
+    /// Send a close frame and keep reading until the peer closes or the session says
+    /// `AbortTransport`; report `TransportClosed`.
+    CloseTransport {
+        /// The connection to close.
+        conn: ConnId,
+        /// The close code.
+        code: CloseCode,
+        /// The close reason.
+        reason: String,
+    },
+    /// Drop the socket now, without a close handshake.
+    AbortTransport {
+        /// The connection to drop.
+        conn: ConnId,
+    },
+    /// The status changed (reported once per change, in order).
+    StatusChanged {
+        /// The previous status.
+        from: Status,
+        /// The new status.
+        to: Status,
+    },
+    /// Something for the application.
+    Event(Event<P>),
+}
+
+/// Something the application should know.
+#[derive_where(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event<P: Protocol> {
+    /// The handshake was acknowledged: the session is open on `conn`.
+    Opened {
+        /// The connection.
+        conn: ConnId,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// Whether this is the first connect's outcome.
+        first: bool,
+    },
+    /// A connection attempt failed; `retry_in` is the backoff wait before the next one
+    /// (`None` when the session gives up; [`Event::Ended`] follows).
+    AttemptFailed {
+        /// The attempt's connection.
+        conn: ConnId,
+        /// The attempt counter.
+        attempt: u32,
+        /// What went wrong.
+        error: AttemptError,
+        /// The wait before the next attempt.
+        retry_in: Option<Duration>,
+    },
+    /// An open connection was lost; `retry_in` is the wait before reconnecting.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+        /// What happened.
+        reason: DisconnectReason,
+        /// The wait before the next attempt (`None` when the session ends instead).
+        retry_in: Option<Duration>,
+    },
+    /// The session ended; nothing follows. For a session that never opened this is the
+    /// first connect's failure.
+    Ended(EndReason),
+    /// An application message.
+    Message(P::Inbound),
+    /// A request's outcome (exactly one per request id).
+    Response {
+        /// The request.
+        id: RequestId,
+        /// The peer's answer, or why there is none.
+        result: Result<P::Response, RequestFailure<P::RemoteError>>,
+    },
+    /// An event of a stream the application started.
+    Stream(StreamEvent<P::Inbound>),
+    /// A stream event that belongs to no stream the application started.
+    Unsolicited(P::Inbound),
+    /// A message accepted by `send` was dropped before it was written.
+    MessageDropped {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// The peer broke the protocol; the frame was dropped.
+    Violation {
+        /// The connection.
+        conn: ConnId,
+        /// What was wrong.
+        violation: Violation,
+    },
+    /// A write took longer than the slow-write warning.
+    SlowWrite {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: FrameId,
+        /// How long the write took.
+        elapsed: Duration,
+    },
+    /// `now` jumped far past a liveness deadline (the host slept): the session probes the
+    /// peer instead of trusting or condemning the connection.
+    ClockJump {
+        /// How far past the deadline `now` was.
+        overshoot: Duration,
+    },
+}
+
+/// How the session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The user called `close` or `terminate`.
+    ClosedByUser,
+    /// The peer closed with a code the policy calls normal.
+    ClosedByPeer {
+        /// The close code.
+        code: CloseCode,
+        /// The close reason.
+        reason: String,
+    },
+    /// The idle timeout expired.
+    Idle,
+    /// An error ended the session ([`Status::Failed`]).
+    Failed(SessionError),
+}
+
+/// Why a queued message was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The queue overflowed and dropped its oldest entries.
+    Overflow,
+    /// It outlived the queue's time to live.
+    Expired,
+    /// The session ended.
+    Ended,
+}
+
+/// An event of one stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEvent<I> {
+    /// The stream (as registered by its request).
+    pub key: StreamKey,
+    /// The request that started it, if any.
+    pub request: Option<RequestId>,
+    /// The event's sequence number, if the protocol numbers events.
+    pub seq: Option<u64>,
+    /// What happened.
+    pub kind: StreamEventKind<I>,
+}
+
+/// What happened in a stream. `Final`, `Error`, `Aborted` and `Ended` are terminal:
+/// exactly one of them ends every stream.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum StreamEventKind<I> {
+    /// Progress without text.
+    Status(I),
+    /// New text: only the increment, even when the peer sends accumulated text.
+    Delta {
+        /// The new text.
+        text: Option<String>,
+        /// The whole event.
+        payload: I,
+    },
+    /// The stream completed.
+    Final {
+        /// The complete text, as rebuilt from the deltas or sent by the peer.
+        text: Option<String>,
+        /// The whole event.
+        payload: I,
+    },
+    /// The stream failed.
+    Error {
+        /// The peer's message.
+        message: String,
+        /// The whole event.
+        payload: I,
+    },
+    /// The stream was aborted.
+    Aborted(I),
+    /// Sequence numbers were skipped: events may be missing, resync if it matters.
+    Gap {
+        /// The number that was expected.
+        expected: u64,
+        /// The number that arrived.
+        received: u64,
+    },
+    /// The stream ended without a terminal event from the peer.
+    Ended(StreamEnd),
+}
+
+impl<I> StreamEventKind<I> {
+    /// Whether this event ends its stream.
+    #[must_use]
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            StreamEventKind::Final { .. }
+                | StreamEventKind::Error { .. }
+                | StreamEventKind::Aborted(_)
+                | StreamEventKind::Ended(_)
+        )
+    }
+}
+
+/// Why a stream ended without a terminal event from the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamEnd {
+    /// The request that started it failed.
+    RequestFailed,
+    /// The connection was lost.
+    Disconnected,
+    /// Nothing arrived for the stream idle timeout.
+    IdleTimeout,
+    /// The session ended.
+    SessionEnded,
+}

@@ -1,0 +1,140 @@
+//! WebSocket frames as the session sees them: payloads are shared byte buffers.
+
+use bytes::Bytes;
+
+/// A frame the adapter received from the peer.
+///
+/// Text arrives as bytes so that the session, not the adapter, decides what invalid
+/// UTF-8 means (a [`Violation::InvalidUtf8`](crate::Violation::InvalidUtf8)), and so that
+/// a payload reaches the application without a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InFrame {
+    /// A text frame (expected to be UTF-8; the session checks).
+    Text(Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping. The WebSocket library answers it; the session counts it as life.
+    Ping(Bytes),
+    /// A pong. The session counts it as life.
+    Pong(Bytes),
+}
+
+/// A data frame after the session's checks, as a [`Protocol`](crate::Protocol) decodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataFrame {
+    /// A text frame whose payload is valid UTF-8.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+/// Bytes known to be valid UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// Checks `bytes` and wraps them, or gives them back if they are not UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// Returns the bytes unchanged when they are not valid UTF-8.
+    pub fn try_from_bytes(bytes: Bytes) -> Result<Self, Bytes> {
+        if std::str::from_utf8(&bytes).is_ok() {
+            Ok(Self(bytes))
+        } else {
+            Err(bytes)
+        }
+    }
+
+    /// Wraps a string without copying it.
+    #[must_use]
+    pub fn from_string(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+
+    /// Wraps a static string.
+    #[must_use]
+    pub const fn from_static(s: &'static str) -> Self {
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The text.
+    ///
+    /// Validates again (safe code cannot skip the check); JSON profiles decode from
+    /// [`as_bytes`](Self::as_bytes) instead and never pay for it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Invariant: every constructor checked or was given UTF-8, so this cannot fail.
+        std::str::from_utf8(&self.0).expect("Utf8Bytes holds valid UTF-8")
+    }
+
+    /// The raw bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The shared buffer, without a copy.
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Self::from_string(s)
+    }
+}
+
+impl From<&'static str> for Utf8Bytes {
+    fn from(s: &'static str) -> Self {
+        Self::from_static(s)
+    }
+}
+
+/// A frame the session asks the adapter to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutFrame {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping with this payload.
+    Ping(Bytes),
+}
+
+impl OutFrame {
+    /// Payload length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(t) => t.len(),
+            OutFrame::Binary(b) | OutFrame::Ping(b) => b.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A text frame from a string.
+    #[must_use]
+    pub fn text(s: impl Into<String>) -> Self {
+        OutFrame::Text(Utf8Bytes::from_string(s.into()))
+    }
+}

@@ -1,0 +1,193 @@
+//! Liveness: periodic pings, stale detection, application heartbeats and the probe after
+//! a clock jump. Shared by every role that holds a connection open.
+
+use std::time::{Duration, Instant};
+
+/// The liveness part of [`Config`](crate::Config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Send a WebSocket ping this often while open. Default 30 s; `None` sends none.
+    pub ping_interval: Option<Duration>,
+    /// No inbound frame (of any kind) for this long means the peer is dead. Default 75 s.
+    pub stale_after: Duration,
+    /// When the protocol declares an application heartbeat of interval `t`, the stale
+    /// threshold becomes `t × factor` (if that is longer). Default 2.
+    pub heartbeat_stale_factor: u32,
+    /// A `now` this far past a liveness deadline means the host slept (or the driver
+    /// stalled): instead of declaring the peer dead on stale evidence, probe it. Default 15 s.
+    pub clock_jump_threshold: Duration,
+    /// How long the probe after a clock jump waits for any frame. Default 10 s.
+    pub probe_timeout: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        LivenessConfig {
+            ping_interval: Some(Duration::from_secs(30)),
+            stale_after: Duration::from_secs(75),
+            heartbeat_stale_factor: 2,
+            clock_jump_threshold: Duration::from_secs(15),
+            probe_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a liveness deadline asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LivenessAction {
+    /// Nothing is due.
+    Nothing,
+    /// Send a ping now.
+    Ping,
+    /// The clock jumped past the stale deadline: send a ping and wait `probe_timeout`.
+    Probe {
+        /// How far past the deadline `now` was.
+        overshoot: Duration,
+    },
+    /// The peer is dead.
+    Dead,
+}
+
+/// Which liveness deadline is next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LivenessTimer {
+    Ping,
+    Stale,
+}
+
+/// Liveness of one open connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Liveness {
+    last_rx: Instant,
+    next_ping: Option<Instant>,
+    stale_after: Duration,
+    probe_deadline: Option<Instant>,
+}
+
+impl Liveness {
+    /// Starts tracking a connection that just opened at `now`.
+    pub(crate) fn new(cfg: &LivenessConfig, now: Instant) -> Self {
+        Liveness {
+            last_rx: now,
+            next_ping: cfg.ping_interval.map(|p| now + p),
+            stale_after: cfg.stale_after,
+            probe_deadline: None,
+        }
+    }
+
+    /// Any inbound frame is evidence of life.
+    #[inline]
+    pub(crate) fn on_rx(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.probe_deadline = None;
+    }
+
+    /// The protocol declared an application heartbeat of this interval.
+    pub(crate) fn set_heartbeat(&mut self, cfg: &LivenessConfig, interval: Duration) {
+        let by_heartbeat = interval.saturating_mul(cfg.heartbeat_stale_factor);
+        self.stale_after = cfg.stale_after.max(by_heartbeat);
+    }
+
+    /// The stale threshold in force.
+    pub(crate) fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    fn stale_deadline(&self) -> Instant {
+        self.probe_deadline
+            .unwrap_or(self.last_rx + self.stale_after)
+    }
+
+    /// The next liveness deadline.
+    pub(crate) fn next_deadline(&self) -> (Instant, LivenessTimer) {
+        let stale = self.stale_deadline();
+        match self.next_ping {
+            Some(p) if p < stale => (p, LivenessTimer::Ping),
+            _ => (stale, LivenessTimer::Stale),
+        }
+    }
+
+    /// Fires whatever is due at `now`.
+    pub(crate) fn on_timeout(&mut self, cfg: &LivenessConfig, now: Instant) -> LivenessAction {
+        let stale = self.stale_deadline();
+        if stale <= now {
+            let overshoot = now - stale;
+            if self.probe_deadline.is_none() && overshoot > cfg.clock_jump_threshold {
+                self.probe_deadline = Some(now + cfg.probe_timeout);
+                self.next_ping = cfg.ping_interval.map(|p| now + p);
+                return LivenessAction::Probe { overshoot };
+            }
+            return LivenessAction::Dead;
+        }
+        match self.next_ping {
+            Some(p) if p <= now => {
+                // Schedule from `now`, not from `p`, so a late driver does not get a burst
+                // of catch-up pings.
+                self.next_ping = cfg.ping_interval.map(|i| now + i);
+                LivenessAction::Ping
+            }
+            _ => LivenessAction::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn pings_on_interval_and_dies_after_stale_threshold() {
+        let cfg = LivenessConfig::default();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(&cfg, t0);
+        assert_eq!(l.next_deadline(), (t0 + secs(30), LivenessTimer::Ping));
+        assert_eq!(l.on_timeout(&cfg, t0 + secs(30)), LivenessAction::Ping);
+        assert_eq!(l.on_timeout(&cfg, t0 + secs(60)), LivenessAction::Ping);
+        assert_eq!(l.next_deadline(), (t0 + secs(75), LivenessTimer::Stale));
+        assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Dead);
+    }
+
+    #[test]
+    fn inbound_frames_postpone_staleness() {
+        let cfg = LivenessConfig::default();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(&cfg, t0);
+        l.on_rx(t0 + secs(70));
+        assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Ping);
+        assert_eq!(l.next_deadline().0, t0 + secs(105));
+    }
+
+    #[test]
+    fn heartbeat_widens_the_threshold() {
+        let cfg = LivenessConfig::default();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(&cfg, t0);
+        l.set_heartbeat(&cfg, secs(60));
+        assert_eq!(l.stale_after(), secs(120));
+        l.set_heartbeat(&cfg, secs(10));
+        assert_eq!(l.stale_after(), secs(75), "never shorter than the configured one");
+    }
+
+    #[test]
+    fn clock_jump_probes_instead_of_killing() {
+        let cfg = LivenessConfig::default();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(&cfg, t0);
+        let woke = t0 + secs(3600);
+        assert!(matches!(
+            l.on_timeout(&cfg, woke),
+            LivenessAction::Probe { .. }
+        ));
+        assert_eq!(l.next_deadline(), (woke + secs(10), LivenessTimer::Stale));
+        assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Dead);
+        // A pong during the probe keeps the connection.
+        let mut l = Liveness::new(&cfg, t0);
+        let _ = l.on_timeout(&cfg, woke);
+        l.on_rx(woke + secs(1));
+        assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Nothing);
+    }
+}

@@ -1,0 +1,10 @@
+//! Ready protocols: [`Raw`], [`HelloAck`] and [`Gateway`].
+
+mod gateway;
+mod hello_ack;
+mod json;
+mod raw;
+
+
+
+pub use raw::Raw;

@@ -1,0 +1,78 @@
+//! Requests awaiting their response: each resolved exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use crate::ids::{ConnId, RequestId, StreamKey};
+
+/// One request awaiting its outcome.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    pub(crate) deadline: Instant,
+    /// The connection it was written on; `None` while it waits in the offline queue.
+    pub(crate) sent_on: Option<ConnId>,
+    /// The stream it pre-registered, if any.
+    pub(crate) stream: Option<StreamKey>,
+}
+
+/// The table of requests awaiting an outcome. Removal is the only way out, so a request
+/// can be resolved only once: whoever removes it emits its outcome.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Requests {
+    pending: BTreeMap<RequestId, Pending>,
+    deadlines: BTreeSet<(Instant, RequestId)>,
+}
+
+impl Requests {
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn insert(&mut self, id: RequestId, pending: Pending) {
+        self.deadlines.insert((pending.deadline, id));
+        self.pending.insert(id, pending);
+    }
+
+    pub(crate) fn mark_sent(&mut self, id: RequestId, conn: ConnId) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.sent_on = Some(conn);
+        }
+    }
+
+    pub(crate) fn get(&self, id: RequestId) -> Option<&Pending> {
+        self.pending.get(&id)
+    }
+
+    /// Takes the request out of the table; `None` if it was already resolved.
+    pub(crate) fn take(&mut self, id: RequestId) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        self.deadlines.remove(&(p.deadline, id));
+        Some(p)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// The first request whose deadline is at or before `now`.
+    pub(crate) fn first_expired(&self, now: Instant) -> Option<RequestId> {
+        self.deadlines
+            .first()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+    }
+
+    /// The ids of requests written on `conn`, in id order.
+    pub(crate) fn sent_on(&self, conn: ConnId) -> Vec<RequestId> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.sent_on == Some(conn))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every pending id, in id order.
+    pub(crate) fn ids(&self) -> Vec<RequestId> {
+        self.pending.keys().copied().collect()
+    }
+}

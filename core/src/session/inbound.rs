@@ -1,0 +1,262 @@
+//! Transport inputs: generation checks, frame checks, and what each decoded frame does.
+
+use std::time::Instant;
+
+use super::{Link, Session, Teardown};
+use crate::close::{CloseClass, CloseCode};
+use crate::error::{AttemptError, DisconnectReason, RequestFailure, Violation};
+use crate::event::{Event, Output};
+use crate::frame::{DataFrame, InFrame, Utf8Bytes};
+use crate::ids::ConnId;
+use crate::input::Input;
+use crate::protocol::{Decoded, Phase, Protocol};
+use crate::streams::Routed;
+use crate::event::StreamEventKind;
+
+impl<P: Protocol> Session<P> {
+    /// Applies one transport input. Never fails: peer and network faults become outputs
+    /// and events. Drain [`poll_output`](Self::poll_output) afterwards; the deadline may
+    /// have changed.
+    ///
+    /// An input whose generation is not the current one is counted in
+    /// [`SessionStats::stale_inputs`](crate::SessionStats::stale_inputs) and ignored (a
+    /// late `TransportOpened` of an abandoned attempt is answered with `AbortTransport`, so
+    /// the socket does not leak).
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        let now = self.advance(now);
+        let conn = input.conn();
+        if self.link.conn() != Some(conn) {
+            self.foreign_input(input);
+            return;
+        }
+        match input {
+            Input::TransportOpened { conn } => self.on_transport_opened(conn, now),
+            Input::TransportFailed { conn, failure } => {
+                if matches!(self.link, Link::Opening { .. }) {
+                    let class = self.cfg.close_policy.classify_failure(&failure);
+                    let error = AttemptError::Transport(failure);
+                    self.attempt_failed(conn, error, class, Teardown::Gone, now);
+                } else {
+                    self.on_closed(conn, None, String::new(), now);
+                }
+            }
+            Input::FrameReceived { conn, frame } => self.on_frame(conn, frame, now),
+            Input::TransportClosed { conn, code, reason } => self.on_closed(conn, code, reason, now),
+            Input::WriteCompleted { conn, frame } => match self.writes.complete(frame, now) {
+                Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
+                    self.stats.slow_writes += 1;
+                    tracing::warn!(%conn, %frame, ?elapsed, "slow write");
+                    self.emit(Event::SlowWrite {
+                        conn,
+                        frame,
+                        elapsed,
+                    });
+                }
+                Some(_) => {}
+                None => self.stats.stale_inputs += 1,
+            },
+            Input::WriteFailed { conn, .. } => match self.link {
+                Link::Open { .. } => self.lost(
+                    conn,
+                    DisconnectReason::WriteFailed,
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                ),
+                _ => self.attempt_failed(
+                    conn,
+                    AttemptError::Transport(crate::close::TransportFailure::Io(
+                        "write failed".into(),
+                    )),
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                ),
+            },
+        }
+    }
+
+    fn foreign_input(&mut self, input: Input) {
+        let conn = input.conn();
+        if let Some(pos) = self.closing.iter().position(|(c, _)| *c == conn) {
+            if matches!(input, Input::TransportClosed { .. }) {
+                self.closing.remove(pos);
+            }
+            return;
+        }
+        self.stats.stale_inputs += 1;
+        tracing::debug!(%conn, "input of an old generation ignored");
+        if matches!(input, Input::TransportOpened { .. }) {
+            self.outputs.push_back(Output::AbortTransport { conn });
+        }
+    }
+
+    fn on_transport_opened(&mut self, conn: ConnId, now: Instant) {
+        if !matches!(self.link, Link::Opening { .. }) {
+            self.stats.stale_inputs += 1;
+            return;
+        }
+        match self.protocol.open(conn) {
+            Ok(crate::protocol::Opening::Ready) => self.opened(conn, Default::default(), now),
+            Ok(crate::protocol::Opening::Hello(frame)) => {
+                self.link = Link::Handshaking {
+                    conn,
+                    deadline: now + self.cfg.handshake_timeout,
+                };
+                self.write(conn, frame, now);
+            }
+            Ok(crate::protocol::Opening::AwaitServer) => {
+                self.link = Link::Handshaking {
+                    conn,
+                    deadline: now + self.cfg.handshake_timeout,
+                };
+            }
+            Err(e) => self.attempt_failed(
+                conn,
+                AttemptError::Encode(e),
+                CloseClass::Fatal,
+                Teardown::Close(CloseCode::NORMAL, "cannot build handshake"),
+                now,
+            ),
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId, code: Option<CloseCode>, reason: String, now: Instant) {
+        let mut effective = code;
+        if let Some(c) = code
+            && !c.is_valid_on_wire()
+            && c != CloseCode::NO_STATUS
+        {
+            self.violation(conn, Violation::InvalidCloseCode(c.0));
+            effective = None;
+        }
+        let class = self
+            .cfg
+            .close_policy
+            .classify_close(effective.unwrap_or(CloseCode::ABNORMAL));
+        match self.link {
+            Link::Open { .. } => {
+                let reason = DisconnectReason::Closed { code, reason };
+                self.lost(conn, reason, class, Teardown::Gone, now);
+            }
+            _ => {
+                let error = AttemptError::ClosedDuringHandshake { code, reason };
+                self.attempt_failed(conn, error, class, Teardown::Gone, now);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, conn: ConnId, frame: InFrame, now: Instant) {
+        let phase = match &mut self.link {
+            Link::Open { liveness, .. } => {
+                liveness.on_rx(now);
+                Phase::Open
+            }
+            Link::Handshaking { .. } => Phase::Handshake,
+            // A frame before the transport reported open: the adapter broke its contract.
+            _ => {
+                self.stats.stale_inputs += 1;
+                return;
+            }
+        };
+        let data = match frame {
+            InFrame::Ping(_) | InFrame::Pong(_) => return,
+            InFrame::Text(b) | InFrame::Binary(b) if b.len() > self.cfg.max_inbound_frame => {
+                let max = self.cfg.max_inbound_frame;
+                self.violation(conn, Violation::Oversized { len: b.len(), max });
+                return;
+            }
+            InFrame::Text(b) => match Utf8Bytes::try_from_bytes(b) {
+                Ok(t) => DataFrame::Text(t),
+                Err(_) => {
+                    self.violation(conn, Violation::InvalidUtf8);
+                    return;
+                }
+            },
+            InFrame::Binary(b) => DataFrame::Binary(b),
+        };
+        self.stats.frames_received += 1;
+        let decoded = self.protocol.decode(data, phase);
+        self.dispatch(conn, decoded, now);
+    }
+
+    fn dispatch(&mut self, conn: ConnId, decoded: Decoded<P>, now: Instant) {
+        let handshaking = matches!(self.link, Link::Handshaking { .. });
+        match decoded {
+            Decoded::Message(m) => {
+                self.stats.messages += 1;
+                self.last_activity = Some(now);
+                self.emit(Event::Message(m));
+            }
+            Decoded::Response { id, result } => {
+                let known = id
+                    .as_ref()
+                    .ok()
+                    .and_then(|id| self.requests.get(*id))
+                    .is_some_and(|p| p.sent_on == Some(conn));
+                match id {
+                    Ok(id) if known => {
+                        self.last_activity = Some(now);
+                        self.resolve_request(id, result.map_err(RequestFailure::Remote), now);
+                    }
+                    Ok(id) => self.violation(
+                        conn,
+                        Violation::UnknownResponse {
+                            wire_id: id.get().to_string(),
+                        },
+                    ),
+                    Err(wire_id) => self.violation(conn, Violation::UnknownResponse { wire_id }),
+                }
+            }
+            Decoded::Stream(frame) => {
+                self.last_activity = Some(now);
+                match self.streams.route(&self.cfg.streams, frame, now) {
+                    Routed::Deliver(events) => {
+                        for ev in events {
+                            if matches!(ev.kind, StreamEventKind::Gap { .. }) {
+                                self.stats.gaps += 1;
+                            }
+                            self.stats.stream_events += 1;
+                            self.emit(Event::Stream(ev));
+                        }
+                    }
+                    Routed::Duplicate => self.stats.duplicates_dropped += 1,
+                    Routed::Stale => self.stats.stale_stream_events += 1,
+                    Routed::Late => self.stats.late_events += 1,
+                    Routed::Unsolicited(payload) => {
+                        self.stats.unsolicited += 1;
+                        self.emit(Event::Unsolicited(payload));
+                    }
+                }
+            }
+            Decoded::Heartbeat | Decoded::Ignore => {}
+            Decoded::Challenge(reply) if handshaking => {
+                self.write(conn, reply, now);
+            }
+            Decoded::Ack(acked) if handshaking => self.opened(conn, acked, now),
+            Decoded::Rejected(r) if handshaking => {
+                let class = if r.fatal {
+                    CloseClass::Fatal
+                } else {
+                    CloseClass::Reconnect {
+                        min_delay: r.retry_after,
+                    }
+                };
+                let error = AttemptError::HandshakeRejected { message: r.message };
+                let how = Teardown::Close(CloseCode::NORMAL, "handshake rejected");
+                self.attempt_failed(conn, error, class, how, now);
+            }
+            Decoded::Ack(_) => self.violation(conn, Violation::DuplicateAck),
+            Decoded::Challenge(_) | Decoded::Rejected(_) => {
+                self.violation(conn, Violation::UnexpectedHandshake);
+            }
+            Decoded::Violation(v) => self.violation(conn, v),
+        }
+    }
+
+    fn violation(&mut self, conn: ConnId, violation: Violation) {
+        self.stats.violations += 1;
+        tracing::debug!(%conn, %violation, "protocol violation");
+        self.emit(Event::Violation { conn, violation });
+    }
+}

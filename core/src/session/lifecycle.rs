@@ -1,0 +1,321 @@
+//! Connection lifecycle: attempts, handshake completion, losses, retries and the end.
+
+use std::time::{Duration, Instant};
+
+use super::{Link, Session, Teardown};
+use crate::close::{CloseClass, CloseCode};
+use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError};
+use crate::event::{DropReason, EndReason, Event, Output, StreamEnd};
+use crate::ids::{ConnId, RequestId};
+use crate::liveness::Liveness;
+use crate::protocol::{Acked, Protocol};
+use crate::queue::Queued;
+use crate::status::Status;
+
+impl<P: Protocol> Session<P> {
+    pub(super) fn start_attempt(&mut self, now: Instant) {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.attempt = self.failures + 1;
+        self.stats.attempts += 1;
+        self.backoff_until = None;
+        self.link = Link::Opening {
+            conn,
+            deadline: now + self.cfg.connect_timeout,
+        };
+        tracing::debug!(%conn, attempt = self.attempt, "connecting");
+        self.outputs.push_back(Output::OpenTransport {
+            conn,
+            attempt: self.attempt,
+        });
+    }
+
+    pub(super) fn teardown(&mut self, conn: ConnId, how: Teardown, now: Instant) {
+        match how {
+            Teardown::Gone => {}
+            Teardown::Abort => self.outputs.push_back(Output::AbortTransport { conn }),
+            Teardown::Close(code, reason) => {
+                self.outputs.push_back(Output::CloseTransport {
+                    conn,
+                    code,
+                    reason: reason.to_owned(),
+                });
+                self.closing.push((conn, now + self.cfg.close_timeout));
+            }
+        }
+    }
+
+    /// The handshake of `conn` is acknowledged.
+    pub(super) fn opened(&mut self, conn: ConnId, acked: Acked, now: Instant) {
+        let mut liveness = Liveness::new(&self.cfg.liveness, now);
+        if let Some(hb) = acked.heartbeat {
+            liveness.set_heartbeat(&self.cfg.liveness, hb);
+        }
+        self.link = Link::Open {
+            conn,
+            liveness,
+            stable_at: Some(now + self.cfg.backoff.stable_after),
+        };
+        let first = !self.ever_opened;
+        self.ever_opened = true;
+        self.stats.opens += 1;
+        self.last_activity = Some(now);
+        tracing::debug!(%conn, attempt = self.attempt, "open");
+        self.set_status(Status::Open);
+        self.emit(Event::Opened {
+            conn,
+            attempt: self.attempt,
+            first,
+        });
+        while let Some(entry) = self.queue.pop() {
+            self.write(conn, entry.frame, now);
+            if let Queued::Request(id) = entry.owner {
+                self.requests.mark_sent(id, conn);
+            }
+        }
+    }
+
+    /// An attempt (`Opening` or `Handshaking`) failed.
+    pub(super) fn attempt_failed(
+        &mut self,
+        conn: ConnId,
+        error: AttemptError,
+        class: CloseClass,
+        how: Teardown,
+        now: Instant,
+    ) {
+        tracing::debug!(%conn, attempt = self.attempt, %error, "attempt failed");
+        self.teardown(conn, how, now);
+        self.link = Link::Down;
+        self.writes.clear();
+        self.fail_sent_on(conn, now);
+        let floor = match class {
+            CloseClass::Fatal => {
+                self.give_up(conn, error.clone(), SessionError::FatalAttempt(error), now);
+                return;
+            }
+            CloseClass::Reconnect { min_delay } => min_delay,
+            // A close before the handshake completed is a failed attempt, whatever its
+            // code says about an established connection.
+            CloseClass::Normal => None,
+        };
+        if !self.ever_opened && !self.cfg.retry_first_connect {
+            self.give_up(conn, error.clone(), SessionError::FirstConnect(error), now);
+            return;
+        }
+        match self.schedule_retry(floor, true, now) {
+            Some(wait) => self.emit(Event::AttemptFailed {
+                conn,
+                attempt: self.attempt,
+                error,
+                retry_in: Some(wait),
+            }),
+            None => {
+                let attempts = self.failures;
+                self.give_up(
+                    conn,
+                    error.clone(),
+                    SessionError::AttemptsExhausted {
+                        attempts,
+                        last: error,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn give_up(&mut self, conn: ConnId, error: AttemptError, why: SessionError, now: Instant) {
+        self.emit(Event::AttemptFailed {
+            conn,
+            attempt: self.attempt,
+            error,
+            retry_in: None,
+        });
+        self.end(EndReason::Failed(why), now);
+    }
+
+    /// An open connection was lost.
+    pub(super) fn lost(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        class: CloseClass,
+        how: Teardown,
+        now: Instant,
+    ) {
+        let stable = matches!(self.link, Link::Open { stable_at: None, .. });
+        tracing::debug!(%conn, ?reason, "connection lost");
+        self.teardown(conn, how, now);
+        self.link = Link::Down;
+        self.writes.clear();
+        self.stats.disconnects += 1;
+        let ended = self
+            .streams
+            .end_all(&self.cfg.streams, StreamEnd::Disconnected, now);
+        for ev in ended {
+            self.stats.stream_events += 1;
+            self.emit(Event::Stream(ev));
+        }
+        self.fail_sent_on(conn, now);
+        let (code, text) = match &reason {
+            DisconnectReason::Closed { code, reason } => {
+                (code.unwrap_or(CloseCode::ABNORMAL), reason.clone())
+            }
+            _ => (CloseCode::ABNORMAL, String::new()),
+        };
+        match class {
+            CloseClass::Normal => {
+                self.emit(Event::Disconnected {
+                    conn,
+                    reason,
+                    retry_in: None,
+                });
+                self.end(EndReason::ClosedByPeer { code, reason: text }, now);
+            }
+            CloseClass::Fatal => {
+                self.emit(Event::Disconnected {
+                    conn,
+                    reason,
+                    retry_in: None,
+                });
+                let why = SessionError::FatalClose { code, reason: text };
+                self.end(EndReason::Failed(why), now);
+            }
+            CloseClass::Reconnect { min_delay } => {
+                // Losing a connection that never became stable counts against the attempt
+                // limit: accept-then-close must not loop for ever.
+                let wait = self.schedule_retry(min_delay, !stable, now);
+                self.emit(Event::Disconnected {
+                    conn,
+                    reason: reason.clone(),
+                    retry_in: wait,
+                });
+                if wait.is_none() {
+                    let why = SessionError::AttemptsExhausted {
+                        attempts: self.failures,
+                        last: AttemptError::Disconnected(reason),
+                    };
+                    self.end(EndReason::Failed(why), now);
+                }
+            }
+        }
+    }
+
+    /// Counts a failure and arms the backoff; `None` when the attempt limit is reached.
+    fn schedule_retry(
+        &mut self,
+        floor: Option<Duration>,
+        counts: bool,
+        now: Instant,
+    ) -> Option<Duration> {
+        self.failures = self.failures.saturating_add(1);
+        if counts
+            && self
+                .cfg
+                .backoff
+                .max_attempts
+                .is_some_and(|m| self.failures >= m)
+        {
+            return None;
+        }
+        let wait = self.cfg.backoff.draw(self.failures, floor, &mut self.rng);
+        self.backoff_until = Some(now + wait);
+        self.set_status(if self.ever_opened {
+            Status::Reconnecting
+        } else {
+            Status::Connecting
+        });
+        Some(wait)
+    }
+
+    /// Fails the requests written on `conn` (their responses can no longer arrive).
+    fn fail_sent_on(&mut self, conn: ConnId, now: Instant) {
+        for id in self.requests.sent_on(conn) {
+            self.resolve_request(id, Err(RequestFailure::Disconnected), now);
+        }
+    }
+
+    /// Resolves a request exactly once; `false` if it was already resolved.
+    pub(super) fn resolve_request(
+        &mut self,
+        id: RequestId,
+        result: Result<P::Response, RequestFailure<P::RemoteError>>,
+        now: Instant,
+    ) -> bool {
+        let Some(pending) = self.requests.take(id) else {
+            return false;
+        };
+        if pending.sent_on.is_none() {
+            self.queue.remove_request(id);
+        }
+        match &result {
+            Ok(resp) => {
+                self.stats.requests_ok += 1;
+                if let (Some(key), Some(alias)) =
+                    (&pending.stream, self.protocol.response_stream(resp))
+                {
+                    self.streams.alias(key, alias.clone());
+                    // A response can name a stream of its own even without pre-registration.
+                    if alias != *key && !self.streams.is_active(key) {
+                        let _ = self.streams.register(&self.cfg.streams, alias, Some(id), now);
+                    }
+                }
+            }
+            Err(failure) => {
+                match failure {
+                    RequestFailure::Remote(_) => self.stats.requests_remote_error += 1,
+                    RequestFailure::Timeout => self.stats.requests_timed_out += 1,
+                    RequestFailure::Disconnected => self.stats.requests_disconnected += 1,
+                    _ => self.stats.requests_aborted += 1,
+                }
+                if let Some(key) = &pending.stream
+                    && let Some(ev) =
+                        self.streams
+                            .end(&self.cfg.streams, key, StreamEnd::RequestFailed, now)
+                {
+                    self.stats.stream_events += 1;
+                    self.emit(Event::Stream(ev));
+                }
+            }
+        }
+        self.emit(Event::Response { id, result });
+        true
+    }
+
+    /// Ends the session. The caller has already torn the transport down.
+    pub(super) fn end(&mut self, reason: EndReason, now: Instant) {
+        let failed = matches!(reason, EndReason::Failed(_));
+        tracing::debug!(?reason, "session ended");
+        self.link = Link::Down;
+        self.backoff_until = None;
+        self.writes.clear();
+        self.set_status(if failed { Status::Failed } else { Status::Closed });
+        let ended = self
+            .streams
+            .end_all(&self.cfg.streams, StreamEnd::SessionEnded, now);
+        for ev in ended {
+            self.stats.stream_events += 1;
+            self.emit(Event::Stream(ev));
+        }
+        let failure = if failed {
+            RequestFailure::Failed
+        } else {
+            RequestFailure::Closed
+        };
+        for id in self.requests.ids() {
+            self.resolve_request(id, Err(failure.clone()), now);
+        }
+        while let Some(entry) = self.queue.pop() {
+            if let Queued::Message(id) = entry.owner {
+                self.stats.messages_dropped += 1;
+                self.emit(Event::MessageDropped {
+                    id,
+                    reason: DropReason::Ended,
+                });
+            }
+        }
+        self.streams.clear();
+        self.emit(Event::Ended(reason));
+    }
+}

@@ -1,0 +1,197 @@
+//! Deadlines: the next one, and what each does when it fires.
+
+use std::time::Instant;
+
+use super::{Link, Session, Teardown};
+use crate::close::{CloseClass, CloseCode};
+use crate::error::{AttemptError, DisconnectReason, RequestFailure};
+use crate::event::{DropReason, EndReason, Event, Output};
+use crate::frame::OutFrame;
+use crate::liveness::{LivenessAction, LivenessTimer};
+use crate::protocol::Protocol;
+use crate::timer::{Earliest, TimerKind};
+
+/// More timers than this firing in one call means a timer that does not move its own
+/// deadline: a bug, stopped here instead of spinning.
+const MAX_FIRINGS_PER_CALL: usize = 100_000;
+
+impl<P: Protocol> Session<P> {
+    /// The earliest armed deadline and its kind.
+    pub(super) fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+        let mut e = Earliest::default();
+        match &self.link {
+            Link::Down => {}
+            Link::Opening { deadline, .. } => e.offer(Some(*deadline), TimerKind::ConnectTimeout),
+            Link::Handshaking { deadline, .. } => {
+                e.offer(Some(*deadline), TimerKind::HandshakeTimeout);
+            }
+            Link::Open {
+                liveness,
+                stable_at,
+                ..
+            } => {
+                e.offer(*stable_at, TimerKind::StableReset);
+                let (at, which) = liveness.next_deadline();
+                let kind = match which {
+                    LivenessTimer::Ping => TimerKind::Ping,
+                    LivenessTimer::Stale => TimerKind::Liveness,
+                };
+                e.offer(Some(at), kind);
+            }
+        }
+        e.offer(
+            self.writes.next_deadline(self.cfg.send_deadline),
+            TimerKind::SendDeadline,
+        );
+        e.offer(self.backoff_until, TimerKind::Backoff);
+        e.offer(self.requests.next_deadline(), TimerKind::RequestTimeout);
+        e.offer(
+            self.closing.iter().map(|(_, t)| *t).min(),
+            TimerKind::CloseTimeout,
+        );
+        if !self.status.is_terminal()
+            && let (Some(idle), Some(last)) = (self.cfg.idle_timeout, self.last_activity)
+        {
+            e.offer(Some(last + idle), TimerKind::Idle);
+        }
+        e.offer(
+            self.streams.next_expiry(&self.cfg.streams),
+            TimerKind::StreamExpiry,
+        );
+        e.offer(self.queue.next_expiry(), TimerKind::QueueExpiry);
+        e.get()
+    }
+
+    /// Clamps `now` to the latest time seen and fires every timer due by then.
+    pub(super) fn advance(&mut self, now: Instant) -> Instant {
+        let now = match self.now {
+            Some(last) if now < last => {
+                tracing::debug!(behind = ?(last - now), "time went backwards; clamped");
+                last
+            }
+            _ => now,
+        };
+        self.now = Some(now);
+        for _ in 0..MAX_FIRINGS_PER_CALL {
+            match self.next_timer() {
+                Some((at, kind)) if at <= now => self.fire(kind, now),
+                _ => return now,
+            }
+        }
+        debug_assert!(false, "a timer did not move its deadline");
+        now
+    }
+
+    fn fire(&mut self, kind: TimerKind, now: Instant) {
+        match kind {
+            TimerKind::ConnectTimeout => {
+                if let Link::Opening { conn, .. } = self.link {
+                    self.attempt_failed(
+                        conn,
+                        AttemptError::ConnectTimeout,
+                        CloseClass::RECONNECT,
+                        Teardown::Abort,
+                        now,
+                    );
+                }
+            }
+            TimerKind::HandshakeTimeout => {
+                if let Link::Handshaking { conn, .. } = self.link {
+                    self.attempt_failed(
+                        conn,
+                        AttemptError::HandshakeTimeout,
+                        CloseClass::RECONNECT,
+                        Teardown::Close(CloseCode::NORMAL, "handshake timeout"),
+                        now,
+                    );
+                }
+            }
+            TimerKind::Backoff => self.start_attempt(now),
+            TimerKind::StableReset => {
+                if let Link::Open { stable_at, .. } = &mut self.link {
+                    *stable_at = None;
+                    self.failures = 0;
+                }
+            }
+            TimerKind::Ping | TimerKind::Liveness => self.fire_liveness(now),
+            TimerKind::SendDeadline => self.fire_send_deadline(now),
+            TimerKind::RequestTimeout => {
+                if let Some(id) = self.requests.first_expired(now) {
+                    self.resolve_request(id, Err(RequestFailure::Timeout), now);
+                }
+            }
+            TimerKind::CloseTimeout => {
+                let (due, keep): (Vec<_>, Vec<_>) =
+                    self.closing.iter().partition(|(_, t)| *t <= now);
+                self.closing = keep;
+                for (conn, _) in due {
+                    self.outputs.push_back(Output::AbortTransport { conn });
+                }
+            }
+            TimerKind::Idle => {
+                let how = Teardown::Close(CloseCode::NORMAL, "idle");
+                self.shut(how, EndReason::Idle, now);
+            }
+            TimerKind::StreamExpiry => {
+                for ev in self.streams.expire(&self.cfg.streams, now) {
+                    self.stats.stream_events += 1;
+                    self.emit(Event::Stream(ev));
+                }
+            }
+            TimerKind::QueueExpiry => {
+                for owner in self.queue.take_expired(now) {
+                    self.dropped_from_queue(owner, DropReason::Expired, now);
+                }
+            }
+        }
+    }
+
+    fn fire_liveness(&mut self, now: Instant) {
+        let Link::Open { conn, liveness, .. } = &mut self.link else {
+            return;
+        };
+        let conn = *conn;
+        match liveness.on_timeout(&self.cfg.liveness, now) {
+            LivenessAction::Nothing => {}
+            LivenessAction::Ping => {
+                self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
+            }
+            LivenessAction::Probe { overshoot } => {
+                self.stats.clock_jumps += 1;
+                tracing::debug!(%conn, ?overshoot, "clock jump; probing the peer");
+                self.emit(Event::ClockJump { overshoot });
+                self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
+            }
+            LivenessAction::Dead => self.lost(
+                conn,
+                DisconnectReason::Stale,
+                CloseClass::RECONNECT,
+                Teardown::Abort,
+                now,
+            ),
+        }
+    }
+
+    fn fire_send_deadline(&mut self, now: Instant) {
+        match self.link {
+            Link::Open { conn, .. } => {
+                tracing::warn!(%conn, "send deadline missed; aborting");
+                self.lost(
+                    conn,
+                    DisconnectReason::SendDeadline,
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                );
+            }
+            Link::Handshaking { conn, .. } | Link::Opening { conn, .. } => self.attempt_failed(
+                conn,
+                AttemptError::SendDeadline,
+                CloseClass::RECONNECT,
+                Teardown::Abort,
+                now,
+            ),
+            Link::Down => self.writes.clear(),
+        }
+    }
+}
