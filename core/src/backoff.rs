@@ -58,6 +58,11 @@ impl BackoffConfig {
 
     /// The inclusive bounds a wait after the `failures`-th failure must lie in, given a
     /// floor. The simulator's oracle checks every wait against these.
+    ///
+    /// Without a floor the wait is jittered within the schedule's step. A floor (1013,
+    /// HTTP 429, a server's `retryAfterMs`) does not clamp the wait onto itself — a fleet
+    /// told "30 s" would then return in the same instant — but spreads it over
+    /// `[floor, floor + max(floor, step)]`.
     #[must_use]
     pub fn bounds(&self, failures: u32, floor: Option<Duration>) -> (Duration, Duration) {
         let step = self.step(failures);
@@ -66,9 +71,10 @@ impl BackoffConfig {
             Jitter::Full => (Duration::ZERO, step),
             Jitter::Equal => (step / 2, step),
         };
-        match floor {
-            Some(f) => (lo.max(f), hi.max(f)),
-            None => (lo, hi),
+        match (floor, self.jitter) {
+            (None, _) => (lo, hi),
+            (Some(f), Jitter::None) => (f.max(step), f.max(step)),
+            (Some(f), _) => (f, f.saturating_add(f.max(hi))),
         }
     }
 
@@ -79,10 +85,9 @@ impl BackoffConfig {
         floor: Option<Duration>,
         rng: &mut fastrand::Rng,
     ) -> Duration {
-        let (lo, hi) = self.bounds(failures, None);
+        let (lo, hi) = self.bounds(failures, floor);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let wait = Duration::from_nanos(rng.u64(nanos(lo)..=nanos(hi)));
-        floor.map_or(wait, |f| wait.max(f))
+        Duration::from_nanos(rng.u64(nanos(lo)..=nanos(hi)))
     }
 }
 
@@ -109,16 +114,24 @@ mod tests {
     }
 
     #[test]
-    fn floor_raises_every_draw() {
+    fn a_floor_spreads_waits_instead_of_clamping_them() {
         let c = BackoffConfig::default();
         let mut rng = fastrand::Rng::with_seed(1);
         let floor = Some(Duration::from_secs(30));
-        for n in 1..10 {
-            let d = c.draw(n, floor, &mut rng);
-            assert!(d >= Duration::from_secs(30));
-            let (lo, hi) = c.bounds(n, floor);
-            assert!(lo <= d && d <= hi);
-        }
+        assert_eq!(
+            c.bounds(1, floor),
+            (Duration::from_secs(30), Duration::from_secs(60))
+        );
+        let draws: Vec<Duration> = (0..500).map(|_| c.draw(1, floor, &mut rng)).collect();
+        assert!(draws.iter().all(|d| (30..=60).contains(&d.as_secs())));
+        // Spread across the window, not piled on the floor.
+        let early = draws.iter().filter(|d| d.as_secs() < 45).count();
+        assert!((150..350).contains(&early), "{early}");
+        let none = BackoffConfig {
+            jitter: Jitter::None,
+            ..c
+        };
+        assert_eq!(none.draw(2, floor, &mut rng), Duration::from_secs(30));
     }
 
     #[test]

@@ -26,8 +26,11 @@
 //! let mut s = Session::new(Config::default(), hello, 7).unwrap();
 //!
 //! s.connect(t0).unwrap();
+//! assert_eq!(
+//!     s.poll_output(),
+//!     Some(Output::StatusChanged { from: Status::Idle, to: Status::Connecting })
+//! );
 //! let Some(Output::OpenTransport { conn, .. }) = s.poll_output() else { panic!() };
-//! let _ = s.poll_output(); // StatusChanged Idle -> Connecting
 //!
 //! s.handle_input(Input::TransportOpened { conn }, t0 + Duration::from_millis(20));
 //! let Some(Output::SendFrame { payload, .. }) = s.poll_output() else { panic!() };
@@ -41,8 +44,9 @@
 //!         assert!(first);
 //!     }
 //! }
-//! // Nothing arrives for a while: the session wants to ping at +30 s.
+//! // Next deadline: the connection counts as stable 5 s after the ack.
 //! assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(40) + Duration::from_secs(5)));
+//! assert_eq!(s.timeout_reason(), Some(tether_core::TimerKind::StableReset));
 //! ```
 //!
 //! # Run loop
@@ -111,7 +115,10 @@ mod timer;
 mod writes;
 
 pub use backoff::{BackoffConfig, Jitter};
-pub use close::{CloseClass, CloseCode, ClosePolicy, TRY_AGAIN_LATER_FLOOR, TransportFailure};
+pub use close::{
+    CloseClass, CloseCode, ClosePolicy, SERVICE_RESTART_FLOOR, TRY_AGAIN_LATER_FLOOR,
+    TransportFailure,
+};
 pub use config::{Config, ConfigBuilder};
 pub use error::{
     AttemptError, ConfigError, ConnectError, DisconnectReason, EncodeError, RequestError,
@@ -132,3 +139,10 @@ pub use stats::SessionStats;
 pub use status::Status;
 pub use streams::StreamConfig;
 pub use timer::TimerKind;
+
+/// The epoch unit tests measure from.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Tests need one arbitrary epoch; only offsets from it matter.
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -89,6 +89,7 @@ impl Liveness {
     }
 
     /// The stale threshold in force.
+    #[cfg(test)]
     pub(crate) fn stale_after(&self) -> Duration {
         self.stale_after
     }
@@ -142,7 +143,7 @@ mod tests {
     #[test]
     fn pings_on_interval_and_dies_after_stale_threshold() {
         let cfg = LivenessConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         assert_eq!(l.next_deadline(), (t0 + secs(30), LivenessTimer::Ping));
         assert_eq!(l.on_timeout(&cfg, t0 + secs(30)), LivenessAction::Ping);
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn inbound_frames_postpone_staleness() {
         let cfg = LivenessConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         l.on_rx(t0 + secs(70));
         assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Ping);
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn heartbeat_widens_the_threshold() {
         let cfg = LivenessConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         l.set_heartbeat(&cfg, secs(60));
         assert_eq!(l.stale_after(), secs(120));
@@ -175,7 +176,7 @@ mod tests {
     #[test]
     fn clock_jump_probes_instead_of_killing() {
         let cfg = LivenessConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         let woke = t0 + secs(3600);
         assert!(matches!(

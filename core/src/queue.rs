@@ -84,6 +84,7 @@ impl OfflineQueue {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }

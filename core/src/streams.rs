@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn accumulated_text_becomes_increments_and_final_carries_the_whole() {
         let cfg = StreamConfig::default();
-        let t = Instant::now();
+        let t = crate::test_epoch();
         let mut s = Streams::default();
         assert!(s.register(&cfg, "k".into(), Some(RequestId(1)), t));
         let d1 = delivered(s.route(&cfg, frame("k", 1, StreamState::Delta, Some("Hel")), t));
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn duplicates_stale_late_and_unsolicited() {
         let cfg = StreamConfig::default();
-        let t = Instant::now();
+        let t = crate::test_epoch();
         let mut s = Streams::default();
         s.register(&cfg, "k".into(), None, t);
         let _ = s.route(&cfg, frame("k", 5, StreamState::Delta, Some("a")), t);
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn aliases_route_and_expire_with_the_stream() {
         let cfg = StreamConfig::default();
-        let t = Instant::now();
+        let t = crate::test_epoch();
         let mut s = Streams::default();
         s.register(&cfg, "idem".into(), Some(RequestId(7)), t);
         s.alias(&"idem".into(), "run".into());
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn dedup_memory_is_bounded_and_expires() {
         let cfg = StreamConfig { max_seen: 3, ..StreamConfig::default() };
-        let t = Instant::now();
+        let t = crate::test_epoch();
         let mut s = Streams::default();
         for seq in 0..10 {
             let _ = s.route(&cfg, frame("u", seq, StreamState::Delta, None), t);
@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn idle_streams_end_and_the_table_is_bounded() {
         let cfg = StreamConfig { max_streams: 1, ..StreamConfig::default() };
-        let t = Instant::now();
+        let t = crate::test_epoch();
         let mut s = Streams::default();
         assert!(s.register(&cfg, "a".into(), None, t));
         assert!(!s.register(&cfg, "b".into(), None, t));

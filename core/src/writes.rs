@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn tracks_oldest_deadline_and_elapsed() {
-        let t0 = Instant::now();
+        let t0 = crate::test_epoch();
         let d = Duration::from_secs(10);
         let mut w = Writes::default();
         assert_eq!(w.next_deadline(d), None);

@@ -1,0 +1,114 @@
+//! Behaviour 5: liveness — pings, stale detection, application heartbeats, and the probe
+//! after a clock jump.
+
+mod common;
+use common::*;
+use tether_core::{Config, DisconnectReason, Event, InFrame, Input, Status, TimerKind};
+
+#[test]
+fn pings_every_interval_and_declares_a_silent_peer_dead() {
+    let mut h = H::default_config();
+    h.open();
+    h.advance(secs(5.0)); // stable
+    let out = h.advance(secs(25.0));
+    assert_eq!(pings(&out), 1, "ping at +30 s");
+    h.complete_writes(&out);
+    let out = h.advance(secs(30.0));
+    assert_eq!(pings(&out), 1, "ping at +60 s");
+    h.complete_writes(&out);
+    assert_eq!(h.s.timeout_reason(), Some(TimerKind::Liveness));
+    let out = h.advance(secs(14.999));
+    assert!(out.is_empty());
+    let out = h.advance(secs(0.001));
+    assert!(has_abort(&out), "dead at +75 s");
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::Stale,
+            retry_in: Some(_),
+            ..
+        }
+    )));
+    assert_eq!(h.s.status(), Status::Reconnecting);
+}
+
+#[test]
+fn any_inbound_frame_counts_as_life() {
+    let mut h = H::default_config();
+    h.open();
+    let conn = h.conn();
+    for i in 1..=10 {
+        let out = h.advance(secs(20.0));
+        h.complete_writes(&out);
+        let frame = match i % 3 {
+            0 => InFrame::Pong(bytes::Bytes::new()),
+            1 => InFrame::Ping(bytes::Bytes::new()),
+            _ => text("tick"),
+        };
+        let out = h.input(Input::FrameReceived { conn, frame });
+        h.complete_writes(&out);
+    }
+    assert_eq!(h.s.status(), Status::Open, "200 s alive on frames every 20 s");
+}
+
+#[test]
+fn an_application_heartbeat_sets_the_stale_threshold() {
+    let cfg = Config::builder().ping_interval(None).build().unwrap();
+    let mut h = H::new(cfg);
+    h.connect();
+    let out = h.opened();
+    h.complete_writes(&out);
+    h.frame("ack hb=60000");
+    // Stale after 2 x 60 s, not the default 75 s.
+    h.advance(secs(119.0));
+    assert_eq!(h.s.status(), Status::Open);
+    h.frame("tick");
+    h.advance(secs(119.0));
+    assert_eq!(h.s.status(), Status::Open);
+    let out = h.advance(secs(1.0));
+    assert!(has_abort(&out));
+}
+
+#[test]
+fn a_clock_jump_probes_instead_of_killing_a_live_connection() {
+    let mut h = H::default_config();
+    h.open();
+    h.advance(secs(5.0));
+    // The laptop sleeps for an hour.
+    let out = h.advance(secs(3600.0));
+    assert!(!has_abort(&out), "{out:?}");
+    assert!(events(&out).iter().any(|e| matches!(e, Event::ClockJump { .. })));
+    assert_eq!(pings(&out), 1, "probe sent at once");
+    h.complete_writes(&out);
+    // The peer answers: the connection survives.
+    let conn = h.conn();
+    h.input(Input::FrameReceived {
+        conn,
+        frame: InFrame::Pong(bytes::Bytes::new()),
+    });
+    h.advance(secs(10.0));
+    assert_eq!(h.s.status(), Status::Open);
+}
+
+#[test]
+fn a_clock_jump_to_a_dead_peer_aborts_after_the_probe_timeout() {
+    let mut h = H::default_config();
+    h.open();
+    let out = h.advance(secs(7200.0));
+    h.complete_writes(&out);
+    assert_eq!(h.s.status(), Status::Open);
+    let out = h.advance(secs(10.0));
+    assert!(has_abort(&out));
+    assert_eq!(h.s.status(), Status::Reconnecting);
+}
+
+#[test]
+fn a_driver_a_little_late_is_not_a_clock_jump() {
+    let mut h = H::default_config();
+    h.open();
+    // 80 s of silence seen 5 s after the stale deadline: dead, no probe.
+    let out = h.advance(secs(80.0));
+    assert!(has_abort(&out));
+    assert_eq!(h.s.status(), Status::Reconnecting);
+    assert!(!h.events().iter().any(|e| matches!(e, Event::ClockJump { .. })));
+}

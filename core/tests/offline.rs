@@ -1,0 +1,161 @@
+//! Behaviour 9: sending while not open — reject at once, or a bounded queue with a drop
+//! policy and a time to live, flushed in order after the handshake.
+
+mod common;
+use common::*;
+use tether_core::{
+    Config, DropReason, Event, OfflinePolicy, Overflow, QueueConfig, RequestFailure, SendError,
+    Status,
+};
+
+#[test]
+fn reject_mode_refuses_at_once() {
+    let cfg = Config::builder().reject_while_offline().build().unwrap();
+    let mut h = H::new(cfg);
+    h.connect();
+    assert_eq!(h.s.send("x".into(), h.now), Err(SendError::NotOpen));
+    assert_eq!(
+        h.s.request(Req("r", None), None, h.now),
+        Err(tether_core::RequestError::NotOpen)
+    );
+}
+
+#[test]
+fn queued_frames_flush_in_order_after_the_ack_not_before() {
+    let mut h = H::default_config();
+    h.s.send("before-connect".into(), h.now).unwrap();
+    h.connect();
+    h.s.send("m1".into(), h.now).unwrap();
+    let id = h.s.request(Req("r1", None), None, h.now).unwrap();
+    h.s.send("m2".into(), h.now).unwrap();
+    let out = h.opened();
+    assert_eq!(sent_texts(&out), ["hello"], "nothing before the ack");
+    h.complete_writes(&out);
+    let out = h.frame("ack");
+    assert_eq!(
+        sent_texts(&out),
+        ["before-connect", "m1", &format!("req {} r1", id.get()), "m2"]
+    );
+    assert_eq!(h.s.queued(), 0);
+    // The flushed request is now in flight on this connection.
+    h.complete_writes(&out);
+    h.frame(&format!("res {} ok done", id.get()));
+    assert!(h.events().contains(&Event::Response {
+        id,
+        result: Ok("done".into())
+    }));
+}
+
+#[test]
+fn a_full_queue_rejects_new_frames_by_default() {
+    let cfg = Config::builder()
+        .queue_while_offline(2, Overflow::RejectNew)
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    h.s.send("a".into(), h.now).unwrap();
+    h.s.send("b".into(), h.now).unwrap();
+    assert_eq!(h.s.send("c".into(), h.now), Err(SendError::QueueFull));
+    assert_eq!(h.s.queued(), 2);
+}
+
+#[test]
+fn drop_oldest_reports_what_it_dropped() {
+    let cfg = Config::builder()
+        .queue_while_offline(2, Overflow::DropOldest)
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let a = h.s.request(Req("a", None), None, h.now).unwrap();
+    let b = h.s.send("b".into(), h.now).unwrap();
+    h.s.send("c".into(), h.now).unwrap();
+    h.s.send("d".into(), h.now).unwrap();
+    h.drain();
+    let ev = h.events();
+    assert!(ev.contains(&Event::Response {
+        id: a,
+        result: Err(RequestFailure::Dropped)
+    }));
+    assert!(ev.contains(&Event::MessageDropped {
+        id: b,
+        reason: DropReason::Overflow
+    }));
+    assert_eq!(h.s.queued(), 2);
+    assert_eq!(h.s.pending_requests(), 0);
+}
+
+#[test]
+fn queued_messages_expire_after_their_ttl() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            ttl: Some(secs(10.0)),
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let m = h.s.send("old".into(), h.now).unwrap();
+    h.advance(secs(5.0));
+    h.s.send("new".into(), h.now).unwrap();
+    let out = h.advance(secs(5.0));
+    assert_eq!(
+        events(&out),
+        [Event::MessageDropped {
+            id: m,
+            reason: DropReason::Expired
+        }]
+    );
+    assert_eq!(h.s.queued(), 1);
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 8,
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    assert_eq!(
+        h.s.send("123456789".into(), h.now),
+        Err(SendError::TooLarge(9))
+    );
+    h.s.send("12345".into(), h.now).unwrap();
+    assert_eq!(h.s.send("12345".into(), h.now), Err(SendError::QueueFull));
+}
+
+#[test]
+fn closing_drops_the_queue_and_fails_queued_requests() {
+    let mut h = H::default_config();
+    h.connect();
+    let m = h.s.send("m".into(), h.now).unwrap();
+    let r = h.s.request(Req("r", None), None, h.now).unwrap();
+    h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
+    h.drain();
+    let ev = h.events();
+    assert!(ev.contains(&Event::MessageDropped {
+        id: m,
+        reason: DropReason::Ended
+    }));
+    assert!(ev.contains(&Event::Response {
+        id: r,
+        result: Err(RequestFailure::Closed)
+    }));
+    assert_eq!(h.s.queued(), 0);
+    assert_eq!(h.s.status(), Status::Closed);
+}
+
+#[test]
+fn a_queued_request_times_out_and_leaves_the_queue() {
+    let mut h = H::default_config();
+    h.connect();
+    let r = h.s.request(Req("r", None), Some(secs(1.0)), h.now).unwrap();
+    h.advance(secs(1.0));
+    assert!(h.events().contains(&Event::Response {
+        id: r,
+        result: Err(RequestFailure::Timeout)
+    }));
+    assert_eq!(h.s.queued(), 0);
+}

@@ -1,0 +1,94 @@
+//! Behaviour 6: send deadlines — a write not reported complete in time means the peer is
+//! dead; slow writes are reported; a failed write loses the connection.
+
+mod common;
+use common::*;
+use tether_core::{Config, DisconnectReason, Event, Input, Output, RequestFailure, Status};
+
+#[test]
+fn a_stuck_write_aborts_fails_in_flight_requests_and_reconnects() {
+    let mut h = H::default_config();
+    h.open();
+    let id = h.s.request(Req("slow", None), None, h.now).unwrap();
+    let out = h.drain();
+    assert_eq!(sent_texts(&out).len(), 1);
+    // The adapter never reports the write: the peer stopped reading.
+    let out = h.advance(secs(9.999));
+    assert!(!has_abort(&out));
+    let out = h.advance(secs(0.001));
+    assert!(has_abort(&out));
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::SendDeadline,
+            ..
+        }
+    )));
+    assert!(ev.contains(&Event::Response {
+        id,
+        result: Err(RequestFailure::Disconnected)
+    }));
+    assert_eq!(h.s.status(), Status::Reconnecting);
+    assert_eq!(h.s.pending_writes(), 0);
+}
+
+#[test]
+fn completed_writes_never_trip_the_deadline() {
+    let mut h = H::default_config();
+    h.open();
+    for _ in 0..30 {
+        h.s.send("x".into(), h.now).unwrap();
+        let out = h.drain();
+        h.advance(secs(1.0));
+        h.complete_writes(&out);
+        h.frame("keepalive");
+    }
+    assert_eq!(h.s.status(), Status::Open);
+}
+
+#[test]
+fn slow_writes_are_reported() {
+    let mut h = H::default_config();
+    h.open();
+    h.s.send("x".into(), h.now).unwrap();
+    let out = h.drain();
+    h.advance(secs(3.0));
+    h.complete_writes(&out);
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::SlowWrite { elapsed, .. } if *elapsed == secs(3.0)
+    )));
+    assert_eq!(h.s.stats().slow_writes, 1);
+}
+
+#[test]
+fn a_failed_write_loses_the_connection() {
+    let mut h = H::default_config();
+    h.open();
+    h.s.send("x".into(), h.now).unwrap();
+    let out = h.drain();
+    let Some(Output::SendFrame { conn, frame, .. }) = out.first().cloned() else {
+        panic!("{out:?}")
+    };
+    let out = h.input(Input::WriteFailed { conn, frame });
+    assert!(has_abort(&out));
+    assert_eq!(h.s.status(), Status::Reconnecting);
+}
+
+#[test]
+fn pending_writes_are_bounded() {
+    let cfg = Config::builder().max_pending_writes(3).build().unwrap();
+    let mut h = H::new(cfg);
+    h.open();
+    for _ in 0..3 {
+        h.s.send("x".into(), h.now).unwrap();
+    }
+    assert_eq!(
+        h.s.send("x".into(), h.now),
+        Err(tether_core::SendError::Backpressure)
+    );
+    let out = h.drain();
+    h.complete_writes(&out);
+    assert!(h.s.send("x".into(), h.now).is_ok());
+}
