@@ -72,8 +72,8 @@ pub enum Event<P: Protocol> {
         /// Whether this is the first connect's outcome.
         first: bool,
     },
-    /// A connection attempt failed; `retry_in` is the backoff wait before the next one
-    /// (`None` when the session gives up; [`Event::Ended`] follows).
+    /// A connection attempt failed; `retry` is the backoff before the next one (`None` when
+    /// the session gives up; [`Event::Ended`] follows).
     AttemptFailed {
         /// The attempt's connection.
         conn: ConnId,
@@ -81,17 +81,17 @@ pub enum Event<P: Protocol> {
         attempt: u32,
         /// What went wrong.
         error: AttemptError,
-        /// The wait before the next attempt.
-        retry_in: Option<Duration>,
+        /// The backoff before the next attempt.
+        retry: Option<Retry>,
     },
-    /// An open connection was lost; `retry_in` is the wait before reconnecting.
+    /// An open connection was lost; `retry` is the backoff before reconnecting.
     Disconnected {
         /// The connection.
         conn: ConnId,
         /// What happened.
         reason: DisconnectReason,
-        /// The wait before the next attempt (`None` when the session ends instead).
-        retry_in: Option<Duration>,
+        /// The backoff before the next attempt (`None` when the session ends instead).
+        retry: Option<Retry>,
     },
     /// The session ended; nothing follows. For a session that never opened this is the
     /// first connect's failure.
@@ -138,6 +138,18 @@ pub enum Event<P: Protocol> {
         /// How far past the deadline `now` was.
         overshoot: Duration,
     },
+}
+
+/// A backoff the session armed: the next attempt starts exactly `wait` later. The wait
+/// lies within [`BackoffConfig::bounds`](crate::BackoffConfig::bounds)`(failures, floor)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// The wait.
+    pub wait: Duration,
+    /// Consecutive failures counted so far (selects the schedule's step).
+    pub failures: u32,
+    /// The floor the close class or the peer imposed, if any.
+    pub floor: Option<Duration>,
 }
 
 /// How the session ended.

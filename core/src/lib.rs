@@ -124,7 +124,9 @@ pub use error::{
     AttemptError, ConfigError, ConnectError, DisconnectReason, EncodeError, RequestError,
     RequestFailure, SendError, SessionError, Violation,
 };
-pub use event::{DropReason, EndReason, Event, Output, StreamEnd, StreamEvent, StreamEventKind};
+pub use event::{
+    DropReason, EndReason, Event, Output, Retry, StreamEnd, StreamEvent, StreamEventKind,
+};
 pub use frame::{DataFrame, InFrame, OutFrame, Utf8Bytes};
 pub use ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};
 pub use input::Input;

@@ -116,3 +116,33 @@ fn the_attempt_limit_turns_retry_into_failed() {
     assert_eq!(h.s.poll_timeout(), None);
     assert_eq!(h.s.stats().attempts, 3);
 }
+
+#[test]
+fn every_retry_describes_its_own_bounds_and_is_kept() {
+    let cfg = Config::builder().retry_first_connect(true).build().unwrap();
+    let mut h = H::with(cfg.clone(), Lines::default(), 77);
+    h.connect();
+    for n in 1..=7u32 {
+        let out = if n % 2 == 0 {
+            h.failed(TransportFailure::Http {
+                status: 429,
+                retry_after: None,
+            })
+        } else {
+            h.failed(TransportFailure::Refused)
+        };
+        let retry = events(&out)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::AttemptFailed { retry, .. } => retry,
+                _ => None,
+            })
+            .expect("a retry");
+        assert_eq!(retry.failures, n);
+        assert_eq!(retry.floor.is_some(), n % 2 == 0, "429 carries its floor");
+        let (lo, hi) = cfg.backoff.bounds(retry.failures, retry.floor);
+        assert!(lo <= retry.wait && retry.wait <= hi);
+        let (_, waited) = h.until_attempt();
+        assert_eq!(waited, retry.wait, "the next attempt starts exactly then");
+    }
+}

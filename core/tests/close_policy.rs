@@ -145,7 +145,7 @@ fn a_stable_connection_lost_reports_why() {
         Event::Disconnected {
             conn: c,
             reason: DisconnectReason::Closed { .. },
-            retry_in: Some(_),
+            retry: Some(_),
         } if *c == conn
     )));
 }

@@ -60,7 +60,7 @@ fn connect_timeout_aborts_and_is_a_failed_attempt() {
         e,
         Event::AttemptFailed {
             error: AttemptError::ConnectTimeout,
-            retry_in: Some(_),
+            retry: Some(_),
             ..
         }
     )));
@@ -183,7 +183,7 @@ fn a_close_during_the_handshake_is_a_failed_attempt_not_a_normal_end() {
         e,
         Event::AttemptFailed {
             error: AttemptError::ClosedDuringHandshake { .. },
-            retry_in: Some(_),
+            retry: Some(_),
             ..
         }
     )));

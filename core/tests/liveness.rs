@@ -25,7 +25,7 @@ fn pings_every_interval_and_declares_a_silent_peer_dead() {
         e,
         Event::Disconnected {
             reason: DisconnectReason::Stale,
-            retry_in: Some(_),
+            retry: Some(_),
             ..
         }
     )));

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+
 use super::{Link, Session, Teardown};
 use crate::close::{CloseClass, CloseCode};
 use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError};
-use crate::event::{DropReason, EndReason, Event, Output, StreamEnd};
+use crate::event::{DropReason, EndReason, Event, Output, Retry, StreamEnd};
 use crate::ids::{ConnId, RequestId};
 use crate::liveness::Liveness;
 use crate::protocol::{Acked, Protocol};
@@ -104,11 +105,11 @@ impl<P: Protocol> Session<P> {
             return;
         }
         match self.schedule_retry(floor, true, now) {
-            Some(wait) => self.emit(Event::AttemptFailed {
+            Some(retry) => self.emit(Event::AttemptFailed {
                 conn,
                 attempt: self.attempt,
                 error,
-                retry_in: Some(wait),
+                retry: Some(retry),
             }),
             None => {
                 let attempts = self.failures;
@@ -130,7 +131,7 @@ impl<P: Protocol> Session<P> {
             conn,
             attempt: self.attempt,
             error,
-            retry_in: None,
+            retry: None,
         });
         self.end(EndReason::Failed(why), now);
     }
@@ -169,7 +170,7 @@ impl<P: Protocol> Session<P> {
                 self.emit(Event::Disconnected {
                     conn,
                     reason,
-                    retry_in: None,
+                    retry: None,
                 });
                 self.end(EndReason::ClosedByPeer { code, reason: text }, now);
             }
@@ -177,7 +178,7 @@ impl<P: Protocol> Session<P> {
                 self.emit(Event::Disconnected {
                     conn,
                     reason,
-                    retry_in: None,
+                    retry: None,
                 });
                 let why = SessionError::FatalClose { code, reason: text };
                 self.end(EndReason::Failed(why), now);
@@ -185,13 +186,13 @@ impl<P: Protocol> Session<P> {
             CloseClass::Reconnect { min_delay } => {
                 // Losing a connection that never became stable counts against the attempt
                 // limit: accept-then-close must not loop for ever.
-                let wait = self.schedule_retry(min_delay, !stable, now);
+                let retry = self.schedule_retry(min_delay, !stable, now);
                 self.emit(Event::Disconnected {
                     conn,
                     reason: reason.clone(),
-                    retry_in: wait,
+                    retry,
                 });
-                if wait.is_none() {
+                if retry.is_none() {
                     let why = SessionError::AttemptsExhausted {
                         attempts: self.failures,
                         last: AttemptError::Disconnected(reason),
@@ -208,7 +209,7 @@ impl<P: Protocol> Session<P> {
         floor: Option<Duration>,
         counts: bool,
         now: Instant,
-    ) -> Option<Duration> {
+    ) -> Option<Retry> {
         self.failures = self.failures.saturating_add(1);
         if counts
             && self
@@ -226,7 +227,11 @@ impl<P: Protocol> Session<P> {
         } else {
             Status::Connecting
         });
-        Some(wait)
+        Some(Retry {
+            wait,
+            failures: self.failures,
+            floor,
+        })
     }
 
     /// Fails the requests written on `conn` (their responses can no longer arrive).

@@ -339,8 +339,8 @@ pub fn retry_waits<P: Protocol>(out: &[Output<P>]) -> Vec<Duration> {
     events(out)
         .into_iter()
         .filter_map(|e| match e {
-            Event::AttemptFailed { retry_in, .. } | Event::Disconnected { retry_in, .. } => {
-                retry_in
+            Event::AttemptFailed { retry, .. } | Event::Disconnected { retry, .. } => {
+                retry.map(|r| r.wait)
             }
             _ => None,
         })
