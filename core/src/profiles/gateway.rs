@@ -1,1 +1,621 @@
-//! placeholder
+//! `Gateway`: the OpenClaw gateway protocol (version 4), where the server speaks first.
+//!
+//! Frames are JSON objects with a `type`: the client sends `req`, the server sends `res`
+//! and `event`. The server's schemas are closed (unknown fields are rejected), so every
+//! frame this module writes carries exactly the documented fields. See
+//! `docs/protocols.md` for the full wire format.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::json;
+use crate::error::{EncodeError, Violation};
+use crate::frame::{DataFrame, OutFrame};
+use crate::ids::{ConnId, RequestId, StreamKey};
+use crate::protocol::{
+    Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta, StreamFrame,
+    TextMode,
+};
+
+/// The gateway protocol version this profile speaks.
+const PROTOCOL_VERSION: u32 = 4;
+
+/// How a [`Gateway`] introduces itself in its `connect` request.
+///
+/// ```
+/// use tether_core::profiles::GatewayOptions;
+///
+/// let options = GatewayOptions {
+///     token: Some("s3cret".into()),
+///     ..GatewayOptions::default()
+/// };
+/// assert_eq!(options.client_id, "cli");
+/// assert_eq!(options.scopes, ["operator.read", "operator.write"]);
+/// // The token never reaches a log line.
+/// assert!(!format!("{options:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// `client.id`; the server accepts only known ids. Default `"cli"`.
+    pub client_id: String,
+    /// `client.version`. Default: this crate's version.
+    pub client_version: String,
+    /// `client.platform`. Default: [`std::env::consts::OS`].
+    pub platform: String,
+    /// `client.mode`; the server accepts only known modes. Default `"cli"`.
+    pub mode: String,
+    /// `auth.token`; `auth` is left out when `None`. Default `None`.
+    pub token: Option<String>,
+    /// `scopes`. Default `["operator.read", "operator.write"]`.
+    pub scopes: Vec<String>,
+    /// `minProtocol`. Default 4.
+    pub min_protocol: u32,
+    /// `maxProtocol`. Default 4.
+    pub max_protocol: u32,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            client_id: "cli".to_owned(),
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: std::env::consts::OS.to_owned(),
+            mode: "cli".to_owned(),
+            token: None,
+            scopes: vec!["operator.read".to_owned(), "operator.write".to_owned()],
+            min_protocol: PROTOCOL_VERSION,
+            max_protocol: PROTOCOL_VERSION,
+        }
+    }
+}
+
+impl fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayOptions")
+            .field("client_id", &self.client_id)
+            .field("client_version", &self.client_version)
+            .field("platform", &self.platform)
+            .field("mode", &self.mode)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("scopes", &self.scopes)
+            .field("min_protocol", &self.min_protocol)
+            .field("max_protocol", &self.max_protocol)
+            .finish()
+    }
+}
+
+/// A server event: `{"type":"event","event":…,"payload"?:…,"seq"?:n,"stateVersion"?:…}`.
+///
+/// Delivered as [`Event::Message`](crate::Event::Message) (presence, health, shutdown,
+/// agent, …) or as the payload of a `chat` stream event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayEvent {
+    /// The event name (`"chat"`, `"presence"`, …).
+    pub event: String,
+    /// The payload, [`Value::Null`] when absent.
+    pub payload: Value,
+    /// The per-connection event sequence number.
+    pub seq: Option<u64>,
+    /// The server's state version, as sent.
+    pub state_version: Option<Value>,
+}
+
+/// A gateway request: `{"type":"req","id":"t<n>","method":…,"params"?:…}`.
+///
+/// The constructors build the chat methods' params with exactly the fields the server
+/// accepts; [`GatewayRequest::new`] sends any method.
+///
+/// ```
+/// use tether_core::profiles::GatewayRequest;
+/// use serde_json::json;
+///
+/// let send = GatewayRequest::chat_send("agent:main:main", "hello");
+/// assert_eq!(send.params, Some(json!({ "sessionKey": "agent:main:main", "message": "hello" })));
+///
+/// let history = GatewayRequest::chat_history("agent:main:main", Some(20));
+/// assert_eq!(history.method, "chat.history");
+///
+/// let health = GatewayRequest::new("health", None);
+/// assert_eq!(health.params, None);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayRequest {
+    /// The method name.
+    pub method: String,
+    /// The params, left out of the frame when `None`.
+    pub params: Option<Value>,
+}
+
+impl GatewayRequest {
+    /// Any method, with params sent as they are.
+    #[must_use]
+    pub fn new(method: impl Into<String>, params: impl Into<Option<Value>>) -> Self {
+        GatewayRequest {
+            method: method.into(),
+            params: params.into(),
+        }
+    }
+
+    /// `chat.send {sessionKey, message}`; the idempotency key (which is also the run's
+    /// stream key) is drawn from the session's seeded generator when the request is
+    /// encoded.
+    #[must_use]
+    pub fn chat_send(session_key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(
+            "chat.send",
+            json!({ "sessionKey": session_key.into(), "message": message.into() }),
+        )
+    }
+
+    /// `chat.send {sessionKey, message, idempotencyKey}` with a key of the caller's choice
+    /// (to retry a send without running it twice).
+    #[must_use]
+    pub fn chat_send_with_key(
+        session_key: impl Into<String>,
+        message: impl Into<String>,
+        idempotency_key: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            "chat.send",
+            json!({
+                "sessionKey": session_key.into(),
+                "message": message.into(),
+                "idempotencyKey": idempotency_key.into(),
+            }),
+        )
+    }
+
+    /// `chat.history {sessionKey, limit?}`.
+    #[must_use]
+    pub fn chat_history(session_key: impl Into<String>, limit: Option<u32>) -> Self {
+        let mut params = Map::new();
+        params.insert("sessionKey".to_owned(), Value::String(session_key.into()));
+        if let Some(limit) = limit {
+            params.insert("limit".to_owned(), Value::from(limit));
+        }
+        Self::new("chat.history", Value::Object(params))
+    }
+
+    /// `chat.abort {sessionKey, runId?}`.
+    #[must_use]
+    pub fn chat_abort(session_key: impl Into<String>, run_id: Option<String>) -> Self {
+        let mut params = Map::new();
+        params.insert("sessionKey".to_owned(), Value::String(session_key.into()));
+        if let Some(run_id) = run_id {
+            params.insert("runId".to_owned(), Value::String(run_id));
+        }
+        Self::new("chat.abort", Value::Object(params))
+    }
+
+    /// `chat.inject {sessionKey, message, label?}`: adds an assistant message to the
+    /// transcript without starting a run.
+    #[must_use]
+    pub fn chat_inject(
+        session_key: impl Into<String>,
+        message: impl Into<String>,
+        label: Option<String>,
+    ) -> Self {
+        let mut params = Map::new();
+        params.insert("sessionKey".to_owned(), Value::String(session_key.into()));
+        params.insert("message".to_owned(), Value::String(message.into()));
+        if let Some(label) = label {
+            params.insert("label".to_owned(), Value::String(label));
+        }
+        Self::new("chat.inject", Value::Object(params))
+    }
+}
+
+/// The error of a `res` with `ok: false`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayError {
+    /// The error code (`"UNAVAILABLE"`, `"INVALID_REQUEST"`, …).
+    pub code: String,
+    /// The server's message.
+    pub message: String,
+    /// Extra details, as sent.
+    pub details: Option<Value>,
+    /// Whether retrying may succeed.
+    pub retryable: Option<bool>,
+    /// How long the server asks to wait before retrying.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+/// The OpenClaw gateway protocol, version 4: the server challenges, the client answers
+/// with `connect`, the server acknowledges with `hello-ok`.
+///
+/// | inbound frame | decoded as |
+/// |---|---|
+/// | event `connect.challenge` (handshake) | [`Decoded::Challenge`] with the `connect` request |
+/// | `res` to `connect`, `ok: true` | [`Decoded::Ack`], heartbeat = `policy.tickIntervalMs` |
+/// | `res` to `connect`, `ok: false` | [`Decoded::Rejected`] (fatal unless `retryable`) |
+/// | `res` to `t<n>` | [`Decoded::Response`] for request `n` |
+/// | event `tick` | [`Decoded::Heartbeat`] |
+/// | event `chat` | [`Decoded::Stream`] keyed by `payload.runId` |
+/// | any other event | [`Decoded::Message`] |
+/// | `req`, unknown `type`, binary, invalid JSON | [`Decoded::Violation`] |
+///
+/// ```
+/// use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest};
+/// use tether_core::{Config, Session};
+///
+/// let gateway = Gateway::new(GatewayOptions {
+///     token: Some("token".into()),
+///     ..GatewayOptions::default()
+/// });
+/// let mut session = Session::new(Config::default(), gateway, 42).unwrap();
+/// // Once open: `session.request(GatewayRequest::chat_send("agent:main:main", "hi"), None, now)`;
+/// // the run's events arrive as `Event::Stream`, keyed by the idempotency key.
+/// # let _ = (&mut session, GatewayRequest::chat_send("k", "m"));
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    options: GatewayOptions,
+    /// The current connection's `connect` request id and frame, built at `open`.
+    connect_id: String,
+    connect_frame: Option<OutFrame>,
+    /// Whether the current connection's challenge was answered (so a `res` with
+    /// `connect_id` is the connect response).
+    answered: bool,
+    hello: Option<Value>,
+}
+
+impl fmt::Debug for Gateway {
+    // The hello-ok payload may carry a device token, and the connect frame the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("options", &self.options)
+            .field("connect_id", &self.connect_id)
+            .field("answered", &self.answered)
+            .field("hello", &self.hello.as_ref().map(|_| "<hello-ok>"))
+            .finish()
+    }
+}
+
+/// A `req` frame, serialized from borrowed parts.
+#[derive(Serialize)]
+struct WireRequest<'a, P: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<P>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectParams<'a> {
+    min_protocol: u32,
+    max_protocol: u32,
+    client: ClientInfo<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<Auth<'a>>,
+    scopes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ClientInfo<'a> {
+    id: &'a str,
+    version: &'a str,
+    platform: &'a str,
+    mode: &'a str,
+}
+
+#[derive(Serialize)]
+struct Auth<'a> {
+    token: &'a str,
+}
+
+impl Gateway {
+    /// A gateway protocol that introduces itself with `options`.
+    #[must_use]
+    pub fn new(options: GatewayOptions) -> Self {
+        Gateway {
+            options,
+            connect_id: String::new(),
+            connect_frame: None,
+            answered: false,
+            hello: None,
+        }
+    }
+
+    /// The payload of the last `hello-ok` (protocol, features, `policy.tickIntervalMs`,
+    /// `policy.maxPayload`, …), kept across reconnects until the next one replaces it;
+    /// `None` before the first handshake completes.
+    #[must_use]
+    pub fn hello(&self) -> Option<&Value> {
+        self.hello.as_ref()
+    }
+
+    fn build_connect(&self) -> Result<OutFrame, EncodeError> {
+        let o = &self.options;
+        json::text_frame(&WireRequest {
+            kind: "req",
+            id: &self.connect_id,
+            method: "connect",
+            params: Some(ConnectParams {
+                min_protocol: o.min_protocol,
+                max_protocol: o.max_protocol,
+                client: ClientInfo {
+                    id: &o.client_id,
+                    version: &o.client_version,
+                    platform: &o.platform,
+                    mode: &o.mode,
+                },
+                auth: o.token.as_deref().map(|token| Auth { token }),
+                scopes: &o.scopes,
+            }),
+        })
+    }
+
+    fn event(
+        &mut self,
+        mut map: Map<String, Value>,
+        phase: Phase,
+    ) -> Result<Decoded<Self>, Violation> {
+        let Some(Value::String(event)) = map.remove("event") else {
+            return Err(json::malformed("event without a string `event` name"));
+        };
+        let seq = json::opt_u64(&map, "seq")?;
+        let ev = GatewayEvent {
+            event,
+            payload: map.remove("payload").unwrap_or(Value::Null),
+            seq,
+            state_version: map.remove("stateVersion").filter(|v| !v.is_null()),
+        };
+        Ok(match ev.event.as_str() {
+            "connect.challenge" => match (phase, &self.connect_frame) {
+                (Phase::Handshake, Some(frame)) => {
+                    self.answered = true;
+                    Decoded::Challenge(frame.clone())
+                }
+                _ => Decoded::Violation(Violation::UnexpectedHandshake),
+            },
+            "tick" => Decoded::Heartbeat,
+            "chat" => Decoded::Stream(json::with_payload(chat_parts(&ev.payload)?, ev)),
+            _ => Decoded::Message(ev),
+        })
+    }
+
+    fn response(
+        &mut self,
+        mut map: Map<String, Value>,
+        phase: Phase,
+    ) -> Result<Decoded<Self>, Violation> {
+        let Some(id) = map.remove("id") else {
+            return Err(json::malformed("res without `id`"));
+        };
+        let ok = json::opt_bool(&map, "ok")?.ok_or_else(|| json::malformed("res without `ok`"))?;
+        if self.answered && id.as_str() == Some(self.connect_id.as_str()) {
+            return self.connect_response(map, ok, phase);
+        }
+        let id = id
+            .as_str()
+            .and_then(request_id)
+            .ok_or_else(|| json::wire_id(&id));
+        let result = if ok {
+            Ok(map.remove("payload").unwrap_or(Value::Null))
+        } else {
+            Err(gateway_error(map.remove("error"))?)
+        };
+        Ok(Decoded::Response { id, result })
+    }
+
+    fn connect_response(
+        &mut self,
+        mut map: Map<String, Value>,
+        ok: bool,
+        phase: Phase,
+    ) -> Result<Decoded<Self>, Violation> {
+        if !ok {
+            let error = gateway_error(map.remove("error"))?;
+            return Ok(Decoded::Rejected(Rejection {
+                message: error.message,
+                fatal: error.retryable != Some(true),
+                retry_after: error.retry_after_ms.map(Duration::from_millis),
+            }));
+        }
+        let payload = map.remove("payload").unwrap_or(Value::Null);
+        let hello = payload
+            .as_object()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("hello-ok"))
+            .ok_or_else(|| json::malformed("connect answered without a hello-ok payload"))?;
+        let heartbeat = match hello.get("policy") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(policy)) => json::opt_millis(policy, "tickIntervalMs")?,
+            Some(other) => {
+                return Err(json::malformed(format!(
+                    "`policy` must be an object, not {}",
+                    json::kind(other)
+                )));
+            }
+        };
+        // A second acknowledgement is the session's to report (a duplicate ack); it must
+        // not replace the payload of the handshake that opened the connection.
+        if phase == Phase::Handshake {
+            self.hello = Some(payload);
+        }
+        Ok(Decoded::Ack(Acked { heartbeat }))
+    }
+}
+
+impl Protocol for Gateway {
+    type Inbound = GatewayEvent;
+    type Outbound = Value;
+    type Request = GatewayRequest;
+    type Response = Value;
+    type RemoteError = GatewayError;
+
+    fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
+        self.connect_id = format!("connect-{}", conn.get());
+        self.answered = false;
+        // Cleared first: if the frame cannot be built, no stale one answers a challenge.
+        self.connect_frame = None;
+        self.connect_frame = Some(self.build_connect()?);
+        Ok(Opening::AwaitServer)
+    }
+
+    fn encode(&mut self, message: Value) -> Result<OutFrame, EncodeError> {
+        json::text_frame(&message)
+    }
+
+    fn encode_request(
+        &mut self,
+        meta: RequestMeta,
+        request: GatewayRequest,
+    ) -> Result<EncodedRequest, EncodeError> {
+        let GatewayRequest { method, mut params } = request;
+        let mut stream = None;
+        if method == "chat.send" {
+            let Some(Value::Object(p)) = &mut params else {
+                return Err(EncodeError("chat.send params must be a JSON object".into()));
+            };
+            let key = match p.get("idempotencyKey") {
+                None | Some(Value::Null) => {
+                    let key = meta.nonce_uuid();
+                    p.insert("idempotencyKey".to_owned(), Value::String(key.clone()));
+                    key
+                }
+                Some(Value::String(key)) => key.clone(),
+                Some(other) => {
+                    return Err(EncodeError(format!(
+                        "chat.send idempotencyKey must be a string, not {}",
+                        json::kind(other)
+                    )));
+                }
+            };
+            stream = Some(StreamKey(key));
+        }
+        let frame = json::text_frame(&WireRequest {
+            kind: "req",
+            id: &format!("t{}", meta.id.get()),
+            method: &method,
+            params: params.as_ref(),
+        })?;
+        Ok(EncodedRequest { frame, stream })
+    }
+
+    fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {
+        let map = match json::parse(&frame) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Decoded::Violation(json::malformed(format!(
+                    "a frame must be a JSON object, not {}",
+                    json::kind(&other)
+                )));
+            }
+            Err(v) => return Decoded::Violation(v),
+        };
+        let decoded = match map.get("type").and_then(Value::as_str) {
+            Some("event") => self.event(map, phase),
+            Some("res") => self.response(map, phase),
+            Some("req") => Err(json::malformed("the server sent a request")),
+            Some(_) => Err(json::malformed("unknown frame type")),
+            None => Err(json::malformed("frame without a string `type`")),
+        };
+        decoded.unwrap_or_else(Decoded::Violation)
+    }
+
+    fn response_stream(&self, response: &Value) -> Option<StreamKey> {
+        response
+            .get("runId")
+            .and_then(Value::as_str)
+            .map(|run| StreamKey(run.to_owned()))
+    }
+}
+
+/// Maps a wire id `t<decimal>` back to the request id it was encoded from. Only the
+/// exact spelling `encode_request` produces is accepted (no sign, no leading zero).
+fn request_id(wire: &str) -> Option<RequestId> {
+    let digits = wire.strip_prefix('t')?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    digits.parse().ok().map(RequestId::from_raw)
+}
+
+/// The `error` object of a `res` with `ok: false`.
+fn gateway_error(error: Option<Value>) -> Result<GatewayError, Violation> {
+    let Some(Value::Object(mut map)) = error else {
+        return Err(json::malformed(
+            "res with ok: false without an `error` object",
+        ));
+    };
+    Ok(GatewayError {
+        code: json::req_str(&map, "code")?.to_owned(),
+        message: json::req_str(&map, "message")?.to_owned(),
+        retryable: json::opt_bool(&map, "retryable")?,
+        retry_after_ms: json::opt_u64(&map, "retryAfterMs")?,
+        details: map.remove("details").filter(|v| !v.is_null()),
+    })
+}
+
+/// A `chat` event's stream fields. Only `runId` and `state` are required; text fields of
+/// an unexpected shape are ignored, so a terminal event always ends its run.
+fn chat_parts(payload: &Value) -> Result<StreamFrame<()>, Violation> {
+    let map = payload
+        .as_object()
+        .ok_or_else(|| json::malformed("chat event without an object payload"))?;
+    let key = StreamKey(json::req_str(map, "runId")?.to_owned());
+    let seq = json::opt_u64(map, "seq")?;
+    let state = json::stream_state(json::req_str(map, "state")?, || {
+        map.get("errorMessage")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error")
+            .to_owned()
+    })?;
+    let (text, text_mode) = match map.get("message").and_then(cumulative_text) {
+        Some(text) => (Some(text), TextMode::Accumulated),
+        None => (
+            map.get("deltaText")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            TextMode::Incremental,
+        ),
+    };
+    Ok(StreamFrame {
+        key,
+        seq,
+        state,
+        text,
+        text_mode,
+        payload: (),
+    })
+}
+
+/// The text of a cumulative chat `message`: a string; an object whose `content` is a
+/// string or an array of parts whose `text` fields concatenate; or an object with a
+/// `text` field. `None` when the message carries no text (a content array of tool calls
+/// only), so that an empty string does not read as the peer rewriting its text.
+fn cumulative_text(message: &Value) -> Option<String> {
+    match message {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) => match m.get("content") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Array(parts)) => {
+                let mut texts = parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .peekable();
+                texts.peek()?;
+                Some(texts.collect())
+            }
+            _ => m.get("text").and_then(Value::as_str).map(str::to_owned),
+        },
+        _ => None,
+    }
+}

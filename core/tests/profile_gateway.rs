@@ -1,0 +1,1069 @@
+//! Behaviours 1, 7, 8 and 13 through the `Gateway` profile (OpenClaw gateway protocol,
+//! version 4): the server's `connect.challenge` answered by an exact `connect` request,
+//! `hello-ok` and rejections, `t<n>` request ids, `chat.send` idempotency keys as stream
+//! keys, chat events with cumulative text in every `message` shape, ticks, other events
+//! as messages, every malformed frame class as a violation; then a real `Session` driven
+//! end to end, with a chat run whose events race its response.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tether_core::profiles::{Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest};
+use tether_core::{
+    Acked, AttemptError, Config, ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, Event,
+    InFrame, Input, Opening, OutFrame, Output, Phase, Protocol, Rejection, RequestFailure,
+    RequestId, RequestMeta, Session, Status, StreamEvent, StreamEventKind, StreamFrame, StreamKey,
+    StreamState, TextMode, Utf8Bytes, Violation,
+};
+
+// ---- helpers -----------------------------------------------------------------------------
+
+fn text(s: &str) -> DataFrame {
+    DataFrame::Text(Utf8Bytes::from_string(s.to_owned()))
+}
+
+fn options() -> GatewayOptions {
+    GatewayOptions {
+        client_version: "1.2.3".into(),
+        platform: "linux".into(),
+        token: Some("tok-secret".into()),
+        ..GatewayOptions::default()
+    }
+}
+
+/// A gateway whose connection 1 is open and whose challenge was answered.
+fn opened() -> Gateway {
+    let mut g = Gateway::new(options());
+    assert_eq!(g.open(ConnId::from_raw(1)), Ok(Opening::AwaitServer));
+    assert!(matches!(
+        decode_in(&mut g, CHALLENGE, Phase::Handshake),
+        Decoded::Challenge(_)
+    ));
+    g
+}
+
+const CHALLENGE: &str = r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1737264000000,"capabilities":["chat"]}}"#;
+
+fn decode_in(g: &mut Gateway, frame: &str, phase: Phase) -> Decoded<Gateway> {
+    g.decode(text(frame), phase)
+}
+
+fn decode(g: &mut Gateway, frame: &str) -> Decoded<Gateway> {
+    decode_in(g, frame, Phase::Open)
+}
+
+fn frame_json(frame: &OutFrame) -> Value {
+    match frame {
+        OutFrame::Text(t) => serde_json::from_slice(t.as_bytes()).expect("the profile writes JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+fn malformed(d: Decoded<Gateway>) -> String {
+    match d {
+        Decoded::Violation(Violation::Malformed { detail }) => detail,
+        other => panic!("expected a malformed violation, got {other:?}"),
+    }
+}
+
+fn meta(id: u64) -> RequestMeta {
+    RequestMeta {
+        id: RequestId::from_raw(id),
+        nonce: 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+    }
+}
+
+fn encode(g: &mut Gateway, id: u64, req: GatewayRequest) -> EncodedRequest {
+    g.encode_request(meta(id), req).expect("encodable")
+}
+
+fn response(d: Decoded<Gateway>) -> (Result<RequestId, String>, Result<Value, GatewayError>) {
+    match d {
+        Decoded::Response { id, result } => (id, result),
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn chat(d: Decoded<Gateway>) -> StreamFrame<GatewayEvent> {
+    match d {
+        Decoded::Stream(f) => f,
+        other => panic!("expected a chat stream frame, got {other:?}"),
+    }
+}
+
+fn chat_event(payload: Value) -> String {
+    json!({ "type": "event", "event": "chat", "payload": payload, "seq": 900 }).to_string()
+}
+
+const HELLO_OK: &str = r#"{"type":"res","id":"connect-1","ok":true,"payload":{"type":"hello-ok","protocol":4,"policy":{"tickIntervalMs":30000,"maxPayload":1048576}}}"#;
+
+// ---- options -----------------------------------------------------------------------------
+
+#[test]
+fn options_have_the_documented_defaults_and_hide_the_token() {
+    let o = GatewayOptions::default();
+    assert_eq!(o.client_id, "cli");
+    assert_eq!(o.client_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(o.platform, std::env::consts::OS);
+    assert_eq!(o.mode, "cli");
+    assert_eq!(o.token, None);
+    assert_eq!(o.scopes, ["operator.read", "operator.write"]);
+    assert_eq!((o.min_protocol, o.max_protocol), (4, 4));
+
+    let debug = format!("{:?}", options());
+    assert!(!debug.contains("tok-secret"), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+}
+
+#[test]
+fn gateway_debug_hides_the_token_and_the_hello() {
+    let mut g = opened();
+    let hello = r#"{"type":"res","id":"connect-1","ok":true,"payload":{"type":"hello-ok","auth":{"deviceToken":"dev-secret"}}}"#;
+    assert!(matches!(
+        decode_in(&mut g, hello, Phase::Handshake),
+        Decoded::Ack(_)
+    ));
+    let debug = format!("{g:?}");
+    assert!(!debug.contains("tok-secret"), "{debug}");
+    assert!(!debug.contains("dev-secret"), "{debug}");
+}
+
+// ---- handshake ---------------------------------------------------------------------------
+
+#[test]
+fn the_challenge_is_answered_with_the_exact_connect_request() {
+    let mut g = Gateway::new(options());
+    assert_eq!(g.open(ConnId::from_raw(7)), Ok(Opening::AwaitServer));
+    let Decoded::Challenge(frame) = decode_in(&mut g, CHALLENGE, Phase::Handshake) else {
+        panic!("a challenge in the handshake is answered");
+    };
+    // Object equality: no field more, no field less (the server rejects unknown fields).
+    assert_eq!(
+        frame_json(&frame),
+        json!({
+            "type": "req",
+            "id": "connect-7",
+            "method": "connect",
+            "params": {
+                "minProtocol": 4,
+                "maxProtocol": 4,
+                "client": { "id": "cli", "version": "1.2.3", "platform": "linux", "mode": "cli" },
+                "auth": { "token": "tok-secret" },
+                "scopes": ["operator.read", "operator.write"],
+            },
+        })
+    );
+}
+
+#[test]
+fn without_a_token_the_connect_request_has_no_auth() {
+    let mut g = Gateway::new(GatewayOptions {
+        client_id: "gateway-client".into(),
+        client_version: "9".into(),
+        platform: "darwin".into(),
+        mode: "backend".into(),
+        token: None,
+        scopes: vec!["operator.read".into()],
+        min_protocol: 3,
+        max_protocol: 4,
+    });
+    g.open(ConnId::from_raw(0)).unwrap();
+    let Decoded::Challenge(frame) = decode_in(&mut g, CHALLENGE, Phase::Handshake) else {
+        panic!("a challenge in the handshake is answered");
+    };
+    assert_eq!(
+        frame_json(&frame),
+        json!({
+            "type": "req",
+            "id": "connect-0",
+            "method": "connect",
+            "params": {
+                "minProtocol": 3,
+                "maxProtocol": 4,
+                "client": { "id": "gateway-client", "version": "9", "platform": "darwin", "mode": "backend" },
+                "scopes": ["operator.read"],
+            },
+        })
+    );
+}
+
+#[test]
+fn the_connect_id_is_unique_per_connection() {
+    let mut g = Gateway::new(options());
+    let mut ids = Vec::new();
+    for conn in [3, 4] {
+        g.open(ConnId::from_raw(conn)).unwrap();
+        let Decoded::Challenge(frame) = decode_in(&mut g, CHALLENGE, Phase::Handshake) else {
+            panic!("a challenge in the handshake is answered");
+        };
+        ids.push(frame_json(&frame)["id"].clone());
+    }
+    assert_eq!(ids, [json!("connect-3"), json!("connect-4")]);
+}
+
+#[test]
+fn a_challenge_after_the_handshake_is_unexpected() {
+    let mut g = opened();
+    assert!(matches!(
+        decode(&mut g, CHALLENGE),
+        Decoded::Violation(Violation::UnexpectedHandshake)
+    ));
+}
+
+#[test]
+fn hello_ok_acknowledges_with_the_tick_interval_and_is_kept() {
+    let mut g = opened();
+    assert_eq!(g.hello(), None);
+    let d = decode_in(&mut g, HELLO_OK, Phase::Handshake);
+    let Decoded::Ack(acked) = d else {
+        panic!("expected an ack, got {d:?}")
+    };
+    assert_eq!(acked.heartbeat, Some(Duration::from_secs(30)));
+    let hello = g.hello().expect("the hello-ok payload is kept");
+    assert_eq!(hello["policy"]["maxPayload"], json!(1_048_576));
+
+    // Without a policy there is no heartbeat.
+    let mut g = opened();
+    let d = decode_in(
+        &mut g,
+        r#"{"type":"res","id":"connect-1","ok":true,"payload":{"type":"hello-ok"}}"#,
+        Phase::Handshake,
+    );
+    assert!(
+        matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_repeated_hello_ok_is_an_ack_again_and_does_not_replace_the_hello() {
+    let mut g = opened();
+    let _ = decode_in(&mut g, HELLO_OK, Phase::Handshake);
+    let again = r#"{"type":"res","id":"connect-1","ok":true,"payload":{"type":"hello-ok","policy":{"tickIntervalMs":5}}}"#;
+    assert!(matches!(decode(&mut g, again), Decoded::Ack(_)));
+    assert_eq!(g.hello().unwrap()["policy"]["tickIntervalMs"], json!(30000));
+}
+
+#[test]
+fn a_bad_hello_ok_is_malformed() {
+    for (payload, field) in [
+        (r#"{"type":"welcome"}"#, "hello-ok"),
+        (r#""hello-ok""#, "hello-ok"),
+        ("null", "hello-ok"),
+        (r#"{"type":"hello-ok","policy":3}"#, "policy"),
+        (
+            r#"{"type":"hello-ok","policy":{"tickIntervalMs":"30000"}}"#,
+            "tickIntervalMs",
+        ),
+    ] {
+        let mut g = opened();
+        let frame = format!(r#"{{"type":"res","id":"connect-1","ok":true,"payload":{payload}}}"#);
+        let detail = malformed(decode_in(&mut g, &frame, Phase::Handshake));
+        assert!(detail.contains(field), "{frame}: {detail}");
+        assert_eq!(g.hello(), None);
+    }
+}
+
+#[test]
+fn a_refused_connect_is_a_rejection_fatal_unless_retryable() {
+    let cases = [
+        (
+            r#"{"code":"UNAVAILABLE","message":"starting","retryable":true,"retryAfterMs":2000}"#,
+            Rejection {
+                message: "starting".into(),
+                fatal: false,
+                retry_after: Some(Duration::from_secs(2)),
+            },
+        ),
+        (
+            r#"{"code":"UNAUTHORIZED","message":"bad token"}"#,
+            Rejection {
+                message: "bad token".into(),
+                fatal: true,
+                retry_after: None,
+            },
+        ),
+        (
+            r#"{"code":"INVALID_REQUEST","message":"protocol","retryable":false,"details":{"min":5}}"#,
+            Rejection {
+                message: "protocol".into(),
+                fatal: true,
+                retry_after: None,
+            },
+        ),
+    ];
+    for (error, expected) in cases {
+        let mut g = opened();
+        let frame = format!(r#"{{"type":"res","id":"connect-1","ok":false,"error":{error}}}"#);
+        let d = decode_in(&mut g, &frame, Phase::Handshake);
+        let Decoded::Rejected(r) = d else {
+            panic!("expected a rejection, got {d:?}")
+        };
+        assert_eq!(r, expected);
+    }
+}
+
+#[test]
+fn a_connect_id_is_only_the_connect_response_once_the_challenge_is_answered() {
+    // Before the challenge: not our connect yet, so an unknown response.
+    let mut g = Gateway::new(options());
+    g.open(ConnId::from_raw(1)).unwrap();
+    let (id, _) = response(decode_in(&mut g, HELLO_OK, Phase::Handshake));
+    assert_eq!(id, Err("connect-1".to_owned()));
+
+    // After a reconnect, the old connection's connect id means nothing.
+    let mut g = opened();
+    g.open(ConnId::from_raw(2)).unwrap();
+    let _ = decode_in(&mut g, CHALLENGE, Phase::Handshake);
+    let (id, _) = response(decode_in(&mut g, HELLO_OK, Phase::Handshake));
+    assert_eq!(id, Err("connect-1".to_owned()));
+}
+
+// ---- requests ----------------------------------------------------------------------------
+
+#[test]
+fn requests_are_encoded_with_exactly_the_documented_fields() {
+    let mut g = opened();
+    let cases = [
+        (
+            GatewayRequest::new("health", None),
+            json!({ "type": "req", "id": "t0", "method": "health" }),
+        ),
+        (
+            GatewayRequest::new("sessions.list", json!({})),
+            json!({ "type": "req", "id": "t0", "method": "sessions.list", "params": {} }),
+        ),
+        (
+            GatewayRequest::chat_history("main", Some(20)),
+            json!({ "type": "req", "id": "t0", "method": "chat.history", "params": { "sessionKey": "main", "limit": 20 } }),
+        ),
+        (
+            GatewayRequest::chat_history("main", None),
+            json!({ "type": "req", "id": "t0", "method": "chat.history", "params": { "sessionKey": "main" } }),
+        ),
+        (
+            GatewayRequest::chat_abort("main", Some("run-1".into())),
+            json!({ "type": "req", "id": "t0", "method": "chat.abort", "params": { "sessionKey": "main", "runId": "run-1" } }),
+        ),
+        (
+            GatewayRequest::chat_abort("main", None),
+            json!({ "type": "req", "id": "t0", "method": "chat.abort", "params": { "sessionKey": "main" } }),
+        ),
+        (
+            GatewayRequest::chat_inject("main", "note", Some("seed".into())),
+            json!({ "type": "req", "id": "t0", "method": "chat.inject", "params": { "sessionKey": "main", "message": "note", "label": "seed" } }),
+        ),
+        (
+            GatewayRequest::chat_inject("main", "note", None),
+            json!({ "type": "req", "id": "t0", "method": "chat.inject", "params": { "sessionKey": "main", "message": "note" } }),
+        ),
+    ];
+    for (req, expected) in cases {
+        let encoded = encode(&mut g, 0, req);
+        assert_eq!(frame_json(&encoded.frame), expected);
+        assert_eq!(encoded.stream, None, "only chat.send starts a stream");
+    }
+}
+
+#[test]
+fn chat_send_gets_an_idempotency_key_that_is_its_stream_key() {
+    let mut g = opened();
+    let encoded = encode(&mut g, 12, GatewayRequest::chat_send("main", "hi"));
+    let key = meta(12).nonce_uuid();
+    assert_eq!(
+        frame_json(&encoded.frame),
+        json!({
+            "type": "req",
+            "id": "t12",
+            "method": "chat.send",
+            "params": { "sessionKey": "main", "message": "hi", "idempotencyKey": key },
+        })
+    );
+    assert_eq!(encoded.stream, Some(StreamKey(key)));
+
+    // A null key is replaced too.
+    let req = GatewayRequest::new(
+        "chat.send",
+        json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": null }),
+    );
+    let encoded = encode(&mut g, 13, req);
+    assert_eq!(encoded.stream, Some(StreamKey(meta(13).nonce_uuid())));
+}
+
+#[test]
+fn chat_send_keeps_the_callers_idempotency_key() {
+    let mut g = opened();
+    let encoded = encode(
+        &mut g,
+        3,
+        GatewayRequest::chat_send_with_key("main", "hi", "idem-1"),
+    );
+    assert_eq!(
+        frame_json(&encoded.frame)["params"],
+        json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": "idem-1" })
+    );
+    assert_eq!(encoded.stream, Some(StreamKey::from("idem-1")));
+}
+
+#[test]
+fn chat_send_without_object_params_or_with_a_bad_key_is_refused() {
+    let mut g = opened();
+    for req in [
+        GatewayRequest::new("chat.send", None),
+        GatewayRequest::new("chat.send", json!("hi")),
+        GatewayRequest::new(
+            "chat.send",
+            json!({ "sessionKey": "main", "idempotencyKey": 7 }),
+        ),
+    ] {
+        let r = g.encode_request(meta(0), req.clone());
+        assert!(matches!(r, Err(EncodeError(_))), "{req:?}: {r:?}");
+    }
+}
+
+#[test]
+fn request_ids_round_trip_and_foreign_ids_are_reported_as_sent() {
+    let mut g = opened();
+    for id in [0, 1, 42, u64::MAX] {
+        let encoded = encode(&mut g, id, GatewayRequest::new("health", None));
+        let wire = frame_json(&encoded.frame)["id"].clone();
+        let reply = json!({ "type": "res", "id": wire, "ok": true, "payload": id.to_string() });
+        let (decoded, result) = response(decode(&mut g, &reply.to_string()));
+        assert_eq!(decoded, Ok(RequestId::from_raw(id)));
+        assert_eq!(result, Ok(json!(id.to_string())));
+    }
+    for (id, wire) in [
+        (r#""t05""#, "t05"),
+        (r#""t+5""#, "t+5"),
+        (r#""t-5""#, "t-5"),
+        (r#""t""#, "t"),
+        (r#""5""#, "5"),
+        (r#""x5""#, "x5"),
+        (r#""t5 ""#, "t5 "),
+        (r#""t18446744073709551616""#, "t18446744073709551616"),
+        ("5", "5"),
+        ("null", "null"),
+    ] {
+        let frame = format!(r#"{{"type":"res","id":{id},"ok":true}}"#);
+        let (decoded, _) = response(decode(&mut g, &frame));
+        assert_eq!(decoded, Err(wire.to_owned()), "{frame}");
+    }
+}
+
+#[test]
+fn responses_carry_the_payload_or_the_gateway_error() {
+    let mut g = opened();
+    let (_, result) = response(decode(
+        &mut g,
+        r#"{"type":"res","id":"t1","ok":true,"payload":{"runId":"r","status":"started"}}"#,
+    ));
+    assert_eq!(result, Ok(json!({ "runId": "r", "status": "started" })));
+
+    let (_, result) = response(decode(&mut g, r#"{"type":"res","id":"t1","ok":true}"#));
+    assert_eq!(result, Ok(Value::Null));
+
+    let (_, result) = response(decode(
+        &mut g,
+        r#"{"type":"res","id":"t1","ok":false,"error":{"code":"UNAVAILABLE","message":"busy","details":{"q":3},"retryable":true,"retryAfterMs":500}}"#,
+    ));
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        GatewayError {
+            code: "UNAVAILABLE".into(),
+            message: "busy".into(),
+            details: Some(json!({ "q": 3 })),
+            retryable: Some(true),
+            retry_after_ms: Some(500),
+        }
+    );
+    assert_eq!(error.to_string(), "UNAVAILABLE: busy");
+    let as_std: &dyn std::error::Error = &error;
+    assert_eq!(as_std.to_string(), "UNAVAILABLE: busy");
+
+    let (_, result) = response(decode(
+        &mut g,
+        r#"{"type":"res","id":"t1","ok":false,"error":{"code":"X","message":"m"}}"#,
+    ));
+    let error = result.unwrap_err();
+    assert_eq!(
+        (error.details, error.retryable, error.retry_after_ms),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn malformed_responses_are_violations() {
+    let mut g = opened();
+    for (bad, field) in [
+        (r#"{"type":"res","ok":true}"#, "id"),
+        (r#"{"type":"res","id":"t1"}"#, "ok"),
+        (r#"{"type":"res","id":"t1","ok":"yes"}"#, "ok"),
+        (r#"{"type":"res","id":"t1","ok":false}"#, "error"),
+        (
+            r#"{"type":"res","id":"t1","ok":false,"error":"busy"}"#,
+            "error",
+        ),
+        (
+            r#"{"type":"res","id":"t1","ok":false,"error":{"message":"m"}}"#,
+            "code",
+        ),
+        (
+            r#"{"type":"res","id":"t1","ok":false,"error":{"code":"C"}}"#,
+            "message",
+        ),
+        (
+            r#"{"type":"res","id":"t1","ok":false,"error":{"code":"C","message":"m","retryable":"no"}}"#,
+            "retryable",
+        ),
+        (
+            r#"{"type":"res","id":"t1","ok":false,"error":{"code":"C","message":"m","retryAfterMs":-5}}"#,
+            "retryAfterMs",
+        ),
+    ] {
+        let detail = malformed(decode(&mut g, bad));
+        assert!(detail.contains(field), "{bad}: {detail}");
+    }
+}
+
+#[test]
+fn response_stream_names_the_run_id() {
+    let g = opened();
+    assert_eq!(
+        g.response_stream(&json!({ "runId": "run-9", "status": "started" })),
+        Some(StreamKey::from("run-9"))
+    );
+    assert_eq!(g.response_stream(&json!({ "status": "started" })), None);
+    assert_eq!(g.response_stream(&json!({ "runId": 9 })), None);
+    assert_eq!(g.response_stream(&Value::Null), None);
+}
+
+// ---- chat events -------------------------------------------------------------------------
+
+#[test]
+fn chat_text_is_cumulative_in_all_three_message_shapes() {
+    let mut g = opened();
+    for message in [
+        json!("Hello world"),
+        json!({ "role": "assistant", "content": "Hello world" }),
+        json!({ "role": "assistant", "content": [
+            { "type": "text", "text": "Hello " },
+            { "type": "toolCall", "name": "search" },
+            { "type": "text", "text": "world" },
+        ] }),
+        json!({ "role": "assistant", "text": "Hello world" }),
+    ] {
+        let frame = chat_event(json!({
+            "runId": "r", "sessionKey": "main", "seq": 4, "state": "delta",
+            "deltaText": "world", "message": message,
+        }));
+        let f = chat(decode(&mut g, &frame));
+        assert_eq!(f.text.as_deref(), Some("Hello world"), "{message}");
+        assert_eq!(f.text_mode, TextMode::Accumulated);
+    }
+}
+
+#[test]
+fn without_a_usable_message_chat_text_is_the_delta() {
+    let mut g = opened();
+    for message in [
+        None,
+        Some(Value::Null),
+        Some(json!(12)),
+        Some(json!({ "role": "assistant", "content": [{ "type": "toolCall" }] })),
+        Some(json!({ "role": "assistant" })),
+    ] {
+        let mut payload = json!({ "runId": "r", "seq": 2, "state": "delta", "deltaText": "lo" });
+        if let Some(m) = message.clone() {
+            payload["message"] = m;
+        }
+        let f = chat(decode(&mut g, &chat_event(payload)));
+        assert_eq!(f.text.as_deref(), Some("lo"), "{message:?}");
+        assert_eq!(f.text_mode, TextMode::Incremental);
+    }
+    // No text at all.
+    let f = chat(decode(
+        &mut g,
+        &chat_event(json!({ "runId": "r", "state": "status" })),
+    ));
+    assert_eq!(f.text, None);
+    assert_eq!(f.seq, None);
+}
+
+#[test]
+fn chat_events_decode_every_state_keyed_by_run_with_the_run_seq() {
+    let mut g = opened();
+    for (state, expected) in [
+        ("status", StreamState::Status),
+        ("delta", StreamState::Delta),
+        ("final", StreamState::Final),
+        ("aborted", StreamState::Aborted),
+    ] {
+        let payload = json!({ "runId": "run-1", "sessionKey": "main", "seq": 3, "state": state });
+        let raw = json!({ "type": "event", "event": "chat", "payload": payload, "seq": 77, "stateVersion": { "presence": 2 } });
+        let f = chat(decode(&mut g, &raw.to_string()));
+        assert_eq!(f.key, StreamKey::from("run-1"));
+        assert_eq!(f.seq, Some(3), "the run's seq, not the connection's");
+        assert_eq!(f.state, expected);
+        assert_eq!(
+            f.payload,
+            GatewayEvent {
+                event: "chat".into(),
+                payload,
+                seq: Some(77),
+                state_version: Some(json!({ "presence": 2 })),
+            }
+        );
+    }
+}
+
+#[test]
+fn chat_errors_carry_the_error_message() {
+    let mut g = opened();
+    let f = chat(decode(
+        &mut g,
+        &chat_event(json!({ "runId": "r", "state": "error", "errorMessage": "overloaded" })),
+    ));
+    assert_eq!(
+        f.state,
+        StreamState::Error {
+            message: "overloaded".into()
+        }
+    );
+    for odd in [
+        json!({ "runId": "r", "state": "error" }),
+        json!({ "runId": "r", "state": "error", "errorMessage": 5 }),
+    ] {
+        let f = chat(decode(&mut g, &chat_event(odd)));
+        assert_eq!(
+            f.state,
+            StreamState::Error {
+                message: "unknown error".into()
+            }
+        );
+    }
+}
+
+#[test]
+fn malformed_chat_events_are_violations() {
+    let mut g = opened();
+    for (payload, field) in [
+        (json!({ "state": "delta" }), "runId"),
+        (json!({ "runId": 5, "state": "delta" }), "runId"),
+        (json!({ "runId": "r" }), "state"),
+        (json!({ "runId": "r", "state": "started" }), "started"),
+        (json!({ "runId": "r", "state": "delta", "seq": "3" }), "seq"),
+        (json!("r"), "payload"),
+        (Value::Null, "payload"),
+    ] {
+        let frame = json!({ "type": "event", "event": "chat", "payload": payload });
+        let detail = malformed(decode(&mut g, &frame.to_string()));
+        assert!(detail.contains(field), "{frame}: {detail}");
+    }
+}
+
+// ---- other events and bad frames ---------------------------------------------------------
+
+#[test]
+fn tick_is_a_heartbeat_and_other_events_are_messages() {
+    let mut g = opened();
+    let tick = r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":5}"#;
+    assert!(matches!(decode(&mut g, tick), Decoded::Heartbeat));
+    for (raw, expected) in [
+        (
+            r#"{"type":"event","event":"presence","payload":{"online":2},"seq":6,"stateVersion":{"presence":7}}"#,
+            GatewayEvent {
+                event: "presence".into(),
+                payload: json!({ "online": 2 }),
+                seq: Some(6),
+                state_version: Some(json!({ "presence": 7 })),
+            },
+        ),
+        (
+            r#"{"type":"event","event":"shutdown"}"#,
+            GatewayEvent {
+                event: "shutdown".into(),
+                payload: Value::Null,
+                seq: None,
+                state_version: None,
+            },
+        ),
+        (
+            r#"{"type":"event","event":"health","payload":null,"seq":null,"stateVersion":null}"#,
+            GatewayEvent {
+                event: "health".into(),
+                payload: Value::Null,
+                seq: None,
+                state_version: None,
+            },
+        ),
+    ] {
+        let d = decode(&mut g, raw);
+        let Decoded::Message(ev) = d else {
+            panic!("{raw} should be a message, got {d:?}")
+        };
+        assert_eq!(ev, expected);
+    }
+    // Events are messages in the handshake too.
+    let d = decode_in(
+        &mut g,
+        r#"{"type":"event","event":"agent"}"#,
+        Phase::Handshake,
+    );
+    assert!(matches!(d, Decoded::Message(_)), "{d:?}");
+}
+
+#[test]
+fn every_malformed_frame_class_is_a_violation() {
+    let mut g = opened();
+    for (bad, needle) in [
+        (r#"{"type":"req","id":"s1","method":"ping"}"#, "request"),
+        (r#"{"type":"evt","event":"tick"}"#, "unknown"),
+        (r#"{"type":7}"#, "type"),
+        (r#"{"event":"tick"}"#, "type"),
+        ("[1,2]", "an array"),
+        ("42", "a number"),
+        (r#""res""#, "a string"),
+        ("null", "null"),
+        (r#"{"type":"event"}"#, "event"),
+        (r#"{"type":"event","event":5}"#, "event"),
+        (r#"{"type":"event","event":"tick","seq":"1"}"#, "seq"),
+        ("{", "invalid JSON"),
+        ("", "invalid JSON"),
+    ] {
+        let detail = malformed(decode(&mut g, bad));
+        assert!(detail.contains(needle), "{bad:?}: {detail}");
+    }
+    let d = g.decode(DataFrame::Binary(Bytes::from_static(b"{}")), Phase::Open);
+    assert!(
+        matches!(d, Decoded::Violation(Violation::UnexpectedBinary)),
+        "{d:?}"
+    );
+}
+
+// ---- end to end --------------------------------------------------------------------------
+
+/// Drives a session by hand with virtual time, playing adapter and gateway.
+struct Driver {
+    s: Session<Gateway>,
+    now: Instant,
+    conn: ConnId,
+}
+
+impl Driver {
+    fn new(config: Config) -> Self {
+        let s = Session::new(config, Gateway::new(options()), 5).unwrap();
+        // The origin of virtual time: the only clock read, the driver's, not the session's.
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        Driver {
+            s,
+            now,
+            conn: ConnId::from_raw(u64::MAX),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += Duration::from_millis(10);
+    }
+
+    /// Drains the outputs, reporting every write as completed and following every
+    /// `OpenTransport`.
+    fn drain(&mut self) -> Vec<Output<Gateway>> {
+        let mut outs = Vec::new();
+        while let Some(o) = self.s.poll_output() {
+            outs.push(o);
+        }
+        for o in &outs {
+            match o {
+                Output::SendFrame { conn, frame, .. } => {
+                    let (conn, frame) = (*conn, *frame);
+                    self.s
+                        .handle_input(Input::WriteCompleted { conn, frame }, self.now);
+                }
+                Output::OpenTransport { conn, .. } => self.conn = *conn,
+                _ => {}
+            }
+        }
+        outs
+    }
+
+    fn receive(&mut self, frame: &str) -> Vec<Output<Gateway>> {
+        self.tick();
+        let frame = InFrame::Text(Bytes::copy_from_slice(frame.as_bytes()));
+        let conn = self.conn;
+        self.s
+            .handle_input(Input::FrameReceived { conn, frame }, self.now);
+        self.drain()
+    }
+
+    fn transport_opened(&mut self) -> Vec<Output<Gateway>> {
+        self.tick();
+        let conn = self.conn;
+        self.s
+            .handle_input(Input::TransportOpened { conn }, self.now);
+        self.drain()
+    }
+
+    /// Challenge → connect; returns the connect frame.
+    fn challenge(&mut self) -> Value {
+        let sent = sent_frames(&self.receive(CHALLENGE));
+        assert_eq!(sent.len(), 1, "the challenge is answered by one connect");
+        sent.into_iter().next().unwrap()
+    }
+
+    fn hello_ok(&mut self, connect_id: &Value) -> Vec<Output<Gateway>> {
+        let res = json!({
+            "type": "res", "id": connect_id, "ok": true,
+            "payload": { "type": "hello-ok", "protocol": 4, "policy": { "tickIntervalMs": 30000, "maxPayload": 1_048_576 } },
+        });
+        self.receive(&res.to_string())
+    }
+}
+
+fn sent_frames(outs: &[Output<Gateway>]) -> Vec<Value> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::SendFrame { payload, .. } => Some(frame_json(payload)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(outs: Vec<Output<Gateway>>) -> Vec<Event<Gateway>> {
+    outs.into_iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_chat_run_streams_exactly_once_though_its_events_race_the_response() {
+    let mut d = Driver::new(Config::default());
+    d.s.connect(d.now).unwrap();
+    let _ = d.drain();
+    let outs = d.transport_opened();
+    assert!(sent_frames(&outs).is_empty(), "the server speaks first");
+    assert_eq!(d.s.status(), Status::Connecting);
+
+    let connect = d.challenge();
+    assert_eq!(connect["method"], "connect");
+    assert_eq!(connect["id"], json!(format!("connect-{}", d.conn.get())));
+    let outs = d.hello_ok(&connect["id"]);
+    assert_eq!(d.s.status(), Status::Open);
+    assert!(
+        events(outs)
+            .iter()
+            .any(|e| matches!(e, Event::Opened { .. }))
+    );
+    assert_eq!(
+        d.s.protocol().hello().unwrap()["policy"]["tickIntervalMs"],
+        30000
+    );
+
+    // chat.send: the idempotency key is the run id, and events come before the response.
+    let id =
+        d.s.request(GatewayRequest::chat_send("main", "hi"), None, d.now)
+            .unwrap();
+    let sent = sent_frames(&d.drain());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], json!(format!("t{}", id.get())));
+    let run = sent[0]["params"]["idempotencyKey"]
+        .as_str()
+        .expect("a key was inserted")
+        .to_owned();
+
+    let chat_frame = |seq: u64, conn_seq: u64, state: &str, extra: Value| {
+        let mut payload = json!({ "runId": run, "sessionKey": "main", "seq": seq, "state": state });
+        if let (Value::Object(p), Value::Object(e)) = (&mut payload, extra) {
+            p.extend(e);
+        }
+        json!({ "type": "event", "event": "chat", "payload": payload, "seq": conn_seq }).to_string()
+    };
+    let frames = [
+        chat_frame(1, 10, "delta", json!({ "message": "Hel", "deltaText": "Hel" })),
+        // The same run event again (broadcast + node send), under another connection seq.
+        chat_frame(1, 11, "delta", json!({ "message": "Hel", "deltaText": "Hel" })),
+        chat_frame(2, 12, "delta", json!({ "message": { "content": "Hello" }, "deltaText": "lo" })),
+        // seq 3 never arrives; seq 4 coalesces two deltas into its cumulative message.
+        chat_frame(4, 13, "delta", json!({ "message": { "content": [
+            { "type": "text", "text": "Hello, " }, { "type": "text", "text": "wor" }
+        ] }, "deltaText": "wor" })),
+        json!({ "type": "res", "id": format!("t{}", id.get()), "ok": true, "payload": { "runId": run, "status": "started" } }).to_string(),
+        r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":14}"#.to_owned(),
+        r#"{"type":"event","event":"presence","payload":{"online":1},"seq":15}"#.to_owned(),
+        chat_frame(5, 16, "delta", json!({ "message": { "text": "Hello, world" }, "deltaText": "ld" })),
+        chat_frame(6, 17, "error", json!({ "errorMessage": "model crashed" })),
+        // A second terminal for the same run.
+        chat_frame(7, 18, "error", json!({ "errorMessage": "model crashed again" })),
+    ];
+    let mut all = Vec::new();
+    for frame in &frames {
+        all.extend(events(d.receive(frame)));
+    }
+
+    let mut rebuilt = String::new();
+    let mut terminals = Vec::new();
+    let mut gaps = Vec::new();
+    let mut responses = Vec::new();
+    let mut messages = Vec::new();
+    for e in all {
+        match e {
+            Event::Stream(StreamEvent {
+                key, request, kind, ..
+            }) => {
+                assert_eq!(key.as_str(), run);
+                assert_eq!(request, Some(id));
+                match kind {
+                    StreamEventKind::Delta { text, .. } => {
+                        rebuilt.push_str(&text.unwrap_or_default())
+                    }
+                    StreamEventKind::Gap { expected, received } => gaps.push((expected, received)),
+                    k if k.is_terminal() => terminals.push(k),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Event::Response { id: rid, result } => responses.push((rid, result)),
+            Event::Message(ev) => messages.push(ev.event),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(rebuilt, "Hello, world");
+    assert_eq!(gaps, [(3, 4)]);
+    assert_eq!(terminals.len(), 1, "{terminals:?}");
+    assert!(matches!(
+        &terminals[0],
+        StreamEventKind::Error { message, .. } if message == "model crashed"
+    ));
+    assert_eq!(
+        responses,
+        [(id, Ok(json!({ "runId": run, "status": "started" })))]
+    );
+    assert_eq!(messages, ["presence"]);
+    let stats = d.s.stats();
+    assert_eq!(stats.duplicates_dropped, 1);
+    assert_eq!(stats.late_events, 1);
+    assert_eq!(d.s.open_streams(), 0);
+    assert_eq!(d.s.pending_requests(), 0);
+
+    // An error response resolves its request as a remote failure.
+    let id2 =
+        d.s.request(GatewayRequest::chat_history("main", Some(5)), None, d.now)
+            .unwrap();
+    let _ = d.drain();
+    let res = json!({ "type": "res", "id": format!("t{}", id2.get()), "ok": false, "error": { "code": "NOT_FOUND", "message": "no session" } });
+    let evs = events(d.receive(&res.to_string()));
+    assert_eq!(
+        evs,
+        [Event::Response {
+            id: id2,
+            result: Err(RequestFailure::Remote(GatewayError {
+                code: "NOT_FOUND".into(),
+                message: "no session".into(),
+                details: None,
+                retryable: None,
+                retry_after_ms: None,
+            })),
+        }]
+    );
+
+    // Responses to nobody are reported, with the wire id.
+    let evs = events(d.receive(r#"{"type":"res","id":"t999","ok":true}"#));
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Violation { violation: Violation::UnknownResponse { wire_id }, .. }] if wire_id == "999"
+        ),
+        "{evs:?}"
+    );
+    let evs = events(d.receive(r#"{"type":"res","id":"abc","ok":true}"#));
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Violation { violation: Violation::UnknownResponse { wire_id }, .. }] if wire_id == "abc"
+        ),
+        "{evs:?}"
+    );
+
+    // A repeated hello-ok is a duplicate ack; a server request is malformed.
+    let evs = events(d.hello_ok(&connect["id"]));
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Violation {
+                violation: Violation::DuplicateAck,
+                ..
+            }]
+        ),
+        "{evs:?}"
+    );
+    let evs = events(d.receive(r#"{"type":"req","id":"s1","method":"ping"}"#));
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Violation {
+                violation: Violation::Malformed { .. },
+                ..
+            }]
+        ),
+        "{evs:?}"
+    );
+    assert_eq!(d.s.status(), Status::Open);
+}
+
+#[test]
+fn a_gateway_still_starting_is_retried_after_its_retry_after() {
+    let config = Config {
+        retry_first_connect: true,
+        ..Config::default()
+    };
+    let mut d = Driver::new(config);
+    d.s.connect(d.now).unwrap();
+    let _ = d.drain();
+    let first_conn = d.conn;
+    let _ = d.transport_opened();
+    let connect = d.challenge();
+    let res = json!({
+        "type": "res", "id": connect["id"], "ok": false,
+        "error": { "code": "UNAVAILABLE", "message": "gateway starting", "retryable": true, "retryAfterMs": 2000 },
+    });
+    let evs = events(d.receive(&res.to_string()));
+    let rejected_at = d.now;
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::AttemptFailed { error: AttemptError::HandshakeRejected { message }, .. }
+                if message == "gateway starting"
+        )),
+        "{evs:?}"
+    );
+    assert!(!d.s.status().is_terminal(), "{:?}", d.s.status());
+
+    // Follow the timers to the next attempt: not before the gateway's retryAfterMs.
+    let reopened_at = loop {
+        let at = d.s.poll_timeout().expect("a timer until the next attempt");
+        d.now = at;
+        d.s.handle_timeout(at);
+        let outs = d.drain();
+        if outs
+            .iter()
+            .any(|o| matches!(o, Output::OpenTransport { .. }))
+        {
+            break at;
+        }
+    };
+    assert!(reopened_at - rejected_at >= Duration::from_secs(2));
+
+    // The next attempt gets a fresh connect id, and its hello-ok opens the session.
+    assert_ne!(d.conn, first_conn);
+    let _ = d.transport_opened();
+    let connect2 = d.challenge();
+    assert_eq!(connect2["id"], json!(format!("connect-{}", d.conn.get())));
+    assert_ne!(connect2["id"], connect["id"]);
+    assert_eq!(connect2["params"], connect["params"]);
+    let _ = d.hello_ok(&connect2["id"]);
+    assert_eq!(d.s.status(), Status::Open);
+}
