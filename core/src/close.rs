@@ -368,7 +368,10 @@ mod tests {
             p.classify_failure(&TransportFailure::Refused),
             CloseClass::RECONNECT
         );
-        assert_eq!(p.classify_failure(&TransportFailure::Dns), CloseClass::RECONNECT);
+        assert_eq!(
+            p.classify_failure(&TransportFailure::Dns),
+            CloseClass::RECONNECT
+        );
         assert_eq!(
             p.classify_failure(&TransportFailure::Tls("bad cert".into())),
             CloseClass::Fatal

@@ -194,8 +194,6 @@ pub enum DisconnectReason {
     SendDeadline,
     /// A write failed.
     WriteFailed,
-    /// The peer broke the protocol badly enough to close (a bad close code).
-    ProtocolViolation,
 }
 
 /// Why the session ended in [`Status::Failed`](crate::Status::Failed).
@@ -269,7 +267,9 @@ impl std::fmt::Display for Violation {
             Violation::UnexpectedBinary => f.write_str("unexpected binary frame"),
             Violation::DuplicateAck => f.write_str("second handshake acknowledgement"),
             Violation::UnexpectedHandshake => f.write_str("handshake frame outside the handshake"),
-            Violation::UnknownResponse { wire_id } => write!(f, "response for unknown id {wire_id}"),
+            Violation::UnknownResponse { wire_id } => {
+                write!(f, "response for unknown id {wire_id}")
+            }
             Violation::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
         }
     }

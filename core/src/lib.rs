@@ -132,8 +132,8 @@ pub use ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};
 pub use input::Input;
 pub use liveness::LivenessConfig;
 pub use protocol::{
-    Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta,
-    StreamFrame, StreamState, TextMode,
+    Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta, StreamFrame,
+    StreamState, TextMode,
 };
 pub use queue::{OfflinePolicy, Overflow, QueueConfig};
 pub use session::Session;

@@ -13,8 +13,9 @@ pub struct LivenessConfig {
     /// When the protocol declares an application heartbeat of interval `t`, the stale
     /// threshold becomes `t × factor` (if that is longer). Default 2.
     pub heartbeat_stale_factor: u32,
-    /// A `now` this far past a liveness deadline means the host slept (or the driver
-    /// stalled): instead of declaring the peer dead on stale evidence, probe it. Default 15 s.
+    /// A `now` this far past the session's earliest deadline means the host slept (or the
+    /// driver stalled): instead of condemning the connection on stale evidence (no frame
+    /// for ages, a write never reported), probe the peer. Default 15 s.
     pub clock_jump_threshold: Duration,
     /// How long the probe after a clock jump waits for any frame. Default 10 s.
     pub probe_timeout: Duration,
@@ -39,11 +40,6 @@ pub(crate) enum LivenessAction {
     Nothing,
     /// Send a ping now.
     Ping,
-    /// The clock jumped past the stale deadline: send a ping and wait `probe_timeout`.
-    Probe {
-        /// How far past the deadline `now` was.
-        overshoot: Duration,
-    },
     /// The peer is dead.
     Dead,
 }
@@ -108,16 +104,16 @@ impl Liveness {
         }
     }
 
+    /// Starts a probe at `now` (the host slept): whatever the evidence before, the peer
+    /// has `probe_timeout` to show life.
+    pub(crate) fn probe(&mut self, cfg: &LivenessConfig, now: Instant) {
+        self.probe_deadline = Some(now + cfg.probe_timeout);
+        self.next_ping = cfg.ping_interval.map(|p| now + p);
+    }
+
     /// Fires whatever is due at `now`.
     pub(crate) fn on_timeout(&mut self, cfg: &LivenessConfig, now: Instant) -> LivenessAction {
-        let stale = self.stale_deadline();
-        if stale <= now {
-            let overshoot = now - stale;
-            if self.probe_deadline.is_none() && overshoot > cfg.clock_jump_threshold {
-                self.probe_deadline = Some(now + cfg.probe_timeout);
-                self.next_ping = cfg.ping_interval.map(|p| now + p);
-                return LivenessAction::Probe { overshoot };
-            }
+        if self.stale_deadline() <= now {
             return LivenessAction::Dead;
         }
         match self.next_ping {
@@ -170,24 +166,25 @@ mod tests {
         l.set_heartbeat(&cfg, secs(60));
         assert_eq!(l.stale_after(), secs(120));
         l.set_heartbeat(&cfg, secs(10));
-        assert_eq!(l.stale_after(), secs(75), "never shorter than the configured one");
+        assert_eq!(
+            l.stale_after(),
+            secs(75),
+            "never shorter than the configured one"
+        );
     }
 
     #[test]
-    fn clock_jump_probes_instead_of_killing() {
+    fn a_probe_gives_the_peer_a_fresh_deadline() {
         let cfg = LivenessConfig::default();
         let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         let woke = t0 + secs(3600);
-        assert!(matches!(
-            l.on_timeout(&cfg, woke),
-            LivenessAction::Probe { .. }
-        ));
+        l.probe(&cfg, woke);
         assert_eq!(l.next_deadline(), (woke + secs(10), LivenessTimer::Stale));
         assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Dead);
-        // A pong during the probe keeps the connection.
+        // Any frame during the probe keeps the connection.
         let mut l = Liveness::new(&cfg, t0);
-        let _ = l.on_timeout(&cfg, woke);
+        l.probe(&cfg, woke);
         l.on_rx(woke + secs(1));
         assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Nothing);
     }

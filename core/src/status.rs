@@ -10,7 +10,7 @@ use std::fmt;
 /// | from | to |
 /// |---|---|
 /// | `Idle` | `Connecting`, `Closed` |
-/// | `Connecting` | `Open`, `Reconnecting`, `Closed`, `Failed` |
+/// | `Connecting` | `Open`, `Closed`, `Failed` |
 /// | `Open` | `Reconnecting`, `Closed`, `Failed` |
 /// | `Reconnecting` | `Open`, `Closed`, `Failed` |
 /// | `Closed`, `Failed` | (terminal) |
@@ -23,8 +23,8 @@ pub enum Status {
     Connecting,
     /// The handshake is acknowledged; requests and messages flow.
     Open,
-    /// A connection that was open (or a failed first attempt, when the first connect
-    /// retries) is being re-established: waiting out a backoff or attempting.
+    /// A connection that was open is being re-established: waiting out a backoff or
+    /// attempting.
     Reconnecting,
     /// Ended without error: the user closed, the peer closed normally, or the session was
     /// idle too long.
@@ -47,7 +47,7 @@ impl Status {
         matches!(
             (self, to),
             (Idle, Connecting | Closed)
-                | (Connecting, Open | Reconnecting | Closed | Failed)
+                | (Connecting, Open | Closed | Failed)
                 | (Open, Reconnecting | Closed | Failed)
                 | (Reconnecting, Open | Closed | Failed)
         )

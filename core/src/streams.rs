@@ -160,7 +160,9 @@ impl Streams {
             active.last_seq = Some(active.last_seq.map_or(seq, |l| l.max(seq)));
         }
         active.last_event = now;
-        let text = frame.text.map(|t| absorb(&mut active.text, t, frame.text_mode));
+        let text = frame
+            .text
+            .map(|t| absorb(&mut active.text, t, frame.text_mode));
         let kind = match frame.state {
             StreamState::Status => StreamEventKind::Status(frame.payload),
             StreamState::Delta => StreamEventKind::Delta {
@@ -204,7 +206,8 @@ impl Streams {
 
     fn finish(&mut self, cfg: &StreamConfig, key: &StreamKey, now: Instant) {
         self.active.remove(key);
-        self.completed.insert(key.clone(), now + cfg.completed_cooldown);
+        self.completed
+            .insert(key.clone(), now + cfg.completed_cooldown);
         let aliases: Vec<StreamKey> = self
             .aliases
             .iter()
@@ -258,9 +261,9 @@ impl Streams {
     pub(crate) fn next_expiry(&self, cfg: &StreamConfig) -> Option<Instant> {
         let seen = self.seen_order.front().map(|(t, _, _)| *t + cfg.dedup_ttl);
         let cooldown = self.completed.values().min().copied();
-        let idle = cfg.idle_timeout.and_then(|d| {
-            self.active.values().map(|a| a.last_event + d).min()
-        });
+        let idle = cfg
+            .idle_timeout
+            .and_then(|d| self.active.values().map(|a| a.last_event + d).min());
         [seen, cooldown, idle].into_iter().flatten().min()
     }
 
@@ -342,18 +345,36 @@ mod tests {
         let mut s = Streams::default();
         assert!(s.register(&cfg, "k".into(), Some(RequestId(1)), t));
         let d1 = delivered(s.route(&cfg, frame("k", 1, StreamState::Delta, Some("Hel")), t));
-        assert_eq!(d1, vec![StreamEventKind::Delta { text: Some("Hel".into()), payload: 1 }]);
+        assert_eq!(
+            d1,
+            vec![StreamEventKind::Delta {
+                text: Some("Hel".into()),
+                payload: 1
+            }]
+        );
         // seq 3 after 1: a gap, and the coalesced text still yields the right increment.
         let d3 = delivered(s.route(&cfg, frame("k", 3, StreamState::Delta, Some("Hello wo")), t));
         assert_eq!(
             d3,
             vec![
-                StreamEventKind::Gap { expected: 2, received: 3 },
-                StreamEventKind::Delta { text: Some("lo wo".into()), payload: 3 }
+                StreamEventKind::Gap {
+                    expected: 2,
+                    received: 3
+                },
+                StreamEventKind::Delta {
+                    text: Some("lo wo".into()),
+                    payload: 3
+                }
             ]
         );
         let f = delivered(s.route(&cfg, frame("k", 4, StreamState::Final, None), t));
-        assert_eq!(f, vec![StreamEventKind::Final { text: Some("Hello wo".into()), payload: 4 }]);
+        assert_eq!(
+            f,
+            vec![StreamEventKind::Final {
+                text: Some("Hello wo".into()),
+                payload: 4
+            }]
+        );
         assert_eq!(s.len(), 0);
     }
 
@@ -364,18 +385,55 @@ mod tests {
         let mut s = Streams::default();
         s.register(&cfg, "k".into(), None, t);
         let _ = s.route(&cfg, frame("k", 5, StreamState::Delta, Some("a")), t);
-        assert!(matches!(s.route(&cfg, frame("k", 5, StreamState::Delta, Some("a")), t), Routed::Duplicate));
-        assert!(matches!(s.route(&cfg, frame("k", 4, StreamState::Delta, None), t), Routed::Stale));
+        assert!(matches!(
+            s.route(&cfg, frame("k", 5, StreamState::Delta, Some("a")), t),
+            Routed::Duplicate
+        ));
+        assert!(matches!(
+            s.route(&cfg, frame("k", 4, StreamState::Delta, None), t),
+            Routed::Stale
+        ));
         // A terminal with an old seq is still delivered: the stream must end.
-        let e = delivered(s.route(&cfg, frame("k", 3, StreamState::Error { message: "x".into() }, None), t));
+        let e = delivered(s.route(
+            &cfg,
+            frame(
+                "k",
+                3,
+                StreamState::Error {
+                    message: "x".into(),
+                },
+                None,
+            ),
+            t,
+        ));
         assert!(e[0].is_terminal());
         // A second terminal within the cooldown is suppressed.
-        assert!(matches!(s.route(&cfg, frame("k", 9, StreamState::Error { message: "y".into() }, None), t), Routed::Late));
+        assert!(matches!(
+            s.route(
+                &cfg,
+                frame(
+                    "k",
+                    9,
+                    StreamState::Error {
+                        message: "y".into()
+                    },
+                    None
+                ),
+                t
+            ),
+            Routed::Late
+        ));
         // After the cooldown, the key is unknown: unsolicited.
         let later = t + cfg.completed_cooldown;
         let _ = s.expire::<u64>(&cfg, later);
-        assert!(matches!(s.route(&cfg, frame("k", 10, StreamState::Delta, None), later), Routed::Unsolicited(10)));
-        assert!(matches!(s.route(&cfg, frame("other", 1, StreamState::Delta, None), later), Routed::Unsolicited(1)));
+        assert!(matches!(
+            s.route(&cfg, frame("k", 10, StreamState::Delta, None), later),
+            Routed::Unsolicited(10)
+        ));
+        assert!(matches!(
+            s.route(&cfg, frame("other", 1, StreamState::Delta, None), later),
+            Routed::Unsolicited(1)
+        ));
     }
 
     #[test]
@@ -387,12 +445,18 @@ mod tests {
         s.alias(&"idem".into(), "run".into());
         let d = delivered(s.route(&cfg, frame("run", 1, StreamState::Final, Some("x")), t));
         assert!(matches!(d[0], StreamEventKind::Final { .. }));
-        assert!(matches!(s.route(&cfg, frame("run", 2, StreamState::Final, None), t), Routed::Late));
+        assert!(matches!(
+            s.route(&cfg, frame("run", 2, StreamState::Final, None), t),
+            Routed::Late
+        ));
     }
 
     #[test]
     fn dedup_memory_is_bounded_and_expires() {
-        let cfg = StreamConfig { max_seen: 3, ..StreamConfig::default() };
+        let cfg = StreamConfig {
+            max_seen: 3,
+            ..StreamConfig::default()
+        };
         let t = crate::test_epoch();
         let mut s = Streams::default();
         for seq in 0..10 {
@@ -405,7 +469,10 @@ mod tests {
 
     #[test]
     fn idle_streams_end_and_the_table_is_bounded() {
-        let cfg = StreamConfig { max_streams: 1, ..StreamConfig::default() };
+        let cfg = StreamConfig {
+            max_streams: 1,
+            ..StreamConfig::default()
+        };
         let t = crate::test_epoch();
         let mut s = Streams::default();
         assert!(s.register(&cfg, "a".into(), None, t));
@@ -414,6 +481,9 @@ mod tests {
         assert_eq!(s.next_expiry(&cfg), Some(idle));
         let ended = s.expire::<u64>(&cfg, idle);
         assert_eq!(ended.len(), 1);
-        assert_eq!(ended[0].kind, StreamEventKind::Ended(StreamEnd::IdleTimeout));
+        assert_eq!(
+            ended[0].kind,
+            StreamEventKind::Ended(StreamEnd::IdleTimeout)
+        );
     }
 }

@@ -39,6 +39,14 @@ impl Writes {
         self.pending.front().map(|(_, t)| *t + deadline)
     }
 
+    /// Restarts every pending write's clock at `now` (the host slept: the adapter could
+    /// not have reported them).
+    pub(crate) fn rebase(&mut self, now: Instant) {
+        for (_, started) in &mut self.pending {
+            *started = now;
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }

@@ -107,3 +107,24 @@ fn close_before_connect_just_ends() {
     assert_eq!(h.statuses(), [Status::Closed]);
     assert!(h.s.is_closed());
 }
+
+#[test]
+fn terminate_also_aborts_sockets_still_closing_from_earlier_attempts() {
+    let cfg = tether_core::Config::builder()
+        .retry_first_connect(true)
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let first = h.connect();
+    h.opened();
+    h.advance(secs(5.0)); // handshake timeout: conn#0 is told to close
+    let (second, _) = h.until_attempt();
+    h.s.terminate(h.now);
+    let out = h.drain();
+    assert!(out.contains(&Output::AbortTransport { conn: first }));
+    assert!(out.contains(&Output::AbortTransport { conn: second }));
+    assert!(h.s.is_closed());
+    assert_eq!(h.s.poll_timeout(), None);
+    h.s.terminate(h.now);
+    assert!(h.drain().is_empty(), "a second terminate does nothing");
+}

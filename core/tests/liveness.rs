@@ -48,7 +48,11 @@ fn any_inbound_frame_counts_as_life() {
         let out = h.input(Input::FrameReceived { conn, frame });
         h.complete_writes(&out);
     }
-    assert_eq!(h.s.status(), Status::Open, "200 s alive on frames every 20 s");
+    assert_eq!(
+        h.s.status(),
+        Status::Open,
+        "200 s alive on frames every 20 s"
+    );
 }
 
 #[test]
@@ -60,12 +64,12 @@ fn an_application_heartbeat_sets_the_stale_threshold() {
     h.complete_writes(&out);
     h.frame("ack hb=60000");
     // Stale after 2 x 60 s, not the default 75 s.
-    h.advance(secs(119.0));
+    h.run_for(secs(119.0));
     assert_eq!(h.s.status(), Status::Open);
     h.frame("tick");
-    h.advance(secs(119.0));
+    h.run_for(secs(119.0));
     assert_eq!(h.s.status(), Status::Open);
-    let out = h.advance(secs(1.0));
+    let out = h.run_for(secs(1.0));
     assert!(has_abort(&out));
 }
 
@@ -77,7 +81,11 @@ fn a_clock_jump_probes_instead_of_killing_a_live_connection() {
     // The laptop sleeps for an hour.
     let out = h.advance(secs(3600.0));
     assert!(!has_abort(&out), "{out:?}");
-    assert!(events(&out).iter().any(|e| matches!(e, Event::ClockJump { .. })));
+    assert!(
+        events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }))
+    );
     assert_eq!(pings(&out), 1, "probe sent at once");
     h.complete_writes(&out);
     // The peer answers: the connection survives.
@@ -88,6 +96,52 @@ fn a_clock_jump_probes_instead_of_killing_a_live_connection() {
     });
     h.advance(secs(10.0));
     assert_eq!(h.s.status(), Status::Open);
+}
+
+#[test]
+fn a_write_pending_across_a_sleep_is_not_a_missed_deadline() {
+    let mut h = H::default_config();
+    h.open();
+    h.s.send("before the lid closed".into(), h.now).unwrap();
+    let before = h.drain();
+    let out = h.advance(secs(3600.0));
+    assert!(!has_abort(&out), "{out:?}");
+    assert!(
+        events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }))
+    );
+    // The adapter wakes too and reports both writes; the peer answers the probe.
+    h.complete_writes(&before);
+    h.complete_writes(&out);
+    let conn = h.conn();
+    h.input(Input::FrameReceived {
+        conn,
+        frame: InFrame::Pong(bytes::Bytes::new()),
+    });
+    h.run_for(secs(20.0));
+    assert_eq!(h.s.status(), Status::Open);
+}
+
+#[test]
+fn a_sleep_is_noticed_against_any_deadline_not_only_the_stale_one() {
+    let mut h = H::default_config();
+    h.open();
+    h.run_for(secs(5.0));
+    // 44 s past the ping deadline, 1 s short of the stale one.
+    let out = h.advance(secs(69.0));
+    assert!(
+        events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }))
+    );
+    h.complete_writes(&out);
+    assert_eq!(h.s.timeout_reason(), Some(TimerKind::Liveness));
+    assert_eq!(
+        h.s.poll_timeout(),
+        Some(h.now + secs(10.0)),
+        "a full probe, not 1 s"
+    );
 }
 
 #[test]
@@ -106,9 +160,21 @@ fn a_clock_jump_to_a_dead_peer_aborts_after_the_probe_timeout() {
 fn a_driver_a_little_late_is_not_a_clock_jump() {
     let mut h = H::default_config();
     h.open();
-    // 80 s of silence seen 5 s after the stale deadline: dead, no probe.
-    let out = h.advance(secs(80.0));
+    // A driver 5 s late for every deadline (under the jump threshold): dead, no probe.
+    let mut out = Vec::new();
+    while h.s.status() == Status::Open {
+        let at = h.s.poll_timeout().unwrap();
+        h.now = at + secs(5.0);
+        h.s.handle_timeout(h.now);
+        let o = h.drain();
+        h.complete_writes(&o);
+        out.extend(o);
+    }
     assert!(has_abort(&out));
     assert_eq!(h.s.status(), Status::Reconnecting);
-    assert!(!h.events().iter().any(|e| matches!(e, Event::ClockJump { .. })));
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }))
+    );
 }

@@ -5,13 +5,13 @@ use std::time::Instant;
 use super::{Link, Session, Teardown};
 use crate::close::{CloseClass, CloseCode};
 use crate::error::{AttemptError, DisconnectReason, RequestFailure, Violation};
+use crate::event::StreamEventKind;
 use crate::event::{Event, Output};
 use crate::frame::{DataFrame, InFrame, Utf8Bytes};
 use crate::ids::ConnId;
 use crate::input::Input;
 use crate::protocol::{Decoded, Phase, Protocol};
 use crate::streams::Routed;
-use crate::event::StreamEventKind;
 
 impl<P: Protocol> Session<P> {
     /// Applies one transport input. Never fails: peer and network faults become outputs
@@ -41,7 +41,9 @@ impl<P: Protocol> Session<P> {
                 }
             }
             Input::FrameReceived { conn, frame } => self.on_frame(conn, frame, now),
-            Input::TransportClosed { conn, code, reason } => self.on_closed(conn, code, reason, now),
+            Input::TransportClosed { conn, code, reason } => {
+                self.on_closed(conn, code, reason, now)
+            }
             Input::WriteCompleted { conn, frame } => match self.writes.complete(frame, now) {
                 Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
                     self.stats.slow_writes += 1;

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use super::{Link, Session, Teardown};
 use crate::close::{CloseClass, CloseCode};
 use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError};
@@ -145,7 +144,13 @@ impl<P: Protocol> Session<P> {
         how: Teardown,
         now: Instant,
     ) {
-        let stable = matches!(self.link, Link::Open { stable_at: None, .. });
+        let stable = matches!(
+            self.link,
+            Link::Open {
+                stable_at: None,
+                ..
+            }
+        );
         tracing::debug!(%conn, ?reason, "connection lost");
         self.teardown(conn, how, now);
         self.link = Link::Down;
@@ -263,7 +268,9 @@ impl<P: Protocol> Session<P> {
                     self.streams.alias(key, alias.clone());
                     // A response can name a stream of its own even without pre-registration.
                     if alias != *key && !self.streams.is_active(key) {
-                        let _ = self.streams.register(&self.cfg.streams, alias, Some(id), now);
+                        let _ = self
+                            .streams
+                            .register(&self.cfg.streams, alias, Some(id), now);
                     }
                 }
             }
@@ -295,7 +302,11 @@ impl<P: Protocol> Session<P> {
         self.link = Link::Down;
         self.backoff_until = None;
         self.writes.clear();
-        self.set_status(if failed { Status::Failed } else { Status::Closed });
+        self.set_status(if failed {
+            Status::Failed
+        } else {
+            Status::Closed
+        });
         let ended = self
             .streams
             .end_all(&self.cfg.streams, StreamEnd::SessionEnded, now);

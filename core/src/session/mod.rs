@@ -47,9 +47,9 @@ impl Link {
     fn conn(&self) -> Option<ConnId> {
         match self {
             Link::Down => None,
-            Link::Opening { conn, .. } | Link::Handshaking { conn, .. } | Link::Open { conn, .. } => {
-                Some(*conn)
-            }
+            Link::Opening { conn, .. }
+            | Link::Handshaking { conn, .. }
+            | Link::Open { conn, .. } => Some(*conn),
         }
     }
 }
@@ -420,6 +420,11 @@ impl<P: Protocol> Session<P> {
             return;
         }
         self.shut(Teardown::Abort, EndReason::ClosedByUser, now);
+        // Sockets still closing from earlier attempts go too: after terminate nothing
+        // lingers.
+        for (conn, _) in std::mem::take(&mut self.closing) {
+            self.outputs.push_back(Output::AbortTransport { conn });
+        }
     }
 
     // ---- shared helpers ------------------------------------------------------------------

@@ -72,6 +72,11 @@ impl<P: Protocol> Session<P> {
             _ => now,
         };
         self.now = Some(now);
+        if let Some((at, _)) = self.next_timer()
+            && now.saturating_duration_since(at) > self.cfg.liveness.clock_jump_threshold
+        {
+            self.clock_jumped(now - at, now);
+        }
         for _ in 0..MAX_FIRINGS_PER_CALL {
             match self.next_timer() {
                 Some((at, kind)) if at <= now => self.fire(kind, now),
@@ -80,6 +85,23 @@ impl<P: Protocol> Session<P> {
         }
         debug_assert!(false, "a timer did not move its deadline");
         now
+    }
+
+    /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
+    /// Evidence gathered before the sleep (silence, unreported writes) says nothing about
+    /// the peer now, so an open connection is probed rather than condemned. Timers that do
+    /// not judge the peer (requests, backoff, queue) fire as usual.
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+        let Link::Open { conn, liveness, .. } = &mut self.link else {
+            return;
+        };
+        let conn = *conn;
+        liveness.probe(&self.cfg.liveness, now);
+        self.writes.rebase(now);
+        self.stats.clock_jumps += 1;
+        tracing::debug!(%conn, ?overshoot, "clock jump; probing the peer");
+        self.emit(Event::ClockJump { overshoot });
+        self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
     }
 
     fn fire(&mut self, kind: TimerKind, now: Instant) {
@@ -154,12 +176,6 @@ impl<P: Protocol> Session<P> {
         match liveness.on_timeout(&self.cfg.liveness, now) {
             LivenessAction::Nothing => {}
             LivenessAction::Ping => {
-                self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
-            }
-            LivenessAction::Probe { overshoot } => {
-                self.stats.clock_jumps += 1;
-                tracing::debug!(%conn, ?overshoot, "clock jump; probing the peer");
-                self.emit(Event::ClockJump { overshoot });
                 self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
             }
             LivenessAction::Dead => self.lost(

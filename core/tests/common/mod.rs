@@ -98,9 +98,15 @@ impl Protocol for Lines {
                     "status" => StreamState::Status,
                     "delta" => StreamState::Delta,
                     "final" => StreamState::Final,
-                    "error" => StreamState::Error { message: "boom".into() },
+                    "error" => StreamState::Error {
+                        message: "boom".into(),
+                    },
                     "aborted" => StreamState::Aborted,
-                    _ => return Decoded::Violation(Violation::Malformed { detail: "state".into() }),
+                    _ => {
+                        return Decoded::Violation(Violation::Malformed {
+                            detail: "state".into(),
+                        });
+                    }
                 };
                 Decoded::Stream(StreamFrame {
                     key: (*key).into(),
@@ -112,7 +118,9 @@ impl Protocol for Lines {
                 })
             }
             ["tick"] => Decoded::Heartbeat,
-            ["bad"] => Decoded::Violation(Violation::Malformed { detail: "bad".into() }),
+            ["bad"] => Decoded::Violation(Violation::Malformed {
+                detail: "bad".into(),
+            }),
             _ => Decoded::Message(s.to_owned()),
         }
     }
@@ -178,6 +186,22 @@ impl<P: Protocol> H<P> {
         self.drain()
     }
 
+    /// Lets `d` pass as a punctual driver would: waking at every deadline on the way
+    /// (a single leap past a deadline reads as the host sleeping).
+    pub fn run_for(&mut self, d: Duration) -> Vec<Output<P>> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(at) = self.s.poll_timeout().filter(|t| *t <= end) {
+            self.now = at.max(self.now);
+            self.s.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        self.s.handle_timeout(end);
+        out.extend(self.drain());
+        out
+    }
+
     /// Jumps to the next deadline and fires it.
     pub fn fire_next(&mut self) -> Vec<Output<P>> {
         let at = self.s.poll_timeout().expect("a timer is armed");
@@ -209,7 +233,10 @@ impl<P: Protocol> H<P> {
 
     pub fn frame(&mut self, s: &str) -> Vec<Output<P>> {
         let conn = self.conn();
-        self.input(Input::FrameReceived { conn, frame: text(s) })
+        self.input(Input::FrameReceived {
+            conn,
+            frame: text(s),
+        })
     }
 
     pub fn closed(&mut self, code: Option<u16>, reason: &str) -> Vec<Output<P>> {
@@ -310,7 +337,8 @@ pub fn sent_texts<P: Protocol>(out: &[Output<P>]) -> Vec<String> {
 }
 
 pub fn has_abort<P: Protocol>(out: &[Output<P>]) -> bool {
-    out.iter().any(|o| matches!(o, Output::AbortTransport { .. }))
+    out.iter()
+        .any(|o| matches!(o, Output::AbortTransport { .. }))
 }
 
 pub fn close_frame<P: Protocol>(out: &[Output<P>]) -> Option<(CloseCode, String)> {
