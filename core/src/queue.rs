@@ -130,6 +130,9 @@ impl OfflineQueue {
 
     /// The earliest message expiry.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        if self.entries.is_empty() {
+            return None;
+        }
         self.entries.iter().filter_map(|e| e.expires).min()
     }
 

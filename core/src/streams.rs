@@ -259,6 +259,9 @@ impl Streams {
 
     /// The next time bookkeeping expires.
     pub(crate) fn next_expiry(&self, cfg: &StreamConfig) -> Option<Instant> {
+        if self.seen_order.is_empty() && self.completed.is_empty() && self.active.is_empty() {
+            return None;
+        }
         let seen = self.seen_order.front().map(|(t, _, _)| *t + cfg.dedup_ttl);
         let cooldown = self.completed.values().min().copied();
         let idle = cfg

@@ -4,7 +4,9 @@
 mod common;
 use common::*;
 use std::time::Duration;
-use tether_core::{AttemptError, Config, EndReason, Event, Jitter, SessionError, Status, TransportFailure};
+use tether_core::{
+    AttemptError, Config, EndReason, Event, Jitter, SessionError, Status, TransportFailure,
+};
 
 fn refusing(h: &mut H) -> Vec<Duration> {
     let mut waits = Vec::new();
@@ -38,7 +40,10 @@ fn full_jitter_keeps_every_wait_within_its_step() {
         h.connect();
         for (i, wait) in refusing(&mut h).into_iter().enumerate() {
             let (lo, hi) = steps.bounds(i as u32 + 1, None);
-            assert!(lo <= wait && wait <= hi, "seed {seed} attempt {i}: {wait:?}");
+            assert!(
+                lo <= wait && wait <= hi,
+                "seed {seed} attempt {i}: {wait:?}"
+            );
         }
     }
 }

@@ -2,8 +2,8 @@
 //! (the frame is dropped, the session stays open), and nothing panics.
 
 mod common;
-use common::*;
 use bytes::Bytes;
+use common::*;
 use tether_core::{CloseCode, Config, Event, InFrame, Input, Status, Violation};
 
 fn violations(h: &H) -> Vec<Violation> {
@@ -73,7 +73,11 @@ fn an_invalid_close_code_is_a_violation_and_an_abnormal_close() {
     let mut h = H::default_config();
     h.open();
     h.closed(Some(0), "");
-    assert_eq!(h.s.status(), Status::Reconnecting, "code 0 is treated as abnormal");
+    assert_eq!(
+        h.s.status(),
+        Status::Reconnecting,
+        "code 0 is treated as abnormal"
+    );
 }
 
 #[test]

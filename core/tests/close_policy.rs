@@ -14,10 +14,12 @@ fn normal_close_ends_without_error() {
     h.open();
     let out = h.closed(Some(1000), "bye");
     assert_eq!(h.s.status(), Status::Closed);
-    assert!(events(&out).contains(&Event::Ended(EndReason::ClosedByPeer {
-        code: tether_core::CloseCode(1000),
-        reason: "bye".into()
-    })));
+    assert!(
+        events(&out).contains(&Event::Ended(EndReason::ClosedByPeer {
+            code: tether_core::CloseCode(1000),
+            reason: "bye".into()
+        }))
+    );
     assert_eq!(h.s.poll_timeout(), None);
 }
 
@@ -67,7 +69,10 @@ fn service_restart_spreads_clients_over_ten_to_twenty_seconds() {
     }
     assert!(waits.iter().all(|w| secs(10.0) <= *w && *w <= secs(20.0)));
     let first_half = waits.iter().filter(|w| **w < secs(15.0)).count();
-    assert!((60..140).contains(&first_half), "spread, not piled up: {first_half}");
+    assert!(
+        (60..140).contains(&first_half),
+        "spread, not piled up: {first_half}"
+    );
 }
 
 #[test]

@@ -166,7 +166,10 @@ fn retryable_rejection_honours_the_peers_retry_after() {
     h.opened();
     let out = h.frame("reject retry=12000");
     let announced = retry_waits(&out)[0];
-    assert!(secs(12.0) <= announced && announced <= secs(24.0), "{out:?}");
+    assert!(
+        secs(12.0) <= announced && announced <= secs(24.0),
+        "{out:?}"
+    );
     let (_, wait) = h.until_attempt();
     assert_eq!(wait, announced);
 }

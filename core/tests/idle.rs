@@ -31,7 +31,10 @@ fn pings_and_heartbeats_are_not_activity() {
 
 #[test]
 fn the_idle_timeout_closes_the_session() {
-    let cfg = Config::builder().idle_timeout(Some(secs(60.0))).build().unwrap();
+    let cfg = Config::builder()
+        .idle_timeout(Some(secs(60.0)))
+        .build()
+        .unwrap();
     let mut h = H::new(cfg);
     h.open();
     let out = h.advance(secs(30.0));

@@ -2,12 +2,15 @@
 //! table within its bound, and leave no request unresolved after close.
 
 mod common;
-use common::*;
 use bytes::Bytes;
+use common::*;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tether_core::{CloseCode, Config, ConnId, Event, FrameId, InFrame, Input, OfflinePolicy, Output, QueueConfig, Status, TransportFailure};
+use tether_core::{
+    CloseCode, Config, ConnId, Event, FrameId, InFrame, Input, OfflinePolicy, Output, QueueConfig,
+    Status, TransportFailure,
+};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -45,10 +48,26 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 const FRAMES: &[&[u8]] = &[
-    b"ack", b"ack hb=1000", b"challenge", b"reject fatal", b"reject retry=500", b"res 0 ok a",
-    b"res 1 err b", b"res 2 ok c", b"res x ok d", b"ev k 1 delta a", b"ev k 1 delta a",
-    b"ev k 3 delta abc", b"ev k 4 final", b"ev k 5 error", b"ev j 1 delta z", b"tick", b"bad",
-    b"plain", b"\xff\xfe", b"",
+    b"ack",
+    b"ack hb=1000",
+    b"challenge",
+    b"reject fatal",
+    b"reject retry=500",
+    b"res 0 ok a",
+    b"res 1 err b",
+    b"res 2 ok c",
+    b"res x ok d",
+    b"ev k 1 delta a",
+    b"ev k 1 delta a",
+    b"ev k 3 delta abc",
+    b"ev k 4 final",
+    b"ev k 5 error",
+    b"ev j 1 delta z",
+    b"tick",
+    b"bad",
+    b"plain",
+    b"\xff\xfe",
+    b"",
 ];
 
 proptest! {
@@ -72,7 +91,7 @@ proptest! {
         let mut h = H::with(cfg, Lines { server_first, ..Lines::default() }, seed);
         let mut issued = BTreeSet::new();
         let mut frames: Vec<(ConnId, FrameId)> = Vec::new();
-        let conn = |h: &H, c: u8| h.s.current_conn().filter(|_| c % 4 != 0).unwrap_or(ConnId::from_raw(u64::from(c % 8)));
+        let conn = |h: &H, c: u8| h.s.current_conn().filter(|_| !c.is_multiple_of(4)).unwrap_or(ConnId::from_raw(u64::from(c % 8)));
         for s in steps {
             match s {
                 Step::Advance(ms) => { h.advance(Duration::from_millis(ms)); }

@@ -34,7 +34,12 @@ fn queued_frames_flush_in_order_after_the_ack_not_before() {
     let out = h.frame("ack");
     assert_eq!(
         sent_texts(&out),
-        ["before-connect", "m1", &format!("req {} r1", id.get()), "m2"]
+        [
+            "before-connect",
+            "m1",
+            &format!("req {} r1", id.get()),
+            "m2"
+        ]
     );
     assert_eq!(h.s.queued(), 0);
     // The flushed request is now in flight on this connection.

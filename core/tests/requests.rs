@@ -35,8 +35,20 @@ fn responses_resolve_their_request_once_even_when_repeated() {
         }
     )));
     let o = outcomes(&h);
-    assert_eq!(o[&a], [format!("{:?}", Err::<String, _>(RequestFailure::Remote("nope".to_string())))]);
-    assert_eq!(o[&b], [format!("{:?}", Ok::<_, RequestFailure<String>>("B".to_string()))]);
+    assert_eq!(
+        o[&a],
+        [format!(
+            "{:?}",
+            Err::<String, _>(RequestFailure::Remote("nope".to_string()))
+        )]
+    );
+    assert_eq!(
+        o[&b],
+        [format!(
+            "{:?}",
+            Ok::<_, RequestFailure<String>>("B".to_string())
+        )]
+    );
     assert_eq!(h.s.pending_requests(), 0);
 }
 
@@ -59,7 +71,10 @@ fn timeouts_resolve_and_a_late_response_is_unknown() {
 
 #[test]
 fn the_default_timeout_applies() {
-    let cfg = Config::builder().request_timeout(secs(7.0)).build().unwrap();
+    let cfg = Config::builder()
+        .request_timeout(secs(7.0))
+        .build()
+        .unwrap();
     let mut h = H::new(cfg);
     h.open();
     let id = h.s.request(Req("a", None), None, h.now).unwrap();
@@ -83,7 +98,13 @@ fn a_lost_connection_fails_every_request_in_flight_at_once() {
     h.closed(None, "");
     let o = outcomes(&h);
     for id in ids {
-        assert_eq!(o[&id], [format!("{:?}", Err::<String, _>(RequestFailure::<String>::Disconnected))]);
+        assert_eq!(
+            o[&id],
+            [format!(
+                "{:?}",
+                Err::<String, _>(RequestFailure::<String>::Disconnected)
+            )]
+        );
     }
 }
 
@@ -123,7 +144,13 @@ fn close_fails_pending_requests_with_closed() {
     let id = h.s.request(Req("a", None), None, h.now).unwrap();
     h.s.close(tether_core::CloseCode::NORMAL, "bye", h.now);
     h.drain();
-    assert_eq!(outcomes(&h)[&id], [format!("{:?}", Err::<String, _>(RequestFailure::<String>::Closed))]);
+    assert_eq!(
+        outcomes(&h)[&id],
+        [format!(
+            "{:?}",
+            Err::<String, _>(RequestFailure::<String>::Closed)
+        )]
+    );
     assert_eq!(
         h.s.request(Req("b", None), None, h.now),
         Err(RequestError::Ended)

@@ -20,7 +20,9 @@ fn stream_events(h: &H) -> Vec<StreamEvent<String>> {
 fn a_run_streams_exactly_once_even_when_events_precede_the_response() {
     let mut h = H::default_config();
     h.open();
-    let id = h.s.request(Req("chat.send", Some("run-1")), None, h.now).unwrap();
+    let id =
+        h.s.request(Req("chat.send", Some("run-1")), None, h.now)
+            .unwrap();
     let out = h.drain();
     h.complete_writes(&out);
     // Events before the response, a duplicate, a gap, a coalesced delta, two terminals.
@@ -40,13 +42,24 @@ fn a_run_streams_exactly_once_even_when_events_precede_the_response() {
     let kinds: Vec<String> = evs
         .iter()
         .map(|e| match &e.kind {
-            StreamEventKind::Delta { text, .. } => format!("delta:{}", text.clone().unwrap_or_default()),
+            StreamEventKind::Delta { text, .. } => {
+                format!("delta:{}", text.clone().unwrap_or_default())
+            }
             StreamEventKind::Gap { expected, received } => format!("gap:{expected}->{received}"),
             StreamEventKind::Error { .. } => "error".into(),
             other => format!("{other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["delta:He", "delta:llo", "gap:3->4", "delta:, world", "error"]);
+    assert_eq!(
+        kinds,
+        [
+            "delta:He",
+            "delta:llo",
+            "gap:3->4",
+            "delta:, world",
+            "error"
+        ]
+    );
     assert!(evs.iter().all(|e| e.request == Some(id)));
     let rebuilt: String = evs
         .iter()
@@ -81,7 +94,8 @@ fn events_of_no_stream_are_unsolicited_and_still_deduplicated() {
 fn a_lost_connection_ends_open_streams_once() {
     let mut h = H::default_config();
     h.open();
-    h.s.request(Req("chat.send", Some("r")), None, h.now).unwrap();
+    h.s.request(Req("chat.send", Some("r")), None, h.now)
+        .unwrap();
     let out = h.drain();
     h.complete_writes(&out);
     h.frame("ev r 1 delta a");
@@ -91,14 +105,19 @@ fn a_lost_connection_ends_open_streams_once() {
         .filter(|e| e.kind.is_terminal())
         .collect();
     assert_eq!(ends.len(), 1);
-    assert_eq!(ends[0].kind, StreamEventKind::Ended(StreamEnd::Disconnected));
+    assert_eq!(
+        ends[0].kind,
+        StreamEventKind::Ended(StreamEnd::Disconnected)
+    );
 }
 
 #[test]
 fn a_failed_request_ends_its_stream() {
     let mut h = H::default_config();
     h.open();
-    let id = h.s.request(Req("chat.send", Some("r")), None, h.now).unwrap();
+    let id =
+        h.s.request(Req("chat.send", Some("r")), None, h.now)
+            .unwrap();
     h.drain();
     h.frame(&format!("res {} err busy", id.get()));
     let ends: Vec<_> = stream_events(&h)
@@ -106,14 +125,19 @@ fn a_failed_request_ends_its_stream() {
         .filter(|e| e.kind.is_terminal())
         .collect();
     assert_eq!(ends.len(), 1);
-    assert_eq!(ends[0].kind, StreamEventKind::Ended(StreamEnd::RequestFailed));
+    assert_eq!(
+        ends[0].kind,
+        StreamEventKind::Ended(StreamEnd::RequestFailed)
+    );
 }
 
 #[test]
 fn idle_streams_end_after_the_stream_idle_timeout() {
     let mut h = H::default_config();
     h.open();
-    let id = h.s.request(Req("chat.send", Some("r")), None, h.now).unwrap();
+    let id =
+        h.s.request(Req("chat.send", Some("r")), None, h.now)
+            .unwrap();
     let out = h.drain();
     h.complete_writes(&out);
     h.frame(&format!("res {} ok started", id.get()));

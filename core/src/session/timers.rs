@@ -72,14 +72,22 @@ impl<P: Protocol> Session<P> {
             _ => now,
         };
         self.now = Some(now);
-        if let Some((at, _)) = self.next_timer()
-            && now.saturating_duration_since(at) > self.cfg.liveness.clock_jump_threshold
+        // The next deadline is computed once per firing, not once more for the jump check:
+        // this is the hot path of every inbound frame.
+        let mut next = self.next_timer();
+        if let Some((at, _)) = next
+            && at < now
+            && now - at > self.cfg.liveness.clock_jump_threshold
         {
             self.clock_jumped(now - at, now);
+            next = self.next_timer();
         }
         for _ in 0..MAX_FIRINGS_PER_CALL {
-            match self.next_timer() {
-                Some((at, kind)) if at <= now => self.fire(kind, now),
+            match next {
+                Some((at, kind)) if at <= now => {
+                    self.fire(kind, now);
+                    next = self.next_timer();
+                }
                 _ => return now,
             }
         }
