@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, integration (core/tests/, including the
-# state × input table of docs/state-machine.md), examples' builds and doc tests.
+# state × input table of docs/state-machine.md), the interop tests against real Python
+# (`websockets`) and Node (`ws`) servers (tests/tests/interop.rs), examples' builds and
+# doc tests.
+#
+# The interop peers are set up first by scripts/interop-setup.sh (a venv in .interop/venv,
+# node_modules in interop/node; idempotent, needs python3 and node/npm) and handed to the
+# tests through TETHER_INTEROP_PYTHON and TETHER_INTEROP_NODE_DIR. With
+# TETHER_SKIP_INTEROP=1 the setup is skipped and so are those tests. The servers are
+# started and killed by the tests themselves, each on its own free port.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Later: set up the interop peers here (a Python `websockets` server and a Node `ws`
-# server in local virtualenv / node_modules), export their commands for the integration
-# tests, and tear them down on exit.
+if [[ "${TETHER_SKIP_INTEROP:-}" != "1" ]]; then
+    echo "==> scripts/interop-setup.sh" >&2
+    peers="$(./scripts/interop-setup.sh)"
+    while IFS='=' read -r name value; do
+        case "${name}" in
+            TETHER_INTEROP_PYTHON | TETHER_INTEROP_NODE_DIR) export "${name}=${value}" ;;
+        esac
+    done <<<"${peers}"
+    echo "TETHER_INTEROP_PYTHON=${TETHER_INTEROP_PYTHON:?} TETHER_INTEROP_NODE_DIR=${TETHER_INTEROP_NODE_DIR:?}" >&2
+fi
 
 cargo test --workspace "$@"

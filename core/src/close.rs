@@ -118,7 +118,7 @@ impl fmt::Display for TransportFailure {
 /// | close code | class |
 /// |---|---|
 /// | 1000 | normal |
-/// | 1001, 1006, 1011 | reconnect |
+/// | 1001, 1005 (close frame without a code), 1006, 1011 | reconnect |
 /// | 1012 (service restart) | reconnect, at least 10 s |
 /// | 1013 (try again later) | reconnect, at least 30 s |
 /// | 1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003 | fatal |

@@ -1,0 +1,403 @@
+//! The application's handle on a running session.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, Stream};
+use tether_core::{
+    CloseCode, Config, ConfigError, EndReason, Event, MessageId, Protocol, RequestError,
+    RequestFailure, RequestId, SendError, Session, Status, StreamEvent,
+};
+
+use crate::runtime::Runtime;
+use crate::task::Driver;
+use crate::transport::Transport;
+
+/// Commands that carry application data: bounded, so a flood waits instead of growing.
+pub(crate) enum Cmd<P: Protocol> {
+    Send(P::Outbound, oneshot::Sender<Result<MessageId, SendError>>),
+    Request {
+        request: P::Request,
+        timeout: Option<Duration>,
+        accepted: oneshot::Sender<Result<RequestId, RequestError>>,
+        reply: oneshot::Sender<Result<P::Response, RequestFailure<P::RemoteError>>>,
+        events: Option<mpsc::Sender<StreamEvent<P::Inbound>>>,
+    },
+}
+
+/// Lifecycle commands: never blocked behind data, so `close` and `terminate` always get
+/// through.
+pub(crate) enum Control {
+    Close(CloseCode, &'static str, oneshot::Sender<()>),
+    Terminate,
+    WaitOpen(oneshot::Sender<Result<(), EndReason>>),
+}
+
+/// How many data commands may wait for the session loop.
+const CMD_CAPACITY: usize = 1024;
+/// How many events a subscriber may have unread before it misses some.
+pub const SUBSCRIBER_CAPACITY: usize = 1024;
+/// How many stream events a stream consumer may have unread before its subscription ends.
+pub const STREAM_CAPACITY: usize = 4096;
+
+/// State the loop publishes for handles to read without a round trip.
+pub(crate) struct Shared<P: Protocol> {
+    status: Mutex<Status>,
+    last_activity: Mutex<Option<Instant>>,
+    events: Mutex<Vec<mpsc::Sender<Event<P>>>>,
+    statuses: Mutex<Vec<mpsc::Sender<Status>>>,
+    now: Box<dyn Fn() -> Instant + Send + Sync>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave the data inconsistent
+    // (each critical section is a single assignment or push), so poisoning is ignored.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<P: Protocol> Shared<P> {
+    pub(crate) fn set_status(&self, to: Status) {
+        *lock(&self.status) = to;
+        lock(&self.statuses).retain_mut(|tx| match tx.try_send(to) {
+            Ok(()) => true,
+            Err(e) => !e.is_disconnected(),
+        });
+    }
+
+    pub(crate) fn touch(&self, last: Option<Instant>) {
+        *lock(&self.last_activity) = last;
+    }
+
+    pub(crate) fn publish(&self, event: Event<P>) {
+        let mut subs = lock(&self.events);
+        if subs.is_empty() {
+            return;
+        }
+        subs.retain_mut(|tx| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(e) if e.is_disconnected() => false,
+            Err(_) => {
+                tracing::warn!("event subscriber lagging; event dropped for it");
+                true
+            }
+        });
+    }
+}
+
+/// Why [`Client::connect`] did not produce an open session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The URL is not usable.
+    #[error(transparent)]
+    Url(#[from] crate::ws::UrlError),
+    /// The session ended before it opened: the first connect's outcome.
+    #[error("the session ended before it opened: {0:?}")]
+    Ended(EndReason),
+}
+
+/// Why a request through [`Client::request`] produced no response.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError<E> {
+    /// The session refused the request at once.
+    #[error(transparent)]
+    Refused(#[from] RequestError),
+    /// The request was sent (or queued) but failed.
+    #[error(transparent)]
+    Failed(RequestFailure<E>),
+    /// The session loop is gone (the runtime shut down).
+    #[error("the session loop has stopped")]
+    Stopped,
+}
+
+/// A request that started a stream: its id, its response and its events.
+pub struct StreamCall<P: Protocol> {
+    /// The request's id.
+    pub id: RequestId,
+    response: oneshot::Receiver<Result<P::Response, RequestFailure<P::RemoteError>>>,
+    /// The stream's events, ending after its terminal event.
+    pub events: mpsc::Receiver<StreamEvent<P::Inbound>>,
+}
+
+impl<P: Protocol> StreamCall<P> {
+    /// Waits for the request's response (the stream may already be flowing).
+    ///
+    /// # Errors
+    ///
+    /// The request's failure, or [`CallError::Stopped`].
+    pub async fn response(&mut self) -> Result<P::Response, CallError<P::RemoteError>> {
+        match (&mut self.response).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(f)) => Err(CallError::Failed(f)),
+            Err(_) => Err(CallError::Stopped),
+        }
+    }
+}
+
+/// A running session. Cheap to clone; every clone drives the same session. The session
+/// closes when the last clone is dropped.
+pub struct Client<P: Protocol> {
+    cmds: mpsc::Sender<Cmd<P>>,
+    control: mpsc::UnboundedSender<Control>,
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Protocol> Clone for Client<P> {
+    fn clone(&self) -> Self {
+        Client {
+            cmds: self.cmds.clone(),
+            control: self.control.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for Client<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = *lock(&self.shared.status);
+        f.debug_struct("Client")
+            .field("status", &status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Client<P>
+where
+    P: Protocol + Send + 'static,
+    P::Inbound: Send,
+    P::Outbound: Send,
+    P::Request: Send,
+    P::Response: Send,
+    P::RemoteError: Send,
+{
+    /// Starts a session on `runtime` over `transport` and waits for the first connect's
+    /// outcome. Later reconnects happen by themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Config`] for an invalid configuration, [`ConnectError::Ended`] when
+    /// the session ended before it opened.
+    pub async fn connect<R: Runtime>(
+        runtime: R,
+        transport: impl Transport,
+        config: Config,
+        protocol: P,
+        seed: u64,
+    ) -> Result<Self, ConnectError> {
+        let client = Self::start(runtime, transport, config, protocol, seed, "session")?;
+        client.wait_open().await.map_err(ConnectError::Ended)?;
+        Ok(client)
+    }
+
+    /// Starts a session without waiting for it to open. `label` names the tracing span
+    /// (use the redacted URL).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Config`] for an invalid configuration.
+    pub fn start<R: Runtime>(
+        runtime: R,
+        transport: impl Transport,
+        config: Config,
+        protocol: P,
+        seed: u64,
+        label: &str,
+    ) -> Result<Self, ConnectError> {
+        let session = Session::new(config, protocol, seed)?;
+        let (cmds_tx, cmds_rx) = mpsc::channel(CMD_CAPACITY);
+        let (control_tx, control_rx) = mpsc::unbounded();
+        let rt = runtime.clone();
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status::Idle),
+            last_activity: Mutex::new(None),
+            events: Mutex::new(Vec::new()),
+            statuses: Mutex::new(Vec::new()),
+            now: Box::new(move || rt.now()),
+        });
+        let driver = Driver::new(
+            session,
+            runtime.clone(),
+            Arc::new(transport),
+            shared.clone(),
+            cmds_rx,
+            control_rx,
+        );
+        let span =
+            tracing::info_span!("tether", session = %format_args!("{seed:016x}"), url = %label);
+        runtime.spawn(Box::pin(tracing::Instrument::instrument(
+            driver.run(),
+            span,
+        )));
+        Ok(Client {
+            cmds: cmds_tx,
+            control: control_tx,
+            shared,
+        })
+    }
+
+    /// Waits until the session is open. Concurrent callers share one handshake.
+    ///
+    /// # Errors
+    ///
+    /// How the session ended, if it ended before opening (or has ended since).
+    pub async fn wait_open(&self) -> Result<(), EndReason> {
+        let (tx, rx) = oneshot::channel();
+        if self.control.unbounded_send(Control::WaitOpen(tx)).is_err() {
+            return Err(EndReason::ClosedByUser);
+        }
+        rx.await.unwrap_or(Err(EndReason::ClosedByUser))
+    }
+
+    /// Sends a message: written at once when open, otherwise queued or refused per the
+    /// configuration.
+    ///
+    /// # Errors
+    ///
+    /// The session's [`SendError`]; [`SendError::Ended`] when the loop is gone.
+    pub async fn send(&self, message: P::Outbound) -> Result<MessageId, SendError> {
+        let (tx, rx) = oneshot::channel();
+        let mut cmds = self.cmds.clone();
+        if cmds.send(Cmd::Send(message, tx)).await.is_err() {
+            return Err(SendError::Ended);
+        }
+        rx.await.unwrap_or(Err(SendError::Ended))
+    }
+
+    /// Sends a request and waits for its outcome (the configured request timeout applies).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]: refused at once, or failed (remote error, timeout, disconnect, …).
+    pub async fn request(
+        &self,
+        request: P::Request,
+    ) -> Result<P::Response, CallError<P::RemoteError>> {
+        self.request_with_timeout(request, None).await
+    }
+
+    /// [`request`](Self::request) with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// See [`request`](Self::request).
+    pub async fn request_with_timeout(
+        &self,
+        request: P::Request,
+        timeout: Option<Duration>,
+    ) -> Result<P::Response, CallError<P::RemoteError>> {
+        let (_, reply) = self.submit(request, timeout, None).await?;
+        match reply.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(f)) => Err(CallError::Failed(f)),
+            Err(_) => Err(CallError::Stopped),
+        }
+    }
+
+    /// Sends a request that starts a stream and returns at once with its events.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Refused`] when the session refused the request.
+    pub async fn stream(
+        &self,
+        request: P::Request,
+        timeout: Option<Duration>,
+    ) -> Result<StreamCall<P>, CallError<P::RemoteError>> {
+        let (events_tx, events) = mpsc::channel(STREAM_CAPACITY);
+        let (id, response) = self.submit(request, timeout, Some(events_tx)).await?;
+        Ok(StreamCall {
+            id,
+            response,
+            events,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn submit(
+        &self,
+        request: P::Request,
+        timeout: Option<Duration>,
+        events: Option<mpsc::Sender<StreamEvent<P::Inbound>>>,
+    ) -> Result<
+        (
+            RequestId,
+            oneshot::Receiver<Result<P::Response, RequestFailure<P::RemoteError>>>,
+        ),
+        CallError<P::RemoteError>,
+    > {
+        let (accepted_tx, accepted) = oneshot::channel();
+        let (reply_tx, reply) = oneshot::channel();
+        let cmd = Cmd::Request {
+            request,
+            timeout,
+            accepted: accepted_tx,
+            reply: reply_tx,
+            events,
+        };
+        let mut cmds = self.cmds.clone();
+        if cmds.send(cmd).await.is_err() {
+            return Err(CallError::Stopped);
+        }
+        let id = accepted.await.map_err(|_| CallError::Stopped)??;
+        Ok((id, reply))
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        *lock(&self.shared.status)
+    }
+
+    /// Every status change from now on, in order.
+    pub fn status_changes(&self) -> impl Stream<Item = Status> + Send + use<P> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
+        lock(&self.shared.statuses).push(tx);
+        rx
+    }
+
+    /// Every session event from now on (messages, responses, stream events, violations,
+    /// lifecycle). A subscriber more than [`SUBSCRIBER_CAPACITY`] events behind misses
+    /// events rather than making the session buffer without bound.
+    pub fn events(&self) -> impl Stream<Item = Event<P>> + Send + use<P>
+    where
+        Event<P>: Send,
+    {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
+        lock(&self.shared.events).push(tx);
+        rx
+    }
+
+    /// How long since the last activity (a send, a request, a message, a response).
+    pub fn idle(&self) -> Duration {
+        let now = (self.shared.now)();
+        lock(&self.shared.last_activity)
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// Closes the session (normal closure) and waits until its transport is closed.
+    /// Idempotent: every caller returns once the session is closed.
+    pub async fn close(&self) {
+        self.close_with(CloseCode::NORMAL, "").await;
+    }
+
+    /// Closes with a code and reason; see [`close`](Self::close).
+    pub async fn close_with(&self, code: CloseCode, reason: &'static str) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .control
+            .unbounded_send(Control::Close(code, reason, tx))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    /// Ends the session at once, aborting its transport (for a watchdog).
+    pub fn terminate(&self) {
+        let _ = self.control.unbounded_send(Control::Terminate);
+    }
+}

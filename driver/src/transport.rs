@@ -1,0 +1,57 @@
+//! The transport seam: opening a connection and exchanging frames over it.
+
+use std::pin::Pin;
+
+use futures::{Sink, Stream};
+use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure};
+
+/// What the driver writes on a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A data frame or ping.
+    Frame(OutFrame),
+    /// A close frame.
+    Close(CloseCode, String),
+}
+
+/// What a connection yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A frame.
+    Frame(InFrame),
+    /// The peer's close frame (a frame without a code arrives as `Some(1005)`), after which
+    /// the stream ends. A socket that drops without a close frame ends the stream (or
+    /// yields an error) instead.
+    Closed(Option<CloseCode>, String),
+}
+
+/// The write half of an open connection. `send` completes when the frame is written to
+/// the socket (flushed), which is what the driver reports as `WriteCompleted`.
+pub type FrameSink = Pin<Box<dyn Sink<Outgoing, Error = std::io::Error> + Send>>;
+
+/// The read half of an open connection. It ends (or yields an error) when the connection
+/// drops without a close frame.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Incoming, std::io::Error>> + Send>>;
+
+/// An open connection, split so that a stuck write never stops reading.
+pub struct Link {
+    /// The write half.
+    pub sink: FrameSink,
+    /// The read half.
+    pub stream: FrameStream,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Link")
+    }
+}
+
+/// Opens connections. [`WsTransport`](crate::WsTransport) does it with async-tungstenite over
+/// any byte stream; the simulator does it over its virtual network.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Opens the connection for generation `conn` (TCP, TLS, WebSocket upgrade). The
+    /// session enforces the connect timeout by aborting this future.
+    async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure>;
+}

@@ -1,0 +1,333 @@
+//! A [`Transport`] over async-tungstenite: any byte stream a [`Dial`] opens (TCP from tokio
+//! or smol), optionally wrapped in TLS, upgraded to a WebSocket.
+
+use std::io;
+#[cfg(feature = "rustls")]
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::handshake::client::Request;
+use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{SinkExt, StreamExt};
+use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure};
+
+use crate::transport::{Incoming, Link, Outgoing, Transport};
+
+/// Opens byte streams: the one thing a runtime adapter must supply for WebSockets.
+#[async_trait::async_trait]
+pub trait Dial: Send + Sync + 'static {
+    /// The byte stream.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Opens a TCP connection to `host:port` (with the socket options the adapter sets).
+    async fn dial(&self, host: &str, port: u16) -> io::Result<Self::Io>;
+}
+
+/// Why a URL was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlError(pub String);
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid url: {}", self.0)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// A WebSocket client transport over `D`'s byte streams.
+pub struct WsTransport<D> {
+    dial: D,
+    request: Request,
+    host: String,
+    port: u16,
+    tls: bool,
+    config: WebSocketConfig,
+    #[cfg(feature = "rustls")]
+    tls_config: Arc<futures_rustls::rustls::ClientConfig>,
+}
+
+impl<D: Dial> WsTransport<D> {
+    /// A transport to `url` (`ws://` or, with the `rustls` feature, `wss://`).
+    ///
+    /// # Errors
+    ///
+    /// A [`UrlError`] for a URL that is not a WebSocket URL with a host.
+    pub fn new(dial: D, url: &str) -> Result<Self, UrlError> {
+        let request = url
+            .into_client_request()
+            .map_err(|e| UrlError(format!("{}: {e}", redact(url))))?;
+        let uri = request.uri();
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") if cfg!(feature = "rustls") => true,
+            Some("wss") => return Err(UrlError("wss:// needs the `rustls` feature".into())),
+            _ => return Err(UrlError(format!("{} is not ws:// or wss://", redact(url)))),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| UrlError(format!("{} has no host", redact(url))))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let mut config = WebSocketConfig::default();
+        // The session, not tungstenite, decides what an oversized frame means; tungstenite's
+        // own bound only guards memory.
+        config.max_message_size = Some(64 << 20);
+        config.max_frame_size = Some(64 << 20);
+        Ok(WsTransport {
+            dial,
+            request,
+            host,
+            port,
+            tls,
+            config,
+            #[cfg(feature = "rustls")]
+            tls_config: Arc::new(default_tls()),
+        })
+    }
+
+    /// Adds a header to the upgrade request (an `Authorization`, a subprotocol).
+    ///
+    /// # Errors
+    ///
+    /// A [`UrlError`] naming the invalid header.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, UrlError> {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| UrlError(format!("bad header name {name:?}")))?;
+        let v = HeaderValue::from_str(value)
+            .map_err(|_| UrlError(format!("bad value for header {name}")))?;
+        self.request.headers_mut().insert(n, v);
+        Ok(self)
+    }
+
+    /// The URL without credentials or query (safe to log).
+    pub fn redacted_url(&self) -> String {
+        redact(&self.request.uri().to_string())
+    }
+}
+
+#[cfg(feature = "rustls")]
+fn default_tls() -> futures_rustls::rustls::ClientConfig {
+    let mut roots = futures_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    futures_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        futures_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // Invariant: ring supports the safe default versions, so this cannot fail.
+    .expect("ring supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// A URL without user info, query or fragment: what logs may show.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
+fn io_failure(e: &io::Error) -> TransportFailure {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => TransportFailure::Refused,
+        // std reports resolver failures as `Other`/`NotFound` with this wording.
+        _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => {
+            TransportFailure::Dns
+        }
+        _ => TransportFailure::Io(e.to_string()),
+    }
+}
+
+fn ws_failure(e: WsError) -> TransportFailure {
+    match e {
+        WsError::Http(resp) => {
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            TransportFailure::Http {
+                status: resp.status().as_u16(),
+                retry_after,
+            }
+        }
+        WsError::Io(e) => io_failure(&e),
+        WsError::Tls(e) => TransportFailure::Tls(e.to_string()),
+        other => TransportFailure::Io(other.to_string()),
+    }
+}
+
+/// A plain or TLS byte stream.
+enum MaybeTls<S> {
+    Plain(S),
+    #[cfg(feature = "rustls")]
+    Tls(Box<futures_rustls::client::TlsStream<S>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTls::Plain($s) => $e,
+            #[cfg(feature = "rustls")]
+            MaybeTls::Tls($s) => $e,
+        }
+    };
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_flush(cx))
+    }
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_close(cx))
+    }
+}
+
+fn to_message(out: Outgoing) -> Message {
+    match out {
+        Outgoing::Frame(OutFrame::Text(t)) => {
+            match async_tungstenite::tungstenite::Utf8Bytes::try_from(t.into_bytes()) {
+                Ok(t) => Message::Text(t),
+                // Invariant: Utf8Bytes only holds UTF-8, so the conversion cannot fail; an
+                // empty text frame is the harmless fallback rather than a panic.
+                Err(_) => Message::Text("".into()),
+            }
+        }
+        Outgoing::Frame(OutFrame::Binary(b)) => Message::Binary(b),
+        Outgoing::Frame(OutFrame::Ping(b)) => Message::Ping(b),
+        Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+            code: WsCode::from(code.0),
+            reason: reason.into(),
+        })),
+    }
+}
+
+fn from_message(msg: Message) -> Option<Incoming> {
+    Some(match msg {
+        Message::Text(t) => Incoming::Frame(InFrame::Text(t.into())),
+        Message::Binary(b) => Incoming::Frame(InFrame::Binary(b)),
+        Message::Ping(b) => Incoming::Frame(InFrame::Ping(b)),
+        Message::Pong(b) => Incoming::Frame(InFrame::Pong(b)),
+        Message::Close(frame) => match frame {
+            Some(f) => Incoming::Closed(Some(CloseCode(u16::from(f.code))), f.reason.to_string()),
+            None => Incoming::Closed(Some(CloseCode::NO_STATUS), String::new()),
+        },
+        Message::Frame(_) => return None,
+    })
+}
+
+fn ws_io(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Dial> Transport for WsTransport<D> {
+    async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
+        tracing::debug!(%conn, url = %self.redacted_url(), "dialing");
+        let io = self
+            .dial
+            .dial(&self.host, self.port)
+            .await
+            .map_err(|e| io_failure(&e))?;
+        let io = if self.tls {
+            #[cfg(feature = "rustls")]
+            {
+                let name =
+                    futures_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
+                        .map_err(|e| TransportFailure::Tls(e.to_string()))?;
+                let tls = futures_rustls::TlsConnector::from(self.tls_config.clone())
+                    .connect(name, io)
+                    .await
+                    .map_err(|e| TransportFailure::Tls(e.to_string()))?;
+                MaybeTls::Tls(Box::new(tls))
+            }
+            #[cfg(not(feature = "rustls"))]
+            {
+                return Err(TransportFailure::Tls(
+                    "built without the rustls feature".into(),
+                ));
+            }
+        } else {
+            MaybeTls::Plain(io)
+        };
+        let (ws, _response) = async_tungstenite::client_async_with_config(
+            self.request.clone(),
+            io,
+            Some(self.config),
+        )
+        .await
+        .map_err(ws_failure)?;
+        let (sink, stream) = ws.split();
+        let sink = sink
+            .sink_map_err(ws_io)
+            .with(|out: Outgoing| futures::future::ready(Ok::<_, io::Error>(to_message(out))));
+        let stream = stream.filter_map(|item| {
+            futures::future::ready(match item {
+                Ok(msg) => from_message(msg).map(Ok),
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
+                Err(e) => Some(Err(ws_io(e))),
+            })
+        });
+        Ok(Link {
+            sink: Box::pin(sink),
+            stream: Box::pin(stream),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_drops_credentials_query_and_fragment() {
+        assert_eq!(
+            redact("wss://user:secret@example.com:8443/ws?token=abc#x"),
+            "wss://example.com:8443/ws"
+        );
+        assert_eq!(redact("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000");
+        assert_eq!(redact("ws://h/p?q"), "ws://h/p");
+    }
+}

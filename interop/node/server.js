@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// A HelloAck peer on the Node `ws` library (8.x), for tether's interop tests.
+//
+// Usage: node server.js PORT [--exit-with-stdin]
+//
+// Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening and
+// `CONNECTION <n>` for the n-th accepted WebSocket, exits on SIGTERM or SIGINT, and with
+// `--exit-with-stdin` also when its standard input closes (so a test that dies does not
+// leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per text frame:
+//
+// - {"type":"hello",...} -> {"type":"hello_ack"}
+// - {"type":"request","id":n,"method":m,"params":p} -> {"type":"response","id":n,"result":p}
+//   - method "slow": the response comes 200 ms later (other requests are not held up);
+//   - method "close4001": after the response, the server closes the connection with
+//     4001 "auth revoked".
+// - anything else is ignored.
+'use strict';
+
+const { WebSocketServer } = require('ws');
+
+const args = process.argv.slice(2);
+const exitWithStdin = args.includes('--exit-with-stdin');
+const positional = args.filter((a) => a !== '--exit-with-stdin');
+const port = Number(positional[0]);
+if (positional.length !== 1 || !/^[0-9]+$/.test(positional[0]) || port > 65535) {
+  console.error('usage: node server.js PORT [--exit-with-stdin]');
+  process.exit(2);
+}
+
+function answer(ws, frame) {
+  const response = { type: 'response', id: frame.id, result: frame.params ?? null };
+  if (ws.readyState !== ws.OPEN) return;
+  ws.send(JSON.stringify(response));
+  if (frame.method === 'close4001') ws.close(4001, 'auth revoked');
+}
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port });
+
+let connections = 0;
+
+wss.on('connection', (ws) => {
+  connections += 1;
+  process.stdout.write(`CONNECTION ${connections}\n`);
+  const timers = new Set();
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) return;
+    let frame;
+    try {
+      frame = JSON.parse(data.toString('utf8'));
+    } catch {
+      return;
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return;
+    if (frame.type === 'hello') {
+      ws.send(JSON.stringify({ type: 'hello_ack' }));
+    } else if (frame.type === 'request') {
+      if (frame.method === 'slow') {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          answer(ws, frame);
+        }, 200);
+        timers.add(timer);
+      } else {
+        answer(ws, frame);
+      }
+    }
+  });
+  ws.on('close', () => {
+    for (const timer of timers) clearTimeout(timer);
+  });
+  ws.on('error', () => {});
+});
+
+wss.on('listening', () => {
+  process.stdout.write(`READY ${wss.address().port}\n`);
+});
+
+wss.on('error', (err) => {
+  console.error(`server error: ${err.message}`);
+  process.exit(1);
+});
+
+function stop() {
+  for (const client of wss.clients) client.terminate();
+  wss.close(() => process.exit(0));
+  // Do not linger if a socket refuses to go.
+  setTimeout(() => process.exit(0), 500).unref();
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+if (exitWithStdin) {
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A HelloAck peer on the Python `websockets` library (17.x), for tether's interop tests.
+
+Usage: python_server.py PORT [--exit-with-stdin]
+
+Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening and
+`CONNECTION <n>` for the n-th accepted WebSocket, exits on SIGTERM or SIGINT, and with
+`--exit-with-stdin` also when its standard input closes (so a test that dies does not
+leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per text frame:
+
+- `{"type":"hello",...}` -> `{"type":"hello_ack"}`
+- `{"type":"request","id":n,"method":m,"params":p}` -> `{"type":"response","id":n,"result":p}`
+  - method "slow": the response comes 200 ms later (other requests are not held up);
+  - method "close4001": after the response, the server closes the connection with
+    4001 "auth revoked".
+- anything else is ignored.
+"""
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+
+async def answer(ws, frame):
+    if frame.get("method") == "slow":
+        await asyncio.sleep(0.2)
+    response = {"type": "response", "id": frame.get("id"), "result": frame.get("params")}
+    try:
+        await ws.send(json.dumps(response))
+        if frame.get("method") == "close4001":
+            await ws.close(4001, "auth revoked")
+    except ConnectionClosed:
+        pass
+
+
+connections = 0
+
+
+async def handler(ws):
+    global connections
+    connections += 1
+    print(f"CONNECTION {connections}", flush=True)
+    tasks = set()
+    try:
+        async for message in ws:
+            if not isinstance(message, str):
+                continue
+            try:
+                frame = json.loads(message)
+            except ValueError:
+                continue
+            if not isinstance(frame, dict):
+                continue
+            kind = frame.get("type")
+            if kind == "hello":
+                await ws.send(json.dumps({"type": "hello_ack"}))
+            elif kind == "request":
+                # Each request on its own task, so a slow one does not hold up the rest.
+                task = asyncio.create_task(answer(ws, frame))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+    except ConnectionClosed:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def stop_on_stdin_eof(loop, stop):
+    def wait():
+        while sys.stdin.buffer.read(4096):
+            pass
+        loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+async def main(port, exit_with_stdin):
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    if exit_with_stdin:
+        stop_on_stdin_eof(loop, stop)
+    # Pings are the client's business here: the server only answers them.
+    async with serve(handler, "127.0.0.1", port, ping_interval=None) as server:
+        bound = server.sockets[0].getsockname()[1]
+        print(f"READY {bound}", flush=True)
+        await stop
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    exit_with_stdin = "--exit-with-stdin" in args
+    args = [a for a in args if a != "--exit-with-stdin"]
+    if len(args) != 1 or not args[0].isdigit():
+        sys.exit("usage: python_server.py PORT [--exit-with-stdin]")
+    asyncio.run(main(int(args[0]), exit_with_stdin))

@@ -1,0 +1,670 @@
+//! `tether-cat`: a WebSocket session on the command line, one JSON line per thing that
+//! happens.
+//!
+//! ```text
+//! cargo run -p tether-tokio --example tether-cat -- [OPTIONS] URL
+//!
+//!   --profile raw|hello-ack|gateway   the wire format (default raw)
+//!   --token T                         hello-ack: "token" in the hello; gateway: auth.token;
+//!                                     raw: an `Authorization: Bearer T` upgrade header
+//!   --connect-timeout D               default 10s
+//!   --handshake-timeout D             default 5s
+//!   --ping D|off                      default 30s
+//!   --stale D                         default 75s
+//! ```
+//!
+//! Durations are a number and a unit: `200ms`, `5s`, `1.5s`, `2m` (a bare number is
+//! seconds).
+//!
+//! Every session event and status change is printed on stdout as one JSON object per line.
+//! Each stdin line is sent: with `raw` as a text frame; with `hello-ack` and `gateway` as
+//! the JSON value it holds, or, when it reads `/req METHOD [JSON]`, as a request whose
+//! outcome is printed as a `reply` line. End of input closes the session (after the
+//! replies still awaited) and exits 0; a session that ends by itself exits 0 when closed
+//! and 1 when failed. Neither the token nor the hello is ever printed, and the URL only
+//! without credentials or query.
+//!
+//! ```text
+//! $ printf '%s\n' '/req echo {"n":1}' '{"type":"note"}' \
+//!     | cargo run -p tether-tokio --example tether-cat -- --profile hello-ack ws://127.0.0.1:9000/
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tether_tokio::tether_core::profiles::{
+    Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest,
+    Raw,
+};
+use tether_tokio::tether_core::{
+    AttemptError, Config, DataFrame, DisconnectReason, DropReason, EndReason, Event, Protocol,
+    RequestFailure, Retry, Status, StreamEnd, StreamEvent, StreamEventKind, Utf8Bytes,
+};
+use tether_tokio::{CallError, Client, TcpDial, Tokio, WsTransport};
+
+const USAGE: &str = "usage: tether-cat [--profile raw|hello-ack|gateway] [--token T] \
+[--handshake-timeout 5s] [--ping 30s|off] [--stale 75s] [--connect-timeout 10s] URL";
+
+// --- arguments -----------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProfileName {
+    Raw,
+    HelloAck,
+    Gateway,
+}
+
+struct Args {
+    url: String,
+    profile: ProfileName,
+    token: Option<String>,
+    config: Config,
+}
+
+/// Parses a duration: a decimal number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`; none
+/// means seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 200ms, 5s, 2m)"))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?}")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut argv = argv.into_iter();
+    let mut url = None;
+    let mut profile = ProfileName::Raw;
+    let mut token = None;
+    let mut builder = Config::builder();
+    while let Some(arg) = argv.next() {
+        if !arg.starts_with("--") {
+            if url.replace(arg).is_some() {
+                return Err("more than one URL".into());
+            }
+            continue;
+        }
+        if arg == "--help" {
+            return Err(String::new());
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| argv.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--profile" => {
+                profile = match value()?.as_str() {
+                    "raw" => ProfileName::Raw,
+                    "hello-ack" | "helloack" => ProfileName::HelloAck,
+                    "gateway" => ProfileName::Gateway,
+                    other => return Err(format!("unknown profile {other:?}")),
+                }
+            }
+            "--token" => token = Some(value()?),
+            "--connect-timeout" => builder = builder.connect_timeout(parse_duration(&value()?)?),
+            "--handshake-timeout" => {
+                builder = builder.handshake_timeout(parse_duration(&value()?)?);
+            }
+            "--ping" => {
+                let v = value()?;
+                let ping = match v.as_str() {
+                    "off" | "none" | "0" => None,
+                    _ => Some(parse_duration(&v)?),
+                };
+                builder = builder.ping_interval(ping);
+            }
+            "--stale" => builder = builder.stale_after(parse_duration(&value()?)?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let url = url.ok_or("no URL given")?;
+    let config = builder
+        .build()
+        .map_err(|e| format!("invalid settings: {e}"))?;
+    Ok(Args {
+        url,
+        profile,
+        token,
+        config,
+    })
+}
+
+// --- what each profile sends and shows -----------------------------------------------------
+
+/// How a profile turns stdin lines into messages and requests, and its types into JSON.
+trait Profile:
+    Protocol<Inbound: Send, Outbound: Send, Request: Send, Response: Send, RemoteError: Send>
+    + Send
+    + 'static
+{
+    /// Whether `/req` lines are requests (otherwise they are sent like any line).
+    const REQUESTS: bool = true;
+    /// The message a line stands for.
+    fn message(line: &str) -> Result<Self::Outbound, String>;
+    /// The request `/req METHOD [JSON]` stands for (`None` when the profile has none).
+    fn request(method: &str, params: Option<Value>) -> Option<Self::Request>;
+    fn inbound(value: &Self::Inbound) -> Value;
+    fn response(value: &Self::Response) -> Value;
+    fn remote_error(value: &Self::RemoteError) -> Value;
+}
+
+fn parse_json(line: &str) -> Result<Value, String> {
+    serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))
+}
+
+impl Profile for Raw {
+    const REQUESTS: bool = false;
+    fn message(line: &str) -> Result<DataFrame, String> {
+        Ok(DataFrame::Text(Utf8Bytes::from_string(line.to_owned())))
+    }
+    fn request(_: &str, _: Option<Value>) -> Option<std::convert::Infallible> {
+        None
+    }
+    fn inbound(frame: &DataFrame) -> Value {
+        match frame {
+            DataFrame::Text(t) => json!({ "text": t.as_str() }),
+            DataFrame::Binary(b) => {
+                let mut hex = String::new();
+                for byte in b.iter().take(64) {
+                    let _ = write!(hex, "{byte:02x}");
+                }
+                json!({ "binary": b.len(), "hex": hex, "truncated": b.len() > 64 })
+            }
+        }
+    }
+    fn response(never: &std::convert::Infallible) -> Value {
+        match *never {}
+    }
+    fn remote_error(never: &std::convert::Infallible) -> Value {
+        match *never {}
+    }
+}
+
+impl Profile for HelloAck {
+    fn message(line: &str) -> Result<Value, String> {
+        parse_json(line)
+    }
+    fn request(method: &str, params: Option<Value>) -> Option<HelloAckRequest> {
+        Some(HelloAckRequest::new(method, params.unwrap_or(Value::Null)))
+    }
+    fn inbound(value: &Value) -> Value {
+        value.clone()
+    }
+    fn response(value: &Value) -> Value {
+        value.clone()
+    }
+    fn remote_error(value: &Value) -> Value {
+        value.clone()
+    }
+}
+
+impl Profile for Gateway {
+    fn message(line: &str) -> Result<Value, String> {
+        parse_json(line)
+    }
+    fn request(method: &str, params: Option<Value>) -> Option<GatewayRequest> {
+        Some(GatewayRequest::new(method, params))
+    }
+    fn inbound(ev: &GatewayEvent) -> Value {
+        json!({
+            "event": ev.event,
+            "payload": ev.payload,
+            "seq": ev.seq,
+            "stateVersion": ev.state_version,
+        })
+    }
+    fn response(value: &Value) -> Value {
+        value.clone()
+    }
+    fn remote_error(e: &GatewayError) -> Value {
+        json!({
+            "code": e.code,
+            "message": e.message,
+            "details": e.details,
+            "retryable": e.retryable,
+            "retryAfterMs": e.retry_after_ms,
+        })
+    }
+}
+
+// --- events as JSON ------------------------------------------------------------------------
+
+fn millis(d: Duration) -> Value {
+    json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn retry(retry: Option<Retry>) -> Value {
+    match retry {
+        None => Value::Null,
+        Some(r) => json!({
+            "wait_ms": millis(r.wait),
+            "failures": r.failures,
+            "floor_ms": r.floor.map(millis),
+        }),
+    }
+}
+
+fn disconnect_reason(reason: &DisconnectReason) -> Value {
+    match reason {
+        DisconnectReason::Closed { code, reason } => {
+            json!({ "kind": "closed", "code": code.map(|c| c.0), "reason": reason })
+        }
+        DisconnectReason::Stale => json!({ "kind": "stale" }),
+        DisconnectReason::SendDeadline => json!({ "kind": "send_deadline" }),
+        DisconnectReason::WriteFailed => json!({ "kind": "write_failed" }),
+        other => json!({ "kind": format!("{other:?}") }),
+    }
+}
+
+fn attempt_error(error: &AttemptError) -> Value {
+    json!(error.to_string())
+}
+
+fn end_reason(reason: &EndReason) -> Value {
+    match reason {
+        EndReason::ClosedByUser => json!({ "kind": "closed_by_user" }),
+        EndReason::ClosedByPeer { code, reason } => {
+            json!({ "kind": "closed_by_peer", "code": code.0, "reason": reason })
+        }
+        EndReason::Idle => json!({ "kind": "idle" }),
+        EndReason::Failed(e) => json!({ "kind": "failed", "error": e.to_string() }),
+        other => json!({ "kind": format!("{other:?}") }),
+    }
+}
+
+fn failure<P: Profile>(f: &RequestFailure<P::RemoteError>) -> Value {
+    match f {
+        RequestFailure::Remote(e) => json!({ "kind": "remote", "error": P::remote_error(e) }),
+        other => json!({ "kind": "failure", "error": other.to_string() }),
+    }
+}
+
+fn stream_event<P: Profile>(ev: &StreamEvent<P::Inbound>) -> Value {
+    let kind = match &ev.kind {
+        StreamEventKind::Status(p) => json!({ "kind": "status", "payload": P::inbound(p) }),
+        StreamEventKind::Delta { text, payload } => {
+            json!({ "kind": "delta", "text": text, "payload": P::inbound(payload) })
+        }
+        StreamEventKind::Final { text, payload } => {
+            json!({ "kind": "final", "text": text, "payload": P::inbound(payload) })
+        }
+        StreamEventKind::Error { message, payload } => {
+            json!({ "kind": "error", "message": message, "payload": P::inbound(payload) })
+        }
+        StreamEventKind::Aborted(p) => json!({ "kind": "aborted", "payload": P::inbound(p) }),
+        StreamEventKind::Gap { expected, received } => {
+            json!({ "kind": "gap", "expected": expected, "received": received })
+        }
+        StreamEventKind::Ended(end) => {
+            let why = match end {
+                StreamEnd::RequestFailed => "request_failed",
+                StreamEnd::Disconnected => "disconnected",
+                StreamEnd::IdleTimeout => "idle_timeout",
+                StreamEnd::SessionEnded => "session_ended",
+                _ => "other",
+            };
+            json!({ "kind": "ended", "why": why })
+        }
+        _ => json!({ "kind": "other" }),
+    };
+    json!({
+        "type": "stream",
+        "stream": ev.key.as_str(),
+        "request": ev.request.map(|id| id.get()),
+        "seq": ev.seq,
+        "event": kind,
+    })
+}
+
+/// One session event as a JSON object; `None` for responses, which the `reply` lines of
+/// `/req` already show.
+fn event<P: Profile>(event: &Event<P>) -> Option<Value> {
+    Some(match event {
+        Event::Opened {
+            conn,
+            attempt,
+            first,
+        } => json!({ "type": "opened", "conn": conn.get(), "attempt": attempt, "first": first }),
+        Event::AttemptFailed {
+            conn,
+            attempt,
+            error,
+            retry: r,
+        } => json!({
+            "type": "attempt_failed",
+            "conn": conn.get(),
+            "attempt": attempt,
+            "error": attempt_error(error),
+            "retry": retry(*r),
+        }),
+        Event::Disconnected {
+            conn,
+            reason,
+            retry: r,
+        } => json!({
+            "type": "disconnected",
+            "conn": conn.get(),
+            "reason": disconnect_reason(reason),
+            "retry": retry(*r),
+        }),
+        Event::Ended(reason) => json!({ "type": "ended", "reason": end_reason(reason) }),
+        Event::Message(m) => json!({ "type": "message", "data": P::inbound(m) }),
+        Event::Response { .. } => return None,
+        Event::Stream(ev) => stream_event::<P>(ev),
+        Event::Unsolicited(m) => json!({ "type": "unsolicited", "data": P::inbound(m) }),
+        Event::MessageDropped { id, reason } => {
+            let why = match reason {
+                DropReason::Overflow => "overflow",
+                DropReason::Expired => "expired",
+                DropReason::Ended => "ended",
+                _ => "other",
+            };
+            json!({ "type": "message_dropped", "id": id.get(), "reason": why })
+        }
+        Event::Violation { conn, violation } => {
+            json!({ "type": "violation", "conn": conn.get(), "violation": violation.to_string() })
+        }
+        Event::SlowWrite {
+            conn,
+            frame,
+            elapsed,
+        } => json!({
+            "type": "slow_write",
+            "conn": conn.get(),
+            "frame": frame.get(),
+            "elapsed_ms": millis(*elapsed),
+        }),
+        Event::ClockJump { overshoot } => {
+            json!({ "type": "clock_jump", "overshoot_ms": millis(*overshoot) })
+        }
+        _ => json!({ "type": "other" }),
+    })
+}
+
+/// Prints one JSON line, its `type` first; a closed stdout is not worth a panic.
+fn emit(value: &Value) {
+    let mut line = String::new();
+    match value {
+        Value::Object(map) if map.contains_key("type") => {
+            line.push_str("{\"type\":");
+            line.push_str(&map["type"].to_string());
+            for (k, v) in map.iter().filter(|(k, _)| *k != "type") {
+                let _ = write!(line, ",{}:{v}", Value::String(k.clone()));
+            }
+            line.push('}');
+        }
+        other => line = other.to_string(),
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+// --- the session ---------------------------------------------------------------------------
+
+/// What one stdin line does.
+async fn line<P: Profile>(
+    client: &Client<P>,
+    replies: &mut tokio::task::JoinSet<()>,
+    next_req: &mut u64,
+    line: String,
+) {
+    if line.trim().is_empty() {
+        return;
+    }
+    if P::REQUESTS
+        && let Some(rest) = line.strip_prefix("/req ")
+    {
+        let rest = rest.trim();
+        let (method, params) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let params = match params.trim() {
+            "" => None,
+            p => match parse_json(p) {
+                Ok(v) => Some(v),
+                Err(e) => return emit(&json!({ "type": "input_error", "error": e })),
+            },
+        };
+        let Some(request) = P::request(method, params) else {
+            return send(client, &line).await;
+        };
+        *next_req += 1;
+        let n = *next_req;
+        let method = method.to_owned();
+        let client = client.clone();
+        emit(&json!({ "type": "request", "req": n, "method": method }));
+        replies.spawn(async move {
+            let reply = match client.request(request).await {
+                Ok(r) => json!({ "type": "reply", "req": n, "method": method, "result": P::response(&r) }),
+                Err(CallError::Failed(f)) => {
+                    json!({ "type": "reply", "req": n, "method": method, "failed": failure::<P>(&f) })
+                }
+                Err(e) => json!({ "type": "reply", "req": n, "method": method, "refused": e.to_string() }),
+            };
+            emit(&reply);
+        });
+        return;
+    }
+    send(client, &line).await;
+}
+
+async fn send<P: Profile>(client: &Client<P>, line: &str) {
+    match P::message(line) {
+        Ok(message) => match client.send(message).await {
+            Ok(id) => emit(&json!({ "type": "sent", "id": id.get() })),
+            Err(e) => emit(&json!({ "type": "send_error", "error": e.to_string() })),
+        },
+        Err(e) => emit(&json!({ "type": "input_error", "error": e })),
+    }
+}
+
+async fn run<P: Profile>(args: Args, protocol: P) -> Result<ExitCode, String> {
+    let mut transport = WsTransport::new(TcpDial, &args.url).map_err(|e| e.to_string())?;
+    if args.profile == ProfileName::Raw
+        && let Some(token) = &args.token
+    {
+        transport = transport
+            .header("authorization", &format!("Bearer {token}"))
+            .map_err(|_| "the token is not a valid header value".to_owned())?;
+    }
+    let label = transport.redacted_url();
+    let open_wait = args.config.connect_timeout + args.config.handshake_timeout;
+    emit(&json!({ "type": "start", "url": label, "profile": format!("{:?}", args.profile) }));
+    let client = Client::start(Tokio, transport, args.config, protocol, seed(), &label)
+        .map_err(|e| e.to_string())?;
+    // On a current-thread runtime the session task has not run yet: nothing is missed.
+    let mut statuses = client.status_changes();
+    let mut events = client.events();
+    let mut status = client.status();
+
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut input = String::new();
+    let mut stdin_open = true;
+    let mut closing = false;
+    let mut replies = tokio::task::JoinSet::new();
+    let mut next_req = 0;
+    let mut closer = None;
+    loop {
+        // Input over, every reply in: close (once), and keep printing until it is closed.
+        // Lines typed before the session opened wait in its queue: let them go out first
+        // (a close goes out after every frame already handed to the connection).
+        if !stdin_open && replies.is_empty() && !closing {
+            closing = true;
+            let client = client.clone();
+            closer = Some(tokio::spawn(async move {
+                let _ = tokio::time::timeout(open_wait, client.wait_open()).await;
+                client.close().await;
+            }));
+        }
+        tokio::select! {
+            // A status change first: it comes before the events that go with it.
+            biased;
+            s = statuses.next() => {
+                let Some(s) = s else { break };
+                emit(&json!({ "type": "status", "from": status.to_string(), "to": s.to_string() }));
+                status = s;
+                if s.is_terminal() {
+                    break;
+                }
+            }
+            ev = events.next() => {
+                if let Some(v) = ev.as_ref().and_then(event::<P>) {
+                    emit(&v);
+                }
+            }
+            Some(_) = replies.join_next(), if !replies.is_empty() => {}
+            read = tokio::io::AsyncBufReadExt::read_line(&mut stdin, &mut input), if stdin_open => {
+                match read {
+                    Ok(0) | Err(_) => stdin_open = false,
+                    Ok(_) => {
+                        let text = std::mem::take(&mut input);
+                        let text = text.trim_end_matches(['\n', '\r']).to_owned();
+                        line(&client, &mut replies, &mut next_req, text).await;
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if stdin_open => stdin_open = false,
+        }
+    }
+    // The session has ended: show its last events (the `ended` one comes right after the
+    // status change), briefly.
+    let drain = async {
+        while let Some(ev) = events.next().await {
+            if let Some(v) = event::<P>(&ev) {
+                emit(&v);
+            }
+            if matches!(ev, Event::Ended(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    // Replies still awaited fail with the session; let them print.
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while replies.join_next().await.is_some() {}
+    })
+    .await;
+    if let Some(closer) = closer {
+        let _ = closer.await;
+    }
+    Ok(if status == Status::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A seed from the OS's randomness (via std's randomly keyed hasher).
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x7e7e);
+    h.finish()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("tether-cat: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let token = args.token.clone();
+    let result = match args.profile {
+        ProfileName::Raw => run(args, Raw).await,
+        ProfileName::HelloAck => {
+            let hello = HelloAck::new(move || match &token {
+                Some(t) => json!({ "type": "hello", "client": "tether-cat", "token": t }),
+                None => json!({ "type": "hello", "client": "tether-cat" }),
+            });
+            run(args, hello).await
+        }
+        ProfileName::Gateway => {
+            let options = GatewayOptions {
+                token,
+                ..GatewayOptions::default()
+            };
+            run(args, Gateway::new(options)).await
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("tether-cat: {e}");
+        ExitCode::from(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn arguments() {
+        let args = |v: &[&str]| parse_args(v.iter().map(|s| (*s).to_owned()));
+        let a = args(&[
+            "--profile",
+            "hello-ack",
+            "--ping=1s",
+            "--stale",
+            "3s",
+            "ws://h/",
+        ])
+        .unwrap();
+        assert_eq!(a.profile, ProfileName::HelloAck);
+        assert_eq!(
+            a.config.liveness.ping_interval,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(a.url, "ws://h/");
+        assert!(
+            args(&["--ping", "off", "ws://h/"])
+                .unwrap()
+                .config
+                .liveness
+                .ping_interval
+                .is_none()
+        );
+        assert!(
+            args(&["--stale", "1s", "ws://h/"]).is_err(),
+            "stale must exceed ping"
+        );
+        assert!(args(&["--bogus", "ws://h/"]).is_err());
+        assert!(args(&[]).is_err());
+    }
+}
