@@ -1,0 +1,620 @@
+//! The driver on virtual time: the same `tether-driver` the tokio and smol adapters run,
+//! executed by a deterministic single-threaded executor whose clock moves only when every
+//! task is idle, over a virtual transport to a scripted [`Server`].
+//!
+//! The network is the fault-free core of the [`World`](crate::World)'s, with the same
+//! rules: one event queue ordered by (time, sequence), fixed one-way latency, frames in
+//! order, writes complete after `write_latency`, pings answered, closes echoed; at equal
+//! times network events come before workload commands, which come before session timers.
+//! With the same seed, server, commands and latencies, a `World` (no faults, no jitter) and
+//! [`run_driver`] hand the session the same inputs at the same instants, so it emits the
+//! same events — `tests/tests/driver_equivalence.rs` checks exactly that.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::task::ArcWake;
+use futures::{Sink, StreamExt};
+use tether_core::{
+    CloseCode, Config, ConfigError, ConnId, Event, InFrame, OutFrame, Protocol, TransportFailure,
+};
+use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, Transport};
+
+use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
+use crate::wire::Wire;
+use crate::workload::Command;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single-threaded: a poisoned lock can only follow a panic that already fails the run.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Something that happens on the virtual network at an instant.
+enum NetEv {
+    Connect(ConnId),
+    ToServer(ConnId, Wire),
+    ServerGone(ConnId),
+    Timer(ConnId, u64),
+    Opened(ConnId),
+    ToClient(ConnId, Incoming),
+    Dropped(ConnId),
+    Rejected(ConnId, u16),
+}
+
+struct Pending {
+    at: Duration,
+    seq: u64,
+    ev: NetEv,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Default)]
+struct LinkState {
+    tx: Option<mpsc::UnboundedSender<Result<Incoming, std::io::Error>>>,
+    opened: Option<oneshot::Sender<Result<Link, TransportFailure>>>,
+    server_open: bool,
+    last_c2s: Duration,
+    last_s2c: Duration,
+}
+
+struct State<S> {
+    epoch: Instant,
+    now: Duration,
+    seq: u64,
+    timers: Vec<(Duration, Waker)>,
+    net: BinaryHeap<Reverse<Pending>>,
+    links: BTreeMap<ConnId, LinkState>,
+    server: S,
+    server_rng: fastrand::Rng,
+    latency: Duration,
+    write_latency: Duration,
+    spawned: Vec<BoxFuture<'static, ()>>,
+}
+
+type SharedState<S> = Arc<Mutex<State<S>>>;
+
+impl<S: Server> State<S> {
+    fn schedule(&mut self, at: Duration, ev: NetEv) {
+        self.seq += 1;
+        self.net.push(Reverse(Pending {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn with_server(&mut self, f: impl FnOnce(&mut S, &mut ServerCtx<'_>)) {
+        let mut actions = Vec::new();
+        let mut ctx = ServerCtx {
+            now: self.now,
+            rng: &mut self.server_rng,
+            flags: ServerFlags::default(),
+            actions: &mut actions,
+        };
+        f(&mut self.server, &mut ctx);
+        for a in actions {
+            self.server_action(a);
+        }
+    }
+
+    fn send_to_client(&mut self, conn: ConnId, ev: NetEv, after: Duration, closes: bool) {
+        let (now, latency) = (self.now, self.latency);
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if !link.server_open {
+            return;
+        }
+        let at = (now + after + latency).max(link.last_s2c);
+        link.last_s2c = at;
+        if closes {
+            link.server_open = false;
+        }
+        self.schedule(at, ev);
+        if closes {
+            self.schedule(now + after, NetEv::ServerGone(conn));
+        }
+    }
+
+    fn server_action(&mut self, action: Action) {
+        match action {
+            Action::Send { conn, wire, after } => {
+                let (ev, closes) = match wire {
+                    Wire::Text(b) => (
+                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Text(b))),
+                        false,
+                    ),
+                    Wire::Binary(b) => (
+                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Binary(b))),
+                        false,
+                    ),
+                    Wire::Ping => (
+                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Ping(Bytes::new()))),
+                        false,
+                    ),
+                    Wire::Pong => (
+                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Pong(Bytes::new()))),
+                        false,
+                    ),
+                    Wire::Close(code, reason) => (close_ev(conn, code, reason), true),
+                };
+                self.send_to_client(conn, ev, after, closes);
+            }
+            Action::Close {
+                conn,
+                code,
+                reason,
+                after,
+            } => self.send_to_client(conn, close_ev(conn, Some(code), reason), after, true),
+            Action::Drop { conn } => {
+                self.send_to_client(conn, NetEv::Dropped(conn), Duration::ZERO, true)
+            }
+            Action::Timer { conn, token, after } => {
+                let at = self.now + after;
+                self.schedule(at, NetEv::Timer(conn, token));
+            }
+        }
+    }
+
+    fn event(&mut self, ev: NetEv) {
+        match ev {
+            NetEv::Connect(conn) => {
+                let mut accept = Accept::Accept;
+                self.with_server(|s, ctx| accept = s.on_connect(conn, ctx));
+                let at = self.now + self.latency;
+                match accept {
+                    Accept::Accept => {
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.server_open = true;
+                            link.last_s2c = at;
+                        }
+                        self.schedule(at, NetEv::Opened(conn));
+                        self.with_server(|s, ctx| s.on_open(conn, ctx));
+                    }
+                    Accept::Reject(status) => self.schedule(at, NetEv::Rejected(conn, status)),
+                }
+            }
+            NetEv::ToServer(conn, wire) => {
+                if !self.links.get(&conn).is_some_and(|l| l.server_open) {
+                    return;
+                }
+                match wire {
+                    Wire::Ping => {
+                        let pong =
+                            NetEv::ToClient(conn, Incoming::Frame(InFrame::Pong(Bytes::new())));
+                        self.send_to_client(conn, pong, Duration::ZERO, false);
+                    }
+                    Wire::Pong => {}
+                    Wire::Close(code, reason) => {
+                        self.send_to_client(
+                            conn,
+                            close_ev(conn, code, reason),
+                            Duration::ZERO,
+                            true,
+                        );
+                    }
+                    data => self.with_server(|s, ctx| s.on_frame(conn, data, ctx)),
+                }
+            }
+            NetEv::ServerGone(conn) => self.with_server(|s, ctx| s.on_closed(conn, ctx)),
+            NetEv::Timer(conn, token) => {
+                if self.links.get(&conn).is_some_and(|l| l.server_open) {
+                    self.with_server(|s, ctx| s.on_timer(conn, token, ctx));
+                }
+            }
+            NetEv::Opened(conn) => {
+                let Some(link) = self.links.get_mut(&conn) else {
+                    return;
+                };
+                let (tx, rx) = mpsc::unbounded();
+                link.tx = Some(tx);
+                if let Some(opened) = link.opened.take() {
+                    let _ = opened.send(Ok(Link {
+                        sink: Box::pin(VirtualSink {
+                            conn,
+                            done_at: None,
+                        }),
+                        stream: Box::pin(rx),
+                    }));
+                }
+            }
+            NetEv::Rejected(conn, status) => {
+                if let Some(opened) = self.links.get_mut(&conn).and_then(|l| l.opened.take()) {
+                    let _ = opened.send(Err(TransportFailure::Http {
+                        status,
+                        retry_after: None,
+                    }));
+                }
+            }
+            NetEv::ToClient(conn, item) => {
+                if let Some(tx) = self.links.get(&conn).and_then(|l| l.tx.as_ref()) {
+                    let closes = matches!(item, Incoming::Closed(..));
+                    let _ = tx.unbounded_send(Ok(item));
+                    if closes {
+                        tx.close_channel();
+                    }
+                }
+            }
+            NetEv::Dropped(conn) => {
+                if let Some(tx) = self.links.get(&conn).and_then(|l| l.tx.as_ref()) {
+                    let _ = tx.unbounded_send(Err(std::io::ErrorKind::ConnectionReset.into()));
+                    tx.close_channel();
+                }
+            }
+        }
+    }
+}
+
+fn close_ev(conn: ConnId, code: Option<u16>, reason: String) -> NetEv {
+    match code {
+        Some(c) => NetEv::ToClient(conn, Incoming::Closed(Some(CloseCode(c)), reason)),
+        None => NetEv::Dropped(conn),
+    }
+}
+
+thread_local! {
+    /// The run's state, reachable from sinks that cannot carry a typed handle (the sink
+    /// is boxed before the run's server type is known to it).
+    static CURRENT: std::cell::RefCell<Option<Box<dyn SinkHost>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The part of the state a sink needs, without the server's type.
+trait SinkHost {
+    fn write(&self, conn: ConnId, out: Outgoing) -> Duration;
+    fn now(&self) -> Duration;
+    fn wait_until(&self, at: Duration, waker: Waker);
+}
+
+struct Host<S>(SharedState<S>);
+
+impl<S: Server> SinkHost for Host<S> {
+    fn write(&self, conn: ConnId, out: Outgoing) -> Duration {
+        let mut st = lock(&self.0);
+        let (now, latency, wl) = (st.now, st.latency, st.write_latency);
+        let wire = match out {
+            Outgoing::Frame(OutFrame::Text(t)) => Wire::Text(t.into_bytes()),
+            Outgoing::Frame(OutFrame::Binary(b)) => Wire::Binary(b),
+            Outgoing::Frame(OutFrame::Ping(_)) => Wire::Ping,
+            Outgoing::Close(code, reason) => Wire::Close(Some(code.0), reason),
+        };
+        if let Some(link) = st.links.get_mut(&conn) {
+            let at = (now + latency).max(link.last_c2s);
+            link.last_c2s = at;
+            st.schedule(at, NetEv::ToServer(conn, wire));
+        }
+        now + wl
+    }
+    fn now(&self) -> Duration {
+        lock(&self.0).now
+    }
+    fn wait_until(&self, at: Duration, waker: Waker) {
+        lock(&self.0).timers.push((at, waker));
+    }
+}
+
+/// A connection's write half: a write is accepted at once and completes after the write
+/// latency; the frame reaches the server one latency later.
+struct VirtualSink {
+    conn: ConnId,
+    done_at: Option<Duration>,
+}
+
+impl Sink<Outgoing> for VirtualSink {
+    type Error = std::io::Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        let conn = self.conn;
+        let done = CURRENT.with(|c| c.borrow().as_ref().map(|h| h.write(conn, item)));
+        self.done_at = done;
+        Ok(())
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let Some(at) = self.done_at else {
+            return Poll::Ready(Ok(()));
+        };
+        let now = CURRENT.with(|c| c.borrow().as_ref().map_or(at, |h| h.now()));
+        if now >= at {
+            self.done_at = None;
+            return Poll::Ready(Ok(()));
+        }
+        let waker = cx.waker().clone();
+        CURRENT.with(|c| {
+            if let Some(h) = c.borrow().as_ref() {
+                h.wait_until(at, waker);
+            }
+        });
+        Poll::Pending
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+}
+
+/// A [`Runtime`] on virtual time.
+struct VirtualRuntime<S>(SharedState<S>);
+
+impl<S> Clone for VirtualRuntime<S> {
+    fn clone(&self) -> Self {
+        VirtualRuntime(self.0.clone())
+    }
+}
+
+struct Sleep<S> {
+    state: SharedState<S>,
+    at: Duration,
+}
+
+impl<S> Future for Sleep<S> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = lock(&self.state);
+        if st.now >= self.at {
+            Poll::Ready(())
+        } else {
+            st.timers.push((self.at, cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+}
+
+impl<S: Server + Send + 'static> Runtime for VirtualRuntime<S> {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        lock(&self.0).spawned.push(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let at = deadline.saturating_duration_since(lock(&self.0).epoch);
+        Box::pin(Sleep {
+            state: self.0.clone(),
+            at,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        let st = lock(&self.0);
+        st.epoch + st.now
+    }
+}
+
+/// A [`Transport`] over the virtual network.
+struct VirtualTransport<S>(SharedState<S>);
+
+#[async_trait::async_trait]
+impl<S: Server + Send + 'static> Transport for VirtualTransport<S> {
+    async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = lock(&self.0);
+            let at = st.now + st.latency;
+            st.links.insert(
+                conn,
+                LinkState {
+                    opened: Some(tx),
+                    ..LinkState::default()
+                },
+            );
+            st.schedule(at, NetEv::Connect(conn));
+        }
+        rx.await.unwrap_or(Err(TransportFailure::Refused))
+    }
+}
+
+struct Flag(AtomicBool);
+
+impl ArcWake for Flag {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Events with the instant they were published.
+type Timed<P> = Vec<(Duration, Event<P>)>;
+
+/// Network parameters of a driven run (fault-free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrivenNet {
+    /// One-way latency.
+    pub latency: Duration,
+    /// Time for a write to complete.
+    pub write_latency: Duration,
+}
+
+/// Runs `protocol` through `tether-driver` against `server` on virtual time: connects at
+/// t = 0, issues `commands` at their times, closes at `duration`, and returns every
+/// session event with its time. `seed` is derived as a [`World`](crate::World) derives it.
+///
+/// # Errors
+///
+/// The session's [`ConfigError`].
+pub fn run_driver<P, S>(
+    config: Config,
+    protocol: P,
+    server: S,
+    seed: u64,
+    net: DrivenNet,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+) -> Result<Vec<(Duration, Event<P>)>, ConfigError>
+where
+    P: Protocol + Send + 'static,
+    P::Inbound: Send,
+    P::Outbound: Send,
+    P::Request: Send,
+    P::Response: Send,
+    P::RemoteError: Send,
+    S: Server + Send + 'static,
+{
+    let mut master = fastrand::Rng::with_seed(seed);
+    let session_seed = master.u64(..);
+    let _net_seed = master.u64(..);
+    let server_rng = fastrand::Rng::with_seed(master.u64(..));
+    // The only clock read: an arbitrary epoch; everything is an offset from it.
+    #[allow(clippy::disallowed_methods)]
+    let epoch = Instant::now();
+    let state: SharedState<S> = Arc::new(Mutex::new(State {
+        epoch,
+        now: Duration::ZERO,
+        seq: 0,
+        timers: Vec::new(),
+        net: BinaryHeap::new(),
+        links: BTreeMap::new(),
+        server,
+        server_rng,
+        latency: net.latency,
+        write_latency: net.write_latency,
+        spawned: Vec::new(),
+    }));
+    CURRENT.with(|c| *c.borrow_mut() = Some(Box::new(Host(state.clone()))));
+    let rt = VirtualRuntime(state.clone());
+    let client = Client::start(
+        rt.clone(),
+        VirtualTransport(state.clone()),
+        config.clone(),
+        protocol,
+        session_seed,
+        "sim",
+    )
+    .map_err(|e| match e {
+        tether_driver::ConnectError::Config(c) => c,
+        // Invariant: start() fails only on configuration.
+        _ => ConfigError::Zero("unexpected"),
+    })?;
+    let events: Arc<Mutex<Timed<P>>> = Arc::default();
+    let sink = events.clone();
+    let clock = state.clone();
+    let mut subscription = client.events();
+    rt.spawn(Box::pin(async move {
+        while let Some(e) = subscription.next().await {
+            let now = lock(&clock).now;
+            lock(&sink).push((now, e));
+        }
+    }));
+    let mut commands: VecDeque<(Duration, Command<P>)> = commands.into();
+    let mut tasks: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+    let flag = Arc::new(Flag(AtomicBool::new(true)));
+    let waker = futures::task::waker(flag.clone());
+    let grace = duration + config.close_timeout + Duration::from_secs(2);
+    let mut closed = false;
+    let mut client = Some(client);
+    loop {
+        // Run every task until none can make progress.
+        loop {
+            let spawned = std::mem::take(&mut lock(&state).spawned);
+            let any_new = !spawned.is_empty();
+            tasks.extend(spawned);
+            if !any_new && !flag.0.swap(false, Ordering::SeqCst) {
+                break;
+            }
+            let mut cx = Context::from_waker(&waker);
+            while let Poll::Ready(Some(())) = tasks.poll_next_unpin(&mut cx) {}
+        }
+        // The next instant: network, then commands, then timers, as the world orders them.
+        let (next_net, next_timer) = {
+            let st = lock(&state);
+            (
+                st.net.peek().map(|Reverse(p)| p.at),
+                st.timers.iter().map(|(t, _)| *t).min(),
+            )
+        };
+        let next_cmd = commands.front().map(|(t, _)| *t);
+        let close_at = (!closed).then_some(duration);
+        let Some(next) = [next_net, next_cmd, next_timer, close_at]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            break;
+        };
+        if next > grace {
+            break;
+        }
+        let mut st = lock(&state);
+        st.now = st.now.max(next);
+        let now = st.now;
+        if next_net == Some(next)
+            && let Some(Reverse(p)) = st.net.pop()
+        {
+            st.event(p.ev);
+            continue;
+        }
+        drop(st);
+        if next_cmd == Some(next) && next_cmd <= close_at.or(Some(next)) {
+            if let (Some((_, cmd)), Some(c)) = (commands.pop_front(), client.clone()) {
+                lock(&state).spawned.push(Box::pin(command(c, cmd)));
+            }
+            continue;
+        }
+        if close_at == Some(next) {
+            closed = true;
+            commands.clear();
+            if let Some(c) = client.take() {
+                lock(&state)
+                    .spawned
+                    .push(Box::pin(async move { c.close().await }));
+            }
+            continue;
+        }
+        let due: Vec<Waker> = {
+            let mut st = lock(&state);
+            let (due, keep): (Vec<_>, Vec<_>) = st.timers.drain(..).partition(|(t, _)| *t <= now);
+            st.timers = keep;
+            due.into_iter().map(|(_, w)| w).collect()
+        };
+        for w in due {
+            w.wake();
+        }
+    }
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    let out = std::mem::take(&mut *lock(&events));
+    Ok(out)
+}
+
+async fn command<P>(client: Client<P>, cmd: Command<P>)
+where
+    P: Protocol + Send + 'static,
+    P::Inbound: Send,
+    P::Outbound: Send,
+    P::Request: Send,
+    P::Response: Send,
+    P::RemoteError: Send,
+{
+    match cmd {
+        Command::Send(m) => {
+            let _ = client.send(m).await;
+        }
+        Command::Request { request, timeout } => {
+            let _ = client.request_with_timeout(request, timeout).await;
+        }
+        Command::Close => client.close().await,
+        Command::Terminate => client.terminate(),
+        Command::Connect => {}
+    }
+}

@@ -1,0 +1,33 @@
+//! tether-sim: a deterministic simulator for tether sessions.
+//!
+//! A virtual clock and a seeded, faulty network drive the very same
+//! [`Session`](tether_core::Session) the adapters run, against a scripted server, through
+//! a [`FaultPlan`]. Every run is recorded as a [`Timeline`] and judged by the invariant
+//! [`oracle`]s. Runs take microseconds of real time per simulated minute, so a campaign
+//! covers thousands of seeded hours in seconds — and any failing seed replays exactly.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod campaign;
+pub mod driven;
+mod fault;
+mod net;
+pub mod oracle;
+pub mod scenario;
+mod server;
+pub mod servers;
+pub mod shrink;
+pub mod storm;
+pub mod strategy;
+mod timeline;
+mod wire;
+mod workload;
+mod world;
+
+pub use fault::{Fault, FaultPlan, Garbage};
+pub use net::NetConfig;
+pub use server::{Accept, FnServer, Server, ServerCtx, ServerEvent, ServerFlags};
+pub use timeline::{CommandRecord, Entry, Final, Record, Sizes, Timeline};
+pub use wire::Wire;
+pub use workload::{Command, Idle, Poisson, Script, Workload};
+pub use world::{Run, RunConfig, World};

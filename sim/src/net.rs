@@ -1,0 +1,119 @@
+//! The simulated network: per-connection links and the fault state of the wire.
+
+use std::time::Duration;
+
+use crate::fault::Fault;
+use crate::server::ServerFlags;
+
+/// Network defaults of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// One-way latency. Default 20 ms.
+    pub latency: Duration,
+    /// Uniform extra one-way delay in `[0, jitter]`. Default 10 ms.
+    pub jitter: Duration,
+    /// How long a write takes to be accepted by the (simulated) kernel. Default 100 µs.
+    pub write_latency: Duration,
+    /// How long a restarted server answers "starting" after it comes back. Default 3 s.
+    pub starting_period: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(10),
+            write_latency: Duration::from_micros(100),
+            starting_period: Duration::from_secs(3),
+        }
+    }
+}
+
+/// One connection as the network sees it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Link {
+    /// The server completed the upgrade and has not closed.
+    pub(crate) server_open: bool,
+    /// The server has been told the connection is gone.
+    pub(crate) server_notified: bool,
+    /// The client closed or aborted its end.
+    pub(crate) client_done: bool,
+    /// Nothing crosses this link any more, and nobody is told.
+    pub(crate) half_open: bool,
+    /// The server does not read from this link until then.
+    pub(crate) stop_reading_until: Duration,
+    /// Latest delivery times per direction, so frames stay in order (TCP).
+    pub(crate) last_c2s: Duration,
+    pub(crate) last_s2c: Duration,
+}
+
+/// Faults in force on the wire, each until a time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NetState {
+    pub(crate) refuse_until: Duration,
+    pub(crate) blackhole_until: Duration,
+    pub(crate) slow: (Duration, Duration),
+    pub(crate) reject: (u16, Duration),
+    pub(crate) latency: Option<(Duration, Duration, Duration)>,
+    pub(crate) duplicate_until: Duration,
+    pub(crate) reorder: (Duration, Duration),
+    pub(crate) never_ack_until: Duration,
+    pub(crate) double_ack_until: Duration,
+    pub(crate) down_until: Duration,
+    pub(crate) starting_until: Duration,
+    pub(crate) accept_then_close_until: Duration,
+    pub(crate) frozen_until: Duration,
+}
+
+impl NetState {
+    pub(crate) fn flags(&self, now: Duration) -> ServerFlags {
+        ServerFlags {
+            never_ack: now < self.never_ack_until,
+            double_ack: now < self.double_ack_until,
+            starting: now < self.starting_until,
+        }
+    }
+
+    /// Applies a timed fault that only changes wire state.
+    pub(crate) fn apply(&mut self, fault: &Fault, now: Duration) {
+        match fault {
+            Fault::RefuseConnects(d) => self.refuse_until = now + *d,
+            Fault::BlackholeConnects(d) => self.blackhole_until = now + *d,
+            Fault::SlowConnects { extra, lasts } => self.slow = (*extra, now + *lasts),
+            Fault::RejectUpgrade { status, lasts } => self.reject = (*status, now + *lasts),
+            Fault::Latency {
+                base,
+                jitter,
+                lasts,
+            } => self.latency = Some((*base, *jitter, now + *lasts)),
+            Fault::Duplicate(d) => self.duplicate_until = now + *d,
+            Fault::Reorder { window, lasts } => self.reorder = (*window, now + *lasts),
+            Fault::NeverAck(d) => self.never_ack_until = now + *d,
+            Fault::DoubleAck(d) => self.double_ack_until = now + *d,
+            Fault::AcceptThenClose(d) => self.accept_then_close_until = now + *d,
+            Fault::ClockJump(d) => self.frozen_until = self.frozen_until.max(now + *d),
+            _ => {}
+        }
+    }
+
+    /// Heals everything (the liveness phase), except a sleep already under way.
+    pub(crate) fn heal(&mut self) {
+        let frozen = self.frozen_until;
+        *self = NetState::default();
+        self.frozen_until = frozen;
+    }
+
+    /// One-way delay now.
+    pub(crate) fn delay(
+        &self,
+        cfg: &NetConfig,
+        now: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
+        let (base, jitter) = match self.latency {
+            Some((b, j, until)) if now < until => (b, j),
+            _ => (cfg.latency, cfg.jitter),
+        };
+        base + jitter.mul_f64(rng.f64())
+    }
+}

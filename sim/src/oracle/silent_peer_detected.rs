@@ -1,0 +1,145 @@
+//! A silent peer is declared dead in time.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_core::{ConnId, Event, InFrame, Input, LivenessConfig, Output, Protocol};
+
+use super::{First, Violation, secs, sleep_until};
+use crate::timeline::{Entry, Timeline};
+
+pub(super) const NAME: &str = "silent_peer_detected";
+
+/// Timer arithmetic in the session and the world is exact to the nanosecond; this only
+/// absorbs rounding in a heartbeat parsed from milliseconds.
+const SLACK: Duration = Duration::from_millis(1);
+
+/// While a connection is open — from [`Event::Opened`] to its [`Event::Disconnected`] or
+/// the session's [`Event::Ended`] — no record comes later than `last + stale + slack`,
+/// where `last` is the time of the last [`Input::FrameReceived`] on that connection (any
+/// frame: data, ping, pong) or of the `Opened`, and `stale` is the threshold in force.
+///
+/// The session checks staleness on its own deadline (`last + stale`), not on the next ping
+/// tick, so this is tighter than DESIGN.md's "within ping interval + stale threshold".
+///
+/// **The threshold.** `liveness.stale_after`, widened to `heartbeat × heartbeat_stale_factor`
+/// when the handshake declared an application heartbeat. The timeline does not record the
+/// heartbeat, so it is read from the input that opened the connection (the one whose
+/// outputs contain the `Opened`) with [`declared_heartbeat`]; a protocol that declares
+/// its heartbeat under another name is judged against `stale_after` alone.
+///
+/// **Sleeps.** A [`Fault::ClockJump`](crate::Fault::ClockJump) freezes the session until
+/// the host wakes up at `w`. Evidence older than `w` then counts for nothing either way:
+/// the session either judges the old deadline at `w` or probes and waits
+/// `liveness.probe_timeout`, so the bound for such evidence becomes
+/// `max(last + stale, w + probe_timeout)`.
+pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
+    let lc = &tl.config.liveness;
+    let mut first = First::new(NAME, tl);
+    // The open connection: (conn, step of its Opened, last evidence of life, threshold).
+    let mut open: Option<(ConnId, usize, Duration, Duration)> = None;
+    let mut wake = Duration::ZERO;
+    // The input whose outputs are being read.
+    let mut cause: Option<&Input> = None;
+    for (i, r) in tl.records.iter().enumerate() {
+        if let Some((conn, opened, last, stale)) = open {
+            let mut deadline = last.saturating_add(stale);
+            if last < wake {
+                deadline = deadline.max(wake.saturating_add(lc.probe_timeout));
+            }
+            if r.at > deadline.saturating_add(SLACK) {
+                first.offer(i, || {
+                    format!(
+                        "{conn} (opened at step {opened}) silent since +{}, past its stale \
+                         deadline +{} (threshold {:?}), still not declared dead",
+                        secs(last),
+                        secs(deadline),
+                        stale
+                    )
+                });
+                break;
+            }
+        }
+        match &r.entry {
+            Entry::Input(input) => {
+                cause = Some(input);
+                if let Input::FrameReceived { conn, .. } = input
+                    && let Some((open_conn, _, last, _)) = &mut open
+                    && open_conn == conn
+                {
+                    *last = r.at;
+                }
+            }
+            Entry::Fault(_) => {
+                if let Some(w) = sleep_until(r.at, &r.entry) {
+                    wake = wake.max(w);
+                }
+            }
+            Entry::Output(Output::Event(Event::Opened { conn, .. })) => {
+                let heartbeat = cause.and_then(declared_heartbeat);
+                open = Some((*conn, i, r.at, stale_threshold(lc, heartbeat)));
+            }
+            Entry::Output(Output::Event(Event::Disconnected { conn, .. })) => {
+                if open.is_some_and(|(c, ..)| c == *conn) {
+                    open = None;
+                }
+            }
+            Entry::Output(Output::Event(Event::Ended(_))) => open = None,
+            Entry::Output(_) | Entry::Sizes(_) | Entry::Heal => {}
+            _ => cause = None,
+        }
+    }
+    first.into_inner()
+}
+
+/// The stale threshold of a connection whose handshake declared `heartbeat`.
+pub(super) fn stale_threshold(lc: &LivenessConfig, heartbeat: Option<Duration>) -> Duration {
+    let by_heartbeat = heartbeat.map_or(Duration::ZERO, |h| {
+        h.saturating_mul(lc.heartbeat_stale_factor)
+    });
+    lc.stale_after.max(by_heartbeat)
+}
+
+/// The application heartbeat a handshake frame declares, read from any JSON field (at
+/// any depth) whose name contains `heartbeat` or `tickInterval` and ends in `Ms`/`_ms`,
+/// in milliseconds — `hello_ack.heartbeatMs` of `HelloAck`, `policy.tickIntervalMs` of
+/// `Gateway`. The largest such value wins (a longer heartbeat only widens the threshold,
+/// so erring long never reports a healthy run).
+pub fn declared_heartbeat(input: &Input) -> Option<Duration> {
+    let Input::FrameReceived {
+        frame: InFrame::Text(bytes),
+        ..
+    } = input
+    else {
+        return None;
+    };
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let mut best: Option<u64> = None;
+    scan(&value, &mut best, 0);
+    best.map(Duration::from_millis)
+}
+
+fn scan(value: &Value, best: &mut Option<u64>, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let name = k.to_ascii_lowercase();
+                let named = (name.contains("heartbeat") || name.contains("tickinterval"))
+                    && name.ends_with("ms");
+                if named && let Some(ms) = v.as_u64() {
+                    *best = Some(best.map_or(ms, |b| b.max(ms)));
+                }
+                scan(v, best, depth + 1);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                scan(v, best, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}

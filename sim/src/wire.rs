@@ -1,0 +1,46 @@
+//! Frames as they cross the simulated wire.
+
+use bytes::Bytes;
+
+/// A WebSocket frame on the simulated wire, in either direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A text frame (its bytes may be invalid UTF-8 when a fault says so).
+    Text(Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping.
+    Ping,
+    /// A pong.
+    Pong,
+    /// A close frame with its code (`None`: no code) and reason.
+    Close(Option<u16>, String),
+}
+
+impl Wire {
+    /// A text frame from a string.
+    pub fn text(s: impl Into<String>) -> Self {
+        Wire::Text(Bytes::from(s.into()))
+    }
+
+    /// A text frame holding this JSON value.
+    pub fn json(v: &serde_json::Value) -> Self {
+        Wire::text(v.to_string())
+    }
+
+    /// The frame's text, when it is a UTF-8 text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Wire::Text(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+
+    /// The frame parsed as JSON, when it is a text frame holding JSON.
+    pub fn as_json(&self) -> Option<serde_json::Value> {
+        match self {
+            Wire::Text(b) => serde_json::from_slice(b).ok(),
+            _ => None,
+        }
+    }
+}

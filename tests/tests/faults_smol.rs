@@ -1,0 +1,79 @@
+//! The loopback fault suite (`tether_tests::loopback`) on smol: real sockets, a server
+//! that dies, closes with codes, stops reading, goes silent, accepts then closes, never
+//! acknowledges — each scenario on its own server with shortened timeouts.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tether_core::Config;
+use tether_core::profiles::HelloAck;
+use tether_smol::{Client, ConnectError, Smol, TcpDial, WsTransport};
+use tether_tests::loopback::{self, Adapter};
+
+struct OnSmol;
+
+impl Adapter for OnSmol {
+    fn name(&self) -> &'static str {
+        "smol"
+    }
+
+    fn connect(
+        &self,
+        url: &str,
+        config: Config,
+        protocol: HelloAck,
+    ) -> BoxFuture<'static, Result<Client<HelloAck>, ConnectError>> {
+        let url = url.to_owned();
+        Box::pin(async move { tether_smol::connect(&url, config, protocol).await })
+    }
+
+    fn start(
+        &self,
+        url: &str,
+        config: Config,
+        protocol: HelloAck,
+    ) -> Result<Client<HelloAck>, ConnectError> {
+        let transport = WsTransport::new(TcpDial, url)?;
+        Client::start(Smol, transport, config, protocol, 0x7e7e, "loopback")
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        smol::Timer::after(duration).map(|_| ()).boxed()
+    }
+}
+
+#[test]
+fn server_killed_with_requests_in_flight() {
+    smol::block_on(loopback::server_killed_with_requests_in_flight(&OnSmol));
+}
+
+#[test]
+fn close_4001_is_fatal() {
+    smol::block_on(loopback::close_4001_is_fatal(&OnSmol));
+}
+
+#[test]
+fn close_1012_reconnects() {
+    smol::block_on(loopback::close_1012_reconnects(&OnSmol));
+}
+
+#[test]
+fn stopped_reader_trips_the_send_deadline() {
+    smol::block_on(loopback::stopped_reader_trips_the_send_deadline(&OnSmol));
+}
+
+#[test]
+fn silent_server_goes_stale() {
+    smol::block_on(loopback::silent_server_goes_stale(&OnSmol));
+}
+
+#[test]
+fn accept_then_close_backs_off() {
+    smol::block_on(loopback::accept_then_close_backs_off(&OnSmol));
+}
+
+#[test]
+fn hello_never_acked() {
+    smol::block_on(loopback::hello_never_acked(&OnSmol));
+}

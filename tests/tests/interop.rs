@@ -1,0 +1,650 @@
+//! Interop with WebSocket servers this project did not write: a Python `websockets` 17.x
+//! server (`interop/python_server.py`) and a Node `ws` 8.x server (`interop/node/server.js`),
+//! each speaking the HelloAck profile, driven by the tokio and the smol adapters.
+//!
+//! Each test starts a real server process on a free 127.0.0.1 port and walks one session
+//! through its life: handshake, sequential and concurrent requests, the server killed
+//! (SIGKILL) with a request in flight, the server restarted on the same port, the session
+//! reconnecting by itself, requests again, and finally a fatal close 4001 after which the
+//! session ends `Failed` and never dials again.
+//!
+//! The peers come from `scripts/interop-setup.sh` (a venv in `.interop/venv`, `npm ci` in
+//! `interop/node`). `./scripts/test.sh` runs it and exports `TETHER_INTEROP_PYTHON` and
+//! `TETHER_INTEROP_NODE_DIR`; when they are unset the tests run the script themselves.
+//! `TETHER_SKIP_INTEROP=1` skips these tests (they print that they did).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, join_all};
+use futures::{FutureExt, Stream, StreamExt};
+use serde_json::{Value, json};
+use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest};
+use tether_tokio::tether_core::{
+    AttemptError, CloseClass, CloseCode, ClosePolicy, Config, DisconnectReason, EndReason, Event,
+    Jitter, RequestError, RequestFailure, SessionError, Status, TransportFailure,
+};
+use tether_tokio::{CallError, Client};
+
+// --- the peers ------------------------------------------------------------------------------
+
+/// Where the interop peers live, from the environment or from running the setup script.
+struct Peers {
+    python: PathBuf,
+    node_dir: PathBuf,
+}
+
+const PYTHON_VAR: &str = "TETHER_INTEROP_PYTHON";
+const NODE_DIR_VAR: &str = "TETHER_INTEROP_NODE_DIR";
+const SKIP_VAR: &str = "TETHER_SKIP_INTEROP";
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+}
+
+/// The peers, or `None` when `TETHER_SKIP_INTEROP=1`. Runs `scripts/interop-setup.sh`
+/// (once per test binary) when the environment does not name them.
+fn peers() -> Option<&'static Peers> {
+    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("{SKIP_VAR}=1: interop test skipped");
+        return None;
+    }
+    static PEERS: OnceLock<Peers> = OnceLock::new();
+    Some(PEERS.get_or_init(|| {
+        match (std::env::var_os(PYTHON_VAR), std::env::var_os(NODE_DIR_VAR)) {
+            (Some(python), Some(node_dir)) => Peers {
+                python: python.into(),
+                node_dir: node_dir.into(),
+            },
+            _ => run_setup(),
+        }
+    }))
+}
+
+fn run_setup() -> Peers {
+    let script = workspace_root().join("scripts/interop-setup.sh");
+    eprintln!(
+        "{PYTHON_VAR}/{NODE_DIR_VAR} unset: running {}",
+        script.display()
+    );
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}); set {SKIP_VAR}=1 to skip the interop tests",
+        script.display(),
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let var = |name: &str| -> PathBuf {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("interop-setup.sh printed no {name}= line:\n{stdout}"))
+            .into()
+    };
+    Peers {
+        python: var(PYTHON_VAR),
+        node_dir: var(NODE_DIR_VAR),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    Python,
+    Node,
+}
+
+impl Peer {
+    fn command(self, peers: &Peers, port: u16) -> Command {
+        let mut cmd = match self {
+            Peer::Python => {
+                let mut c = Command::new(&peers.python);
+                c.arg(workspace_root().join("interop/python_server.py"));
+                c
+            }
+            Peer::Node => {
+                let mut c = Command::new("node");
+                c.arg(peers.node_dir.join("server.js"));
+                c
+            }
+        };
+        cmd.arg(port.to_string())
+            .arg("--exit-with-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+/// A free port on 127.0.0.1: bound, then released for the server to take.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A running server process. Dropping it kills the process (SIGKILL) and reaps it, on every
+/// path including a failed assertion; the server also exits when its stdin (held here)
+/// closes, should this process die without unwinding.
+struct Server {
+    peer: Peer,
+    port: u16,
+    child: Option<Child>,
+    /// `CONNECTION <n>` lines and the end of stdout, in order.
+    lines: Receiver<Option<String>>,
+    /// Connections the server reported accepting, over every process on this port.
+    connections: usize,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `peer` on `port` and waits until it prints `READY <port>`. Retries a few times
+    /// if the process exits first (the port taken for a moment, say by a client's dial).
+    async fn start<R: Rt>(rt: R, peers: &Peers, peer: Peer, port: u16) -> Server {
+        let mut last = String::new();
+        for _ in 0..20 {
+            match Server::try_start(rt, peers, peer, port).await {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+            rt.sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{peer:?} server did not start on port {port}: {last}");
+    }
+
+    async fn try_start<R: Rt>(
+        rt: R,
+        peers: &Peers,
+        peer: Peer,
+        port: u16,
+    ) -> Result<Server, String> {
+        let mut child = peer
+            .command(peers, port)
+            .spawn()
+            .map_err(|e| format!("spawn: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(Some(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(None);
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = stderr_pipe.read_to_string(&mut buf);
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&buf);
+        });
+        let mut server = Server {
+            peer,
+            port,
+            child: Some(child),
+            lines,
+            connections: 0,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server.lines.try_recv() {
+                Ok(Some(line)) if line == format!("READY {port}") => return Ok(server),
+                Ok(Some(line)) => return Err(format!("unexpected first line {line:?}")),
+                Ok(None) | Err(TryRecvError::Disconnected) => {
+                    server.reap();
+                    return Err(format!("exited before READY: {}", server.stderr()));
+                }
+                Err(TryRecvError::Empty) if Instant::now() > deadline => {
+                    return Err("no READY within 10 s".into());
+                }
+                Err(TryRecvError::Empty) => rt.sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    fn stderr(&self) -> String {
+        // Give the reader thread a moment to collect what the process wrote last.
+        std::thread::sleep(Duration::from_millis(50));
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits (up to a second) until the server has reported `n` connections, then returns
+    /// how many it reported: its output crosses a pipe and a thread, a little behind.
+    async fn connections<R: Rt>(&mut self, rt: R, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.count_connections() < n && Instant::now() < deadline {
+            rt.sleep(Duration::from_millis(10)).await;
+        }
+        self.count_connections()
+    }
+
+    /// Counts the `CONNECTION` lines printed so far.
+    fn count_connections(&mut self) -> usize {
+        while let Ok(Some(line)) = self.lines.try_recv() {
+            if line.starts_with("CONNECTION ") {
+                self.connections += 1;
+            }
+        }
+        self.connections
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let stderr = self.stderr();
+            if !stderr.is_empty() {
+                eprintln!(
+                    "--- {:?} server on port {} stderr ---\n{stderr}",
+                    self.peer, self.port
+                );
+            }
+        }
+    }
+}
+
+// --- the runtimes ---------------------------------------------------------------------------
+
+/// What the scenario needs from a runtime: connect a client, and sleep.
+trait Rt: Copy {
+    async fn connect(
+        self,
+        url: &str,
+        config: Config,
+        protocol: HelloAck,
+    ) -> Result<Client<HelloAck>, String>;
+    async fn sleep(self, d: Duration);
+}
+
+#[derive(Clone, Copy)]
+struct TokioRt;
+
+impl Rt for TokioRt {
+    async fn connect(
+        self,
+        url: &str,
+        config: Config,
+        protocol: HelloAck,
+    ) -> Result<Client<HelloAck>, String> {
+        tether_tokio::connect(url, config, protocol)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn sleep(self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SmolRt;
+
+impl Rt for SmolRt {
+    async fn connect(
+        self,
+        url: &str,
+        config: Config,
+        protocol: HelloAck,
+    ) -> Result<Client<HelloAck>, String> {
+        tether_smol::connect(url, config, protocol)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn sleep(self, d: Duration) {
+        smol::Timer::after(d).await;
+    }
+}
+
+/// `fut`, or a panic naming `what` if it takes longer than `limit`.
+async fn within<R: Rt, T>(rt: R, limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(rt.sleep(limit));
+    match futures::future::select(fut, timer).await {
+        Either::Left((value, _)) => value,
+        Either::Right(((), _)) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+/// Every item `stream` has ready now, without waiting.
+fn ready_items<T>(stream: &mut (impl Stream<Item = T> + Unpin)) -> Vec<T> {
+    let mut items = Vec::new();
+    while let Some(Some(item)) = stream.next().now_or_never() {
+        items.push(item);
+    }
+    items
+}
+
+// --- the scenario ---------------------------------------------------------------------------
+
+/// The bound on any one step of the scenario.
+const STEP: Duration = Duration::from_secs(5);
+/// The bound on starting a server (an interpreter's cold start on a busy machine).
+const START: Duration = Duration::from_secs(20);
+
+fn config() -> Config {
+    let policy = ClosePolicy::default();
+    // The scenario ends on 4001; the default table must keep it fatal.
+    assert_eq!(
+        policy.classify_close(CloseCode::AUTH_FAILED),
+        CloseClass::Fatal
+    );
+    Config::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .handshake_timeout(Duration::from_secs(2))
+        .ping_interval(Some(Duration::from_millis(200)))
+        .stale_after(Duration::from_millis(800))
+        .backoff_schedule(vec![
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+            Duration::from_millis(300),
+        ])
+        .jitter(Jitter::Equal)
+        .stable_after(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(3))
+        .close_timeout(Duration::from_secs(1))
+        .close_policy(policy)
+        .build()
+        .expect("valid config")
+}
+
+fn req(method: &str, params: Value) -> HelloAckRequest {
+    HelloAckRequest::new(method, params)
+}
+
+/// Sequential echoes, then a concurrent batch of slow and fast requests.
+async fn exercise<R: Rt>(rt: R, client: &Client<HelloAck>, round: &str) {
+    for n in 0..5 {
+        let params = json!({ "round": round, "n": n, "text": "héllo \u{1F600}" });
+        let got = within(
+            rt,
+            STEP,
+            "echo",
+            client.request(req("echo", params.clone())),
+        )
+        .await;
+        assert_eq!(got, Ok(params), "sequential echo {n} ({round})");
+    }
+    // Eight slow requests (200 ms each on the server) and eight fast ones at once: if the
+    // session or the server serialised them this would take at least 1.6 s.
+    let started = Instant::now();
+    let calls = (0..16).map(|n| {
+        let method = if n % 2 == 0 { "slow" } else { "echo" };
+        let params = json!({ "round": round, "n": n, "method": method });
+        async move { (params.clone(), client.request(req(method, params)).await) }
+    });
+    let results = within(rt, STEP, "concurrent batch", join_all(calls)).await;
+    for (params, got) in results {
+        assert_eq!(got, Ok(params), "concurrent request ({round})");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1600),
+        "concurrent requests took {elapsed:?}: were they serialised?"
+    );
+}
+
+async fn scenario<R: Rt>(rt: R, peer: Peer) {
+    let Some(peers) = peers() else { return };
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}/tether");
+    let mut server = within(
+        rt,
+        START,
+        "server start",
+        Server::start(rt, peers, peer, port),
+    )
+    .await;
+
+    // 1. Handshake: the hello carries no secret worth hiding here, but is built per attempt.
+    let hellos = Arc::new(Mutex::new(0u32));
+    let counter = hellos.clone();
+    let hello = HelloAck::new(move || {
+        let mut n = counter.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        json!({ "type": "hello", "client": "tether-interop", "attempt": *n })
+    });
+    let client = within(rt, STEP, "connect", rt.connect(&url, config(), hello))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the {peer:?} server: {e}"));
+    assert_eq!(client.status(), Status::Open);
+    let mut statuses = client.status_changes();
+    let mut events = client.events();
+    assert_eq!(server.connections(rt, 1).await, 1);
+
+    // 2. Requests, one by one and many at once.
+    exercise(rt, &client, "first").await;
+
+    // 3. SIGKILL with a request in flight: the server answers "slow" after 200 ms, and dies
+    //    100 ms after the request went out.
+    let inflight = client.request(req("slow", json!({ "doomed": true })));
+    let killer = async {
+        rt.sleep(Duration::from_millis(100)).await;
+        server.kill();
+    };
+    let (result, ()) = within(
+        rt,
+        STEP,
+        "in-flight request",
+        futures::future::join(inflight, killer),
+    )
+    .await;
+    assert_eq!(
+        result,
+        Err(CallError::Failed(RequestFailure::Disconnected)),
+        "the request in flight when the server died"
+    );
+    let s = within(rt, STEP, "Reconnecting", statuses.next()).await;
+    assert_eq!(s, Some(Status::Reconnecting));
+
+    // 4. Down for a while (refused dials), then back on the same port.
+    rt.sleep(Duration::from_millis(400)).await;
+    assert_eq!(client.status(), Status::Reconnecting);
+    server = within(
+        rt,
+        START,
+        "server restart",
+        Server::start(rt, peers, peer, port),
+    )
+    .await;
+    let s = within(rt, STEP, "Open again", statuses.next()).await;
+    assert_eq!(s, Some(Status::Open));
+    assert_eq!(client.status(), Status::Open);
+
+    // The status is published a moment before the event that goes with it.
+    let seen = within(rt, STEP, "Opened event", async {
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            let reopened = matches!(event, Event::Opened { first: false, .. });
+            if !matches!(event, Event::Response { .. }) {
+                seen.push(event);
+            }
+            if reopened {
+                break;
+            }
+        }
+        seen
+    })
+    .await;
+    let disconnected = seen.iter().position(|e| {
+        matches!(
+            e,
+            Event::Disconnected {
+                reason: DisconnectReason::Closed { code: None, .. },
+                retry: Some(_),
+                ..
+            }
+        )
+    });
+    let refused = seen.iter().position(|e| {
+        matches!(
+            e,
+            Event::AttemptFailed {
+                error: AttemptError::Transport(TransportFailure::Refused),
+                retry: Some(_),
+                ..
+            }
+        )
+    });
+    let reopened = seen
+        .iter()
+        .position(|e| matches!(e, Event::Opened { first: false, .. }));
+    assert!(
+        matches!((disconnected, refused, reopened), (Some(d), Some(r), Some(o)) if d < r && r < o),
+        "expected Disconnected (no close frame), a refused attempt, then Opened; got {seen:#?}"
+    );
+    assert!(
+        *hellos.lock().unwrap() >= 2,
+        "each connection sends a fresh hello"
+    );
+    assert_eq!(
+        server.connections(rt, 1).await,
+        1,
+        "the restarted server saw one connection"
+    );
+
+    // 5. The session serves again, and stays open through a quiet spell longer than the
+    //    stale threshold: the peer's library answers the session's pings.
+    exercise(rt, &client, "after restart").await;
+    rt.sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        client.status(),
+        Status::Open,
+        "pongs keep the connection alive"
+    );
+    let quiet: Vec<_> = ready_items(&mut events)
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Response { .. }))
+        .collect();
+    assert!(quiet.is_empty(), "events in the quiet spell: {quiet:#?}");
+    assert_eq!(
+        ready_items(&mut statuses),
+        [],
+        "no status change while quiet"
+    );
+
+    // 6. A fatal close: the server answers, then closes with 4001 "auth revoked".
+    let got = within(
+        rt,
+        STEP,
+        "close4001",
+        client.request(req("close4001", json!({ "bye": 1 }))),
+    )
+    .await;
+    assert_eq!(
+        got,
+        Ok(json!({ "bye": 1 })),
+        "close4001 is answered before the close"
+    );
+    let s = within(rt, STEP, "Failed", statuses.next()).await;
+    assert_eq!(s, Some(Status::Failed));
+    assert_eq!(client.status(), Status::Failed);
+    let ended = within(rt, STEP, "Ended event", async {
+        while let Some(event) = events.next().await {
+            if let Event::Ended(reason) = event {
+                return reason;
+            }
+        }
+        panic!("the event stream ended without Event::Ended");
+    })
+    .await;
+    assert_eq!(
+        ended,
+        EndReason::Failed(SessionError::FatalClose {
+            code: CloseCode::AUTH_FAILED,
+            reason: "auth revoked".into(),
+        })
+    );
+    assert_eq!(
+        within(rt, STEP, "wait_open after Failed", client.wait_open()).await,
+        Err(ended)
+    );
+
+    // 7. No further attempt: longer than the whole backoff schedule, nothing happens.
+    let connections = server.count_connections();
+    rt.sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        server.count_connections(),
+        connections,
+        "a failed session must not dial again"
+    );
+    assert_eq!(
+        ready_items(&mut statuses),
+        [],
+        "no status change after Failed"
+    );
+    let late: Vec<_> = ready_items(&mut events);
+    assert!(
+        !late
+            .iter()
+            .any(|e| matches!(e, Event::AttemptFailed { .. } | Event::Opened { .. })),
+        "events after the end: {late:#?}"
+    );
+    assert_eq!(
+        within(
+            rt,
+            STEP,
+            "request after Failed",
+            client.request(req("echo", json!(1)))
+        )
+        .await,
+        Err(CallError::Refused(RequestError::Ended))
+    );
+}
+
+// --- the tests ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_with_python_websockets() {
+    scenario(TokioRt, Peer::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_with_node_ws() {
+    scenario(TokioRt, Peer::Node).await;
+}
+
+#[test]
+fn smol_with_python_websockets() {
+    smol::block_on(scenario(SmolRt, Peer::Python));
+}
+
+#[test]
+fn smol_with_node_ws() {
+    smol::block_on(scenario(SmolRt, Peer::Node));
+}

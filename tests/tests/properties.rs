@@ -1,0 +1,190 @@
+//! Property: whatever the seed, session configuration, fault plan and workload, a
+//! simulated run of each built-in profile breaks none of the invariant oracles, and the
+//! same inputs give the same run byte for byte.
+//!
+//! Each case is a 10-minute simulated run (faults during the first 5 minutes, then the
+//! liveness phase). `TETHER_PROPTEST_CASES=1000 cargo test --release -p tether-tests
+//! --test properties` runs more cases; failures shrink to a minimal plan and workload,
+//! are saved to `tests/proptest-regressions/properties.txt` (commit it) and replay first
+//! on the next run.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, Raw};
+use tether_core::{Config, Protocol};
+use tether_sim::scenario::{self, Profile};
+use tether_sim::servers::{GatewayServer, HelloAckServer};
+use tether_sim::strategy::{self, StepCommand, WorkloadPlan, plan_code, workload_code};
+use tether_sim::{FaultPlan, FnServer, Run, RunConfig, Server, ServerEvent, Wire, World, oracle};
+use tether_tests::{proptest_config, report};
+
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptest-regressions/properties.txt"
+);
+
+/// Cases per property by default: keeps `cargo test --workspace` quick in debug builds
+/// (about 10 ms of a debug build per case; `TETHER_PROPTEST_CASES` overrides both).
+const CASES: u32 = 64;
+const DETERMINISM_CASES: u32 = 16;
+
+const RUN: Duration = Duration::from_secs(600);
+
+fn run_config() -> RunConfig {
+    RunConfig::lasting(RUN)
+}
+
+fn plan() -> impl Strategy<Value = FaultPlan> {
+    strategy::fault_plan(run_config().heal_time(), 8)
+}
+
+fn workload() -> impl Strategy<Value = WorkloadPlan> {
+    strategy::workload(24, Duration::from_secs(40))
+}
+
+fn echo() -> impl Server {
+    FnServer::new(|ev, ctx| {
+        if let ServerEvent::Frame(conn, Wire::Text(t)) = ev {
+            ctx.send(conn, Wire::Text(t));
+        }
+    })
+}
+
+fn hello() -> HelloAck {
+    HelloAck::new(|| json!({"type": "hello", "client": "proptest"}))
+}
+
+fn gateway() -> Gateway {
+    Gateway::new(GatewayOptions::default())
+}
+
+fn simulate<P: StepCommand + 'static, S: Server>(
+    config: &Config,
+    protocol: P,
+    server: S,
+    seed: u64,
+    plan: &FaultPlan,
+    work: &WorkloadPlan,
+) -> Run<P> {
+    World::new(config.clone(), protocol, server, seed)
+        .expect("strategy::config() draws valid configurations")
+        .plan(plan.clone())
+        .workload(work.clone())
+        .run(run_config())
+}
+
+/// Fails the case with a report naming the seed, the plan and how to replay it.
+fn check<P: Protocol>(
+    test: &str,
+    profile: Profile,
+    run: &Run<P>,
+    config: &Config,
+    plan: &FaultPlan,
+    work: &WorkloadPlan,
+) -> Result<(), TestCaseError> {
+    let violations = oracle::check(&run.timeline);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let case = format!(
+        "profile: {profile}\nseed: {}\nconfig: {config:?}\nplan: {plan}\nworkload: {work}",
+        run.seed
+    );
+    let replay = format!(
+        "the shrunk case is saved in {REGRESSIONS} and runs first on \
+         `cargo test -p tether-tests --test properties {test}`; \
+         to pin it as a test, run World::new(config, <{profile}>, <server>, {seed}) with\n\
+         .plan({plan})\n.workload({work})\n.run(RunConfig::lasting(Duration::from_secs({secs})))\n\
+         the same seed and plan under the campaign's config and workload (may not fail): \
+         cargo run --release -p tether-sim -- replay --seed {seed} --profile {profile} \
+         --duration {secs}s --plan {spec} --verbose",
+        seed = run.seed,
+        plan = plan_code(plan),
+        spec = scenario::plan_spec(plan),
+        work = workload_code(work),
+        secs = RUN.as_secs(),
+    );
+    Err(TestCaseError::fail(report(
+        &violations,
+        &run.timeline,
+        case,
+        replay,
+    )))
+}
+
+proptest! {
+    #![proptest_config(proptest_config(CASES, REGRESSIONS))]
+
+    #[test]
+    fn raw_sessions_keep_every_invariant(
+        seed in any::<u64>(),
+        config in strategy::config(),
+        plan in plan(),
+        work in strategy::send_workload(24, Duration::from_secs(40)),
+    ) {
+        let run = simulate(&config, Raw, echo(), seed, &plan, &work);
+        check("raw_sessions_keep_every_invariant", Profile::Raw, &run, &config, &plan, &work)?;
+    }
+
+    #[test]
+    fn hello_ack_sessions_keep_every_invariant(
+        seed in any::<u64>(),
+        config in strategy::config(),
+        plan in plan(),
+        work in workload(),
+    ) {
+        let run = simulate(&config, hello(), HelloAckServer::default(), seed, &plan, &work);
+        check("hello_ack_sessions_keep_every_invariant", Profile::HelloAck, &run, &config, &plan, &work)?;
+    }
+
+    #[test]
+    fn gateway_sessions_keep_every_invariant(
+        seed in any::<u64>(),
+        config in strategy::config(),
+        plan in plan(),
+        work in workload(),
+    ) {
+        let run = simulate(&config, gateway(), GatewayServer::default(), seed, &plan, &work);
+        check("gateway_sessions_keep_every_invariant", Profile::Gateway, &run, &config, &plan, &work)?;
+    }
+}
+
+proptest! {
+    // Fewer cases: rendering two timelines per case dominates in debug builds.
+    #![proptest_config(proptest_config(DETERMINISM_CASES, REGRESSIONS))]
+
+    #[test]
+    fn the_same_inputs_give_byte_identical_timelines(
+        seed in any::<u64>(),
+        profile in prop::sample::select(Profile::ALL.to_vec()),
+        config in strategy::config(),
+        plan in plan(),
+        work in workload(),
+    ) {
+        let render = || match profile {
+            Profile::Raw => {
+                let run = simulate(&config, Raw, echo(), seed, &plan, &work);
+                (run.timeline.to_string(), run.stats)
+            }
+            Profile::HelloAck => {
+                let run = simulate(&config, hello(), HelloAckServer::default(), seed, &plan, &work);
+                (run.timeline.to_string(), run.stats)
+            }
+            Profile::Gateway => {
+                let run = simulate(&config, gateway(), GatewayServer::default(), seed, &plan, &work);
+                (run.timeline.to_string(), run.stats)
+            }
+        };
+        let (first, second) = (render(), render());
+        let diverged = first.0.lines().zip(second.0.lines()).find(|(a, b)| a != b);
+        prop_assert!(
+            first == second,
+            "{profile} seed {seed} under plan {plan} with workload {work} ran differently \
+             twice; first difference: {diverged:?}\n\
+             replay: the case is saved in {REGRESSIONS}; \
+             `cargo test -p tether-tests --test properties the_same_inputs`",
+        );
+    }
+}
