@@ -1,4 +1,4 @@
-//! [proptest] strategies for fault plans, session configurations, run lengths and
+//! [proptest](mod@proptest) strategies for fault plans, session configurations, run lengths and
 //! workloads, so that property tests (this project's, and users' tests of their own
 //! protocols) draw whole simulated runs and shrink a failure to a minimal one.
 //!
