@@ -47,6 +47,9 @@ pub trait Protocol {
     /// Encodes a request under `meta.id`, and names the stream it starts, if any, so the
     /// session can catch that stream's events even before the response arrives.
     ///
+    /// Protocols without requests need not implement it (declare `type Request =
+    /// Infallible` so `request` cannot even be called); the default refuses.
+    ///
     /// # Errors
     ///
     /// An [`EncodeError`], returned to the caller of `request`.
@@ -54,7 +57,10 @@ pub trait Protocol {
         &mut self,
         meta: RequestMeta,
         request: Self::Request,
-    ) -> Result<EncodedRequest, EncodeError>;
+    ) -> Result<EncodedRequest, EncodeError> {
+        let _ = (meta, request);
+        Err(EncodeError("this protocol has no requests".into()))
+    }
 
     /// Says what an inbound data frame means.
     fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self>;

@@ -22,13 +22,6 @@ impl Protocol for Lines {
     fn encode(&mut self, line: String) -> Result<OutFrame, EncodeError> {
         Ok(OutFrame::text(line))
     }
-    fn encode_request(
-        &mut self,
-        _: RequestMeta,
-        r: Infallible,
-    ) -> Result<EncodedRequest, EncodeError> {
-        match r {}
-    }
     fn decode(&mut self, frame: DataFrame, _: Phase) -> Decoded<Self> {
         match frame {
             DataFrame::Text(t) if t.as_str() == "ready" => Decoded::Ack(Acked::default()),

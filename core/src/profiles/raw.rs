@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use crate::error::EncodeError;
 use crate::frame::{DataFrame, OutFrame};
 use crate::ids::ConnId;
-use crate::protocol::{Decoded, EncodedRequest, Opening, Phase, Protocol, RequestMeta};
+use crate::protocol::{Decoded, Opening, Phase, Protocol};
 
 /// No handshake and no requests: the session is open as soon as the WebSocket is, and
 /// every data frame is delivered as it came, without a copy.
@@ -34,14 +34,6 @@ impl Protocol for Raw {
             DataFrame::Text(t) => OutFrame::Text(t),
             DataFrame::Binary(b) => OutFrame::Binary(b),
         })
-    }
-
-    fn encode_request(
-        &mut self,
-        _meta: RequestMeta,
-        request: Infallible,
-    ) -> Result<EncodedRequest, EncodeError> {
-        match request {}
     }
 
     #[inline]
