@@ -107,9 +107,20 @@ where
                     return;
                 }
             }
-            let deadline = self.session.poll_timeout();
-            if self.sleep.as_ref().map(|(d, _)| *d) != deadline {
-                self.sleep = deadline.map(|d| (d, self.rt.sleep_until(d).fuse()));
+            // Keep an armed sleep while it fires no later than the next deadline: deadlines
+            // move later on almost every frame (liveness, send deadline), and a sleep that
+            // fires early is only a spurious `handle_timeout`, which the session allows.
+            match self.session.poll_timeout() {
+                None => self.sleep = None,
+                Some(deadline)
+                    if self
+                        .sleep
+                        .as_ref()
+                        .is_none_or(|(armed, _)| *armed > deadline) =>
+                {
+                    self.sleep = Some((deadline, self.rt.sleep_until(deadline).fuse()));
+                }
+                Some(_) => {}
             }
             let mut never = Fuse::terminated();
             let mut sleep = match &mut self.sleep {

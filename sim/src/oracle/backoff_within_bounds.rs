@@ -23,6 +23,7 @@ pub(super) const NAME: &str = "backoff_within_bounds";
 /// - no second retry is announced before the attempt the first one scheduled;
 /// - every attempt is either the first connect's (among the outputs of the `connect`
 ///   command) or scheduled by a retry.
+#[must_use]
 pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let backoff = &tl.config.backoff;
     let mut first = First::new(NAME, tl);

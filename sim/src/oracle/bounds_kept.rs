@@ -20,6 +20,7 @@ const HANDSHAKE_FRAMES: usize = 3;
 /// | `open_streams` | `streams.max_streams` |
 /// | `remembered` | `streams.max_seen` |
 /// | `pending_writes` | [`pending_writes_bound`] |
+#[must_use]
 pub fn bounds_kept<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let c = &tl.config;
     let mut first = First::new(NAME, tl);
@@ -73,6 +74,7 @@ fn queue_max(c: &Config) -> usize {
 /// - pings: a write older than `send_deadline` kills the connection, so at most
 ///   `send_deadline / ping_interval + 1` periodic pings are pending, plus the probe ping
 ///   after a clock jump.
+#[must_use]
 pub fn pending_writes_bound(c: &Config) -> usize {
     let pings = c.liveness.ping_interval.map_or(0, |p| {
         let per = c.send_deadline.as_nanos() / p.as_nanos().max(1);

@@ -13,6 +13,7 @@ pub(super) const NAME: &str = "clean_after_close";
 /// no pending request, no queued frame, no open stream, no remembered `(stream, seq)`
 /// pair, no pending write. A timeline without a `Final` record is reported at its last
 /// record.
+#[must_use]
 pub fn clean_after_close<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     let found = tl

@@ -13,6 +13,7 @@ pub(super) const NAME: &str = "deadlines_move";
 /// at `t`), the session must not ask for the same `(t, kind)` again: a deadline that
 /// stays put after firing makes every driver spin (STYLE rule 4). A second `Timer` record
 /// with the same time and kind is reported unless an input or a command came in between.
+#[must_use]
 pub fn deadlines_move<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     let mut last: Option<(usize, Duration, TimerKind)> = None;

@@ -26,6 +26,7 @@ const SLACK: Duration = Duration::from_secs(5);
 /// Measuring from the status change rather than from the heal leaves out stale
 /// detection: a half-open connection keeps the status `Open` until the session declares
 /// it dead, and [`silent_peer_detected`](super::silent_peer_detected()) bounds that.
+#[must_use]
 pub fn liveness_after_heal<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     let mut status = Status::Idle;
@@ -107,6 +108,7 @@ pub fn liveness_after_heal<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
 /// floor and with the largest floor in play: the default policy's 30 s (1013, HTTP 429),
 /// or a larger one the peer asked for (`largest_floor`, as seen in the run's retries).
 /// With the defaults: 10 + 5 + 60 + 5 = 80 s.
+#[must_use]
 pub fn reopen_bound(config: &Config, largest_floor: Option<Duration>) -> Duration {
     let b = &config.backoff;
     let floor = TRY_AGAIN_LATER_FLOOR

@@ -104,6 +104,7 @@ pub const ORACLES: &[&str] = &[
 ];
 
 /// Runs every oracle over the timeline; at most one violation (the first) per oracle.
+#[must_use]
 pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
     [
         requests_resolve_once(timeline),
@@ -125,6 +126,7 @@ pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
 }
 
 /// Runs the oracle called `name`; `None` if no oracle has that name.
+#[must_use]
 pub fn check_one<P: Protocol>(name: &str, timeline: &Timeline<P>) -> Option<Option<Violation>> {
     let f: fn(&Timeline<P>) -> Option<Violation> = match name {
         requests_resolve_once::NAME => requests_resolve_once,

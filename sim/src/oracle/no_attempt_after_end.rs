@@ -16,6 +16,7 @@ pub(super) const NAME: &str = "no_attempt_after_end";
 /// outputs, before its `Ended` (the close aborts it at once). That attempt was due before
 /// the close and is accepted; anything after the `Ended` — or after the close's outputs,
 /// if it emitted no `Ended` — is reported.
+#[must_use]
 pub fn no_attempt_after_end<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     // Step of whatever ended the session.

@@ -29,6 +29,7 @@ pub(super) const NAME: &str = "old_generations_inert";
 ///   `MessageDropped` for overflow;
 /// - a disconnect, failed attempt or end whose reason only a transport input gives (a
 ///   close, a failed write, a transport failure, a rejected handshake, a peer's close).
+#[must_use]
 pub fn old_generations_inert<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     let mut current: Option<ConnId> = None;

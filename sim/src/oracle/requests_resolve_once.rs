@@ -16,6 +16,7 @@ pub(super) const NAME: &str = "requests_resolve_once";
 /// Reports the response that is one too many or unknown, or — for an id that never
 /// resolved — the request that issued it (checked only if the run reached its `Final`
 /// record).
+#[must_use]
 pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     // Issued and unresolved: id → step of the request.

@@ -21,6 +21,7 @@ pub(super) const NAME: &str = "send_deadline_kept";
 /// waking at `w`) gets the deadline `w + send_deadline`: the adapter could not report it
 /// during the sleep, and the session re-bases pending writes at the wake-up (or judges
 /// them at `w`, which is earlier).
+#[must_use]
 pub fn send_deadline_kept<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let limit = tl.config.send_deadline;
     let mut first = First::new(NAME, tl);

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_core::{ConnId, Event, InFrame, Input, LivenessConfig, Output, Protocol};
+use tether_core::{
+    ConnId, DisconnectReason, Event, InFrame, Input, LivenessConfig, Output, Protocol,
+};
 
 use super::{First, Violation, secs, sleep_until};
 use crate::timeline::{Entry, Timeline};
@@ -28,11 +30,18 @@ const SLACK: Duration = Duration::from_millis(1);
 /// outputs contain the `Opened`) with [`declared_heartbeat`]; a protocol that declares
 /// its heartbeat under another name is judged against `stale_after` alone.
 ///
+/// Nor is a connection declared dead too early: a [`DisconnectReason::Stale`] verdict
+/// needs `liveness.stale_after` of silence (the threshold is never shorter), and after a
+/// sleep that woke the host more than `liveness.clock_jump_threshold` past the
+/// connection's stale deadline, the session must probe first: no stale verdict before
+/// `wake + probe_timeout` (evidence from before a sleep says nothing about the peer now).
+///
 /// **Sleeps.** A [`Fault::ClockJump`](crate::Fault::ClockJump) freezes the session until
 /// the host wakes up at `w`. Evidence older than `w` then counts for nothing either way:
 /// the session either judges the old deadline at `w` or probes and waits
 /// `liveness.probe_timeout`, so the bound for such evidence becomes
 /// `max(last + stale, w + probe_timeout)`.
+#[must_use]
 pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let lc = &tl.config.liveness;
     let mut first = First::new(NAME, tl);
@@ -41,7 +50,18 @@ pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> 
     let mut wake = Duration::ZERO;
     // The input whose outputs are being read.
     let mut cause: Option<&Input> = None;
+    // A frame is evidence once its input's outputs are over: the session fires the
+    // timers due at the input's instant before it applies the input, so a verdict among
+    // those outputs was reached without the frame.
+    let mut heard: Option<(ConnId, Duration)> = None;
     for (i, r) in tl.records.iter().enumerate() {
+        if !matches!(r.entry, Entry::Output(_) | Entry::Sizes(_))
+            && let Some((conn, at)) = heard.take()
+            && let Some((open_conn, _, last, _)) = &mut open
+            && *open_conn == conn
+        {
+            *last = at;
+        }
         if let Some((conn, opened, last, stale)) = open {
             let mut deadline = last.saturating_add(stale);
             if last < wake {
@@ -63,11 +83,8 @@ pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> 
         match &r.entry {
             Entry::Input(input) => {
                 cause = Some(input);
-                if let Input::FrameReceived { conn, .. } = input
-                    && let Some((open_conn, _, last, _)) = &mut open
-                    && open_conn == conn
-                {
-                    *last = r.at;
+                if let Input::FrameReceived { conn, .. } = input {
+                    heard = Some((*conn, r.at));
                 }
             }
             Entry::Fault(_) => {
@@ -79,9 +96,21 @@ pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> 
                 let heartbeat = cause.and_then(declared_heartbeat);
                 open = Some((*conn, i, r.at, stale_threshold(lc, heartbeat)));
             }
-            Entry::Output(Output::Event(Event::Disconnected { conn, .. })) => {
-                if open.is_some_and(|(c, ..)| c == *conn) {
-                    open = None;
+            Entry::Output(Output::Event(Event::Disconnected { conn, reason, .. })) => {
+                let Some((c, opened, last, stale)) = open else {
+                    continue;
+                };
+                if c != *conn {
+                    continue;
+                }
+                open = None;
+                if *reason == DisconnectReason::Stale
+                    && let Some(why) = premature(lc, last, stale, wake, r.at)
+                {
+                    first.offer(i, || {
+                        format!("{conn} (opened at step {opened}) declared dead too early: {why}")
+                    });
+                    break;
                 }
             }
             Entry::Output(Output::Event(Event::Ended(_))) => open = None,
@@ -90,6 +119,49 @@ pub fn silent_peer_detected<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> 
         }
     }
     first.into_inner()
+}
+
+/// Why a stale verdict at `t` on a connection last heard from at `last` comes too early,
+/// if it does.
+fn premature(
+    lc: &LivenessConfig,
+    last: Duration,
+    stale: Duration,
+    wake: Duration,
+    t: Duration,
+) -> Option<String> {
+    let slept = wake > last && wake <= t;
+    if !slept {
+        return (t < last.saturating_add(lc.stale_after)).then(|| {
+            format!(
+                "silent for {:?}, less than stale_after ({:?})",
+                t.saturating_sub(last),
+                lc.stale_after
+            )
+        });
+    }
+    // The liveness deadline is armed while the connection is open, so the session's
+    // earliest deadline is no later than `last + stale`: waking more than the clock-jump
+    // threshold past it, the session must probe rather than judge.
+    let probe_until = wake.saturating_add(lc.probe_timeout);
+    let overslept = wake.saturating_sub(last.saturating_add(stale)) > lc.clock_jump_threshold;
+    if overslept && t < probe_until {
+        return Some(format!(
+            "on evidence from before the host slept (woke at +{}, silent since +{}); the \
+             probe allows until +{}",
+            secs(wake),
+            secs(last),
+            secs(probe_until)
+        ));
+    }
+    let earliest = last.saturating_add(lc.stale_after).min(probe_until);
+    (t < earliest).then(|| {
+        format!(
+            "woke at +{}, silent since +{}, neither stale_after nor the probe timeout over",
+            secs(wake),
+            secs(last)
+        )
+    })
 }
 
 /// The stale threshold of a connection whose handshake declared `heartbeat`.
@@ -105,6 +177,7 @@ pub(super) fn stale_threshold(lc: &LivenessConfig, heartbeat: Option<Duration>) 
 /// in milliseconds — `hello_ack.heartbeatMs` of `HelloAck`, `policy.tickIntervalMs` of
 /// `Gateway`. The largest such value wins (a longer heartbeat only widens the threshold,
 /// so erring long never reports a healthy run).
+#[must_use]
 pub fn declared_heartbeat(input: &Input) -> Option<Duration> {
     let Input::FrameReceived {
         frame: InFrame::Text(bytes),

@@ -11,6 +11,7 @@ pub(super) const NAME: &str = "status_transitions_legal";
 /// previous `to`, starting at [`Status::Idle`]), changes something (`from != to`) and is
 /// legal ([`Status::can_become`]); the `Final` record's status is the last one reported
 /// (no change went unreported).
+#[must_use]
 pub fn status_transitions_legal<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     let mut status = Status::Idle;

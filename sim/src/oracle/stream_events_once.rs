@@ -23,6 +23,7 @@ pub(super) const NAME: &str = "stream_events_once";
 ///   Ok(id) }`, matched by `StreamEvent::request == Some(id)`) has exactly one terminal
 ///   event by the end of the run — reported at the request if missing, and checked only
 ///   if the run reached its `Final` record.
+#[must_use]
 pub fn stream_events_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
     // Registrations by key (keys are cloned once, not per event).
@@ -47,17 +48,18 @@ pub fn stream_events_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             Some(regs) => regs,
             None => streams.entry(ev.key.clone()).or_default(),
         };
-        let reg = match regs.iter().position(|g| g.request == ev.request) {
-            Some(p) => &mut regs[p],
-            None => {
+        let at = regs
+            .iter()
+            .position(|g| g.request == ev.request)
+            .unwrap_or_else(|| {
                 regs.push(Registration {
                     request: ev.request,
                     seqs: BTreeSet::new(),
                     ended: None,
                 });
-                regs.last_mut().expect("just pushed")
-            }
-        };
+                regs.len() - 1
+            });
+        let reg = &mut regs[at];
         if let Some(t) = reg.ended {
             first.offer(i, || {
                 format!(

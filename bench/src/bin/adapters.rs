@@ -1,0 +1,774 @@
+//! End-to-end adapter benchmarks: tether on tokio and on smol, side by side with raw
+//! async-tungstenite over the same runtime, against one in-process echo server.
+//!
+//! ```sh
+//! cargo run --release -p tether-bench --bin adapters
+//! ```
+//!
+//! Two loops per runtime, each run once for raw async-tungstenite and once for tether:
+//!
+//! - **throughput**: pipelined echo of 100-byte text frames with a fixed window in flight
+//!   (a new frame goes out for every echo that comes back). Raw: `WebSocketStream::send`
+//!   (which flushes) and `next()` on one stream. Tether: `Client<Raw>::send(DataFrame::Text)`
+//!   and `Event::Message` from `client.events()`.
+//! - **latency**: one round trip at a time. Raw: send a text frame the size of tether's
+//!   request frame and await its echo. Tether: `Client<HelloAck>::request`, which the server
+//!   answers with a `response` frame.
+//!
+//! Where things run. The echo server has its own thread and its own (current-thread) tokio
+//! runtime, so it never shares an executor with the client being measured: both clients of
+//! a row talk to the same server, and server work can neither hide nor inflate a client's
+//! cost. On the client side each row places the measured loop one way, for raw and tether
+//! alike:
+//!
+//! - `tokio, task`: a current-thread runtime; the measured loop is a spawned task, next to
+//!   tether's session-loop and connection tasks (the usual shape of an application).
+//! - `tokio, block_on`: the same runtime with the loop as the `block_on` future itself. A
+//!   current-thread runtime polls that future only after its task queue runs dry, and then
+//!   checks the I/O driver first (an `epoll_wait`), so every hop back to it costs a system
+//!   call: this row shows what that placement costs a multi-task client such as tether.
+//! - `smol, task`: the loop runs on smol's global executor thread, where tether-smol spawns
+//!   its tasks.
+//! - `smol, block_on`: the loop runs under `smol::block_on` on the bench thread, as in
+//!   tether-smol's example; every event and command then crosses threads.
+//!
+//! Every figure is the median over `TETHER_BENCH_ROUNDS` rounds (default 5); within a
+//! round raw and tether alternate which goes first. Client CPU (Linux) is the CPU time of
+//! every thread but the server's over the measured section, per frame or per round trip.
+//!
+//! Environment: `TETHER_BENCH_FRAMES` and `TETHER_BENCH_RUN_MS` (a throughput run stops
+//! sending after 100,000 frames or 1,000 ms, whichever comes first, and waits for the
+//! frames in flight),
+//! `TETHER_BENCH_WINDOW` (64), `TETHER_BENCH_TRIPS` (5,000 round trips after 500 of
+//! warm-up), `TETHER_BENCH_ROUNDS` (5), `TETHER_BENCH_ONLY` (a row-key prefix:
+//! `tokio`, `tokio-task`, `tokio-block_on`, `smol`, `smol-task`, `smol-block_on`),
+//! `TETHER_BENCH_CLIENT` (`raw` or `tether`: one client only, for profiling).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{FutureExt, SinkExt, StreamExt};
+use serde_json::Value;
+use tether_tokio::Client;
+use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest, Raw};
+use tether_tokio::tether_core::{self as core, Config, DataFrame, Event};
+
+/// Payload of the throughput frames: 100 bytes of text that is not JSON, so the server
+/// echoes it without parsing.
+const FRAME: &str = "tether-bench-frame-0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123456";
+const _: () = assert!(FRAME.len() == 100);
+/// Frames sent (and echoed) before a throughput run's clock starts.
+const WARMUP_FRAMES: usize = 2_000;
+/// Round trips before a latency run's clock starts.
+const WARMUP_TRIPS: usize = 500;
+
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    frames: usize,
+    budget: Duration,
+    window: usize,
+    trips: usize,
+    rounds: usize,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        fn var(name: &str, default: usize) -> usize {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(default)
+        }
+        Settings {
+            frames: var("TETHER_BENCH_FRAMES", 100_000),
+            budget: Duration::from_millis(var("TETHER_BENCH_RUN_MS", 1_000) as u64),
+            window: var("TETHER_BENCH_WINDOW", 64),
+            trips: var("TETHER_BENCH_TRIPS", 5_000),
+            rounds: var("TETHER_BENCH_ROUNDS", 5),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The echo server
+// ---------------------------------------------------------------------------------------
+
+/// The fields of a JSON frame the server looks at, borrowed from the frame.
+#[derive(serde::Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a str>,
+    id: Option<u64>,
+}
+
+/// The server's answer to one frame: hellos get a `hello_ack`, requests a `response` with a
+/// `null` result, anything else comes back as it came.
+fn answer(msg: Message) -> Option<Message> {
+    match msg {
+        Message::Text(t) if t.as_str().starts_with('{') => {
+            let probe: Probe<'_> = serde_json::from_str(t.as_str()).ok()?;
+            match (probe.kind, probe.id) {
+                (Some("hello"), _) => Some(Message::text(r#"{"type":"hello_ack"}"#)),
+                (Some("request"), Some(id)) => Some(Message::text(format!(
+                    r#"{{"type":"response","id":{id},"result":null}}"#
+                ))),
+                _ => Some(Message::Text(t)),
+            }
+        }
+        Message::Text(_) | Message::Binary(_) => Some(msg),
+        _ => None,
+    }
+}
+
+/// Serves one connection: answers every frame, and flushes once per batch of frames that
+/// were already readable (so a pipelined client is not held to one write call per echo).
+async fn serve(tcp: tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let Ok(ws) = async_tungstenite::tokio::accept_async(tcp).await else {
+        return;
+    };
+    let (mut tx, mut rx) = ws.split();
+    while let Some(Ok(msg)) = rx.next().await {
+        if let Some(reply) = answer(msg)
+            && tx.feed(reply).await.is_err()
+        {
+            return;
+        }
+        loop {
+            match rx.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(msg))) => {
+                    if let Some(reply) = answer(msg)
+                        && tx.feed(reply).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(_) => return,
+            }
+        }
+        if tx.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the echo server on its own thread and runtime; returns its address.
+fn start_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let addr = listener.local_addr().expect("local address");
+    std::thread::Builder::new()
+        .name("echo-server".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    if let Ok((tcp, _)) = listener.accept().await {
+                        tokio::spawn(serve(tcp));
+                    }
+                }
+            });
+        })
+        .expect("server thread");
+    addr
+}
+
+// ---------------------------------------------------------------------------------------
+// Client-side CPU time
+// ---------------------------------------------------------------------------------------
+
+/// CPU time so far of every thread of this process except the echo server's (Linux:
+/// `/proc/self/task/*/schedstat`, nanoseconds on CPU). That is the measured client, the
+/// runtime's helper threads (smol's executor and reactor threads) and the kernel work done
+/// on their behalf, including loopback delivery on `send`. `None` elsewhere.
+fn client_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "echo-server" {
+            continue;
+        }
+        // A thread may exit between listing and reading: it then counts as zero.
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// The wall-clock and client CPU time of a measured section.
+struct Clock {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            cpu: client_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    fn stop(self, frames: usize) -> Measured {
+        let wall = self.wall.elapsed();
+        let cpu = match (self.cpu, client_cpu()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        Measured { wall, cpu, frames }
+    }
+}
+
+/// What one measured section took.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    wall: Duration,
+    cpu: Option<Duration>,
+    /// Frames (throughput) or round trips (latency) measured.
+    frames: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw async-tungstenite loops (generic over the runtime's byte stream)
+// ---------------------------------------------------------------------------------------
+
+/// The bookkeeping of a pipelined run: up to `limit` frames, or fewer once the time budget
+/// is spent (then nothing new goes out and the frames in flight are awaited).
+struct Pipeline {
+    limit: usize,
+    sent: usize,
+    got: usize,
+    deadline: Option<Instant>,
+}
+
+impl Pipeline {
+    fn new(limit: usize, budget: Option<Duration>) -> Self {
+        Pipeline {
+            limit,
+            sent: 0,
+            got: 0,
+            deadline: budget.map(|b| Instant::now() + b),
+        }
+    }
+
+    /// Whether the initial window is not yet all out.
+    fn filling(&self, window: usize) -> bool {
+        self.sent < window.min(self.limit)
+    }
+
+    /// Whether another frame goes out for the echo just received (the clock is read every
+    /// 64 echoes).
+    fn refill(&mut self) -> bool {
+        if self.got.is_multiple_of(64) && self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.limit = self.sent;
+        }
+        self.sent < self.limit
+    }
+}
+
+/// Pipelined echo with `s.window` frames in flight for up to `s.frames` frames or
+/// `s.budget`, after a warm-up.
+async fn raw_throughput<S>(mut ws: WebSocketStream<S>, s: Settings) -> Measured
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let payload = Utf8Bytes::from_static(FRAME);
+    let mut run = async |p: &mut Pipeline| {
+        while p.filling(s.window) {
+            ws.send(Message::Text(payload.clone()))
+                .await
+                .expect("raw send");
+            p.sent += 1;
+        }
+        while p.got < p.sent {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => {
+                    p.got += 1;
+                    if p.refill() {
+                        ws.send(Message::Text(payload.clone()))
+                            .await
+                            .expect("raw send");
+                        p.sent += 1;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("raw stream ended: {other:?}"),
+            }
+        }
+    };
+    run(&mut Pipeline::new(WARMUP_FRAMES, None)).await;
+    let mut p = Pipeline::new(s.frames, Some(s.budget));
+    let clock = Clock::start();
+    run(&mut p).await;
+    let measured = clock.stop(p.got);
+    let _ = ws.close(None).await;
+    measured
+}
+
+/// One round trip at a time with a text frame of `len` bytes, after a warm-up; returns
+/// every measured round trip and the client CPU time over all of them.
+async fn raw_latency<S>(mut ws: WebSocketStream<S>, s: Settings, len: usize) -> Trips
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let payload = Utf8Bytes::from("x".repeat(len));
+    let mut samples = Vec::with_capacity(s.trips);
+    let mut clock = None;
+    for i in 0..WARMUP_TRIPS + s.trips {
+        if i == WARMUP_TRIPS {
+            clock = Some(Clock::start());
+        }
+        let start = Instant::now();
+        ws.send(Message::Text(payload.clone()))
+            .await
+            .expect("raw send");
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("raw stream ended: {other:?}"),
+            }
+        }
+        if i >= WARMUP_TRIPS {
+            samples.push(start.elapsed());
+        }
+    }
+    let cpu = clock.and_then(|c| c.stop(s.trips).cpu);
+    let _ = ws.close(None).await;
+    Trips { samples, cpu }
+}
+
+/// The round trips of a latency run.
+struct Trips {
+    samples: Vec<Duration>,
+    cpu: Option<Duration>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Tether loops (the same `Client` type on every runtime)
+// ---------------------------------------------------------------------------------------
+
+/// Pipelined echo through `Client<Raw>`: `send` out, `Event::Message` back.
+async fn tether_throughput(client: Client<Raw>, s: Settings) -> Measured {
+    let mut events = client.events();
+    let frame = DataFrame::Text(core::Utf8Bytes::from_static(FRAME));
+    let mut run = async |p: &mut Pipeline| {
+        while p.filling(s.window) {
+            client.send(frame.clone()).await.expect("tether send");
+            p.sent += 1;
+        }
+        while p.got < p.sent {
+            match events.next().await {
+                Some(Event::Message(_)) => {
+                    p.got += 1;
+                    if p.refill() {
+                        client.send(frame.clone()).await.expect("tether send");
+                        p.sent += 1;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("tether events ended"),
+            }
+        }
+    };
+    run(&mut Pipeline::new(WARMUP_FRAMES, None)).await;
+    let mut p = Pipeline::new(s.frames, Some(s.budget));
+    let clock = Clock::start();
+    run(&mut p).await;
+    let measured = clock.stop(p.got);
+    client.close().await;
+    measured
+}
+
+/// One `HelloAck` request at a time, after a warm-up.
+async fn tether_latency(client: Client<HelloAck>, s: Settings) -> Trips {
+    let mut samples = Vec::with_capacity(s.trips);
+    let mut clock = None;
+    for i in 0..WARMUP_TRIPS + s.trips {
+        if i == WARMUP_TRIPS {
+            clock = Some(Clock::start());
+        }
+        let start = Instant::now();
+        client
+            .request(HelloAckRequest::new("echo", Value::Null))
+            .await
+            .expect("tether request");
+        if i >= WARMUP_TRIPS {
+            samples.push(start.elapsed());
+        }
+    }
+    let cpu = clock.and_then(|c| c.stop(s.trips).cpu);
+    client.close().await;
+    Trips { samples, cpu }
+}
+
+/// The length of the request frame tether writes (with a four-digit id), so the raw
+/// latency loop moves frames of the same size.
+fn request_frame_len() -> usize {
+    serde_json::json!({"type": "request", "id": 1000, "method": "echo", "params": null})
+        .to_string()
+        .len()
+}
+
+fn hello() -> HelloAck {
+    HelloAck::new(|| serde_json::json!({"type": "hello"}))
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+// ---------------------------------------------------------------------------------------
+// Runtimes and placements
+// ---------------------------------------------------------------------------------------
+
+/// The four loops of one row, on one runtime with one placement of the measured loop.
+trait Bed {
+    fn name(&self) -> &'static str;
+    fn raw_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
+    fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize) -> Trips;
+    fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
+    fn tether_latency(&self, addr: SocketAddr, s: Settings) -> Trips;
+}
+
+/// Runs futures on one runtime: as a spawned task, or as the `block_on` future itself.
+trait Exec {
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T;
+}
+
+/// A current-thread tokio runtime: the measured loop and tether's tasks share one thread.
+struct TokioExec {
+    rt: tokio::runtime::Runtime,
+    spawned: bool,
+}
+
+impl Exec for TokioExec {
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        if self.spawned {
+            self.rt.block_on(self.rt.spawn(f)).expect("measured task")
+        } else {
+            self.rt.block_on(f)
+        }
+    }
+}
+
+/// smol: the measured loop runs on smol's global executor thread, where tether-smol spawns
+/// its tasks, or under `smol::block_on` on the bench thread.
+struct SmolExec {
+    spawned: bool,
+}
+
+impl Exec for SmolExec {
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        if self.spawned {
+            smol::block_on(smol::spawn(f))
+        } else {
+            smol::block_on(f)
+        }
+    }
+}
+
+async fn tokio_raw(
+    addr: SocketAddr,
+) -> WebSocketStream<async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    async_tungstenite::tokio::client_async(url(addr), tcp)
+        .await
+        .expect("raw handshake")
+        .0
+}
+
+async fn smol_raw(addr: SocketAddr) -> WebSocketStream<smol::Async<std::net::TcpStream>> {
+    let tcp = smol::Async::<std::net::TcpStream>::connect(addr)
+        .await
+        .expect("connect");
+    tcp.get_ref().set_nodelay(true).expect("TCP_NODELAY");
+    async_tungstenite::client_async(url(addr), tcp)
+        .await
+        .expect("raw handshake")
+        .0
+}
+
+/// Implements [`Bed`] for an [`Exec`] with the runtime's raw connect and tether connect.
+macro_rules! bed {
+    ($ty:ty, $name:expr, $raw:path, $tether:path) => {
+        impl Bed for $ty {
+            fn name(&self) -> &'static str {
+                $name(self.spawned)
+            }
+            fn raw_throughput(&self, addr: SocketAddr, s: Settings) -> Measured {
+                self.run(async move { raw_throughput($raw(addr).await, s).await })
+            }
+            fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize) -> Trips {
+                self.run(async move { raw_latency($raw(addr).await, s, len).await })
+            }
+            fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured {
+                self.run(async move {
+                    let client = $tether(&url(addr), Config::default(), Raw).await;
+                    tether_throughput(client.expect("tether connect"), s).await
+                })
+            }
+            fn tether_latency(&self, addr: SocketAddr, s: Settings) -> Trips {
+                self.run(async move {
+                    let client = $tether(&url(addr), Config::default(), hello()).await;
+                    tether_latency(client.expect("tether connect"), s).await
+                })
+            }
+        }
+    };
+}
+
+fn tokio_name(spawned: bool) -> &'static str {
+    if spawned {
+        "tokio, task"
+    } else {
+        "tokio, block_on"
+    }
+}
+
+fn smol_name(spawned: bool) -> &'static str {
+    if spawned {
+        "smol, task"
+    } else {
+        "smol, block_on"
+    }
+}
+
+bed!(TokioExec, tokio_name, tokio_raw, tether_tokio::connect);
+bed!(SmolExec, smol_name, smol_raw, tether_smol::connect);
+
+// ---------------------------------------------------------------------------------------
+// Measuring and reporting
+// ---------------------------------------------------------------------------------------
+
+/// One round's figures for one client.
+#[derive(Clone, Copy, Debug, Default)]
+struct Figures {
+    frames_per_s: f64,
+    /// Client CPU per frame (throughput) in µs.
+    cpu_per_frame: Option<f64>,
+    p50: Duration,
+    p99: Duration,
+    /// Client CPU per round trip in µs.
+    cpu_per_trip: Option<f64>,
+}
+
+impl Figures {
+    fn throughput(&mut self, m: Measured) {
+        self.frames_per_s = m.frames as f64 / m.wall.as_secs_f64();
+        self.cpu_per_frame = m.cpu.map(|c| c.as_secs_f64() * 1e6 / m.frames as f64);
+    }
+
+    fn latency(&mut self, mut t: Trips) {
+        self.cpu_per_trip = t
+            .cpu
+            .map(|c| c.as_secs_f64() * 1e6 / t.samples.len() as f64);
+        t.samples.sort_unstable();
+        let at = |p: usize| t.samples[(t.samples.len() * p / 100).min(t.samples.len() - 1)];
+        self.p50 = at(50);
+        self.p99 = at(99);
+    }
+}
+
+fn median<T: Copy>(mut v: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> T {
+    v.sort_by(cmp);
+    v[v.len() / 2]
+}
+
+/// The per-figure medians over rounds.
+fn medians(rounds: &[Figures]) -> Figures {
+    let f = |get: fn(&Figures) -> f64| median(rounds.iter().map(get).collect(), f64::total_cmp);
+    let d = |get: fn(&Figures) -> Duration| median(rounds.iter().map(get).collect(), Ord::cmp);
+    let o = |get: fn(&Figures) -> Option<f64>| {
+        let v: Option<Vec<f64>> = rounds.iter().map(get).collect();
+        v.map(|v| median(v, f64::total_cmp))
+    };
+    Figures {
+        frames_per_s: f(|x| x.frames_per_s),
+        cpu_per_frame: o(|x| x.cpu_per_frame),
+        p50: d(|x| x.p50),
+        p99: d(|x| x.p99),
+        cpu_per_trip: o(|x| x.cpu_per_trip),
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{n:.0}");
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// Which clients a run measures (`TETHER_BENCH_CLIENT`), for profiling one of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    Both,
+    Raw,
+    Tether,
+}
+
+/// Runs every round for one row; returns the (raw, tether) medians.
+fn measure(
+    bed: &dyn Bed,
+    addr: SocketAddr,
+    s: Settings,
+    len: usize,
+    clients: Clients,
+) -> (Figures, Figures) {
+    let mut raw = Vec::new();
+    let mut tether = Vec::new();
+    for round in 0..s.rounds {
+        let mut r = Figures::default();
+        let mut t = Figures::default();
+        let run_raw = |r: &mut Figures| {
+            if clients != Clients::Tether {
+                r.throughput(bed.raw_throughput(addr, s));
+                r.latency(bed.raw_latency(addr, s, len));
+            }
+        };
+        let run_tether = |t: &mut Figures| {
+            if clients != Clients::Raw {
+                t.throughput(bed.tether_throughput(addr, s));
+                t.latency(bed.tether_latency(addr, s));
+            }
+        };
+        // Alternate which client goes first, so drift over a round hits both alike.
+        if round % 2 == 0 {
+            run_raw(&mut r);
+            run_tether(&mut t);
+        } else {
+            run_tether(&mut t);
+            run_raw(&mut r);
+        }
+        eprintln!(
+            "  {:<16} round {}: raw {:>9} frames/s, {:>6} µs p50; tether {:>9} frames/s, {:>6} µs p50",
+            bed.name(),
+            round + 1,
+            thousands(r.frames_per_s),
+            micros(r.p50),
+            thousands(t.frames_per_s),
+            micros(t.p50),
+        );
+        raw.push(r);
+        tether.push(t);
+    }
+    (medians(&raw), medians(&tether))
+}
+
+fn main() {
+    let s = Settings::from_env();
+    let only = std::env::var("TETHER_BENCH_ONLY").ok();
+    let clients = match std::env::var("TETHER_BENCH_CLIENT").as_deref() {
+        Ok("raw") => Clients::Raw,
+        Ok("tether") => Clients::Tether,
+        _ => Clients::Both,
+    };
+    let len = request_frame_len();
+    let addr = start_server();
+    println!("cargo run --release -p tether-bench --bin adapters");
+    println!(
+        "echo server {addr} on its own thread (current-thread tokio). Throughput: up to {} frames of {} bytes or {} ms per run, {} in flight, after {WARMUP_FRAMES} of warm-up. Latency: {} round trips after {WARMUP_TRIPS} of warm-up ({len}-byte text frames raw, HelloAck requests tether). Median of {} rounds.",
+        s.frames,
+        FRAME.len(),
+        s.budget.as_millis(),
+        s.window,
+        s.trips,
+        s.rounds
+    );
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
+    let beds: Vec<(&str, Box<dyn Bed>)> = vec![
+        (
+            "tokio-task",
+            Box::new(TokioExec {
+                rt: rt(),
+                spawned: true,
+            }),
+        ),
+        (
+            "tokio-block_on",
+            Box::new(TokioExec {
+                rt: rt(),
+                spawned: false,
+            }),
+        ),
+        ("smol-task", Box::new(SmolExec { spawned: true })),
+        ("smol-block_on", Box::new(SmolExec { spawned: false })),
+    ];
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (key, bed) in &beds {
+        if only.as_deref().is_some_and(|o| !key.starts_with(o)) {
+            continue;
+        }
+        let (raw, tether) = measure(bed.as_ref(), addr, s, len, clients);
+        rows.push((bed.name(), raw, tether));
+    }
+    println!();
+    println!(
+        "| runtime, measured loop | raw frames/s | tether frames/s | tether/raw (target ≥ 0.90) | raw CPU µs/frame | tether CPU µs/frame |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, raw, tether) in &rows {
+        println!(
+            "| {name} | {} | {} | {:.2}× | {} | {} |",
+            thousands(raw.frames_per_s),
+            thousands(tether.frames_per_s),
+            tether.frames_per_s / raw.frames_per_s,
+            opt(raw.cpu_per_frame),
+            opt(tether.cpu_per_frame),
+        );
+    }
+    println!();
+    println!(
+        "| runtime, measured loop | raw p50 µs | tether p50 µs | tether/raw p50 (target ≤ 1.10) | raw p99 µs | tether p99 µs | raw CPU µs/trip | tether CPU µs/trip |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, raw, tether) in &rows {
+        println!(
+            "| {name} | {} | {} | {:.2}× | {} | {} | {} | {} |",
+            micros(raw.p50),
+            micros(tether.p50),
+            tether.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+            micros(raw.p99),
+            micros(tether.p99),
+            opt(raw.cpu_per_trip),
+            opt(tether.cpu_per_trip),
+        );
+    }
+    println!();
+    println!("total {:.1} s", started.elapsed().as_secs_f64());
+}
