@@ -166,15 +166,7 @@ impl<P: Protocol> std::fmt::Debug for Client<P> {
     }
 }
 
-impl<P> Client<P>
-where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
-{
+impl<P: crate::connect::SendProtocol> Client<P> {
     /// Starts a session on `runtime` over `transport` and waits for the first connect's
     /// outcome. Later reconnects happen by themselves.
     ///

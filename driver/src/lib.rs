@@ -18,6 +18,7 @@
 
 mod client;
 mod conn;
+mod connect;
 mod runtime;
 mod task;
 mod transport;
@@ -26,6 +27,7 @@ mod ws;
 pub use client::{
     CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,
 };
+pub use connect::{KEEPALIVE, SendProtocol, configure_socket, connect_ws, os_seed};
 pub use runtime::Runtime;
 pub use tether_core;
 pub use transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, Transport};

@@ -50,16 +50,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     sleep: Option<(Instant, Fuse<BoxFuture<'static, ()>>)>,
 }
 
-impl<P, R> Driver<P, R>
-where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
-    R: Runtime,
-{
+impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     pub(crate) fn new(
         session: Session<P>,
         rt: R,

@@ -26,9 +26,9 @@ use futures::stream::FuturesUnordered;
 use futures::task::ArcWake;
 use futures::{Sink, StreamExt};
 use tether_core::{
-    CloseCode, Config, ConfigError, ConnId, Event, InFrame, OutFrame, Protocol, TransportFailure,
+    CloseCode, Config, ConfigError, ConnId, Event, InFrame, OutFrame, TransportFailure,
 };
-use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, Transport};
+use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
 
 use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
 use crate::wire::Wire;
@@ -464,12 +464,7 @@ pub fn run_driver<P, S>(
     duration: Duration,
 ) -> Result<Vec<(Duration, Event<P>)>, ConfigError>
 where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
+    P: SendProtocol,
     S: Server + Send + 'static,
 {
     let mut master = fastrand::Rng::with_seed(seed);
@@ -597,15 +592,7 @@ where
     Ok(out)
 }
 
-async fn command<P>(client: Client<P>, cmd: Command<P>)
-where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
-{
+async fn command<P: SendProtocol>(client: Client<P>, cmd: Command<P>) {
     match cmd {
         Command::Send(m) => {
             let _ = client.send(m).await;

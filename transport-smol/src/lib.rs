@@ -28,14 +28,15 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use smol::Async;
-use tether_driver::tether_core::{Config, Protocol};
+use tether_driver::tether_core::Config;
 pub use tether_driver::{
-    CallError, Client, ConnectError, Dial, Runtime, StreamCall, WsTransport, tether_core,
+    CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, SendProtocol, StreamCall,
+    WsTransport, tether_core,
 };
 
 /// The smol runtime: tasks go to smol's global executor, timers to async-io's reactor.
@@ -55,11 +56,6 @@ impl Runtime for Smol {
         Instant::now()
     }
 }
-
-/// TCP keepalive the adapters set on every socket: detect a dead peer in about 90 s
-/// where the OS default would take hours.
-pub const KEEPALIVE: (Duration, Duration, u32) =
-    (Duration::from_secs(60), Duration::from_secs(10), 3);
 
 /// Dials TCP with `TCP_NODELAY` and keepalive set before the WebSocket handshake.
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,21 +89,10 @@ impl Dial for TcpDial {
     }
 }
 
-/// Sets `TCP_NODELAY` and keepalive where the platform allows; failures are logged and
-/// ignored (a socket without keepalive still works, it just detects death later).
+/// Sets `TCP_NODELAY` and [`KEEPALIVE`] on a smol socket (see
+/// [`configure_socket`](tether_driver::configure_socket)).
 pub fn configure(stream: &Async<TcpStream>) {
-    let socket = socket2::SockRef::from(stream.get_ref());
-    if let Err(e) = socket.set_tcp_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-    let (idle, interval, retries) = KEEPALIVE;
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(idle)
-        .with_interval(interval)
-        .with_retries(retries);
-    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
-        tracing::debug!(error = %e, "TCP keepalive not set");
-    }
+    tether_driver::configure_socket(socket2::SockRef::from(stream.get_ref()));
 }
 
 /// Connects to `url` with `protocol` and waits for the first connect's outcome. The
@@ -116,28 +101,12 @@ pub fn configure(stream: &Async<TcpStream>) {
 /// # Errors
 ///
 /// See [`ConnectError`].
-pub async fn connect<P>(url: &str, config: Config, protocol: P) -> Result<Client<P>, ConnectError>
-where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
-{
-    let transport = WsTransport::new(TcpDial, url)?;
-    let label = transport.redacted_url();
-    let client = Client::start(Smol, transport, config, protocol, os_seed(), &label)?;
-    client.wait_open().await.map_err(ConnectError::Ended)?;
-    Ok(client)
-}
-
-/// A seed from the OS's randomness (via std's randomly keyed hasher).
-fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x7e7e);
-    h.finish()
+pub async fn connect<P: SendProtocol>(
+    url: &str,
+    config: Config,
+    protocol: P,
+) -> Result<Client<P>, ConnectError> {
+    tether_driver::connect_ws(Smol, TcpDial, url, config, protocol).await
 }
 
 #[cfg(test)]

@@ -16,13 +16,14 @@
 #![warn(missing_docs)]
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use futures::future::BoxFuture;
-use tether_driver::tether_core::{Config, Protocol};
+use tether_driver::tether_core::Config;
 pub use tether_driver::{
-    CallError, Client, ConnectError, Dial, Runtime, StreamCall, WsTransport, tether_core,
+    CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, SendProtocol, StreamCall,
+    WsTransport, tether_core,
 };
 
 /// The tokio runtime (the one the caller is running in).
@@ -43,11 +44,6 @@ impl Runtime for Tokio {
     }
 }
 
-/// TCP keepalive the adapters set on every socket: detect a dead peer in about 90 s
-/// where the OS default would take hours.
-pub const KEEPALIVE: (Duration, Duration, u32) =
-    (Duration::from_secs(60), Duration::from_secs(10), 3);
-
 /// Dials TCP with `TCP_NODELAY` and keepalive set before the WebSocket handshake.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TcpDial;
@@ -63,20 +59,10 @@ impl Dial for TcpDial {
     }
 }
 
-/// Sets `TCP_NODELAY` and keepalive where the platform allows; failures are logged and
-/// ignored (a socket without keepalive still works, it just detects death later).
+/// Sets `TCP_NODELAY` and [`KEEPALIVE`] on a tokio socket (see
+/// [`configure_socket`](tether_driver::configure_socket)).
 pub fn configure(stream: &tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-    let (idle, interval, retries) = KEEPALIVE;
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(idle)
-        .with_interval(interval)
-        .with_retries(retries);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
-        tracing::debug!(error = %e, "TCP keepalive not set");
-    }
+    tether_driver::configure_socket(socket2::SockRef::from(stream));
 }
 
 /// Connects to `url` with `protocol` and waits for the first connect's outcome. The
@@ -85,26 +71,10 @@ pub fn configure(stream: &tokio::net::TcpStream) {
 /// # Errors
 ///
 /// See [`ConnectError`].
-pub async fn connect<P>(url: &str, config: Config, protocol: P) -> Result<Client<P>, ConnectError>
-where
-    P: Protocol + Send + 'static,
-    P::Inbound: Send,
-    P::Outbound: Send,
-    P::Request: Send,
-    P::Response: Send,
-    P::RemoteError: Send,
-{
-    let transport = WsTransport::new(TcpDial, url)?;
-    let label = transport.redacted_url();
-    let client = Client::start(Tokio, transport, config, protocol, os_seed(), &label)?;
-    client.wait_open().await.map_err(ConnectError::Ended)?;
-    Ok(client)
-}
-
-/// A seed from the OS's randomness (via std's randomly keyed hasher).
-fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x7e7e);
-    h.finish()
+pub async fn connect<P: SendProtocol>(
+    url: &str,
+    config: Config,
+    protocol: P,
+) -> Result<Client<P>, ConnectError> {
+    tether_driver::connect_ws(Tokio, TcpDial, url, config, protocol).await
 }
