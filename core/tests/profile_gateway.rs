@@ -1067,3 +1067,169 @@ fn a_gateway_still_starting_is_retried_after_its_retry_after() {
     let _ = d.hello_ok(&connect2["id"]);
     assert_eq!(d.s.status(), Status::Open);
 }
+
+// ---- frames captured from the real gateway (openclaw 2026.9.6, protocol 4) ---------------
+//
+// Captured on loopback by tests/tests/openclaw.rs (`./scripts/interop-openclaw.sh -- --nocapture`).
+// Secrets are redacted; hello-ok's long lists (`features.methods`, `features.events`,
+// `snapshot`, …) are cut down, every other field is as sent.
+
+const REAL_CHALLENGE: &str = r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"01e5111e-c162-4f51-bb96-3e63899a65be","ts":1795453702402,"capabilities":["model-catalog-snapshot"]}}"#;
+
+const REAL_HELLO_OK: &str = r#"{"type":"res","id":"connect-1","ok":true,"payload":{"type":"hello-ok","protocol":4,"server":{"version":"2026.9.6","buildId":"2026.9.6-release-eb377ac59e6c-2026-09-23T16-33-12.144Z","bootId":"f1acd293-89d0-42fe-941b-d7782ab6f7c3","controlUiBuildSource":"bundled","connId":"b17415a8-8164-4d91-b066-1e0c618e0f01"},"features":{"methods":["health","chat.history","chat.abort","chat.send"],"events":["connect.challenge","chat","presence","tick","shutdown","health"],"capabilities":["chat-send-routing-contract","model-catalog-snapshot"]},"snapshot":{"suspension":{"phase":"accepting"},"stateVersion":{"presence":1,"health":2},"uptimeMs":25393,"sessionDefaults":{"defaultAgentId":"main","modelConfigured":false,"mainKey":"main","mainSessionKey":"agent:main:main","scope":"per-sender"}},"pluginSurfaceUrls":{"canvas":"http://127.0.0.1:18789/__openclaw__/cap/REDACTED"},"auth":{"method":"token","role":"operator","scopes":["operator.read","operator.write"],"recoveryScope":"REDACTED"},"policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000,"attachments":{"maxBytes":19464192,"maxImageBytes":6291456},"allowedSessionVisibilities":["shared","read-only","suggest","draft"],"hasMultipleSessionSharingIdentities":false}}}"#;
+
+const REAL_STARTING: &str = r#"{"type":"res","id":"connect-1","ok":false,"error":{"code":"UNAVAILABLE","message":"gateway starting; retry shortly","retryable":true,"retryAfterMs":500,"details":{"reason":"startup-sidecars"}}}"#;
+
+const REAL_TOKEN_MISMATCH: &str = r#"{"type":"res","id":"connect-1","ok":false,"error":{"code":"INVALID_REQUEST","message":"unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)","details":{"code":"AUTH_TOKEN_MISMATCH","authReason":"token_mismatch","canRetryWithDeviceToken":false,"recommendedNextStep":"update_auth_credentials"}}}"#;
+
+const REAL_PROTOCOL_MISMATCH: &str = r#"{"type":"res","id":"connect-1","ok":false,"error":{"code":"INVALID_REQUEST","message":"protocol mismatch","details":{"code":"PROTOCOL_MISMATCH","clientMinProtocol":3,"clientMaxProtocol":3,"expectedProtocol":4,"minimumProbeProtocol":3}}}"#;
+
+fn rejection(d: Decoded<Gateway>) -> Rejection {
+    match d {
+        Decoded::Rejected(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// A real gateway opened with the real challenge answered.
+fn real_opened() -> Gateway {
+    let mut g = Gateway::new(options());
+    assert_eq!(g.open(ConnId::from_raw(1)), Ok(Opening::AwaitServer));
+    let Decoded::Challenge(reply) = decode_in(&mut g, REAL_CHALLENGE, Phase::Handshake) else {
+        panic!("the real challenge must be answered");
+    };
+    // Exactly the shape the real gateway accepted (its connect schema is closed; `role`
+    // is optional, the default `operator` role is what `cli`/`cli` gets).
+    assert_eq!(
+        frame_json(&reply),
+        json!({
+            "type": "req", "id": "connect-1", "method": "connect",
+            "params": {
+                "minProtocol": 4, "maxProtocol": 4,
+                "client": { "id": "cli", "version": "1.2.3", "platform": "linux", "mode": "cli" },
+                "auth": { "token": "tok-secret" },
+                "scopes": ["operator.read", "operator.write"],
+            },
+        })
+    );
+    g
+}
+
+#[test]
+fn the_real_hello_ok_acknowledges_with_a_30_s_tick() {
+    let mut g = real_opened();
+    let d = decode_in(&mut g, REAL_HELLO_OK, Phase::Handshake);
+    assert!(
+        matches!(&d, Decoded::Ack(Acked { heartbeat: Some(t) }) if *t == Duration::from_secs(30)),
+        "{d:?}"
+    );
+    let hello = g.hello().expect("kept");
+    assert_eq!(hello["policy"]["maxPayload"], 26_214_400);
+    assert_eq!(hello["auth"]["role"], "operator");
+}
+
+#[test]
+fn the_real_startup_answer_is_a_retryable_rejection_with_its_floor() {
+    let mut g = real_opened();
+    assert_eq!(
+        rejection(decode_in(&mut g, REAL_STARTING, Phase::Handshake)),
+        (Rejection {
+            message: "gateway starting; retry shortly".into(),
+            fatal: false,
+            retry_after: Some(Duration::from_millis(500)),
+        })
+    );
+}
+
+#[test]
+fn the_real_auth_and_protocol_mismatches_are_fatal() {
+    for (frame, message) in [
+        (
+            REAL_TOKEN_MISMATCH,
+            "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)",
+        ),
+        (REAL_PROTOCOL_MISMATCH, "protocol mismatch"),
+    ] {
+        let mut g = real_opened();
+        assert_eq!(
+            rejection(decode_in(&mut g, frame, Phase::Handshake)),
+            (Rejection {
+                message: message.into(),
+                fatal: true,
+                retry_after: None,
+            })
+        );
+    }
+}
+
+#[test]
+fn real_ticks_are_heartbeats_and_shutdown_is_a_message() {
+    let mut g = real_opened();
+    let tick = r#"{"type":"event","event":"tick","payload":{"ts":1795453734219},"seq":9}"#;
+    assert!(matches!(decode(&mut g, tick), Decoded::Heartbeat));
+    let shutdown =
+        r#"{"type":"event","event":"shutdown","payload":{"reason":"gateway stopping"},"seq":5}"#;
+    let Decoded::Message(ev) = decode(&mut g, shutdown) else {
+        panic!("shutdown is a message");
+    };
+    assert_eq!(ev.event, "shutdown");
+    assert_eq!(ev.seq, Some(5));
+    assert_eq!(ev.payload, json!({ "reason": "gateway stopping" }));
+}
+
+#[test]
+fn a_real_scope_error_is_the_gateway_error() {
+    let mut g = real_opened();
+    let frame = r#"{"type":"res","id":"t1","ok":false,"error":{"code":"FORBIDDEN","message":"missing scope: operator.admin","details":{"code":"MISSING_SCOPE","missingScope":"operator.admin","requiredScopes":["operator.admin"]}}}"#;
+    let (id, result) = response(decode(&mut g, frame));
+    assert_eq!(id, Ok(RequestId::from_raw(1)));
+    let error = result.expect_err("an error");
+    assert_eq!(error.code, "FORBIDDEN");
+    assert_eq!(
+        error.details.as_ref().unwrap()["missingScope"],
+        "operator.admin"
+    );
+}
+
+/// A run on a gateway without a model: two status events (run seq 1, 2), then the run's
+/// first `error` (run seq 5: 3 and 4 went to `agent` events), then a second `error` whose
+/// run seq starts again at 1. Extra fields (`agentId`, `phase`) are ignored.
+#[test]
+fn a_real_failed_run_decodes_every_event() {
+    let mut g = real_opened();
+    let run = "idem-probe-1";
+    let frames = [
+        (
+            r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","agentId":"main","seq":1,"state":"status","phase":"preparing_workspace"},"seq":3}"#,
+            Some(1),
+        ),
+        (
+            r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","agentId":"main","seq":2,"state":"status","phase":"preparing_context"},"seq":6}"#,
+            Some(2),
+        ),
+    ];
+    for (frame, seq) in frames {
+        let f = chat(decode(&mut g, frame));
+        assert_eq!(f.key, StreamKey(run.into()));
+        assert_eq!(f.seq, seq);
+        assert_eq!(f.state, StreamState::Status);
+        assert_eq!(f.text, None);
+    }
+    let first = chat(decode(
+        &mut g,
+        r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","agentId":"main","seq":5,"state":"error","errorMessage":"No route-compatible authentication source is configured for openai."},"seq":11}"#,
+    ));
+    assert_eq!(first.seq, Some(5));
+    assert_eq!(
+        first.state,
+        StreamState::Error {
+            message: "No route-compatible authentication source is configured for openai.".into()
+        }
+    );
+    let second = chat(decode(
+        &mut g,
+        r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","seq":1,"state":"error","errorMessage":"⚠️ Agent failed before reply: No route-compatible authentication source is configured for openai.\nTo view logs, run `openclaw logs --follow` in a terminal."},"seq":12}"#,
+    ));
+    assert_eq!(second.key, StreamKey(run.into()));
+    assert!(matches!(second.state, StreamState::Error { .. }));
+}
