@@ -46,7 +46,6 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
-    opened: bool,
     sleep: Option<(Instant, Fuse<BoxFuture<'static, ()>>)>,
 }
 
@@ -75,7 +74,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             open_waiters: Vec::new(),
             close_waiters: Vec::new(),
             ended: None,
-            opened: false,
             sleep: None,
         }
     }
@@ -202,7 +200,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 }
             },
         }
-        self.shared.touch(self.session.last_activity());
     }
 
     fn drain(&mut self) {
@@ -264,7 +261,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         match &event {
             Event::Opened { conn, attempt, .. } => {
                 tracing::info!(%conn, attempt, "open");
-                self.opened = true;
                 for w in self.open_waiters.drain(..) {
                     let _ = w.send(Ok(()));
                 }

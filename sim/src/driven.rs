@@ -469,6 +469,8 @@ where
 {
     let mut master = fastrand::Rng::with_seed(seed);
     let session_seed = master.u64(..);
+    // Drawn and unused: the world draws its network's seed here, and the server's seed
+    // must be the next draw in both so the scripted servers behave identically.
     let _net_seed = master.u64(..);
     let server_rng = fastrand::Rng::with_seed(master.u64(..));
     // The only clock read: an arbitrary epoch; everything is an offset from it.
