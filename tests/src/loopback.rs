@@ -17,10 +17,9 @@
 //! shortened timeouts of [`config`] and bounds every wait, so a broken driver fails a
 //! test instead of hanging it.
 
-use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use futures::channel::oneshot;
-use futures::future::{BoxFuture, Either};
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, FutureExt, Stream, StreamExt};
 use serde_json::{Value, json};
@@ -509,35 +508,8 @@ async fn swallow(ws: &mut Ws, ctl: &Receiver<Ctl>) {
 // The scenarios.
 // ---------------------------------------------------------------------------------------
 
-/// What a scenario needs from the adapter under test.
-pub trait Adapter {
-    /// The runtime's name, for failure messages.
-    fn name(&self) -> &'static str;
-    /// The adapter's `connect`: start a session and wait for the first connect's outcome.
-    fn connect(
-        &self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> BoxFuture<'static, Result<Client<HelloAck>, ConnectError>>;
-    /// Starts a session over the adapter's transport without waiting for it to open.
-    ///
-    /// # Errors
-    ///
-    /// An invalid configuration or URL.
-    fn start(
-        &self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> Result<Client<HelloAck>, ConnectError>;
-    /// The runtime's sleep.
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
-    /// The clock the scenario measures with.
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
+pub use crate::runtimes::TestRuntime as Adapter;
+use crate::runtimes::within;
 
 /// Interval between pings.
 pub const PING: Duration = Duration::from_millis(200);
@@ -603,21 +575,8 @@ fn echo(n: usize) -> HelloAckRequest {
     HelloAckRequest::new("echo", json!({ "n": n }))
 }
 
-/// `fut`, or a panic naming `what` after `limit`.
-async fn within<A: Adapter + ?Sized, T>(
-    a: &A,
-    limit: Duration,
-    what: &str,
-    fut: impl Future<Output = T>,
-) -> T {
-    match futures::future::select(pin!(fut), a.sleep(limit)).await {
-        Either::Left((v, _)) => v,
-        Either::Right(_) => panic!("[{}] {what}: not within {limit:?}", a.name()),
-    }
-}
-
 /// Polls `cond` every 5 ms until it holds, or panics after `limit`.
-async fn until<A: Adapter + ?Sized>(a: &A, limit: Duration, what: &str, cond: impl Fn() -> bool) {
+async fn until<A: Adapter>(a: &A, limit: Duration, what: &str, cond: impl Fn() -> bool) {
     let start = a.now();
     while !cond() {
         assert!(
@@ -633,14 +592,14 @@ type Statuses = Pin<Box<dyn Stream<Item = Status> + Send>>;
 type Events = Pin<Box<dyn Stream<Item = Event<HelloAck>> + Send>>;
 
 /// The next status change.
-async fn next_status<A: Adapter + ?Sized>(a: &A, statuses: &mut Statuses) -> Status {
+async fn next_status<A: Adapter>(a: &A, statuses: &mut Statuses) -> Status {
     within(a, LIMIT, "next status change", statuses.next())
         .await
         .expect("the status stream ended")
 }
 
 /// The first event `pick` selects, skipping the others.
-async fn find_event<A: Adapter + ?Sized, T>(
+async fn find_event<A: Adapter, T>(
     a: &A,
     events: &mut Events,
     what: &str,
@@ -657,7 +616,7 @@ async fn find_event<A: Adapter + ?Sized, T>(
     .await
 }
 
-async fn open<A: Adapter + ?Sized>(a: &A, server: &Server, config: Config) -> Client<HelloAck> {
+async fn open<A: Adapter>(a: &A, server: &Server, config: Config) -> Client<HelloAck> {
     let client = within(
         a,
         LIMIT,
@@ -670,7 +629,7 @@ async fn open<A: Adapter + ?Sized>(a: &A, server: &Server, config: Config) -> Cl
     client
 }
 
-async fn echo_works<A: Adapter + ?Sized>(a: &A, client: &Client<HelloAck>, n: usize) {
+async fn echo_works<A: Adapter>(a: &A, client: &Client<HelloAck>, n: usize) {
     let r = within(a, LIMIT, "echo", client.request(echo(n))).await;
     assert_eq!(
         r,
@@ -680,7 +639,7 @@ async fn echo_works<A: Adapter + ?Sized>(a: &A, client: &Client<HelloAck>, n: us
     );
 }
 
-async fn shut<A: Adapter + ?Sized>(a: &A, client: Client<HelloAck>) {
+async fn shut<A: Adapter>(a: &A, client: Client<HelloAck>) {
     within(a, LIMIT, "close", client.close()).await;
     assert!(client.status().is_terminal());
 }
@@ -708,7 +667,7 @@ fn gaps(times: &[Instant]) -> Vec<Duration> {
 /// 1. The server dies with requests in flight: every one fails with `Disconnected` at
 ///    once (not at its timeout); after a restart on the same port the session reconnects
 ///    by itself, a request made while down is delivered, and new requests succeed.
-pub async fn server_killed_with_requests_in_flight<A: Adapter + ?Sized>(a: &A) {
+pub async fn server_killed_with_requests_in_flight<A: Adapter>(a: &A) {
     const N: usize = 8;
     let _slot = timing_slot().await;
     let server = Server::start();
@@ -796,7 +755,7 @@ pub async fn server_killed_with_requests_in_flight<A: Adapter + ?Sized>(a: &A) {
 /// 2. A 4001 close is fatal: the session ends `Failed` with the code, and no further
 ///    connection attempt reaches the server. The same code during the handshake fails the
 ///    first connect even with `retry_first_connect`.
-pub async fn close_4001_is_fatal<A: Adapter + ?Sized>(a: &A) {
+pub async fn close_4001_is_fatal<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     let client = open(a, &server, build(config())).await;
@@ -862,7 +821,7 @@ pub async fn close_4001_is_fatal<A: Adapter + ?Sized>(a: &A) {
 
 /// 3. A 1012 close reconnects after the policy's (shortened) floor, and requests work
 ///    afterwards.
-pub async fn close_1012_reconnects<A: Adapter + ?Sized>(a: &A) {
+pub async fn close_1012_reconnects<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     let client = open(a, &server, build(config())).await;
@@ -904,7 +863,7 @@ pub async fn close_1012_reconnects<A: Adapter + ?Sized>(a: &A) {
 ///    the send deadline aborts the connection. No `send` caller waits on the stuck socket,
 ///    a request queued behind it is released by the abort within the deadline (not by
 ///    its own timeout), and the session reconnects.
-pub async fn stopped_reader_trips_the_send_deadline<A: Adapter + ?Sized>(a: &A) {
+pub async fn stopped_reader_trips_the_send_deadline<A: Adapter>(a: &A) {
     let _slot = heavy_slot().await;
     /// 24 × 256 KiB = 6 MiB: more than loopback holds (≈ 4 MiB of autotuned client send
     /// buffer plus the server's small receive buffer), so the writer blocks.
@@ -981,7 +940,7 @@ pub async fn stopped_reader_trips_the_send_deadline<A: Adapter + ?Sized>(a: &A) 
 /// 5. The server keeps the socket but answers nothing (no pongs): stale detection
 ///    aborts the connection within `stale_after` of the last frame, and the session
 ///    reconnects.
-pub async fn silent_server_goes_stale<A: Adapter + ?Sized>(a: &A) {
+pub async fn silent_server_goes_stale<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     let client = open(a, &server, build(config())).await;
@@ -1018,7 +977,7 @@ pub async fn silent_server_goes_stale<A: Adapter + ?Sized>(a: &A) {
 /// 6. A server that accepts then closes at once (1011): attempts are spaced by the
 ///    backoff schedule (no jitter), growing step by step and capped at the last step; no
 ///    hot loop.
-pub async fn accept_then_close_backs_off<A: Adapter + ?Sized>(a: &A) {
+pub async fn accept_then_close_backs_off<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     server.set_mode(Mode::AcceptThenClose(1011));
@@ -1071,7 +1030,7 @@ pub async fn accept_then_close_backs_off<A: Adapter + ?Sized>(a: &A) {
 /// 7. A hello never acknowledged: `connect` fails with the handshake timeout when the
 ///    first connect is not retried (and nothing retries); with `retry_first_connect`,
 ///    attempts repeat at handshake timeout plus backoff.
-pub async fn hello_never_acked<A: Adapter + ?Sized>(a: &A) {
+pub async fn hello_never_acked<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     server.set_mode(Mode::NoAck);

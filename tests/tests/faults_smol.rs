@@ -2,46 +2,8 @@
 //! that dies, closes with codes, stops reading, goes silent, accepts then closes, never
 //! acknowledges — each scenario on its own server with shortened timeouts.
 
-use std::time::Duration;
-
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use tether_core::Config;
-use tether_core::profiles::HelloAck;
-use tether_smol::{Client, ConnectError, Smol, TcpDial, WsTransport};
-use tether_tests::loopback::{self, Adapter};
-
-struct OnSmol;
-
-impl Adapter for OnSmol {
-    fn name(&self) -> &'static str {
-        "smol"
-    }
-
-    fn connect(
-        &self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> BoxFuture<'static, Result<Client<HelloAck>, ConnectError>> {
-        let url = url.to_owned();
-        Box::pin(async move { tether_smol::connect(&url, config, protocol).await })
-    }
-
-    fn start(
-        &self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> Result<Client<HelloAck>, ConnectError> {
-        let transport = WsTransport::new(TcpDial, url)?;
-        Client::start(Smol, transport, config, protocol, 0x7e7e, "loopback")
-    }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        smol::Timer::after(duration).map(|_| ()).boxed()
-    }
-}
+use tether_tests::loopback;
+use tether_tests::runtimes::OnSmol;
 
 #[test]
 fn server_killed_with_requests_in_flight() {

@@ -21,9 +21,10 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::future::{Either, join_all};
+use futures::future::join_all;
 use futures::{FutureExt, Stream, StreamExt};
 use serde_json::{Value, json};
+use tether_tests::runtimes::{OnSmol as SmolRt, OnTokio as TokioRt, TestRuntime as Rt, within};
 use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest};
 use tether_tokio::tether_core::{
     AttemptError, CloseClass, CloseCode, ClosePolicy, Config, DisconnectReason, EndReason, Event,
@@ -278,69 +279,6 @@ impl Drop for Server {
     }
 }
 
-// --- the runtimes ---------------------------------------------------------------------------
-
-/// What the scenario needs from a runtime: connect a client, and sleep.
-trait Rt: Copy {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> Result<Client<HelloAck>, String>;
-    async fn sleep(self, d: Duration);
-}
-
-#[derive(Clone, Copy)]
-struct TokioRt;
-
-impl Rt for TokioRt {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> Result<Client<HelloAck>, String> {
-        tether_tokio::connect(url, config, protocol)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn sleep(self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SmolRt;
-
-impl Rt for SmolRt {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: HelloAck,
-    ) -> Result<Client<HelloAck>, String> {
-        tether_smol::connect(url, config, protocol)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn sleep(self, d: Duration) {
-        smol::Timer::after(d).await;
-    }
-}
-
-/// `fut`, or a panic naming `what` if it takes longer than `limit`.
-async fn within<R: Rt, T>(rt: R, limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    let fut = std::pin::pin!(fut);
-    let timer = std::pin::pin!(rt.sleep(limit));
-    match futures::future::select(fut, timer).await {
-        Either::Left((value, _)) => value,
-        Either::Right(((), _)) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
 /// Every item `stream` has ready now, without waiting.
 fn ready_items<T>(stream: &mut (impl Stream<Item = T> + Unpin)) -> Vec<T> {
     let mut items = Vec::new();
@@ -392,7 +330,7 @@ async fn exercise<R: Rt>(rt: R, client: &Client<HelloAck>, round: &str) {
     for n in 0..5 {
         let params = json!({ "round": round, "n": n, "text": "héllo \u{1F600}" });
         let got = within(
-            rt,
+            &rt,
             STEP,
             "echo",
             client.request(req("echo", params.clone())),
@@ -408,7 +346,7 @@ async fn exercise<R: Rt>(rt: R, client: &Client<HelloAck>, round: &str) {
         let params = json!({ "round": round, "n": n, "method": method });
         async move { (params.clone(), client.request(req(method, params)).await) }
     });
-    let results = within(rt, STEP, "concurrent batch", join_all(calls)).await;
+    let results = within(&rt, STEP, "concurrent batch", join_all(calls)).await;
     for (params, got) in results {
         assert_eq!(got, Ok(params), "concurrent request ({round})");
     }
@@ -424,7 +362,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
     let port = free_port();
     let url = format!("ws://127.0.0.1:{port}/tether");
     let mut server = within(
-        rt,
+        &rt,
         START,
         "server start",
         Server::start(rt, peers, peer, port),
@@ -439,7 +377,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
         *n += 1;
         json!({ "type": "hello", "client": "tether-interop", "attempt": *n })
     });
-    let client = within(rt, STEP, "connect", rt.connect(&url, config(), hello))
+    let client = within(&rt, STEP, "connect", rt.connect(&url, config(), hello))
         .await
         .unwrap_or_else(|e| panic!("connect to the {peer:?} server: {e}"));
     assert_eq!(client.status(), Status::Open);
@@ -458,7 +396,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
         server.kill();
     };
     let (result, ()) = within(
-        rt,
+        &rt,
         STEP,
         "in-flight request",
         futures::future::join(inflight, killer),
@@ -469,25 +407,25 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
         Err(CallError::Failed(RequestFailure::Disconnected)),
         "the request in flight when the server died"
     );
-    let s = within(rt, STEP, "Reconnecting", statuses.next()).await;
+    let s = within(&rt, STEP, "Reconnecting", statuses.next()).await;
     assert_eq!(s, Some(Status::Reconnecting));
 
     // 4. Down for a while (refused dials), then back on the same port.
     rt.sleep(Duration::from_millis(400)).await;
     assert_eq!(client.status(), Status::Reconnecting);
     server = within(
-        rt,
+        &rt,
         START,
         "server restart",
         Server::start(rt, peers, peer, port),
     )
     .await;
-    let s = within(rt, STEP, "Open again", statuses.next()).await;
+    let s = within(&rt, STEP, "Open again", statuses.next()).await;
     assert_eq!(s, Some(Status::Open));
     assert_eq!(client.status(), Status::Open);
 
     // The status is published a moment before the event that goes with it.
-    let seen = within(rt, STEP, "Opened event", async {
+    let seen = within(&rt, STEP, "Opened event", async {
         let mut seen = Vec::new();
         while let Some(event) = events.next().await {
             let reopened = matches!(event, Event::Opened { first: false, .. });
@@ -560,7 +498,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
 
     // 6. A fatal close: the server answers, then closes with 4001 "auth revoked".
     let got = within(
-        rt,
+        &rt,
         STEP,
         "close4001",
         client.request(req("close4001", json!({ "bye": 1 }))),
@@ -571,10 +509,10 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
         Ok(json!({ "bye": 1 })),
         "close4001 is answered before the close"
     );
-    let s = within(rt, STEP, "Failed", statuses.next()).await;
+    let s = within(&rt, STEP, "Failed", statuses.next()).await;
     assert_eq!(s, Some(Status::Failed));
     assert_eq!(client.status(), Status::Failed);
-    let ended = within(rt, STEP, "Ended event", async {
+    let ended = within(&rt, STEP, "Ended event", async {
         while let Some(event) = events.next().await {
             if let Event::Ended(reason) = event {
                 return reason;
@@ -591,7 +529,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
         })
     );
     assert_eq!(
-        within(rt, STEP, "wait_open after Failed", client.wait_open()).await,
+        within(&rt, STEP, "wait_open after Failed", client.wait_open()).await,
         Err(ended)
     );
 
@@ -617,7 +555,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
     );
     assert_eq!(
         within(
-            rt,
+            &rt,
             STEP,
             "request after Failed",
             client.request(req("echo", json!(1)))

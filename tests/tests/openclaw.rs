@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use futures::future::Either;
 use serde_json::Value;
+use tether_tests::runtimes::{OnSmol as SmolRt, OnTokio as TokioRt, TestRuntime as Rt, within};
 use tether_tokio::tether_core::profiles::{
     Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest,
 };
@@ -32,7 +32,7 @@ use tether_tokio::tether_core::{
     EncodedRequest, EndReason, Event, Opening, OutFrame, Phase, Protocol, RequestFailure,
     RequestMeta, SessionError, Status, StreamKey,
 };
-use tether_tokio::{CallError, Client, ConnectError};
+use tether_tokio::{CallError, ConnectError};
 
 // --- gating and paths -----------------------------------------------------------------------
 
@@ -367,61 +367,6 @@ impl Protocol for Logged {
     }
 }
 
-// --- runtimes -------------------------------------------------------------------------------
-
-trait Rt: Copy {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: Logged,
-    ) -> Result<Client<Logged>, ConnectError>;
-    async fn sleep(self, d: Duration);
-}
-
-#[derive(Clone, Copy)]
-struct TokioRt;
-
-impl Rt for TokioRt {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: Logged,
-    ) -> Result<Client<Logged>, ConnectError> {
-        tether_tokio::connect(url, config, protocol).await
-    }
-    async fn sleep(self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SmolRt;
-
-impl Rt for SmolRt {
-    async fn connect(
-        self,
-        url: &str,
-        config: Config,
-        protocol: Logged,
-    ) -> Result<Client<Logged>, ConnectError> {
-        tether_smol::connect(url, config, protocol).await
-    }
-    async fn sleep(self, d: Duration) {
-        smol::Timer::after(d).await;
-    }
-}
-
-async fn within<R: Rt, T>(rt: R, limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    let fut = std::pin::pin!(fut);
-    let timer = std::pin::pin!(rt.sleep(limit));
-    match futures::future::select(fut, timer).await {
-        Either::Left((value, _)) => value,
-        Either::Right(((), _)) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
 /// Generous bounds: the gateway shares two cores with the build and other jobs.
 fn config() -> Config {
     Config::builder()
@@ -453,7 +398,7 @@ async fn handshake<R: Rt>(rt: R, label: &'static str) {
     let (url, token) = shared();
     let (gateway, seen) = Logged::new(label, token);
     let started = Instant::now();
-    let client = within(rt, OPEN, "connect", rt.connect(url, config(), gateway))
+    let client = within(&rt, OPEN, "connect", rt.connect(url, config(), gateway))
         .await
         .unwrap_or_else(|e| panic!("connect to the gateway: {e}"));
     eprintln!("[{label}] open after {:?}", started.elapsed());
@@ -485,7 +430,7 @@ async fn handshake<R: Rt>(rt: R, label: &'static str) {
 
     // A plain request and its string-id response.
     let health = within(
-        rt,
+        &rt,
         STEP,
         "health",
         client.request(GatewayRequest::new("health", None)),
@@ -495,7 +440,7 @@ async fn handshake<R: Rt>(rt: R, label: &'static str) {
     assert_eq!(health["ok"], true, "{health}");
     // An unknown method is the gateway's error, surfaced as such.
     let unknown = within(
-        rt,
+        &rt,
         STEP,
         "unknown method",
         client.request(GatewayRequest::new("no.such.method", None)),
@@ -509,7 +454,7 @@ async fn handshake<R: Rt>(rt: R, label: &'static str) {
         other => panic!("unknown method: {other:?}"),
     }
 
-    within(rt, STEP, "close", client.close()).await;
+    within(&rt, STEP, "close", client.close()).await;
     assert_eq!(client.status(), Status::Closed);
 }
 
@@ -546,7 +491,7 @@ async fn ticks_keep_the_session_alive() {
         .stale_after(Duration::from_secs(5))
         .build()
         .expect("valid config");
-    let client = within(rt, OPEN, "connect", rt.connect(url, config, gateway))
+    let client = within(&rt, OPEN, "connect", rt.connect(url, config, gateway))
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let mut events = client.events();
@@ -587,7 +532,7 @@ async fn ticks_keep_the_session_alive() {
         "[ticks] {ticks} tick(s) in {:?}, still open",
         started.elapsed()
     );
-    within(rt, STEP, "close", client.close()).await;
+    within(&rt, STEP, "close", client.close()).await;
 }
 
 /// A wrong token: the gateway answers `connect` with INVALID_REQUEST (not retryable) and
@@ -600,7 +545,7 @@ async fn wrong_token_is_fatal() {
     let rt = TokioRt;
     let (url, _) = shared();
     let (gateway, seen) = Logged::new("wrong-token", "not-the-token");
-    let got = within(rt, OPEN, "connect", rt.connect(url, config(), gateway)).await;
+    let got = within(&rt, OPEN, "connect", rt.connect(url, config(), gateway)).await;
     let Err(ConnectError::Ended(reason)) = got else {
         panic!("a wrong token must not open: {got:?}");
     };
@@ -658,7 +603,7 @@ async fn connecting_during_startup_retries() {
     )
     .expect("valid config");
     let mut events = client.events();
-    within(rt, OPEN, "open", client.wait_open())
+    within(&rt, OPEN, "open", client.wait_open())
         .await
         .unwrap_or_else(|e| panic!("the session ended before opening: {e:?}"));
     eprintln!("[startup] open after {:?}", started.elapsed());
@@ -699,7 +644,7 @@ async fn connecting_during_startup_retries() {
     // SIGTERM: `shutdown`, then close 1012 (service restart), then reconnecting.
     let mut statuses = client.status_changes();
     gateway_proc.signal("TERM");
-    let disconnected = within(rt, STEP, "Disconnected after SIGTERM", async {
+    let disconnected = within(&rt, STEP, "Disconnected after SIGTERM", async {
         while let Some(event) = events.next().await {
             if let Event::Disconnected { reason, .. } = event {
                 return reason;
@@ -723,7 +668,7 @@ async fn connecting_during_startup_retries() {
         find(&seen.lock().unwrap(), |v| v["event"] == "shutdown").is_some(),
         "a shutdown event before the close"
     );
-    let s = within(rt, STEP, "Reconnecting", statuses.next()).await;
+    let s = within(&rt, STEP, "Reconnecting", statuses.next()).await;
     assert_eq!(s, Some(Status::Reconnecting));
     drop(gateway_proc);
     client.terminate();
@@ -740,25 +685,25 @@ async fn chat_send_without_a_model_ends_in_one_error() {
     let rt = TokioRt;
     let (url, token) = shared();
     let (gateway, seen) = Logged::new("chat-error", token);
-    let client = within(rt, OPEN, "connect", rt.connect(url, config(), gateway))
+    let client = within(&rt, OPEN, "connect", rt.connect(url, config(), gateway))
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let mut all = client.events();
     let session_key = format!("agent:main:tether-{}", std::process::id());
     let mut call = within(
-        rt,
+        &rt,
         STEP,
         "chat.send",
         client.stream(GatewayRequest::chat_send(&session_key, "hello"), None),
     )
     .await
     .unwrap_or_else(|e| panic!("chat.send refused: {e:?}"));
-    let response = within(rt, STEP, "chat.send response", call.response())
+    let response = within(&rt, STEP, "chat.send response", call.response())
         .await
         .unwrap_or_else(|e| panic!("chat.send: {e:?}"));
     assert_eq!(response["status"], "started", "{response}");
     let mut kinds = Vec::new();
-    let terminal = within(rt, Duration::from_secs(60), "the run's end", async {
+    let terminal = within(&rt, Duration::from_secs(60), "the run's end", async {
         while let Some(event) = call.events.next().await {
             let terminal = event.kind.is_terminal();
             kinds.push(event.kind);
@@ -776,7 +721,7 @@ async fn chat_send_without_a_model_ends_in_one_error() {
     eprintln!("[chat-error] error: {message}");
     assert!(!message.is_empty());
     // The second `error` event of the run arrives right after the first.
-    within(rt, STEP, "the second error event", async {
+    within(&rt, STEP, "the second error event", async {
         loop {
             let errors = seen
                 .lock()
@@ -799,5 +744,5 @@ async fn chat_send_without_a_model_ends_in_one_error() {
             "no violation for the second error: {event:?}"
         );
     }
-    within(rt, STEP, "close", client.close()).await;
+    within(&rt, STEP, "close", client.close()).await;
 }
