@@ -5,7 +5,9 @@ use std::time::Duration;
 use derive_where::derive_where;
 
 use crate::close::CloseCode;
-use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError, Violation};
+use crate::error::{
+    AttemptError, DisconnectReason, RequestFailure, SendError, SessionError, Violation,
+};
 use crate::frame::OutFrame;
 use crate::ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};
 use crate::protocol::Protocol;
@@ -115,6 +117,12 @@ pub enum Event<P: Protocol> {
         id: MessageId,
         /// Why.
         reason: DropReason,
+    },
+    /// A message handed over with [`Session::feed`](crate::Session::feed) was refused:
+    /// nothing was written or queued.
+    SendRefused {
+        /// Why.
+        error: SendError,
     },
     /// The peer broke the protocol; the frame was dropped.
     Violation {

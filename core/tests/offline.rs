@@ -164,3 +164,26 @@ fn a_queued_request_times_out_and_leaves_the_queue() {
     }));
     assert_eq!(h.s.queued(), 0);
 }
+
+#[test]
+fn feed_reports_a_refusal_as_an_event_and_otherwise_sends_like_send() {
+    let cfg = Config::builder().reject_while_offline().build().unwrap();
+    let mut h = H::new(cfg);
+    h.connect();
+    h.s.feed("early".into(), h.now);
+    let refused = events(&h.drain());
+    assert_eq!(
+        refused,
+        [Event::SendRefused {
+            error: SendError::NotOpen
+        }]
+    );
+    let out = h.opened();
+    h.complete_writes(&out);
+    h.frame("ack");
+    assert_eq!(h.s.status(), Status::Open);
+    h.s.feed("now".into(), h.now);
+    let out = h.drain();
+    assert_eq!(sent_texts(&out), ["now"]);
+    assert!(events(&out).is_empty(), "an accepted message is no event");
+}

@@ -10,6 +10,7 @@ use tether_core::{
     RequestFailure, RequestId, SendError, Session, Status, StreamEvent,
 };
 
+use crate::mailbox::Mailbox;
 use crate::runtime::Runtime;
 use crate::task::Driver;
 use crate::transport::Transport;
@@ -17,14 +18,22 @@ use crate::transport::Transport;
 /// Commands that carry application data: bounded, so a flood waits instead of growing.
 pub(crate) enum Cmd<P: Protocol> {
     Send(P::Outbound, oneshot::Sender<Result<MessageId, SendError>>),
+    Feed(P::Outbound),
     Request {
         request: P::Request,
         timeout: Option<Duration>,
-        accepted: oneshot::Sender<Result<RequestId, RequestError>>,
-        reply: oneshot::Sender<Result<P::Response, RequestFailure<P::RemoteError>>>,
+        /// The id, for a caller that wants it before the response (a stream).
+        accepted: Option<oneshot::Sender<RequestId>>,
+        /// The outcome, including a refusal.
+        reply: Reply<P>,
         events: Option<mpsc::Sender<StreamEvent<P::Inbound>>>,
     },
 }
+
+type Reply<P> =
+    oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
+type Outcome<P> =
+    oneshot::Receiver<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
 
 /// Lifecycle commands: never blocked behind data, so `close` and `terminate` always get
 /// through.
@@ -35,8 +44,9 @@ pub(crate) enum Control {
 }
 
 /// How many data commands may wait for the session loop.
-const CMD_CAPACITY: usize = 1024;
-/// How many events a subscriber may have unread before it misses some.
+pub const CMD_CAPACITY: usize = 1024;
+/// How many events a subscriber may have unread before the session stops reading from the
+/// socket until it catches up.
 pub const SUBSCRIBER_CAPACITY: usize = 1024;
 /// How many stream events a stream consumer may have unread before its subscription ends.
 pub const STREAM_CAPACITY: usize = 4096;
@@ -45,7 +55,7 @@ pub const STREAM_CAPACITY: usize = 4096;
 pub(crate) struct Shared<P: Protocol> {
     status: Mutex<Status>,
     last_activity: Mutex<Option<Instant>>,
-    events: Mutex<Vec<mpsc::Sender<Event<P>>>>,
+    events: Mutex<Vec<Arc<Mailbox<Event<P>>>>>,
     statuses: Mutex<Vec<mpsc::Sender<Status>>>,
     now: Box<dyn Fn() -> Instant + Send + Sync>,
 }
@@ -69,19 +79,32 @@ impl<P: Protocol> Shared<P> {
         *lock(&self.last_activity) = last;
     }
 
+    /// Hands `event` to every subscriber.
     pub(crate) fn publish(&self, event: Event<P>) {
         let mut subs = lock(&self.events);
-        if subs.is_empty() {
-            return;
-        }
-        subs.retain_mut(|tx| match tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(e) if e.is_disconnected() => false,
-            Err(_) => {
-                tracing::warn!("event subscriber lagging; event dropped for it");
-                true
+        if let Some((last, rest)) = subs.split_last() {
+            let mut gone = false;
+            for sub in rest {
+                gone |= !sub.push(event.clone());
             }
-        });
+            gone |= !last.push(event);
+            if gone {
+                subs.retain(|sub| !sub.is_abandoned());
+            }
+        }
+    }
+
+    /// Whether every subscriber has room for more events; if not, the loop is woken when
+    /// they have.
+    pub(crate) fn events_have_room(&self, cx: &mut std::task::Context<'_>) -> bool {
+        lock(&self.events).iter().all(|sub| sub.has_room(cx))
+    }
+
+    /// Ends every subscription after what it has queued: the session loop is gone.
+    pub(crate) fn close_events(&self) {
+        for sub in lock(&self.events).drain(..) {
+            sub.close();
+        }
     }
 }
 
@@ -119,7 +142,7 @@ pub enum CallError<E> {
 pub struct StreamCall<P: Protocol> {
     /// The request's id.
     pub id: RequestId,
-    response: oneshot::Receiver<Result<P::Response, RequestFailure<P::RemoteError>>>,
+    response: Outcome<P>,
     /// The stream's events, ending after its terminal event.
     pub events: mpsc::Receiver<StreamEvent<P::Inbound>>,
 }
@@ -131,11 +154,9 @@ impl<P: Protocol> StreamCall<P> {
     ///
     /// The request's failure, or [`CallError::Stopped`].
     pub async fn response(&mut self) -> Result<P::Response, CallError<P::RemoteError>> {
-        match (&mut self.response).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(f)) => Err(CallError::Failed(f)),
-            Err(_) => Err(CallError::Stopped),
-        }
+        (&mut self.response)
+            .await
+            .unwrap_or(Err(CallError::Stopped))
     }
 }
 
@@ -260,6 +281,24 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         rx.await.unwrap_or(Err(SendError::Ended))
     }
 
+    /// Hands a message to the session without waiting for its verdict: the way to keep
+    /// many messages in flight from one task. It waits only while the session loop has
+    /// [`CMD_CAPACITY`] commands unread, which pushes back on a sender that outruns the
+    /// socket. A message the session refuses (not open and configured to reject, queue
+    /// full, too many writes pending, …) is reported as [`Event::SendRefused`], in order
+    /// with the other events; a message it accepts is then exactly like one from
+    /// [`send`](Self::send).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Ended`] when the session loop is gone.
+    pub async fn feed(&self, message: P::Outbound) -> Result<(), SendError> {
+        let mut cmds = self.cmds.clone();
+        cmds.send(Cmd::Feed(message))
+            .await
+            .map_err(|_| SendError::Ended)
+    }
+
     /// Sends a request and waits for its outcome (the configured request timeout applies).
     ///
     /// # Errors
@@ -282,12 +321,19 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         request: P::Request,
         timeout: Option<Duration>,
     ) -> Result<P::Response, CallError<P::RemoteError>> {
-        let (_, reply) = self.submit(request, timeout, None).await?;
-        match reply.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(f)) => Err(CallError::Failed(f)),
-            Err(_) => Err(CallError::Stopped),
+        let (reply_tx, reply) = oneshot::channel();
+        let cmd = Cmd::Request {
+            request,
+            timeout,
+            accepted: None,
+            reply: reply_tx,
+            events: None,
+        };
+        let mut cmds = self.cmds.clone();
+        if cmds.send(cmd).await.is_err() {
+            return Err(CallError::Stopped);
         }
+        reply.await.unwrap_or(Err(CallError::Stopped))
     }
 
     /// Sends a request that starts a stream and returns at once with its events.
@@ -301,42 +347,31 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         timeout: Option<Duration>,
     ) -> Result<StreamCall<P>, CallError<P::RemoteError>> {
         let (events_tx, events) = mpsc::channel(STREAM_CAPACITY);
-        let (id, response) = self.submit(request, timeout, Some(events_tx)).await?;
-        Ok(StreamCall {
-            id,
-            response,
-            events,
-        })
-    }
-
-    #[allow(clippy::type_complexity)]
-    async fn submit(
-        &self,
-        request: P::Request,
-        timeout: Option<Duration>,
-        events: Option<mpsc::Sender<StreamEvent<P::Inbound>>>,
-    ) -> Result<
-        (
-            RequestId,
-            oneshot::Receiver<Result<P::Response, RequestFailure<P::RemoteError>>>,
-        ),
-        CallError<P::RemoteError>,
-    > {
         let (accepted_tx, accepted) = oneshot::channel();
-        let (reply_tx, reply) = oneshot::channel();
+        let (reply_tx, mut response) = oneshot::channel();
         let cmd = Cmd::Request {
             request,
             timeout,
-            accepted: accepted_tx,
+            accepted: Some(accepted_tx),
             reply: reply_tx,
-            events,
+            events: Some(events_tx),
         };
         let mut cmds = self.cmds.clone();
         if cmds.send(cmd).await.is_err() {
             return Err(CallError::Stopped);
         }
-        let id = accepted.await.map_err(|_| CallError::Stopped)??;
-        Ok((id, reply))
+        match accepted.await {
+            Ok(id) => Ok(StreamCall {
+                id,
+                response,
+                events,
+            }),
+            // Not accepted: the refusal is the reply.
+            Err(_) => Err(match (&mut response).await {
+                Ok(Err(e)) => e,
+                _ => CallError::Stopped,
+            }),
+        }
     }
 
     /// The current status.
@@ -352,15 +387,18 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     }
 
     /// Every session event from now on (messages, responses, stream events, violations,
-    /// lifecycle). A subscriber more than [`SUBSCRIBER_CAPACITY`] events behind misses
-    /// events rather than making the session buffer without bound.
+    /// lifecycle), none missed. A subscriber [`SUBSCRIBER_CAPACITY`] events behind holds
+    /// back reading from the socket until it catches up, so memory stays bounded and the
+    /// peer feels the backpressure; a subscriber that stops reading for longer than the
+    /// liveness bound therefore makes the connection look stale. Drop a stream you no
+    /// longer read.
     pub fn events(&self) -> impl Stream<Item = Event<P>> + Send + use<P>
     where
         Event<P>: Send,
     {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
-        lock(&self.shared.events).push(tx);
-        rx
+        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY);
+        lock(&self.shared.events).push(mailbox);
+        subscription
     }
 
     /// How long since the last activity (a send, a request, a message, a response).

@@ -1,93 +1,264 @@
-//! One connection generation: open it, then read and write independently, reporting every
-//! fact to the session loop as an [`Input`].
+//! One connection generation, polled by the session loop itself: opening it, reading from
+//! it and writing to it are three independent steps of one `poll`, so a write the peer
+//! never drains leaves reading untouched, and the session's send deadline drops the whole
+//! connection.
+//!
+//! Polling the socket in the session's own task (rather than in a task per connection)
+//! saves every frame two task hops and a channel: a frame read is handed to the session
+//! at once, and a batch of frames the session wants written goes out with one flush.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
 
-use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
-use tether_core::{CloseCode, ConnId, FrameId, Input, OutFrame};
+use futures::future::BoxFuture;
+use tether_core::{CloseCode, ConnId, FrameId, Input, OutFrame, TransportFailure};
 
-use crate::transport::{Incoming, Outgoing, Transport};
+use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
 
-/// What the session loop asks a connection task to write.
-#[derive(Debug)]
-pub(crate) enum ConnCmd {
-    Send(FrameId, OutFrame),
+/// Frames read from one connection before the loop looks at its other sources again.
+const READ_BUDGET: usize = 64;
+
+/// What is waiting to be written, in order.
+enum Queued {
+    Frame(FrameId, OutFrame),
     Close(CloseCode, String),
 }
 
-/// Opens `conn` and pumps frames until the connection ends or the task is aborted.
-///
-/// Reads and writes run concurrently in one task: a write the peer never drains leaves
-/// reading untouched, and the session's send deadline aborts the whole task.
-pub(crate) async fn run(
-    conn: ConnId,
-    transport: Arc<dyn Transport>,
-    mut inputs: mpsc::Sender<Input>,
-    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
-) {
-    let link = match transport.connect(conn).await {
-        Ok(link) => link,
-        Err(failure) => {
-            let _ = inputs.send(Input::TransportFailed { conn, failure }).await;
-            return;
+enum State {
+    Connecting(BoxFuture<'static, Result<Link, TransportFailure>>),
+    Open { stream: FrameStream, writer: Writer },
+}
+
+/// The write half and what it has been handed.
+struct Writer {
+    sink: FrameSink,
+    /// Frames handed to the sink but not yet flushed.
+    unflushed: Vec<FrameId>,
+    /// Whether anything was handed to the sink since the last completed flush.
+    dirty: bool,
+    /// The write half failed: every later frame fails at once.
+    broken: bool,
+}
+
+/// A connection the session opened and has not yet seen end.
+pub(crate) struct Conn {
+    id: ConnId,
+    state: State,
+    outbox: VecDeque<Queued>,
+    /// Something was queued or the connection was created since the last poll, so a poll
+    /// is owed to start writing (or connecting) and register interest.
+    news: bool,
+}
+
+/// What one poll of a connection did.
+pub(crate) struct Step {
+    /// Something happened (an input was produced or a write went out): poll again.
+    pub(crate) progressed: bool,
+    /// The connection has ended (its last input is among those produced): drop it.
+    pub(crate) finished: bool,
+}
+
+impl Conn {
+    /// A connection being opened by `connecting`.
+    pub(crate) fn new(
+        id: ConnId,
+        connecting: BoxFuture<'static, Result<Link, TransportFailure>>,
+    ) -> Self {
+        Conn {
+            id,
+            state: State::Connecting(connecting),
+            outbox: VecDeque::new(),
+            news: true,
         }
-    };
-    if inputs.send(Input::TransportOpened { conn }).await.is_err() {
-        return;
     }
-    let mut sink = link.sink;
-    let mut stream = link.stream;
-    let mut write_inputs = inputs.clone();
-    let writer = async move {
-        while let Some(cmd) = cmds.next().await {
-            match cmd {
-                ConnCmd::Send(frame, payload) => {
-                    let input = match sink.send(Outgoing::Frame(payload)).await {
-                        Ok(()) => Input::WriteCompleted { conn, frame },
-                        Err(e) => {
-                            tracing::debug!(%conn, %frame, error = %e, "write failed");
-                            Input::WriteFailed { conn, frame }
-                        }
-                    };
-                    let failed = matches!(input, Input::WriteFailed { .. });
-                    if write_inputs.send(input).await.is_err() || failed {
-                        break;
-                    }
+
+    /// Queues a frame; it is written on the next poll (a frame for a connection still
+    /// opening waits for it to open).
+    pub(crate) fn send(&mut self, frame: FrameId, payload: OutFrame, inputs: &mut Vec<Input>) {
+        if let State::Open {
+            writer: Writer { broken: true, .. },
+            ..
+        } = self.state
+        {
+            inputs.push(Input::WriteFailed {
+                conn: self.id,
+                frame,
+            });
+        } else {
+            self.outbox.push_back(Queued::Frame(frame, payload));
+            self.news = true;
+        }
+    }
+
+    /// Queues a close frame. The peer's answering close arrives through reading.
+    pub(crate) fn close(&mut self, code: CloseCode, reason: String) {
+        self.outbox.push_back(Queued::Close(code, reason));
+        self.news = true;
+    }
+
+    /// Whether the connection must be polled before the loop may sleep: it was created or
+    /// given something to write since its last poll.
+    pub(crate) fn has_news(&self) -> bool {
+        self.news
+    }
+
+    /// Advances the connection as far as it can go without waiting, appending every fact
+    /// it learns to `inputs` in the order it learned them. With `read` false, frames stay
+    /// unread (the subscribers are full); opening and writing go on.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        read: bool,
+        inputs: &mut Vec<Input>,
+    ) -> Step {
+        let conn = self.id;
+        self.news = false;
+        let mut step = Step {
+            progressed: false,
+            finished: false,
+        };
+        if let State::Connecting(connecting) = &mut self.state {
+            match connecting.as_mut().poll(cx) {
+                Poll::Pending => return step,
+                Poll::Ready(Err(failure)) => {
+                    inputs.push(Input::TransportFailed { conn, failure });
+                    step.progressed = true;
+                    step.finished = true;
+                    return step;
                 }
-                ConnCmd::Close(code, reason) => {
-                    // The peer's answering close frame arrives through the reader.
-                    let _ = sink.send(Outgoing::Close(code, reason)).await;
+                Poll::Ready(Ok(link)) => {
+                    inputs.push(Input::TransportOpened { conn });
+                    step.progressed = true;
+                    self.state = State::Open {
+                        stream: link.stream,
+                        writer: Writer {
+                            sink: link.sink,
+                            unflushed: Vec::new(),
+                            dirty: false,
+                            broken: false,
+                        },
+                    };
                 }
             }
         }
-        // Keep the sink (and so the socket's write half) alive until the reader is done.
-        futures::future::pending::<()>().await;
-    };
-    let reader = async move {
-        let (code, reason) = loop {
-            match stream.next().await {
-                Some(Ok(Incoming::Frame(frame))) => {
-                    if inputs
-                        .send(Input::FrameReceived { conn, frame })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Some(Ok(Incoming::Closed(code, reason))) => break (code, reason),
-                Some(Err(e)) => {
-                    tracing::debug!(%conn, error = %e, "read failed");
-                    break (None, String::new());
-                }
-                None => break (None, String::new()),
-            }
+        let State::Open { stream, writer } = &mut self.state else {
+            return step;
         };
-        let _ = inputs
-            .send(Input::TransportClosed { conn, code, reason })
-            .await;
-    };
-    futures::pin_mut!(writer, reader);
-    futures::future::select(writer, reader).await;
+        // Writing first: a frame queued by the last input goes out before more is read.
+        if !writer.broken && writer.write(cx, conn, &mut self.outbox, inputs) {
+            step.progressed = true;
+        }
+        if writer.broken {
+            // Everything still queued would be written to a dead half: fail it now.
+            for queued in self.outbox.drain(..) {
+                if let Queued::Frame(frame, _) = queued {
+                    inputs.push(Input::WriteFailed { conn, frame });
+                    step.progressed = true;
+                }
+            }
+        }
+        for _ in 0..if read { READ_BUDGET } else { 0 } {
+            let ended = match stream.as_mut().poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(Incoming::Frame(frame)))) => {
+                    inputs.push(Input::FrameReceived { conn, frame });
+                    None
+                }
+                Poll::Ready(Some(Ok(Incoming::Closed(code, reason)))) => Some((code, reason)),
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!(%conn, error = %e, "read failed");
+                    Some((None, String::new()))
+                }
+                Poll::Ready(None) => Some((None, String::new())),
+            };
+            step.progressed = true;
+            if let Some((code, reason)) = ended {
+                inputs.push(Input::TransportClosed { conn, code, reason });
+                step.finished = true;
+                break;
+            }
+        }
+        step
+    }
+}
+
+impl Writer {
+    /// Hands queued frames to the sink while it is ready, then flushes; every frame of a
+    /// completed flush is reported written. Returns whether anything happened.
+    fn write(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: ConnId,
+        outbox: &mut VecDeque<Queued>,
+        inputs: &mut Vec<Input>,
+    ) -> bool {
+        let Writer {
+            sink,
+            unflushed,
+            dirty,
+            broken,
+        } = self;
+        let mut progressed = false;
+        let mut failed = false;
+        while !outbox.is_empty() {
+            match sink.as_mut().poll_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(%conn, error = %e, "write failed");
+                    failed = true;
+                    break;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            // Invariant: the loop runs only while the outbox is not empty.
+            let Some(queued) = outbox.pop_front() else {
+                break;
+            };
+            let (frame, out) = match queued {
+                Queued::Frame(frame, payload) => (Some(frame), Outgoing::Frame(payload)),
+                Queued::Close(code, reason) => (None, Outgoing::Close(code, reason)),
+            };
+            progressed = true;
+            *dirty = true;
+            if let Err(e) = sink.as_mut().start_send(out) {
+                tracing::debug!(%conn, error = %e, "write failed");
+                if let Some(frame) = frame {
+                    inputs.push(Input::WriteFailed { conn, frame });
+                }
+                failed = true;
+                break;
+            }
+            unflushed.extend(frame);
+        }
+        if !failed && *dirty {
+            match sink.as_mut().poll_flush(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
+                    *dirty = false;
+                    progressed = true;
+                    inputs.extend(
+                        unflushed
+                            .drain(..)
+                            .map(|frame| Input::WriteCompleted { conn, frame }),
+                    );
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(%conn, error = %e, "write failed");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            progressed = true;
+            *dirty = false;
+            inputs.extend(
+                unflushed
+                    .drain(..)
+                    .map(|frame| Input::WriteFailed { conn, frame }),
+            );
+            // The caller fails whatever is still queued.
+            *broken = true;
+        }
+        progressed
+    }
 }

@@ -1,12 +1,13 @@
 //! tether-driver: runs a [`tether_core::Session`] on any async runtime.
 //!
 //! The session decides; this crate carries its decisions out. One task owns the session
-//! and feeds it one thing at a time — a command from a [`Client`], a transport input from
-//! a connection task, or an expired deadline — then drains its outputs: open a connection,
-//! write a frame (and report when it is written), close or abort a connection, publish an
-//! event. Each connection runs in its own task with independent reading and writing, so a
-//! write the peer never drains does not stop reading, and the session's send deadline
-//! aborts the connection.
+//! and its connections: each wake-up it takes whatever is ready — commands from a
+//! [`Client`], frames and write completions from its sockets, an expired deadline — feeds
+//! it to the session in order, and carries out the outputs: open a connection, write
+//! frames (one flush per batch, each reported written), close or drop a connection,
+//! publish events. A connection's reading and writing are polled independently, so a write
+//! the peer never drains does not stop reading, and the session's send deadline drops the
+//! connection. `docs/adapters.md` describes the loop and its backpressure.
 //!
 //! A runtime supplies three things through [`Runtime`] (spawn, sleep until an instant,
 //! now) and a way to open byte streams through [`Dial`]; [`WsTransport`] turns those into
@@ -19,13 +20,14 @@
 mod client;
 mod conn;
 mod connect;
+mod mailbox;
 mod runtime;
 mod task;
 mod transport;
 mod ws;
 
 pub use client::{
-    CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,
+    CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,
 };
 pub use connect::{KEEPALIVE, SendProtocol, configure_socket, connect_ws, os_seed};
 pub use runtime::Runtime;

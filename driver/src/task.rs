@@ -1,35 +1,35 @@
-//! The session loop: one task owns the `Session`, feeds it one thing at a time (a command,
-//! a transport input or an expired deadline), drains its outputs and carries them out.
+//! The session loop: one task owns the `Session` and its connections. Each wake-up it takes
+//! every command, transport fact and expired deadline that is ready, feeds them to the
+//! session in order, and carries out what the session decided — all without leaving the
+//! task, so a frame costs no hop between tasks on its way in or out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::{mpsc, oneshot};
-use futures::future::{AbortHandle, Abortable, BoxFuture, Fuse, FutureExt};
-use futures::{StreamExt, select_biased};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tether_core::{
-    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestFailure, RequestId,
-    Session, Status, StreamEvent,
+    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, Status,
+    StreamEvent,
 };
 
-use crate::client::{Cmd, Control, Shared};
-use crate::conn::{self, ConnCmd};
+use crate::client::{CallError, Cmd, Control, Shared};
+use crate::conn::Conn;
 use crate::runtime::Runtime;
 use crate::transport::Transport;
 
-/// Frames and reports in flight from connection tasks to the loop. A full channel makes
-/// the readers wait, which pushes back on the socket instead of buffering without bound.
-const INPUT_CAPACITY: usize = 256;
+/// Commands taken from the handles in one round before the loop looks at its sockets: a
+/// flood of sends cannot starve reading.
+const CMD_BUDGET: usize = 128;
+/// Rounds in one wake-up before the loop yields to the runtime, so a busy session cannot
+/// monopolise its thread.
+const ROUND_BUDGET: usize = 16;
 
-type Reply<P> = oneshot::Sender<
-    Result<<P as Protocol>::Response, RequestFailure<<P as Protocol>::RemoteError>>,
->;
-
-struct ConnCtl {
-    tx: mpsc::UnboundedSender<ConnCmd>,
-    abort: AbortHandle,
-}
+type Reply<P> =
+    oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
 
 pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) session: Session<P>,
@@ -38,15 +38,22 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) shared: Arc<Shared<P>>,
     pub(crate) cmds: mpsc::Receiver<Cmd<P>>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
-    inputs_tx: mpsc::Sender<Input>,
-    inputs_rx: mpsc::Receiver<Input>,
-    conns: BTreeMap<ConnId, ConnCtl>,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Facts learned from the connections in this round, in order; reused across rounds.
+    inputs: Vec<Input>,
+    handles_gone: bool,
     calls: BTreeMap<RequestId, Reply<P>>,
     streams: BTreeMap<RequestId, mpsc::Sender<StreamEvent<P::Inbound>>>,
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
-    sleep: Option<(Instant, Fuse<BoxFuture<'static, ()>>)>,
+    sleep: Option<(Instant, BoxFuture<'static, ()>)>,
+}
+
+impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
+    fn drop(&mut self) {
+        self.shared.close_events();
+    }
 }
 
 impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
@@ -58,7 +65,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         cmds: mpsc::Receiver<Cmd<P>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
-        let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
         Driver {
             session,
             rt,
@@ -66,9 +72,9 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             shared,
             cmds,
             control,
-            inputs_tx,
-            inputs_rx,
             conns: BTreeMap::new(),
+            inputs: Vec::new(),
+            handles_gone: false,
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
             open_waiters: Vec::new(),
@@ -85,74 +91,121 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         if let Err(e) = self.session.connect(now) {
             tracing::debug!(error = %e, "connect refused");
         }
-        let mut handles_gone = false;
-        loop {
+        futures::future::poll_fn(|cx| self.poll(cx)).await;
+    }
+
+    /// One wake-up: rounds of taking whatever is ready and acting on it, until a round
+    /// finds nothing (every source has registered the waker) or the round budget is spent
+    /// (the loop then wakes itself and yields).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUND_BUDGET {
+            let mut progressed = self.poll_handles(cx);
+            progressed |= self.poll_conns(cx);
             self.drain();
             if self.session.is_closed() {
                 for w in self.close_waiters.drain(..) {
                     let _ = w.send(());
                 }
-                if handles_gone {
-                    return;
+                if self.handles_gone {
+                    return Poll::Ready(());
                 }
             }
-            // Keep an armed sleep while it fires no later than the next deadline: deadlines
-            // move later on almost every frame (liveness, send deadline), and a sleep that
-            // fires early is only a spurious `handle_timeout`, which the session allows.
-            match self.session.poll_timeout() {
-                None => self.sleep = None,
-                Some(deadline)
-                    if self
-                        .sleep
-                        .as_ref()
-                        .is_none_or(|(armed, _)| *armed > deadline) =>
-                {
-                    self.sleep = Some((deadline, self.rt.sleep_until(deadline).fuse()));
-                }
-                Some(_) => {}
+            // Acting may have queued writes or opened connections, which only register
+            // interest when polled.
+            progressed |= self.conns.values().any(Conn::has_news);
+            if self.poll_sleep(cx) {
+                progressed = true;
+                self.drain();
             }
-            let mut never = Fuse::terminated();
-            let mut sleep = match &mut self.sleep {
-                Some((_, s)) => s,
-                None => &mut never,
-            };
-            select_biased! {
-                ctl = self.control.next() => {
-                    if let Some(ctl) = ctl {
-                        self.control(ctl);
-                    }
-                }
-                input = self.inputs_rx.next() => {
-                    // Invariant: the loop holds a sender, so the channel never ends.
-                    if let Some(input) = input {
-                        self.input(input);
-                    }
-                }
-                cmd = self.cmds.next() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => {
-                        // Every handle is gone: nobody can use the session any more.
-                        handles_gone = true;
-                        let now = self.rt.now();
-                        self.session.close(CloseCode::GOING_AWAY, "client dropped", now);
-                    }
-                },
-                () = sleep => {
-                    self.sleep = None;
-                    let now = self.rt.now();
-                    self.session.handle_timeout(now);
-                }
+            if !progressed {
+                return Poll::Pending;
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
-    fn input(&mut self, input: Input) {
-        if let Input::TransportClosed { conn, .. } | Input::TransportFailed { conn, .. } = &input {
-            // The connection task has finished by itself.
-            self.conns.remove(conn);
+    /// Takes lifecycle controls, then up to [`CMD_BUDGET`] data commands. Returns whether
+    /// any was taken.
+    fn poll_handles(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        while let Poll::Ready(Some(ctl)) = self.control.poll_next_unpin(cx) {
+            self.control(ctl);
+            progressed = true;
         }
+        if self.handles_gone {
+            return progressed;
+        }
+        for _ in 0..CMD_BUDGET {
+            match self.cmds.poll_next_unpin(cx) {
+                Poll::Pending => return progressed,
+                Poll::Ready(Some(cmd)) => self.command(cmd),
+                Poll::Ready(None) => {
+                    // Every handle is gone: nobody can use the session any more.
+                    self.handles_gone = true;
+                    let now = self.rt.now();
+                    self.session
+                        .close(CloseCode::GOING_AWAY, "client dropped", now);
+                    return true;
+                }
+            }
+            progressed = true;
+        }
+        progressed
+    }
+
+    /// Polls every connection and feeds what they report to the session, in order.
+    fn poll_conns(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        let mut finished = Vec::new();
+        // A subscriber with a full mailbox holds reading back; it wakes the loop when it
+        // has caught up.
+        let read = self.conns.is_empty() || self.shared.events_have_room(cx);
+        for (id, conn) in &mut self.conns {
+            let step = conn.poll(cx, read, &mut self.inputs);
+            progressed |= step.progressed;
+            if step.finished {
+                finished.push(*id);
+            }
+        }
+        for id in finished {
+            self.conns.remove(&id);
+        }
+        self.feed();
+        progressed
+    }
+
+    /// Arms the sleep for the session's next deadline and reports whether it fired (the
+    /// session has then handled the timeout).
+    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> bool {
+        // Keep an armed sleep while it fires no later than the next deadline: deadlines
+        // move later on almost every frame (liveness, send deadline), and a sleep that
+        // fires early is only a spurious `handle_timeout`, which the session allows.
+        match self.session.poll_timeout() {
+            None => {
+                self.sleep = None;
+                return false;
+            }
+            Some(deadline)
+                if self
+                    .sleep
+                    .as_ref()
+                    .is_none_or(|(armed, _)| *armed > deadline) =>
+            {
+                self.sleep = Some((deadline, self.rt.sleep_until(deadline)));
+            }
+            Some(_) => {}
+        }
+        let Some((_, sleep)) = &mut self.sleep else {
+            return false;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.sleep = None;
         let now = self.rt.now();
-        self.session.handle_input(input, now);
+        self.session.handle_timeout(now);
+        true
     }
 
     fn control(&mut self, ctl: Control) {
@@ -181,6 +234,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             Cmd::Send(msg, reply) => {
                 let _ = reply.send(self.session.send(msg, now));
             }
+            Cmd::Feed(msg) => self.session.feed(msg, now),
             Cmd::Request {
                 request,
                 timeout,
@@ -193,20 +247,43 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                     if let Some(events) = events {
                         self.streams.insert(id, events);
                     }
-                    let _ = accepted.send(Ok(id));
+                    if let Some(accepted) = accepted {
+                        let _ = accepted.send(id);
+                    }
                 }
+                // A refused request is answered at once, through the same channel as a
+                // response, so a plain request costs one hop back, not two.
                 Err(e) => {
-                    let _ = accepted.send(Err(e));
+                    let _ = reply.send(Err(CallError::Refused(e)));
                 }
             },
         }
     }
 
+    /// Carries out every output, feeding back what acting on them learned (a write to a
+    /// connection already gone fails), until the session has nothing more to say.
     fn drain(&mut self) {
-        while let Some(out) = self.session.poll_output() {
-            self.act(out);
+        loop {
+            while let Some(out) = self.session.poll_output() {
+                self.act(out);
+            }
+            if self.inputs.is_empty() {
+                break;
+            }
+            self.feed();
         }
         self.shared.touch(self.session.last_activity());
+    }
+
+    /// Hands the session every input learned so far, in order.
+    fn feed(&mut self) {
+        let now = self.rt.now();
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for input in inputs.drain(..) {
+            self.session.handle_input(input, now);
+        }
+        // Keep the buffer's allocation for the next round.
+        self.inputs = inputs;
     }
 
     fn act(&mut self, out: Output<P>) {
@@ -216,26 +293,19 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 conn,
                 frame,
                 payload,
-            } => match self.conns.get(&conn) {
-                Some(c) => {
-                    let _ = c.tx.unbounded_send(ConnCmd::Send(frame, payload));
-                }
-                None => {
-                    let now = self.rt.now();
-                    self.session
-                        .handle_input(Input::WriteFailed { conn, frame }, now);
-                }
+            } => match self.conns.get_mut(&conn) {
+                Some(c) => c.send(frame, payload, &mut self.inputs),
+                None => self.inputs.push(Input::WriteFailed { conn, frame }),
             },
             Output::CloseTransport { conn, code, reason } => {
-                if let Some(c) = self.conns.get(&conn) {
-                    let _ = c.tx.unbounded_send(ConnCmd::Close(code, reason));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.close(code, reason);
                 }
             }
             Output::AbortTransport { conn } => {
-                if let Some(c) = self.conns.remove(&conn) {
-                    tracing::debug!(%conn, "abort");
-                    c.abort.abort();
-                }
+                // Dropping the connection drops its socket (or its unfinished connect).
+                let live = self.conns.remove(&conn).is_some();
+                tracing::debug!(%conn, live, "abort");
             }
             Output::StatusChanged { from, to } => {
                 tracing::info!(%from, %to, "status");
@@ -248,13 +318,11 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
 
     fn open(&mut self, conn: ConnId, attempt: u32) {
         tracing::info!(%conn, attempt, "connecting");
-        let (tx, rx) = mpsc::unbounded();
-        let (abort, registration) = AbortHandle::new_pair();
-        let task = conn::run(conn, self.transport.clone(), self.inputs_tx.clone(), rx);
+        let transport = self.transport.clone();
         let span = tracing::debug_span!("conn", %conn, attempt);
-        let task = tracing::Instrument::instrument(Abortable::new(task, registration), span);
-        self.rt.spawn(task.map(|_| ()).boxed());
-        self.conns.insert(conn, ConnCtl { tx, abort });
+        let connecting =
+            tracing::Instrument::instrument(async move { transport.connect(conn).await }, span);
+        self.conns.insert(conn, Conn::new(conn, connecting.boxed()));
     }
 
     fn event(&mut self, event: Event<P>) {
@@ -280,7 +348,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             }
             Event::Response { id, result } => {
                 if let Some(reply) = self.calls.remove(id) {
-                    let _ = reply.send(result.clone());
+                    let _ = reply.send(result.clone().map_err(CallError::Failed));
                 }
             }
             Event::Stream(ev) => {

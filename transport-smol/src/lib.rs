@@ -6,7 +6,7 @@
 //! re-exports the driver's [`Client`]. async-tungstenite speaks WebSocket directly over
 //! [`smol::Async`]`<TcpStream>`, so there is no adapter layer in between.
 //!
-//! Every session loop and connection task runs on smol's global executor, which has
+//! Every session loop runs on smol's global executor, which has
 //! `SMOL_THREADS` threads (default 1) for the whole process: a session that spends long
 //! stretches of CPU (encoding multi-megabyte messages) delays the timers — pings, send
 //! deadlines, backoffs — of every other session there. Raise `SMOL_THREADS` if that
@@ -35,8 +35,8 @@ use futures::future::BoxFuture;
 use smol::Async;
 use tether_driver::tether_core::Config;
 pub use tether_driver::{
-    CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, SendProtocol, StreamCall,
-    WsTransport, tether_core,
+    CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
+    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, tether_core,
 };
 
 /// The smol runtime: tasks go to smol's global executor, timers to async-io's reactor.

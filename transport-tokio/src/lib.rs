@@ -22,8 +22,8 @@ use async_tungstenite::tokio::TokioAdapter;
 use futures::future::BoxFuture;
 use tether_driver::tether_core::Config;
 pub use tether_driver::{
-    CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, SendProtocol, StreamCall,
-    WsTransport, tether_core,
+    CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
+    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, tether_core,
 };
 
 /// The tokio runtime (the one the caller is running in).

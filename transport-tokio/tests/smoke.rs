@@ -88,3 +88,141 @@ async fn handshake_request_and_reconnect_after_1012() {
     assert_eq!(client.status(), Status::Closed);
     server.await.unwrap();
 }
+
+/// `feed` keeps many messages in flight from one task: every one arrives, in order, and a
+/// message fed after the session ended comes back as `SendRefused`.
+#[tokio::test]
+async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
+    use tether_tokio::tether_core::profiles::Raw;
+    use tether_tokio::tether_core::{DataFrame, Event, SendError};
+
+    const N: usize = 2_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = accept_async(tcp).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_text() && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client = tokio::time::timeout(
+        Duration::from_secs(5),
+        tether_tokio::connect(&url, Config::default(), Raw),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut events = client.events();
+    // Fed from one task while another reads: nothing waits for a verdict.
+    let feeding = async {
+        for i in 0..N {
+            client
+                .feed(DataFrame::Text(i.to_string().into()))
+                .await
+                .unwrap();
+        }
+    };
+    let reading = async {
+        let mut next = 0;
+        while next < N {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .unwrap_or_else(|_| panic!("stuck after {next} echoes"))
+                .unwrap();
+            match event {
+                Event::Message(DataFrame::Text(t)) => {
+                    assert_eq!(t.as_str(), next.to_string(), "echoes arrive in order");
+                    next += 1;
+                }
+                Event::SendRefused { error } => panic!("refused while open: {error}"),
+                _ => {}
+            }
+        }
+    };
+    futures::join!(feeding, reading);
+    tokio::time::timeout(Duration::from_secs(5), client.close())
+        .await
+        .unwrap();
+    client.feed(DataFrame::Text("late".into())).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.next().await {
+            if let Event::SendRefused { error } = event {
+                return error;
+            }
+        }
+        panic!("events ended without SendRefused");
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused, SendError::Ended);
+    server.await.unwrap();
+}
+
+/// A subscriber that does not read holds reading back instead of missing events: a second
+/// subscriber races ahead by a full mailbox, then both see every message, in order.
+#[tokio::test]
+async fn a_slow_subscriber_holds_reading_back_and_misses_nothing() {
+    use tether_tokio::SUBSCRIBER_CAPACITY;
+    use tether_tokio::tether_core::profiles::Raw;
+    use tether_tokio::tether_core::{DataFrame, Event};
+
+    const N: usize = 20_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = accept_async(tcp).await.unwrap();
+        // Wait for the client's go, so both subscriptions exist before the flood.
+        let _ = ws.next().await;
+        for i in 0..N {
+            if futures::SinkExt::feed(&mut ws, Message::text(i.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = futures::SinkExt::flush(&mut ws).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let client = tokio::time::timeout(
+        Duration::from_secs(5),
+        tether_tokio::connect(&url, Config::default(), Raw),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut slow = client.events();
+    let mut fast = client.events();
+    client.send(DataFrame::Text("go".into())).await.unwrap();
+    async fn messages(
+        events: &mut (impl futures::Stream<Item = Event<Raw>> + Unpin),
+        count: usize,
+        from: usize,
+    ) {
+        let mut next = from;
+        while next < from + count {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .unwrap_or_else(|_| panic!("stuck at message {next}"))
+                .unwrap();
+            if let Event::Message(DataFrame::Text(t)) = event {
+                assert_eq!(t.as_str(), next.to_string(), "none missed, in order");
+                next += 1;
+            }
+        }
+    }
+    // The fast subscriber gets a mailbox's worth while the slow one reads nothing.
+    messages(&mut fast, SUBSCRIBER_CAPACITY, 0).await;
+    futures::join!(
+        messages(&mut fast, N - SUBSCRIBER_CAPACITY, SUBSCRIBER_CAPACITY),
+        messages(&mut slow, N, 0)
+    );
+    tokio::time::timeout(Duration::from_secs(5), client.close())
+        .await
+        .unwrap();
+    server.abort();
+}

@@ -369,7 +369,7 @@ async fn tether_throughput(client: Client<Raw>, s: Settings) -> Measured {
     let frame = DataFrame::Text(core::Utf8Bytes::from_static(FRAME));
     let mut run = async |p: &mut Pipeline| {
         while p.filling(s.window) {
-            client.send(frame.clone()).await.expect("tether send");
+            client.feed(frame.clone()).await.expect("tether feed");
             p.sent += 1;
         }
         while p.got < p.sent {
@@ -377,7 +377,7 @@ async fn tether_throughput(client: Client<Raw>, s: Settings) -> Measured {
                 Some(Event::Message(_)) => {
                     p.got += 1;
                     if p.refill() {
-                        client.send(frame.clone()).await.expect("tether send");
+                        client.feed(frame.clone()).await.expect("tether feed");
                         p.sent += 1;
                     }
                 }

@@ -318,6 +318,29 @@ impl<P: Protocol> Session<P> {
         Ok(id)
     }
 
+    /// [`send`](Self::send) for a caller that does not wait for the verdict (a driver
+    /// pipelining sends): a refusal becomes an [`Event::SendRefused`] among the outputs,
+    /// in order with everything else, instead of an error nobody reads.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use tether_core::{profiles::Raw, Config, DataFrame, Event, Output, SendError, Session};
+    ///
+    /// let now = Instant::now();
+    /// let mut session = Session::new(Config::default(), Raw, 7).unwrap();
+    /// session.terminate(now);
+    /// session.feed(DataFrame::Text("late".into()), now);
+    /// let refused = std::iter::from_fn(|| session.poll_output()).any(|o| {
+    ///     matches!(o, Output::Event(Event::SendRefused { error: SendError::Ended }))
+    /// });
+    /// assert!(refused);
+    /// ```
+    pub fn feed(&mut self, message: P::Outbound, now: Instant) {
+        if let Err(error) = self.send(message, now) {
+            self.emit(Event::SendRefused { error });
+        }
+    }
+
     /// Sends a request and returns its id at once. The id is resolved exactly once, by an
     /// [`Event::Response`]: the peer's answer, a timeout (`timeout`, or
     /// [`Config::request_timeout`]), a lost connection, a queue drop, or the session ending.

@@ -1,0 +1,197 @@
+//! The event subscriptions' queues: one per subscriber, filled by the session loop, which
+//! stops reading from the socket while any of them is full instead of dropping events.
+//!
+//! A channel that refuses a send when full would force a choice between losing the event
+//! and buffering without bound. Here the loop asks [`Mailbox::has_room`] before reading a
+//! batch of frames; a full mailbox holds reading back (the peer then sees TCP
+//! backpressure) and wakes the loop once its reader has caught up. A mailbox holds at most
+//! its capacity plus what one batch of frames produces.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures::Stream;
+
+struct Inner<T> {
+    queue: VecDeque<T>,
+    /// The subscriber waiting for an item.
+    reader: Option<Waker>,
+    /// The session loop waiting for room.
+    writer: Option<Waker>,
+    /// The subscription was dropped: the loop forgets the mailbox.
+    reader_gone: bool,
+    /// The session loop is gone: the subscription ends once the queue is empty.
+    writer_gone: bool,
+}
+
+/// One subscriber's queue, shared by the session loop and the [`Subscription`].
+pub(crate) struct Mailbox<T> {
+    inner: Mutex<Inner<T>>,
+    capacity: usize,
+}
+
+fn lock<T>(m: &Mutex<Inner<T>>) -> MutexGuard<'_, Inner<T>> {
+    // Every critical section is a push, a pop or a flag: a panic inside one cannot leave
+    // the queue inconsistent, so poisoning is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Mailbox<T> {
+    /// A mailbox and its subscription.
+    pub(crate) fn pair(capacity: usize) -> (Arc<Self>, Subscription<T>) {
+        let mailbox = Arc::new(Mailbox {
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                reader: None,
+                writer: None,
+                reader_gone: false,
+                writer_gone: false,
+            }),
+            capacity,
+        });
+        (mailbox.clone(), Subscription(mailbox))
+    }
+
+    /// Queues `item` (past the capacity too: the capacity only gates reading). Returns
+    /// `false` when the subscription is gone, so the loop can forget the mailbox.
+    pub(crate) fn push(&self, item: T) -> bool {
+        let reader = {
+            let mut inner = lock(&self.inner);
+            if inner.reader_gone {
+                return false;
+            }
+            inner.queue.push_back(item);
+            inner.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+        true
+    }
+
+    /// Whether the mailbox is below its capacity; if not, the loop is woken when it is.
+    pub(crate) fn has_room(&self, cx: &mut Context<'_>) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.reader_gone || inner.queue.len() < self.capacity {
+            return true;
+        }
+        inner.writer = Some(cx.waker().clone());
+        false
+    }
+
+    /// Whether the subscription has been dropped.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        lock(&self.inner).reader_gone
+    }
+
+    /// The session loop is gone: the subscription ends after what is queued.
+    pub(crate) fn close(&self) {
+        let reader = {
+            let mut inner = lock(&self.inner);
+            inner.writer_gone = true;
+            inner.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+}
+
+/// The subscriber's end of a [`Mailbox`]: a stream of what the loop queued, ending after
+/// the loop is gone.
+pub(crate) struct Subscription<T>(Arc<Mailbox<T>>);
+
+impl<T> Stream for Subscription<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mailbox = &self.0;
+        let (item, writer) = {
+            let mut inner = lock(&mailbox.inner);
+            match inner.queue.pop_front() {
+                Some(item) => {
+                    // Wake the loop only once there is room for a whole batch again, not
+                    // on every item, so a reader just keeping up costs no extra wake-ups.
+                    let writer = if inner.queue.len() <= mailbox.capacity / 2 {
+                        inner.writer.take()
+                    } else {
+                        None
+                    };
+                    (Some(item), writer)
+                }
+                None if inner.writer_gone => return Poll::Ready(None),
+                None => {
+                    inner.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+        };
+        if let Some(w) = writer {
+            w.wake();
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl<T> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        let writer = {
+            let mut inner = lock(&self.0.inner);
+            inner.reader_gone = true;
+            inner.queue.clear();
+            inner.writer.take()
+        };
+        if let Some(w) = writer {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use futures::task::noop_waker_ref;
+
+    use super::*;
+
+    #[test]
+    fn a_full_mailbox_holds_the_writer_back_and_loses_nothing() {
+        let (mailbox, mut sub) = Mailbox::pair(4);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        for i in 0..6 {
+            assert!(mailbox.push(i));
+        }
+        assert!(!mailbox.has_room(&mut cx), "six queued, capacity four");
+        let got: Vec<i32> = (0..6)
+            .map(|_| match sub.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(i)) => i,
+                other => panic!("expected an item, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, [0, 1, 2, 3, 4, 5]);
+        assert!(mailbox.has_room(&mut cx));
+        assert!(sub.poll_next_unpin(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_dropped_subscription_never_holds_the_writer_back() {
+        let (mailbox, sub) = Mailbox::pair(1);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        assert!(mailbox.push(1));
+        drop(sub);
+        assert!(mailbox.is_abandoned());
+        assert!(mailbox.has_room(&mut cx));
+        assert!(!mailbox.push(2), "the loop learns to forget it");
+    }
+
+    #[test]
+    fn the_subscription_ends_after_the_queue_once_the_writer_is_gone() {
+        let (mailbox, sub) = Mailbox::pair(8);
+        assert!(mailbox.push("last"));
+        mailbox.close();
+        let rest: Vec<_> = futures::executor::block_on(sub.collect());
+        assert_eq!(rest, ["last"]);
+    }
+}
