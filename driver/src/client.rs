@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
-use futures::{SinkExt, Stream};
+use futures::Stream;
 use tether_core::{
     CloseCode, Config, ConfigError, EndReason, Event, MessageId, Protocol, RequestError,
     RequestFailure, RequestId, SendError, Session, Status, StreamEvent,
@@ -79,19 +79,24 @@ impl<P: Protocol> Shared<P> {
         *lock(&self.last_activity) = last;
     }
 
-    /// Hands `event` to every subscriber.
-    pub(crate) fn publish(&self, event: Event<P>) {
+    /// Hands every event of `events` to every subscriber, in order, one lock and one
+    /// wake-up per subscriber; leaves `events` empty.
+    pub(crate) fn publish(&self, events: &mut Vec<Event<P>>) {
+        if events.is_empty() {
+            return;
+        }
         let mut subs = lock(&self.events);
         if let Some((last, rest)) = subs.split_last() {
             let mut gone = false;
             for sub in rest {
-                gone |= !sub.push(event.clone());
+                gone |= !sub.push_all(events.iter().cloned());
             }
-            gone |= !last.push(event);
+            gone |= !last.push_all(events.drain(..));
             if gone {
                 subs.retain(|sub| !sub.is_abandoned());
             }
         }
+        events.clear();
     }
 
     /// Whether every subscriber has room for more events; if not, the loop is woken when
@@ -163,7 +168,7 @@ impl<P: Protocol> StreamCall<P> {
 /// A running session. Cheap to clone; every clone drives the same session. The session
 /// closes when the last clone is dropped.
 pub struct Client<P: Protocol> {
-    cmds: mpsc::Sender<Cmd<P>>,
+    cmds: async_channel::Sender<Cmd<P>>,
     control: mpsc::UnboundedSender<Control>,
     shared: Arc<Shared<P>>,
 }
@@ -222,7 +227,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         label: &str,
     ) -> Result<Self, ConnectError> {
         let session = Session::new(config, protocol, seed)?;
-        let (cmds_tx, cmds_rx) = mpsc::channel(CMD_CAPACITY);
+        let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();
         let rt = runtime.clone();
         let shared = Arc::new(Shared {
@@ -274,8 +279,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     /// The session's [`SendError`]; [`SendError::Ended`] when the loop is gone.
     pub async fn send(&self, message: P::Outbound) -> Result<MessageId, SendError> {
         let (tx, rx) = oneshot::channel();
-        let mut cmds = self.cmds.clone();
-        if cmds.send(Cmd::Send(message, tx)).await.is_err() {
+        if self.cmds.send(Cmd::Send(message, tx)).await.is_err() {
             return Err(SendError::Ended);
         }
         rx.await.unwrap_or(Err(SendError::Ended))
@@ -293,8 +297,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     ///
     /// [`SendError::Ended`] when the session loop is gone.
     pub async fn feed(&self, message: P::Outbound) -> Result<(), SendError> {
-        let mut cmds = self.cmds.clone();
-        cmds.send(Cmd::Feed(message))
+        self.cmds
+            .send(Cmd::Feed(message))
             .await
             .map_err(|_| SendError::Ended)
     }
@@ -329,8 +333,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
             reply: reply_tx,
             events: None,
         };
-        let mut cmds = self.cmds.clone();
-        if cmds.send(cmd).await.is_err() {
+        if self.cmds.send(cmd).await.is_err() {
             return Err(CallError::Stopped);
         }
         reply.await.unwrap_or(Err(CallError::Stopped))
@@ -356,8 +359,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
             reply: reply_tx,
             events: Some(events_tx),
         };
-        let mut cmds = self.cmds.clone();
-        if cmds.send(cmd).await.is_err() {
+        if self.cmds.send(cmd).await.is_err() {
             return Err(CallError::Stopped);
         }
         match accepted.await {

@@ -51,18 +51,19 @@ impl<T> Mailbox<T> {
             }),
             capacity,
         });
-        (mailbox.clone(), Subscription(mailbox))
+        (mailbox.clone(), Subscription::new(mailbox))
     }
 
-    /// Queues `item` (past the capacity too: the capacity only gates reading). Returns
-    /// `false` when the subscription is gone, so the loop can forget the mailbox.
-    pub(crate) fn push(&self, item: T) -> bool {
+    /// Queues every item of `items` in order under one lock, with one wake-up (past the
+    /// capacity too: the capacity only gates reading). Returns `false` when the
+    /// subscription is gone, so the loop can forget the mailbox.
+    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = T>) -> bool {
         let reader = {
             let mut inner = lock(&self.inner);
             if inner.reader_gone {
                 return false;
             }
-            inner.queue.push_back(item);
+            inner.queue.extend(items);
             inner.reader.take()
         };
         if let Some(w) = reader {
@@ -100,45 +101,57 @@ impl<T> Mailbox<T> {
 }
 
 /// The subscriber's end of a [`Mailbox`]: a stream of what the loop queued, ending after
-/// the loop is gone.
-pub(crate) struct Subscription<T>(Arc<Mailbox<T>>);
+/// the loop is gone. It takes the whole queue at once (one lock per batch, not per item),
+/// so it holds at most what the mailbox held.
+pub(crate) struct Subscription<T> {
+    mailbox: Arc<Mailbox<T>>,
+    taken: VecDeque<T>,
+}
+
+impl<T> Subscription<T> {
+    fn new(mailbox: Arc<Mailbox<T>>) -> Self {
+        Subscription {
+            mailbox,
+            taken: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Unpin for Subscription<T> {}
 
 impl<T> Stream for Subscription<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mailbox = &self.0;
-        let (item, writer) = {
-            let mut inner = lock(&mailbox.inner);
-            match inner.queue.pop_front() {
-                Some(item) => {
-                    // Wake the loop only once there is room for a whole batch again, not
-                    // on every item, so a reader just keeping up costs no extra wake-ups.
-                    let writer = if inner.queue.len() <= mailbox.capacity / 2 {
-                        inner.writer.take()
-                    } else {
-                        None
-                    };
-                    (Some(item), writer)
+        let this = self.get_mut();
+        if let Some(item) = this.taken.pop_front() {
+            return Poll::Ready(Some(item));
+        }
+        let writer = {
+            let mut inner = lock(&this.mailbox.inner);
+            if inner.queue.is_empty() {
+                if inner.writer_gone {
+                    return Poll::Ready(None);
                 }
-                None if inner.writer_gone => return Poll::Ready(None),
-                None => {
-                    inner.reader = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
+                inner.reader = Some(cx.waker().clone());
+                return Poll::Pending;
             }
+            // Swap rather than drain: the loop gets an empty queue with the old
+            // allocation, and this side keeps its own for the next batch.
+            std::mem::swap(&mut inner.queue, &mut this.taken);
+            inner.writer.take()
         };
         if let Some(w) = writer {
             w.wake();
         }
-        Poll::Ready(item)
+        Poll::Ready(this.taken.pop_front())
     }
 }
 
 impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
         let writer = {
-            let mut inner = lock(&self.0.inner);
+            let mut inner = lock(&self.mailbox.inner);
             inner.reader_gone = true;
             inner.queue.clear();
             inner.writer.take()
@@ -160,9 +173,8 @@ mod tests {
     fn a_full_mailbox_holds_the_writer_back_and_loses_nothing() {
         let (mailbox, mut sub) = Mailbox::pair(4);
         let mut cx = Context::from_waker(noop_waker_ref());
-        for i in 0..6 {
-            assert!(mailbox.push(i));
-        }
+        assert!(mailbox.push_all(0..4));
+        assert!(mailbox.push_all([4, 5]));
         assert!(!mailbox.has_room(&mut cx), "six queued, capacity four");
         let got: Vec<i32> = (0..6)
             .map(|_| match sub.poll_next_unpin(&mut cx) {
@@ -179,17 +191,17 @@ mod tests {
     fn a_dropped_subscription_never_holds_the_writer_back() {
         let (mailbox, sub) = Mailbox::pair(1);
         let mut cx = Context::from_waker(noop_waker_ref());
-        assert!(mailbox.push(1));
+        assert!(mailbox.push_all([1]));
         drop(sub);
         assert!(mailbox.is_abandoned());
         assert!(mailbox.has_room(&mut cx));
-        assert!(!mailbox.push(2), "the loop learns to forget it");
+        assert!(!mailbox.push_all([2]), "the loop learns to forget it");
     }
 
     #[test]
     fn the_subscription_ends_after_the_queue_once_the_writer_is_gone() {
         let (mailbox, sub) = Mailbox::pair(8);
-        assert!(mailbox.push("last"));
+        assert!(mailbox.push_all(["last"]));
         mailbox.close();
         let rest: Vec<_> = futures::executor::block_on(sub.collect());
         assert_eq!(rest, ["last"]);

@@ -4,13 +4,14 @@
 //! task, so a frame costs no hop between tasks on its way in or out.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
     CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, Status,
     StreamEvent,
@@ -36,12 +37,16 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) rt: R,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shared: Arc<Shared<P>>,
-    pub(crate) cmds: mpsc::Receiver<Cmd<P>>,
+    pub(crate) cmds: Pin<Box<async_channel::Receiver<Cmd<P>>>>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     conns: BTreeMap<ConnId, Conn>,
     /// Facts learned from the connections in this round, in order; reused across rounds.
     inputs: Vec<Input>,
     handles_gone: bool,
+    /// Events of this drain, handed to the subscribers together at its end.
+    published: Vec<Event<P>>,
+    /// The time of the current round.
+    now: Instant,
     calls: BTreeMap<RequestId, Reply<P>>,
     streams: BTreeMap<RequestId, mpsc::Sender<StreamEvent<P::Inbound>>>,
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
@@ -62,19 +67,22 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         rt: R,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared<P>>,
-        cmds: mpsc::Receiver<Cmd<P>>,
+        cmds: async_channel::Receiver<Cmd<P>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
+        let now = rt.now();
         Driver {
             session,
             rt,
             transport,
             shared,
-            cmds,
+            cmds: Box::pin(cmds),
             control,
             conns: BTreeMap::new(),
             inputs: Vec::new(),
             handles_gone: false,
+            now,
+            published: Vec::new(),
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
             open_waiters: Vec::new(),
@@ -99,6 +107,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     /// (the loop then wakes itself and yields).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUND_BUDGET {
+            // One clock read per round: everything taken in a round happened "now".
+            self.now = self.rt.now();
             let mut progressed = self.poll_handles(cx);
             progressed |= self.poll_conns(cx);
             self.drain();
@@ -137,13 +147,13 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             return progressed;
         }
         for _ in 0..CMD_BUDGET {
-            match self.cmds.poll_next_unpin(cx) {
+            match self.cmds.as_mut().poll_next(cx) {
                 Poll::Pending => return progressed,
                 Poll::Ready(Some(cmd)) => self.command(cmd),
                 Poll::Ready(None) => {
                     // Every handle is gone: nobody can use the session any more.
                     self.handles_gone = true;
-                    let now = self.rt.now();
+                    let now = self.now;
                     self.session
                         .close(CloseCode::GOING_AWAY, "client dropped", now);
                     return true;
@@ -203,13 +213,13 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             return false;
         }
         self.sleep = None;
-        let now = self.rt.now();
-        self.session.handle_timeout(now);
+        self.now = self.rt.now();
+        self.session.handle_timeout(self.now);
         true
     }
 
     fn control(&mut self, ctl: Control) {
-        let now = self.rt.now();
+        let now = self.now;
         match ctl {
             Control::Close(code, reason, done) => {
                 self.session.close(code, reason, now);
@@ -229,7 +239,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     }
 
     fn command(&mut self, cmd: Cmd<P>) {
-        let now = self.rt.now();
+        let now = self.now;
         match cmd {
             Cmd::Send(msg, reply) => {
                 let _ = reply.send(self.session.send(msg, now));
@@ -272,12 +282,13 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             }
             self.feed();
         }
+        self.shared.publish(&mut self.published);
         self.shared.touch(self.session.last_activity());
     }
 
     /// Hands the session every input learned so far, in order.
     fn feed(&mut self) {
-        let now = self.rt.now();
+        let now = self.now;
         let mut inputs = std::mem::take(&mut self.inputs);
         for input in inputs.drain(..) {
             self.session.handle_input(input, now);
@@ -369,6 +380,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             }
             _ => {}
         }
-        self.shared.publish(event);
+        self.published.push(event);
     }
 }

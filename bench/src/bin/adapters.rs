@@ -282,27 +282,44 @@ impl Pipeline {
 }
 
 /// Pipelined echo with `s.window` frames in flight for up to `s.frames` frames or
-/// `s.budget`, after a warm-up.
-async fn raw_throughput<S>(mut ws: WebSocketStream<S>, s: Settings) -> Measured
+/// `s.budget`, after a warm-up. Plain: `send` per frame (a flush, so a write call, each).
+/// Batched: `feed` per frame and one `flush` whenever no echo is ready to read, which is
+/// what a hand-tuned client does and what tether's loop does for its writes.
+async fn raw_throughput<S>(mut ws: WebSocketStream<S>, s: Settings, batched: bool) -> Measured
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let payload = Utf8Bytes::from_static(FRAME);
     let mut run = async |p: &mut Pipeline| {
         while p.filling(s.window) {
-            ws.send(Message::Text(payload.clone()))
-                .await
-                .expect("raw send");
+            let frame = Message::Text(payload.clone());
+            if batched {
+                ws.feed(frame).await.expect("raw feed");
+            } else {
+                ws.send(frame).await.expect("raw send");
+            }
             p.sent += 1;
         }
         while p.got < p.sent {
-            match ws.next().await {
+            let next = match ws.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if batched {
+                        ws.flush().await.expect("raw flush");
+                    }
+                    ws.next().await
+                }
+            };
+            match next {
                 Some(Ok(Message::Text(_))) => {
                     p.got += 1;
                     if p.refill() {
-                        ws.send(Message::Text(payload.clone()))
-                            .await
-                            .expect("raw send");
+                        let frame = Message::Text(payload.clone());
+                        if batched {
+                            ws.feed(frame).await.expect("raw feed");
+                        } else {
+                            ws.send(frame).await.expect("raw send");
+                        }
                         p.sent += 1;
                     }
                 }
@@ -320,9 +337,12 @@ where
     measured
 }
 
-/// One round trip at a time with a text frame of `len` bytes, after a warm-up; returns
-/// every measured round trip and the client CPU time over all of them.
-async fn raw_latency<S>(mut ws: WebSocketStream<S>, s: Settings, len: usize) -> Trips
+/// One round trip at a time, after a warm-up; returns every measured round trip and the
+/// client CPU time over all of them. Echo (`json` false): a text frame of `len` bytes and
+/// its echo, nothing else. Request (`json` true): what the least a request client does
+/// over raw async-tungstenite — encode a `HelloAck` request with serde_json, parse the
+/// answer and check its id — so the difference to tether is tether's own machinery.
+async fn raw_latency<S>(mut ws: WebSocketStream<S>, s: Settings, len: usize, json: bool) -> Trips
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -334,12 +354,24 @@ where
             clock = Some(Clock::start());
         }
         let start = Instant::now();
-        ws.send(Message::Text(payload.clone()))
-            .await
-            .expect("raw send");
+        let frame = if json {
+            let id = 1000 + i as u64;
+            let request =
+                serde_json::json!({"type": "request", "id": id, "method": "echo", "params": null});
+            Utf8Bytes::from(request.to_string())
+        } else {
+            payload.clone()
+        };
+        ws.send(Message::Text(frame)).await.expect("raw send");
         loop {
             match ws.next().await {
-                Some(Ok(Message::Text(_))) => break,
+                Some(Ok(Message::Text(t))) => {
+                    if json {
+                        let answer: Value = serde_json::from_str(t.as_str()).expect("raw answer");
+                        assert_eq!(answer["id"], 1000 + i as u64, "raw answer id");
+                    }
+                    break;
+                }
                 Some(Ok(_)) => {}
                 other => panic!("raw stream ended: {other:?}"),
             }
@@ -440,8 +472,8 @@ fn url(addr: SocketAddr) -> String {
 /// The four loops of one row, on one runtime with one placement of the measured loop.
 trait Bed {
     fn name(&self) -> &'static str;
-    fn raw_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
-    fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize) -> Trips;
+    fn raw_throughput(&self, addr: SocketAddr, s: Settings, batched: bool) -> Measured;
+    fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize, json: bool) -> Trips;
     fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
     fn tether_latency(&self, addr: SocketAddr, s: Settings) -> Trips;
 }
@@ -512,11 +544,11 @@ macro_rules! bed {
             fn name(&self) -> &'static str {
                 $name(self.spawned)
             }
-            fn raw_throughput(&self, addr: SocketAddr, s: Settings) -> Measured {
-                self.run(async move { raw_throughput($raw(addr).await, s).await })
+            fn raw_throughput(&self, addr: SocketAddr, s: Settings, batched: bool) -> Measured {
+                self.run(async move { raw_throughput($raw(addr).await, s, batched).await })
             }
-            fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize) -> Trips {
-                self.run(async move { raw_latency($raw(addr).await, s, len).await })
+            fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize, json: bool) -> Trips {
+                self.run(async move { raw_latency($raw(addr).await, s, len, json).await })
             }
             fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured {
                 self.run(async move {
@@ -563,16 +595,34 @@ struct Figures {
     frames_per_s: f64,
     /// Client CPU per frame (throughput) in µs.
     cpu_per_frame: Option<f64>,
+    /// The raw client's batched throughput (zero for tether).
+    batched_per_s: f64,
+    batched_cpu_per_frame: Option<f64>,
     p50: Duration,
     p99: Duration,
     /// Client CPU per round trip in µs.
     cpu_per_trip: Option<f64>,
+    /// The raw client's JSON request round trip (zero for tether).
+    json_p50: Duration,
+    json_p99: Duration,
 }
 
 impl Figures {
     fn throughput(&mut self, m: Measured) {
         self.frames_per_s = m.frames as f64 / m.wall.as_secs_f64();
         self.cpu_per_frame = m.cpu.map(|c| c.as_secs_f64() * 1e6 / m.frames as f64);
+    }
+
+    fn batched(&mut self, m: Measured) {
+        self.batched_per_s = m.frames as f64 / m.wall.as_secs_f64();
+        self.batched_cpu_per_frame = m.cpu.map(|c| c.as_secs_f64() * 1e6 / m.frames as f64);
+    }
+
+    fn json_latency(&mut self, t: Trips) {
+        let mut f = Figures::default();
+        f.latency(t);
+        self.json_p50 = f.p50;
+        self.json_p99 = f.p99;
     }
 
     fn latency(&mut self, mut t: Trips) {
@@ -602,9 +652,13 @@ fn medians(rounds: &[Figures]) -> Figures {
     Figures {
         frames_per_s: f(|x| x.frames_per_s),
         cpu_per_frame: o(|x| x.cpu_per_frame),
+        batched_per_s: f(|x| x.batched_per_s),
+        batched_cpu_per_frame: o(|x| x.batched_cpu_per_frame),
         p50: d(|x| x.p50),
         p99: d(|x| x.p99),
         cpu_per_trip: o(|x| x.cpu_per_trip),
+        json_p50: d(|x| x.json_p50),
+        json_p99: d(|x| x.json_p99),
     }
 }
 
@@ -651,8 +705,10 @@ fn measure(
         let mut t = Figures::default();
         let run_raw = |r: &mut Figures| {
             if clients != Clients::Tether {
-                r.throughput(bed.raw_throughput(addr, s));
-                r.latency(bed.raw_latency(addr, s, len));
+                r.throughput(bed.raw_throughput(addr, s, false));
+                r.batched(bed.raw_throughput(addr, s, true));
+                r.latency(bed.raw_latency(addr, s, len, false));
+                r.json_latency(bed.raw_latency(addr, s, len, true));
             }
         };
         let run_tether = |t: &mut Figures| {
@@ -670,10 +726,11 @@ fn measure(
             run_raw(&mut r);
         }
         eprintln!(
-            "  {:<16} round {}: raw {:>9} frames/s, {:>6} µs p50; tether {:>9} frames/s, {:>6} µs p50",
+            "  {:<16} round {}: raw {:>9} (batched {:>9}) frames/s, {:>6} µs p50; tether {:>9} frames/s, {:>6} µs p50",
             bed.name(),
             round + 1,
             thousands(r.frames_per_s),
+            thousands(r.batched_per_s),
             micros(r.p50),
             thousands(t.frames_per_s),
             micros(t.p50),
@@ -739,31 +796,37 @@ fn main() {
     }
     println!();
     println!(
-        "| runtime, measured loop | raw frames/s | tether frames/s | tether/raw (target ≥ 0.90) | raw CPU µs/frame | tether CPU µs/frame |"
+        "| runtime, measured loop | raw `send` frames/s | raw batched frames/s | tether frames/s | tether/raw `send` | tether/raw batched (target ≥ 0.90) | CPU µs/frame: raw `send`, batched, tether |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for (name, raw, tether) in &rows {
         println!(
-            "| {name} | {} | {} | {:.2}× | {} | {} |",
+            "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {}, {}, {} |",
             thousands(raw.frames_per_s),
+            thousands(raw.batched_per_s),
             thousands(tether.frames_per_s),
             tether.frames_per_s / raw.frames_per_s,
+            tether.frames_per_s / raw.batched_per_s,
             opt(raw.cpu_per_frame),
+            opt(raw.batched_cpu_per_frame),
             opt(tether.cpu_per_frame),
         );
     }
     println!();
     println!(
-        "| runtime, measured loop | raw p50 µs | tether p50 µs | tether/raw p50 (target ≤ 1.10) | raw p99 µs | tether p99 µs | raw CPU µs/trip | tether CPU µs/trip |"
+        "| runtime, measured loop | p50 µs: raw echo, raw JSON request, tether | tether/raw echo p50 | tether/raw request p50 (target ≤ 1.10) | p99 µs: raw echo, raw request, tether | raw echo CPU µs/trip | tether CPU µs/trip |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---|---:|---:|");
     for (name, raw, tether) in &rows {
         println!(
-            "| {name} | {} | {} | {:.2}× | {} | {} | {} | {} |",
+            "| {name} | {}, {}, {} | {:.2}× | {:.2}× | {}, {}, {} | {} | {} |",
             micros(raw.p50),
+            micros(raw.json_p50),
             micros(tether.p50),
             tether.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+            tether.p50.as_secs_f64() / raw.json_p50.as_secs_f64(),
             micros(raw.p99),
+            micros(raw.json_p99),
             micros(tether.p99),
             opt(raw.cpu_per_trip),
             opt(tether.cpu_per_trip),
