@@ -1,5 +1,6 @@
 //! Close-code policy: every way a connection ends is classified as normal, reconnect or
-//! fatal, including failures before the WebSocket opened.
+//! fatal, including failures before the WebSocket opened. Close codes, their validity on
+//! the wire and the checks on an outgoing close frame are shared with the server role.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +49,47 @@ impl CloseCode {
     #[must_use]
     pub fn is_valid_on_wire(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+/// The longest close reason a close frame can carry, in bytes: a control frame's payload
+/// is at most 125 bytes, two of which are the code (RFC 6455 §5.5).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// Why a close frame could not be sent as asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// The code may not appear in a close frame (1005, 1006, 1015, anything outside
+    /// 1000–1014 and 3000–4999): the peer would fail the connection with 1002.
+    #[error("close code {0} may not be sent on the wire")]
+    InvalidCode(u16),
+    /// The reason is longer than [`MAX_CLOSE_REASON`] bytes.
+    #[error("close reason of {0} bytes exceeds 123")]
+    ReasonTooLong(usize),
+}
+
+impl CloseError {
+    /// Checks a close frame this side is about to send: a code valid on the wire and a
+    /// reason of at most [`MAX_CLOSE_REASON`] bytes.
+    ///
+    /// ```
+    /// use tether_core::{CloseCode, server::CloseError};
+    /// assert_eq!(CloseError::check(CloseCode(4000), "bye"), Ok(()));
+    /// assert_eq!(CloseError::check(CloseCode::ABNORMAL, ""), Err(CloseError::InvalidCode(1006)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first problem found.
+    pub fn check(code: CloseCode, reason: &str) -> Result<(), CloseError> {
+        if !code.is_valid_on_wire() {
+            return Err(CloseError::InvalidCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(CloseError::ReasonTooLong(reason.len()));
+        }
+        Ok(())
     }
 }
 

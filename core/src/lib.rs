@@ -107,6 +107,7 @@ pub mod profiles;
 mod protocol;
 mod queue;
 mod requests;
+pub mod server;
 mod session;
 mod stats;
 mod status;

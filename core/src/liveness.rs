@@ -1,7 +1,11 @@
 //! Liveness: periodic pings, stale detection, application heartbeats and the probe after
-//! a clock jump. Shared by every role that holds a connection open.
+//! a clock jump. Shared by every role that holds a connection open: the client
+//! [`Session`](crate::Session) and the server role's
+//! [`ServerConn`](crate::server::ServerConn).
 
 use std::time::{Duration, Instant};
+
+use crate::error::ConfigError;
 
 /// The liveness part of [`Config`](crate::Config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +34,38 @@ impl Default for LivenessConfig {
             clock_jump_threshold: Duration::from_secs(15),
             probe_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl LivenessConfig {
+    /// Checks the values that cannot work: a zero threshold or interval, a stale
+    /// threshold that does not exceed the ping interval (every connection would be
+    /// declared dead between two pings), a heartbeat factor below 1. The server role
+    /// validates its liveness section with this.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("stale_after", self.stale_after),
+            ("probe_timeout", self.probe_timeout),
+            ("clock_jump_threshold", self.clock_jump_threshold),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero(name));
+        }
+        if let Some(ping) = self.ping_interval {
+            if ping.is_zero() {
+                return Err(ConfigError::Zero("ping_interval"));
+            }
+            if self.stale_after <= ping {
+                return Err(ConfigError::StaleBeforePing {
+                    ping_interval: ping,
+                    stale_after: self.stale_after,
+                });
+            }
+        }
+        if self.heartbeat_stale_factor < 1 {
+            return Err(ConfigError::HeartbeatFactor);
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,7 @@
 //! Send deadlines: every frame handed to the adapter is tracked until the adapter reports
-//! it written. Shared by every role that writes to a peer.
+//! it written. Shared by every role that writes to a peer: the client
+//! [`Session`](crate::Session) and the server role's
+//! [`ServerConn`](crate::server::ServerConn).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

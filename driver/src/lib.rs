@@ -22,6 +22,7 @@ mod conn;
 mod connect;
 mod mailbox;
 mod runtime;
+pub mod server;
 mod task;
 mod transport;
 mod ws;

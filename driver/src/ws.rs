@@ -302,21 +302,30 @@ impl<D: Dial> Transport for WsTransport<D> {
         )
         .await
         .map_err(ws_failure)?;
-        let (sink, stream) = ws.split();
-        let sink = sink
-            .sink_map_err(ws_io)
-            .with(|out: Outgoing| futures::future::ready(Ok::<_, io::Error>(to_message(out))));
-        let stream = stream.filter_map(|item| {
-            futures::future::ready(match item {
-                Ok(msg) => from_message(msg).map(Ok),
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
-                Err(e) => Some(Err(ws_io(e))),
-            })
-        });
-        Ok(Link {
-            sink: Box::pin(sink),
-            stream: Box::pin(stream),
+        Ok(into_link(ws))
+    }
+}
+
+/// An open WebSocket as a [`Link`] of the driver's frames: the client transport's and the
+/// server side's accepted connections alike.
+pub(crate) fn into_link<S>(ws: async_tungstenite::WebSocketStream<S>) -> Link
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let sink = sink
+        .sink_map_err(ws_io)
+        .with(|out: Outgoing| futures::future::ready(Ok::<_, io::Error>(to_message(out))));
+    let stream = stream.filter_map(|item| {
+        futures::future::ready(match item {
+            Ok(msg) => from_message(msg).map(Ok),
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
+            Err(e) => Some(Err(ws_io(e))),
         })
+    });
+    Link {
+        sink: Box::pin(sink),
+        stream: Box::pin(stream),
     }
 }
 

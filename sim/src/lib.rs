@@ -15,6 +15,7 @@ mod net;
 pub mod oracle;
 pub mod scenario;
 mod server;
+pub mod server_role;
 pub mod servers;
 pub mod shrink;
 pub mod storm;

@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod server;
+
 use std::io;
 use std::net::TcpStream;
 use std::time::Instant;

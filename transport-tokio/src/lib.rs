@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod server;
+
 use std::io;
 use std::time::Instant;
 

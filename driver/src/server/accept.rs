@@ -1,0 +1,113 @@
+//! From an accepted byte stream to a guarded connection: the WebSocket upgrade (bounded
+//! in time), then the connection task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use futures::FutureExt;
+use futures::channel::mpsc;
+use futures::io::{AsyncRead, AsyncWrite};
+use tether_core::server::ServerConn;
+use tether_core::{ConfigError, ConnId};
+
+use super::guard::{GuardConfig, Guarded, State};
+use super::task::{self, Parts};
+use crate::runtime::Runtime;
+use crate::transport::Link;
+
+/// Ids of accepted connections, unique in the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why an accepted socket did not become a guarded connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The WebSocket upgrade failed (not an upgrade request, a bad header, I/O).
+    #[error("websocket upgrade failed: {0}")]
+    Upgrade(String),
+    /// The upgrade did not complete within `upgrade_timeout`.
+    #[error("websocket upgrade not completed within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Performs the server side of the WebSocket upgrade on `io` (an accepted socket whose
+/// options the adapter has set), within `config.upgrade_timeout`, then starts the
+/// connection's task on `runtime`. The adapters' `accept` is this with their runtime.
+///
+/// # Errors
+///
+/// See [`AcceptError`]; the socket is dropped then.
+pub async fn accept_ws<R, S>(
+    runtime: R,
+    io: S,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, AcceptError>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    config.validate()?;
+    let mut ws = WebSocketConfig::default();
+    // The machine, not tungstenite, decides what an oversized frame means (a violation,
+    // the connection goes on); tungstenite's bound, above it, only guards memory.
+    let cap = config.server.max_inbound_frame.saturating_add(64 << 10);
+    ws.max_message_size = Some(cap);
+    ws.max_frame_size = Some(cap);
+    // Small read buffers: a hub holds thousands of connections (see the client's note on
+    // tungstenite zeroing its whole read chunk).
+    ws.read_buffer_size = 16 << 10;
+    let upgrade = async_tungstenite::accept_async_with_config(io, Some(ws)).fuse();
+    let deadline = runtime.now() + config.upgrade_timeout;
+    let timeout = runtime.sleep_until(deadline).fuse();
+    futures::pin_mut!(upgrade, timeout);
+    let ws = futures::select_biased! {
+        r = upgrade => r.map_err(|e| AcceptError::Upgrade(e.to_string()))?,
+        () = timeout => return Err(AcceptError::Timeout(config.upgrade_timeout)),
+    };
+    Ok(guard(runtime, crate::ws::into_link(ws), peer, config)?)
+}
+
+/// Starts guarding an already open connection (a [`Link`] from any transport: the
+/// simulator's, a test's, a WebSocket upgraded elsewhere) and returns its handle.
+///
+/// # Errors
+///
+/// An invalid configuration.
+pub fn guard<R: Runtime>(
+    runtime: R,
+    link: Link,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, ConfigError> {
+    config.validate()?;
+    let id = ConnId::from_raw(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let machine = ServerConn::new(config.machine_config(), id, runtime.now())?;
+    let clock = runtime.clone();
+    let state = Arc::new(State::new(
+        id,
+        peer,
+        config.server.max_pending_writes,
+        Arc::new(move || clock.now()),
+    ));
+    let (cmds_tx, cmds_rx) = mpsc::unbounded();
+    let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity);
+    let task = task::run(Parts {
+        rt: runtime.clone(),
+        machine,
+        link,
+        state: state.clone(),
+        cmds: cmds_rx,
+        inbound: inbound_tx,
+    });
+    let span = tracing::debug_span!("server_conn", conn = %id, peer = ?peer);
+    runtime.spawn(tracing::Instrument::instrument(task, span).boxed());
+    tracing::debug!(conn = %id, peer = ?peer, "accepted");
+    Ok(Guarded::new(state, cmds_tx, inbound_rx))
+}

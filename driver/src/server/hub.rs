@@ -1,0 +1,372 @@
+//! A set of guarded connections and a broadcast that never waits on the slowest one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use futures::Stream;
+use futures::channel::mpsc;
+use tether_core::server::{CloseError, EndCause};
+use tether_core::{CloseCode, ConnId, DataFrame};
+
+use super::guard::{DeliveryError, Guarded};
+
+/// How a [`Hub`] treats its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// The close code sent to a member evicted because its outbound queue overflowed.
+    /// Default 1013 (try again later): the member was too slow for this hub's rate, and a
+    /// client that reconnects later gets a fresh start (tether's own client waits at least
+    /// 30 s before it does).
+    pub overflow_code: CloseCode,
+    /// The reason sent with it. Default `"slow consumer"`.
+    pub overflow_reason: String,
+    /// Departures buffered per [`departures`](Hub::departures) subscriber; a subscriber
+    /// that does not keep up misses departures (counted in
+    /// [`HubStats::departures_dropped`]). Default 1024.
+    pub departure_capacity: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            overflow_code: CloseCode::TRY_AGAIN_LATER,
+            overflow_reason: "slow consumer".to_owned(),
+            departure_capacity: 1024,
+        }
+    }
+}
+
+/// Why a member left the hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// Evicted: its outbound queue was full when a broadcast came. It was closed with the
+    /// hub's `overflow_code`.
+    Overflow,
+    /// Its connection ended: a missed send deadline or a silent peer (evictions by the
+    /// connection's guard), a failed write, the peer's close or drop, or the application's
+    /// own close.
+    Ended(EndCause),
+    /// [`Hub::remove`] took it out (its connection is left as it is).
+    Removed,
+}
+
+impl LeaveReason {
+    /// Whether the member was thrown out for being slow or dead (overflow, missed send
+    /// deadline, silence, failed write) rather than leaving or being removed.
+    #[must_use]
+    pub fn is_eviction(&self) -> bool {
+        match self {
+            LeaveReason::Overflow => true,
+            LeaveReason::Ended(cause) => cause.is_failure(),
+            LeaveReason::Removed => false,
+        }
+    }
+}
+
+/// A member left the hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departure {
+    /// The member's connection id.
+    pub member: ConnId,
+    /// Why.
+    pub reason: LeaveReason,
+    /// When (the member's runtime clock).
+    pub at: Instant,
+}
+
+/// What one [`Hub::broadcast`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Members the frame was queued for.
+    pub queued: usize,
+    /// Members evicted because their queue was full.
+    pub evicted: usize,
+    /// Members whose connection had already ended (they leave through their own
+    /// departure).
+    pub dead: usize,
+}
+
+/// Counters of a hub's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Members now.
+    pub members: usize,
+    /// Broadcasts so far.
+    pub broadcasts: u64,
+    /// Frames queued for members so far.
+    pub queued: u64,
+    /// Members evicted for a full queue.
+    pub evicted_overflow: u64,
+    /// Members that left because their connection ended (any cause).
+    pub ended: u64,
+    /// Departures a lagging subscriber missed.
+    pub departures_dropped: u64,
+}
+
+struct Inner {
+    cfg: HubConfig,
+    /// Copy on write: a broadcast iterates a snapshot without holding the lock, so joins
+    /// and leaves never wait for a broadcast and never disturb one under way.
+    members: Mutex<Arc<Vec<Guarded>>>,
+    subscribers: Mutex<Vec<mpsc::Sender<Departure>>>,
+    broadcasts: AtomicU64,
+    queued: AtomicU64,
+    evicted_overflow: AtomicU64,
+    ended: AtomicU64,
+    departures_dropped: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each critical section swaps an `Arc` or pushes a sender; a panic cannot leave
+    // either half-done, so poisoning is ignored.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A set of guarded connections with a broadcast that never waits on the slowest member.
+///
+/// Each member has a bounded outbound queue (its `max_pending_writes`). A broadcast
+/// queues the frame for every member without waiting — the payload is shared, not copied
+/// per member — and evicts a member whose queue is full: it is removed and closed with
+/// the configured code. A member whose connection misses its send deadline, goes silent
+/// or fails a write is aborted by its own guard and leaves the hub. Every departure is
+/// reported on [`departures`](Self::departures) with its reason. Joining, leaving and
+/// evictions are safe while broadcasts run, from any number of tasks or threads; the
+/// frames of one broadcaster reach each member in order.
+///
+/// ```no_run
+/// # async fn demo(accepted: tether_driver::server::Guarded) {
+/// use futures::StreamExt;
+/// use tether_driver::server::{Hub, HubConfig};
+/// use tether_driver::tether_core::{DataFrame, Utf8Bytes};
+///
+/// let hub = Hub::new(HubConfig::default()).unwrap();
+/// let mut departures = hub.departures();
+/// hub.join(accepted).unwrap();
+/// let report = hub.broadcast(DataFrame::Text(Utf8Bytes::from_static(r#"{"delta":"hi"}"#)));
+/// assert_eq!(report.queued, 1);
+/// while let Some(d) = departures.next().await {
+///     eprintln!("{} left: {:?} (evicted: {})", d.member, d.reason, d.reason.is_eviction());
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("members", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    ///
+    /// # Errors
+    ///
+    /// A [`CloseError`] when the overflow close code or reason cannot be sent.
+    pub fn new(config: HubConfig) -> Result<Self, CloseError> {
+        CloseError::check(config.overflow_code, &config.overflow_reason)?;
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                cfg: config,
+                members: Mutex::new(Arc::new(Vec::new())),
+                subscribers: Mutex::new(Vec::new()),
+                broadcasts: AtomicU64::new(0),
+                queued: AtomicU64::new(0),
+                evicted_overflow: AtomicU64::new(0),
+                ended: AtomicU64::new(0),
+                departures_dropped: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Adds a connection; it receives every broadcast from now on, until it leaves.
+    /// Joining a member twice does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`DeliveryError::Dead`] if the connection has already ended.
+    pub fn join(&self, member: Guarded) -> Result<ConnId, DeliveryError> {
+        let id = member.id();
+        {
+            let mut members = lock(&self.inner.members);
+            if members.iter().any(|m| m.id() == id) {
+                return Ok(id);
+            }
+            let mut next = Vec::with_capacity(members.len() + 1);
+            next.extend(members.iter().cloned());
+            next.push(member.clone());
+            *members = Arc::new(next);
+        }
+        // Registered after the member is in the set, so a departure can always find it;
+        // a connection that ended in between is taken out again here.
+        let hub: Weak<Inner> = Arc::downgrade(&self.inner);
+        let hooked = member.on_end(move |cause, at| {
+            if let Some(inner) = hub.upgrade() {
+                Hub { inner }.depart(id, LeaveReason::Ended(cause.clone()), at);
+            }
+        });
+        if let Err(cause) = hooked {
+            self.take(id);
+            return Err(DeliveryError::Dead(cause));
+        }
+        tracing::debug!(member = %id, "joined");
+        Ok(id)
+    }
+
+    /// Takes a member out without touching its connection; `None` if it is not a member.
+    /// Reported as [`LeaveReason::Removed`].
+    pub fn remove(&self, id: ConnId) -> Option<Guarded> {
+        let member = self.take(id)?;
+        let at = member.now();
+        self.publish(Departure {
+            member: id,
+            reason: LeaveReason::Removed,
+            at,
+        });
+        Some(member)
+    }
+
+    /// Queues `frame` for every member without waiting on any of them, and evicts every
+    /// member whose queue is full. The payload is shared by all members (a reference
+    /// count, not a copy). Never blocks: its cost is a few atomic operations per member.
+    pub fn broadcast(&self, frame: DataFrame) -> Broadcast {
+        let members = lock(&self.inner.members).clone();
+        let mut report = Broadcast::default();
+        let mut full = Vec::new();
+        for m in members.iter() {
+            match m.try_send(frame.clone()) {
+                Ok(()) => report.queued += 1,
+                Err(DeliveryError::Full) => full.push(m),
+                Err(_) => report.dead += 1,
+            }
+        }
+        for m in full {
+            // Out of the set first, so the end of its connection is not reported again.
+            if self.take(m.id()).is_some() {
+                report.evicted += 1;
+                self.inner.evicted_overflow.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(member = %m.id(), "queue full; evicting");
+                let cfg = &self.inner.cfg;
+                // Validated by `Hub::new`.
+                let _ = m.close(cfg.overflow_code, &cfg.overflow_reason);
+                self.publish(Departure {
+                    member: m.id(),
+                    reason: LeaveReason::Overflow,
+                    at: m.now(),
+                });
+            }
+        }
+        self.inner.broadcasts.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .queued
+            .fetch_add(report.queued as u64, Ordering::Relaxed);
+        report
+    }
+
+    /// Closes every member with `code` and `reason` (each leaves with
+    /// [`LeaveReason::Ended`] once its close completes).
+    ///
+    /// # Errors
+    ///
+    /// A [`CloseError`] for a code or reason that cannot be sent; nothing happened then.
+    pub fn close_all(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
+        CloseError::check(code, reason)?;
+        let members = lock(&self.inner.members).clone();
+        for m in members.iter() {
+            let _ = m.close(code, reason);
+        }
+        Ok(())
+    }
+
+    /// A stream of every departure from now on (bounded; see
+    /// [`HubConfig::departure_capacity`]).
+    pub fn departures(&self) -> impl Stream<Item = Departure> + Send + Unpin + 'static {
+        let (tx, rx) = mpsc::channel(self.inner.cfg.departure_capacity);
+        lock(&self.inner.subscribers).push(tx);
+        rx
+    }
+
+    /// The members' ids.
+    #[must_use]
+    pub fn members(&self) -> Vec<ConnId> {
+        lock(&self.inner.members).iter().map(Guarded::id).collect()
+    }
+
+    /// Whether `id` is a member.
+    #[must_use]
+    pub fn contains(&self, id: ConnId) -> bool {
+        lock(&self.inner.members).iter().any(|m| m.id() == id)
+    }
+
+    /// How many members there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        lock(&self.inner.members).len()
+    }
+
+    /// Whether there are no members.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> HubStats {
+        let i = &self.inner;
+        HubStats {
+            members: self.len(),
+            broadcasts: i.broadcasts.load(Ordering::Relaxed),
+            queued: i.queued.load(Ordering::Relaxed),
+            evicted_overflow: i.evicted_overflow.load(Ordering::Relaxed),
+            ended: i.ended.load(Ordering::Relaxed),
+            departures_dropped: i.departures_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes `id` out of the set; the member if it was in.
+    fn take(&self, id: ConnId) -> Option<Guarded> {
+        let mut members = lock(&self.inner.members);
+        let pos = members.iter().position(|m| m.id() == id)?;
+        let mut next: Vec<Guarded> = members.as_ref().clone();
+        let member = next.remove(pos);
+        *members = Arc::new(next);
+        Some(member)
+    }
+
+    /// A member's connection ended.
+    fn depart(&self, id: ConnId, reason: LeaveReason, at: Instant) {
+        if self.take(id).is_none() {
+            return;
+        }
+        self.inner.ended.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(member = %id, ?reason, "left");
+        self.publish(Departure {
+            member: id,
+            reason,
+            at,
+        });
+    }
+
+    fn publish(&self, departure: Departure) {
+        let mut subs = lock(&self.inner.subscribers);
+        subs.retain_mut(|tx| match tx.try_send(departure.clone()) {
+            Ok(()) => true,
+            Err(e) if e.is_disconnected() => false,
+            Err(_) => {
+                self.inner
+                    .departures_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        });
+    }
+}

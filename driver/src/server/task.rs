@@ -1,0 +1,389 @@
+//! The task of one guarded connection: it owns the [`ServerConn`], feeds it one thing at a
+//! time (a transport input, a command from a handle, an expired deadline), drains its
+//! outputs and carries them out. Reading and writing run concurrently inside the task, so
+//! a write the peer never drains does not stop reading (pongs still count as life) and
+//! the connection's send deadline can abort it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::channel::mpsc;
+use futures::future::{BoxFuture, Fuse, FutureExt};
+use futures::{SinkExt, StreamExt, select_biased};
+use tether_core::server::{EndCause, ServerConn, ServerEvent, ServerOutput};
+use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
+
+use super::guard::{Cmd, DeliveryError, Reply, State};
+use crate::runtime::Runtime;
+use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
+
+/// Reports in flight from the reader and writer to the loop. A full channel makes them
+/// wait, which pushes back on the socket instead of buffering without bound.
+const INPUT_CAPACITY: usize = 256;
+
+/// At most this many frames are handed to the WebSocket before one flush: one system
+/// call for a burst of broadcasts, and a bounded amount fed past a stuck socket.
+const MAX_BATCH: usize = 64;
+
+/// What the loop hands the writer: a frame (with the id to report) or a close frame.
+type WriteItem = (Option<FrameId>, Outgoing);
+
+/// Everything the task needs, built by the accept helper.
+pub(crate) struct Parts<R> {
+    pub(crate) rt: R,
+    pub(crate) machine: ServerConn,
+    pub(crate) link: Link,
+    pub(crate) state: Arc<State>,
+    pub(crate) cmds: mpsc::UnboundedReceiver<Cmd>,
+    pub(crate) inbound: mpsc::Sender<DataFrame>,
+}
+
+/// Ends the connection as terminated if the task is dropped before it finished (its
+/// runtime shut down), so nobody waits for an end that would never be reported.
+struct FinishOnDrop(Arc<State>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        let now = (self.0.now)();
+        self.0.finish(EndCause::Terminated, now);
+    }
+}
+
+/// Runs the connection until it has ended; the socket closes when this returns.
+pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
+    let Parts {
+        rt,
+        machine,
+        link,
+        state,
+        cmds,
+        inbound,
+    } = parts;
+    let conn = machine.conn();
+    let _finish = FinishOnDrop(state.clone());
+    let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
+    let (writes_tx, writes_rx) = mpsc::unbounded();
+    let discard = Arc::new(AtomicBool::new(false));
+    let reader = read(conn, link.stream, inputs_tx.clone());
+    let writer = write(conn, link.sink, writes_rx, inputs_tx, discard.clone());
+    let linger_rt = rt.clone();
+    let control = Control {
+        rt,
+        machine,
+        state,
+        cmds,
+        inbound,
+        inputs: inputs_rx,
+        writes: writes_tx,
+        discard,
+        waiters: BTreeMap::new(),
+        refused: Vec::new(),
+        sleep: None,
+        abort: false,
+        warned_inbound: false,
+    };
+    let control = std::pin::pin!(control.run());
+    let io = std::pin::pin!(futures::future::join(reader, writer));
+    if let futures::future::Either::Left((Some(linger), io)) =
+        futures::future::select(control, io).await
+    {
+        // The peer closed: tungstenite has queued the answering close frame, and reading
+        // on sends it (a clean close for the peer), then the stream ends. Bounded: a peer
+        // that stopped reading gets no answer.
+        let deadline = linger_rt.now() + linger;
+        futures::future::select(io, linger_rt.sleep_until(deadline)).await;
+    }
+}
+
+struct Control<R> {
+    rt: R,
+    machine: ServerConn,
+    state: Arc<State>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    inbound: mpsc::Sender<DataFrame>,
+    inputs: mpsc::Receiver<Input>,
+    writes: mpsc::UnboundedSender<WriteItem>,
+    discard: Arc<AtomicBool>,
+    /// Admitted frames handed to the machine and not yet written: their senders' replies.
+    waiters: BTreeMap<FrameId, Option<Reply>>,
+    /// Replies to frames refused because the connection was already closing.
+    refused: Vec<Reply>,
+    sleep: Option<(Instant, Fuse<BoxFuture<'static, ()>>)>,
+    abort: bool,
+    warned_inbound: bool,
+}
+
+impl<R: Runtime> Control<R> {
+    /// Runs until the connection has ended; how long to let the transport finish the
+    /// peer's close handshake, if the peer closed.
+    async fn run(mut self) -> Option<std::time::Duration> {
+        loop {
+            self.drain();
+            if self.machine.is_closed() || self.abort {
+                self.finish();
+                let peer_closed = matches!(
+                    self.machine.end_cause(),
+                    Some(EndCause::Lost(tether_core::DisconnectReason::Closed {
+                        code: Some(_),
+                        ..
+                    }))
+                );
+                let linger = self.machine.config().close_timeout;
+                return (peer_closed && !self.abort).then_some(linger);
+            }
+            // Keep an armed sleep while it fires no later than the next deadline (the
+            // deadline moves later on most inputs; an early wake-up is only a spurious
+            // `handle_timeout`, which the machine allows).
+            match self.machine.poll_timeout() {
+                None => self.sleep = None,
+                Some(deadline)
+                    if self
+                        .sleep
+                        .as_ref()
+                        .is_none_or(|(armed, _)| *armed > deadline) =>
+                {
+                    self.sleep = Some((deadline, self.rt.sleep_until(deadline).fuse()));
+                }
+                Some(_) => {}
+            }
+            let mut never = Fuse::terminated();
+            let mut sleep = match &mut self.sleep {
+                Some((_, s)) => s,
+                None => &mut never,
+            };
+            select_biased! {
+                input = self.inputs.next() => {
+                    // The reader and writer hold senders until the task ends.
+                    if let Some(input) = input {
+                        self.input(input);
+                    }
+                }
+                cmd = self.cmds.next() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        // Every handle is gone: nobody can use the connection any more.
+                        let now = self.rt.now();
+                        let _ = self.machine.close(CloseCode::GOING_AWAY, "", now);
+                    }
+                },
+                () = sleep => {
+                    self.sleep = None;
+                    let now = self.rt.now();
+                    self.machine.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        if let Input::WriteCompleted { frame, .. } = &input
+            && let Some(reply) = self.waiters.remove(frame)
+        {
+            self.state.outstanding.fetch_sub(1, Ordering::AcqRel);
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        let now = self.rt.now();
+        self.machine.handle_input(input, now);
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        let now = self.rt.now();
+        match cmd {
+            Cmd::Send { frame, reply } => match self.machine.send(frame, now) {
+                Ok(id) => {
+                    self.waiters.insert(id, reply);
+                }
+                Err(e) => {
+                    self.state.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    match (e, reply) {
+                        // Cannot happen with the room `machine_config` leaves for pings;
+                        // refused rather than lost if it ever does.
+                        (tether_core::SendError::Backpressure, Some(r)) => {
+                            let _ = r.send(Err(DeliveryError::Full));
+                        }
+                        // Closing: the cause is known at the end.
+                        (_, Some(r)) => self.refused.push(r),
+                        (_, None) => {}
+                    }
+                }
+            },
+            Cmd::Close(code, reason) => {
+                // Validated by the handle; a refusal here changes nothing.
+                let _ = self.machine.close(code, &reason, now);
+            }
+            Cmd::Terminate => self.machine.terminate(now),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.machine.poll_output() {
+            match out {
+                ServerOutput::SendFrame { frame, payload, .. } => {
+                    let _ = self
+                        .writes
+                        .unbounded_send((Some(frame), Outgoing::Frame(payload)));
+                }
+                ServerOutput::CloseTransport { code, reason, .. } => {
+                    // Frames not yet handed to the socket are dropped: a closing
+                    // connection waits for nothing but the peer's close frame.
+                    self.discard.store(true, Ordering::Release);
+                    let _ = self
+                        .writes
+                        .unbounded_send((None, Outgoing::Close(code, reason)));
+                }
+                ServerOutput::AbortTransport { .. } => self.abort = true,
+                ServerOutput::Event(event) => self.event(event),
+                _ => {}
+            }
+        }
+    }
+
+    fn event(&mut self, event: ServerEvent) {
+        let conn = self.machine.conn();
+        match event {
+            ServerEvent::Message(frame) => self.deliver(frame),
+            ServerEvent::Violation(violation) => {
+                tracing::debug!(%conn, %violation, "peer broke the rules");
+            }
+            ServerEvent::Ended(cause) => {
+                tracing::info!(%conn, %cause, "connection ended");
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands an inbound message to the application, or drops and counts it.
+    fn deliver(&mut self, frame: DataFrame) {
+        if self.inbound.try_send(frame).is_err() {
+            self.state.inbound_dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_inbound {
+                self.warned_inbound = true;
+                let conn = self.machine.conn();
+                tracing::warn!(%conn, "application not reading; inbound messages dropped");
+            }
+        }
+    }
+
+    /// Reports the end to everyone waiting: senders, `closed()`, the hub.
+    fn finish(&mut self) {
+        let cause = self
+            .machine
+            .end_cause()
+            .cloned()
+            .unwrap_or(EndCause::Terminated);
+        // The end is recorded first: whoever a reply wakes sees the connection closed.
+        let now = self.rt.now();
+        self.state.finish(cause.clone(), now);
+        let dead = || Err(DeliveryError::Dead(cause.clone()));
+        for (_, reply) in std::mem::take(&mut self.waiters) {
+            if let Some(reply) = reply {
+                let _ = reply.send(dead());
+            }
+        }
+        for reply in self.refused.drain(..) {
+            let _ = reply.send(dead());
+        }
+        // Commands that raced the end are answered, not lost.
+        self.cmds.close();
+        while let Ok(cmd) = self.cmds.try_recv() {
+            if let Cmd::Send { reply, .. } = cmd {
+                self.state.outstanding.fetch_sub(1, Ordering::AcqRel);
+                if let Some(reply) = reply {
+                    let _ = reply.send(dead());
+                }
+            }
+        }
+    }
+}
+
+/// Reads frames until the connection ends, then reports how. Completes only after that
+/// report, so the task never ends before the loop has heard of the end.
+async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<Input>) {
+    let (code, reason) = loop {
+        match stream.next().await {
+            Some(Ok(Incoming::Frame(frame))) => {
+                if inputs
+                    .send(Input::FrameReceived { conn, frame })
+                    .await
+                    .is_err()
+                {
+                    break (None, String::new());
+                }
+            }
+            Some(Ok(Incoming::Closed(code, reason))) => break (code, reason),
+            Some(Err(e)) => {
+                tracing::debug!(%conn, error = %e, "read failed");
+                break (None, String::new());
+            }
+            None => break (None, String::new()),
+        }
+    };
+    if inputs
+        .send(Input::TransportClosed { conn, code, reason })
+        .await
+        .is_ok()
+    {
+        // Reading on flushes tungstenite's answer to a close frame; the stream then ends.
+        while let Some(Ok(_)) = stream.next().await {}
+    }
+}
+
+/// Writes what the loop hands over in batches (feed up to [`MAX_BATCH`], flush once) and
+/// reports each frame written when the flush returns.
+async fn write(
+    conn: ConnId,
+    mut sink: FrameSink,
+    mut items: mpsc::UnboundedReceiver<WriteItem>,
+    mut inputs: mpsc::Sender<Input>,
+    discard: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<FrameId> = Vec::with_capacity(MAX_BATCH);
+    'outer: while let Some(first) = items.next().await {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let mut failed = None;
+        while let Some((id, out)) = next.take() {
+            let data = matches!(out, Outgoing::Frame(_));
+            if !(data && discard.load(Ordering::Acquire)) {
+                if let Err(e) = sink.feed(out).await {
+                    tracing::debug!(%conn, error = %e, "write failed");
+                    failed = Some(id.or(batch.first().copied()));
+                    break;
+                }
+                fed += 1;
+                batch.extend(id);
+            }
+            if fed >= MAX_BATCH {
+                break;
+            }
+            next = items.try_recv().ok();
+        }
+        if failed.is_none()
+            && let Err(e) = sink.flush().await
+        {
+            tracing::debug!(%conn, error = %e, "flush failed");
+            failed = Some(batch.first().copied());
+        }
+        if let Some(id) = failed {
+            // The machine ends the connection on any failed write; the id is for logs.
+            let frame = id.unwrap_or(FrameId::from_raw(u64::MAX));
+            let _ = inputs.send(Input::WriteFailed { conn, frame }).await;
+            break 'outer;
+        }
+        for frame in batch.drain(..) {
+            if inputs
+                .send(Input::WriteCompleted { conn, frame })
+                .await
+                .is_err()
+            {
+                break 'outer;
+            }
+        }
+    }
+    // The loop has ended (or a write failed, which ends it): nothing more to write. The
+    // socket lives on in the reader's half until the task ends.
+}
