@@ -3,14 +3,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::channel::{mpsc, oneshot};
 use futures::Stream;
+use futures::channel::{mpsc, oneshot};
 use tether_core::{
     CloseCode, Config, ConfigError, EndReason, Event, MessageId, Protocol, RequestError,
     RequestFailure, RequestId, SendError, Session, Status, StreamEvent,
 };
 
 use crate::mailbox::Mailbox;
+use crate::record::Options;
 use crate::runtime::Runtime;
 use crate::task::Driver;
 use crate::transport::Transport;
@@ -226,6 +227,45 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         seed: u64,
         label: &str,
     ) -> Result<Self, ConnectError> {
+        Self::start_with(
+            runtime,
+            transport,
+            config,
+            protocol,
+            seed,
+            label,
+            Options::default(),
+        )
+    }
+
+    /// [`start`](Self::start) with [`Options`]: a flight recorder
+    /// ([`Options::record`], see `docs/recording.md`).
+    ///
+    /// ```no_run
+    /// # fn demo<R: tether_driver::Runtime>(runtime: R, transport: impl tether_driver::Transport)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// use tether_driver::Client;
+    /// use tether_driver::record::{Options, Recorder};
+    /// use tether_driver::tether_core::{Config, profiles::Raw};
+    ///
+    /// let trace = std::fs::File::create("session.trace.jsonl")?;
+    /// let options = Options::new().record(Recorder::to_writer(trace));
+    /// let client = Client::start_with(runtime, transport, Config::default(), Raw, 7, "demo", options)?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Config`] for an invalid configuration.
+    pub fn start_with<R: Runtime>(
+        runtime: R,
+        transport: impl Transport,
+        config: Config,
+        protocol: P,
+        seed: u64,
+        label: &str,
+        options: Options<P>,
+    ) -> Result<Self, ConnectError> {
         let session = Session::new(config, protocol, seed)?;
         let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();
@@ -239,6 +279,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         });
         let driver = Driver::new(
             session,
+            options,
+            seed,
             runtime.clone(),
             Arc::new(transport),
             shared.clone(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tether_core::{Config, Protocol};
 
 use crate::client::{Client, ConnectError};
+use crate::record::Options;
 use crate::runtime::Runtime;
 use crate::ws::{Dial, WsTransport};
 
@@ -67,9 +68,33 @@ pub async fn connect_ws<R: Runtime, D: Dial, P: SendProtocol>(
     config: Config,
     protocol: P,
 ) -> Result<Client<P>, ConnectError> {
+    connect_ws_with(runtime, dial, url, config, protocol, Options::default()).await
+}
+
+/// [`connect_ws`] with [`Options`] (a flight recorder); the adapters' `connect_with`.
+///
+/// # Errors
+///
+/// See [`ConnectError`].
+pub async fn connect_ws_with<R: Runtime, D: Dial, P: SendProtocol>(
+    runtime: R,
+    dial: D,
+    url: &str,
+    config: Config,
+    protocol: P,
+    options: Options<P>,
+) -> Result<Client<P>, ConnectError> {
     let transport = WsTransport::new(dial, url)?;
     let label = transport.redacted_url();
-    let client = Client::start(runtime, transport, config, protocol, os_seed(), &label)?;
+    let client = Client::start_with(
+        runtime,
+        transport,
+        config,
+        protocol,
+        os_seed(),
+        &label,
+        options,
+    )?;
     client.wait_open().await.map_err(ConnectError::Ended)?;
     Ok(client)
 }

@@ -14,6 +14,9 @@
 //! WebSocket connections with async-tungstenite (and rustls, with the `rustls` feature).
 //! `tether-tokio` and `tether-smol` are exactly that, and the simulator supplies a virtual
 //! [`Transport`] and clock to run this same driver.
+//!
+//! The [`record`] module is the flight recorder: every call the loop makes on its session,
+//! written as JSON lines for `tether-sim replay-trace` (`docs/recording.md`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +24,7 @@ mod client;
 mod conn;
 mod connect;
 mod mailbox;
+pub mod record;
 mod runtime;
 pub mod server;
 mod task;
@@ -30,7 +34,9 @@ mod ws;
 pub use client::{
     CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,
 };
-pub use connect::{KEEPALIVE, SendProtocol, configure_socket, connect_ws, os_seed};
+pub use connect::{
+    KEEPALIVE, SendProtocol, configure_socket, connect_ws, connect_ws_with, os_seed,
+};
 pub use runtime::Runtime;
 pub use tether_core;
 pub use transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, Transport};

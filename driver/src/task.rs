@@ -17,6 +17,8 @@ use tether_core::{
     StreamEvent,
 };
 
+use crate::record::{Options, Tap};
+
 use crate::client::{CallError, Cmd, Control, Shared};
 use crate::conn::Conn;
 use crate::runtime::Runtime;
@@ -33,7 +35,9 @@ type Reply<P> =
     oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
 
 pub(crate) struct Driver<P: Protocol, R: Runtime> {
-    pub(crate) session: Session<P>,
+    /// The session, behind the one place every call on it goes through (and is recorded,
+    /// when the session is).
+    pub(crate) session: Tap<P>,
     pub(crate) rt: R,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shared: Arc<Shared<P>>,
@@ -57,13 +61,18 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
 
 impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
     fn drop(&mut self) {
+        let now = self.rt.now();
+        self.session.end(now);
         self.shared.close_events();
     }
 }
 
 impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
+    #[allow(clippy::too_many_arguments)] // One call site, in `Client::start_with`.
     pub(crate) fn new(
         session: Session<P>,
+        options: Options<P>,
+        seed: u64,
         rt: R,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared<P>>,
@@ -72,7 +81,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     ) -> Self {
         let now = rt.now();
         Driver {
-            session,
+            session: Tap::new(session, options, seed, now),
             rt,
             transport,
             shared,

@@ -21,6 +21,7 @@ pub mod shrink;
 pub mod storm;
 pub mod strategy;
 mod timeline;
+pub mod trace;
 mod wire;
 mod workload;
 mod world;

@@ -17,6 +17,7 @@ USAGE:
     tether-sim [campaign] [OPTIONS]     run many seeds (the default command)
     tether-sim replay --seed N [OPTIONS]
     tether-sim storm [OPTIONS]
+    tether-sim replay-trace FILE        replay a flight-recorder trace (docs/recording.md)
     tether-sim --help
 
 CAMPAIGN OPTIONS (defaults: 1000 seeds from 0, 1 h each, every profile, every fault):
@@ -47,6 +48,13 @@ STORM OPTIONS (a server restart at t = 60 s under many HelloAck clients):
     --abrupt               drop connections (1006) instead of closing with 1012
     --threads N            worker threads [available parallelism]
 
+REPLAY-TRACE:
+    FILE is a trace written by the flight recorder (a file, or a ring buffer's dump;
+    - reads standard input). The recorded calls are fed to a fresh session built from
+    the recorded seed, configuration and profile; every output is compared with the
+    recorded one (per the trace's redaction mode) and the invariant oracles judge the
+    replay. Prints the first differing step (line, expected, got) and every violation.
+
 FAULT KINDS:
     refuse, blackhole, slow-connect, reject-upgrade, drop, server-close, half-open,
     stop-reading, latency, duplicate, reorder, garbage, never-ack, double-ack,
@@ -54,8 +62,8 @@ FAULT KINDS:
 
 EXIT STATUS:
     0  success
-    1  an invariant was violated, a run was not deterministic, or the storm missed its
-       target (graceful restarts only)
+    1  an invariant was violated, a run was not deterministic, the storm missed its
+       target (graceful restarts only), or a trace diverged or could not be read
     2  bad command line
 ";
 
@@ -88,8 +96,9 @@ fn cli(mut args: Vec<String>) -> Result<ExitCode, Usage> {
         "campaign" => campaign_cmd(&args),
         "replay" => replay_cmd(&args),
         "storm" => storm_cmd(&args),
+        "replay-trace" => replay_trace_cmd(&args),
         other => Err(Usage(format!(
-            "unknown command {other:?} (campaign, replay, storm)"
+            "unknown command {other:?} (campaign, replay, storm, replay-trace)"
         ))),
     }
 }
@@ -268,6 +277,41 @@ fn campaign_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+// ---- replay-trace -----------------------------------------------------------------------
+
+fn replay_trace_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let [path] = args else {
+        return Err(Usage(
+            "replay-trace takes one argument: the trace file".to_owned(),
+        ));
+    };
+    let result = if path == "-" {
+        tether_sim::trace::replay(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(path) {
+            Ok(f) => tether_sim::trace::replay(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot open {path}: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    };
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {path}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 // ---- replay -----------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 //! `127.0.0.1:0`, so it works whatever runtime the client under test uses. It speaks the
 //! [`HelloAck`] profile: `{"type":"hello",…}` is answered with `{"type":"hello_ack"}`, a
 //! request `{"type":"request","id":n,"method":m,"params":p}` with
-//! `{"type":"response","id":n,"result":p}`, and anything else is counted and ignored. Its
+//! `{"type":"response","id":n,"result":p}` (method `stream`: three `event` frames of a
+//! stream keyed by the request id first), and anything else is counted and ignored. Its
 //! controls inject the faults a real server produces: dying ([`Server::kill`], then
 //! [`Server::restart`] on the same port), closing with a code ([`Server::close_all`]),
 //! ceasing to read ([`Server::stop_reading`]), going silent on an open socket
@@ -409,8 +410,18 @@ async fn serve(shared: Arc<Shared>, tcp: Async<TcpStream>, mode: Mode, ctl: Rece
                 let Some(reply) = answer(&shared, mode, text.as_str()) else {
                     continue;
                 };
+                if let Reply::Stream(frames) = reply {
+                    let mut sent = true;
+                    for frame in frames {
+                        sent = sent && ws.send(frame).await.is_ok();
+                    }
+                    if !sent {
+                        break;
+                    }
+                    continue;
+                }
                 let delay = match reply {
-                    Reply::Ack(_) => Duration::ZERO,
+                    Reply::Ack(_) | Reply::Stream(_) => Duration::ZERO,
                     Reply::Response(_) => shared.lock().delay,
                 };
                 let reply = reply.into_message();
@@ -437,12 +448,16 @@ async fn serve(shared: Arc<Shared>, tcp: Async<TcpStream>, mode: Mode, ctl: Rece
 enum Reply {
     Ack(Message),
     Response(Message),
+    /// A `stream` request's events and response, sent at once in order.
+    Stream(Vec<Message>),
 }
 
 impl Reply {
     fn into_message(self) -> Message {
         match self {
             Reply::Ack(m) | Reply::Response(m) => m,
+            // Streams are sent frame by frame where they are answered.
+            Reply::Stream(mut frames) => frames.pop().unwrap_or_else(|| Message::text("")),
         }
     }
 }
@@ -456,6 +471,26 @@ fn answer(shared: &Shared, mode: Mode, text: &str) -> Option<Reply> {
             st.hellos += 1;
             (mode == Mode::Normal)
                 .then(|| Reply::Ack(Message::text(json!({"type": "hello_ack"}).to_string())))
+        }
+        Some("request") if v["method"] == "stream" => {
+            // Three events of a stream keyed by the request id (`delta`, `delta`,
+            // `final`, accumulated text), then the response.
+            st.requests += 1;
+            let key = v["id"].to_string();
+            let event = |seq: u64, state: &str, text: &str| {
+                Message::text(
+                    json!({"type": "event", "stream": key, "seq": seq, "state": state,
+                        "accumulated": text})
+                    .to_string(),
+                )
+            };
+            let r = json!({"type": "response", "id": v["id"], "result": v["params"]});
+            Some(Reply::Stream(vec![
+                event(1, "delta", "Hel"),
+                event(2, "delta", "Hello"),
+                event(3, "final", "Hello!"),
+                Message::text(r.to_string()),
+            ]))
         }
         Some("request") => {
             st.requests += 1;

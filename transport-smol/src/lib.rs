@@ -38,7 +38,7 @@ use smol::Async;
 use tether_driver::tether_core::Config;
 pub use tether_driver::{
     CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
-    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, tether_core,
+    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, record, tether_core,
 };
 
 /// The smol runtime: tasks go to smol's global executor, timers to async-io's reactor.
@@ -109,6 +109,21 @@ pub async fn connect<P: SendProtocol>(
     protocol: P,
 ) -> Result<Client<P>, ConnectError> {
     tether_driver::connect_ws(Smol, TcpDial, url, config, protocol).await
+}
+
+/// [`connect`] with [`Options`](tether_driver::record::Options): a flight recorder that
+/// writes every session call to a file or a ring buffer (`docs/recording.md`).
+///
+/// # Errors
+///
+/// See [`ConnectError`].
+pub async fn connect_with<P: SendProtocol>(
+    url: &str,
+    config: Config,
+    protocol: P,
+    options: tether_driver::record::Options<P>,
+) -> Result<Client<P>, ConnectError> {
+    tether_driver::connect_ws_with(Smol, TcpDial, url, config, protocol, options).await
 }
 
 #[cfg(test)]

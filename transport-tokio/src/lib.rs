@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use tether_driver::tether_core::Config;
 pub use tether_driver::{
     CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
-    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, tether_core,
+    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, record, tether_core,
 };
 
 /// The tokio runtime (the one the caller is running in).
@@ -79,4 +79,19 @@ pub async fn connect<P: SendProtocol>(
     protocol: P,
 ) -> Result<Client<P>, ConnectError> {
     tether_driver::connect_ws(Tokio, TcpDial, url, config, protocol).await
+}
+
+/// [`connect`] with [`Options`](tether_driver::record::Options): a flight recorder that
+/// writes every session call to a file or a ring buffer (`docs/recording.md`).
+///
+/// # Errors
+///
+/// See [`ConnectError`].
+pub async fn connect_with<P: SendProtocol>(
+    url: &str,
+    config: Config,
+    protocol: P,
+    options: tether_driver::record::Options<P>,
+) -> Result<Client<P>, ConnectError> {
+    tether_driver::connect_ws_with(Tokio, TcpDial, url, config, protocol, options).await
 }

@@ -1,0 +1,339 @@
+//! Redaction: what of a payload reaches a trace, and the protocol knowledge that keeps a
+//! redacted trace replayable.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+
+/// What a trace keeps of payloads (frames, messages, request parameters, close reasons).
+///
+/// Whatever the mode, the *secret* frames a protocol names (see [`JsonWire::secret`]:
+/// the hello, the `connect` request, the challenge and its acknowledgement) are written
+/// as their envelope only, with every other string emptied, unless
+/// [`Redactor::with_secrets`] asks for them; `docs/recording.md` says what each mode
+/// guarantees for replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Redaction {
+    /// Payloads as they were: replay reproduces every byte the session wrote.
+    Keep,
+    /// Payloads as their length and a fingerprint (the first 8 bytes of their SHA-1, in
+    /// hex); JSON frames keep their envelope and structure, other strings are
+    /// fingerprinted one by one. Replay reproduces every decision, not the bytes.
+    #[default]
+    Hash,
+    /// Payloads as their length only; JSON frames keep their envelope and structure,
+    /// other strings are emptied. Replay reproduces every decision, not the bytes.
+    Drop,
+}
+
+impl Redaction {
+    /// The mode's name in a trace header: `keep`, `hash` or `drop`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Redaction::Keep => "keep",
+            Redaction::Hash => "hash",
+            Redaction::Drop => "drop",
+        }
+    }
+
+    /// The mode called `name` (as [`name`](Self::name) writes it).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "keep" => Some(Redaction::Keep),
+            "hash" => Some(Redaction::Hash),
+            "drop" => Some(Redaction::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// Which way a frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the peer to the session.
+    Inbound,
+    /// From the session to the peer.
+    Outbound,
+}
+
+/// What a protocol's frames look like, for redaction.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Wire {
+    /// Frames are opaque bytes whose content the session's decisions do not depend on
+    /// beyond their kind, length and UTF-8 validity: redaction keeps exactly those.
+    Opaque,
+    /// Frames are JSON: redaction keeps the envelope the session decides on.
+    Json(JsonWire),
+}
+
+/// How a JSON protocol's frames are redacted.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonWire {
+    /// Object keys whose string values are kept in every mode (at any depth): the fields
+    /// the session decides on (`type`, `id`, `state`, …). Numbers, booleans, `null`,
+    /// object keys and the shape of arrays and objects are always kept.
+    pub envelope: &'static [&'static str],
+    /// Whether a frame (parsed) carries credentials or handshake data: written as its
+    /// envelope only unless secrets are asked for.
+    pub secret: fn(&Value, Direction) -> bool,
+}
+
+/// Redacts payloads for one trace: a [`Redaction`] mode, whether secrets may be written,
+/// and the protocol's [`Wire`].
+#[derive(Clone, Copy, Debug)]
+pub struct Redactor {
+    mode: Redaction,
+    secrets: bool,
+    wire: Wire,
+}
+
+impl Redactor {
+    /// A redactor in `mode` for frames shaped like `wire`; secrets are never written.
+    #[must_use]
+    pub fn new(mode: Redaction, wire: Wire) -> Self {
+        Redactor {
+            mode,
+            secrets: false,
+            wire,
+        }
+    }
+
+    /// The same redactor, writing secret frames (hellos, tokens) in full when `yes` and
+    /// the mode is [`Redaction::Keep`].
+    #[must_use]
+    pub fn with_secrets(mut self, yes: bool) -> Self {
+        self.secrets = yes;
+        self
+    }
+
+    /// The mode.
+    #[must_use]
+    pub fn mode(&self) -> Redaction {
+        self.mode
+    }
+
+    /// Whether secret frames are written in full.
+    #[must_use]
+    pub fn secrets(&self) -> bool {
+        self.secrets && self.mode == Redaction::Keep
+    }
+
+    /// The protocol's wire.
+    #[must_use]
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    /// A JSON value (a message, request parameters) redacted per the mode: kept as it is,
+    /// or with every string outside the envelope fingerprinted or emptied.
+    #[must_use]
+    pub fn json(&self, value: &Value) -> Value {
+        let envelope = match self.wire {
+            Wire::Json(j) => j.envelope,
+            Wire::Opaque => &[],
+        };
+        match self.mode {
+            Redaction::Keep => value.clone(),
+            Redaction::Hash => structure(value, envelope, Strings::Hash),
+            Redaction::Drop => structure(value, envelope, Strings::Drop),
+        }
+    }
+
+    /// A free-form string (a close reason): kept, fingerprinted or emptied.
+    #[must_use]
+    pub fn text(&self, s: &str) -> String {
+        match self.mode {
+            Redaction::Keep => s.to_owned(),
+            Redaction::Hash if s.is_empty() => String::new(),
+            Redaction::Hash => fingerprint_str(s.as_bytes()),
+            Redaction::Drop => String::new(),
+        }
+    }
+
+    /// A frame: `kind` is `text`, `binary`, `ping` or `pong`. See `docs/recording.md` for
+    /// the fields.
+    #[must_use]
+    pub fn frame(&self, kind: &'static str, bytes: &[u8], dir: Direction) -> Value {
+        let mut m = Map::new();
+        m.insert("k".into(), kind.into());
+        m.insert("len".into(), bytes.len().into());
+        let text = std::str::from_utf8(bytes).ok();
+        if kind == "text" && text.is_none() {
+            m.insert("utf8".into(), false.into());
+        }
+        let parsed = match (self.wire, kind, text) {
+            (Wire::Json(j), "text", Some(_)) => {
+                serde_json::from_slice::<Value>(bytes).ok().map(|v| (j, v))
+            }
+            _ => None,
+        };
+        let secret = parsed
+            .as_ref()
+            .is_some_and(|(j, v)| (j.secret)(v, dir) && !self.secrets());
+        if secret {
+            m.insert("secret".into(), true.into());
+        }
+        match (self.mode, &parsed) {
+            (Redaction::Keep, _) if !secret => match text.filter(|_| kind == "text") {
+                Some(t) => m.insert("s".into(), t.into()),
+                None => m.insert("x".into(), hex(bytes).into()),
+            },
+            (Redaction::Hash, _) if !secret => m.insert("h".into(), fingerprint(bytes).into()),
+            _ => None,
+        };
+        if let Some((j, v)) = parsed {
+            let strings = if secret || self.mode == Redaction::Drop {
+                Some(Strings::Drop)
+            } else if self.mode == Redaction::Hash {
+                Some(Strings::Hash)
+            } else {
+                None
+            };
+            if let Some(strings) = strings {
+                m.insert("j".into(), structure(&v, j.envelope, strings));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// How strings outside the envelope are replaced.
+#[derive(Clone, Copy)]
+enum Strings {
+    Hash,
+    Drop,
+}
+
+/// `value` with its shape, numbers, booleans and envelope strings kept and every other
+/// string replaced.
+fn structure(value: &Value, envelope: &[&str], strings: Strings) -> Value {
+    fn walk(v: &Value, keep: bool, envelope: &[&str], strings: Strings) -> Value {
+        match v {
+            Value::String(s) if keep => Value::String(s.clone()),
+            Value::String(s) => match strings {
+                Strings::Hash => Value::String(fingerprint_str(s.as_bytes())),
+                Strings::Drop => Value::String(String::new()),
+            },
+            Value::Array(a) => {
+                Value::Array(a.iter().map(|x| walk(x, keep, envelope, strings)).collect())
+            }
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| {
+                        let keep = envelope.contains(&k.as_str());
+                        (k.clone(), walk(x, keep, envelope, strings))
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    walk(value, false, envelope, strings)
+}
+
+/// The first 8 bytes of the SHA-1 of `bytes`, in hex.
+#[must_use]
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let digest = Sha1::digest(bytes);
+    hex(&digest[..8])
+}
+
+/// A fingerprinted string: `#` and its [`fingerprint`].
+fn fingerprint_str(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(17);
+    s.push('#');
+    s.push_str(&fingerprint(bytes));
+    s
+}
+
+/// Lower-case hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The bytes of lower- or upper-case hex, or `None` if `s` is not hex.
+#[must_use]
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const WIRE: JsonWire = JsonWire {
+        envelope: &["type", "id"],
+        secret: |v, _| v["type"] == "hello",
+    };
+
+    #[test]
+    fn hash_keeps_the_envelope_and_fingerprints_the_rest() {
+        let r = Redactor::new(Redaction::Hash, Wire::Json(WIRE));
+        let frame = br#"{"type":"msg","id":"a1","body":{"text":"private","n":3}}"#;
+        let v = r.frame("text", frame, Direction::Inbound);
+        let j = &v["j"];
+        assert_eq!(j["type"], "msg");
+        assert_eq!(j["id"], "a1");
+        assert_eq!(j["body"]["n"], 3);
+        assert_ne!(j["body"]["text"], "private");
+        assert!(j["body"]["text"].as_str().unwrap().starts_with('#'));
+        assert_eq!(v["len"], frame.len());
+        assert!(!v.to_string().contains("private"));
+    }
+
+    #[test]
+    fn secret_frames_keep_only_their_envelope_unless_asked() {
+        let hello = br#"{"type":"hello","token":"tok-123"}"#;
+        for mode in [Redaction::Keep, Redaction::Hash, Redaction::Drop] {
+            let r = Redactor::new(mode, Wire::Json(WIRE));
+            let v = r.frame("text", hello, Direction::Outbound);
+            assert_eq!(v["secret"], true, "{mode:?}");
+            assert_eq!(v["j"]["type"], "hello");
+            assert_eq!(v["j"]["token"], "");
+            assert!(!v.to_string().contains("tok-123"), "{mode:?}: {v}");
+        }
+        let r = Redactor::new(Redaction::Keep, Wire::Json(WIRE)).with_secrets(true);
+        let v = r.frame("text", hello, Direction::Outbound);
+        assert!(v.to_string().contains("tok-123"));
+        // Secrets are only ever written in keep mode.
+        let r = Redactor::new(Redaction::Hash, Wire::Json(WIRE)).with_secrets(true);
+        assert!(
+            !r.frame("text", hello, Direction::Outbound)
+                .to_string()
+                .contains("tok-123")
+        );
+    }
+
+    #[test]
+    fn opaque_frames_keep_kind_length_and_validity() {
+        let r = Redactor::new(Redaction::Drop, Wire::Opaque);
+        let v = r.frame("text", b"\xff\xfe", Direction::Inbound);
+        assert_eq!(v, json!({"k": "text", "len": 2, "utf8": false}));
+        let r = Redactor::new(Redaction::Keep, Wire::Opaque);
+        assert_eq!(
+            r.frame("binary", &[1, 2], Direction::Inbound),
+            json!({"k": "binary", "len": 2, "x": "0102"})
+        );
+        assert_eq!(unhex("0102"), Some(vec![1, 2]));
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("012"), None);
+    }
+}
