@@ -1,6 +1,6 @@
 //! Replaying a flight-recorder trace: the calls a real session loop made, fed to a fresh
 //! [`Session`] built from the recorded seed, configuration and profile, with every output
-//! compared to the recorded one and the invariant [`oracle`](crate::oracle)s run over
+//! compared to the recorded one and the invariant oracles ([`crate::oracle`]) run over
 //! the replay.
 //!
 //! ```no_run
