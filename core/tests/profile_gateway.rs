@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tether_core::profiles::{Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest};
+use tether_core::profiles::{
+    ChatAbortResult, ChatHistory, ChatInjectAck, ChatMessage, ChatSendAck, Gateway, GatewayError,
+    GatewayEvent, GatewayOptions, GatewayRequest, UnexpectedPayload,
+};
 use tether_core::{
     Acked, AttemptError, Config, ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, Event,
     InFrame, Input, Opening, OutFrame, Output, Phase, Protocol, Rejection, RequestFailure,
@@ -167,6 +170,7 @@ fn without_a_token_the_connect_request_has_no_auth() {
         scopes: vec!["operator.read".into()],
         min_protocol: 3,
         max_protocol: 4,
+        ticks_as_heartbeat: true,
     });
     g.open(ConnId::from_raw(0)).unwrap();
     let Decoded::Challenge(frame) = decode_in(&mut g, CHALLENGE, Phase::Handshake) else {
@@ -594,17 +598,19 @@ fn without_a_usable_message_chat_text_is_the_delta() {
 #[test]
 fn chat_events_decode_every_state_keyed_by_run_with_the_run_seq() {
     let mut g = opened();
-    for (state, expected) in [
-        ("status", StreamState::Status),
-        ("delta", StreamState::Delta),
-        ("final", StreamState::Final),
-        ("aborted", StreamState::Aborted),
+    // Terminal events carry no seq: the gateway gives a run's final the seq of the last
+    // delta it flushed (see `a_real_run_whose_final_shares_the_last_deltas_seq_ends`).
+    for (state, expected, seq) in [
+        ("status", StreamState::Status, Some(3)),
+        ("delta", StreamState::Delta, Some(3)),
+        ("final", StreamState::Final, None),
+        ("aborted", StreamState::Aborted, None),
     ] {
         let payload = json!({ "runId": "run-1", "sessionKey": "main", "seq": 3, "state": state });
         let raw = json!({ "type": "event", "event": "chat", "payload": payload, "seq": 77, "stateVersion": { "presence": 2 } });
         let f = chat(decode(&mut g, &raw.to_string()));
         assert_eq!(f.key, StreamKey::from("run-1"));
-        assert_eq!(f.seq, Some(3), "the run's seq, not the connection's");
+        assert_eq!(f.seq, seq, "the run's seq, not the connection's");
         assert_eq!(f.state, expected);
         assert_eq!(
             f.payload,
@@ -1219,7 +1225,8 @@ fn a_real_failed_run_decodes_every_event() {
         &mut g,
         r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","agentId":"main","seq":5,"state":"error","errorMessage":"No route-compatible authentication source is configured for openai."},"seq":11}"#,
     ));
-    assert_eq!(first.seq, Some(5));
+    // A terminal's seq identifies nothing (the second error restarts at 1).
+    assert_eq!(first.seq, None);
     assert_eq!(
         first.state,
         StreamState::Error {
@@ -1232,4 +1239,418 @@ fn a_real_failed_run_decodes_every_event() {
     ));
     assert_eq!(second.key, StreamKey(run.into()));
     assert!(matches!(second.state, StreamState::Error { .. }));
+}
+
+// ---- real runs streamed from a model (openclaw 2026.9.6 with the fake model of
+// interop/openclaw/fake-model.mjs), and the chat answers ---------------------------------
+//
+// The run below answered "Ünïcode ✓ — tether streams 🦀 fine." two code points per model
+// chunk: the gateway coalesced the chunks into fewer deltas, skipped run seqs (agent
+// events share the counter), sent the response first, and gave the `final` the seq of
+// the last delta it flushed (26). The response id is `r1` as captured; the test rewrites
+// it to the request's wire id. Two of the interleaved `agent` events are kept.
+
+const REAL_RUN: [&str; 17] = [
+    r#"{"type":"res","id":"r1","ok":true,"payload":{"runId":"idem-cap-1","status":"started"}}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":1,"state":"status","phase":"preparing_workspace"},"seq":2}"#,
+    r#"{"type":"event","event":"agent","payload":{"runId":"idem-cap-1","stream":"run_status","data":{"phase":"preparing_workspace"},"sessionKey":"agent:main:cap1","agentId":"main","seq":1,"ts":1795455965838,"isHeartbeat":false},"seq":3}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":2,"state":"status","phase":"preparing_context"},"seq":4}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":4,"state":"status","phase":"starting_model"},"seq":7}"#,
+    r#"{"type":"event","event":"agent","payload":{"runId":"idem-cap-1","stream":"assistant","data":{"text":"Ün","delta":"Ün","itemId":"bbd130ec-746c-4b17-8597-6e04f2919cd9:1"},"sessionKey":"agent:main:cap1","agentId":"main","seq":6,"ts":1795455967434,"isHeartbeat":false},"seq":10}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":6,"state":"delta","deltaText":"Ün","message":{"role":"assistant","content":[{"type":"text","text":"Ün"}],"timestamp":1795455967435}},"seq":11}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":8,"state":"delta","deltaText":"ïcod","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcod"}],"timestamp":1795455967511}},"seq":13}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":10,"state":"delta","deltaText":"e ✓","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓"}],"timestamp":1795455967590}},"seq":15}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":11,"state":"delta","deltaText":" —","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ —"}],"timestamp":1795455967667}},"seq":17}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":13,"state":"delta","deltaText":" teth","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — teth"}],"timestamp":1795455967742}},"seq":19}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":15,"state":"delta","deltaText":"er s","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether s"}],"timestamp":1795455967817}},"seq":21}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":17,"state":"delta","deltaText":"trea","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether strea"}],"timestamp":1795455967892}},"seq":23}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":19,"state":"delta","deltaText":"ms 🦀","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether streams 🦀"}],"timestamp":1795455967968}},"seq":25}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":21,"state":"delta","deltaText":" fin","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether streams 🦀 fin"}],"timestamp":1795455968043}},"seq":27}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":26,"state":"delta","deltaText":"e.","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether streams 🦀 fine."}],"timestamp":1795455968199}},"seq":33}"#,
+    r#"{"type":"event","event":"chat","payload":{"runId":"idem-cap-1","sessionKey":"agent:main:cap1","agentId":"main","seq":26,"state":"final","stopReason":"stop","message":{"role":"assistant","content":[{"type":"text","text":"Ünïcode ✓ — tether streams 🦀 fine."}],"timestamp":1795455968199}},"seq":34}"#,
+];
+
+const REAL_REPLY: &str = "Ünïcode ✓ — tether streams 🦀 fine.";
+
+/// Opens a driver's session against the synthetic challenge and hello-ok.
+fn open_driver() -> Driver {
+    let mut d = Driver::new(Config::default());
+    d.s.connect(d.now).unwrap();
+    let _ = d.drain();
+    let _ = d.transport_opened();
+    let connect = d.challenge();
+    let _ = d.hello_ok(&connect["id"]);
+    assert_eq!(d.s.status(), Status::Open);
+    d
+}
+
+/// Sends `request` and returns its id and wire id.
+fn send_request(d: &mut Driver, request: GatewayRequest) -> (RequestId, String) {
+    let id = d.s.request(request, None, d.now).unwrap();
+    let sent = sent_frames(&d.drain());
+    assert_eq!(sent.len(), 1);
+    (id, sent[0]["id"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_real_run_whose_final_shares_the_last_deltas_seq_ends_with_the_whole_text() {
+    let mut d = open_driver();
+    let (id, wire) = send_request(
+        &mut d,
+        GatewayRequest::chat_send_with_key("agent:main:cap1", "stream", "idem-cap-1"),
+    );
+    let mut all = Vec::new();
+    for frame in REAL_RUN {
+        all.extend(events(d.receive(
+            &frame.replace(r#""id":"r1""#, &format!(r#""id":"{wire}""#)),
+        )));
+    }
+    let mut rebuilt = String::new();
+    let mut finals = Vec::new();
+    let mut gaps = 0;
+    let mut statuses = 0;
+    let mut agent_events = 0;
+    let mut ack = None;
+    for e in all {
+        match e {
+            Event::Stream(StreamEvent { kind, request, .. }) => {
+                assert_eq!(request, Some(id));
+                match kind {
+                    StreamEventKind::Status(_) => statuses += 1,
+                    StreamEventKind::Delta { text, .. } => rebuilt.push_str(&text.unwrap()),
+                    StreamEventKind::Gap { .. } => gaps += 1,
+                    StreamEventKind::Final { text, .. } => finals.push(text),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Event::Response { id: rid, result } => {
+                assert_eq!(rid, id);
+                ack = Some(ChatSendAck::from_payload(&result.unwrap()).unwrap());
+            }
+            Event::Message(ev) => {
+                assert_eq!(ev.event, "agent");
+                agent_events += 1;
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(rebuilt, REAL_REPLY, "the deltas rebuild the reply exactly");
+    assert_eq!(
+        finals,
+        [Some(REAL_REPLY.to_owned())],
+        "one final, though it shares seq 26 with the last delta"
+    );
+    assert_eq!(statuses, 3);
+    assert!(gaps > 0, "the real run skips seqs");
+    assert_eq!(agent_events, 2);
+    assert_eq!(
+        ack,
+        Some(ChatSendAck {
+            run_id: "idem-cap-1".into(),
+            status: "started".into()
+        })
+    );
+    assert_eq!(d.s.open_streams(), 0);
+    assert_eq!(d.s.stats().duplicates_dropped, 0);
+}
+
+const REAL_ABORT_DELTA: &str = r#"{"type":"event","event":"chat","payload":{"runId":"run-5","sessionKey":"agent:main:s3","agentId":"main","seq":18,"state":"delta","deltaText":"ord","message":{"role":"assistant","content":[{"type":"text","text":"word word word word word word word word"}],"timestamp":1795455506234}},"seq":32}"#;
+const REAL_ABORTED: &str = r#"{"type":"event","event":"chat","payload":{"runId":"run-5","sessionKey":"agent:main:s3","agentId":"main","seq":19,"state":"aborted","stopReason":"rpc","message":{"role":"assistant","content":[{"type":"text","text":"word word word word word word word word"}],"timestamp":1795455506382}},"seq":33}"#;
+const REAL_AGENT_WAIT: &str = r#"{"type":"res","id":"r2","ok":true,"payload":{"runId":"run-5","status":"error","startedAt":1795455503330,"endedAt":1795455506383,"stopReason":"rpc"}}"#;
+const REAL_ABORT_ANSWER: &str =
+    r#"{"type":"res","id":"r4","ok":true,"payload":{"ok":true,"aborted":true,"runIds":["run-5"]}}"#;
+
+/// `chat.abort` mid-run: the `aborted` event (with the text so far) arrives before the
+/// abort's answer, and a pending `agent.wait` on the run is answered `error`/`rpc`.
+#[test]
+fn a_real_aborted_run_ends_aborted_before_the_abort_answer() {
+    let mut d = open_driver();
+    let (run, _) = send_request(
+        &mut d,
+        GatewayRequest::chat_send_with_key("agent:main:s3", "stream slowly", "run-5"),
+    );
+    let (wait, wait_wire) = send_request(
+        &mut d,
+        GatewayRequest::agent_wait("run-5", Duration::from_secs(30)),
+    );
+    let (abort, abort_wire) = send_request(
+        &mut d,
+        GatewayRequest::chat_abort("agent:main:s3", Some("run-5".into())),
+    );
+    let mut all = Vec::new();
+    all.extend(events(d.receive(REAL_ABORT_DELTA)));
+    all.extend(events(d.receive(REAL_ABORTED)));
+    all.extend(events(
+        d.receive(&REAL_AGENT_WAIT.replace("r2", &wait_wire)),
+    ));
+    all.extend(events(
+        d.receive(&REAL_ABORT_ANSWER.replace("r4", &abort_wire)),
+    ));
+    let kinds: Vec<&str> = all
+        .iter()
+        .map(|e| match e {
+            Event::Stream(StreamEvent {
+                kind: StreamEventKind::Delta { .. },
+                ..
+            }) => "delta",
+            Event::Stream(StreamEvent {
+                kind: StreamEventKind::Aborted(_),
+                request,
+                ..
+            }) => {
+                assert_eq!(*request, Some(run));
+                "aborted"
+            }
+            Event::Response { id, .. } if *id == wait => "wait",
+            Event::Response { id, .. } if *id == abort => "abort",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["delta", "aborted", "wait", "abort"]);
+    let answer = |id: RequestId| {
+        all.iter()
+            .find_map(|e| match e {
+                Event::Response { id: rid, result } if *rid == id => result.clone().ok(),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(answer(wait)["status"], "error");
+    assert_eq!(answer(wait)["stopReason"], "rpc");
+    assert_eq!(
+        ChatAbortResult::from_payload(&answer(abort)),
+        Ok(ChatAbortResult {
+            aborted: true,
+            run_ids: vec!["run-5".into()]
+        })
+    );
+    assert_eq!(d.s.open_streams(), 0);
+    assert_eq!(
+        d.s.pending_requests(),
+        1,
+        "chat.send was never answered here"
+    );
+}
+
+const REAL_INJECTED: &str = r#"{"type":"event","event":"chat","payload":{"runId":"inject-66dec7d7-5f17-4ab0-9195-b4be8d2b220a","sessionKey":"agent:main:s2","agentId":"main","seq":0,"state":"final","message":{"role":"assistant","content":[{"type":"text","text":"[tether]\n\ninjected text"}],"timestamp":1795455903822,"stopReason":"stop","usage":{"input":0,"output":0,"totalTokens":0,"cacheRead":0,"cacheWrite":0,"cost":{"input":0,"output":0,"cacheRead":0,"cacheWrite":0,"total":0}},"api":"openai-responses","provider":"openclaw","model":"gateway-injected"}},"seq":1}"#;
+const REAL_INJECT_ANSWER: &str = r#"{"type":"res","id":"r1","ok":true,"payload":{"ok":true,"messageId":"66dec7d7-5f17-4ab0-9195-b4be8d2b220a"}}"#;
+
+/// `chat.inject` (scope `operator.admin`): a `final` chat event under a run of its own
+/// comes first, unsolicited, then the answer with the message id.
+#[test]
+fn a_real_injected_message_is_an_unsolicited_final_then_the_answer() {
+    let mut d = open_driver();
+    let (id, wire) = send_request(
+        &mut d,
+        GatewayRequest::chat_inject("agent:main:s2", "injected text", Some("tether".into())),
+    );
+    let evs = events(d.receive(REAL_INJECTED));
+    let [Event::Unsolicited(ev)] = &evs[..] else {
+        panic!("expected one unsolicited event, got {evs:?}");
+    };
+    assert_eq!(ev.payload["state"], "final");
+    assert_eq!(
+        ChatMessage::text_of(&ev.payload["message"]).as_deref(),
+        Some("[tether]\n\ninjected text")
+    );
+    let evs = events(d.receive(&REAL_INJECT_ANSWER.replace("r1", &wire)));
+    let [
+        Event::Response {
+            id: rid,
+            result: Ok(payload),
+        },
+    ] = &evs[..]
+    else {
+        panic!("expected the answer, got {evs:?}");
+    };
+    assert_eq!(*rid, id);
+    assert_eq!(
+        ChatInjectAck::from_payload(payload),
+        Ok(ChatInjectAck {
+            message_id: "66dec7d7-5f17-4ab0-9195-b4be8d2b220a".into()
+        })
+    );
+}
+
+// ---- typed requests and answers ----------------------------------------------------------
+
+#[test]
+fn agent_wait_is_encoded_with_exactly_the_documented_fields() {
+    let mut g = opened();
+    let encoded = encode(
+        &mut g,
+        4,
+        GatewayRequest::agent_wait("run-1", Duration::from_millis(1500)),
+    );
+    assert_eq!(encoded.stream, None);
+    assert_eq!(
+        frame_json(&encoded.frame),
+        json!({ "type": "req", "id": "t4", "method": "agent.wait",
+                "params": { "runId": "run-1", "timeoutMs": 1500 } })
+    );
+}
+
+/// A real `chat.history` answer, cut down (`defaults`, `sessionInfo` and the message
+/// bookkeeping under `__openclaw` are left out).
+const REAL_HISTORY: &str = r#"{"sessionKey":"agent:main:s2","sessionId":"48c19ba6-c0b6-46e7-b572-d8d5b7eaca02","messages":[{"role":"user","content":"TETHER-STREAM {\"reply\":\"Hello\"}","timestamp":1795455491100},{"role":"assistant","content":[{"type":"text","text":"Hello from the fake model: one two three four five six seven."}],"api":"openai-completions","provider":"tether","model":"fake","stopReason":"stop","timestamp":1795455491348,"responseId":"chatcmpl-tether-1"}],"pendingInputs":{"items":[],"total":0},"hasMore":false,"totalMessages":2}"#;
+
+#[test]
+fn the_chat_answers_are_read_into_their_types() {
+    let history = ChatHistory::from_payload(&serde_json::from_str(REAL_HISTORY).unwrap()).unwrap();
+    assert_eq!(history.session_key, "agent:main:s2");
+    assert_eq!(history.has_more, Some(false));
+    assert_eq!(history.messages.len(), 2);
+    assert_eq!(history.messages[0].role.as_deref(), Some("user"));
+    assert_eq!(
+        history.last_text("assistant"),
+        Some("Hello from the fake model: one two three four five six seven.")
+    );
+    assert_eq!(history.last_text("system"), None);
+    assert_eq!(
+        history.messages[1].message["responseId"], "chatcmpl-tether-1",
+        "the whole entry is kept"
+    );
+
+    let empty = ChatHistory::from_payload(&json!({"sessionKey": "k", "messages": []})).unwrap();
+    assert!(empty.messages.is_empty());
+    assert_eq!(empty.has_more, None);
+
+    let nothing =
+        ChatAbortResult::from_payload(&json!({"ok": true, "aborted": false, "runIds": []}));
+    assert_eq!(
+        nothing,
+        Ok(ChatAbortResult {
+            aborted: false,
+            run_ids: vec![]
+        })
+    );
+    let no_ids = ChatAbortResult::from_payload(&json!({"aborted": true}));
+    assert_eq!(no_ids.map(|r| r.run_ids), Ok(vec![]));
+}
+
+#[test]
+fn answers_of_the_wrong_shape_name_the_field_and_never_its_value() {
+    let secret = "s3cret-value";
+    let cases: Vec<(Result<(), UnexpectedPayload>, &str, &str)> = vec![
+        (
+            ChatSendAck::from_payload(&json!({"runId": 5, "status": secret})).map(drop),
+            "chat.send",
+            "`runId` is a number, not a string",
+        ),
+        (
+            ChatSendAck::from_payload(&json!({"runId": secret})).map(drop),
+            "chat.send",
+            "no `status`",
+        ),
+        (
+            ChatSendAck::from_payload(&json!(secret)).map(drop),
+            "chat.send",
+            "the payload is a string, not an object",
+        ),
+        (
+            ChatHistory::from_payload(&json!({"sessionKey": "k", "messages": secret})).map(drop),
+            "chat.history",
+            "`messages` is a string, not an array",
+        ),
+        (
+            ChatHistory::from_payload(&json!({"sessionKey": "k"})).map(drop),
+            "chat.history",
+            "no `messages`",
+        ),
+        (
+            ChatAbortResult::from_payload(&json!({"aborted": secret})).map(drop),
+            "chat.abort",
+            "`aborted` is missing or not a boolean",
+        ),
+        (
+            ChatAbortResult::from_payload(&json!({"aborted": true, "runIds": [1]})).map(drop),
+            "chat.abort",
+            "`runIds` holds something other than strings",
+        ),
+        (
+            ChatInjectAck::from_payload(&json!({"ok": true})).map(drop),
+            "chat.inject",
+            "no `messageId`",
+        ),
+    ];
+    for (result, method, detail) in cases {
+        let e = result.expect_err("the wrong shape is refused");
+        assert_eq!(e.method, method);
+        assert_eq!(e.detail, detail);
+        assert!(!e.to_string().contains(secret), "{e}");
+    }
+}
+
+#[test]
+fn without_ticks_as_heartbeat_the_real_hello_ok_declares_no_heartbeat() {
+    let mut g = Gateway::new(GatewayOptions {
+        ticks_as_heartbeat: false,
+        ..options()
+    });
+    g.open(ConnId::from_raw(1)).unwrap();
+    assert!(matches!(
+        decode_in(&mut g, REAL_CHALLENGE, Phase::Handshake),
+        Decoded::Challenge(_)
+    ));
+    let d = decode_in(&mut g, REAL_HELLO_OK, Phase::Handshake);
+    assert!(
+        matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+        "{d:?}"
+    );
+    // The interval is still there for whoever wants it, and ticks are still life.
+    assert_eq!(g.hello().unwrap()["policy"]["tickIntervalMs"], 30000);
+    let tick = r#"{"type":"event","event":"tick","payload":{"ts":1795453734219},"seq":9}"#;
+    assert!(matches!(decode(&mut g, tick), Decoded::Heartbeat));
+}
+
+/// In a session: with ticks as the heartbeat, a silent gateway is declared dead after
+/// 2 × 30 s; without, after the configured `stale_after`.
+#[test]
+fn ticks_as_heartbeat_decides_how_long_a_silent_gateway_lives() {
+    for (ticks, dead_after) in [(true, 60), (false, 3)] {
+        let config = Config::builder()
+            .ping_interval(Some(Duration::from_secs(1)))
+            .stale_after(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let s = Session::new(
+            config,
+            Gateway::new(GatewayOptions {
+                ticks_as_heartbeat: ticks,
+                ..options()
+            }),
+            5,
+        )
+        .unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let mut d = Driver {
+            s,
+            now,
+            conn: ConnId::from_raw(u64::MAX),
+        };
+        d.s.connect(d.now).unwrap();
+        let _ = d.drain();
+        let _ = d.transport_opened();
+        let connect = d.challenge();
+        let _ = d.hello_ok(&connect["id"]);
+        let opened_at = d.now;
+        // No frame ever arrives again (pings go unanswered): follow the timers.
+        let died_at = (0..1000)
+            .find_map(|_| {
+                let at = d.s.poll_timeout().expect("a liveness timer");
+                d.now = at;
+                d.s.handle_timeout(at);
+                d.drain()
+                    .iter()
+                    .any(|o| matches!(o, Output::AbortTransport { .. }))
+                    .then_some(at)
+            })
+            .expect("declared dead");
+        assert_eq!(
+            died_at - opened_at,
+            Duration::from_secs(dead_after),
+            "ticks_as_heartbeat: {ticks}"
+        );
+    }
 }

@@ -141,7 +141,10 @@ pub trait Server {
 
     /// A protocol-level fault asks the server to misbehave on `conn` now
     /// ([`Fault::UnknownResponse`](crate::Fault::UnknownResponse),
-    /// [`Fault::DoubleAck`](crate::Fault::DoubleAck)). Servers that cannot ignore it.
+    /// [`Fault::DoubleAck`](crate::Fault::DoubleAck)), or the server is about to restart
+    /// ([`Fault::Restart`](crate::Fault::Restart), called for each open connection
+    /// before the world drops or closes it: a last frame sent now arrives before the
+    /// close). Servers that cannot ignore it.
     fn on_fault(&mut self, conn: ConnId, fault: &crate::Fault, ctx: &mut ServerCtx<'_>) {
         let _ = (conn, fault, ctx);
     }

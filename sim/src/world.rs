@@ -854,6 +854,12 @@ impl<P: Protocol, S: Server> World<P, S> {
                 }
             }
             Fault::Restart { down, graceful } => {
+                // The server hears of its restart first: a graceful one may say goodbye
+                // (the OpenClaw gateway's `shutdown` event) before the close below.
+                for conn in self.open_links() {
+                    let f = fault.clone();
+                    self.with_server(|s, ctx| s.on_fault(conn, &f, ctx));
+                }
                 for conn in self.open_links() {
                     let code = graceful.then_some(1012);
                     self.close_to_client(conn, code, "restart".into(), Duration::ZERO);

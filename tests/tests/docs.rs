@@ -1,5 +1,6 @@
 //! docs/simulation.md keeps up with the simulator: its fault table names every fault kind
-//! and its oracle table every oracle.
+//! and its oracle table every oracle. docs/protocols.md's complete OpenClaw program is the
+//! example that builds (and that ./scripts/interop-openclaw.sh runs against the gateway).
 
 const GUIDE: &str = include_str!("../../docs/simulation.md");
 
@@ -23,4 +24,27 @@ fn the_fault_table_lists_every_fault_kind_in_order() {
 #[test]
 fn the_oracle_table_lists_every_oracle_in_order() {
     assert_eq!(table_names("Oracles"), tether_sim::oracle::ORACLES);
+}
+
+const PROTOCOLS: &str = include_str!("../../docs/protocols.md");
+const OPENCLAW_EXAMPLE: &str = include_str!("../../transport-tokio/examples/openclaw.rs");
+
+/// The body of the first ```` ```rust ```` block after the heading `heading`.
+fn code_after(doc: &'static str, heading: &str) -> &'static str {
+    let from = doc.find(heading).expect("the heading exists") + heading.len();
+    let rest = &doc[from..];
+    let open = rest.find("```rust").expect("a rust block follows");
+    let body = &rest[open..];
+    let body = &body[body.find('\n').expect("a fence line") + 1..];
+    &body[..body.find("\n```\n").expect("a closing fence") + 1]
+}
+
+#[test]
+fn the_openclaw_guide_shows_the_example_verbatim() {
+    let shown = code_after(PROTOCOLS, "\n### A complete program\n");
+    assert!(
+        shown == OPENCLAW_EXAMPLE,
+        "docs/protocols.md's complete program differs from transport-tokio/examples/openclaw.rs; \
+         copy the file into the block"
+    );
 }

@@ -55,6 +55,12 @@ pub struct GatewayOptions {
     pub min_protocol: u32,
     /// `maxProtocol`. Default 4.
     pub max_protocol: u32,
+    /// Whether `hello-ok`'s `policy.tickIntervalMs` is the connection's application
+    /// heartbeat, which widens the stale threshold to `tickIntervalMs ×
+    /// heartbeat_stale_factor` (60 s against a real gateway). Default `true`. Turn it
+    /// off to detect a dead gateway through the session's own pings within
+    /// `ping_interval` + `stale_after`; ticks still count as life either way.
+    pub ticks_as_heartbeat: bool,
 }
 
 impl Default for GatewayOptions {
@@ -68,6 +74,7 @@ impl Default for GatewayOptions {
             scopes: vec!["operator.read".to_owned(), "operator.write".to_owned()],
             min_protocol: PROTOCOL_VERSION,
             max_protocol: PROTOCOL_VERSION,
+            ticks_as_heartbeat: true,
         }
     }
 }
@@ -83,6 +90,7 @@ impl fmt::Debug for GatewayOptions {
             .field("scopes", &self.scopes)
             .field("min_protocol", &self.min_protocol)
             .field("max_protocol", &self.max_protocol)
+            .field("ticks_as_heartbeat", &self.ticks_as_heartbeat)
             .finish()
     }
 }
@@ -206,6 +214,300 @@ impl GatewayRequest {
         }
         Self::new("chat.inject", Value::Object(params))
     }
+
+    /// `agent.wait {runId, timeoutMs}`: answered when the run ends (`status` `"ok"` or
+    /// `"error"`) or after `timeout` (`status` `"timeout"`; the run goes on). The
+    /// gateway drains such waits before it shuts down.
+    #[must_use]
+    pub fn agent_wait(run_id: impl Into<String>, timeout: Duration) -> Self {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        Self::new(
+            "agent.wait",
+            json!({ "runId": run_id.into(), "timeoutMs": timeout_ms }),
+        )
+    }
+}
+
+/// A response payload without the documented shape, from one of the typed readers
+/// ([`ChatSendAck::from_payload`], …). Names the field, never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnexpectedPayload {
+    /// The method whose answer it was.
+    pub method: &'static str,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for UnexpectedPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unexpected {} answer: {}", self.method, self.detail)
+    }
+}
+
+impl std::error::Error for UnexpectedPayload {}
+
+/// The object of a response payload, or why it is not one.
+fn payload_object<'a>(
+    method: &'static str,
+    payload: &'a Value,
+) -> Result<&'a Map<String, Value>, UnexpectedPayload> {
+    payload.as_object().ok_or_else(|| UnexpectedPayload {
+        method,
+        detail: format!("the payload is {}, not an object", json::kind(payload)),
+    })
+}
+
+/// A string field of a response payload.
+fn payload_str(
+    method: &'static str,
+    map: &Map<String, Value>,
+    key: &str,
+) -> Result<String, UnexpectedPayload> {
+    match map.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        other => Err(UnexpectedPayload {
+            method,
+            detail: match other {
+                None => format!("no `{key}`"),
+                Some(v) => format!("`{key}` is {}, not a string", json::kind(v)),
+            },
+        }),
+    }
+}
+
+/// The answer to `chat.send`: `{runId, status}`.
+///
+/// ```
+/// use serde_json::json;
+/// use tether_core::StreamKey;
+/// use tether_core::profiles::ChatSendAck;
+///
+/// let ack = ChatSendAck::from_payload(&json!({"runId": "r-1", "status": "started"})).unwrap();
+/// assert_eq!(ack.run_id, "r-1");
+/// assert_eq!(ack.stream_key(), StreamKey("r-1".into()));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatSendAck {
+    /// The run's id: the request's idempotency key, which is also its stream key.
+    pub run_id: String,
+    /// `"started"` for a new run; a repeated key reports the run's state instead.
+    pub status: String,
+}
+
+impl ChatSendAck {
+    /// Reads a `chat.send` response payload.
+    ///
+    /// # Errors
+    ///
+    /// [`UnexpectedPayload`] when `runId` or `status` is missing or not a string.
+    pub fn from_payload(payload: &Value) -> Result<Self, UnexpectedPayload> {
+        const METHOD: &str = "chat.send";
+        let map = payload_object(METHOD, payload)?;
+        Ok(ChatSendAck {
+            run_id: payload_str(METHOD, map, "runId")?,
+            status: payload_str(METHOD, map, "status")?,
+        })
+    }
+
+    /// The key the run's events arrive under.
+    #[must_use]
+    pub fn stream_key(&self) -> StreamKey {
+        StreamKey(self.run_id.clone())
+    }
+}
+
+/// One transcript entry of a [`ChatHistory`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatMessage {
+    /// `role` (`"user"`, `"assistant"`, …), when present.
+    pub role: Option<String>,
+    /// The message's text, read as a `chat` event's cumulative `message` is (see
+    /// [`ChatMessage::text_of`]).
+    pub text: Option<String>,
+    /// The whole entry, as sent.
+    pub message: Value,
+}
+
+impl ChatMessage {
+    /// The entry `message`, with its role and text read out.
+    #[must_use]
+    pub fn new(message: Value) -> Self {
+        ChatMessage {
+            role: message
+                .get("role")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            text: cumulative_text(&message),
+            message,
+        }
+    }
+
+    /// The text of a chat message as the gateway sends it: a string; an object whose
+    /// `content` is a string or an array of parts whose `text` fields concatenate; or an
+    /// object with a `text` field. `None` when it carries no text (tool calls only).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tether_core::profiles::ChatMessage;
+    ///
+    /// let m = json!({"role": "assistant", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]});
+    /// assert_eq!(ChatMessage::text_of(&m).as_deref(), Some("Hello"));
+    /// assert_eq!(ChatMessage::text_of(&json!({"content": [{"type": "toolCall"}]})), None);
+    /// ```
+    #[must_use]
+    pub fn text_of(message: &Value) -> Option<String> {
+        cumulative_text(message)
+    }
+}
+
+/// The answer to `chat.history`: `{sessionKey, messages, …}`, oldest message first.
+///
+/// ```
+/// use serde_json::json;
+/// use tether_core::profiles::ChatHistory;
+///
+/// let history = ChatHistory::from_payload(&json!({
+///     "sessionKey": "agent:main:main",
+///     "messages": [
+///         {"role": "user", "content": "hi"},
+///         {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+///     ],
+///     "hasMore": false,
+/// }))
+/// .unwrap();
+/// assert_eq!(history.messages[1].text.as_deref(), Some("hello"));
+/// assert_eq!(history.last_text("assistant"), Some("hello"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatHistory {
+    /// The session the transcript belongs to.
+    pub session_key: String,
+    /// The transcript page, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Whether older messages exist (`hasMore`), when the gateway says.
+    pub has_more: Option<bool>,
+}
+
+impl ChatHistory {
+    /// Reads a `chat.history` response payload.
+    ///
+    /// # Errors
+    ///
+    /// [`UnexpectedPayload`] when `sessionKey` is not a string or `messages` not an
+    /// array.
+    pub fn from_payload(payload: &Value) -> Result<Self, UnexpectedPayload> {
+        const METHOD: &str = "chat.history";
+        let map = payload_object(METHOD, payload)?;
+        let messages = match map.get("messages") {
+            Some(Value::Array(items)) => items.iter().cloned().map(ChatMessage::new).collect(),
+            other => {
+                return Err(UnexpectedPayload {
+                    method: METHOD,
+                    detail: match other {
+                        None => "no `messages`".to_owned(),
+                        Some(v) => format!("`messages` is {}, not an array", json::kind(v)),
+                    },
+                });
+            }
+        };
+        Ok(ChatHistory {
+            session_key: payload_str(METHOD, map, "sessionKey")?,
+            messages,
+            has_more: map.get("hasMore").and_then(Value::as_bool),
+        })
+    }
+
+    /// The text of the newest message with this role.
+    #[must_use]
+    pub fn last_text(&self, role: &str) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role.as_deref() == Some(role))
+            .and_then(|m| m.text.as_deref())
+    }
+}
+
+/// The answer to `chat.abort`: `{ok, aborted, runIds}`.
+///
+/// ```
+/// use serde_json::json;
+/// use tether_core::profiles::ChatAbortResult;
+///
+/// let r = ChatAbortResult::from_payload(&json!({"ok": true, "aborted": true, "runIds": ["r-1"]})).unwrap();
+/// assert!(r.aborted);
+/// assert_eq!(r.run_ids, ["r-1"]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatAbortResult {
+    /// Whether a run was aborted (`false`: nothing was running).
+    pub aborted: bool,
+    /// The runs that were aborted.
+    pub run_ids: Vec<String>,
+}
+
+impl ChatAbortResult {
+    /// Reads a `chat.abort` response payload.
+    ///
+    /// # Errors
+    ///
+    /// [`UnexpectedPayload`] when `aborted` is not a boolean or `runIds` (when present)
+    /// not an array of strings.
+    pub fn from_payload(payload: &Value) -> Result<Self, UnexpectedPayload> {
+        const METHOD: &str = "chat.abort";
+        let map = payload_object(METHOD, payload)?;
+        let unexpected = |detail: &str| UnexpectedPayload {
+            method: METHOD,
+            detail: detail.to_owned(),
+        };
+        let aborted = map
+            .get("aborted")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| unexpected("`aborted` is missing or not a boolean"))?;
+        let run_ids = match map.get("runIds") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|id| id.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| unexpected("`runIds` holds something other than strings"))?,
+            Some(_) => return Err(unexpected("`runIds` is not an array")),
+        };
+        Ok(ChatAbortResult { aborted, run_ids })
+    }
+}
+
+/// The answer to `chat.inject`: `{ok, messageId}`. The injected message also arrives as
+/// a `chat` event in state `final` under a run id of its own (`inject-<messageId>`),
+/// before this answer; no stream was registered for it, so it is
+/// [`Event::Unsolicited`](crate::Event::Unsolicited).
+///
+/// ```
+/// use serde_json::json;
+/// use tether_core::profiles::ChatInjectAck;
+///
+/// let ack = ChatInjectAck::from_payload(&json!({"ok": true, "messageId": "m-1"})).unwrap();
+/// assert_eq!(ack.message_id, "m-1");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatInjectAck {
+    /// The id of the transcript entry written.
+    pub message_id: String,
+}
+
+impl ChatInjectAck {
+    /// Reads a `chat.inject` response payload.
+    ///
+    /// # Errors
+    ///
+    /// [`UnexpectedPayload`] when `messageId` is missing or not a string.
+    pub fn from_payload(payload: &Value) -> Result<Self, UnexpectedPayload> {
+        const METHOD: &str = "chat.inject";
+        let map = payload_object(METHOD, payload)?;
+        Ok(ChatInjectAck {
+            message_id: payload_str(METHOD, map, "messageId")?,
+        })
+    }
 }
 
 /// The error of a `res` with `ok: false`.
@@ -237,11 +539,11 @@ impl std::error::Error for GatewayError {}
 /// | inbound frame | decoded as |
 /// |---|---|
 /// | event `connect.challenge` (handshake) | [`Decoded::Challenge`] with the `connect` request |
-/// | `res` to `connect`, `ok: true` | [`Decoded::Ack`], heartbeat = `policy.tickIntervalMs` |
+/// | `res` to `connect`, `ok: true` | [`Decoded::Ack`], heartbeat = `policy.tickIntervalMs` (unless [`GatewayOptions::ticks_as_heartbeat`] is off) |
 /// | `res` to `connect`, `ok: false` | [`Decoded::Rejected`] (fatal unless `retryable`) |
 /// | `res` to `t<n>` | [`Decoded::Response`] for request `n` |
 /// | event `tick` | [`Decoded::Heartbeat`] |
-/// | event `chat` | [`Decoded::Stream`] keyed by `payload.runId` |
+/// | event `chat` | [`Decoded::Stream`] keyed by `payload.runId`, with the run's `seq` (none for terminal states: the gateway reuses the last delta's) |
 /// | any other event | [`Decoded::Message`] |
 /// | `req`, unknown `type`, binary, invalid JSON | [`Decoded::Violation`] |
 ///
@@ -431,7 +733,7 @@ impl Gateway {
             .as_object()
             .filter(|p| p.get("type").and_then(Value::as_str) == Some("hello-ok"))
             .ok_or_else(|| json::malformed("connect answered without a hello-ok payload"))?;
-        let heartbeat = match hello.get("policy") {
+        let tick = match hello.get("policy") {
             None | Some(Value::Null) => None,
             Some(Value::Object(policy)) => json::opt_millis(policy, "tickIntervalMs")?,
             Some(other) => {
@@ -441,6 +743,7 @@ impl Gateway {
                 )));
             }
         };
+        let heartbeat = tick.filter(|_| self.options.ticks_as_heartbeat);
         // A second acknowledgement is the session's to report (a duplicate ack); it must
         // not replace the payload of the handshake that opened the connection.
         if phase == Phase::Handshake {
@@ -587,6 +890,12 @@ fn chat_parts(payload: &Value) -> Result<StreamFrame<()>, Violation> {
             TextMode::Incremental,
         ),
     };
+    // The gateway numbers a run's terminal event with the seq of the last delta it
+    // flushes (a `delta` and the `final` both carry seq 26), and a second `error` starts
+    // again at 1: a terminal's seq identifies nothing, so it takes part in neither
+    // de-duplication nor gap detection. The first terminal ends the run; later ones are
+    // suppressed by the session's cooldown.
+    let seq = if state.is_terminal() { None } else { seq };
     Ok(StreamFrame {
         key,
         seq,

@@ -15,6 +15,9 @@ mod hello_ack;
 mod json;
 mod raw;
 
-pub use gateway::{Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest};
+pub use gateway::{
+    ChatAbortResult, ChatHistory, ChatInjectAck, ChatMessage, ChatSendAck, Gateway, GatewayError,
+    GatewayEvent, GatewayOptions, GatewayRequest, UnexpectedPayload,
+};
 pub use hello_ack::{HelloAck, HelloAckRequest};
 pub use raw::Raw;
