@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::{mpsc, oneshot};
-use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
     CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, Status,
@@ -19,6 +18,7 @@ use tether_core::{
 
 use crate::record::{Options, Tap};
 
+use crate::alarm::Alarm;
 use crate::client::{CallError, Cmd, Control, Shared};
 use crate::conn::Conn;
 use crate::runtime::Runtime;
@@ -56,7 +56,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
-    sleep: Option<(Instant, BoxFuture<'static, ()>)>,
+    alarm: Alarm,
 }
 
 impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
@@ -97,7 +97,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             open_waiters: Vec::new(),
             close_waiters: Vec::new(),
             ended: None,
-            sleep: None,
+            alarm: Alarm::new(),
         }
     }
 
@@ -194,34 +194,13 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         progressed
     }
 
-    /// Arms the sleep for the session's next deadline and reports whether it fired (the
+    /// Aims the alarm at the session's next deadline and reports whether it fired (the
     /// session has then handled the timeout).
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> bool {
-        // Keep an armed sleep while it fires no later than the next deadline: deadlines
-        // move later on almost every frame (liveness, send deadline), and a sleep that
-        // fires early is only a spurious `handle_timeout`, which the session allows.
-        match self.session.poll_timeout() {
-            None => {
-                self.sleep = None;
-                return false;
-            }
-            Some(deadline)
-                if self
-                    .sleep
-                    .as_ref()
-                    .is_none_or(|(armed, _)| *armed > deadline) =>
-            {
-                self.sleep = Some((deadline, self.rt.sleep_until(deadline)));
-            }
-            Some(_) => {}
-        }
-        let Some((_, sleep)) = &mut self.sleep else {
-            return false;
-        };
-        if sleep.as_mut().poll(cx).is_pending() {
+        self.alarm.aim(self.session.poll_timeout(), &self.rt);
+        if Pin::new(&mut self.alarm).poll(cx).is_pending() {
             return false;
         }
-        self.sleep = None;
         self.now = self.rt.now();
         self.session.handle_timeout(self.now);
         true

@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use futures::channel::mpsc;
-use futures::future::{BoxFuture, Fuse, FutureExt};
 use futures::{SinkExt, StreamExt, select_biased};
 use tether_core::server::{EndCause, ServerConn, ServerEvent, ServerOutput};
 use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
 
 use super::guard::{Cmd, DeliveryError, Reply, State};
+use crate::alarm::Alarm;
 use crate::runtime::Runtime;
 use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
 
@@ -80,7 +79,7 @@ pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
         discard,
         waiters: BTreeMap::new(),
         refused: Vec::new(),
-        sleep: None,
+        alarm: Alarm::new(),
         abort: false,
         warned_inbound: false,
     };
@@ -110,7 +109,7 @@ struct Control<R> {
     waiters: BTreeMap<FrameId, Option<Reply>>,
     /// Replies to frames refused because the connection was already closing.
     refused: Vec<Reply>,
-    sleep: Option<(Instant, Fuse<BoxFuture<'static, ()>>)>,
+    alarm: Alarm,
     abort: bool,
     warned_inbound: bool,
 }
@@ -133,26 +132,7 @@ impl<R: Runtime> Control<R> {
                 let linger = self.machine.config().close_timeout;
                 return (peer_closed && !self.abort).then_some(linger);
             }
-            // Keep an armed sleep while it fires no later than the next deadline (the
-            // deadline moves later on most inputs; an early wake-up is only a spurious
-            // `handle_timeout`, which the machine allows).
-            match self.machine.poll_timeout() {
-                None => self.sleep = None,
-                Some(deadline)
-                    if self
-                        .sleep
-                        .as_ref()
-                        .is_none_or(|(armed, _)| *armed > deadline) =>
-                {
-                    self.sleep = Some((deadline, self.rt.sleep_until(deadline).fuse()));
-                }
-                Some(_) => {}
-            }
-            let mut never = Fuse::terminated();
-            let mut sleep = match &mut self.sleep {
-                Some((_, s)) => s,
-                None => &mut never,
-            };
+            self.alarm.aim(self.machine.poll_timeout(), &self.rt);
             select_biased! {
                 input = self.inputs.next() => {
                     // The reader and writer hold senders until the task ends.
@@ -168,8 +148,7 @@ impl<R: Runtime> Control<R> {
                         let _ = self.machine.close(CloseCode::GOING_AWAY, "", now);
                     }
                 },
-                () = sleep => {
-                    self.sleep = None;
+                () = &mut self.alarm => {
                     let now = self.rt.now();
                     self.machine.handle_timeout(now);
                 }
