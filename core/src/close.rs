@@ -183,6 +183,13 @@ impl fmt::Display for TransportFailure {
 /// Refused, DNS and I/O failures, connect and handshake timeouts reconnect; TLS failures
 /// are fatal (a bad certificate does not heal by retrying).
 ///
+/// A peer that breaks the WebSocket protocol itself (invalid UTF-8, an oversized message,
+/// broken framing: [`Input::ProtocolError`](crate::Input::ProtocolError)) gets the
+/// violation class, reconnect by default ([`with_violation`](Self::with_violation)). The
+/// close code the connection is failed with (1002, 1007, 1009) is this side's, so it is
+/// not looked up in the code table, where the peer's 1002 is fatal. A close frame whose
+/// code no peer may send (0, 999, 1004–1006, 1015, ≥ 5000) is such a violation too.
+///
 /// ```
 /// use std::time::Duration;
 /// use tether_core::{CloseClass, CloseCode, ClosePolicy};
@@ -202,6 +209,7 @@ pub struct ClosePolicy {
     http_ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
     http_default: CloseClass,
     tls: CloseClass,
+    violation: CloseClass,
 }
 
 /// The floor the defaults put on 1013 and 429.
@@ -246,6 +254,7 @@ impl Default for ClosePolicy {
             ],
             http_default: CloseClass::Fatal,
             tls: CloseClass::Fatal,
+            violation: CloseClass::RECONNECT,
         }
     }
 }
@@ -285,6 +294,19 @@ impl ClosePolicy {
     pub fn with_tls(mut self, class: CloseClass) -> Self {
         self.tls = class;
         self
+    }
+
+    /// Classifies connections failed because the peer broke the WebSocket protocol
+    /// (reconnect by default).
+    pub fn with_violation(mut self, class: CloseClass) -> Self {
+        self.violation = class;
+        self
+    }
+
+    /// The class of a connection the peer broke the WebSocket protocol on.
+    #[must_use]
+    pub fn classify_violation(&self) -> CloseClass {
+        self.violation
     }
 
     /// The class of a close code.

@@ -172,6 +172,10 @@ pub enum AttemptError {
     /// The protocol could not build its handshake.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The peer broke the WebSocket protocol during the handshake; the connection was
+    /// failed with [`Violation::close_code`].
+    #[error("the peer broke the websocket protocol: {0}")]
+    ProtocolError(Violation),
     /// A connection that had not yet proved stable was lost.
     #[error("connection lost before it proved stable: {0:?}")]
     Disconnected(DisconnectReason),
@@ -194,6 +198,9 @@ pub enum DisconnectReason {
     SendDeadline,
     /// A write failed.
     WriteFailed,
+    /// The peer broke the WebSocket protocol (invalid UTF-8, an oversized message, a bad
+    /// frame): the connection was failed with [`Violation::close_code`].
+    ProtocolError(Violation),
 }
 
 /// Why the session ended in [`Status::Failed`](crate::Status::Failed).
@@ -256,6 +263,86 @@ pub enum Violation {
     },
     /// A close frame with a code no peer may send.
     InvalidCloseCode(u16),
+    /// A frame that breaks the WebSocket framing rules (RFC 6455 §5): the codec refused
+    /// it and the connection is failed with close code 1002.
+    Frame(FrameViolation),
+}
+
+impl Violation {
+    /// The close code an endpoint fails the connection with when the codec finds this
+    /// violation on the wire (RFC 6455 §7.4.1): 1007 for invalid UTF-8, 1009 for an
+    /// oversized frame or message, 1002 for everything else.
+    ///
+    /// ```
+    /// use tether_core::{CloseCode, Violation};
+    /// assert_eq!(Violation::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+    /// assert_eq!(Violation::Oversized { len: 2, max: 1 }.close_code(), CloseCode::TOO_BIG);
+    /// ```
+    #[must_use]
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Violation::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Violation::Oversized { .. } => CloseCode::TOO_BIG,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+
+    /// The close reason sent with [`close_code`](Self::close_code): a fixed phrase, never
+    /// anything the peer sent.
+    #[must_use]
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            Violation::InvalidUtf8 => "invalid utf-8",
+            Violation::Oversized { .. } => "message too big",
+            Violation::InvalidCloseCode(_) => "invalid close code",
+            _ => "protocol error",
+        }
+    }
+}
+
+/// How a frame broke the WebSocket framing rules, as the codec reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameViolation {
+    /// A reserved bit (RSV1–3) was set with no extension negotiated.
+    ReservedBits,
+    /// A reserved opcode (data 0x3–0x7, control 0xB–0xF).
+    ReservedOpcode(u8),
+    /// A continuation frame with no message to continue.
+    UnexpectedContinuation,
+    /// A new data frame while a fragmented message was unfinished.
+    ExpectedContinuation,
+    /// A fragmented control frame.
+    FragmentedControl,
+    /// A control frame with more than 125 bytes of payload.
+    ControlTooLong,
+    /// A masked frame from a server, or an unmasked one from a client.
+    Masking,
+    /// A close frame whose payload is not a code and a UTF-8 reason.
+    BadClosePayload,
+    /// A frame after the close frame.
+    AfterClose,
+    /// Any other framing error the codec reported.
+    Other,
+}
+
+impl std::fmt::Display for FrameViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameViolation::ReservedBits => f.write_str("reserved bits set"),
+            FrameViolation::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            FrameViolation::UnexpectedContinuation => f.write_str("continuation without a start"),
+            FrameViolation::ExpectedContinuation => {
+                f.write_str("new message inside a fragmented one")
+            }
+            FrameViolation::FragmentedControl => f.write_str("fragmented control frame"),
+            FrameViolation::ControlTooLong => f.write_str("control frame over 125 bytes"),
+            FrameViolation::Masking => f.write_str("wrong masking"),
+            FrameViolation::BadClosePayload => f.write_str("malformed close frame"),
+            FrameViolation::AfterClose => f.write_str("frame after close"),
+            FrameViolation::Other => f.write_str("framing error"),
+        }
+    }
 }
 
 impl std::fmt::Display for Violation {
@@ -271,6 +358,7 @@ impl std::fmt::Display for Violation {
                 write!(f, "response for unknown id {wire_id}")
             }
             Violation::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+            Violation::Frame(v) => write!(f, "bad frame: {v}"),
         }
     }
 }

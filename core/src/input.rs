@@ -37,6 +37,16 @@ pub enum Input {
         /// The peer's close reason.
         reason: String,
     },
+    /// The codec refused what the peer sent (invalid UTF-8, a frame or message over the
+    /// size limit, broken framing) and is failing the connection: it sends the close
+    /// frame [`Violation::close_code`](crate::Violation::close_code) names and drops the
+    /// socket. No other input of the connection follows.
+    ProtocolError {
+        /// The generation.
+        conn: ConnId,
+        /// What the peer did.
+        violation: crate::error::Violation,
+    },
     /// A frame was fully written.
     WriteCompleted {
         /// The generation.
@@ -62,6 +72,7 @@ impl Input {
             | Input::TransportFailed { conn, .. }
             | Input::FrameReceived { conn, .. }
             | Input::TransportClosed { conn, .. }
+            | Input::ProtocolError { conn, .. }
             | Input::WriteCompleted { conn, .. }
             | Input::WriteFailed { conn, .. } => *conn,
         }

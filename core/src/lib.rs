@@ -122,8 +122,8 @@ pub use close::{
 };
 pub use config::{Config, ConfigBuilder};
 pub use error::{
-    AttemptError, ConfigError, ConnectError, DisconnectReason, EncodeError, RequestError,
-    RequestFailure, SendError, SessionError, Violation,
+    AttemptError, ConfigError, ConnectError, DisconnectReason, EncodeError, FrameViolation,
+    RequestError, RequestFailure, SendError, SessionError, Violation,
 };
 pub use event::{
     DropReason, EndReason, Event, Output, Retry, StreamEnd, StreamEvent, StreamEventKind,

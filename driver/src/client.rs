@@ -266,6 +266,9 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         label: &str,
         options: Options<P>,
     ) -> Result<Self, ConnectError> {
+        let mut transport = transport;
+        // The codec's size limit is the session's: nothing is buffered past it.
+        transport.limit_inbound(config.max_inbound_frame);
         let session = Session::new(config, protocol, seed)?;
         let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();

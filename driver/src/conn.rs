@@ -26,7 +26,18 @@ enum Queued {
 
 enum State {
     Connecting(BoxFuture<'static, Result<Link, TransportFailure>>),
-    Open { stream: FrameStream, writer: Writer },
+    Open {
+        stream: FrameStream,
+        writer: Writer,
+    },
+    /// The session has been told the connection ended (the peer's close frame, or a
+    /// protocol error); the link finishes the close handshake (its answering close frame,
+    /// or the 1002/1007/1009 it fails the connection with) as its stream is polled to the
+    /// end. Nothing more is written or reported; `linger` bounds the wait.
+    Ending {
+        stream: FrameStream,
+        linger: Option<BoxFuture<'static, ()>>,
+    },
 }
 
 /// The write half and what it has been handed.
@@ -56,6 +67,9 @@ pub(crate) struct Step {
     pub(crate) progressed: bool,
     /// The connection has ended (its last input is among those produced): drop it.
     pub(crate) finished: bool,
+    /// The session has just been told the connection ended, and the link is finishing
+    /// its close handshake: arm [`Conn::linger`].
+    pub(crate) ending: bool,
 }
 
 impl Conn {
@@ -75,25 +89,37 @@ impl Conn {
     /// Queues a frame; it is written on the next poll (a frame for a connection still
     /// opening waits for it to open).
     pub(crate) fn send(&mut self, frame: FrameId, payload: OutFrame, inputs: &mut Vec<Input>) {
-        if let State::Open {
-            writer: Writer { broken: true, .. },
-            ..
-        } = self.state
-        {
-            inputs.push(Input::WriteFailed {
+        match self.state {
+            State::Open {
+                writer: Writer { broken: true, .. },
+                ..
+            } => inputs.push(Input::WriteFailed {
                 conn: self.id,
                 frame,
-            });
-        } else {
-            self.outbox.push_back(Queued::Frame(frame, payload));
-            self.news = true;
+            }),
+            // The session already knows this connection ended.
+            State::Ending { .. } => {}
+            _ => {
+                self.outbox.push_back(Queued::Frame(frame, payload));
+                self.news = true;
+            }
+        }
+    }
+
+    /// Bounds the close handshake the link is finishing: when `sleep` completes, the
+    /// connection is dropped whatever the peer did.
+    pub(crate) fn linger(&mut self, sleep: BoxFuture<'static, ()>) {
+        if let State::Ending { linger, .. } = &mut self.state {
+            *linger = Some(sleep);
         }
     }
 
     /// Queues a close frame. The peer's answering close arrives through reading.
     pub(crate) fn close(&mut self, code: CloseCode, reason: String) {
-        self.outbox.push_back(Queued::Close(code, reason));
-        self.news = true;
+        if !matches!(self.state, State::Ending { .. }) {
+            self.outbox.push_back(Queued::Close(code, reason));
+            self.news = true;
+        }
     }
 
     /// Whether the connection must be polled before the loop may sleep: it was created or
@@ -116,7 +142,13 @@ impl Conn {
         let mut step = Step {
             progressed: false,
             finished: false,
+            ending: false,
         };
+        if let State::Ending { stream, linger } = &mut self.state {
+            step.finished = finish_ending(cx, stream, linger);
+            step.progressed = step.finished;
+            return step;
+        }
         if let State::Connecting(connecting) = &mut self.state {
             match connecting.as_mut().poll(cx) {
                 Poll::Pending => return step,
@@ -164,22 +196,87 @@ impl Conn {
                     inputs.push(Input::FrameReceived { conn, frame });
                     None
                 }
-                Poll::Ready(Some(Ok(Incoming::Closed(code, reason)))) => Some((code, reason)),
+                Poll::Ready(Some(Ok(Incoming::Closed(code, reason)))) => {
+                    Some((Input::TransportClosed { conn, code, reason }, true))
+                }
+                Poll::Ready(Some(Ok(Incoming::Violation(violation)))) => {
+                    tracing::debug!(%conn, %violation, "peer broke the websocket protocol");
+                    Some((Input::ProtocolError { conn, violation }, true))
+                }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::debug!(%conn, error = %e, "read failed");
-                    Some((None, String::new()))
+                    Some((closed(conn), false))
                 }
-                Poll::Ready(None) => Some((None, String::new())),
+                Poll::Ready(None) => Some((closed(conn), false)),
             };
             step.progressed = true;
-            if let Some((code, reason)) = ended {
-                inputs.push(Input::TransportClosed { conn, code, reason });
-                step.finished = true;
+            if let Some((input, handshake)) = ended {
+                inputs.push(input);
+                self.outbox.clear();
+                if !handshake {
+                    step.finished = true;
+                    break;
+                }
+                // The link answers the close (or fails the connection) as it is polled
+                // on: start at once, so the answer usually leaves in this same poll.
+                let State::Open { stream, .. } =
+                    std::mem::replace(&mut self.state, State::Connecting(Box::pin(pending())))
+                else {
+                    break;
+                };
+                let mut stream = stream;
+                let mut linger = None;
+                if finish_ending(cx, &mut stream, &mut linger) {
+                    step.finished = true;
+                } else {
+                    step.ending = true;
+                    self.state = State::Ending { stream, linger };
+                }
                 break;
             }
         }
         step
     }
+}
+
+/// A connection that dropped without a close frame.
+fn closed(conn: ConnId) -> Input {
+    Input::TransportClosed {
+        conn,
+        code: None,
+        reason: String::new(),
+    }
+}
+
+/// A never-ready stand-in while a state is moved out.
+fn pending() -> impl std::future::Future<Output = Result<Link, TransportFailure>> + Send {
+    futures::future::pending()
+}
+
+/// Polls an ending link's stream towards its end (discarding what it yields) and its
+/// linger; whether the connection is over.
+fn finish_ending(
+    cx: &mut Context<'_>,
+    stream: &mut FrameStream,
+    linger: &mut Option<BoxFuture<'static, ()>>,
+) -> bool {
+    let mut budget = READ_BUDGET;
+    loop {
+        match stream.as_mut().poll_next(cx) {
+            Poll::Pending => break,
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(Some(Err(_)) | None) => return true,
+        }
+        budget -= 1;
+        if budget == 0 {
+            // More is readable: come back after the loop's other sources.
+            cx.waker().wake_by_ref();
+            break;
+        }
+    }
+    linger
+        .as_mut()
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
 }
 
 impl Writer {

@@ -28,9 +28,11 @@ mod mailbox;
 pub mod record;
 mod runtime;
 pub mod server;
+mod sniff;
 mod task;
 mod transport;
 mod ws;
+mod ws_link;
 
 pub use client::{
     CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,

@@ -125,7 +125,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 for w in self.close_waiters.drain(..) {
                     let _ = w.send(());
                 }
-                if self.handles_gone {
+                // Connections still finishing a close handshake end within their linger.
+                if self.handles_gone && self.conns.is_empty() {
                     return Poll::Ready(());
                 }
             }
@@ -185,6 +186,12 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             progressed |= step.progressed;
             if step.finished {
                 finished.push(*id);
+            } else if step.ending {
+                // The peer's close is being answered (or its protocol error failed with
+                // a close frame): bounded like a close of our own.
+                let deadline = self.now + self.session.config().close_timeout;
+                conn.linger(self.rt.sleep_until(deadline));
+                progressed = true;
             }
         }
         for id in finished {

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 
 use futures::{Sink, Stream};
-use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure};
+use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure, Violation};
 
 /// What the driver writes on a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,10 +19,19 @@ pub enum Outgoing {
 pub enum Incoming {
     /// A frame.
     Frame(InFrame),
-    /// The peer's close frame (a frame without a code arrives as `Some(1005)`), after which
-    /// the stream ends. A socket that drops without a close frame ends the stream (or
-    /// yields an error) instead.
+    /// The peer's close frame, with the code and reason as the peer sent them (a frame
+    /// without a code arrives as `Some(1005)`). A socket that drops without a close frame
+    /// ends the stream (or yields an error) instead.
+    ///
+    /// The stream goes on after this item until the close handshake is over (the answer
+    /// to the peer's close is flushed, the peer dropped the socket): poll it to its end,
+    /// bounded by a linger of your own, before dropping the link.
     Closed(Option<CloseCode>, String),
+    /// The peer broke the WebSocket protocol (invalid UTF-8, a frame or message over the
+    /// limit, broken framing). The stream goes on only to send the close frame
+    /// [`Violation::close_code`] names, then ends: poll it to its end as after
+    /// [`Closed`](Self::Closed).
+    Violation(Violation),
 }
 
 /// The write half of an open connection. `send` completes when the frame is written to
@@ -54,4 +63,12 @@ pub trait Transport: Send + Sync + 'static {
     /// Opens the connection for generation `conn` (TCP, TLS, WebSocket upgrade). The
     /// session enforces the connect timeout by aborting this future.
     async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure>;
+
+    /// Sets the largest inbound frame or message the codec accepts (anything larger fails
+    /// the connection with close 1009 before it is buffered). [`Client`](crate::Client)
+    /// calls it with the session's `max_inbound_frame` before the first connection; a
+    /// transport with no codec of its own ignores it.
+    fn limit_inbound(&mut self, max: usize) {
+        let _ = max;
+    }
 }

@@ -9,14 +9,14 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::client::Request;
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::tungstenite::Error as WsError;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::{SinkExt, StreamExt};
-use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure};
+use tether_core::{ConnId, TransportFailure};
 
-use crate::transport::{Incoming, Link, Outgoing, Transport};
+use crate::sniff::Sniffed;
+use crate::transport::{Link, Transport};
+use crate::ws_link::into_link;
 
 /// Opens byte streams: the one thing a runtime adapter must supply for WebSockets.
 #[async_trait::async_trait]
@@ -38,6 +38,10 @@ impl std::fmt::Display for UrlError {
 }
 
 impl std::error::Error for UrlError {}
+
+/// The codec's inbound limit until [`Transport::limit_inbound`] sets the session's:
+/// [`Config`](tether_core::Config)'s default `max_inbound_frame`.
+const DEFAULT_MAX_INBOUND: usize = 16 << 20;
 
 /// A WebSocket client transport over `D`'s byte streams.
 pub struct WsTransport<D> {
@@ -76,10 +80,11 @@ impl<D: Dial> WsTransport<D> {
             .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let mut config = WebSocketConfig::default();
-        // The session, not tungstenite, decides what an oversized frame means; tungstenite's
-        // own bound only guards memory.
-        config.max_message_size = Some(64 << 20);
-        config.max_frame_size = Some(64 << 20);
+        // The codec refuses (with close 1009) any frame or message over the session's
+        // `max_inbound_frame`, before buffering it: `Client::start` sets the session's
+        // value through `Transport::limit_inbound`; this is `Config`'s default.
+        config.max_message_size = Some(DEFAULT_MAX_INBOUND);
+        config.max_frame_size = Some(DEFAULT_MAX_INBOUND);
         // tungstenite zeroes its whole read chunk before every read, including reads that
         // find nothing; at the 128 KiB default that cost ~1.6 µs per round trip.
         config.read_buffer_size = 16 << 10;
@@ -225,46 +230,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
     }
 }
 
-fn to_message(out: Outgoing) -> Message {
-    match out {
-        Outgoing::Frame(OutFrame::Text(t)) => {
-            match async_tungstenite::tungstenite::Utf8Bytes::try_from(t.into_bytes()) {
-                Ok(t) => Message::Text(t),
-                // Invariant: Utf8Bytes only holds UTF-8, so the conversion cannot fail; an
-                // empty text frame is the harmless fallback rather than a panic.
-                Err(_) => Message::Text("".into()),
-            }
-        }
-        Outgoing::Frame(OutFrame::Binary(b)) => Message::Binary(b),
-        Outgoing::Frame(OutFrame::Ping(b)) => Message::Ping(b),
-        Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
-            code: WsCode::from(code.0),
-            reason: reason.into(),
-        })),
-    }
-}
-
-fn from_message(msg: Message) -> Option<Incoming> {
-    Some(match msg {
-        Message::Text(t) => Incoming::Frame(InFrame::Text(t.into())),
-        Message::Binary(b) => Incoming::Frame(InFrame::Binary(b)),
-        Message::Ping(b) => Incoming::Frame(InFrame::Ping(b)),
-        Message::Pong(b) => Incoming::Frame(InFrame::Pong(b)),
-        Message::Close(frame) => match frame {
-            Some(f) => Incoming::Closed(Some(CloseCode(u16::from(f.code))), f.reason.to_string()),
-            None => Incoming::Closed(Some(CloseCode::NO_STATUS), String::new()),
-        },
-        Message::Frame(_) => return None,
-    })
-}
-
-fn ws_io(e: WsError) -> io::Error {
-    match e {
-        WsError::Io(e) => e,
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 #[async_trait::async_trait]
 impl<D: Dial> Transport for WsTransport<D> {
     async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
@@ -297,35 +262,17 @@ impl<D: Dial> Transport for WsTransport<D> {
         };
         let (ws, _response) = async_tungstenite::client_async_with_config(
             self.request.clone(),
-            io,
+            Sniffed::new(io),
             Some(self.config),
         )
         .await
         .map_err(ws_failure)?;
         Ok(into_link(ws))
     }
-}
 
-/// An open WebSocket as a [`Link`] of the driver's frames: the client transport's and the
-/// server side's accepted connections alike.
-pub(crate) fn into_link<S>(ws: async_tungstenite::WebSocketStream<S>) -> Link
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, stream) = ws.split();
-    let sink = sink
-        .sink_map_err(ws_io)
-        .with(|out: Outgoing| futures::future::ready(Ok::<_, io::Error>(to_message(out))));
-    let stream = stream.filter_map(|item| {
-        futures::future::ready(match item {
-            Ok(msg) => from_message(msg).map(Ok),
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
-            Err(e) => Some(Err(ws_io(e))),
-        })
-    });
-    Link {
-        sink: Box::pin(sink),
-        stream: Box::pin(stream),
+    fn limit_inbound(&mut self, max: usize) {
+        self.config.max_message_size = Some(max);
+        self.config.max_frame_size = Some(max);
     }
 }
 

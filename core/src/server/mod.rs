@@ -244,6 +244,7 @@ impl ServerConn {
             Input::FrameReceived { frame, .. } => self.on_frame(frame, now),
             Input::TransportClosed { code, reason, .. } => self.on_closed(code, reason),
             Input::TransportFailed { .. } => self.on_closed(None, String::new()),
+            Input::ProtocolError { violation, .. } => self.on_protocol_error(violation),
             Input::WriteCompleted { frame, .. } => match self.writes.complete(frame, now) {
                 Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
                     self.stats.slow_writes += 1;
@@ -474,6 +475,17 @@ impl ServerConn {
             State::Open { .. } => self.lose(DisconnectReason::Closed { code, reason }, false),
             // A close frame answers ours; a socket that drops does not.
             _ => self.finish_close(code.is_some(), false),
+        }
+    }
+
+    /// The codec failed the connection (it sends the close code itself): the peer broke
+    /// the WebSocket protocol.
+    fn on_protocol_error(&mut self, violation: Violation) {
+        self.violation(violation.clone());
+        match self.state {
+            State::Open { .. } => self.lose(DisconnectReason::ProtocolError(violation), false),
+            // Our close was under way; the peer never answered it properly.
+            _ => self.finish_close(false, false),
         }
     }
 

@@ -130,6 +130,9 @@ impl std::fmt::Display for EndCause {
             EndCause::Lost(DisconnectReason::Stale) => f.write_str("peer went silent"),
             EndCause::Lost(DisconnectReason::SendDeadline) => f.write_str("send deadline missed"),
             EndCause::Lost(DisconnectReason::WriteFailed) => f.write_str("write failed"),
+            EndCause::Lost(DisconnectReason::ProtocolError(v)) => {
+                write!(f, "peer broke the protocol ({v}); failed with {}", v.close_code())
+            }
         }
     }
 }

@@ -44,6 +44,9 @@ impl<P: Protocol> Session<P> {
             Input::TransportClosed { conn, code, reason } => {
                 self.on_closed(conn, code, reason, now)
             }
+            Input::ProtocolError { conn, violation } => {
+                self.on_protocol_error(conn, violation, now)
+            }
             Input::WriteCompleted { conn, frame } => match self.writes.complete(frame, now) {
                 Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
                     self.stats.slow_writes += 1;
@@ -143,6 +146,23 @@ impl<P: Protocol> Session<P> {
             }
             _ => {
                 let error = AttemptError::ClosedDuringHandshake { code, reason };
+                self.attempt_failed(conn, error, class, Teardown::Gone, now);
+            }
+        }
+    }
+
+    /// The codec failed the connection because the peer broke the WebSocket protocol; it
+    /// sends the close frame itself, so the transport is already on its way out.
+    fn on_protocol_error(&mut self, conn: ConnId, violation: Violation, now: Instant) {
+        self.violation(conn, violation.clone());
+        let class = self.cfg.close_policy.classify_violation();
+        match self.link {
+            Link::Open { .. } => {
+                let reason = DisconnectReason::ProtocolError(violation);
+                self.lost(conn, reason, class, Teardown::Gone, now);
+            }
+            _ => {
+                let error = AttemptError::ProtocolError(violation);
                 self.attempt_failed(conn, error, class, Teardown::Gone, now);
             }
         }

@@ -10,7 +10,7 @@ use tether_core::{
     LivenessConfig, OfflinePolicy, Output, Overflow, Protocol, QueueConfig, RequestFailure, Status,
     StreamConfig, StreamEventKind, TransportFailure,
 };
-use tether_core::{ConnId, FrameId};
+use tether_core::{ConnId, FrameId, FrameViolation, Violation};
 
 use super::redact::{Direction, Redaction, Redactor, Wire, unhex};
 
@@ -168,11 +168,16 @@ fn policy(p: &ClosePolicy) -> Value {
         "codes": runs(|c| p.classify_close(CloseCode(c))),
         "http": runs(|s| p.classify_failure(&TransportFailure::Http { status: s, retry_after: None })),
         "tls": class(p.classify_failure(&TransportFailure::Tls(String::new()))),
+        "violation": class(p.classify_violation()),
     })
 }
 
 fn read_policy(v: &Value) -> Result<ClosePolicy, ReadError> {
     let mut p = ClosePolicy::default().with_tls(read_class(field(v, "tls")?)?);
+    // Traces written before the violation class existed used the default.
+    if let Some(c) = v.get("violation") {
+        p = p.with_violation(read_class(c)?);
+    }
     // Every code and status gets an exact entry: exact entries win over everything the
     // default table holds, so the rebuilt policy classifies exactly as the recorded one.
     for (lo, hi, c) in read_runs(field(v, "codes")?)? {
@@ -531,6 +536,63 @@ fn read_failure(v: &Value) -> Result<TransportFailure, ReadError> {
     Err(format!("unknown transport failure {v}"))
 }
 
+/// The frame violations the codec reports, by name.
+const FRAME_VIOLATIONS: [(FrameViolation, &str); 9] = [
+    (FrameViolation::ReservedBits, "reserved_bits"),
+    (FrameViolation::UnexpectedContinuation, "unexpected_continuation"),
+    (FrameViolation::ExpectedContinuation, "expected_continuation"),
+    (FrameViolation::FragmentedControl, "fragmented_control"),
+    (FrameViolation::ControlTooLong, "control_too_long"),
+    (FrameViolation::Masking, "masking"),
+    (FrameViolation::BadClosePayload, "bad_close_payload"),
+    (FrameViolation::AfterClose, "after_close"),
+    (FrameViolation::Other, "other"),
+];
+
+/// A violation the codec reported (the only kinds an `Input::ProtocolError` carries).
+fn wire_violation(v: &Violation) -> Value {
+    match v {
+        Violation::InvalidUtf8 => json!("invalid_utf8"),
+        Violation::Oversized { len, max } => json!({ "oversized": [len, max] }),
+        Violation::Frame(FrameViolation::ReservedOpcode(op)) => json!({ "reserved_opcode": op }),
+        Violation::Frame(f) => json!({
+            "frame": FRAME_VIOLATIONS
+                .iter()
+                .find(|(k, _)| k == f)
+                .map_or("other", |(_, n)| *n)
+        }),
+        _ => json!({ "frame": "other" }),
+    }
+}
+
+fn read_wire_violation(v: &Value) -> Result<Violation, ReadError> {
+    if v.as_str() == Some("invalid_utf8") {
+        return Ok(Violation::InvalidUtf8);
+    }
+    if let Some(pair) = v.get("oversized").and_then(Value::as_array) {
+        let n = |i: usize| {
+            pair.get(i)
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or("oversized needs two sizes")
+        };
+        return Ok(Violation::Oversized { len: n(0)?, max: n(1)? });
+    }
+    if let Some(op) = v.get("reserved_opcode") {
+        let op = op
+            .as_u64()
+            .and_then(|o| u8::try_from(o).ok())
+            .ok_or("opcode out of range")?;
+        return Ok(Violation::Frame(FrameViolation::ReservedOpcode(op)));
+    }
+    let name = v.get("frame").and_then(Value::as_str);
+    FRAME_VIOLATIONS
+        .iter()
+        .find(|(_, n)| Some(*n) == name)
+        .map(|(k, _)| Violation::Frame(*k))
+        .ok_or_else(|| format!("unknown protocol error {v}"))
+}
+
 /// A transport input as JSON, its payloads redacted.
 #[must_use]
 pub fn input(r: &Redactor, i: &Input) -> Value {
@@ -553,6 +615,10 @@ pub fn input(r: &Redactor, i: &Input) -> Value {
         Input::WriteFailed { conn, frame } => {
             json!({ "write_failed": { "conn": conn.get(), "frame": frame.get() } })
         }
+        Input::ProtocolError { conn, violation } => json!({ "protocol_error": {
+            "conn": conn.get(),
+            "v": wire_violation(violation),
+        }}),
         other => json!({ "unknown": format!("{:?}", other.conn()) }),
     }
 }
@@ -597,6 +663,10 @@ pub fn read_input(v: &Value) -> Result<Input, ReadError> {
         "write_failed" => Input::WriteFailed {
             conn,
             frame: FrameId::from_raw(u64_field(body, "frame")?),
+        },
+        "protocol_error" => Input::ProtocolError {
+            conn,
+            violation: read_wire_violation(field(body, "v")?)?,
         },
         other => return Err(format!("unknown input {other:?}")),
     })

@@ -55,15 +55,17 @@ where
 {
     config.validate()?;
     let mut ws = WebSocketConfig::default();
-    // The machine, not tungstenite, decides what an oversized frame means (a violation,
-    // the connection goes on); tungstenite's bound, above it, only guards memory.
-    let cap = config.server.max_inbound_frame.saturating_add(64 << 10);
+    // The codec refuses any frame or message over the limit before buffering it, and the
+    // link fails the connection with 1009: nothing is discarded silently.
+    let cap = config.server.max_inbound_frame;
     ws.max_message_size = Some(cap);
     ws.max_frame_size = Some(cap);
     // Small read buffers: a hub holds thousands of connections (see the client's note on
     // tungstenite zeroing its whole read chunk).
     ws.read_buffer_size = 16 << 10;
-    let upgrade = async_tungstenite::accept_async_with_config(io, Some(ws)).fuse();
+    let upgrade =
+        async_tungstenite::accept_async_with_config(crate::sniff::Sniffed::new(io), Some(ws))
+            .fuse();
     let deadline = runtime.now() + config.upgrade_timeout;
     let timeout = runtime.sleep_until(deadline).fuse();
     futures::pin_mut!(upgrade, timeout);
@@ -71,7 +73,7 @@ where
         r = upgrade => r.map_err(|e| AcceptError::Upgrade(e.to_string()))?,
         () = timeout => return Err(AcceptError::Timeout(config.upgrade_timeout)),
     };
-    Ok(guard(runtime, crate::ws::into_link(ws), peer, config)?)
+    Ok(guard(runtime, crate::ws_link::into_link(ws), peer, config)?)
 }
 
 /// Starts guarding an already open connection (a [`Link`] from any transport: the

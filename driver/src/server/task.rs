@@ -122,12 +122,14 @@ impl<R: Runtime> Control<R> {
             self.drain();
             if self.machine.is_closed() || self.abort {
                 self.finish();
+                // The peer's close frame is answered, and a peer that broke the protocol
+                // is sent its 1002/1007/1009, by reading on.
                 let peer_closed = matches!(
                     self.machine.end_cause(),
-                    Some(EndCause::Lost(tether_core::DisconnectReason::Closed {
-                        code: Some(_),
-                        ..
-                    }))
+                    Some(EndCause::Lost(
+                        tether_core::DisconnectReason::Closed { code: Some(_), .. }
+                            | tether_core::DisconnectReason::ProtocolError(_)
+                    ))
                 );
                 let linger = self.machine.config().close_timeout;
                 return (peer_closed && !self.abort).then_some(linger);
@@ -282,7 +284,7 @@ impl<R: Runtime> Control<R> {
 /// Reads frames until the connection ends, then reports how. Completes only after that
 /// report, so the task never ends before the loop has heard of the end.
 async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<Input>) {
-    let (code, reason) = loop {
+    let last = loop {
         match stream.next().await {
             Some(Ok(Incoming::Frame(frame))) => {
                 if inputs
@@ -290,24 +292,37 @@ async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<In
                     .await
                     .is_err()
                 {
-                    break (None, String::new());
+                    break closed(conn);
                 }
             }
-            Some(Ok(Incoming::Closed(code, reason))) => break (code, reason),
+            Some(Ok(Incoming::Closed(code, reason))) => {
+                break Input::TransportClosed { conn, code, reason };
+            }
+            Some(Ok(Incoming::Violation(violation))) => {
+                tracing::debug!(%conn, %violation, "peer broke the websocket protocol");
+                break Input::ProtocolError { conn, violation };
+            }
             Some(Err(e)) => {
                 tracing::debug!(%conn, error = %e, "read failed");
-                break (None, String::new());
+                break closed(conn);
             }
-            None => break (None, String::new()),
+            None => break closed(conn),
         }
     };
-    if inputs
-        .send(Input::TransportClosed { conn, code, reason })
-        .await
-        .is_ok()
-    {
-        // Reading on flushes tungstenite's answer to a close frame; the stream then ends.
+    if inputs.send(last).await.is_ok() {
+        // Reading on finishes the close handshake: the link flushes tungstenite's answer to
+        // a close frame, or the close frame it fails the connection with; the stream then
+        // ends.
         while let Some(Ok(_)) = stream.next().await {}
+    }
+}
+
+/// A connection that dropped without a close frame.
+fn closed(conn: ConnId) -> Input {
+    Input::TransportClosed {
+        conn,
+        code: None,
+        reason: String::new(),
     }
 }
 
