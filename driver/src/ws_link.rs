@@ -120,6 +120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for LinkStream<S> {
                     let item = match futures::ready!(Pin::new(&mut *ws).poll_next(cx)) {
                         None => None,
                         Some(Ok(Message::Close(frame))) => {
+                            // tungstenite has queued its answer (1002 for a code it does
+                            // not know); reading on sends it.
                             this.state = ReadState::Closing;
                             Some(Ok(peer_close(&ws, frame)))
                         }
@@ -190,8 +192,13 @@ fn peer_close<S: AsyncRead + AsyncWrite + Unpin>(
     frame: Option<CloseFrame>,
 ) -> Incoming {
     if let Some(raw) = ws.get_ref().close_frame() {
-        return match raw.code() {
-            Some(code) => Incoming::Closed(Some(CloseCode(code)), raw.reason()),
+        return match raw.code().map(CloseCode) {
+            // A code no peer may send (1005 on the wire among them, which would otherwise
+            // read as a close frame without a code) is the peer breaking the protocol.
+            Some(code) if !code.is_valid_on_wire() => {
+                Incoming::Violation(Violation::InvalidCloseCode(code.0))
+            }
+            Some(code) => Incoming::Closed(Some(code), raw.reason()),
             None => Incoming::Closed(Some(CloseCode::NO_STATUS), String::new()),
         };
     }

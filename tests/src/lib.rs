@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod loopback;
+pub mod raw_peer;
 pub mod runtimes;
 
 use std::fmt::Display;
