@@ -179,7 +179,7 @@ fn rows(doc: &str) -> Vec<Row> {
 
 // ---- the rows this file promises are there ---------------------------------------------------
 
-const COMMON_INPUTS: [&str; 12] = [
+const COMMON_INPUTS: [&str; 13] = [
     "connect",
     "close",
     "terminate",
@@ -190,6 +190,7 @@ const COMMON_INPUTS: [&str; 12] = [
     "TransportClosed(1000)",
     "TransportClosed(1012)",
     "TransportClosed(1008)",
+    "ProtocolError(utf8)",
     "WriteCompleted",
     "WriteFailed",
 ];
@@ -597,6 +598,10 @@ where
             "TransportClosed(1000)" => closed(1000),
             "TransportClosed(1012)" => closed(1012),
             "TransportClosed(1008)" => closed(1008),
+            "ProtocolError(utf8)" => Input::ProtocolError {
+                conn,
+                violation: tether_core::Violation::InvalidUtf8,
+            },
             "WriteCompleted" => Input::WriteCompleted {
                 conn,
                 frame: self.pending_write()?,

@@ -84,7 +84,12 @@ impl<P: Protocol> Session<P> {
     fn foreign_input(&mut self, input: Input) {
         let conn = input.conn();
         if let Some(pos) = self.closing.iter().position(|(c, _)| *c == conn) {
-            if matches!(input, Input::TransportClosed { .. }) {
+            // A transport failing the connection over a protocol error ends it as surely
+            // as a close frame does.
+            if matches!(
+                input,
+                Input::TransportClosed { .. } | Input::ProtocolError { .. }
+            ) {
                 self.closing.remove(pos);
             }
             return;
