@@ -1,5 +1,10 @@
 //! Behaviour 13: bad input — every class gets a typed violation and a defined outcome
 //! (the frame is dropped, the session stays open), and nothing panics.
+//!
+//! These are the machine's own defences, fed frames as values. Over a real socket the
+//! codec refuses invalid UTF-8, oversized frames and invalid close codes first and the
+//! session sees `Input::ProtocolError` instead (`core/tests/protocol_error.rs`); what the
+//! wire does is proven by `tests/tests/hostile_peers.rs`.
 
 mod common;
 use bytes::Bytes;

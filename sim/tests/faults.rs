@@ -521,6 +521,9 @@ fn reorder_is_caught_by_sequence_numbers() {
     assert!(terminals.values().all(|n| *n == 1), "{terminals:?}");
 }
 
+/// The simulated network carries frames as values, with no codec: this proves the
+/// machine's own defence. Over a real socket the codec fails the connection on invalid
+/// UTF-8 and oversized frames instead (`tests/tests/hostile_peers.rs`).
 #[test]
 fn garbage_of_each_kind_is_a_violation_and_the_session_stays_open() {
     let config = Config {

@@ -168,6 +168,8 @@ impl<P: Protocol> Session<P> {
             DisconnectReason::Closed { code, reason } => {
                 (code.unwrap_or(CloseCode::ABNORMAL), reason.clone())
             }
+            // The close this side failed the connection with.
+            DisconnectReason::ProtocolError(v) => (v.close_code(), v.close_reason().to_owned()),
             _ => (CloseCode::ABNORMAL, String::new()),
         };
         match class {
