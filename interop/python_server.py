@@ -3,8 +3,9 @@
 
 Usage: python_server.py PORT [--exit-with-stdin]
 
-Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening and
-`CONNECTION <n>` for the n-th accepted WebSocket, exits on SIGTERM or SIGINT, and with
+Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening,
+`CONNECTION <n>` for the n-th accepted WebSocket and `CLOSED <n> <code>` when it ends,
+with the close code the client sent (1006: no close frame arrived), exits on SIGTERM or SIGINT, and with
 `--exit-with-stdin` also when its standard input closes (so a test that dies does not
 leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per text frame:
 
@@ -44,7 +45,8 @@ connections = 0
 async def handler(ws):
     global connections
     connections += 1
-    print(f"CONNECTION {connections}", flush=True)
+    n = connections
+    print(f"CONNECTION {n}", flush=True)
     tasks = set()
     try:
         async for message in ws:
@@ -69,6 +71,9 @@ async def handler(ws):
     finally:
         for task in tasks:
             task.cancel()
+        # The close code the client sent (1006 when no close frame arrived).
+        rcvd = ws.close_code
+        print(f"CLOSED {n} {rcvd}", flush=True)
 
 
 def stop_on_stdin_eof(loop, stop):

@@ -63,7 +63,10 @@ fn the_violation_class_is_configurable() {
         Event::Ended(EndReason::Failed(SessionError::FatalClose { code, .. }))
             if *code == tether_core::CloseCode::PROTOCOL_ERROR
     )));
-    assert_eq!(ClosePolicy::default().classify_violation(), CloseClass::RECONNECT);
+    assert_eq!(
+        ClosePolicy::default().classify_violation(),
+        CloseClass::RECONNECT
+    );
 }
 
 #[test]
@@ -92,7 +95,10 @@ fn a_protocol_error_during_the_handshake_is_a_failed_attempt() {
 fn each_violation_names_its_rfc_close_code() {
     use tether_core::CloseCode;
     assert_eq!(Violation::InvalidUtf8.close_code(), CloseCode(1007));
-    assert_eq!(Violation::Oversized { len: 2, max: 1 }.close_code(), CloseCode(1009));
+    assert_eq!(
+        Violation::Oversized { len: 2, max: 1 }.close_code(),
+        CloseCode(1009)
+    );
     for v in [
         Violation::InvalidCloseCode(5000),
         Violation::Frame(FrameViolation::ReservedOpcode(3)),

@@ -123,7 +123,9 @@ impl<S> Sniffed<S> {
                 Stage::Payload { left, close } => {
                     // Invariant: `left` > 0 in this stage (an empty payload moves on at
                     // once), so `take` is at least 1 and the loop advances.
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len());
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len());
                     if let Some(c) = close {
                         for &b in &bytes[..take] {
                             let i = c.data.len();
@@ -155,10 +157,7 @@ impl<S> Sniffed<S> {
                 len: 0,
             },
         );
-        if let Stage::Payload {
-            close: Some(c), ..
-        } = stage
-        {
+        if let Stage::Payload { close: Some(c), .. } = stage {
             self.close = Some(RawClose(c.data));
             self.stage = Stage::Done;
         }

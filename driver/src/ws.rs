@@ -6,10 +6,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::client::Request;
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::{ConnId, TransportFailure};

@@ -3,8 +3,9 @@
 //
 // Usage: node server.js PORT [--exit-with-stdin]
 //
-// Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening and
-// `CONNECTION <n>` for the n-th accepted WebSocket, exits on SIGTERM or SIGINT, and with
+// Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening,
+// `CONNECTION <n>` for the n-th accepted WebSocket and `CLOSED <n> <code>` when it ends,
+// with the close code the client sent (1006: no close frame arrived), exits on SIGTERM or SIGINT, and with
 // `--exit-with-stdin` also when its standard input closes (so a test that dies does not
 // leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per text frame:
 //
@@ -40,7 +41,8 @@ let connections = 0;
 
 wss.on('connection', (ws) => {
   connections += 1;
-  process.stdout.write(`CONNECTION ${connections}\n`);
+  const n = connections;
+  process.stdout.write(`CONNECTION ${n}\n`);
   const timers = new Set();
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;
@@ -65,7 +67,8 @@ wss.on('connection', (ws) => {
       }
     }
   });
-  ws.on('close', () => {
+  ws.on('close', (code) => {
+    process.stdout.write(`CLOSED ${n} ${code}\n`);
     for (const timer of timers) clearTimeout(timer);
   });
   ws.on('error', () => {});

@@ -82,7 +82,9 @@ pub fn read_answer(s: &mut TcpStream) -> Answer {
         let mut h = [0u8; 2];
         match s.read_exact(&mut h) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
                 return Answer::Silent;
             }
             Err(_) => return Answer::Dropped,

@@ -336,7 +336,11 @@ async fn client_sees<A: TestRuntime>(a: &A, case: &Case) {
     })
     .await;
     let tag = format!("[{}] {}", a.name(), case.name);
-    assert_eq!(violations, case.violation.iter().cloned().collect::<Vec<_>>(), "{tag}");
+    assert_eq!(
+        violations,
+        case.violation.iter().cloned().collect::<Vec<_>>(),
+        "{tag}"
+    );
     assert_eq!(reason, case.reason, "{tag}");
     match case.next {
         Next::Reconnect | Next::ReconnectLater => {
@@ -356,7 +360,11 @@ async fn client_sees<A: TestRuntime>(a: &A, case: &Case) {
         }
     }
     let answer = server.answer();
-    assert_eq!(answer, Some(case.answer.clone()), "{tag}: the peer's answer");
+    assert_eq!(
+        answer,
+        Some(case.answer.clone()),
+        "{tag}: the peer's answer"
+    );
     if case.next == Next::Reconnect {
         within(a, LIMIT, &format!("{tag}: reconnect"), async {
             while server.connections() < 2 {

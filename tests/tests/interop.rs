@@ -146,6 +146,8 @@ struct Server {
     lines: Receiver<Option<String>>,
     /// Connections the server reported accepting, over every process on this port.
     connections: usize,
+    /// `<n> <code>` of every `CLOSED` line so far.
+    closed: Vec<String>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -201,6 +203,7 @@ impl Server {
             child: Some(child),
             lines,
             connections: 0,
+            closed: Vec::new(),
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -253,14 +256,30 @@ impl Server {
         self.count_connections()
     }
 
-    /// Counts the `CONNECTION` lines printed so far.
+    /// Counts the `CONNECTION` lines printed so far (keeping the `CLOSED` ones).
     fn count_connections(&mut self) -> usize {
         while let Ok(Some(line)) = self.lines.try_recv() {
             if line.starts_with("CONNECTION ") {
                 self.connections += 1;
+            } else if let Some(rest) = line.strip_prefix("CLOSED ") {
+                self.closed.push(rest.to_owned());
             }
         }
         self.connections
+    }
+
+    /// Waits (up to a second) for a connection the server reports closed with `code`
+    /// from the client: the client answered the server's close frame.
+    async fn closed_with<R: Rt>(&mut self, rt: R, code: u16) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let wanted = |c: &String| c.split(' ').nth(1) == Some(code.to_string().as_str());
+        loop {
+            self.count_connections();
+            if self.closed.iter().any(wanted) || Instant::now() >= deadline {
+                return self.closed.clone();
+            }
+            rt.sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -531,6 +550,12 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
     assert_eq!(
         within(&rt, STEP, "wait_open after Failed", client.wait_open()).await,
         Err(ended)
+    );
+    // The client answered the server's close frame: the server saw 4001 back, not 1006.
+    let closed = server.closed_with(rt, 4001).await;
+    assert!(
+        closed.iter().any(|c| c.ends_with(" 4001")),
+        "[{peer:?}] the server's view of its closes: {closed:?}"
     );
 
     // 7. No further attempt: longer than the whole backoff schedule, nothing happens.

@@ -131,7 +131,11 @@ impl std::fmt::Display for EndCause {
             EndCause::Lost(DisconnectReason::SendDeadline) => f.write_str("send deadline missed"),
             EndCause::Lost(DisconnectReason::WriteFailed) => f.write_str("write failed"),
             EndCause::Lost(DisconnectReason::ProtocolError(v)) => {
-                write!(f, "peer broke the protocol ({v}); failed with {}", v.close_code())
+                write!(
+                    f,
+                    "peer broke the protocol ({v}); failed with {}",
+                    v.close_code()
+                )
             }
         }
     }

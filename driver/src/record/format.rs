@@ -539,8 +539,14 @@ fn read_failure(v: &Value) -> Result<TransportFailure, ReadError> {
 /// The frame violations the codec reports, by name.
 const FRAME_VIOLATIONS: [(FrameViolation, &str); 9] = [
     (FrameViolation::ReservedBits, "reserved_bits"),
-    (FrameViolation::UnexpectedContinuation, "unexpected_continuation"),
-    (FrameViolation::ExpectedContinuation, "expected_continuation"),
+    (
+        FrameViolation::UnexpectedContinuation,
+        "unexpected_continuation",
+    ),
+    (
+        FrameViolation::ExpectedContinuation,
+        "expected_continuation",
+    ),
     (FrameViolation::FragmentedControl, "fragmented_control"),
     (FrameViolation::ControlTooLong, "control_too_long"),
     (FrameViolation::Masking, "masking"),
@@ -576,7 +582,10 @@ fn read_wire_violation(v: &Value) -> Result<Violation, ReadError> {
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or("oversized needs two sizes")
         };
-        return Ok(Violation::Oversized { len: n(0)?, max: n(1)? });
+        return Ok(Violation::Oversized {
+            len: n(0)?,
+            max: n(1)?,
+        });
     }
     if let Some(op) = v.get("reserved_opcode") {
         let op = op
