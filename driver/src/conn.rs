@@ -29,6 +29,7 @@ enum State {
     Open {
         stream: FrameStream,
         writer: Writer,
+        reset: Option<crate::Reset>,
     },
     /// The session has been told the connection ended (the peer's close frame, or a
     /// protocol error); the link finishes the close handshake (its answering close frame,
@@ -37,6 +38,7 @@ enum State {
     Ending {
         stream: FrameStream,
         linger: Option<BoxFuture<'static, ()>>,
+        reset: Option<crate::Reset>,
     },
 }
 
@@ -70,6 +72,9 @@ pub(crate) struct Step {
     /// The session has just been told the connection ended, and the link is finishing
     /// its close handshake: arm [`Conn::linger`].
     pub(crate) ending: bool,
+    /// With `finished`: the peer never finished the close handshake within the linger,
+    /// so the connection is [aborted](Conn::abort) rather than dropped.
+    pub(crate) abandoned: bool,
 }
 
 impl Conn {
@@ -103,6 +108,16 @@ impl Conn {
                 self.outbox.push_back(Queued::Frame(frame, payload));
                 self.news = true;
             }
+        }
+    }
+
+    /// Drops the connection at once, resetting its socket (`SO_LINGER` 0) so the kernel
+    /// stops delivering what the peer will never read.
+    pub(crate) fn abort(self) {
+        if let State::Open { reset, .. } | State::Ending { reset, .. } = self.state
+            && let Some(reset) = reset
+        {
+            reset.now();
         }
     }
 
@@ -143,10 +158,12 @@ impl Conn {
             progressed: false,
             finished: false,
             ending: false,
+            abandoned: false,
         };
-        if let State::Ending { stream, linger } = &mut self.state {
+        if let State::Ending { stream, linger, .. } = &mut self.state {
             step.finished = finish_ending(cx, stream, linger);
             step.progressed = step.finished;
+            step.abandoned = step.finished && linger.is_none();
             return step;
         }
         if let State::Connecting(connecting) = &mut self.state {
@@ -169,11 +186,12 @@ impl Conn {
                             dirty: false,
                             broken: false,
                         },
+                        reset: link.reset,
                     };
                 }
             }
         }
-        let State::Open { stream, writer } = &mut self.state else {
+        let State::Open { stream, writer, .. } = &mut self.state else {
             return step;
         };
         // Writing first: a frame queued by the last input goes out before more is read.
@@ -219,7 +237,7 @@ impl Conn {
                 }
                 // The link answers the close (or fails the connection) as it is polled
                 // on: start at once, so the answer usually leaves in this same poll.
-                let State::Open { stream, .. } =
+                let State::Open { stream, reset, .. } =
                     std::mem::replace(&mut self.state, State::Connecting(Box::pin(pending())))
                 else {
                     break;
@@ -230,7 +248,11 @@ impl Conn {
                     step.finished = true;
                 } else {
                     step.ending = true;
-                    self.state = State::Ending { stream, linger };
+                    self.state = State::Ending {
+                        stream,
+                        linger,
+                        reset,
+                    };
                 }
                 break;
             }
@@ -254,7 +276,8 @@ fn pending() -> impl std::future::Future<Output = Result<Link, TransportFailure>
 }
 
 /// Polls an ending link's stream towards its end (discarding what it yields) and its
-/// linger; whether the connection is over.
+/// linger; whether the connection is over. A linger that runs out is a peer that never
+/// finished the handshake: the caller aborts the connection.
 fn finish_ending(
     cx: &mut Context<'_>,
     stream: &mut FrameStream,
@@ -274,9 +297,14 @@ fn finish_ending(
             break;
         }
     }
-    linger
+    let expired = linger
         .as_mut()
-        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
+    if expired {
+        // Tells the caller the linger ran out (not the stream).
+        *linger = None;
+    }
+    expired
 }
 
 impl Writer {

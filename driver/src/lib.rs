@@ -26,6 +26,7 @@ mod conn;
 mod connect;
 mod mailbox;
 pub mod record;
+mod reset;
 mod runtime;
 pub mod server;
 mod sniff;
@@ -40,6 +41,7 @@ pub use client::{
 pub use connect::{
     KEEPALIVE, SendProtocol, configure_socket, connect_ws, connect_ws_with, os_seed,
 };
+pub use reset::Reset;
 pub use runtime::Runtime;
 pub use tether_core;
 pub use transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, Transport};

@@ -185,7 +185,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             let step = conn.poll(cx, read, &mut self.inputs);
             progressed |= step.progressed;
             if step.finished {
-                finished.push(*id);
+                finished.push((*id, step.abandoned));
             } else if step.ending {
                 // The peer's close is being answered (or its protocol error failed with
                 // a close frame): bounded like a close of our own.
@@ -194,8 +194,12 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 progressed = true;
             }
         }
-        for id in finished {
-            self.conns.remove(&id);
+        for (id, abandoned) in finished {
+            if let Some(conn) = self.conns.remove(&id)
+                && abandoned
+            {
+                conn.abort();
+            }
         }
         self.feed();
         progressed
@@ -309,8 +313,9 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 }
             }
             Output::AbortTransport { conn } => {
-                // Dropping the connection drops its socket (or its unfinished connect).
-                let live = self.conns.remove(&conn).is_some();
+                // Dropping the connection drops its socket (or its unfinished connect),
+                // reset so the kernel does not keep sending to a peer given up on.
+                let live = self.conns.remove(&conn).map(Conn::abort).is_some();
                 tracing::debug!(%conn, live, "abort");
             }
             Output::StatusChanged { from, to } => {

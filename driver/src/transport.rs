@@ -48,6 +48,9 @@ pub struct Link {
     pub sink: FrameSink,
     /// The read half.
     pub stream: FrameStream,
+    /// Resets the socket when the connection is aborted rather than closed (`None`: a
+    /// transport without a socket, or one that closes gracefully either way).
+    pub reset: Option<crate::Reset>,
 }
 
 impl std::fmt::Debug for Link {

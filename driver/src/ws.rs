@@ -25,6 +25,13 @@ pub trait Dial: Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Opens a TCP connection to `host:port` (with the socket options the adapter sets).
     async fn dial(&self, host: &str, port: u16) -> io::Result<Self::Io>;
+
+    /// A handle that resets `io`'s socket when the session aborts the connection
+    /// ([`Reset::of`](crate::Reset::of) on the TCP socket); `None` by default.
+    fn reset_handle(&self, io: &Self::Io) -> Option<crate::Reset> {
+        let _ = io;
+        None
+    }
 }
 
 /// Why a URL was refused.
@@ -239,6 +246,7 @@ impl<D: Dial> Transport for WsTransport<D> {
             .dial(&self.host, self.port)
             .await
             .map_err(|e| io_failure(&e))?;
+        let reset = self.dial.reset_handle(&io);
         let io = if self.tls {
             #[cfg(feature = "rustls")]
             {
@@ -267,7 +275,7 @@ impl<D: Dial> Transport for WsTransport<D> {
         )
         .await
         .map_err(ws_failure)?;
-        Ok(into_link(ws))
+        Ok(into_link(ws, reset))
     }
 
     fn limit_inbound(&mut self, max: usize) {

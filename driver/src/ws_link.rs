@@ -44,7 +44,7 @@ fn lock<S>(ws: &Shared<S>) -> MutexGuard<'_, WebSocketStream<Sniffed<S>>> {
 
 /// The link of an upgraded WebSocket whose byte stream was wrapped in [`Sniffed`] before
 /// the upgrade.
-pub(crate) fn into_link<S>(ws: WebSocketStream<Sniffed<S>>) -> Link
+pub(crate) fn into_link<S>(ws: WebSocketStream<Sniffed<S>>, reset: Option<crate::Reset>) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -55,6 +55,7 @@ where
             ws: shared,
             state: ReadState::Open,
         }),
+        reset,
     }
 }
 

@@ -241,6 +241,7 @@ impl<S: Server> State<S> {
                             done_at: None,
                         }),
                         stream: Box::pin(rx),
+                        reset: None,
                     }));
                 }
             }

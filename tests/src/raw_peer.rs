@@ -64,8 +64,10 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 pub enum Answer {
     /// A close frame with this code (`None`: an empty close frame).
     Close(Option<u16>),
-    /// The socket closed (or reset) with no close frame.
+    /// The socket closed (FIN) with no close frame.
     Dropped,
+    /// The socket was reset (RST): the other side gave up on the connection.
+    Reset,
     /// Nothing within [`PEER_TIMEOUT`].
     Silent,
 }
@@ -87,33 +89,33 @@ pub fn read_answer(s: &mut TcpStream) -> Answer {
             {
                 return Answer::Silent;
             }
-            Err(_) => return Answer::Dropped,
+            Err(e) => return ended(&e),
         }
         let masked = h[1] & 0x80 != 0;
         let len = match h[1] & 0x7f {
             126 => {
                 let mut b = [0; 2];
-                if s.read_exact(&mut b).is_err() {
-                    return Answer::Dropped;
+                if let Err(e) = s.read_exact(&mut b) {
+                    return ended(&e);
                 }
                 u64::from(u16::from_be_bytes(b))
             }
             127 => {
                 let mut b = [0; 8];
-                if s.read_exact(&mut b).is_err() {
-                    return Answer::Dropped;
+                if let Err(e) = s.read_exact(&mut b) {
+                    return ended(&e);
                 }
                 u64::from_be_bytes(b)
             }
             n => u64::from(n),
         };
         let mut key = [0u8; 4];
-        if masked && s.read_exact(&mut key).is_err() {
-            return Answer::Dropped;
+        if masked && let Err(e) = s.read_exact(&mut key) {
+            return ended(&e);
         }
         let mut payload = vec![0; usize::try_from(len.min(1 << 20)).unwrap_or(1 << 20)];
-        if s.read_exact(&mut payload).is_err() {
-            return Answer::Dropped;
+        if let Err(e) = s.read_exact(&mut payload) {
+            return ended(&e);
         }
         if masked {
             for (i, b) in payload.iter_mut().enumerate() {
@@ -127,6 +129,15 @@ pub fn read_answer(s: &mut TcpStream) -> Answer {
         }
     }
     Answer::Silent
+}
+
+/// How a socket that failed to read ended.
+fn ended(e: &io::Error) -> Answer {
+    if e.kind() == io::ErrorKind::ConnectionReset {
+        Answer::Reset
+    } else {
+        Answer::Dropped
+    }
 }
 
 /// Reads an HTTP head (to the blank line), bounded.

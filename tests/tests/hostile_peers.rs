@@ -376,7 +376,34 @@ async fn client_sees<A: TestRuntime>(a: &A, case: &Case) {
     client.terminate();
 }
 
+/// A server that never answers a ping is given up on as stale: the socket is reset, so the
+/// kernel stops sending to it.
+async fn a_silent_server_is_reset<A: TestRuntime>(a: &A) {
+    let server = RawServer::start(Vec::new(), 1);
+    let config = Config::builder()
+        .ping_interval(Some(Duration::from_millis(50)))
+        .stale_after(Duration::from_millis(200))
+        .backoff_schedule(vec![Duration::from_secs(60)])
+        .build()
+        .expect("valid test configuration");
+    let client = a.start(&server.url(), config, Raw).expect("start");
+    let mut events = Box::pin(client.events());
+    let reason = within(a, LIMIT, "stale", async {
+        while let Some(ev) = events.next().await {
+            if let Event::Disconnected { reason, .. } = ev {
+                return reason;
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    assert_eq!(reason, DisconnectReason::Stale, "[{}]", a.name());
+    assert_eq!(server.answer(), Some(Answer::Reset), "[{}]", a.name());
+    client.terminate();
+}
+
 async fn every_client_case<A: TestRuntime>(a: &A) {
+    a_silent_server_is_reset(a).await;
     for case in client_cases() {
         client_sees(a, &case).await;
     }
@@ -534,11 +561,14 @@ fn guard_config() -> GuardConfig {
 
 /// Accepts one connection through the adapter and reports how it ended.
 trait Accept: TestRuntime {
-    fn serve_one(&self) -> (SocketAddr, oneshot::Receiver<EndCause>);
+    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>);
+    fn serve_one(&self) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+        self.serve_one_with(guard_config())
+    }
 }
 
 impl Accept for OnTokio {
-    fn serve_one(&self) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>) {
         let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         std.set_nonblocking(true).expect("nonblocking");
         let addr = std.local_addr().expect("address");
@@ -548,7 +578,7 @@ impl Accept for OnTokio {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            if let Ok(conn) = tether_tokio::server::accept(stream, guard_config()).await {
+            if let Ok(conn) = tether_tokio::server::accept(stream, config).await {
                 let _ = tx.send(conn.closed().await);
             }
         });
@@ -557,7 +587,7 @@ impl Accept for OnTokio {
 }
 
 impl Accept for OnSmol {
-    fn serve_one(&self) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>) {
         let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = std.local_addr().expect("address");
         let (tx, rx) = oneshot::channel();
@@ -566,7 +596,7 @@ impl Accept for OnSmol {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            if let Ok(conn) = tether_smol::server::accept(stream, guard_config()).await {
+            if let Ok(conn) = tether_smol::server::accept(stream, config).await {
                 let _ = tx.send(conn.closed().await);
             }
         })
@@ -575,7 +605,31 @@ impl Accept for OnSmol {
     }
 }
 
+/// A client that never answers a ping is given up on as stale and its socket reset.
+async fn a_silent_client_is_reset<A: Accept>(a: &A) {
+    let config = GuardConfig {
+        server: ServerConfig {
+            liveness: tether_core::LivenessConfig {
+                ping_interval: Some(Duration::from_millis(50)),
+                stale_after: Duration::from_millis(200),
+                ..tether_core::LivenessConfig::default()
+            },
+            ..guard_config().server
+        },
+        ..guard_config()
+    };
+    let (addr, ended) = a.serve_one_with(config);
+    let peer = std::thread::spawn(move || client_case(addr, &[]));
+    let end = within(a, PEER_TIMEOUT * 2, "stale", ended)
+        .await
+        .expect("reported");
+    assert_eq!(end, lost(DisconnectReason::Stale), "[{}]", a.name());
+    let answer = peer.join().expect("peer thread").expect("upgrade");
+    assert_eq!(answer, Answer::Reset, "[{}]", a.name());
+}
+
 async fn every_server_case<A: Accept>(a: &A) {
+    a_silent_client_is_reset(a).await;
     for case in server_cases() {
         let tag = format!("[{}] {}", a.name(), case.name);
         let (addr, ended) = a.serve_one();

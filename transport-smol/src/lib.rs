@@ -89,6 +89,10 @@ impl Dial for TcpDial {
             )
         }))
     }
+
+    fn reset_handle(&self, io: &Self::Io) -> Option<tether_driver::Reset> {
+        tether_driver::Reset::of(socket2::SockRef::from(io.get_ref()))
+    }
 }
 
 /// Sets `TCP_NODELAY` and [`KEEPALIVE`] on a smol socket (see

@@ -42,5 +42,6 @@ pub async fn accept(
 ) -> Result<Guarded, AcceptError> {
     tether_driver::configure_socket(socket2::SockRef::from(&stream));
     let peer = stream.peer_addr().ok();
-    tether_driver::server::accept_ws(Smol, stream, peer, config).await
+    let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
+    tether_driver::server::accept_ws_with(Smol, stream, reset, peer, config).await
 }

@@ -59,6 +59,10 @@ impl Dial for TcpDial {
         configure(&stream);
         Ok(TokioAdapter::new(stream))
     }
+
+    fn reset_handle(&self, io: &Self::Io) -> Option<tether_driver::Reset> {
+        tether_driver::Reset::of(socket2::SockRef::from(io.get_ref()))
+    }
 }
 
 /// Sets `TCP_NODELAY` and [`KEEPALIVE`] on a tokio socket (see

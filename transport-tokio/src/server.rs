@@ -40,5 +40,7 @@ pub async fn accept(
 ) -> Result<Guarded, AcceptError> {
     crate::configure(&stream);
     let peer = stream.peer_addr().ok();
-    tether_driver::server::accept_ws(Tokio, TokioAdapter::new(stream), peer, config).await
+    let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
+    tether_driver::server::accept_ws_with(Tokio, TokioAdapter::new(stream), reset, peer, config)
+        .await
 }

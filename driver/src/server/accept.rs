@@ -15,6 +15,7 @@ use tether_core::{ConfigError, ConnId};
 
 use super::guard::{GuardConfig, Guarded, State};
 use super::task::{self, Parts};
+use crate::reset::Reset;
 use crate::runtime::Runtime;
 use crate::transport::Link;
 
@@ -53,6 +54,28 @@ where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    accept_ws_with(runtime, io, None, peer, config).await
+}
+
+/// [`accept_ws`] with a [`Reset`] handle on the accepted socket, so a connection the
+/// guard gives up on (silence, a missed send deadline, an eviction whose close went
+/// unanswered) is reset rather than closed gracefully: the kernel then stops sending to a
+/// peer that will never read. The adapters' `accept` makes the handle.
+///
+/// # Errors
+///
+/// See [`AcceptError`]; the socket is dropped then.
+pub async fn accept_ws_with<R, S>(
+    runtime: R,
+    io: S,
+    reset: Option<Reset>,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, AcceptError>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     config.validate()?;
     let mut ws = WebSocketConfig::default();
     // The codec refuses any frame or message over the limit before buffering it, and the
@@ -73,7 +96,12 @@ where
         r = upgrade => r.map_err(|e| AcceptError::Upgrade(e.to_string()))?,
         () = timeout => return Err(AcceptError::Timeout(config.upgrade_timeout)),
     };
-    Ok(guard(runtime, crate::ws_link::into_link(ws), peer, config)?)
+    Ok(guard(
+        runtime,
+        crate::ws_link::into_link(ws, reset),
+        peer,
+        config,
+    )?)
 }
 
 /// Starts guarding an already open connection (a [`Link`] from any transport: the

@@ -27,6 +27,6 @@ mod guard;
 mod hub;
 mod task;
 
-pub use accept::{AcceptError, accept_ws, guard};
+pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
 pub use guard::{DeliveryError, GuardConfig, Guarded};
 pub use hub::{Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason};

@@ -65,6 +65,7 @@ pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
     let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
     let (writes_tx, writes_rx) = mpsc::unbounded();
     let discard = Arc::new(AtomicBool::new(false));
+    let link_reset = link.reset;
     let reader = read(conn, link.stream, inputs_tx.clone());
     let writer = write(conn, link.sink, writes_rx, inputs_tx, discard.clone());
     let linger_rt = rt.clone();
@@ -85,15 +86,33 @@ pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
     };
     let control = std::pin::pin!(control.run());
     let io = std::pin::pin!(futures::future::join(reader, writer));
-    if let futures::future::Either::Left((Some(linger), io)) =
-        futures::future::select(control, io).await
-    {
-        // The peer closed: tungstenite has queued the answering close frame, and reading
-        // on sends it (a clean close for the peer), then the stream ends. Bounded: a peer
-        // that stopped reading gets no answer.
-        let deadline = linger_rt.now() + linger;
-        futures::future::select(io, linger_rt.sleep_until(deadline)).await;
+    let futures::future::Either::Left((end, io)) = futures::future::select(control, io).await
+    else {
+        return;
+    };
+    let abandoned = match end.linger {
+        // The peer closed (or broke the protocol): reading on sends tungstenite's
+        // answering close frame (or the link's 1002/1007/1009), then the stream ends.
+        // Bounded: a peer that stopped reading gets no answer.
+        Some(linger) if !end.abort => {
+            let deadline = linger_rt.now() + linger;
+            let finished = futures::future::select(io, linger_rt.sleep_until(deadline)).await;
+            matches!(finished, futures::future::Either::Right(_))
+        }
+        _ => end.abort,
+    };
+    if abandoned && let Some(reset) = link_reset {
+        // The kernel would go on sending what this peer will never read.
+        reset.now();
     }
+}
+
+/// How the connection's loop ended.
+struct End {
+    /// How long to let the transport finish a close handshake the peer started.
+    linger: Option<std::time::Duration>,
+    /// The machine aborted the connection.
+    abort: bool,
 }
 
 struct Control<R> {
@@ -115,9 +134,8 @@ struct Control<R> {
 }
 
 impl<R: Runtime> Control<R> {
-    /// Runs until the connection has ended; how long to let the transport finish the
-    /// peer's close handshake, if the peer closed.
-    async fn run(mut self) -> Option<std::time::Duration> {
+    /// Runs until the connection has ended.
+    async fn run(mut self) -> End {
         loop {
             self.drain();
             if self.machine.is_closed() || self.abort {
@@ -132,7 +150,10 @@ impl<R: Runtime> Control<R> {
                     ))
                 );
                 let linger = self.machine.config().close_timeout;
-                return (peer_closed && !self.abort).then_some(linger);
+                return End {
+                    linger: peer_closed.then_some(linger),
+                    abort: self.abort,
+                };
             }
             self.alarm.aim(self.machine.poll_timeout(), &self.rt);
             select_biased! {
