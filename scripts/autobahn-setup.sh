@@ -34,11 +34,11 @@ if ! "${venv_python}" -c 'import sys' >/dev/null 2>&1; then
     "${python}" -m venv "${venv}"
 fi
 if [[ "$(cat "${stamp}" 2>/dev/null)" != "${requirement}" ]] \
-    || [[ ! -x "${venv}/bin/run_fuzzingserver" || ! -x "${venv}/bin/run_fuzzingclient" ]]; then
+    || ! "${venv_python}" -c 'from kosoku import run_fuzzingclient, run_fuzzingserver' >/dev/null 2>&1; then
     say "pip install ${requirement}"
     "${venv_python}" -m pip install --quiet --disable-pip-version-check "${requirement}" >&2
     echo "${requirement}" >"${stamp}"
 fi
-say "$("${venv_python}" -c 'import importlib.metadata as m, sys; print(f"kosoku {m.version('kosoku')} on Python {sys.version.split()[0]}")')"
+say "$("${venv_python}" -c "import importlib.metadata as m, sys; print('kosoku', m.version('kosoku'), 'on Python', sys.version.split()[0])")"
 
 echo "TETHER_AUTOBAHN_VENV=${venv}"
