@@ -215,6 +215,7 @@ impl PeerReport {
                 None => {}
             }
             c.duration_ms += r.duration_ms;
+            *c.codes.entry(r.remote_close_code).or_default() += 1;
         }
         c
     }
@@ -246,6 +247,8 @@ pub struct Counts {
     pub unclean: usize,
     /// The cases' run times added up.
     pub duration_ms: u64,
+    /// By close code the peer sent (`None`: no close frame).
+    pub codes: BTreeMap<Option<u64>, usize>,
 }
 
 impl Counts {
@@ -348,50 +351,54 @@ pub fn compress(ids: &[CaseId], order: &[CaseId]) -> String {
 #[must_use]
 pub fn render_text(peers: &[PeerReport], pairs: &[Pair<'_>]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<15} {:>5}  {:>4} {:>10} {:>13} {:>13} {:>6} {:>5}  {:>5} {:>7}  {:>6}",
-        "peer",
-        "cases",
-        "OK",
-        "NON-STRICT",
-        "INFORMATIONAL",
-        "UNIMPLEMENTED",
-        "FAILED",
-        OTHER,
-        "clean",
-        "unclean",
-        "time"
-    );
+    let _ = writeln!(out, "results (behavior):");
+    let _ = write!(out, "{:<15} {:>5}", "peer", "cases");
+    for k in BEHAVIORS.iter().chain(&[OTHER]) {
+        let _ = write!(out, " {k:>13}");
+    }
+    let _ = writeln!(out, " {:>14} {:>8}", "worse than raw", "time");
     for p in peers {
         let c = p.counts();
+        let _ = write!(out, "{:<15} {:>5}", p.name, c.cases);
+        for k in BEHAVIORS.iter().chain(&[OTHER]) {
+            let _ = write!(out, " {:>13}", c.behavior(k));
+        }
         let _ = writeln!(
             out,
-            "{:<15} {:>5}  {:>4} {:>10} {:>13} {:>13} {:>6} {:>5}  {:>5} {:>7}  {:>5.1}s",
-            p.name,
-            c.cases,
-            c.behavior("OK"),
-            c.behavior("NON-STRICT"),
-            c.behavior("INFORMATIONAL"),
-            c.behavior("UNIMPLEMENTED"),
-            c.behavior("FAILED"),
-            c.behavior(OTHER),
-            c.clean,
-            c.unclean,
-            secs(c.duration_ms),
+            " {:>14} {:>7.1}s",
+            worse_of(pairs, &p.name),
+            secs(c.duration_ms)
         );
     }
-    let _ = writeln!(out, "\nclosing handshake verdicts:");
+    let _ = writeln!(
+        out,
+        "\nclosing handshake (behaviorClose; completed = wasClean):"
+    );
     let _ = write!(out, "{:<15}", "peer");
     for k in CLOSES.iter().chain(&[OTHER]) {
         let _ = write!(out, " {k:>16}");
     }
-    out.push('\n');
+    let _ = writeln!(out, " {:>10} {:>14}", "completed", "not completed");
     for p in peers {
         let c = p.counts();
         let _ = write!(out, "{:<15}", p.name);
         for k in CLOSES.iter().chain(&[OTHER]) {
             let _ = write!(out, " {:>16}", c.close(k));
+        }
+        let _ = writeln!(out, " {:>10} {:>14}", c.clean, c.unclean);
+    }
+    let codes = all_codes(peers);
+    let _ = writeln!(out, "\nclose code sent by the peer under test (cases):");
+    let _ = write!(out, "{:<15}", "peer");
+    for code in &codes {
+        let _ = write!(out, " {:>5}", code_label(*code));
+    }
+    out.push('\n');
+    for p in peers {
+        let c = p.counts();
+        let _ = write!(out, "{:<15}", p.name);
+        for code in &codes {
+            let _ = write!(out, " {:>5}", c.codes.get(code).copied().unwrap_or(0));
         }
         out.push('\n');
     }
@@ -421,6 +428,29 @@ pub fn render_text(peers: &[PeerReport], pairs: &[Pair<'_>]) -> String {
     out
 }
 
+/// Every close code any of `peers` sent, in order, no close frame (`None`) first.
+fn all_codes(peers: &[PeerReport]) -> Vec<Option<u64>> {
+    let mut codes: Vec<Option<u64>> = peers
+        .iter()
+        .flat_map(|p| p.counts().codes.into_keys())
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+}
+
+fn code_label(code: Option<u64>) -> String {
+    code.map_or_else(|| "none".to_owned(), |c| c.to_string())
+}
+
+/// The "worse than raw" cell of a peer: the count for a tether peer, `—` otherwise.
+fn worse_of(pairs: &[Pair<'_>], name: &str) -> String {
+    pairs
+        .iter()
+        .find(|p| p.tether.name == name)
+        .map_or_else(|| "—".to_owned(), |p| p.worse.len().to_string())
+}
+
 fn secs(ms: u64) -> f64 {
     // Precision is irrelevant for a table of seconds; u64 → f64 is exact below 2^53 ms.
     #[allow(clippy::cast_precision_loss)]
@@ -434,50 +464,64 @@ fn secs(ms: u64) -> f64 {
 #[must_use]
 pub fn render_markdown(peers: &[PeerReport], pairs: &[Pair<'_>]) -> String {
     let mut out = String::new();
-    let worse_of = |name: &str| {
-        pairs
-            .iter()
-            .find(|p| p.tether.name == name)
-            .map_or_else(|| "—".to_owned(), |p| p.worse.len().to_string())
-    };
-    let _ = writeln!(
-        out,
-        "| peer | cases | OK | NON-STRICT | INFORMATIONAL | UNIMPLEMENTED | FAILED | {OTHER} | clean close | unclean close | worse than raw |"
-    );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = write!(out, "| peer | cases |");
+    for k in BEHAVIORS.iter().chain(&[OTHER]) {
+        let _ = write!(out, " {k} |");
+    }
+    let _ = writeln!(out, " worse than raw |");
+    let _ = write!(out, "|---|--:|");
+    for _ in BEHAVIORS.iter().chain(&[OTHER]) {
+        out.push_str("--:|");
+    }
+    out.push_str("--:|\n");
     for p in peers {
         let c = p.counts();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            p.name,
-            c.cases,
-            c.behavior("OK"),
-            c.behavior("NON-STRICT"),
-            c.behavior("INFORMATIONAL"),
-            c.behavior("UNIMPLEMENTED"),
-            c.behavior("FAILED"),
-            c.behavior(OTHER),
-            c.clean,
-            c.unclean,
-            worse_of(&p.name),
-        );
+        let _ = write!(out, "| {} | {} |", p.name, c.cases);
+        for k in BEHAVIORS.iter().chain(&[OTHER]) {
+            let _ = write!(out, " {} |", c.behavior(k));
+        }
+        let _ = writeln!(out, " {} |", worse_of(pairs, &p.name));
     }
-    let _ = writeln!(out, "\nClosing-handshake verdicts (`behaviorClose`):\n");
+    let _ = writeln!(
+        out,
+        "\nClosing handshake (`behaviorClose`; completed: `wasClean`, both sides sent a close frame):\n"
+    );
     let _ = write!(out, "| peer |");
     for k in CLOSES.iter().chain(&[OTHER]) {
         let _ = write!(out, " {k} |");
     }
-    let _ = write!(out, "\n|---|");
+    let _ = write!(out, " completed | not completed |\n|---|");
     for _ in CLOSES.iter().chain(&[OTHER]) {
+        out.push_str("--:|");
+    }
+    out.push_str("--:|--:|\n");
+    for p in peers {
+        let c = p.counts();
+        let _ = write!(out, "| {} |", p.name);
+        for k in CLOSES.iter().chain(&[OTHER]) {
+            let _ = write!(out, " {} |", c.close(k));
+        }
+        let _ = writeln!(out, " {} | {} |", c.clean, c.unclean);
+    }
+    let codes = all_codes(peers);
+    let _ = writeln!(
+        out,
+        "\nClose code sent by the peer under test (`remoteCloseCode`; none: no close frame), in cases:\n"
+    );
+    let _ = write!(out, "| peer |");
+    for code in &codes {
+        let _ = write!(out, " {} |", code_label(*code));
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in &codes {
         out.push_str("--:|");
     }
     out.push('\n');
     for p in peers {
         let c = p.counts();
         let _ = write!(out, "| {} |", p.name);
-        for k in CLOSES.iter().chain(&[OTHER]) {
-            let _ = write!(out, " {} |", c.close(k));
+        for code in &codes {
+            let _ = write!(out, " {} |", c.codes.get(code).copied().unwrap_or(0));
         }
         out.push('\n');
     }
@@ -508,7 +552,7 @@ pub fn render_markdown(peers: &[PeerReport], pairs: &[Pair<'_>]) -> String {
             let _ = writeln!(
                 out,
                 "| {kind} | {} | {} | {} |",
-                codes(&ws),
+                group_codes(&ws),
                 ws.len(),
                 compress(&ids, &order)
             );
@@ -518,7 +562,7 @@ pub fn render_markdown(peers: &[PeerReport], pairs: &[Pair<'_>]) -> String {
 }
 
 /// The distinct `raw → tether` close-code pairs of a group, e.g. `1002 → none`.
-fn codes(ws: &[&Worse]) -> String {
+fn group_codes(ws: &[&Worse]) -> String {
     let show = |c: Option<u64>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
     let mut pairs: Vec<String> = ws
         .iter()
@@ -740,9 +784,11 @@ mod tests {
         assert!(text.contains("server-tether worse than server-raw on 1 of 2 cases:"));
         assert!(text.contains("1.2      raw OK/OK (sent 1000)"));
         let md = render_markdown(&peers, &p);
-        assert!(md.contains("| server-tether | 2 | 1 | 0 | 0 | 0 | 1 | 0 | 2 | 0 | 1 |"));
-        assert!(md.contains("| server-raw | 2 | 2 | 0 | 0 | 0 | 0 | 0 | 2 | 0 | — |"));
+        assert!(md.contains("| server-tether | 2 | 1 | 0 | 0 | 0 | 1 | 0 | 1 |"));
+        assert!(md.contains("| server-raw | 2 | 2 | 0 | 0 | 0 | 0 | 0 | — |"));
+        assert!(md.contains("| server-tether | 2 | 0 | 0 | 0 | 0 | 0 | 0 | 2 | 0 |"));
         assert!(md.contains("| OK/OK → FAILED/OK | 1000 → 1000 | 1 | 1.2 |"));
+        assert!(md.contains("| server-tether | 2 |\n"), "{md}");
     }
 
     #[test]
