@@ -129,7 +129,13 @@ t0="$(now)"
 cargo_profile_flag=()
 profile_dir=debug
 if [[ "${profile}" == release ]]; then cargo_profile_flag=(--release); profile_dir=release; fi
-cargo build -q "${cargo_profile_flag[@]}" -p tether-conformance --bins >&2
+# In the background and waited for, so that a signal reaches the trap at once (bash runs
+# traps only after a foreground command ends).
+cargo build -q "${cargo_profile_flag[@]}" -p tether-conformance --bins >&2 &
+pids+=($!)
+built=0
+wait $! || built=$?
+if [[ "${built}" -ne 0 ]]; then say "build failed"; exit 1; fi
 bin="${CARGO_TARGET_DIR:-${root}/target}/${profile_dir}"
 say "build (${profile}) took $(took "${t0}") s"
 
