@@ -14,10 +14,12 @@
 #   --only ROLE    run only the client or only the server half
 #   --markdown     print the counts as the Markdown tables of docs/conformance.md
 #   --report-only  print the comparison and exit 0 whatever it says
-#   --profile P    cargo profile of the peers (default release: 9.x moves 16 MiB
-#                  messages, which an unoptimised build masks and validates slowly)
+#   --profile P    cargo profile of the peers (default dev, the target dir `cargo test`
+#                  already warms; release gives the same verdicts in the same time,
+#                  since the cases' own waits dominate, after a longer first build)
 #   --outdir DIR   where the reports go (default .interop/autobahn); one directory per
-#                  peer, with kosoku's index.html for reading the cases one by one
+#                  peer, with kosoku's index.html for reading the cases one by one, and
+#                  each peer's log (how every session or connection ended)
 #
 # Always excluded: 12.x and 13.x (permessage-deflate: the codec has no compression).
 #
@@ -32,7 +34,7 @@ cd "${root}"
 say() { echo "autobahn: $*" >&2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
-all=0 default_limit=0 markdown=0 report_only=0 only="" profile=release outdir="${root}/.interop/autobahn"
+all=0 default_limit=0 markdown=0 report_only=0 only="" profile=dev outdir="${root}/.interop/autobahn"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --all) all=1 ;;
@@ -160,7 +162,7 @@ run_client() {
         return
     fi
     "${bin}/echo-client-${peer}" "ws://127.0.0.1:$(cat "${port_file}")" --agent "${peer}" \
-        --case-timeout "${case_timeout}" >"${outdir}/client-${peer}.log" 2>&1 &
+        --case-timeout "${case_timeout}" --verbose >"${outdir}/client-${peer}.log" 2>&1 &
     local client=$!
     pids+=("${client}")
     wait_bounded "${server}" "$((part_timeout + 10))"
@@ -181,7 +183,7 @@ run_server() {
     t0="$(now)"
     rm -rf "${dir}"
     [[ "${peer}" == tether ]] && flags=("${server_flags[@]}")
-    "${bin}/echo-server-${peer}" "${flags[@]}" >"${url_file}" 2>"${outdir}/server-${peer}.log" &
+    "${bin}/echo-server-${peer}" "${flags[@]}" --verbose >"${url_file}" 2>"${outdir}/server-${peer}.log" &
     local server=$!
     pids+=("${server}")
     if ! wait_for_file "${url_file}" 30 "${server}"; then
