@@ -51,6 +51,21 @@ pub fn valid_agent(agent: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// Whether `url` is a `ws://` URL on this machine's loopback: the harness only ever talks
+/// to the suite it started itself.
+#[must_use]
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 /// Parses the case count the server sends on `/getCaseCount`.
 ///
 /// # Errors
@@ -90,8 +105,8 @@ impl Options {
         let [base] = a.positional.as_slice() else {
             return Err(USAGE.to_owned());
         };
-        if !base.starts_with("ws://") {
-            return Err(format!("{base}: expected ws://HOST:PORT\n{USAGE}"));
+        if !is_loopback_url(base) {
+            return Err(format!("{base}: expected ws://127.0.0.1:PORT\n{USAGE}"));
         }
         let agent = a.value("agent").unwrap_or(agent).to_owned();
         if !valid_agent(&agent) {
@@ -224,9 +239,13 @@ mod tests {
         assert_eq!(o.agent, "tether");
         assert_eq!(o.case_timeout, Duration::from_secs(60));
         assert!(o.verbose);
-        assert!(Options::parse(["http://x".to_owned()], "a").is_err());
+        assert!(Options::parse(["http://127.0.0.1:1".to_owned()], "a").is_err());
+        assert!(Options::parse(["ws://10.0.0.1:9001".to_owned()], "a").is_err());
+        assert!(is_loopback_url("ws://localhost:9001/"));
+        assert!(is_loopback_url("ws://[::1]:9001"));
+        assert!(!is_loopback_url("ws://127.0.0.1.example:80"));
         assert!(Options::parse(Vec::<String>::new(), "a").is_err());
-        let bad_agent = ["ws://x".to_owned(), "--agent=a b".to_owned()];
+        let bad_agent = ["ws://127.0.0.1:1".to_owned(), "--agent=a b".to_owned()];
         assert!(Options::parse(bad_agent, "a").is_err());
     }
 
