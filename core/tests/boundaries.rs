@@ -204,6 +204,7 @@ fn c2_every_duration_above_its_ceiling_is_refused_by_name() {
 /// C2, the other side: every duration at its ceiling is valid, and a session with all of
 /// them at once runs through connect, open, requests, a close and a century of time.
 #[test]
+#[allow(clippy::needless_update)] // A field added later takes its default.
 fn c2_every_duration_at_its_ceiling_is_accepted_and_runs() {
     for (field, config) in with_each_duration(MAX_DURATION) {
         let ok = config.validate();
@@ -558,6 +559,7 @@ fn c11_a_hundred_thousand_requests_on_one_deadline_all_time_out_at_once() {
 /// The server role's close timeout of `Duration::MAX` panicked at `now + close_timeout`;
 /// validation now refuses it, and the ceiling value runs.
 #[test]
+#[allow(clippy::needless_update)] // A field added later takes its default.
 fn the_server_role_refuses_durations_above_the_ceiling_and_runs_at_it() {
     let forever = ServerConfig {
         close_timeout: Duration::MAX,
