@@ -72,7 +72,7 @@ impl LivenessConfig {
             ("max_heartbeat", self.max_heartbeat),
         ];
         check_ceiling(&bounded)?;
-        if u64::from(self.heartbeat_stale_factor) > u64::from(MAX_HEARTBEAT_FACTOR) {
+        if self.heartbeat_stale_factor > MAX_HEARTBEAT_FACTOR {
             return Err(ConfigError::TooLarge {
                 field: "heartbeat_stale_factor",
                 max: MAX_HEARTBEAT_FACTOR.into(),
@@ -245,6 +245,24 @@ mod tests {
             l.stale_after(),
             secs(75),
             "never shorter than the configured one"
+        );
+    }
+
+    #[test]
+    fn a_declared_heartbeat_is_capped_at_max_heartbeat() {
+        let cfg = LivenessConfig::default();
+        let mut l = Liveness::new(&cfg, crate::test_epoch());
+        l.set_heartbeat(&cfg, Duration::MAX);
+        assert_eq!(l.stale_after(), secs(600), "5 minutes × 2");
+        let ignore = LivenessConfig {
+            max_heartbeat: Duration::ZERO,
+            ..cfg
+        };
+        l.set_heartbeat(&ignore, secs(3600));
+        assert_eq!(
+            l.stale_after(),
+            secs(75),
+            "a zero cap ignores the heartbeat"
         );
     }
 

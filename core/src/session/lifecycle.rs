@@ -58,6 +58,8 @@ impl<P: Protocol> Session<P> {
         self.link = Link::Open {
             conn,
             liveness,
+            // Beyond the clock's range (only when `now` is near its end) the counter never
+            // resets; `None` then reads as stable, which at worst spares one attempt.
             stable_at: after(now, self.cfg.backoff.stable_after),
         };
         let first = !self.ever_opened;
