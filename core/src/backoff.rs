@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::config::check_ceiling;
+use crate::error::ConfigError;
+
 /// How a wait is randomised within its step of the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -28,6 +31,12 @@ pub struct BackoffConfig {
     /// Consecutive failed attempts after which the session gives up as `Failed`.
     /// Default `None` (retry for ever).
     pub max_attempts: Option<u32>,
+    /// The longest retry floor honoured. A floor comes from the peer (HTTP `Retry-After`,
+    /// a HelloAck `hello_error`'s or a Gateway error's `retryAfterMs`) or from the close
+    /// policy (1013); a longer one counts as this long, so a peer cannot park reconnects
+    /// for centuries. Default 10 minutes; at most [`MAX_DURATION`](crate::MAX_DURATION).
+    /// Zero ignores every floor.
+    pub max_floor: Duration,
 }
 
 impl Default for BackoffConfig {
@@ -40,11 +49,38 @@ impl Default for BackoffConfig {
             jitter: Jitter::Full,
             stable_after: Duration::from_secs(5),
             max_attempts: None,
+            max_floor: Duration::from_secs(10 * 60),
         }
     }
 }
 
 impl BackoffConfig {
+    /// Checks the values that cannot work: an empty schedule, an attempt limit of zero,
+    /// and a step, `stable_after` or `max_floor` above
+    /// [`MAX_DURATION`](crate::MAX_DURATION).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.schedule.is_empty() {
+            return Err(ConfigError::EmptyBackoff);
+        }
+        if self.max_attempts == Some(0) {
+            return Err(ConfigError::ZeroBound("max_attempts"));
+        }
+        let steps = self.schedule.iter().map(|d| ("backoff.schedule", *d));
+        let bounded: Vec<_> = steps
+            .chain([
+                ("backoff.stable_after", self.stable_after),
+                ("backoff.max_floor", self.max_floor),
+            ])
+            .collect();
+        check_ceiling(&bounded)
+    }
+
+    /// The floor actually applied: `floor` capped at [`max_floor`](Self::max_floor).
+    #[must_use]
+    pub fn capped_floor(&self, floor: Option<Duration>) -> Option<Duration> {
+        floor.map(|f| f.min(self.max_floor))
+    }
+
     /// The base step for the `failures`-th consecutive failure (1-based).
     #[must_use]
     pub fn step(&self, failures: u32) -> Duration {
@@ -62,9 +98,11 @@ impl BackoffConfig {
     /// Without a floor the wait is jittered within the schedule's step. A floor (1013,
     /// HTTP 429, a server's `retryAfterMs`) does not clamp the wait onto itself — a fleet
     /// told "30 s" would then return in the same instant — but spreads it over
-    /// `[floor, floor + max(floor, step)]`.
+    /// `[floor, floor + max(floor, step)]`. The floor is first capped at
+    /// [`max_floor`](Self::max_floor).
     #[must_use]
     pub fn bounds(&self, failures: u32, floor: Option<Duration>) -> (Duration, Duration) {
+        let floor = self.capped_floor(floor);
         let step = self.step(failures);
         let (lo, hi) = match self.jitter {
             Jitter::None => (step, step),
@@ -132,6 +170,23 @@ mod tests {
             ..c
         };
         assert_eq!(none.draw(2, floor, &mut rng), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_floor_is_capped_at_max_floor() {
+        let c = BackoffConfig::default();
+        let ten_min = Duration::from_secs(600);
+        assert_eq!(
+            c.bounds(1, Some(Duration::MAX)),
+            (ten_min, ten_min + ten_min)
+        );
+        let mut rng = fastrand::Rng::with_seed(5);
+        assert!(c.draw(1, Some(Duration::MAX), &mut rng) <= ten_min * 2);
+        let none = BackoffConfig {
+            jitter: Jitter::None,
+            ..c
+        };
+        assert_eq!(none.bounds(1, Some(Duration::MAX)), (ten_min, ten_min));
     }
 
     #[test]

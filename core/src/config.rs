@@ -9,8 +9,33 @@ use crate::liveness::LivenessConfig;
 use crate::queue::{OfflinePolicy, Overflow, QueueConfig};
 use crate::streams::StreamConfig;
 
+/// The ceiling of every duration in [`Config`] and
+/// [`ServerConfig`](crate::server::ServerConfig): one year (365 days). A timeout, interval
+/// or time to live longer than that is a mistake (`Duration::MAX` meant as "for ever"), and
+/// with the ceiling every deadline the session computes stays far inside what the clock
+/// can represent. [`Config::validate`] refuses longer values with
+/// [`ConfigError::TooLong`]. Where "for ever" is meant, the `Option` fields take `None`.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The ceiling of [`LivenessConfig::heartbeat_stale_factor`]: 1000. With
+/// [`LivenessConfig::max_heartbeat`] at most [`MAX_DURATION`], a stale threshold widened
+/// by a declared heartbeat stays a computable duration.
+pub const MAX_HEARTBEAT_FACTOR: u32 = 1000;
+
+/// The first of `fields` above [`MAX_DURATION`], as [`ConfigError::TooLong`].
+pub(crate) fn check_ceiling(fields: &[(&'static str, Duration)]) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, d)| *d > MAX_DURATION) {
+        Some((field, _)) => Err(ConfigError::TooLong {
+            field,
+            max: MAX_DURATION,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Everything a [`Session`](crate::Session) needs to decide. Every field has a documented
-/// default; [`Config::builder`] sets them one by one and validates the result.
+/// default; [`Config::builder`] sets them one by one and validates the result. Every
+/// duration, here and in the sections, is at most [`MAX_DURATION`] (one year).
 ///
 /// ```
 /// use std::time::Duration;
@@ -112,39 +137,45 @@ impl Config {
             ("send_deadline", self.send_deadline),
             ("request_timeout", self.request_timeout),
             ("close_timeout", self.close_timeout),
-            ("stale_after", self.liveness.stale_after),
-            ("probe_timeout", self.liveness.probe_timeout),
-            ("clock_jump_threshold", self.liveness.clock_jump_threshold),
             ("streams.dedup_ttl", self.streams.dedup_ttl),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero(name));
         }
-        if let Some(ping) = self.liveness.ping_interval {
-            if ping.is_zero() {
-                return Err(ConfigError::Zero("ping_interval"));
-            }
-            if self.liveness.stale_after <= ping {
-                return Err(ConfigError::StaleBeforePing {
-                    ping_interval: ping,
-                    stale_after: self.liveness.stale_after,
-                });
-            }
-        }
+        self.liveness.validate()?;
+        self.backoff.validate()?;
+        let queue_ttl = match &self.offline {
+            OfflinePolicy::Queue(q) => q.ttl,
+            _ => None,
+        };
+        let bounded = [
+            ("connect_timeout", self.connect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("send_deadline", self.send_deadline),
+            ("slow_write_warning", self.slow_write_warning),
+            ("request_timeout", self.request_timeout),
+            ("close_timeout", self.close_timeout),
+            ("idle_timeout", self.idle_timeout.unwrap_or_default()),
+            ("streams.dedup_ttl", self.streams.dedup_ttl),
+            (
+                "streams.completed_cooldown",
+                self.streams.completed_cooldown,
+            ),
+            (
+                "streams.idle_timeout",
+                self.streams.idle_timeout.unwrap_or_default(),
+            ),
+            ("offline.ttl", queue_ttl.unwrap_or_default()),
+        ];
+        check_ceiling(&bounded)?;
         if self.idle_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Zero("idle_timeout"));
         }
         if self.streams.idle_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Zero("streams.idle_timeout"));
         }
-        if self.backoff.schedule.is_empty() {
-            return Err(ConfigError::EmptyBackoff);
-        }
         if self.slow_write_warning >= self.send_deadline {
             return Err(ConfigError::SlowWarningAfterDeadline);
-        }
-        if self.liveness.heartbeat_stale_factor < 1 {
-            return Err(ConfigError::HeartbeatFactor);
         }
         let bounds = [
             ("max_pending_writes", self.max_pending_writes),
@@ -155,9 +186,6 @@ impl Config {
         ];
         if let Some((name, _)) = bounds.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::ZeroBound(name));
-        }
-        if self.backoff.max_attempts == Some(0) {
-            return Err(ConfigError::ZeroBound("max_attempts"));
         }
         if let OfflinePolicy::Queue(q) = &self.offline {
             if q.max_messages == 0 {

@@ -33,6 +33,24 @@ pub enum ConfigError {
     /// The heartbeat stale factor is below 1.
     #[error("heartbeat_stale_factor must be at least 1")]
     HeartbeatFactor,
+    /// A duration exceeds its documented ceiling (for most fields
+    /// [`MAX_DURATION`](crate::MAX_DURATION), one year): a deadline that far away is a
+    /// mistake, and a ceiling keeps every deadline computable.
+    #[error("{field} must be at most {max:?}")]
+    TooLong {
+        /// The field, as named in the configuration.
+        field: &'static str,
+        /// Its ceiling.
+        max: Duration,
+    },
+    /// A number exceeds its documented ceiling.
+    #[error("{field} must be at most {max}")]
+    TooLarge {
+        /// The field, as named in the configuration.
+        field: &'static str,
+        /// Its ceiling.
+        max: u64,
+    },
 }
 
 /// Why a protocol could not encode an outbound message or request.

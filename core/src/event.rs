@@ -156,7 +156,8 @@ pub struct Retry {
     pub wait: Duration,
     /// Consecutive failures counted so far (selects the schedule's step).
     pub failures: u32,
-    /// The floor the close class or the peer imposed, if any.
+    /// The floor the close class or the peer imposed, if any, as applied: capped at
+    /// [`BackoffConfig::max_floor`](crate::BackoffConfig::max_floor).
     pub floor: Option<Duration>,
 }
 

@@ -120,7 +120,7 @@ pub use close::{
     CloseClass, CloseCode, ClosePolicy, SERVICE_RESTART_FLOOR, TRY_AGAIN_LATER_FLOOR,
     TransportFailure,
 };
-pub use config::{Config, ConfigBuilder};
+pub use config::{Config, ConfigBuilder, MAX_DURATION, MAX_HEARTBEAT_FACTOR};
 pub use error::{
     AttemptError, ConfigError, ConnectError, DisconnectReason, EncodeError, FrameViolation,
     RequestError, RequestFailure, SendError, SessionError, Violation,

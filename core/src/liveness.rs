@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::{MAX_HEARTBEAT_FACTOR, check_ceiling};
 use crate::error::ConfigError;
+use crate::timer::after;
 
 /// The liveness part of [`Config`](crate::Config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +17,16 @@ pub struct LivenessConfig {
     /// No inbound frame (of any kind) for this long means the peer is dead. Default 75 s.
     pub stale_after: Duration,
     /// When the protocol declares an application heartbeat of interval `t`, the stale
-    /// threshold becomes `t × factor` (if that is longer). Default 2.
+    /// threshold becomes `t × factor` (if that is longer). Default 2; at most
+    /// [`MAX_HEARTBEAT_FACTOR`](crate::MAX_HEARTBEAT_FACTOR) (1000).
     pub heartbeat_stale_factor: u32,
+    /// The longest application heartbeat a peer may declare (`heartbeatMs` of a HelloAck
+    /// `hello_ack`, `policy.tickIntervalMs` of a Gateway `hello-ok`): a longer one counts as
+    /// this long, so a peer cannot switch dead-peer detection off by declaring a heartbeat
+    /// of a thousand years. The stale threshold is therefore at most
+    /// `max(stale_after, max_heartbeat × heartbeat_stale_factor)`. Default 5 minutes; at
+    /// most [`MAX_DURATION`](crate::MAX_DURATION). Zero ignores declared heartbeats.
+    pub max_heartbeat: Duration,
     /// A `now` this far past the session's earliest deadline means the host slept (or the
     /// driver stalled): instead of condemning the connection on stale evidence (no frame
     /// for ages, a write never reported), probe the peer. Default 15 s.
@@ -31,6 +41,7 @@ impl Default for LivenessConfig {
             ping_interval: Some(Duration::from_secs(30)),
             stale_after: Duration::from_secs(75),
             heartbeat_stale_factor: 2,
+            max_heartbeat: Duration::from_secs(5 * 60),
             clock_jump_threshold: Duration::from_secs(15),
             probe_timeout: Duration::from_secs(10),
         }
@@ -40,8 +51,10 @@ impl Default for LivenessConfig {
 impl LivenessConfig {
     /// Checks the values that cannot work: a zero threshold or interval, a stale
     /// threshold that does not exceed the ping interval (every connection would be
-    /// declared dead between two pings), a heartbeat factor below 1. The server role
-    /// validates its liveness section with this.
+    /// declared dead between two pings), a heartbeat factor below 1, and any value above
+    /// its ceiling (every duration at most [`MAX_DURATION`](crate::MAX_DURATION), the factor at most
+    /// [`MAX_HEARTBEAT_FACTOR`]). The client's [`Config::validate`](crate::Config::validate)
+    /// and the server role's validation both check their liveness section with this.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("stale_after", self.stale_after),
@@ -50,6 +63,20 @@ impl LivenessConfig {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero(name));
+        }
+        let bounded = [
+            ("ping_interval", self.ping_interval.unwrap_or_default()),
+            ("stale_after", self.stale_after),
+            ("probe_timeout", self.probe_timeout),
+            ("clock_jump_threshold", self.clock_jump_threshold),
+            ("max_heartbeat", self.max_heartbeat),
+        ];
+        check_ceiling(&bounded)?;
+        if self.heartbeat_stale_factor > MAX_HEARTBEAT_FACTOR {
+            return Err(ConfigError::TooLarge {
+                field: "heartbeat_stale_factor",
+                max: MAX_HEARTBEAT_FACTOR.into(),
+            });
         }
         if let Some(ping) = self.ping_interval {
             if ping.is_zero() {
@@ -101,7 +128,7 @@ impl Liveness {
     pub(crate) fn new(cfg: &LivenessConfig, now: Instant) -> Self {
         Liveness {
             last_rx: now,
-            next_ping: cfg.ping_interval.map(|p| now + p),
+            next_ping: cfg.ping_interval.and_then(|p| after(now, p)),
             stale_after: cfg.stale_after,
             probe_deadline: None,
         }
@@ -114,8 +141,10 @@ impl Liveness {
         self.probe_deadline = None;
     }
 
-    /// The protocol declared an application heartbeat of this interval.
+    /// The protocol declared an application heartbeat of this interval (the peer's word,
+    /// so capped at [`LivenessConfig::max_heartbeat`]).
     pub(crate) fn set_heartbeat(&mut self, cfg: &LivenessConfig, interval: Duration) {
+        let interval = interval.min(cfg.max_heartbeat);
         let by_heartbeat = interval.saturating_mul(cfg.heartbeat_stale_factor);
         self.stale_after = cfg.stale_after.max(by_heartbeat);
     }
@@ -126,37 +155,41 @@ impl Liveness {
         self.stale_after
     }
 
-    fn stale_deadline(&self) -> Instant {
+    /// When the peer counts as dead; `None` when that lies beyond the clock's range.
+    fn stale_deadline(&self) -> Option<Instant> {
         self.probe_deadline
-            .unwrap_or(self.last_rx + self.stale_after)
+            .or_else(|| after(self.last_rx, self.stale_after))
     }
 
-    /// The next liveness deadline.
-    pub(crate) fn next_deadline(&self) -> (Instant, LivenessTimer) {
-        let stale = self.stale_deadline();
-        match self.next_ping {
-            Some(p) if p < stale => (p, LivenessTimer::Ping),
-            _ => (stale, LivenessTimer::Stale),
+    /// The next liveness deadline; `None` when neither a ping nor staleness can come due
+    /// (both lie beyond the clock's range).
+    pub(crate) fn next_deadline(&self) -> Option<(Instant, LivenessTimer)> {
+        match (self.next_ping, self.stale_deadline()) {
+            (Some(p), Some(stale)) if p < stale => Some((p, LivenessTimer::Ping)),
+            (Some(p), None) => Some((p, LivenessTimer::Ping)),
+            (_, Some(stale)) => Some((stale, LivenessTimer::Stale)),
+            (None, None) => None,
         }
     }
 
     /// Starts a probe at `now` (the host slept): whatever the evidence before, the peer
     /// has `probe_timeout` to show life.
     pub(crate) fn probe(&mut self, cfg: &LivenessConfig, now: Instant) {
-        self.probe_deadline = Some(now + cfg.probe_timeout);
-        self.next_ping = cfg.ping_interval.map(|p| now + p);
+        // A probe deadline beyond the clock's range leaves the ordinary stale deadline.
+        self.probe_deadline = after(now, cfg.probe_timeout);
+        self.next_ping = cfg.ping_interval.and_then(|p| after(now, p));
     }
 
     /// Fires whatever is due at `now`.
     pub(crate) fn on_timeout(&mut self, cfg: &LivenessConfig, now: Instant) -> LivenessAction {
-        if self.stale_deadline() <= now {
+        if self.stale_deadline().is_some_and(|d| d <= now) {
             return LivenessAction::Dead;
         }
         match self.next_ping {
             Some(p) if p <= now => {
                 // Schedule from `now`, not from `p`, so a late driver does not get a burst
                 // of catch-up pings.
-                self.next_ping = cfg.ping_interval.map(|i| now + i);
+                self.next_ping = cfg.ping_interval.and_then(|i| after(now, i));
                 LivenessAction::Ping
             }
             _ => LivenessAction::Nothing,
@@ -177,10 +210,16 @@ mod tests {
         let cfg = LivenessConfig::default();
         let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
-        assert_eq!(l.next_deadline(), (t0 + secs(30), LivenessTimer::Ping));
+        assert_eq!(
+            l.next_deadline(),
+            Some((t0 + secs(30), LivenessTimer::Ping))
+        );
         assert_eq!(l.on_timeout(&cfg, t0 + secs(30)), LivenessAction::Ping);
         assert_eq!(l.on_timeout(&cfg, t0 + secs(60)), LivenessAction::Ping);
-        assert_eq!(l.next_deadline(), (t0 + secs(75), LivenessTimer::Stale));
+        assert_eq!(
+            l.next_deadline(),
+            Some((t0 + secs(75), LivenessTimer::Stale))
+        );
         assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Dead);
     }
 
@@ -191,7 +230,7 @@ mod tests {
         let mut l = Liveness::new(&cfg, t0);
         l.on_rx(t0 + secs(70));
         assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Ping);
-        assert_eq!(l.next_deadline().0, t0 + secs(105));
+        assert_eq!(l.next_deadline().map(|d| d.0), Some(t0 + secs(105)));
     }
 
     #[test]
@@ -210,13 +249,34 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_heartbeat_is_capped_at_max_heartbeat() {
+        let cfg = LivenessConfig::default();
+        let mut l = Liveness::new(&cfg, crate::test_epoch());
+        l.set_heartbeat(&cfg, Duration::MAX);
+        assert_eq!(l.stale_after(), secs(600), "5 minutes × 2");
+        let ignore = LivenessConfig {
+            max_heartbeat: Duration::ZERO,
+            ..cfg
+        };
+        l.set_heartbeat(&ignore, secs(3600));
+        assert_eq!(
+            l.stale_after(),
+            secs(75),
+            "a zero cap ignores the heartbeat"
+        );
+    }
+
+    #[test]
     fn a_probe_gives_the_peer_a_fresh_deadline() {
         let cfg = LivenessConfig::default();
         let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
         let woke = t0 + secs(3600);
         l.probe(&cfg, woke);
-        assert_eq!(l.next_deadline(), (woke + secs(10), LivenessTimer::Stale));
+        assert_eq!(
+            l.next_deadline(),
+            Some((woke + secs(10), LivenessTimer::Stale))
+        );
         assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Dead);
         // Any frame during the probe keeps the connection.
         let mut l = Liveness::new(&cfg, t0);

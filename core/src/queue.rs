@@ -94,7 +94,9 @@ impl OfflineQueue {
         if size > cfg.max_bytes {
             return Admit::TooLarge;
         }
-        let fits = |q: &Self| q.entries.len() < cfg.max_messages && q.bytes + size <= cfg.max_bytes;
+        let fits = |q: &Self| {
+            q.entries.len() < cfg.max_messages && q.bytes.saturating_add(size) <= cfg.max_bytes
+        };
         let mut evicted = Vec::new();
         while !fits(self) {
             match cfg.overflow {

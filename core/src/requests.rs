@@ -8,7 +8,8 @@ use crate::ids::{ConnId, RequestId, StreamKey};
 /// One request awaiting its outcome.
 #[derive(Clone, Debug)]
 pub(crate) struct Pending {
-    pub(crate) deadline: Instant,
+    /// When it times out; `None` for no deadline (one beyond the clock's range).
+    pub(crate) deadline: Option<Instant>,
     /// The connection it was written on; `None` while it waits in the offline queue.
     pub(crate) sent_on: Option<ConnId>,
     /// The stream it pre-registered, if any.
@@ -29,7 +30,9 @@ impl Requests {
     }
 
     pub(crate) fn insert(&mut self, id: RequestId, pending: Pending) {
-        self.deadlines.insert((pending.deadline, id));
+        if let Some(at) = pending.deadline {
+            self.deadlines.insert((at, id));
+        }
         self.pending.insert(id, pending);
     }
 
@@ -46,7 +49,9 @@ impl Requests {
     /// Takes the request out of the table; `None` if it was already resolved.
     pub(crate) fn take(&mut self, id: RequestId) -> Option<Pending> {
         let p = self.pending.remove(&id)?;
-        self.deadlines.remove(&(p.deadline, id));
+        if let Some(at) = p.deadline {
+            self.deadlines.remove(&(at, id));
+        }
         Some(p)
     }
 
@@ -54,12 +59,13 @@ impl Requests {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// The first request whose deadline is at or before `now`.
-    pub(crate) fn first_expired(&self, now: Instant) -> Option<RequestId> {
+    /// Every request whose deadline is at or before `now`, earliest first.
+    pub(crate) fn expired(&self, now: Instant) -> Vec<RequestId> {
         self.deadlines
-            .first()
-            .filter(|(at, _)| *at <= now)
+            .iter()
+            .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
+            .collect()
     }
 
     /// The ids of requests written on `conn`, in id order.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::event::{StreamEnd, StreamEvent, StreamEventKind};
 use crate::ids::{RequestId, StreamKey};
 use crate::protocol::{StreamFrame, StreamState, TextMode};
+use crate::timer::saturating_after;
 
 /// The stream part of [`Config`](crate::Config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,15 +147,18 @@ impl Streams {
         if let Some(seq) = frame.seq {
             match active.last_seq {
                 Some(last) if seq <= last && !terminal => return Routed::Stale,
-                Some(last) if seq > last + 1 => out.push(StreamEvent {
-                    key: key.clone(),
-                    request: active.request,
-                    seq: Some(seq),
-                    kind: StreamEventKind::Gap {
-                        expected: last + 1,
-                        received: seq,
-                    },
-                }),
+                // After `u64::MAX` no seq can follow, so nothing is missing.
+                Some(last) if last.checked_add(1).is_some_and(|next| seq > next) => {
+                    out.push(StreamEvent {
+                        key: key.clone(),
+                        request: active.request,
+                        seq: Some(seq),
+                        kind: StreamEventKind::Gap {
+                            expected: last.saturating_add(1),
+                            received: seq,
+                        },
+                    });
+                }
                 _ => {}
             }
             active.last_seq = Some(active.last_seq.map_or(seq, |l| l.max(seq)));
@@ -201,13 +205,13 @@ impl Streams {
             }
         }
         self.seen_order.push_back((now, pair.0.clone(), pair.1));
-        self.seen.insert(pair, now + cfg.dedup_ttl);
+        self.seen.insert(pair, saturating_after(now, cfg.dedup_ttl));
     }
 
     fn finish(&mut self, cfg: &StreamConfig, key: &StreamKey, now: Instant) {
         self.active.remove(key);
         self.completed
-            .insert(key.clone(), now + cfg.completed_cooldown);
+            .insert(key.clone(), saturating_after(now, cfg.completed_cooldown));
         let aliases: Vec<StreamKey> = self
             .aliases
             .iter()
@@ -216,7 +220,8 @@ impl Streams {
             .collect();
         for a in aliases {
             self.aliases.remove(&a);
-            self.completed.insert(a, now + cfg.completed_cooldown);
+            self.completed
+                .insert(a, saturating_after(now, cfg.completed_cooldown));
         }
     }
 
@@ -262,18 +267,24 @@ impl Streams {
         if self.seen_order.is_empty() && self.completed.is_empty() && self.active.is_empty() {
             return None;
         }
-        let seen = self.seen_order.front().map(|(t, _, _)| *t + cfg.dedup_ttl);
+        let seen = self
+            .seen_order
+            .front()
+            .map(|(t, _, _)| saturating_after(*t, cfg.dedup_ttl));
         let cooldown = self.completed.values().min().copied();
-        let idle = cfg
-            .idle_timeout
-            .and_then(|d| self.active.values().map(|a| a.last_event + d).min());
+        let idle = cfg.idle_timeout.and_then(|d| {
+            self.active
+                .values()
+                .map(|a| saturating_after(a.last_event, d))
+                .min()
+        });
         [seen, cooldown, idle].into_iter().flatten().min()
     }
 
     /// Expires bookkeeping due at `now`; returns the streams that ended idle.
     pub(crate) fn expire<I>(&mut self, cfg: &StreamConfig, now: Instant) -> Vec<StreamEvent<I>> {
         while let Some((t, _, _)) = self.seen_order.front() {
-            if *t + cfg.dedup_ttl > now {
+            if saturating_after(*t, cfg.dedup_ttl) > now {
                 break;
             }
             if let Some((_, k, s)) = self.seen_order.pop_front() {
@@ -287,7 +298,7 @@ impl Streams {
         let idle_keys: Vec<StreamKey> = self
             .active
             .iter()
-            .filter(|(_, a)| a.last_event + idle <= now)
+            .filter(|(_, a)| saturating_after(a.last_event, idle) <= now)
             .map(|(k, _)| k.clone())
             .collect();
         idle_keys

@@ -51,3 +51,57 @@ impl Earliest {
         self.0
     }
 }
+
+/// The instant `d` after `now`, or `None` when the clock cannot represent it: such a
+/// deadline lies beyond the end of time and never fires. Every deadline of the core is
+/// computed with this, so no duration (a configured timeout, a caller's request timeout,
+/// a heartbeat a peer declared) and no `now` can make `Instant + Duration` overflow.
+///
+/// The configured durations are bounded by [`Config::validate`](crate::Config::validate)
+/// (at most [`MAX_DURATION`](crate::MAX_DURATION)), so for them `None` is only reached
+/// when `now` itself is near the end of the clock's range.
+#[inline]
+#[must_use]
+pub(crate) fn after(now: std::time::Instant, d: std::time::Duration) -> Option<std::time::Instant> {
+    now.checked_add(d)
+}
+
+/// The instant `d` after `now`, or the farthest instant short of it the clock can
+/// represent. For bookkeeping that expires once and is then forgotten (stream dedup memory,
+/// cooldowns), where "at the end of time" and "never" come to the same.
+#[must_use]
+pub(crate) fn saturating_after(
+    now: std::time::Instant,
+    d: std::time::Duration,
+) -> std::time::Instant {
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        // Halving reaches zero after at most 97 steps, and `now + 0` always exists.
+        d /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_unrepresentable_deadline_is_never() {
+        let t0 = crate::test_epoch();
+        assert_eq!(
+            after(t0, Duration::from_secs(1)),
+            Some(t0 + Duration::from_secs(1))
+        );
+        assert_eq!(after(t0, Duration::MAX), None);
+        let far = saturating_after(t0, Duration::MAX);
+        assert!(far > t0 + Duration::from_secs(1_000_000_000));
+        assert_eq!(
+            saturating_after(t0, Duration::from_secs(1)),
+            t0 + Duration::from_secs(1)
+        );
+    }
+}

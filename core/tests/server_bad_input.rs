@@ -202,3 +202,124 @@ proptest! {
         }
     }
 }
+
+// ---- boundary values: every config field, any time ------------------------------------
+
+use std::time::{Duration, Instant};
+use tether_core::MAX_DURATION;
+use tether_core::server::{ServerConfig, ServerConn};
+
+fn boundary_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::from_nanos(1)),
+        (1u64..10_000).prop_map(Duration::from_millis),
+        Just(MAX_DURATION),
+        Just(MAX_DURATION + Duration::from_nanos(1)),
+        Just(Duration::from_secs(u64::MAX)),
+        Just(Duration::MAX),
+        any::<u64>().prop_map(Duration::from_nanos),
+    ]
+}
+
+fn boundary_usize() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0), Just(1), 2usize..64, Just(usize::MAX)]
+}
+
+/// `now + d`, or as far towards it as the clock can represent.
+fn later(now: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
+
+#[derive(Clone, Debug)]
+enum BStep {
+    Advance(Duration),
+    ToDeadline,
+    Send,
+    Close,
+    Terminate,
+    Frame(usize),
+    WriteAll,
+    PeerClosed(Option<u16>),
+}
+
+fn bstep() -> impl Strategy<Value = BStep> {
+    prop_oneof![
+        3 => boundary_duration().prop_map(BStep::Advance),
+        2 => Just(BStep::ToDeadline),
+        2 => Just(BStep::Send),
+        1 => Just(BStep::Close),
+        1 => Just(BStep::Terminate),
+        2 => (0usize..100).prop_map(BStep::Frame),
+        2 => Just(BStep::WriteAll),
+        1 => proptest::option::of(any::<u16>()).prop_map(BStep::PeerClosed),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every `ServerConfig` field drawn from boundary values (validation may refuse; then
+    /// no panic either) and time steps up to `Duration::MAX`: no call panics, the
+    /// connection ends at most once, and a closed connection holds no deadline.
+    #[test]
+    fn boundary_configs_and_time_never_panic(
+        durations in proptest::collection::vec(proptest::option::weighted(0.15, boundary_duration()), 7),
+        counts in proptest::collection::vec(proptest::option::weighted(0.15, boundary_usize()), 2),
+        pings in any::<bool>(),
+        steps in proptest::collection::vec(bstep(), 1..60),
+    ) {
+        let mut cfg = ServerConfig::default();
+        let d = |i: usize, default: Duration| durations[i].unwrap_or(default);
+        cfg.send_deadline = d(0, cfg.send_deadline);
+        cfg.slow_write_warning = d(1, cfg.slow_write_warning);
+        cfg.close_timeout = d(2, cfg.close_timeout);
+        cfg.liveness.ping_interval = pings.then(|| d(3, Duration::from_secs(30)));
+        cfg.liveness.stale_after = d(4, cfg.liveness.stale_after);
+        cfg.liveness.probe_timeout = d(5, cfg.liveness.probe_timeout);
+        cfg.liveness.clock_jump_threshold = d(6, cfg.liveness.clock_jump_threshold);
+        cfg.max_pending_writes = counts[0].unwrap_or(cfg.max_pending_writes);
+        cfg.max_inbound_frame = counts[1].unwrap_or(cfg.max_inbound_frame);
+        #[allow(clippy::disallowed_methods)] // One arbitrary epoch; only offsets matter.
+        let mut now = Instant::now();
+        let valid = cfg.validate().is_ok();
+        let Ok(mut c) = ServerConn::new(cfg, conn(), now) else {
+            prop_assert!(!valid);
+            return Ok(());
+        };
+        let mut unwritten = Vec::new();
+        let mut ends = 0;
+        for s in steps {
+            match s {
+                BStep::Advance(d) => { now = later(now, d); c.handle_timeout(now); }
+                BStep::ToDeadline => if let Some(at) = c.poll_timeout() { now = now.max(at); c.handle_timeout(now); },
+                BStep::Send => { let _ = c.send(DataFrame::Text(Utf8Bytes::from_static("p")), now); }
+                BStep::Close => { let _ = c.close(CloseCode::NORMAL, "", now); }
+                BStep::Terminate => c.terminate(now),
+                BStep::Frame(n) => c.handle_input(Input::FrameReceived { conn: conn(), frame: InFrame::Text(Bytes::from(vec![b'z'; n])) }, now),
+                BStep::WriteAll => for frame in unwritten.drain(..) { c.handle_input(Input::WriteCompleted { conn: conn(), frame }, now); },
+                BStep::PeerClosed(code) => c.handle_input(Input::TransportClosed { conn: conn(), code: code.map(CloseCode), reason: String::new() }, now),
+            }
+            while let Some(o) = c.poll_output() {
+                match o {
+                    ServerOutput::SendFrame { frame, .. } => unwritten.push(frame),
+                    ServerOutput::Event(ServerEvent::Ended(_)) => ends += 1,
+                    _ => {}
+                }
+            }
+            prop_assert!(ends <= 1, "ended twice");
+            if c.is_closed() {
+                prop_assert_eq!(c.poll_timeout(), None);
+            }
+            if let Some(at) = c.poll_timeout() {
+                prop_assert!(at >= now, "a deadline left in the past");
+            }
+        }
+    }
+}

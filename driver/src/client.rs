@@ -360,7 +360,11 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         self.request_with_timeout(request, None).await
     }
 
-    /// [`request`](Self::request) with its own timeout.
+    /// [`request`](Self::request) with its own timeout. Any `timeout` is accepted: one so
+    /// long that the deadline lies beyond what `Instant` can represent (such as
+    /// `Duration::MAX`) means no deadline, as for
+    /// [`Session::request`](tether_core::Session::request); the call then ends with the
+    /// response, the connection's loss or the session's end.
     ///
     /// # Errors
     ///

@@ -189,6 +189,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             } else if step.ending {
                 // The peer's close is being answered (or its protocol error failed with
                 // a close frame): bounded like a close of our own.
+                // Validated: close_timeout is at most a year, well within the clock.
                 let deadline = self.now + self.session.config().close_timeout;
                 conn.linger(self.rt.sleep_until(deadline));
                 progressed = true;

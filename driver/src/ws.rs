@@ -168,6 +168,33 @@ fn io_failure(e: &io::Error) -> TransportFailure {
     }
 }
 
+/// The seconds of a `Retry-After` header in its delay form. A number too large for `u64`
+/// is still a delay (an absurd one): it reads as `u64::MAX` seconds, which the session's
+/// `BackoffConfig::max_floor` caps like any other long floor. The HTTP-date form is not
+/// read.
+fn retry_after_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::retry_after_secs;
+
+    #[test]
+    fn a_huge_retry_after_is_the_longest_delay_not_none() {
+        assert_eq!(retry_after_secs(" 120 "), Some(120));
+        assert_eq!(retry_after_secs("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(retry_after_secs("99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_secs("-5"), None);
+        assert_eq!(retry_after_secs(""), None);
+    }
+}
+
 fn ws_failure(e: WsError) -> TransportFailure {
     match e {
         WsError::Http(resp) => {
@@ -175,7 +202,7 @@ fn ws_failure(e: WsError) -> TransportFailure {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(retry_after_secs)
                 .map(Duration::from_secs);
             TransportFailure::Http {
                 status: resp.status().as_u16(),

@@ -89,6 +89,15 @@ pub enum TraceError {
         /// What is wrong.
         detail: String,
     },
+    /// The session panicked while replaying a call: a bug in the core, reported instead of
+    /// taking the replayer down. The replay stops at that line.
+    #[error("line {line}: the session panicked replaying this call: {detail}")]
+    Panicked {
+        /// The line of the call.
+        line: usize,
+        /// The panic's message.
+        detail: String,
+    },
     /// Lines were evicted from a ring buffer before it was dumped: the session's start is
     /// missing, so it cannot be replayed.
     #[error(
@@ -427,7 +436,24 @@ fn run<P: Recordable>(
                     detail: "a second header".to_owned(),
                 });
             }
-            _ => r.call(line, kind, &v)?,
+            _ => {
+                // The core does not panic on any input; should a bug make it, the replayer
+                // (often run on a trace from the field) reports the line instead of dying.
+                let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.call(line, kind, &v)
+                }));
+                match call {
+                    Ok(step) => step?,
+                    Err(panic) => {
+                        let detail = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic without a message".to_owned());
+                        return Err(TraceError::Panicked { line, detail });
+                    }
+                }
+            }
         };
         if let Err(d) = step {
             divergence = Some(d);
@@ -717,5 +743,59 @@ mod tests {
         let e = replay(&b"{\"k\":\"header\",\"version\":99}\n"[..]).unwrap_err();
         assert!(matches!(e, TraceError::Version { line: 1, .. }), "{e}");
         assert!(e.to_string().contains("version 99"), "{e}");
+    }
+
+    /// A header for the HelloAck profile with `config`, then `lines`.
+    fn trace(config: Value, lines: &[Value]) -> Vec<u8> {
+        let header = json!({
+            "k": "header", "version": FORMAT_VERSION, "seed": 7,
+            "profile": { "name": "hello-ack" }, "config": config,
+            "redaction": "keep", "secrets": false,
+        });
+        let mut out = String::new();
+        for l in std::iter::once(&header).chain(lines) {
+            out.push_str(&l.to_string());
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    fn default_config() -> Value {
+        format::config(&tether_core::Config::default()).expect("the defaults can be written")
+    }
+
+    /// Reliability review §7 T1: a `connect_timeout` of `Duration::MAX` in the header used
+    /// to pass into the session and panic at the `connect` line.
+    #[test]
+    fn t1_a_header_with_an_absurd_timeout_is_a_trace_error() {
+        let mut config = default_config();
+        config["connect_timeout"] = json!([u64::MAX, 0]);
+        let t = trace(config, &[json!({ "k": "connect", "t": 0 })]);
+        let e = replay(&t[..]).unwrap_err();
+        assert!(matches!(e, TraceError::Malformed { line: 1, .. }), "{e}");
+        assert!(e.to_string().contains("connect_timeout"), "{e}");
+    }
+
+    /// A request line whose `timeout` is `Duration::MAX` replays (as a request with no
+    /// deadline) instead of panicking.
+    #[test]
+    fn a_request_with_a_huge_timeout_replays() {
+        let t = trace(
+            default_config(),
+            &[
+                json!({ "k": "connect", "t": 0, "ret": { "ok": null } }),
+                json!({
+                    "k": "request", "t": 1_000,
+                    "req": { "method": "echo", "params": null, "stream": false },
+                    "timeout": [u64::MAX, 999_999_999],
+                    "ret": { "ok": 0 },
+                }),
+                json!({ "k": "timeout", "t": 4_000_000_000_000_000_000u64 }),
+            ],
+        );
+        let report = replay(&t[..]).expect("replays");
+        assert_eq!(report.calls, 3, "{report}");
+        // The trace records no outputs and the replay has none to compare: identical.
+        assert!(report.divergence.is_none(), "{report}");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::config::check_ceiling;
 use crate::error::ConfigError;
 use crate::liveness::LivenessConfig;
 
@@ -18,8 +19,9 @@ use crate::liveness::LivenessConfig;
 /// | `close_timeout` | 5 s |
 /// | `max_inbound_frame` | 1 MiB |
 ///
-/// `liveness.heartbeat_stale_factor` has no effect here: a server learns of no
-/// application heartbeat.
+/// Every duration is at most [`MAX_DURATION`](crate::MAX_DURATION) (one year).
+/// `liveness.heartbeat_stale_factor` and `liveness.max_heartbeat` have no effect here: a
+/// server learns of no application heartbeat.
 ///
 /// ```
 /// use std::time::Duration;
@@ -74,7 +76,9 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Checks the configuration for values that cannot work (the same rules as
-    /// [`Config::validate`](crate::Config::validate) for the fields both share).
+    /// [`Config::validate`](crate::Config::validate) for the fields both share): zero
+    /// durations and bounds, a slow-write warning not before the send deadline, and any
+    /// duration above [`MAX_DURATION`](crate::MAX_DURATION) (one year).
     ///
     /// # Errors
     ///
@@ -88,6 +92,11 @@ impl ServerConfig {
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero(name));
         }
+        check_ceiling(&[
+            ("send_deadline", self.send_deadline),
+            ("slow_write_warning", self.slow_write_warning),
+            ("close_timeout", self.close_timeout),
+        ])?;
         if self.slow_write_warning >= self.send_deadline {
             return Err(ConfigError::SlowWarningAfterDeadline);
         }
@@ -129,8 +138,28 @@ mod tests {
             unbounded.validate(),
             Err(ConfigError::ZeroBound("max_pending_writes"))
         );
-        let mut no_pings = d;
+        let mut no_pings = d.clone();
         no_pings.liveness.ping_interval = None;
         assert!(no_pings.validate().is_ok());
+        let forever = ServerConfig {
+            close_timeout: Duration::MAX,
+            ..d.clone()
+        };
+        assert_eq!(
+            forever.validate(),
+            Err(ConfigError::TooLong {
+                field: "close_timeout",
+                max: crate::MAX_DURATION
+            })
+        );
+        let mut factor = d;
+        factor.liveness.heartbeat_stale_factor = u32::MAX;
+        assert!(matches!(
+            factor.validate(),
+            Err(ConfigError::TooLarge {
+                field: "heartbeat_stale_factor",
+                ..
+            })
+        ));
     }
 }

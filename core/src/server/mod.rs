@@ -307,7 +307,9 @@ impl ServerConn {
         // matter, the close timeout bounds what is left.
         self.writes.clear();
         self.state = State::Closing {
-            deadline: now + self.cfg.close_timeout,
+            // Waited for once and not re-armed, so the end of the clock's range will do
+            // if the timeout reaches past it.
+            deadline: crate::timer::saturating_after(now, self.cfg.close_timeout),
             code,
             reason: reason.to_owned(),
         };
@@ -339,12 +341,13 @@ impl ServerConn {
         let mut e = Earliest::default();
         match &self.state {
             State::Open { liveness } => {
-                let (at, which) = liveness.next_deadline();
-                let kind = match which {
-                    LivenessTimer::Ping => TimerKind::Ping,
-                    LivenessTimer::Stale => TimerKind::Liveness,
-                };
-                e.offer(Some(at), kind);
+                if let Some((at, which)) = liveness.next_deadline() {
+                    let kind = match which {
+                        LivenessTimer::Ping => TimerKind::Ping,
+                        LivenessTimer::Stale => TimerKind::Liveness,
+                    };
+                    e.offer(Some(at), kind);
+                }
             }
             State::Closing { deadline, .. } => e.offer(Some(*deadline), TimerKind::CloseTimeout),
             State::Closed => return None,

@@ -12,6 +12,7 @@ use crate::ids::ConnId;
 use crate::input::Input;
 use crate::protocol::{Decoded, Phase, Protocol};
 use crate::streams::Routed;
+use crate::timer::after;
 
 impl<P: Protocol> Session<P> {
     /// Applies one transport input. Never fails: peer and network faults become outputs
@@ -111,14 +112,14 @@ impl<P: Protocol> Session<P> {
             Ok(crate::protocol::Opening::Hello(frame)) => {
                 self.link = Link::Handshaking {
                     conn,
-                    deadline: now + self.cfg.handshake_timeout,
+                    deadline: after(now, self.cfg.handshake_timeout),
                 };
                 self.write(conn, frame, now);
             }
             Ok(crate::protocol::Opening::AwaitServer) => {
                 self.link = Link::Handshaking {
                     conn,
-                    deadline: now + self.cfg.handshake_timeout,
+                    deadline: after(now, self.cfg.handshake_timeout),
                 };
             }
             Err(e) => self.attempt_failed(

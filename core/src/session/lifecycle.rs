@@ -11,17 +11,18 @@ use crate::liveness::Liveness;
 use crate::protocol::{Acked, Protocol};
 use crate::queue::Queued;
 use crate::status::Status;
+use crate::timer::{after, saturating_after};
 
 impl<P: Protocol> Session<P> {
     pub(super) fn start_attempt(&mut self, now: Instant) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.attempt = self.failures + 1;
+        self.attempt = self.failures.saturating_add(1);
         self.stats.attempts += 1;
         self.backoff_until = None;
         self.link = Link::Opening {
             conn,
-            deadline: now + self.cfg.connect_timeout,
+            deadline: after(now, self.cfg.connect_timeout),
         };
         tracing::debug!(%conn, attempt = self.attempt, "connecting");
         self.outputs.push_back(Output::OpenTransport {
@@ -40,7 +41,10 @@ impl<P: Protocol> Session<P> {
                     code,
                     reason: reason.to_owned(),
                 });
-                self.closing.push((conn, now + self.cfg.close_timeout));
+                // A close that cannot wait (the clock's range ends first) aborts at the
+                // end of that range: it is waited for once, not re-armed.
+                let deadline = saturating_after(now, self.cfg.close_timeout);
+                self.closing.push((conn, deadline));
             }
         }
     }
@@ -54,7 +58,9 @@ impl<P: Protocol> Session<P> {
         self.link = Link::Open {
             conn,
             liveness,
-            stable_at: Some(now + self.cfg.backoff.stable_after),
+            // Beyond the clock's range (only when `now` is near its end) the counter never
+            // resets; `None` then reads as stable, which at worst spares one attempt.
+            stable_at: after(now, self.cfg.backoff.stable_after),
         };
         let first = !self.ever_opened;
         self.ever_opened = true;
@@ -227,8 +233,10 @@ impl<P: Protocol> Session<P> {
         {
             return None;
         }
+        // The peer's floor is capped here, so the `Retry` reported is the one applied.
+        let floor = self.cfg.backoff.capped_floor(floor);
         let wait = self.cfg.backoff.draw(self.failures, floor, &mut self.rng);
-        self.backoff_until = Some(now + wait);
+        self.backoff_until = after(now, wait);
         self.set_status(if self.ever_opened {
             Status::Reconnecting
         } else {

@@ -20,7 +20,7 @@ use crate::requests::{Pending, Requests};
 use crate::stats::SessionStats;
 use crate::status::Status;
 use crate::streams::Streams;
-use crate::timer::TimerKind;
+use crate::timer::{TimerKind, after};
 use crate::writes::Writes;
 
 /// The state of the current connection generation. Every deadline that belongs to a
@@ -30,10 +30,17 @@ use crate::writes::Writes;
 enum Link {
     /// No transport.
     Down,
-    /// The adapter is opening the transport.
-    Opening { conn: ConnId, deadline: Instant },
+    /// The adapter is opening the transport. A `deadline` of `None` lies beyond the
+    /// clock's range.
+    Opening {
+        conn: ConnId,
+        deadline: Option<Instant>,
+    },
     /// The transport is open; the handshake is not acknowledged.
-    Handshaking { conn: ConnId, deadline: Instant },
+    Handshaking {
+        conn: ConnId,
+        deadline: Option<Instant>,
+    },
     /// The handshake is acknowledged.
     Open {
         conn: ConnId,
@@ -344,6 +351,11 @@ impl<P: Protocol> Session<P> {
     /// Sends a request and returns its id at once. The id is resolved exactly once, by an
     /// [`Event::Response`]: the peer's answer, a timeout (`timeout`, or
     /// [`Config::request_timeout`]), a lost connection, a queue drop, or the session ending.
+    ///
+    /// Any `timeout` is accepted. One so long that `now + timeout` lies beyond what
+    /// [`Instant`] can represent (such as `Duration::MAX`) means *no deadline*: the request
+    /// waits for its response, its connection's loss or the session's end, and never
+    /// fails with [`RequestFailure::Timeout`].
     /// If the protocol says the request starts a stream, the stream is registered before
     /// the request is written, so no early event is missed.
     ///
@@ -410,7 +422,8 @@ impl<P: Protocol> Session<P> {
         self.requests.insert(
             id,
             Pending {
-                deadline: now + timeout.unwrap_or(self.cfg.request_timeout),
+                // A deadline the clock cannot represent (`Duration::MAX`) is none at all.
+                deadline: after(now, timeout.unwrap_or(self.cfg.request_timeout)),
                 sent_on,
                 stream: encoded.stream,
             },
@@ -498,7 +511,7 @@ impl<P: Protocol> Session<P> {
             OfflinePolicy::Queue(q) => q.clone(),
         };
         let expires = match owner {
-            Queued::Message(_) => cfg.ttl.map(|t| now + t),
+            Queued::Message(_) => cfg.ttl.and_then(|t| after(now, t)),
             // Requests expire through their own timeout.
             Queued::Request(_) => None,
         };

@@ -9,7 +9,7 @@ use crate::event::{DropReason, EndReason, Event, Output};
 use crate::frame::OutFrame;
 use crate::liveness::{LivenessAction, LivenessTimer};
 use crate::protocol::Protocol;
-use crate::timer::{Earliest, TimerKind};
+use crate::timer::{Earliest, TimerKind, after};
 
 /// More timers than this firing in one call means a timer that does not move its own
 /// deadline: a bug, stopped here instead of spinning.
@@ -21,9 +21,9 @@ impl<P: Protocol> Session<P> {
         let mut e = Earliest::default();
         match &self.link {
             Link::Down => {}
-            Link::Opening { deadline, .. } => e.offer(Some(*deadline), TimerKind::ConnectTimeout),
+            Link::Opening { deadline, .. } => e.offer(*deadline, TimerKind::ConnectTimeout),
             Link::Handshaking { deadline, .. } => {
-                e.offer(Some(*deadline), TimerKind::HandshakeTimeout);
+                e.offer(*deadline, TimerKind::HandshakeTimeout);
             }
             Link::Open {
                 liveness,
@@ -31,12 +31,13 @@ impl<P: Protocol> Session<P> {
                 ..
             } => {
                 e.offer(*stable_at, TimerKind::StableReset);
-                let (at, which) = liveness.next_deadline();
-                let kind = match which {
-                    LivenessTimer::Ping => TimerKind::Ping,
-                    LivenessTimer::Stale => TimerKind::Liveness,
-                };
-                e.offer(Some(at), kind);
+                if let Some((at, which)) = liveness.next_deadline() {
+                    let kind = match which {
+                        LivenessTimer::Ping => TimerKind::Ping,
+                        LivenessTimer::Stale => TimerKind::Liveness,
+                    };
+                    e.offer(Some(at), kind);
+                }
             }
         }
         e.offer(
@@ -52,7 +53,7 @@ impl<P: Protocol> Session<P> {
         if !self.status.is_terminal()
             && let (Some(idle), Some(last)) = (self.cfg.idle_timeout, self.last_activity)
         {
-            e.offer(Some(last + idle), TimerKind::Idle);
+            e.offer(after(last, idle), TimerKind::Idle);
         }
         e.offer(
             self.streams.next_expiry(&self.cfg.streams),
@@ -146,7 +147,9 @@ impl<P: Protocol> Session<P> {
             TimerKind::Ping | TimerKind::Liveness => self.fire_liveness(now),
             TimerKind::SendDeadline => self.fire_send_deadline(now),
             TimerKind::RequestTimeout => {
-                if let Some(id) = self.requests.first_expired(now) {
+                // Every request due fires in this one firing, however many share the
+                // deadline: a timer per request would exceed the firing limit.
+                for id in self.requests.expired(now) {
                     self.resolve_request(id, Err(RequestFailure::Timeout), now);
                 }
             }

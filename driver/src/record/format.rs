@@ -96,6 +96,14 @@ fn dur_field(v: &Value, name: &str) -> Result<Duration, ReadError> {
     read_duration(field(v, name)?).map_err(|e| format!("field `{name}`: {e}"))
 }
 
+/// A duration field that older traces do not have: absent reads as `default`.
+fn dur_field_or(v: &Value, name: &str, default: Duration) -> Result<Duration, ReadError> {
+    match v.get(name) {
+        None => Ok(default),
+        Some(d) => read_duration(d).map_err(|e| format!("field `{name}`: {e}")),
+    }
+}
+
 fn opt_dur_field(v: &Value, name: &str) -> Result<Option<Duration>, ReadError> {
     read_opt_duration(field(v, name)?).map_err(|e| format!("field `{name}`: {e}"))
 }
@@ -225,6 +233,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         jitter,
         stable_after,
         max_attempts,
+        max_floor,
     } = backoff;
     let jitter = match jitter {
         tether_core::Jitter::None => "none",
@@ -238,6 +247,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         heartbeat_stale_factor,
         clock_jump_threshold,
         probe_timeout,
+        max_heartbeat,
     } = liveness;
     let StreamConfig {
         max_streams,
@@ -275,6 +285,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
             "jitter": jitter,
             "stable_after": duration(*stable_after),
             "max_attempts": max_attempts,
+            "max_floor": duration(*max_floor),
         },
         "liveness": {
             "ping_interval": opt_duration(*ping_interval),
@@ -282,6 +293,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
             "heartbeat_stale_factor": heartbeat_stale_factor,
             "clock_jump_threshold": duration(*clock_jump_threshold),
             "probe_timeout": duration(*probe_timeout),
+            "max_heartbeat": duration(*max_heartbeat),
         },
         "send_deadline": duration(*send_deadline),
         "slow_write_warning": duration(*slow_write_warning),
@@ -335,6 +347,8 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
                 Value::Null => None,
                 _ => Some(u32_field(b, "max_attempts")?),
             },
+            // Traces written before the cap existed read back with its default.
+            max_floor: dur_field_or(b, "max_floor", BackoffConfig::default().max_floor)?,
         },
         liveness: LivenessConfig {
             ping_interval: opt_dur_field(l, "ping_interval")?,
@@ -342,6 +356,11 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
             heartbeat_stale_factor: u32_field(l, "heartbeat_stale_factor")?,
             clock_jump_threshold: dur_field(l, "clock_jump_threshold")?,
             probe_timeout: dur_field(l, "probe_timeout")?,
+            max_heartbeat: dur_field_or(
+                l,
+                "max_heartbeat",
+                LivenessConfig::default().max_heartbeat,
+            )?,
         },
         send_deadline: dur_field(v, "send_deadline")?,
         slow_write_warning: dur_field(v, "slow_write_warning")?,

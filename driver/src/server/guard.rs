@@ -31,12 +31,13 @@ pub struct GuardConfig {
     /// [`DeliveryError::Full`]); pings come on top.
     pub server: ServerConfig,
     /// How long the WebSocket upgrade of an accepted socket may take. Default 10 s: a
-    /// client that opens a socket and never upgrades must not hold it for ever.
+    /// client that opens a socket and never upgrades must not hold it for ever. At most
+    /// [`MAX_DURATION`](tether_core::MAX_DURATION) (one year).
     pub upgrade_timeout: Duration,
     /// Inbound messages buffered for [`Guarded::recv`]; when the application does not
     /// keep up, further messages are dropped and counted
     /// ([`Guarded::dropped_inbound`]) rather than stopping reads, which would starve
-    /// liveness. Default 256.
+    /// liveness. Default 256; at most [`MAX_INBOUND_CAPACITY`].
     pub inbound_capacity: usize,
 }
 
@@ -50,8 +51,15 @@ impl Default for GuardConfig {
     }
 }
 
+/// The ceiling of [`GuardConfig::inbound_capacity`]: 1,048,576 messages. The channel
+/// behind it cannot be built with a capacity near `usize::MAX`, and a buffer of a million
+/// messages is already more than a connection should hold.
+pub const MAX_INBOUND_CAPACITY: usize = 1 << 20;
+
 impl GuardConfig {
-    /// Checks the configuration.
+    /// Checks the configuration: the [`ServerConfig`] rules, then a zero or longer than
+    /// one year ([`MAX_DURATION`](tether_core::MAX_DURATION)) `upgrade_timeout`, and an
+    /// `inbound_capacity` of zero or above [`MAX_INBOUND_CAPACITY`].
     ///
     /// # Errors
     ///
@@ -61,8 +69,20 @@ impl GuardConfig {
         if self.upgrade_timeout.is_zero() {
             return Err(ConfigError::Zero("upgrade_timeout"));
         }
+        if self.upgrade_timeout > tether_core::MAX_DURATION {
+            return Err(ConfigError::TooLong {
+                field: "upgrade_timeout",
+                max: tether_core::MAX_DURATION,
+            });
+        }
         if self.inbound_capacity == 0 {
             return Err(ConfigError::ZeroBound("inbound_capacity"));
+        }
+        if self.inbound_capacity > MAX_INBOUND_CAPACITY {
+            return Err(ConfigError::TooLarge {
+                field: "inbound_capacity",
+                max: MAX_INBOUND_CAPACITY as u64,
+            });
         }
         Ok(())
     }
@@ -407,5 +427,50 @@ impl Guarded {
         hook: impl FnOnce(&EndCause, Instant) + Send + 'static,
     ) -> Result<(), EndCause> {
         self.inner.shared.on_end(Box::new(hook))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reliability review §2: `upgrade_timeout = Duration::MAX` passed validation and
+    /// overflowed `now + upgrade_timeout` at the first accept; a capacity near
+    /// `usize::MAX` panics in the channel constructor.
+    #[test]
+    fn values_above_the_ceilings_are_refused() {
+        let d = GuardConfig::default();
+        d.validate().unwrap();
+        let forever = GuardConfig {
+            upgrade_timeout: Duration::MAX,
+            ..d.clone()
+        };
+        assert_eq!(
+            forever.validate(),
+            Err(ConfigError::TooLong {
+                field: "upgrade_timeout",
+                max: tether_core::MAX_DURATION
+            })
+        );
+        let huge = GuardConfig {
+            inbound_capacity: usize::MAX,
+            ..d.clone()
+        };
+        assert!(matches!(
+            huge.validate(),
+            Err(ConfigError::TooLarge {
+                field: "inbound_capacity",
+                ..
+            })
+        ));
+        let mut server = d;
+        server.server.send_deadline = Duration::MAX;
+        assert!(matches!(
+            server.validate(),
+            Err(ConfigError::TooLong {
+                field: "send_deadline",
+                ..
+            })
+        ));
     }
 }
