@@ -137,7 +137,7 @@ async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
                     assert_eq!(t.as_str(), next.to_string(), "echoes arrive in order");
                     next += 1;
                 }
-                Event::SendRefused { error } => panic!("refused while open: {error}"),
+                Event::SendRefused { error, .. } => panic!("refused while open: {error}"),
                 _ => {}
             }
         }
@@ -149,7 +149,7 @@ async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
     client.feed(DataFrame::Text("late".into())).await.unwrap();
     let refused = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(event) = events.next().await {
-            if let Event::SendRefused { error } = event {
+            if let Event::SendRefused { error, .. } = event {
                 return error;
             }
         }

@@ -68,9 +68,16 @@ impl<P: Protocol> Session<P> {
             first,
         });
         while let Some(entry) = self.queue.pop() {
-            self.write(conn, entry.frame, now);
-            if let Queued::Request(id) = entry.owner {
-                self.requests.mark_sent(id, conn);
+            match entry.owner {
+                Queued::Request(id) => {
+                    self.write(conn, entry.frame, now);
+                    self.requests.mark_sent(id, conn);
+                }
+                // The message keeps its id in flight: if this connection goes before the
+                // write is confirmed, the loss is reported under the id `send` returned.
+                Queued::Message(id) => {
+                    self.write_message(conn, entry.frame, id, now);
+                }
             }
         }
     }
@@ -87,7 +94,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(%conn, attempt = self.attempt, %error, "attempt failed");
         self.teardown(conn, how, now);
         self.link = Link::Down;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.fail_sent_on(conn, now);
         let floor = match class {
             CloseClass::Fatal => {
@@ -154,7 +161,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(%conn, ?reason, "connection lost");
         self.teardown(conn, how, now);
         self.link = Link::Down;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.stats.disconnects += 1;
         let ended = self
             .streams
@@ -205,6 +212,20 @@ impl<P: Protocol> Session<P> {
                     self.end(EndReason::Failed(why), now);
                 }
             }
+        }
+    }
+
+    /// Forgets the writes of the connection that just went and reports every application
+    /// message among them as [`DropReason::Disconnected`]: its write was never confirmed,
+    /// so the session cannot say it was delivered, and it does not resend it (the peer may
+    /// have received it; resending could deliver it twice).
+    pub(super) fn drop_unconfirmed(&mut self) {
+        for id in self.writes.take_messages() {
+            self.stats.messages_dropped += 1;
+            self.emit(Event::MessageDropped {
+                id,
+                reason: DropReason::Disconnected,
+            });
         }
     }
 
@@ -301,7 +322,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(?reason, "session ended");
         self.link = Link::Down;
         self.backoff_until = None;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.set_status(if failed {
             Status::Failed
         } else {

@@ -309,7 +309,7 @@ impl<P: Protocol> Session<P> {
                 if self.writes.len() >= self.cfg.max_pending_writes {
                     return Err(SendError::Backpressure);
                 }
-                self.write(conn, frame, now);
+                self.write_message(conn, frame, id, now);
             }
             _ => self.enqueue(Queued::Message(id), frame, now)?,
         }
@@ -331,13 +331,18 @@ impl<P: Protocol> Session<P> {
     /// session.terminate(now);
     /// session.feed(DataFrame::Text("late".into()), now);
     /// let refused = std::iter::from_fn(|| session.poll_output()).any(|o| {
-    ///     matches!(o, Output::Event(Event::SendRefused { error: SendError::Ended }))
+    ///     matches!(o, Output::Event(Event::SendRefused { error: SendError::Ended, .. }))
     /// });
     /// assert!(refused);
     /// ```
     pub fn feed(&mut self, message: P::Outbound, now: Instant) {
         if let Err(error) = self.send(message, now) {
-            self.emit(Event::SendRefused { error });
+            // The refused message still gets an id of its own, so the application can tell
+            // which of its pipelined messages this refusal is about (ids count every
+            // `feed`, accepted or not).
+            let id = MessageId(self.next_message);
+            self.next_message += 1;
+            self.emit(Event::SendRefused { id, error });
         }
     }
 
@@ -480,9 +485,33 @@ impl<P: Protocol> Session<P> {
     }
 
     fn write(&mut self, conn: ConnId, payload: OutFrame, now: Instant) -> FrameId {
+        self.write_owned(conn, payload, None, now)
+    }
+
+    /// [`write`](Self::write) for a frame that carries the application message `id`.
+    fn write_message(
+        &mut self,
+        conn: ConnId,
+        payload: OutFrame,
+        id: MessageId,
+        now: Instant,
+    ) -> FrameId {
+        self.write_owned(conn, payload, Some(id), now)
+    }
+
+    fn write_owned(
+        &mut self,
+        conn: ConnId,
+        payload: OutFrame,
+        message: Option<MessageId>,
+        now: Instant,
+    ) -> FrameId {
         let frame = FrameId(self.next_frame);
         self.next_frame += 1;
-        self.writes.push(frame, now);
+        match message {
+            Some(id) => self.writes.push_message(frame, id, now),
+            None => self.writes.push(frame, now),
+        }
         self.stats.frames_sent += 1;
         self.outputs.push_back(Output::SendFrame {
             conn,
