@@ -98,6 +98,11 @@ pub enum RequestError {
     /// The stream table is full, so the request's stream could not be registered.
     #[error("too many streams are open")]
     TooManyStreams,
+    /// A stream with the request's stream key (for example the idempotency key of
+    /// `GatewayRequest::chat_send_with_key`) is still open: wait for its terminal event,
+    /// or use another key.
+    #[error("a stream with this key is still open")]
+    StreamKeyInUse,
     /// The protocol could not encode the request.
     #[error(transparent)]
     Encode(#[from] EncodeError),

@@ -287,4 +287,8 @@ pub enum StreamEnd {
     IdleTimeout,
     /// The session ended.
     SessionEnded,
+    /// The stream's text grew past [`StreamConfig::max_text`](crate::StreamConfig::max_text):
+    /// the event that would have taken it past the budget was not delivered, and the
+    /// text rebuilt so far was freed.
+    TextTooLong,
 }

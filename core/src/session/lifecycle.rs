@@ -283,16 +283,14 @@ impl<P: Protocol> Session<P> {
         match &result {
             Ok(resp) => {
                 self.stats.requests_ok += 1;
+                // Events for the stream may come under the id the response names (a run
+                // id for an idempotency key): route them to the request's stream. If that
+                // stream has already ended (its terminal came before the response), the
+                // alias is not registered: a new stream under it would end a second time.
                 if let (Some(key), Some(alias)) =
                     (&pending.stream, self.protocol.response_stream(resp))
                 {
-                    self.streams.alias(key, alias.clone());
-                    // A response can name a stream of its own even without pre-registration.
-                    if alias != *key && !self.streams.is_active(key) {
-                        let _ = self
-                            .streams
-                            .register(&self.cfg.streams, alias, Some(id), now);
-                    }
+                    self.streams.alias(key, alias);
                 }
             }
             Err(failure) => {

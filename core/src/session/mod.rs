@@ -97,6 +97,8 @@ pub struct Session<P: Protocol> {
     queue: OfflineQueue,
     /// Connections told to close, with the deadline after which they are aborted.
     closing: Vec<(ConnId, Instant)>,
+    /// The connection whose handshake challenge was answered (one answer per connection).
+    challenged: Option<ConnId>,
     outputs: VecDeque<Output<P>>,
     now: Option<Instant>,
     last_activity: Option<Instant>,
@@ -146,6 +148,7 @@ impl<P: Protocol> Session<P> {
             streams: Streams::default(),
             queue: OfflineQueue::default(),
             closing: Vec::new(),
+            challenged: None,
             outputs: VecDeque::with_capacity(64),
             now: None,
             last_activity: None,
@@ -221,6 +224,13 @@ impl<P: Protocol> Session<P> {
     #[must_use]
     pub fn open_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Bytes of stream text held across every open stream (each stream's at most
+    /// [`StreamConfig::max_text`](crate::StreamConfig::max_text)).
+    #[must_use]
+    pub fn stream_text_bytes(&self) -> usize {
+        self.streams.text_len()
     }
 
     /// `(stream, seq)` pairs remembered for de-duplication.
@@ -374,11 +384,15 @@ impl<P: Protocol> Session<P> {
             nonce: self.rng.u128(..),
         };
         let encoded = self.protocol.encode_request(meta, request)?;
-        if let Some(key) = &encoded.stream
-            && self.streams.len() >= self.cfg.streams.max_streams
-            && !self.streams.is_active(key)
-        {
-            return Err(RequestError::TooManyStreams);
+        if let Some(key) = &encoded.stream {
+            // A second request on a live stream key would take the first one's stream
+            // over and leave its caller waiting for a terminal that never comes.
+            if self.streams.in_use(key) {
+                return Err(RequestError::StreamKeyInUse);
+            }
+            if self.streams.len() >= self.cfg.streams.max_streams {
+                return Err(RequestError::TooManyStreams);
+            }
         }
         let sent_on = match self.link {
             Link::Open { conn, .. } => {
