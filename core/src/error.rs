@@ -227,6 +227,10 @@ pub enum SessionError {
     /// The first connect failed and the session is configured not to retry it.
     #[error("first connect failed: {0}")]
     FirstConnect(AttemptError),
+    /// Not from the session: the loop driving it stopped before the session ended (it
+    /// panicked, or its runtime shut down). Nothing more happens on the session.
+    #[error("the session loop stopped")]
+    Stopped,
 }
 
 /// Something the peer sent that breaks the rules. The frame is dropped and the session

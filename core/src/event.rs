@@ -291,4 +291,8 @@ pub enum StreamEnd {
     /// the event that would have taken it past the budget was not delivered, and the
     /// text rebuilt so far was freed.
     TextTooLong,
+    /// Not from the session: a driver that hands one stream's events to a bounded consumer
+    /// ends that consumer's copy of the stream with this when it falls too far behind
+    /// (the rest of the stream is not delivered to it).
+    Lagged,
 }

@@ -226,6 +226,17 @@ impl<P: Protocol> Session<P> {
         self.streams.len()
     }
 
+    /// Whether request `id` is awaiting its outcome and started a stream that is still
+    /// open. A driver that hands a request's stream events to a caller uses it to end the
+    /// caller's stream at once for a request that started none.
+    #[must_use]
+    pub fn request_has_stream(&self, id: RequestId) -> bool {
+        self.requests
+            .get(id)
+            .and_then(|p| p.stream.as_ref())
+            .is_some_and(|key| self.streams.in_use(key))
+    }
+
     /// Bytes of stream text held across every open stream (each stream's at most
     /// [`StreamConfig::max_text`](crate::StreamConfig::max_text)).
     #[must_use]
