@@ -1331,12 +1331,13 @@ fn sweep_default_fault_mix_finds_nothing() {
 }
 
 /// Prints the plan, timeline and violations of `TETHER_SIM_SHOW=<profile>:<seed>` (one
-/// hour under the default fault mix, as the sweep runs it).
+/// hour under the default fault mix, as the sweep runs it). A debugging aid, not a test:
+/// run it with `TETHER_SIM_SHOW=gateway:7 cargo test -p tether-sim --test oracles
+/// show_timeline -- --ignored --nocapture`.
 #[test]
+#[ignore = "a debugging printer: set TETHER_SIM_SHOW=<profile>:<seed> and pass --ignored"]
 fn show_timeline() {
-    let Ok(spec) = std::env::var("TETHER_SIM_SHOW") else {
-        return;
-    };
+    let spec = std::env::var("TETHER_SIM_SHOW").expect("TETHER_SIM_SHOW=<profile>:<seed>");
     let (p, seed) = spec
         .split_once(':')
         .expect("TETHER_SIM_SHOW=<profile>:<seed>");

@@ -61,7 +61,10 @@ mod tests {
             // A clone shares the socket: its options can be read after `accept` took it.
             let same = stream.clone();
             let sock = socket2::SockRef::from(&same);
-            assert!(!sock.tcp_nodelay().unwrap(), "the OS default, or the test proves nothing");
+            assert!(
+                !sock.tcp_nodelay().unwrap(),
+                "the OS default, or the test proves nothing"
+            );
             drop(client);
             assert!(accept(stream, GuardConfig::default()).await.is_err());
             assert!(sock.tcp_nodelay().unwrap(), "TCP_NODELAY");

@@ -134,7 +134,10 @@ mod tests {
         // A second descriptor of the same socket, to read its options after `accept`
         // has taken the stream.
         let dup = socket2::Socket::from(stream.as_fd().try_clone_to_owned().unwrap());
-        assert!(!dup.tcp_nodelay().unwrap(), "the OS default, or the test proves nothing");
+        assert!(
+            !dup.tcp_nodelay().unwrap(),
+            "the OS default, or the test proves nothing"
+        );
         drop(client);
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(5),

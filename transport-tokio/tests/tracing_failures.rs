@@ -59,7 +59,10 @@ async fn a_failed_attempt_is_logged_with_its_cause() {
         "{ended:?}"
     );
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("attempt failed")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("attempt failed"))
+        .collect();
     let core = lines
         .iter()
         .find(|l| l.contains("DEBUG") && l.contains("tether_core"))
