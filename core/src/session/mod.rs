@@ -341,7 +341,9 @@ impl<P: Protocol> Session<P> {
 
     /// [`send`](Self::send) for a caller that does not wait for the verdict (a driver
     /// pipelining sends): a refusal becomes an [`Event::SendRefused`] among the outputs,
-    /// in order with everything else, instead of an error nobody reads.
+    /// in order with everything else, instead of an error nobody reads. Every `feed` uses
+    /// up a [`MessageId`], so a refusal names the message it refused; an accepted message
+    /// is then exactly like one from `send` (see [`Event::MessageDropped`]).
     ///
     /// ```
     /// # use std::time::Instant;
