@@ -116,6 +116,11 @@ pub enum RequestError {
     /// The stream table is full, so the request's stream could not be registered.
     #[error("too many streams are open")]
     TooManyStreams,
+    /// A stream with the request's stream key (for example the idempotency key of
+    /// `GatewayRequest::chat_send_with_key`) is still open: wait for its terminal event,
+    /// or use another key.
+    #[error("a stream with this key is still open")]
+    StreamKeyInUse,
     /// The protocol could not encode the request.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -247,6 +252,10 @@ pub enum SessionError {
     /// The first connect failed and the session is configured not to retry it.
     #[error("first connect failed: {0}")]
     FirstConnect(AttemptError),
+    /// Not from the session: the loop driving it stopped before the session ended (it
+    /// panicked, or its runtime shut down). Nothing more happens on the session.
+    #[error("the session loop stopped")]
+    Stopped,
 }
 
 /// Something the peer sent that breaks the rules. The frame is dropped and the session

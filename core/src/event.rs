@@ -111,7 +111,18 @@ pub enum Event<P: Protocol> {
     Stream(StreamEvent<P::Inbound>),
     /// A stream event that belongs to no stream the application started.
     Unsolicited(P::Inbound),
-    /// A message accepted by `send` was dropped before it was written.
+    /// A message accepted by `send` (or `feed`) will not be written, or its write was not
+    /// confirmed before its connection went.
+    ///
+    /// Every accepted message ends in exactly one of: its write is confirmed (the adapter
+    /// reported `WriteCompleted`), it waits in the offline queue (and is written after a
+    /// reconnect), or this event names it. The reason says which case it is:
+    /// [`DropReason::Overflow`], [`DropReason::Expired`] and [`DropReason::Ended`] are
+    /// queued messages that were never handed to a transport;
+    /// [`DropReason::Disconnected`] is a message handed to a transport whose connection
+    /// was lost, aborted (send deadline, stale, `terminate`) or closed before the write
+    /// was confirmed. The session does not resend those: the peer may have received one
+    /// already, and resending could deliver it twice.
     MessageDropped {
         /// The message.
         id: MessageId,
@@ -121,6 +132,8 @@ pub enum Event<P: Protocol> {
     /// A message handed over with [`Session::feed`](crate::Session::feed) was refused:
     /// nothing was written or queued.
     SendRefused {
+        /// The id the message was given (ids count every `feed`, accepted or not).
+        id: MessageId,
         /// Why.
         error: SendError,
     },
@@ -180,7 +193,7 @@ pub enum EndReason {
     Failed(SessionError),
 }
 
-/// Why a queued message was dropped.
+/// Why an accepted message was dropped (see [`Event::MessageDropped`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DropReason {
@@ -188,8 +201,11 @@ pub enum DropReason {
     Overflow,
     /// It outlived the queue's time to live.
     Expired,
-    /// The session ended.
+    /// The session ended while the message was still queued.
     Ended,
+    /// It was handed to a transport, and the connection went (lost, aborted, closed, or the
+    /// session ended) before the write was confirmed. The peer may or may not have it.
+    Disconnected,
 }
 
 /// An event of one stream.
@@ -272,4 +288,12 @@ pub enum StreamEnd {
     IdleTimeout,
     /// The session ended.
     SessionEnded,
+    /// The stream's text grew past [`StreamConfig::max_text`](crate::StreamConfig::max_text):
+    /// the event that would have taken it past the budget was not delivered, and the
+    /// text rebuilt so far was freed.
+    TextTooLong,
+    /// Not from the session: a driver that hands one stream's events to a bounded consumer
+    /// ends that consumer's copy of the stream with this when it falls too far behind
+    /// (the rest of the stream is not delivered to it).
+    Lagged,
 }

@@ -25,7 +25,15 @@ pub struct StreamConfig {
     /// A stream with no event for this long ends with `StreamEnd::IdleTimeout`.
     /// Default 5 min.
     pub idle_timeout: Option<Duration>,
+    /// At most this many bytes of text rebuilt per stream (the text a `Final` carries).
+    /// The event whose text would take a stream past it ends the stream instead, with
+    /// [`StreamEnd::TextTooLong`] as its terminal event, and the text is freed: a peer
+    /// cannot make the session hold more than this per stream. Default 1 MiB.
+    pub max_text: usize,
 }
+
+/// The default `StreamConfig::max_text`: 1 MiB.
+const DEFAULT_MAX_STREAM_TEXT: usize = 1 << 20;
 
 impl Default for StreamConfig {
     fn default() -> Self {
@@ -35,6 +43,7 @@ impl Default for StreamConfig {
             max_seen: 4096,
             completed_cooldown: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(300)),
+            max_text: DEFAULT_MAX_STREAM_TEXT,
         }
     }
 }
@@ -82,8 +91,15 @@ impl Streams {
         self.seen.len()
     }
 
-    pub(crate) fn is_active(&self, key: &StreamKey) -> bool {
-        self.active.contains_key(key)
+    /// Bytes of rebuilt text held across every open stream.
+    pub(crate) fn text_len(&self) -> usize {
+        self.active.values().map(|a| a.text.len()).sum()
+    }
+
+    /// Whether events for `key` would reach an open stream (its own, or the one a
+    /// response aliased it to).
+    pub(crate) fn in_use(&self, key: &StreamKey) -> bool {
+        self.active.contains_key(self.resolve(key))
     }
 
     /// Pre-registers a stream; `false` if the table is full.
@@ -164,6 +180,24 @@ impl Streams {
             active.last_seq = Some(active.last_seq.map_or(seq, |l| l.max(seq)));
         }
         active.last_event = now;
+        if let Some(t) = &frame.text {
+            let grown = match frame.text_mode {
+                TextMode::Incremental => active.text.len().saturating_add(t.len()),
+                TextMode::Accumulated => t.len(),
+            };
+            if grown > cfg.max_text {
+                // Past the budget: the stream ends here, typed, and its text is freed,
+                // rather than the session holding whatever the peer keeps sending.
+                out.push(StreamEvent {
+                    key: key.clone(),
+                    request: active.request,
+                    seq: frame.seq,
+                    kind: StreamEventKind::Ended(StreamEnd::TextTooLong),
+                });
+                self.finish(cfg, &key, now);
+                return Routed::Deliver(out);
+            }
+        }
         let text = frame
             .text
             .map(|t| absorb(&mut active.text, t, frame.text_mode));

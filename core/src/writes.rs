@@ -6,15 +6,17 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::ids::FrameId;
+use crate::ids::{FrameId, MessageId};
 
-/// Frames handed to the adapter and not yet reported written, oldest first.
+/// Frames handed to the adapter and not yet reported written, oldest first, each with the
+/// application message it carries (if any), so a connection that goes before the write is
+/// confirmed can say which messages it took with it.
 ///
 /// A socket writes in order, so the oldest entry carries the earliest deadline and the
 /// completed frame is almost always at the front: both operations are O(1) in practice.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Writes {
-    pending: VecDeque<(FrameId, Instant)>,
+    pending: VecDeque<(FrameId, Instant, Option<MessageId>)>,
 }
 
 impl Writes {
@@ -24,15 +26,21 @@ impl Writes {
         }
     }
 
+    /// Tracks a frame that carries no application message (handshake, ping, request).
     pub(crate) fn push(&mut self, frame: FrameId, now: Instant) {
-        self.pending.push_back((frame, now));
+        self.pending.push_back((frame, now, None));
+    }
+
+    /// Tracks a frame that carries the application message `message`.
+    pub(crate) fn push_message(&mut self, frame: FrameId, message: MessageId, now: Instant) {
+        self.pending.push_back((frame, now, Some(message)));
     }
 
     /// Marks `frame` written; returns how long the write took, or `None` if the frame was
     /// not pending (a duplicate or stale report).
     pub(crate) fn complete(&mut self, frame: FrameId, now: Instant) -> Option<Duration> {
-        let pos = self.pending.iter().position(|(f, _)| *f == frame)?;
-        let (_, started) = self.pending.remove(pos)?;
+        let pos = self.pending.iter().position(|(f, _, _)| *f == frame)?;
+        let (_, started, _) = self.pending.remove(pos)?;
         Some(now.saturating_duration_since(started))
     }
 
@@ -41,13 +49,13 @@ impl Writes {
         // Beyond the clock's range: that write can never miss its deadline.
         self.pending
             .front()
-            .and_then(|(_, t)| crate::timer::after(*t, deadline))
+            .and_then(|(_, t, _)| crate::timer::after(*t, deadline))
     }
 
     /// Restarts every pending write's clock at `now` (the host slept: the adapter could
     /// not have reported them).
     pub(crate) fn rebase(&mut self, now: Instant) {
-        for (_, started) in &mut self.pending {
+        for (_, started, _) in &mut self.pending {
             *started = now;
         }
     }
@@ -58,6 +66,12 @@ impl Writes {
 
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+    }
+
+    /// Forgets every pending write and returns the messages they carried, oldest first:
+    /// the connection went before these writes were confirmed.
+    pub(crate) fn take_messages(&mut self) -> Vec<MessageId> {
+        self.pending.drain(..).filter_map(|(_, _, m)| m).collect()
     }
 }
 
@@ -81,5 +95,18 @@ mod tests {
         assert_eq!(w.complete(FrameId(1), t0), None, "second report is ignored");
         assert_eq!(w.next_deadline(d), Some(t0 + Duration::from_secs(11)));
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn taking_returns_the_unconfirmed_messages_in_order() {
+        let t0 = crate::test_epoch();
+        let mut w = Writes::default();
+        w.push_message(FrameId(1), MessageId(7), t0);
+        w.push(FrameId(2), t0);
+        w.push_message(FrameId(3), MessageId(8), t0);
+        w.push_message(FrameId(4), MessageId(9), t0);
+        w.complete(FrameId(3), t0);
+        assert_eq!(w.take_messages(), [MessageId(7), MessageId(9)]);
+        assert_eq!(w.len(), 0);
     }
 }

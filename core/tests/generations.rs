@@ -3,7 +3,9 @@
 
 mod common;
 use common::*;
-use tether_core::{CloseCode, Config, InFrame, Input, Output, Status, TransportFailure};
+use tether_core::{
+    CloseCode, Config, DropReason, Event, InFrame, Input, Output, Status, TransportFailure,
+};
 
 #[test]
 fn inputs_of_an_old_generation_are_ignored_and_counted() {
@@ -61,9 +63,17 @@ fn a_late_open_of_an_abandoned_attempt_is_aborted() {
 fn an_old_connections_timers_die_with_it() {
     let mut h = H::default_config();
     h.open();
-    h.s.send("never written".into(), h.now).unwrap();
+    let id = h.s.send("never written".into(), h.now).unwrap();
     h.drain(); // a pending write with a send deadline at +10 s
-    h.closed(Some(1011), "");
+    let out = h.closed(Some(1011), "");
+    // The unconfirmed write dies with its connection, and says so under its id.
+    assert!(
+        events(&out).contains(&Event::MessageDropped {
+            id,
+            reason: DropReason::Disconnected
+        }),
+        "{out:?}"
+    );
     let (_, wait) = h.until_attempt();
     let out = h.opened();
     h.complete_writes(&out);

@@ -1654,3 +1654,225 @@ fn ticks_as_heartbeat_decides_how_long_a_silent_gateway_lives() {
         );
     }
 }
+
+// ---- stream keys, run ids and challenges through the session (issue 11) -----------------
+
+impl Driver {
+    /// Connects, answers the challenge and opens.
+    fn open(config: Config) -> Self {
+        let mut d = Driver::new(config);
+        d.s.connect(d.now).unwrap();
+        let _ = d.drain();
+        let _ = d.transport_opened();
+        let connect = d.challenge();
+        let _ = d.hello_ok(&connect["id"]);
+        assert_eq!(d.s.status(), Status::Open);
+        d
+    }
+
+    fn chat(&mut self, run: &str, seq: u64, state: &str, extra: Value) -> Vec<Event<Gateway>> {
+        let mut payload = json!({ "runId": run, "sessionKey": "main", "seq": seq, "state": state });
+        if let (Value::Object(p), Value::Object(e)) = (&mut payload, extra) {
+            p.extend(e);
+        }
+        let frame = json!({ "type": "event", "event": "chat", "payload": payload });
+        events(self.receive(&frame.to_string()))
+    }
+
+    fn answer(&mut self, id: RequestId, run: &str) -> Vec<Event<Gateway>> {
+        let res = json!({ "type": "res", "id": format!("t{}", id.get()), "ok": true, "payload": { "runId": run, "status": "started" } });
+        events(self.receive(&res.to_string()))
+    }
+}
+
+fn stream_of(evs: &[Event<Gateway>]) -> Vec<(Option<RequestId>, StreamEventKind<GatewayEvent>)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Stream(s) => Some((s.request, s.kind.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// C7 / L2: a second `chat_send_with_key` on a key whose stream is open is refused, typed;
+/// the first request keeps its stream and gets its terminal. Once it has ended, the key
+/// can be used again.
+#[test]
+fn a_second_request_on_an_open_stream_key_is_refused() {
+    let mut d = Driver::open(Config::default());
+    let first =
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "a", "k1"),
+            None,
+            d.now,
+        )
+        .unwrap();
+    let _ = d.drain();
+    assert_eq!(
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "b", "k1"),
+            None,
+            d.now
+        ),
+        Err(tether_core::RequestError::StreamKeyInUse)
+    );
+    let _ = d.answer(first, "k1");
+    let mut evs = d.chat("k1", 1, "delta", json!({ "message": "He" }));
+    evs.extend(d.chat("k1", 2, "final", json!({ "message": "Hey" })));
+    let got = stream_of(&evs);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|(r, _)| *r == Some(first)), "{got:?}");
+    assert!(matches!(got[1].1, StreamEventKind::Final { .. }));
+    // Ended: the key is free again.
+    d.s.request(
+        GatewayRequest::chat_send_with_key("main", "c", "k1"),
+        None,
+        d.now,
+    )
+    .expect("the key is free once its stream ended");
+}
+
+/// A key a response aliased to a live stream (its run id) is in use too.
+#[test]
+fn a_run_id_aliased_to_an_open_stream_is_in_use() {
+    let mut d = Driver::open(Config::default());
+    let first =
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "a", "idem"),
+            None,
+            d.now,
+        )
+        .unwrap();
+    let _ = d.drain();
+    let _ = d.answer(first, "run-9");
+    assert_eq!(
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "b", "run-9"),
+            None,
+            d.now
+        ),
+        Err(tether_core::RequestError::StreamKeyInUse)
+    );
+}
+
+/// C8 / L3: the terminal arrives under the key before the response, and the response then
+/// names another run id. No alias stream is registered, so nothing ends a second time,
+/// not even by idle timeout.
+#[test]
+fn a_run_id_answered_after_the_terminal_starts_no_second_stream() {
+    let mut d = Driver::open(Config::default());
+    let id =
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "a", "idem"),
+            None,
+            d.now,
+        )
+        .unwrap();
+    let _ = d.drain();
+    let mut evs = d.chat("idem", 1, "final", json!({ "message": "done" }));
+    evs.extend(d.answer(id, "other"));
+    assert_eq!(d.s.open_streams(), 0, "no alias stream");
+    // 400 s of ticks (the stream idle timeout is 5 min).
+    for _ in 0..400 {
+        d.now += Duration::from_secs(1);
+        evs.extend(events(
+            d.receive(r#"{"type":"event","event":"tick","payload":{"ts":1}}"#),
+        ));
+    }
+    let terminals: Vec<_> = stream_of(&evs)
+        .into_iter()
+        .filter(|(_, k)| k.is_terminal())
+        .collect();
+    assert_eq!(terminals.len(), 1, "{terminals:?}");
+    assert!(matches!(terminals[0], (Some(r), StreamEventKind::Final { .. }) if r == id));
+}
+
+/// B1: `chat.send` answered with a `runId` that differs from its idempotency key: every
+/// event under the run id reaches the caller's stream (the remap), none is unsolicited.
+#[test]
+fn events_under_the_answered_run_id_reach_the_callers_stream() {
+    let mut d = Driver::open(Config::default());
+    let id =
+        d.s.request(
+            GatewayRequest::chat_send_with_key("main", "a", "idem-7"),
+            None,
+            d.now,
+        )
+        .unwrap();
+    let _ = d.drain();
+    let mut evs = d.answer(id, "run-7");
+    evs.extend(d.chat("run-7", 1, "delta", json!({ "message": "Hel" })));
+    evs.extend(d.chat("run-7", 2, "delta", json!({ "message": "Hello" })));
+    evs.extend(d.chat("run-7", 3, "final", json!({ "message": "Hello!" })));
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Unsolicited(_))),
+        "{evs:?}"
+    );
+    let got = stream_of(&evs);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|(r, _)| *r == Some(id)));
+    assert!(matches!(
+        &got[2].1,
+        StreamEventKind::Final { text: Some(t), .. } if t == "Hello!"
+    ));
+    assert_eq!(d.s.open_streams(), 0);
+}
+
+/// C9 / U4: 10,000 `connect.challenge` frames during the handshake. The first is
+/// answered; every repeat is a violation, not another `connect` write, so pending writes
+/// stay within `max_pending_writes`.
+#[test]
+fn only_one_challenge_is_answered_per_connection() {
+    let cfg = Config::builder().max_pending_writes(8).build().unwrap();
+    let mut d = Driver::new(cfg);
+    d.s.connect(d.now).unwrap();
+    let _ = d.drain();
+    let _ = d.transport_opened();
+    let mut connects = 0;
+    let mut violations = 0;
+    // All within the handshake timeout: a flood, not a slow drip.
+    for _ in 0..10_000 {
+        let frame = InFrame::Text(Bytes::from_static(CHALLENGE.as_bytes()));
+        let conn = d.conn;
+        d.s.handle_input(Input::FrameReceived { conn, frame }, d.now);
+        // Writes are not completed here: a stuck socket is the worst case.
+        while let Some(o) = d.s.poll_output() {
+            match o {
+                Output::SendFrame { .. } => connects += 1,
+                Output::Event(Event::Violation {
+                    violation: Violation::UnexpectedHandshake,
+                    ..
+                }) => violations += 1,
+                _ => {}
+            }
+        }
+        assert!(d.s.pending_writes() <= 1, "{}", d.s.pending_writes());
+    }
+    assert_eq!(connects, 1);
+    assert_eq!(violations, 9_999);
+    assert_eq!(d.s.status(), Status::Connecting);
+}
+
+/// A new connection's challenge is answered again.
+#[test]
+fn the_next_connection_answers_its_own_challenge() {
+    let mut d = Driver::open(Config::default());
+    let conn = d.conn;
+    d.s.handle_input(
+        Input::TransportClosed {
+            conn,
+            code: Some(tether_core::CloseCode(1012)),
+            reason: String::new(),
+        },
+        d.now,
+    );
+    let _ = d.drain();
+    d.now += Duration::from_secs(60);
+    d.s.handle_timeout(d.now);
+    let _ = d.drain();
+    assert_ne!(d.conn, conn, "a new attempt");
+    let _ = d.transport_opened();
+    let connect = d.challenge();
+    let _ = d.hello_ok(&connect["id"]);
+    assert_eq!(d.s.status(), Status::Open);
+}

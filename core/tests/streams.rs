@@ -154,3 +154,139 @@ fn idle_streams_end_after_the_stream_idle_timeout() {
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert_eq!(ends[0].kind, StreamEventKind::Ended(StreamEnd::IdleTimeout));
 }
+
+/// C4: 2,000 incremental deltas of 64 KiB on one stream. The text held stays within
+/// `StreamConfig::max_text` and the stream ends with `Ended(TextTooLong)` at the delta
+/// that would pass it; later deltas are late, not a second stream.
+#[test]
+fn stream_text_is_held_within_its_byte_budget() {
+    use serde_json::json;
+    use tether_core::profiles::{HelloAck, HelloAckRequest};
+    use tether_core::{Config, Input, StreamConfig};
+
+    const CHUNK: usize = 64 << 10;
+    let budget = StreamConfig::default().max_text;
+    assert_eq!(budget, 1 << 20, "the documented default");
+    let mut h = H::with(
+        Config::default(),
+        HelloAck::new(|| json!({ "type": "hello" })),
+        3,
+    );
+    h.connect();
+    let out = h.opened();
+    h.complete_writes(&out);
+    let conn = h.conn();
+    let ack = |h: &mut H<HelloAck>, s: String| {
+        h.input(Input::FrameReceived {
+            conn,
+            frame: text(&s),
+        })
+    };
+    ack(&mut h, json!({ "type": "hello_ack" }).to_string());
+    let id =
+        h.s.request(
+            HelloAckRequest::new("generate", json!({})).streaming(),
+            None,
+            h.now,
+        )
+        .unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    let key = id.get().to_string();
+    let chunk = "x".repeat(CHUNK);
+    let mut ended_at = None;
+    let mut deltas = 0;
+    let mut max_held = 0;
+    for seq in 1..=2_000u64 {
+        let frame =
+            json!({ "type": "event", "stream": key, "seq": seq, "state": "delta", "text": chunk });
+        for e in events(&ack(&mut h, frame.to_string())) {
+            match e {
+                Event::Stream(StreamEvent {
+                    kind: StreamEventKind::Delta { .. },
+                    ..
+                }) => deltas += 1,
+                Event::Stream(StreamEvent {
+                    kind: StreamEventKind::Ended(why),
+                    request,
+                    ..
+                }) => {
+                    assert_eq!(why, StreamEnd::TextTooLong);
+                    assert_eq!(request, Some(id));
+                    assert!(ended_at.is_none(), "a second terminal at {seq}");
+                    ended_at = Some(seq);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        max_held = max_held.max(h.s.stream_text_bytes());
+    }
+    let fin = json!({ "type": "event", "stream": key, "seq": 2_001, "state": "final" });
+    assert!(events(&ack(&mut h, fin.to_string())).is_empty());
+    assert_eq!(
+        deltas,
+        budget / CHUNK,
+        "every delta within the budget is delivered"
+    );
+    assert_eq!(ended_at, Some((budget / CHUNK) as u64 + 1));
+    assert!(max_held <= budget, "held {max_held} bytes, budget {budget}");
+    assert_eq!(h.s.stream_text_bytes(), 0, "the text is freed");
+    assert_eq!(h.s.open_streams(), 0);
+}
+
+/// Accumulated text is budgeted by its whole length; a final within the budget keeps it.
+#[test]
+fn accumulated_text_past_the_budget_ends_the_stream() {
+    use tether_core::{Config, StreamConfig};
+    let streams = StreamConfig {
+        max_text: 8,
+        ..StreamConfig::default()
+    };
+    let cfg = Config::builder().streams(streams).build().unwrap();
+    let mut h = H::new(cfg.clone());
+    h.open();
+    h.s.request(Req("chat.send", Some("a")), None, h.now)
+        .unwrap();
+    h.s.request(Req("chat.send", Some("b")), None, h.now)
+        .unwrap();
+    h.drain();
+    h.frame("ev a 1 delta 12345678");
+    h.frame("ev a 2 final 12345678");
+    h.frame("ev b 1 delta 1234");
+    h.frame("ev b 2 delta 123456789");
+    h.frame("ev b 3 final 123456789");
+    let kinds: Vec<_> = stream_events(&h)
+        .into_iter()
+        .map(|e| (e.key.as_str().to_owned(), e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "a".to_owned(),
+                StreamEventKind::Delta {
+                    text: Some("12345678".into()),
+                    payload: "ev a 1 delta 12345678".into()
+                }
+            ),
+            (
+                "a".to_owned(),
+                StreamEventKind::Final {
+                    text: Some("12345678".into()),
+                    payload: "ev a 2 final 12345678".into()
+                }
+            ),
+            (
+                "b".to_owned(),
+                StreamEventKind::Delta {
+                    text: Some("1234".into()),
+                    payload: "ev b 1 delta 1234".into()
+                }
+            ),
+            (
+                "b".to_owned(),
+                StreamEventKind::Ended(StreamEnd::TextTooLong)
+            ),
+        ]
+    );
+}

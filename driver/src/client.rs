@@ -57,7 +57,7 @@ pub(crate) struct Shared<P: Protocol> {
     status: Mutex<Status>,
     last_activity: Mutex<Option<Instant>>,
     events: Mutex<Vec<Arc<Mailbox<Event<P>>>>>,
-    statuses: Mutex<Vec<mpsc::Sender<Status>>>,
+    statuses: Mutex<Vec<Arc<Mailbox<Status>>>>,
     now: Box<dyn Fn() -> Instant + Send + Sync>,
 }
 
@@ -70,10 +70,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<P: Protocol> Shared<P> {
     pub(crate) fn set_status(&self, to: Status) {
         *lock(&self.status) = to;
-        lock(&self.statuses).retain_mut(|tx| match tx.try_send(to) {
-            Ok(()) => true,
-            Err(e) => !e.is_disconnected(),
-        });
+        // Never dropped for a slow subscriber: its full mailbox holds the loop's sources
+        // back instead (see `has_room`), so no change is skipped.
+        lock(&self.statuses).retain(|sub| sub.push_all([to]));
     }
 
     pub(crate) fn touch(&self, last: Option<Instant>) {
@@ -100,15 +99,22 @@ impl<P: Protocol> Shared<P> {
         events.clear();
     }
 
-    /// Whether every subscriber has room for more events; if not, the loop is woken when
-    /// they have.
-    pub(crate) fn events_have_room(&self, cx: &mut std::task::Context<'_>) -> bool {
-        lock(&self.events).iter().all(|sub| sub.has_room(cx))
+    /// Whether every subscriber (events and status changes) has room for more, counting
+    /// `owed` events already promised to each event subscriber (the responses of the
+    /// requests in flight); if not, the loop is woken when they have.
+    pub(crate) fn have_room(&self, cx: &mut std::task::Context<'_>, owed: usize) -> bool {
+        lock(&self.events)
+            .iter()
+            .all(|sub| sub.has_room_for(cx, owed))
+            && lock(&self.statuses).iter().all(|sub| sub.has_room(cx))
     }
 
     /// Ends every subscription after what it has queued: the session loop is gone.
     pub(crate) fn close_events(&self) {
         for sub in lock(&self.events).drain(..) {
+            sub.close();
+        }
+        for sub in lock(&self.statuses).drain(..) {
             sub.close();
         }
     }
@@ -149,7 +155,11 @@ pub struct StreamCall<P: Protocol> {
     /// The request's id.
     pub id: RequestId,
     response: Outcome<P>,
-    /// The stream's events, ending after its terminal event.
+    /// The stream's events, ending after its terminal event. A consumer that falls
+    /// [`STREAM_CAPACITY`] events behind gets, as its last item, an event of kind
+    /// `StreamEventKind::Ended(StreamEnd::Lagged)` and misses the rest of the stream (the
+    /// session goes on; the events still reach [`Client::events`]). For a request that
+    /// started no stream, it ends at once.
     pub events: mpsc::Receiver<StreamEvent<P::Inbound>>,
 }
 
@@ -388,7 +398,9 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         reply.await.unwrap_or(Err(CallError::Stopped))
     }
 
-    /// Sends a request that starts a stream and returns at once with its events.
+    /// Sends a request that starts a stream and returns at once with its events. If the
+    /// protocol says the request starts no stream, [`StreamCall::events`] ends at once and
+    /// only [`StreamCall::response`] is of interest.
     ///
     /// # Errors
     ///
@@ -430,19 +442,25 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         *lock(&self.shared.status)
     }
 
-    /// Every status change from now on, in order.
+    /// Every status change from now on, in order, none skipped; the stream ends after the
+    /// session loop is gone. Like [`events`](Self::events), a subscriber
+    /// [`SUBSCRIBER_CAPACITY`] changes behind holds the session back (no reading, no
+    /// commands, no timers) until it catches up, so drop a stream you no longer read.
     pub fn status_changes(&self) -> impl Stream<Item = Status> + Send + use<P> {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
-        lock(&self.shared.statuses).push(tx);
-        rx
+        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY);
+        lock(&self.shared.statuses).push(mailbox);
+        subscription
     }
 
     /// Every session event from now on (messages, responses, stream events, violations,
     /// lifecycle), none missed. A subscriber [`SUBSCRIBER_CAPACITY`] events behind holds
-    /// back reading from the socket until it catches up, so memory stays bounded and the
-    /// peer feels the backpressure; a subscriber that stops reading for longer than the
-    /// liveness bound therefore makes the connection look stale. Drop a stream you no
-    /// longer read.
+    /// the session's sources back until it catches up: no reading from the socket, no
+    /// timers (while the session is not over), and no new commands while its unread
+    /// events plus the responses owed to the requests in flight reach the capacity. So
+    /// its mailbox never holds more than the capacity plus one batch of one source (a
+    /// read batch, one round of commands, or the timers due at one instant), whatever the
+    /// event kind, and the peer feels the backpressure. A subscriber that stops reading for longer than the liveness bound
+    /// therefore makes the connection look stale. Drop a stream you no longer read.
     pub fn events(&self) -> impl Stream<Item = Event<P>> + Send + use<P>
     where
         Event<P>: Send,
@@ -482,3 +500,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let _ = self.control.unbounded_send(Control::Terminate);
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -2,10 +2,13 @@
 //! stops reading from the socket while any of them is full instead of dropping events.
 //!
 //! A channel that refuses a send when full would force a choice between losing the event
-//! and buffering without bound. Here the loop asks [`Mailbox::has_room`] before reading a
-//! batch of frames; a full mailbox holds reading back (the peer then sees TCP
-//! backpressure) and wakes the loop once its reader has caught up. A mailbox holds at most
-//! its capacity plus what one batch of frames produces.
+//! and buffering without bound. Here the loop asks [`Mailbox::has_room`] before each source
+//! of events: before reading a batch of frames, before firing the session's timers, and
+//! (counting the responses the requests in flight still owe, see
+//! [`Mailbox::has_room_for`]) before taking a batch of commands. A full mailbox holds
+//! those sources back (the peer then sees TCP backpressure) and wakes the loop once its
+//! reader has caught up. A mailbox therefore holds at most its capacity plus what one
+//! batch of one source produces.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -55,8 +58,8 @@ impl<T> Mailbox<T> {
     }
 
     /// Queues every item of `items` in order under one lock, with one wake-up (past the
-    /// capacity too: the capacity only gates reading). Returns `false` when the
-    /// subscription is gone, so the loop can forget the mailbox.
+    /// capacity too: the capacity gates the sources, never an event already produced).
+    /// Returns `false` when the subscription is gone, so the loop can forget the mailbox.
     pub(crate) fn push_all(&self, items: impl IntoIterator<Item = T>) -> bool {
         let reader = {
             let mut inner = lock(&self.inner);
@@ -74,12 +77,25 @@ impl<T> Mailbox<T> {
 
     /// Whether the mailbox is below its capacity; if not, the loop is woken when it is.
     pub(crate) fn has_room(&self, cx: &mut Context<'_>) -> bool {
+        self.has_room_for(cx, 0)
+    }
+
+    /// Whether the mailbox stays below its capacity with `reserved` more items that are
+    /// already owed (one response per request in flight); if not, the loop is woken when
+    /// the reader takes what is queued.
+    pub(crate) fn has_room_for(&self, cx: &mut Context<'_>, reserved: usize) -> bool {
         let mut inner = lock(&self.inner);
-        if inner.reader_gone || inner.queue.len() < self.capacity {
+        if inner.reader_gone || inner.queue.len().saturating_add(reserved) < self.capacity {
             return true;
         }
         inner.writer = Some(cx.waker().clone());
         false
+    }
+
+    /// Items queued and not yet taken by the subscription.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).queue.len()
     }
 
     /// Whether the subscription has been dropped.

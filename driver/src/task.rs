@@ -12,8 +12,8 @@ use std::time::Instant;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
-    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, Status,
-    StreamEvent,
+    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, SessionError,
+    Status, StreamEnd, StreamEvent, StreamEventKind,
 };
 
 use crate::record::{Options, Tap};
@@ -26,13 +26,22 @@ use crate::transport::Transport;
 
 /// Commands taken from the handles in one round before the loop looks at its sockets: a
 /// flood of sends cannot starve reading.
-const CMD_BUDGET: usize = 128;
+pub(crate) const CMD_BUDGET: usize = 128;
 /// Rounds in one wake-up before the loop yields to the runtime, so a busy session cannot
 /// monopolise its thread.
 const ROUND_BUDGET: usize = 16;
 
 type Reply<P> =
     oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
+
+/// A stream consumer's channel, twice: `data` carries the events; `marker` never sends
+/// until the consumer lags, and then sends the final `Ended(Lagged)`. A bounded channel
+/// guarantees every sender one slot of its own, so the marker always fits, even in a
+/// channel `data` has filled.
+struct StreamTx<I> {
+    data: mpsc::Sender<StreamEvent<I>>,
+    marker: mpsc::Sender<StreamEvent<I>>,
+}
 
 pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// The session, behind the one place every call on it goes through (and is recorded,
@@ -52,7 +61,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// The time of the current round.
     now: Instant,
     calls: BTreeMap<RequestId, Reply<P>>,
-    streams: BTreeMap<RequestId, mpsc::Sender<StreamEvent<P::Inbound>>>,
+    streams: BTreeMap<RequestId, StreamTx<P::Inbound>>,
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
@@ -63,6 +72,19 @@ impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
     fn drop(&mut self) {
         let now = self.rt.now();
         self.session.end(now);
+        if self.ended.is_none() {
+            // The loop is gone before the session ended: it panicked (a bug, or protocol
+            // code that panicked) or its runtime shut down. Say so, rather than leave the
+            // handles reporting the last status of a session nobody drives.
+            tracing::warn!("session loop stopped before the session ended");
+            let reason = EndReason::Failed(SessionError::Stopped);
+            self.shared.set_status(Status::Failed);
+            self.published.push(Event::Ended(reason.clone()));
+            self.shared.publish(&mut self.published);
+            for w in self.open_waiters.drain(..) {
+                let _ = w.send(Err(reason.clone()));
+            }
+        }
         self.shared.close_events();
     }
 }
@@ -156,6 +178,11 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         if self.handles_gone {
             return progressed;
         }
+        // Every request in flight owes each subscriber a response: a subscriber that would
+        // overflow with them holds new commands back until it reads.
+        if !self.shared.have_room(cx, self.calls.len()) {
+            return progressed;
+        }
         for _ in 0..CMD_BUDGET {
             match self.cmds.as_mut().poll_next(cx) {
                 Poll::Pending => return progressed,
@@ -180,7 +207,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         let mut finished = Vec::new();
         // A subscriber with a full mailbox holds reading back; it wakes the loop when it
         // has caught up.
-        let read = self.conns.is_empty() || self.shared.events_have_room(cx);
+        let read = self.conns.is_empty() || self.shared.have_room(cx, 0);
         for (id, conn) in &mut self.conns {
             let step = conn.poll(cx, read, &mut self.inputs);
             progressed |= step.progressed;
@@ -209,6 +236,12 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     /// Aims the alarm at the session's next deadline and reports whether it fired (the
     /// session has then handled the timeout).
     fn poll_sleep(&mut self, cx: &mut Context<'_>) -> bool {
+        // Timers produce events too (timeouts, reconnects): a full subscriber holds them
+        // back like reading. Not once the session is over: then the only timers are close
+        // timeouts, which produce no event and must not wait for a reader.
+        if !self.session.status().is_terminal() && !self.shared.have_room(cx, 0) {
+            return false;
+        }
         self.alarm.aim(self.session.poll_timeout(), &self.rt);
         if Pin::new(&mut self.alarm).poll(cx).is_pending() {
             return false;
@@ -254,8 +287,19 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             } => match self.session.request(request, timeout, now) {
                 Ok(id) => {
                     self.calls.insert(id, reply);
-                    if let Some(events) = events {
-                        self.streams.insert(id, events);
+                    // A request that started no stream gets no events: dropping the sender
+                    // ends the caller's events at once instead of leaving it waiting.
+                    if let Some(events) = events
+                        && self.session.request_has_stream(id)
+                    {
+                        let marker = events.clone();
+                        self.streams.insert(
+                            id,
+                            StreamTx {
+                                data: events,
+                                marker,
+                            },
+                        );
                     }
                     if let Some(accepted) = accepted {
                         let _ = accepted.send(id);
@@ -367,11 +411,25 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 if let Some(id) = ev.request {
                     let terminal = ev.kind.is_terminal();
                     if let Some(tx) = self.streams.get_mut(&id)
-                        && tx.try_send(ev.clone()).is_err()
+                        && let Err(e) = tx.data.try_send(ev.clone())
                     {
-                        // A consumer that does not keep up loses its stream rather than
-                        // making the session buffer without bound.
-                        tracing::warn!(request = %id, "stream consumer lagging; subscription dropped");
+                        if e.is_disconnected() {
+                            // The caller dropped its events: nothing to tell it.
+                            self.streams.remove(&id);
+                            self.published.push(event);
+                            return;
+                        }
+                        // A consumer that does not keep up loses the rest of its stream
+                        // rather than making the session buffer without bound, and is told
+                        // so by a last event of its own.
+                        tracing::warn!(request = %id, "stream consumer lagging; subscription ended");
+                        let lagged = StreamEvent {
+                            key: ev.key.clone(),
+                            request: ev.request,
+                            seq: None,
+                            kind: StreamEventKind::Ended(StreamEnd::Lagged),
+                        };
+                        let _ = tx.marker.try_send(lagged);
                         self.streams.remove(&id);
                     }
                     if terminal {

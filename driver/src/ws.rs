@@ -85,7 +85,27 @@ impl<D: Dial> WsTransport<D> {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // `http::Uri` reports a port that does not fit a u16 as no port at all: read it from
+        // the authority, so it is an error, not the scheme's default (a mistyped port
+        // would dial another service).
+        let port = match authority_port(uri.authority().map_or("", |a| a.as_str())) {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => {
+                    return Err(UrlError(format!(
+                        "{} has an invalid port (1 to 65535)",
+                        redact(url)
+                    )));
+                }
+            },
+        };
         let mut config = WebSocketConfig::default();
         // The codec refuses (with close 1009) any frame or message over the session's
         // `max_inbound_frame`, before buffering it: `Client::start` sets the session's
@@ -141,19 +161,38 @@ fn default_tls() -> futures_rustls::rustls::ClientConfig {
     .with_no_client_auth()
 }
 
-/// A URL without user info, query or fragment: what logs may show.
-pub fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+/// The port text of an authority (`user@host:port`, `[v6]:port`), if it has one; an empty
+/// port (`host:`) is none, as RFC 3986 says.
+fn authority_port(authority: &str) -> Option<&str> {
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let after_host = match host_port.rfind(']') {
+        Some(i) => &host_port[i + 1..],
+        None => host_port,
     };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    if scheme.is_empty() {
-        format!("{host}{path}")
-    } else {
-        format!("{scheme}://{host}{path}")
+    after_host
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .filter(|p| !p.is_empty())
+}
+
+/// A URL without user info, query or fragment: what logs may show.
+///
+/// User info ends at the *last* `@`, because a password may hold `/`, `?`, `#` or `@`
+/// unencoded: nothing before that `@` is ever shown. The host then runs to the first `/`,
+/// `?` or `#`, and the path to the first `?` or `#`. A URL whose path or query holds an `@`
+/// is therefore shown as if the `@` ended user info: less of it is logged, never more.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let after = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(host_end);
+    let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
     }
 }
 
@@ -313,7 +352,7 @@ impl<D: Dial> Transport for WsTransport<D> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
 
     #[test]
     fn redaction_drops_credentials_query_and_fragment() {
@@ -323,5 +362,70 @@ mod tests {
         );
         assert_eq!(redact("ws://127.0.0.1:9000"), "ws://127.0.0.1:9000");
         assert_eq!(redact("ws://h/p?q"), "ws://h/p");
+    }
+
+    /// R1: passwords holding the characters that end an authority, a path or a query.
+    #[test]
+    fn redaction_drops_user_info_whatever_the_password_holds() {
+        let cases = [
+            ("wss://user:pa#ss@example.com/ws", "wss://example.com/ws"),
+            ("ws://user:p/ss@example.com/ws", "ws://example.com/ws"),
+            ("ws://user:p?ss@example.com/ws", "ws://example.com/ws"),
+            ("ws://user:p@ss@example.com/ws", "ws://example.com/ws"),
+            (
+                "ws://user:a/b?c#d@e@example.com:9/x/y?q#f",
+                "ws://example.com:9/x/y",
+            ),
+            ("ws://user:pw@example.com", "ws://example.com"),
+            ("ws://token@example.com/ws", "ws://example.com/ws"),
+            ("ws://user:pw@[::1]:9000/ws#frag", "ws://[::1]:9000/ws"),
+            ("ws://h/p#frag", "ws://h/p"),
+            ("ws://h?token=t", "ws://h"),
+            ("wss://user:pa#ss@example.com", "wss://example.com"),
+            ("user:pw@host/p?q", "host/p"),
+            ("", ""),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+            for secret in ["pa#ss", "p/ss", "p?ss", "p@ss", "pw", "token"] {
+                if url.contains(&format!("{secret}@")) {
+                    assert!(!redact(url).contains(secret), "{url} leaks {secret}");
+                }
+            }
+        }
+    }
+
+    struct NoDial;
+
+    #[async_trait::async_trait]
+    impl Dial for NoDial {
+        type Io = futures::io::Cursor<Vec<u8>>;
+        async fn dial(&self, _host: &str, _port: u16) -> io::Result<Self::Io> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Friction 1: a port that is not 1..=65535 is an error, never the default port.
+    #[test]
+    fn an_out_of_range_port_is_refused() {
+        for url in [
+            "ws://127.0.0.1:99999/",
+            "ws://127.0.0.1:65536/",
+            "ws://127.0.0.1:0/",
+            "ws://example.com:80x/",
+            "ws://user:p/ss@example.com/ws",
+        ] {
+            let err = WsTransport::new(NoDial, url).err();
+            assert!(err.is_some(), "{url} accepted");
+        }
+        let t = WsTransport::new(NoDial, "ws://127.0.0.1:65535/").unwrap();
+        assert_eq!(t.port, 65535);
+        let t = WsTransport::new(NoDial, "ws://127.0.0.1/").unwrap();
+        assert_eq!(t.port, 80);
+        let err = WsTransport::new(NoDial, "ws://u:secret@127.0.0.1:99999/").err();
+        assert!(
+            err.is_some_and(|e| !e.0.contains("secret")),
+            "the error names the URL redacted"
+        );
     }
 }

@@ -39,7 +39,8 @@ use smol::{Async, Executor, Task, Timer};
 use tether_core::profiles::{HelloAck, HelloAckRequest};
 use tether_core::{
     AttemptError, CloseClass, CloseCode, ClosePolicy, Config, ConfigBuilder, DisconnectReason,
-    EndReason, Event, Jitter, RequestError, RequestFailure, SessionError, Status, TransportFailure,
+    DropReason, EndReason, Event, Jitter, RequestError, RequestFailure, SessionError, Status,
+    TransportFailure,
 };
 use tether_driver::{CallError, Client, ConnectError};
 
@@ -924,10 +925,14 @@ pub async fn stopped_reader_trips_the_send_deadline<A: Adapter>(a: &A) {
 
     let blob = json!({"type": "blob", "data": "x".repeat(256 << 10)});
     let started = a.now();
+    let mut accepted = Vec::with_capacity(BLOBS);
     for _ in 0..BLOBS {
         let t = a.now();
         let r = within(a, LIMIT, "send", client.send(blob.clone())).await;
-        assert!(r.is_ok(), "[{}] send refused: {r:?}", a.name());
+        match r {
+            Ok(id) => accepted.push(id),
+            Err(e) => panic!("[{}] send refused: {e:?}", a.name()),
+        }
         let waited = a.now() - t;
         assert!(waited < MARGIN, "[{}] send waited {waited:?}", a.name());
     }
@@ -953,12 +958,38 @@ pub async fn stopped_reader_trips_the_send_deadline<A: Adapter>(a: &A) {
         "[{}] request waited {waited:?}",
         a.name()
     );
-    let reason = find_event(a, &mut events, "disconnect", |ev| match ev {
-        Event::Disconnected { reason, .. } => Some(reason.clone()),
-        _ => None,
+    // Every accepted blob ends written or reported: the ones whose writes the abort cut
+    // off come back as `MessageDropped { Disconnected }` before the disconnect.
+    let mut dropped = Vec::new();
+    let reason = within(a, LIMIT, "disconnect", async {
+        while let Some(ev) = events.next().await {
+            match ev {
+                Event::MessageDropped { id, reason } => {
+                    assert_eq!(reason, DropReason::Disconnected, "[{}]", a.name());
+                    dropped.push(id);
+                }
+                Event::Disconnected { reason, .. } => return reason,
+                _ => {}
+            }
+        }
+        panic!("[{}] disconnect: the event stream ended", a.name())
     })
     .await;
     assert_eq!(reason, DisconnectReason::SendDeadline, "[{}]", a.name());
+    // A socket writes in order: the confirmed blobs are a prefix of the accepted ones,
+    // the dropped ones the rest, and the stuck socket cannot have taken all 24.
+    assert!(
+        !dropped.is_empty(),
+        "[{}] the abort lost nothing?",
+        a.name()
+    );
+    let written = BLOBS - dropped.len();
+    assert_eq!(
+        dropped,
+        accepted[written..],
+        "[{}] dropped ids are not the unconfirmed tail of {accepted:?}",
+        a.name()
+    );
     // The stuck frame was handed over somewhere during the push.
     let detected = asked + waited - started;
     assert!(

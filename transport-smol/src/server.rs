@@ -45,3 +45,38 @@ pub async fn accept(
     let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
     tether_driver::server::accept_ws_with(Smol, stream, reset, peer, config).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// B5: the accepted socket has `TCP_NODELAY` and keepalive, set before the upgrade
+    /// (the peer hangs up at once, so the upgrade fails after the options were set).
+    #[test]
+    fn accept_sets_nodelay_and_keepalive() {
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = smol::net::TcpStream::connect(addr).await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            // A clone shares the socket: its options can be read after `accept` took it.
+            let same = stream.clone();
+            let sock = socket2::SockRef::from(&same);
+            assert!(
+                !sock.tcp_nodelay().unwrap(),
+                "the OS default, or the test proves nothing"
+            );
+            drop(client);
+            assert!(accept(stream, GuardConfig::default()).await.is_err());
+            assert!(sock.tcp_nodelay().unwrap(), "TCP_NODELAY");
+            assert!(sock.keepalive().unwrap(), "SO_KEEPALIVE");
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                let (idle, interval, retries) = tether_driver::KEEPALIVE;
+                assert_eq!(sock.tcp_keepalive_time().unwrap(), idle);
+                assert_eq!(sock.tcp_keepalive_interval().unwrap(), interval);
+                assert_eq!(sock.tcp_keepalive_retries().unwrap(), retries);
+            }
+        });
+    }
+}

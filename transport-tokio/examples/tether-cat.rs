@@ -379,6 +379,7 @@ fn event<P: Profile>(event: &Event<P>) -> Option<Value> {
                 DropReason::Overflow => "overflow",
                 DropReason::Expired => "expired",
                 DropReason::Ended => "ended",
+                DropReason::Disconnected => "disconnected",
                 _ => "other",
             };
             json!({ "type": "message_dropped", "id": id.get(), "reason": why })

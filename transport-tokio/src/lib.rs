@@ -99,3 +99,57 @@ pub async fn connect_with<P: SendProtocol>(
 ) -> Result<Client<P>, ConnectError> {
     tether_driver::connect_ws_with(Tokio, TcpDial, url, config, protocol, options).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads back what `configure` must have set on `sock`.
+    fn assert_configured(sock: socket2::SockRef<'_>) {
+        assert!(sock.tcp_nodelay().unwrap(), "TCP_NODELAY");
+        assert!(sock.keepalive().unwrap(), "SO_KEEPALIVE");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE.0);
+            assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE.1);
+            assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE.2);
+        }
+    }
+
+    /// B5: the dialed socket has `TCP_NODELAY` and keepalive.
+    #[tokio::test]
+    async fn dial_sets_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = TcpDial.dial("127.0.0.1", port).await.unwrap();
+        assert_configured(socket2::SockRef::from(stream.get_ref()));
+    }
+
+    /// B5: the accepted socket has them too, set before the upgrade (here the peer hangs
+    /// up at once, so the upgrade fails, after the options were set).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn accept_sets_nodelay_and_keepalive() {
+        use std::os::fd::AsFd;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        // A second descriptor of the same socket, to read its options after `accept`
+        // has taken the stream.
+        let dup = socket2::Socket::from(stream.as_fd().try_clone_to_owned().unwrap());
+        assert!(
+            !dup.tcp_nodelay().unwrap(),
+            "the OS default, or the test proves nothing"
+        );
+        drop(client);
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server::accept(stream, server::GuardConfig::default()),
+        )
+        .await
+        .expect("the upgrade fails at once on a closed peer");
+        assert!(r.is_err());
+        assert_configured(socket2::SockRef::from(&dup));
+    }
+}

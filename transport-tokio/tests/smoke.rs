@@ -137,7 +137,7 @@ async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
                     assert_eq!(t.as_str(), next.to_string(), "echoes arrive in order");
                     next += 1;
                 }
-                Event::SendRefused { error } => panic!("refused while open: {error}"),
+                Event::SendRefused { error, .. } => panic!("refused while open: {error}"),
                 _ => {}
             }
         }
@@ -149,7 +149,7 @@ async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
     client.feed(DataFrame::Text("late".into())).await.unwrap();
     let refused = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(event) = events.next().await {
-            if let Event::SendRefused { error } = event {
+            if let Event::SendRefused { error, .. } = event {
                 return error;
             }
         }
@@ -162,7 +162,8 @@ async fn feed_pipelines_in_order_and_reports_refusals_as_events() {
 }
 
 /// A subscriber that does not read holds reading back instead of missing events: a second
-/// subscriber races ahead by a full mailbox, then both see every message, in order.
+/// subscriber races ahead by a full mailbox (and no further: its lead is bounded), then
+/// both see every message, in order.
 #[tokio::test]
 async fn a_slow_subscriber_holds_reading_back_and_misses_nothing() {
     use tether_tokio::SUBSCRIBER_CAPACITY;
@@ -215,10 +216,27 @@ async fn a_slow_subscriber_holds_reading_back_and_misses_nothing() {
             }
         }
     }
-    // The fast subscriber gets a mailbox's worth while the slow one reads nothing.
+    // The fast subscriber gets a mailbox's worth while the slow one reads nothing...
     messages(&mut fast, SUBSCRIBER_CAPACITY, 0).await;
+    // ...and then stalls: the slow one's full mailbox holds reading back, so the fast
+    // one's lead is at most the capacity plus one read batch (64 frames). Ahead of it,
+    // the frames are still in the socket. The lead is measured as what arrives before
+    // the stream goes quiet for a while (nothing can arrive while reading is held).
+    let mut lead = SUBSCRIBER_CAPACITY;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(300), fast.next()).await
+    {
+        if let Event::Message(DataFrame::Text(t)) = event {
+            assert_eq!(t.as_str(), lead.to_string(), "none missed, in order");
+            lead += 1;
+        }
+        assert!(
+            lead <= SUBSCRIBER_CAPACITY + 64,
+            "the fast subscriber ran {lead} messages ahead of one that reads nothing"
+        );
+    }
+    assert!(lead < N, "reading was never held back");
     futures::join!(
-        messages(&mut fast, N - SUBSCRIBER_CAPACITY, SUBSCRIBER_CAPACITY),
+        messages(&mut fast, N - lead, lead),
         messages(&mut slow, N, 0)
     );
     tokio::time::timeout(Duration::from_secs(5), client.close())

@@ -258,7 +258,10 @@ impl<P: Protocol> Session<P> {
                 }
             }
             Decoded::Heartbeat | Decoded::Ignore => {}
-            Decoded::Challenge(reply) if handshaking => {
+            // One challenge answered per connection: a peer repeating it would otherwise
+            // make the session write a reply for each, past `max_pending_writes`.
+            Decoded::Challenge(reply) if handshaking && self.challenged != Some(conn) => {
+                self.challenged = Some(conn);
                 self.write(conn, reply, now);
             }
             Decoded::Ack(acked) if handshaking => self.opened(conn, acked, now),

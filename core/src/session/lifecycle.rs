@@ -74,9 +74,16 @@ impl<P: Protocol> Session<P> {
             first,
         });
         while let Some(entry) = self.queue.pop() {
-            self.write(conn, entry.frame, now);
-            if let Queued::Request(id) = entry.owner {
-                self.requests.mark_sent(id, conn);
+            match entry.owner {
+                Queued::Request(id) => {
+                    self.write(conn, entry.frame, now);
+                    self.requests.mark_sent(id, conn);
+                }
+                // The message keeps its id in flight: if this connection goes before the
+                // write is confirmed, the loss is reported under the id `send` returned.
+                Queued::Message(id) => {
+                    self.write_message(conn, entry.frame, id, now);
+                }
             }
         }
     }
@@ -93,7 +100,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(%conn, attempt = self.attempt, %error, "attempt failed");
         self.teardown(conn, how, now);
         self.link = Link::Down;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.fail_sent_on(conn, now);
         let floor = match class {
             CloseClass::Fatal => {
@@ -160,7 +167,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(%conn, ?reason, "connection lost");
         self.teardown(conn, how, now);
         self.link = Link::Down;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.stats.disconnects += 1;
         let ended = self
             .streams
@@ -213,6 +220,20 @@ impl<P: Protocol> Session<P> {
                     self.end(EndReason::Failed(why), now);
                 }
             }
+        }
+    }
+
+    /// Forgets the writes of the connection that just went and reports every application
+    /// message among them as [`DropReason::Disconnected`]: its write was never confirmed,
+    /// so the session cannot say it was delivered, and it does not resend it (the peer may
+    /// have received it; resending could deliver it twice).
+    pub(super) fn drop_unconfirmed(&mut self) {
+        for id in self.writes.take_messages() {
+            self.stats.messages_dropped += 1;
+            self.emit(Event::MessageDropped {
+                id,
+                reason: DropReason::Disconnected,
+            });
         }
     }
 
@@ -272,16 +293,14 @@ impl<P: Protocol> Session<P> {
         match &result {
             Ok(resp) => {
                 self.stats.requests_ok += 1;
+                // Events for the stream may come under the id the response names (a run
+                // id for an idempotency key): route them to the request's stream. If that
+                // stream has already ended (its terminal came before the response), the
+                // alias is not registered: a new stream under it would end a second time.
                 if let (Some(key), Some(alias)) =
                     (&pending.stream, self.protocol.response_stream(resp))
                 {
-                    self.streams.alias(key, alias.clone());
-                    // A response can name a stream of its own even without pre-registration.
-                    if alias != *key && !self.streams.is_active(key) {
-                        let _ = self
-                            .streams
-                            .register(&self.cfg.streams, alias, Some(id), now);
-                    }
+                    self.streams.alias(key, alias);
                 }
             }
             Err(failure) => {
@@ -311,7 +330,7 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(?reason, "session ended");
         self.link = Link::Down;
         self.backoff_until = None;
-        self.writes.clear();
+        self.drop_unconfirmed();
         self.set_status(if failed {
             Status::Failed
         } else {

@@ -104,6 +104,8 @@ pub struct Session<P: Protocol> {
     queue: OfflineQueue,
     /// Connections told to close, with the deadline after which they are aborted.
     closing: Vec<(ConnId, Instant)>,
+    /// The connection whose handshake challenge was answered (one answer per connection).
+    challenged: Option<ConnId>,
     outputs: VecDeque<Output<P>>,
     now: Option<Instant>,
     last_activity: Option<Instant>,
@@ -153,6 +155,7 @@ impl<P: Protocol> Session<P> {
             streams: Streams::default(),
             queue: OfflineQueue::default(),
             closing: Vec::new(),
+            challenged: None,
             outputs: VecDeque::with_capacity(64),
             now: None,
             last_activity: None,
@@ -228,6 +231,24 @@ impl<P: Protocol> Session<P> {
     #[must_use]
     pub fn open_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Whether request `id` is awaiting its outcome and started a stream that is still
+    /// open. A driver that hands a request's stream events to a caller uses it to end the
+    /// caller's stream at once for a request that started none.
+    #[must_use]
+    pub fn request_has_stream(&self, id: RequestId) -> bool {
+        self.requests
+            .get(id)
+            .and_then(|p| p.stream.as_ref())
+            .is_some_and(|key| self.streams.in_use(key))
+    }
+
+    /// Bytes of stream text held across every open stream (each stream's at most
+    /// [`StreamConfig::max_text`](crate::StreamConfig::max_text)).
+    #[must_use]
+    pub fn stream_text_bytes(&self) -> usize {
+        self.streams.text_len()
     }
 
     /// `(stream, seq)` pairs remembered for de-duplication.
@@ -316,7 +337,7 @@ impl<P: Protocol> Session<P> {
                 if self.writes.len() >= self.cfg.max_pending_writes {
                     return Err(SendError::Backpressure);
                 }
-                self.write(conn, frame, now);
+                self.write_message(conn, frame, id, now);
             }
             _ => self.enqueue(Queued::Message(id), frame, now)?,
         }
@@ -327,7 +348,9 @@ impl<P: Protocol> Session<P> {
 
     /// [`send`](Self::send) for a caller that does not wait for the verdict (a driver
     /// pipelining sends): a refusal becomes an [`Event::SendRefused`] among the outputs,
-    /// in order with everything else, instead of an error nobody reads.
+    /// in order with everything else, instead of an error nobody reads. Every `feed` uses
+    /// up a [`MessageId`], so a refusal names the message it refused; an accepted message
+    /// is then exactly like one from `send` (see [`Event::MessageDropped`]).
     ///
     /// ```
     /// # use std::time::Instant;
@@ -338,13 +361,18 @@ impl<P: Protocol> Session<P> {
     /// session.terminate(now);
     /// session.feed(DataFrame::Text("late".into()), now);
     /// let refused = std::iter::from_fn(|| session.poll_output()).any(|o| {
-    ///     matches!(o, Output::Event(Event::SendRefused { error: SendError::Ended }))
+    ///     matches!(o, Output::Event(Event::SendRefused { error: SendError::Ended, .. }))
     /// });
     /// assert!(refused);
     /// ```
     pub fn feed(&mut self, message: P::Outbound, now: Instant) {
         if let Err(error) = self.send(message, now) {
-            self.emit(Event::SendRefused { error });
+            // The refused message still gets an id of its own, so the application can tell
+            // which of its pipelined messages this refusal is about (ids count every
+            // `feed`, accepted or not).
+            let id = MessageId(self.next_message);
+            self.next_message += 1;
+            self.emit(Event::SendRefused { id, error });
         }
     }
 
@@ -381,11 +409,15 @@ impl<P: Protocol> Session<P> {
             nonce: self.rng.u128(..),
         };
         let encoded = self.protocol.encode_request(meta, request)?;
-        if let Some(key) = &encoded.stream
-            && self.streams.len() >= self.cfg.streams.max_streams
-            && !self.streams.is_active(key)
-        {
-            return Err(RequestError::TooManyStreams);
+        if let Some(key) = &encoded.stream {
+            // A second request on a live stream key would take the first one's stream
+            // over and leave its caller waiting for a terminal that never comes.
+            if self.streams.in_use(key) {
+                return Err(RequestError::StreamKeyInUse);
+            }
+            if self.streams.len() >= self.cfg.streams.max_streams {
+                return Err(RequestError::TooManyStreams);
+            }
         }
         let sent_on = match self.link {
             Link::Open { conn, .. } => {
@@ -493,9 +525,33 @@ impl<P: Protocol> Session<P> {
     }
 
     fn write(&mut self, conn: ConnId, payload: OutFrame, now: Instant) -> FrameId {
+        self.write_owned(conn, payload, None, now)
+    }
+
+    /// [`write`](Self::write) for a frame that carries the application message `id`.
+    fn write_message(
+        &mut self,
+        conn: ConnId,
+        payload: OutFrame,
+        id: MessageId,
+        now: Instant,
+    ) -> FrameId {
+        self.write_owned(conn, payload, Some(id), now)
+    }
+
+    fn write_owned(
+        &mut self,
+        conn: ConnId,
+        payload: OutFrame,
+        message: Option<MessageId>,
+        now: Instant,
+    ) -> FrameId {
         let frame = FrameId(self.next_frame);
         self.next_frame += 1;
-        self.writes.push(frame, now);
+        match message {
+            Some(id) => self.writes.push_message(frame, id, now),
+            None => self.writes.push(frame, now),
+        }
         self.stats.frames_sent += 1;
         self.outputs.push_back(Output::SendFrame {
             conn,

@@ -218,7 +218,7 @@ impl<P: Protocol> Session<P> {
                 Teardown::Abort,
                 now,
             ),
-            Link::Down => self.writes.clear(),
+            Link::Down => self.drop_unconfirmed(),
         }
     }
 }

@@ -255,6 +255,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         max_seen,
         completed_cooldown,
         idle_timeout: stream_idle,
+        max_text,
     } = streams;
     let offline = match offline {
         OfflinePolicy::Reject => Value::from("reject"),
@@ -306,6 +307,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
             "max_seen": max_seen,
             "completed_cooldown": duration(*completed_cooldown),
             "idle_timeout": opt_duration(*stream_idle),
+            "max_text": max_text,
         },
         "offline": offline,
         "close_timeout": duration(*close_timeout),
@@ -373,6 +375,11 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
             max_seen: usize_field(s, "max_seen")?,
             completed_cooldown: dur_field(s, "completed_cooldown")?,
             idle_timeout: opt_dur_field(s, "idle_timeout")?,
+            // Traces written before the field existed use the default.
+            max_text: match s.get("max_text") {
+                None => StreamConfig::default().max_text,
+                Some(_) => usize_field(s, "max_text")?,
+            },
         },
         offline: if o.as_str() == Some("reject") {
             OfflinePolicy::Reject

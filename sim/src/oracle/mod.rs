@@ -27,12 +27,14 @@
 //! | [`bounds_kept`](bounds_kept()) | queues and tables never exceed their bounds |
 //! | [`deadlines_move`](deadlines_move()) | a fired deadline never stays put (STYLE rule 4) |
 //! | [`liveness_after_heal`](liveness_after_heal()) | after the heal the session gets back to `Open` (rule 11) |
+//! | [`messages_accounted`](messages_accounted()) | every accepted message is written or reported dropped, once |
 
 mod backoff_within_bounds;
 mod bounds_kept;
 mod clean_after_close;
 mod deadlines_move;
 mod liveness_after_heal;
+mod messages_accounted;
 mod no_attempt_after_end;
 mod old_generations_inert;
 mod requests_resolve_once;
@@ -53,6 +55,7 @@ pub use bounds_kept::{bounds_kept, pending_writes_bound};
 pub use clean_after_close::clean_after_close;
 pub use deadlines_move::deadlines_move;
 pub use liveness_after_heal::{liveness_after_heal, reopen_bound};
+pub use messages_accounted::messages_accounted;
 pub use no_attempt_after_end::no_attempt_after_end;
 pub use old_generations_inert::old_generations_inert;
 pub use requests_resolve_once::requests_resolve_once;
@@ -101,6 +104,7 @@ pub const ORACLES: &[&str] = &[
     bounds_kept::NAME,
     deadlines_move::NAME,
     liveness_after_heal::NAME,
+    messages_accounted::NAME,
 ];
 
 /// Runs every oracle over the timeline; at most one violation (the first) per oracle.
@@ -119,6 +123,7 @@ pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
         bounds_kept(timeline),
         deadlines_move(timeline),
         liveness_after_heal(timeline),
+        messages_accounted(timeline),
     ]
     .into_iter()
     .flatten()
@@ -141,6 +146,7 @@ pub fn check_one<P: Protocol>(name: &str, timeline: &Timeline<P>) -> Option<Opti
         bounds_kept::NAME => bounds_kept,
         deadlines_move::NAME => deadlines_move,
         liveness_after_heal::NAME => liveness_after_heal,
+        messages_accounted::NAME => messages_accounted,
         _ => return None,
     };
     Some(f(timeline))

@@ -1,0 +1,538 @@
+//! The handles against the session loop on a manual clock: a tiny executor polls the
+//! spawned loop, time moves only when a test says so, and the peer is a channel.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::task::noop_waker_ref;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tether_core::{
+    ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, InFrame, Opening, OutFrame, Phase,
+    RequestMeta, SessionError, StreamEnd, StreamEventKind, StreamFrame, StreamKey, StreamState,
+    TextMode, TransportFailure,
+};
+
+use super::*;
+use crate::transport::{Incoming, Link};
+
+// ---- a manual runtime --------------------------------------------------------------------
+
+struct RtState {
+    now: Instant,
+    spawned: Vec<BoxFuture<'static, ()>>,
+}
+
+#[derive(Clone)]
+struct Manual(Arc<Mutex<RtState>>);
+
+impl Runtime for Manual {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        lock(&self.0).spawned.push(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let rt = self.clone();
+        // Polled again by `run` after every clock move: no waker needed.
+        Box::pin(futures::future::poll_fn(move |_| {
+            if lock(&rt.0).now >= deadline {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }))
+    }
+
+    fn now(&self) -> Instant {
+        lock(&self.0).now
+    }
+}
+
+impl Manual {
+    fn new() -> Self {
+        // The one clock read: an arbitrary epoch, only offsets matter.
+        let now = Instant::now();
+        Manual(Arc::new(Mutex::new(RtState {
+            now,
+            spawned: Vec::new(),
+        })))
+    }
+
+    fn advance(&self, d: Duration) {
+        lock(&self.0).now += d;
+    }
+
+    /// Polls every task a bounded number of times. A task that panics is dropped, as a
+    /// runtime drops a panicked task.
+    fn run(&self) {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        for _ in 0..32 {
+            let mut tasks = std::mem::take(&mut lock(&self.0).spawned);
+            tasks.retain_mut(|t| {
+                matches!(
+                    std::panic::catch_unwind(AssertUnwindSafe(|| t.as_mut().poll(&mut cx))),
+                    Ok(Poll::Pending)
+                )
+            });
+            lock(&self.0).spawned.extend(tasks);
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        lock(&self.0).spawned.len()
+    }
+}
+
+// ---- a peer that is a channel ------------------------------------------------------------
+
+type PeerTx = futures::channel::mpsc::UnboundedSender<Result<Incoming, std::io::Error>>;
+
+/// Every connection's inbound side, for the test to speak as the peer. With `drop_at_once`
+/// every connection drops as soon as it is open (a flapping peer).
+#[derive(Clone, Default)]
+struct Peer {
+    links: Arc<Mutex<Vec<PeerTx>>>,
+    drop_at_once: bool,
+    connects: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Peer {
+    async fn connect(&self, _conn: ConnId) -> Result<Link, TransportFailure> {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        if !self.drop_at_once {
+            lock(&self.links).push(tx);
+        }
+        let sink = futures::sink::drain()
+            .sink_map_err(|never: Infallible| -> std::io::Error { match never {} });
+        Ok(Link {
+            sink: Box::pin(sink),
+            stream: Box::pin(rx),
+            reset: None,
+        })
+    }
+}
+
+impl Peer {
+    fn say(&self, text: &str) {
+        let links = lock(&self.links);
+        let tx = links.last().expect("a connection");
+        let frame = InFrame::Text(bytes::Bytes::copy_from_slice(text.as_bytes()));
+        let _ = tx.unbounded_send(Ok(Incoming::Frame(frame)));
+    }
+}
+
+// ---- a line protocol ---------------------------------------------------------------------
+
+/// No handshake. Requests are `req ID`; a `Some(key)` request starts stream `key`.
+/// Inbound: `res ID`, `delta KEY`, `final KEY`, `boom` (decode panics: a protocol bug),
+/// anything else a message.
+#[derive(Clone, Debug, Default)]
+struct T;
+
+impl Protocol for T {
+    type Inbound = String;
+    type Outbound = String;
+    type Request = Option<&'static str>;
+    type Response = String;
+    type RemoteError = String;
+
+    fn open(&mut self, _conn: ConnId) -> Result<Opening, EncodeError> {
+        Ok(Opening::Ready)
+    }
+
+    fn encode(&mut self, message: String) -> Result<OutFrame, EncodeError> {
+        Ok(OutFrame::text(message))
+    }
+
+    fn encode_request(
+        &mut self,
+        meta: RequestMeta,
+        stream: Option<&'static str>,
+    ) -> Result<EncodedRequest, EncodeError> {
+        Ok(EncodedRequest {
+            frame: OutFrame::text(format!("req {}", meta.id.get())),
+            stream: stream.map(StreamKey::from),
+        })
+    }
+
+    fn decode(&mut self, frame: DataFrame, _phase: Phase) -> Decoded<Self> {
+        let DataFrame::Text(t) = frame else {
+            return Decoded::Ignore;
+        };
+        let s = t.as_str();
+        let stream = |key: &str, state| {
+            Decoded::Stream(StreamFrame {
+                key: key.into(),
+                seq: None,
+                state,
+                text: None,
+                text_mode: TextMode::Incremental,
+                payload: s.to_owned(),
+            })
+        };
+        if s == "boom" {
+            panic!("a protocol bug");
+        } else if let Some(key) = s.strip_prefix("delta ") {
+            stream(key, StreamState::Delta)
+        } else if let Some(key) = s.strip_prefix("final ") {
+            stream(key, StreamState::Final)
+        } else if let Some(id) = s.strip_prefix("res ") {
+            Decoded::Response {
+                id: id
+                    .parse::<u64>()
+                    .map(RequestId::from_raw)
+                    .map_err(|_| id.to_owned()),
+                result: Ok(s.to_owned()),
+            }
+        } else {
+            Decoded::Message(s.to_owned())
+        }
+    }
+}
+
+/// Drives `f` to completion on `rt` (bounded): the future and the loop take turns.
+fn finish<F: Future + Unpin>(rt: &Manual, mut f: F) -> F::Output {
+    let mut cx = Context::from_waker(noop_waker_ref());
+    for _ in 0..16 {
+        if let Poll::Ready(out) = Pin::new(&mut f).poll(&mut cx) {
+            return out;
+        }
+        rt.run();
+    }
+    panic!("the future did not complete");
+}
+
+fn start(rt: &Manual, peer: &Peer, config: Config) -> Client<T> {
+    let client = Client::start(rt.clone(), peer.clone(), config, T, 1, "test").unwrap();
+    rt.run();
+    client
+}
+
+/// Everything a subscription holds right now, without waiting.
+fn take_ready<S: futures::Stream + Unpin>(s: &mut S) -> Vec<S::Item> {
+    let mut got = Vec::new();
+    while let Some(Some(item)) = s.next().now_or_never() {
+        got.push(item);
+    }
+    got
+}
+
+fn mailbox_len<P: Protocol>(client: &Client<P>) -> usize {
+    lock(&client.shared.events)
+        .iter()
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+// ---- the tests ---------------------------------------------------------------------------
+
+/// M1: 5,000 requests that all time out, with an `events()` subscription nobody polls.
+/// The mailbox never holds more than its capacity plus one round of commands: the loop
+/// stops taking requests while the responses it owes would not fit. Once the subscriber
+/// reads, every request resolves and nothing is lost.
+#[test]
+fn an_unpolled_subscriber_bounds_every_event_kind() {
+    const REQUESTS: usize = 5_000;
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let config = Config::builder()
+        .max_in_flight_requests(REQUESTS)
+        .build()
+        .unwrap();
+    let client = start(&rt, &peer, config);
+    assert_eq!(client.status(), Status::Open);
+    let mut events = client.events();
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..REQUESTS {
+        let (c, done) = (client.clone(), done.clone());
+        rt.spawn(Box::pin(async move {
+            let r = c
+                .request_with_timeout(None, Some(Duration::from_millis(100)))
+                .await;
+            assert_eq!(r, Err(CallError::Failed(RequestFailure::Timeout)));
+            done.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let bound = SUBSCRIBER_CAPACITY + crate::task::CMD_BUDGET;
+    let mut max_held = 0;
+    for _ in 0..20 {
+        rt.run();
+        rt.advance(Duration::from_millis(100));
+        rt.run();
+        max_held = max_held.max(mailbox_len(&client));
+    }
+    assert!(
+        max_held <= bound,
+        "an unpolled subscriber holds {max_held} events (bound {bound})"
+    );
+    assert!(
+        done.load(Ordering::Relaxed) < REQUESTS,
+        "the loop held requests back"
+    );
+    // Reading releases the rest; every request resolves exactly once.
+    let mut responses = 0;
+    for _ in 0..1_000 {
+        responses += take_ready(&mut events)
+            .iter()
+            .filter(|e| matches!(e, Event::Response { .. }))
+            .count();
+        if done.load(Ordering::Relaxed) == REQUESTS && responses == REQUESTS {
+            break;
+        }
+        rt.run();
+        rt.advance(Duration::from_millis(100));
+        rt.run();
+        max_held = max_held.max(mailbox_len(&client));
+    }
+    assert_eq!(done.load(Ordering::Relaxed), REQUESTS);
+    assert_eq!(responses, REQUESTS);
+    assert!(max_held <= bound, "{max_held} > {bound}");
+}
+
+/// L5: a `status_changes()` subscriber that reads nothing while the peer flaps (a
+/// session left alone would make thousands of changes) misses no change: the loop waits
+/// for it once it is `SUBSCRIBER_CAPACITY` behind, and every change of every connection
+/// reaches it, in order, over 1,100 of them.
+#[test]
+fn a_status_subscriber_far_behind_misses_no_change() {
+    let rt = Manual::new();
+    let peer = Peer {
+        drop_at_once: true,
+        ..Peer::default()
+    };
+    let config = Config::builder()
+        .backoff_schedule(vec![Duration::from_millis(10)])
+        .jitter(tether_core::Jitter::None)
+        .build()
+        .unwrap();
+    let client = Client::start(rt.clone(), peer.clone(), config, T, 1, "test").unwrap();
+    let mut statuses = client.status_changes();
+    let mut seen = Vec::new();
+    // Every 10 ms a connection opens and drops: two changes. Read only twice.
+    for round in 0..3_000 {
+        rt.advance(Duration::from_millis(10));
+        rt.run();
+        if round == 1_499 {
+            let got = take_ready(&mut statuses);
+            assert!(got.len() >= SUBSCRIBER_CAPACITY, "{} behind", got.len());
+            seen.extend(got);
+        }
+    }
+    seen.extend(take_ready(&mut statuses));
+    let connects = peer.connects.load(Ordering::Relaxed);
+    assert!(seen.len() > 1_100, "{}", seen.len());
+    // Connecting, then Open and Reconnecting for every connection: nothing skipped.
+    assert_eq!(seen.len(), 1 + 2 * connects, "{connects} connections");
+    assert_eq!(seen[0], Status::Connecting);
+    for pair in seen[1..].chunks(2) {
+        assert_eq!(pair, [Status::Open, Status::Reconnecting]);
+    }
+}
+
+/// L6 / D1: the session loop panics (here in the protocol's `decode`). The handles see
+/// `Failed`, subscribers get `Ended(Failed(Stopped))` and then their streams end, and a
+/// later call says `Stopped`.
+#[test]
+fn a_panicking_loop_leaves_the_handles_failed_with_an_ended_event() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    let mut events = client.events();
+    let mut statuses = client.status_changes();
+    assert_eq!(client.status(), Status::Open);
+    peer.say("boom");
+    rt.run();
+    assert_eq!(rt.tasks(), 0, "the loop is gone");
+    assert_eq!(client.status(), Status::Failed);
+    let got = take_ready(&mut events);
+    assert!(
+        matches!(
+            got.last(),
+            Some(Event::Ended(EndReason::Failed(SessionError::Stopped)))
+        ),
+        "{got:?}"
+    );
+    assert_eq!(events.next().now_or_never(), Some(None), "then it ends");
+    assert_eq!(take_ready(&mut statuses), [Status::Failed]);
+    assert_eq!(statuses.next().now_or_never(), Some(None));
+    let r = client.request(None).now_or_never();
+    assert_eq!(r, Some(Err(CallError::Stopped)));
+}
+
+/// A session that ended normally reports nothing more when its loop goes.
+#[test]
+fn a_loop_that_ends_normally_adds_no_failure() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    let mut events = client.events();
+    client.terminate();
+    rt.run();
+    drop(client);
+    rt.run();
+    let got = take_ready(&mut events);
+    let ended: Vec<_> = got
+        .iter()
+        .filter(|e| matches!(e, Event::Ended(_)))
+        .collect();
+    assert_eq!(ended, [&Event::Ended(EndReason::ClosedByUser)], "{got:?}");
+}
+
+/// Friction 2: `stream()` with a request that starts no stream: its events end at once,
+/// and the response still arrives.
+#[test]
+fn a_stream_call_without_a_stream_does_not_hang() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    let mut call = finish(&rt, Box::pin(client.stream(None, None))).expect("accepted");
+    rt.run();
+    assert_eq!(call.events.next().now_or_never(), Some(None), "no stream");
+    peer.say(&format!("res {}", call.id.get()));
+    rt.run();
+    let r = call.response().now_or_never();
+    assert_eq!(r, Some(Ok(format!("res {}", call.id.get()))));
+}
+
+/// A stream call whose stream ends (here with the session closing) ends its events too.
+#[test]
+fn a_stream_call_ends_when_the_session_closes() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    let mut call = finish(&rt, Box::pin(client.stream(Some("s"), None))).expect("accepted");
+    peer.say("delta s");
+    rt.run();
+    client.terminate();
+    rt.run();
+    let got = take_ready(&mut call.events);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[1].kind,
+        StreamEventKind::Ended(StreamEnd::SessionEnded),
+        "{got:?}"
+    );
+    assert_eq!(call.events.next().now_or_never(), Some(None));
+}
+
+/// L4: a stream consumer `STREAM_CAPACITY` events behind gets a final `Ended(Lagged)`
+/// instead of a channel that just ends.
+#[test]
+fn a_lagging_stream_consumer_gets_a_final_lagged_event() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    let mut call = finish(&rt, Box::pin(client.stream(Some("s"), None))).expect("accepted");
+    for _ in 0..STREAM_CAPACITY + 10 {
+        peer.say("delta s");
+    }
+    peer.say("final s");
+    rt.run();
+    let got = take_ready(&mut call.events);
+    assert_eq!(
+        call.events.next().now_or_never(),
+        Some(None),
+        "then it ends"
+    );
+    let last = got.last().expect("events");
+    assert_eq!(last.kind, StreamEventKind::Ended(StreamEnd::Lagged));
+    assert_eq!(last.request, Some(call.id));
+    let deltas = got
+        .iter()
+        .filter(|e| matches!(e.kind, StreamEventKind::Delta { .. }))
+        .count();
+    assert!(deltas >= STREAM_CAPACITY, "{deltas}");
+    assert_eq!(
+        got.iter().filter(|e| e.kind.is_terminal()).count(),
+        1,
+        "exactly one terminal"
+    );
+}
+
+/// B2: several tasks waiting for the session to open at once all get the outcome, on
+/// success and on failure.
+#[test]
+fn every_concurrent_wait_open_gets_the_outcome() {
+    for refuse in [false, true] {
+        let rt = Manual::new();
+        let gate = Gated {
+            open: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            refuse,
+        };
+        let client =
+            Client::start(rt.clone(), gate.clone(), Config::default(), T, 1, "test").unwrap();
+        let answered = Arc::new(AtomicUsize::new(0));
+        for _ in 0..5 {
+            let (c, answered) = (client.clone(), answered.clone());
+            rt.spawn(Box::pin(async move {
+                let r = c.wait_open().await;
+                if refuse {
+                    assert!(
+                        matches!(r, Err(EndReason::Failed(SessionError::FirstConnect(_)))),
+                        "{r:?}"
+                    );
+                } else {
+                    assert_eq!(r, Ok(()));
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        // Every waiter is registered while the connect is still under way.
+        rt.run();
+        assert_eq!(answered.load(Ordering::Relaxed), 0);
+        gate.open.store(true, Ordering::Relaxed);
+        rt.run();
+        assert_eq!(answered.load(Ordering::Relaxed), 5, "refuse={refuse}");
+    }
+}
+
+/// A transport whose connect completes once `open` is set: refused, or as a silent peer.
+#[derive(Clone)]
+struct Gated {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    refuse: bool,
+}
+
+#[async_trait::async_trait]
+impl Transport for Gated {
+    async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
+        let open = self.open.clone();
+        futures::future::poll_fn(move |_| {
+            if open.load(Ordering::Relaxed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        if self.refuse {
+            return Err(TransportFailure::Refused);
+        }
+        Peer::default().connect(conn).await
+    }
+}
+
+/// B4: `idle()` reports the time since the last activity, not zero.
+#[test]
+fn idle_reports_the_time_since_the_last_activity() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    rt.advance(Duration::from_secs(7));
+    assert_eq!(client.idle(), Duration::from_secs(7));
+    peer.say("hello");
+    rt.run();
+    rt.advance(Duration::from_secs(2));
+    assert_eq!(
+        client.idle(),
+        Duration::from_secs(2),
+        "a message is activity"
+    );
+}
