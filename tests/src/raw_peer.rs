@@ -173,6 +173,17 @@ impl RawServer {
     /// If it cannot bind.
     #[must_use]
     pub fn start(case: Vec<u8>, max: usize) -> Self {
+        Self::serve(case, None, max)
+    }
+
+    /// A server that answers every upgrade with `reply` (an HTTP response of its own, such
+    /// as a 429) and closes.
+    #[must_use]
+    pub fn refusing(reply: &str, max: usize) -> Self {
+        Self::serve(Vec::new(), Some(reply.to_owned()), max)
+    }
+
+    fn serve(case: Vec<u8>, refusal: Option<String>, max: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let (tx, answers) = mpsc::channel();
@@ -189,6 +200,10 @@ impl RawServer {
                 let Ok(head) = read_head(&mut s) else {
                     continue;
                 };
+                if let Some(refusal) = &refusal {
+                    let _ = s.write_all(refusal.as_bytes());
+                    continue;
+                }
                 let key = head
                     .lines()
                     .find_map(|l| {

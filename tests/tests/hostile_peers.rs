@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::oneshot;
-use tether_core::profiles::Raw;
+use tether_core::profiles::{HelloAck, Raw};
 use tether_core::server::{EndCause, ServerConfig};
 use tether_core::{
     ClosePolicy, Config, DisconnectReason, EndReason, Event, FrameViolation, Jitter, Violation,
@@ -402,8 +402,90 @@ async fn a_silent_server_is_reset<A: TestRuntime>(a: &A) {
     client.terminate();
 }
 
+/// A peer that declares a heartbeat of 1,000 years cannot turn dead-peer detection off:
+/// the declared value is capped by `LivenessConfig::max_heartbeat`.
+async fn a_thousand_year_heartbeat_is_capped<A: TestRuntime>(a: &A) {
+    let ack = br#"{"type":"hello_ack","heartbeatMs":31536000000000}"#;
+    let server = RawServer::start(frame(0x81, ack, None), 1);
+    let mut config = Config::builder()
+        .ping_interval(Some(Duration::from_millis(50)))
+        .stale_after(Duration::from_millis(200))
+        .backoff_schedule(vec![Duration::from_secs(60)])
+        .build()
+        .expect("valid test configuration");
+    config.liveness.max_heartbeat = Duration::from_millis(300);
+    let hello = HelloAck::new(|| serde_json::json!({ "type": "hello" }));
+    let client = a.start(&server.url(), config, hello).expect("start");
+    let mut events = Box::pin(client.events());
+    let start = a.now();
+    let reason = within(a, LIMIT, "a capped heartbeat goes stale", async {
+        while let Some(ev) = events.next().await {
+            if let Event::Disconnected { reason, .. } = ev {
+                return reason;
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    assert_eq!(reason, DisconnectReason::Stale, "[{}]", a.name());
+    // Stale at the capped heartbeat × the stale factor (2): 600 ms after the ack.
+    assert!(
+        a.now() - start >= Duration::from_millis(600),
+        "[{}]",
+        a.name()
+    );
+    client.terminate();
+}
+
+/// A `Retry-After` of `u64::MAX` seconds cannot park the client for 584 years: the floor
+/// is capped by `BackoffConfig::max_floor`.
+async fn an_endless_retry_after_is_capped<A: TestRuntime>(a: &A) {
+    let server = RawServer::refusing(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 18446744073709551615\r\n\
+         Content-Length: 0\r\n\r\n",
+        3,
+    );
+    let mut config = Config::builder()
+        .retry_first_connect(true)
+        .backoff_schedule(vec![Duration::from_millis(10)])
+        .jitter(Jitter::None)
+        .build()
+        .expect("valid test configuration");
+    config.backoff.max_floor = Duration::from_millis(300);
+    let client = a.start(&server.url(), config, Raw).expect("start");
+    let mut events = Box::pin(client.events());
+    let (error, retry) = within(a, LIMIT, "the refused attempt", async {
+        while let Some(ev) = events.next().await {
+            if let Event::AttemptFailed { error, retry, .. } = ev {
+                return (error, retry);
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    let tag = format!("[{}] {error}", a.name());
+    let retry = retry.expect("a 429 is retried");
+    assert_eq!(retry.floor, Some(Duration::from_millis(300)), "{tag}");
+    // A floor spreads the wait over [floor, 2 × floor].
+    let floor = Duration::from_millis(300);
+    assert!(
+        retry.wait >= floor && retry.wait <= 2 * floor,
+        "{tag}: {retry:?}"
+    );
+    // And it does come back.
+    within(a, LIMIT, &format!("{tag}: the next attempt"), async {
+        while server.connections() < 2 {
+            a.sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    client.terminate();
+}
+
 async fn every_client_case<A: TestRuntime>(a: &A) {
     a_silent_server_is_reset(a).await;
+    a_thousand_year_heartbeat_is_capped(a).await;
+    an_endless_retry_after_is_capped(a).await;
     for case in client_cases() {
         client_sees(a, &case).await;
     }
