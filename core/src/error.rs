@@ -293,12 +293,17 @@ pub enum Violation {
     /// A frame that breaks the WebSocket framing rules (RFC 6455 §5): the codec refused
     /// it and the connection is failed with close code 1002.
     Frame(FrameViolation),
+    /// An inbound frame or fragmented message did not arrive whole within
+    /// [`LivenessConfig::message_timeout`](crate::LivenessConfig::message_timeout): the
+    /// connection is failed with 1008.
+    MessageTimeout,
 }
 
 impl Violation {
     /// The close code an endpoint fails the connection with when the codec finds this
     /// violation on the wire (RFC 6455 §7.4.1): 1007 for invalid UTF-8, 1009 for an
-    /// oversized frame or message, 1002 for everything else.
+    /// oversized frame or message, 1008 for a message that never finished, 1002 for
+    /// everything else.
     ///
     /// ```
     /// use tether_core::{CloseCode, Violation};
@@ -310,6 +315,7 @@ impl Violation {
         match self {
             Violation::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
             Violation::Oversized { .. } => CloseCode::TOO_BIG,
+            Violation::MessageTimeout => CloseCode::POLICY,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -322,6 +328,7 @@ impl Violation {
             Violation::InvalidUtf8 => "invalid utf-8",
             Violation::Oversized { .. } => "message too big",
             Violation::InvalidCloseCode(_) => "invalid close code",
+            Violation::MessageTimeout => "message not finished in time",
             _ => "protocol error",
         }
     }
@@ -386,6 +393,7 @@ impl std::fmt::Display for Violation {
             }
             Violation::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
             Violation::Frame(v) => write!(f, "bad frame: {v}"),
+            Violation::MessageTimeout => f.write_str("message not finished in time"),
         }
     }
 }

@@ -33,6 +33,13 @@ pub struct LivenessConfig {
     pub clock_jump_threshold: Duration,
     /// How long the probe after a clock jump waits for any frame. Default 10 s.
     pub probe_timeout: Duration,
+    /// An inbound frame or fragmented message must arrive whole within this of the moment
+    /// its first bytes were seen; otherwise the driver's WebSocket link fails the
+    /// connection with 1008 (`Violation::MessageTimeout`). Without it a peer could keep a
+    /// connection open, and up to `max_inbound_frame` bytes of it buffered, by sending an
+    /// unfinished message and answering pings. Default 2 minutes (16 MiB at about 1 Mbit/s);
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION).
+    pub message_timeout: Duration,
 }
 
 impl Default for LivenessConfig {
@@ -44,6 +51,7 @@ impl Default for LivenessConfig {
             max_heartbeat: Duration::from_secs(5 * 60),
             clock_jump_threshold: Duration::from_secs(15),
             probe_timeout: Duration::from_secs(10),
+            message_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -60,6 +68,7 @@ impl LivenessConfig {
             ("stale_after", self.stale_after),
             ("probe_timeout", self.probe_timeout),
             ("clock_jump_threshold", self.clock_jump_threshold),
+            ("message_timeout", self.message_timeout),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero(name));
@@ -70,6 +79,7 @@ impl LivenessConfig {
             ("probe_timeout", self.probe_timeout),
             ("clock_jump_threshold", self.clock_jump_threshold),
             ("max_heartbeat", self.max_heartbeat),
+            ("message_timeout", self.message_timeout),
         ];
         check_ceiling(&bounded)?;
         if self.heartbeat_stale_factor > MAX_HEARTBEAT_FACTOR {

@@ -234,6 +234,7 @@ fn c2_every_duration_at_its_ceiling_is_accepted_and_runs() {
             clock_jump_threshold: MAX_DURATION,
             probe_timeout: MAX_DURATION,
             max_heartbeat: MAX_DURATION,
+            message_timeout: MAX_DURATION,
             ..LivenessConfig::default()
         },
         backoff: BackoffConfig {

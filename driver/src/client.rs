@@ -277,8 +277,13 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         options: Options<P>,
     ) -> Result<Self, ConnectError> {
         let mut transport = transport;
-        // The codec's size limit is the session's: nothing is buffered past it.
-        transport.limit_inbound(config.max_inbound_frame);
+        // The codec's limits are the session's: nothing is buffered past the size limit,
+        // and no message stays unfinished past the message timeout.
+        transport.set_inbound_limits(crate::InboundLimits::new(
+            runtime.clone(),
+            config.max_inbound_frame,
+            config.liveness.message_timeout,
+        ));
         let session = Session::new(config, protocol, seed)?;
         let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();

@@ -44,5 +44,5 @@ pub use connect::{
 pub use reset::Reset;
 pub use runtime::Runtime;
 pub use tether_core;
-pub use transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, Transport};
+pub use transport::{FrameSink, FrameStream, InboundLimits, Incoming, Link, Outgoing, Transport};
 pub use ws::{Dial, UrlError, WsTransport, redact};

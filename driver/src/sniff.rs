@@ -48,8 +48,13 @@ enum Stage {
     Http { matched: usize },
     /// Reading a frame header.
     Header { buf: [u8; 14], len: usize },
-    /// Inside a payload of `left` more bytes; a close payload is copied.
-    Payload { left: u64, close: Option<Capture> },
+    /// Inside a payload of `left` more bytes; a close payload is copied. `data` is the FIN
+    /// bit of a data frame (text, binary, continuation), `None` for a control frame.
+    Payload {
+        left: u64,
+        close: Option<Capture>,
+        data: Option<bool>,
+    },
     /// A close frame was kept (or the stream lost sync): nothing more to watch.
     Done,
 }
@@ -67,6 +72,10 @@ pub(crate) struct Sniffed<S> {
     inner: S,
     stage: Stage,
     close: Option<RawClose>,
+    /// A data frame without FIN was read and its message has not finished.
+    fragmented: bool,
+    /// Data messages read whole so far.
+    completed: u64,
 }
 
 impl<S> Sniffed<S> {
@@ -76,7 +85,21 @@ impl<S> Sniffed<S> {
             inner,
             stage: Stage::Http { matched: 0 },
             close: None,
+            fragmented: false,
+            completed: 0,
         }
+    }
+
+    /// Whether the bytes read so far end inside a frame or a fragmented message, and how
+    /// many data messages were read whole before it: a link bounds how long one message
+    /// may stay unfinished.
+    pub(crate) fn unfinished(&self) -> Option<u64> {
+        let inside = match &self.stage {
+            Stage::Header { len, .. } => *len > 0,
+            Stage::Payload { .. } => true,
+            Stage::Http { .. } | Stage::Done => return None,
+        };
+        (inside || self.fragmented).then_some(self.completed)
     }
 
     /// The peer's first close frame, once the codec has read it.
@@ -120,7 +143,7 @@ impl<S> Sniffed<S> {
                         self.finish_empty();
                     }
                 }
-                Stage::Payload { left, close } => {
+                Stage::Payload { left, close, .. } => {
                     // Invariant: `left` > 0 in this stage (an empty payload moves on at
                     // once), so `take` is at least 1 and the loop advances.
                     let take = usize::try_from(*left)
@@ -157,9 +180,20 @@ impl<S> Sniffed<S> {
                 len: 0,
             },
         );
-        if let Stage::Payload { close: Some(c), .. } = stage {
-            self.close = Some(RawClose(c.data));
-            self.stage = Stage::Done;
+        match stage {
+            Stage::Payload { close: Some(c), .. } => {
+                self.close = Some(RawClose(c.data));
+                self.stage = Stage::Done;
+            }
+            Stage::Payload {
+                data: Some(fin), ..
+            } => {
+                self.fragmented = !fin;
+                if fin {
+                    self.completed += 1;
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -191,6 +225,7 @@ fn header(buf: &[u8; 14], len: usize) -> Option<Stage> {
         [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
     });
     let opcode = buf[0] & 0x0f;
+    let data = (opcode < CLOSE).then_some(buf[0] & 0x80 != 0);
     let close = (opcode == CLOSE && payload <= MAX_CONTROL as u64).then(|| Capture {
         mask,
         data: Vec::with_capacity(payload as usize),
@@ -202,6 +237,7 @@ fn header(buf: &[u8; 14], len: usize) -> Option<Stage> {
     Some(Stage::Payload {
         left: payload,
         close,
+        data,
     })
 }
 
@@ -251,7 +287,12 @@ mod tests {
     use super::{RawClose, Sniffed};
 
     fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-        let mut f = vec![0x80 | opcode];
+        raw(0x80 | opcode, payload, mask)
+    }
+
+    /// A frame whose first byte (FIN, RSV, opcode) is `first`.
+    fn raw(first: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut f = vec![first];
         let m = if mask.is_some() { 0x80 } else { 0 };
         match payload.len() {
             n if n < 126 => f.push(m | n as u8),
@@ -323,6 +364,32 @@ mod tests {
         let mut bytes = b"HTTP/1.1 101 OK\r\n\r\n".to_vec();
         bytes.extend(frame(0x8, &[0; 200], None));
         assert_eq!(watch(&[&bytes]), None);
+    }
+
+    #[test]
+    fn tells_whether_a_frame_or_a_fragmented_message_is_unfinished() {
+        let mut s = Sniffed::new(());
+        assert_eq!(s.unfinished(), None, "in the upgrade");
+        s.observe(b"HTTP/1.1 101 OK\r\n\r\n");
+        assert_eq!(s.unfinished(), None);
+        s.observe(&raw(0x81, b"whole", None));
+        assert_eq!(s.unfinished(), None);
+        let big = raw(0x82, &[0; 300], None);
+        s.observe(&big[..1]);
+        assert_eq!(s.unfinished(), Some(1), "inside a header");
+        s.observe(&big[1..100]);
+        assert_eq!(s.unfinished(), Some(1), "inside a payload");
+        s.observe(&big[100..]);
+        assert_eq!(s.unfinished(), None);
+        // A fragmented text with a ping between its fragments.
+        s.observe(&raw(0x01, b"a", None));
+        assert_eq!(s.unfinished(), Some(2), "between fragments");
+        s.observe(&raw(0x89, b"", None));
+        assert_eq!(s.unfinished(), Some(2), "a ping does not finish it");
+        s.observe(&raw(0x80, b"b", None));
+        assert_eq!(s.unfinished(), None);
+        s.observe(&raw(0x01, b"c", None));
+        assert_eq!(s.unfinished(), Some(3), "the next message counts on");
     }
 
     #[test]

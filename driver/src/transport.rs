@@ -1,6 +1,10 @@
 //! The transport seam: opening a connection and exchanging frames over it.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use futures::{Sink, Stream};
 use tether_core::{CloseCode, ConnId, InFrame, OutFrame, TransportFailure, Violation};
@@ -67,11 +71,58 @@ pub trait Transport: Send + Sync + 'static {
     /// session enforces the connect timeout by aborting this future.
     async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure>;
 
-    /// Sets the largest inbound frame or message the codec accepts (anything larger fails
-    /// the connection with close 1009 before it is buffered). [`Client`](crate::Client)
-    /// calls it with the session's `max_inbound_frame` before the first connection; a
-    /// transport with no codec of its own ignores it.
-    fn limit_inbound(&mut self, max: usize) {
-        let _ = max;
+    /// Sets what the codec enforces on what the peer sends ([`InboundLimits`]).
+    /// [`Client`](crate::Client) calls it with the session's `max_inbound_frame` and
+    /// `liveness.message_timeout` before the first connection; a transport with no codec
+    /// of its own ignores it.
+    fn set_inbound_limits(&mut self, limits: InboundLimits) {
+        let _ = limits;
+    }
+}
+
+/// What a connection's codec enforces on what the peer sends, taken from the session's
+/// (or the server connection's) configuration.
+#[derive(Clone)]
+pub struct InboundLimits {
+    /// The largest frame or message; a larger one fails the connection with 1009 at its
+    /// header, before any of it is buffered.
+    pub max_message: usize,
+    /// How long a frame or fragmented message may stay unfinished; then the connection is
+    /// failed with 1008.
+    pub message_timeout: Duration,
+    sleep: Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
+impl InboundLimits {
+    /// The limits, with `runtime`'s clock and sleep for the message timeout.
+    pub fn new<R: crate::Runtime>(
+        runtime: R,
+        max_message: usize,
+        message_timeout: Duration,
+    ) -> Self {
+        InboundLimits {
+            max_message,
+            message_timeout,
+            // Validated configurations keep the timeout within a year, far inside the
+            // clock's range; a larger one sleeps for ever rather than overflow.
+            sleep: Arc::new(move |d| match runtime.now().checked_add(d) {
+                Some(at) => runtime.sleep_until(at),
+                None => Box::pin(futures::future::pending()),
+            }),
+        }
+    }
+
+    /// A sleep of `d` on the runtime the limits were made with.
+    pub(crate) fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        (self.sleep)(d)
+    }
+}
+
+impl std::fmt::Debug for InboundLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundLimits")
+            .field("max_message", &self.max_message)
+            .field("message_timeout", &self.message_timeout)
+            .finish_non_exhaustive()
     }
 }

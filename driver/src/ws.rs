@@ -46,7 +46,7 @@ impl std::fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
-/// The codec's inbound limit until [`Transport::limit_inbound`] sets the session's:
+/// The codec's inbound limit until [`Transport::set_inbound_limits`] sets the session's:
 /// [`Config`](tether_core::Config)'s default `max_inbound_frame`.
 const DEFAULT_MAX_INBOUND: usize = 16 << 20;
 
@@ -58,6 +58,8 @@ pub struct WsTransport<D> {
     port: u16,
     tls: bool,
     config: WebSocketConfig,
+    /// The session's limits, once `Client::start` has set them.
+    limits: Option<crate::InboundLimits>,
     #[cfg(feature = "rustls")]
     tls_config: Arc<futures_rustls::rustls::ClientConfig>,
 }
@@ -109,7 +111,7 @@ impl<D: Dial> WsTransport<D> {
         let mut config = WebSocketConfig::default();
         // The codec refuses (with close 1009) any frame or message over the session's
         // `max_inbound_frame`, before buffering it: `Client::start` sets the session's
-        // value through `Transport::limit_inbound`; this is `Config`'s default.
+        // value through `Transport::set_inbound_limits`; this is `Config`'s default.
         config.max_message_size = Some(DEFAULT_MAX_INBOUND);
         config.max_frame_size = Some(DEFAULT_MAX_INBOUND);
         // tungstenite zeroes its whole read chunk before every read, including reads that
@@ -122,6 +124,7 @@ impl<D: Dial> WsTransport<D> {
             port,
             tls,
             config,
+            limits: None,
             #[cfg(feature = "rustls")]
             tls_config: Arc::new(default_tls()),
         })
@@ -341,12 +344,13 @@ impl<D: Dial> Transport for WsTransport<D> {
         )
         .await
         .map_err(ws_failure)?;
-        Ok(into_link(ws, reset))
+        Ok(into_link(ws, reset, self.limits.clone()))
     }
 
-    fn limit_inbound(&mut self, max: usize) {
-        self.config.max_message_size = Some(max);
-        self.config.max_frame_size = Some(max);
+    fn set_inbound_limits(&mut self, limits: crate::InboundLimits) {
+        self.config.max_message_size = Some(limits.max_message);
+        self.config.max_frame_size = Some(limits.max_message);
+        self.limits = Some(limits);
     }
 }
 

@@ -14,6 +14,11 @@
 //!   yields [`Incoming::Violation`], then sends the close frame the violation calls for
 //!   (1007, 1009, 1002) and ends once it is flushed.
 //!
+//! - **No message stays unfinished for ever.** A frame or fragmented message that is not
+//!   whole within [`InboundLimits::message_timeout`] of being found unfinished fails the
+//!   connection with 1008 (`Violation::MessageTimeout`), pings and pongs between its
+//!   fragments notwithstanding.
+//!
 //! Both halves share the codec behind a mutex that each poll holds only briefly, so a
 //! write the peer never drains still never stops reading.
 
@@ -27,12 +32,13 @@ use async_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures::future::BoxFuture;
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{Sink, Stream};
 use tether_core::{CloseCode, FrameViolation, InFrame, OutFrame, Violation};
 
 use crate::sniff::Sniffed;
-use crate::transport::{Incoming, Link, Outgoing};
+use crate::transport::{InboundLimits, Incoming, Link, Outgoing};
 
 type Shared<S> = Arc<Mutex<WebSocketStream<Sniffed<S>>>>;
 
@@ -44,7 +50,11 @@ fn lock<S>(ws: &Shared<S>) -> MutexGuard<'_, WebSocketStream<Sniffed<S>>> {
 
 /// The link of an upgraded WebSocket whose byte stream was wrapped in [`Sniffed`] before
 /// the upgrade.
-pub(crate) fn into_link<S>(ws: WebSocketStream<Sniffed<S>>, reset: Option<crate::Reset>) -> Link
+pub(crate) fn into_link<S>(
+    ws: WebSocketStream<Sniffed<S>>,
+    reset: Option<crate::Reset>,
+    limits: Option<InboundLimits>,
+) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -54,6 +64,8 @@ where
         stream: Box::pin(LinkStream {
             ws: shared,
             state: ReadState::Open,
+            limits,
+            unfinished: None,
         }),
         reset,
     }
@@ -106,6 +118,34 @@ enum ReadState {
 struct LinkStream<S> {
     ws: Shared<S>,
     state: ReadState,
+    /// Bounds an unfinished message, when the transport was given limits.
+    limits: Option<InboundLimits>,
+    /// The message (by the number of messages completed before it) whose time is
+    /// running, and its deadline.
+    unfinished: Option<(u64, BoxFuture<'static, ()>)>,
+}
+
+/// Whether the message the peer left unfinished has used up its time: arms a deadline
+/// when a new message is found unfinished, drops it once none is.
+fn overdue(
+    limits: Option<&InboundLimits>,
+    unfinished: &mut Option<(u64, BoxFuture<'static, ()>)>,
+    now_unfinished: Option<u64>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let (Some(limits), Some(message)) = (limits, now_unfinished) else {
+        *unfinished = None;
+        return false;
+    };
+    let deadline = match unfinished {
+        Some((m, deadline)) if *m == message => deadline,
+        _ => {
+            &mut unfinished
+                .insert((message, limits.sleep(limits.message_timeout)))
+                .1
+        }
+    };
+    deadline.as_mut().poll(cx).is_ready()
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for LinkStream<S> {
@@ -118,7 +158,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for LinkStream<S> {
             match &mut this.state {
                 ReadState::Done => return Poll::Ready(None),
                 ReadState::Open => {
-                    let item = match futures::ready!(Pin::new(&mut *ws).poll_next(cx)) {
+                    let Poll::Ready(next) = Pin::new(&mut *ws).poll_next(cx) else {
+                        let now_unfinished = ws.get_ref().unfinished();
+                        if overdue(
+                            this.limits.as_ref(),
+                            &mut this.unfinished,
+                            now_unfinished,
+                            cx,
+                        ) {
+                            let v = Violation::MessageTimeout;
+                            this.state = ReadState::Failing {
+                                code: v.close_code(),
+                                reason: v.close_reason(),
+                                queued: false,
+                            };
+                            return Poll::Ready(Some(Ok(Incoming::Violation(v))));
+                        }
+                        return Poll::Pending;
+                    };
+                    let item = match next {
                         None => None,
                         Some(Ok(Message::Close(frame))) => {
                             // tungstenite has queued its answer (1002 for a code it does

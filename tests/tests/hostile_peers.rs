@@ -482,7 +482,38 @@ async fn an_endless_retry_after_is_capped<A: TestRuntime>(a: &A) {
     client.terminate();
 }
 
+/// A server that starts a fragmented message and never finishes it gets 1008 after the
+/// message timeout, though it is otherwise alive (the stale threshold is far off).
+async fn an_unfinished_message_times_out<A: TestRuntime>(a: &A) {
+    let server = RawServer::start(frame(0x01, b"never finished", None), 1);
+    let mut config = Config::builder()
+        .ping_interval(None)
+        .stale_after(Duration::from_secs(60))
+        .backoff_schedule(vec![Duration::from_secs(60)])
+        .build()
+        .expect("valid test configuration");
+    config.liveness.message_timeout = Duration::from_millis(200);
+    let client = a.start(&server.url(), config, Raw).expect("start");
+    let mut events = Box::pin(client.events());
+    let start = a.now();
+    let reason = within(a, LIMIT, "the message timeout", async {
+        while let Some(ev) = events.next().await {
+            if let Event::Disconnected { reason, .. } = ev {
+                return reason;
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    let tag = format!("[{}]", a.name());
+    assert_eq!(reason, broken(Violation::MessageTimeout), "{tag}");
+    assert!(a.now() - start >= Duration::from_millis(200), "{tag}");
+    assert_eq!(server.answer(), Some(Answer::Close(Some(1008))), "{tag}");
+    client.terminate();
+}
+
 async fn every_client_case<A: TestRuntime>(a: &A) {
+    an_unfinished_message_times_out(a).await;
     a_silent_server_is_reset(a).await;
     a_thousand_year_heartbeat_is_capped(a).await;
     an_endless_retry_after_is_capped(a).await;
@@ -710,7 +741,27 @@ async fn a_silent_client_is_reset<A: Accept>(a: &A) {
     assert_eq!(answer, Answer::Reset, "[{}]", a.name());
 }
 
+/// A client that starts a fragmented message and never finishes it gets 1008.
+async fn an_unfinished_message_from_a_client_times_out<A: Accept>(a: &A) {
+    let mut config = guard_config();
+    config.server.liveness.message_timeout = Duration::from_millis(200);
+    let (addr, ended) = a.serve_one_with(config);
+    let peer = std::thread::spawn(move || client_case(addr, &masked(0x02, &[7; 1000])));
+    let end = within(a, PEER_TIMEOUT * 2, "the message timeout", ended)
+        .await
+        .expect("reported");
+    let tag = format!("[{}]", a.name());
+    assert_eq!(
+        end,
+        lost(DisconnectReason::ProtocolError(Violation::MessageTimeout)),
+        "{tag}"
+    );
+    let answer = peer.join().expect("peer thread").expect("upgrade");
+    assert_eq!(answer, Answer::Close(Some(1008)), "{tag}");
+}
+
 async fn every_server_case<A: Accept>(a: &A) {
+    an_unfinished_message_from_a_client_times_out(a).await;
     a_silent_client_is_reset(a).await;
     for case in server_cases() {
         let tag = format!("[{}] {}", a.name(), case.name);

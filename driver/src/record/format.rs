@@ -248,6 +248,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         clock_jump_threshold,
         probe_timeout,
         max_heartbeat,
+        message_timeout,
     } = liveness;
     let StreamConfig {
         max_streams,
@@ -295,6 +296,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
             "clock_jump_threshold": duration(*clock_jump_threshold),
             "probe_timeout": duration(*probe_timeout),
             "max_heartbeat": duration(*max_heartbeat),
+            "message_timeout": duration(*message_timeout),
         },
         "send_deadline": duration(*send_deadline),
         "slow_write_warning": duration(*slow_write_warning),
@@ -362,6 +364,11 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
                 l,
                 "max_heartbeat",
                 LivenessConfig::default().max_heartbeat,
+            )?,
+            message_timeout: dur_field_or(
+                l,
+                "message_timeout",
+                LivenessConfig::default().message_timeout,
             )?,
         },
         send_deadline: dur_field(v, "send_deadline")?,
@@ -582,9 +589,12 @@ const FRAME_VIOLATIONS: [(FrameViolation, &str); 9] = [
 ];
 
 /// A violation the codec reported (the only kinds an `Input::ProtocolError` carries).
+/// Exhaustive over those kinds; anything else is written as a framing error.
 fn wire_violation(v: &Violation) -> Value {
     match v {
         Violation::InvalidUtf8 => json!("invalid_utf8"),
+        Violation::MessageTimeout => json!("message_timeout"),
+        Violation::InvalidCloseCode(c) => json!({ "invalid_close_code": c }),
         Violation::Oversized { len, max } => json!({ "oversized": [len, max] }),
         Violation::Frame(FrameViolation::ReservedOpcode(op)) => json!({ "reserved_opcode": op }),
         Violation::Frame(f) => json!({
@@ -598,8 +608,10 @@ fn wire_violation(v: &Violation) -> Value {
 }
 
 fn read_wire_violation(v: &Value) -> Result<Violation, ReadError> {
-    if v.as_str() == Some("invalid_utf8") {
-        return Ok(Violation::InvalidUtf8);
+    match v.as_str() {
+        Some("invalid_utf8") => return Ok(Violation::InvalidUtf8),
+        Some("message_timeout") => return Ok(Violation::MessageTimeout),
+        _ => {}
     }
     if let Some(pair) = v.get("oversized").and_then(Value::as_array) {
         let n = |i: usize| {
@@ -612,6 +624,13 @@ fn read_wire_violation(v: &Value) -> Result<Violation, ReadError> {
             len: n(0)?,
             max: n(1)?,
         });
+    }
+    if let Some(c) = v.get("invalid_close_code") {
+        let c = c
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .ok_or("close code out of range")?;
+        return Ok(Violation::InvalidCloseCode(c));
     }
     if let Some(op) = v.get("reserved_opcode") {
         let op = op

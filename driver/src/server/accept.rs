@@ -81,6 +81,8 @@ where
     // The codec refuses any frame or message over the limit before buffering it, and the
     // link fails the connection with 1009: nothing is discarded silently.
     let cap = config.server.max_inbound_frame;
+    let limits =
+        crate::InboundLimits::new(runtime.clone(), cap, config.server.liveness.message_timeout);
     ws.max_message_size = Some(cap);
     ws.max_frame_size = Some(cap);
     // Small read buffers: a hub holds thousands of connections (see the client's note on
@@ -98,7 +100,7 @@ where
     };
     Ok(guard(
         runtime,
-        crate::ws_link::into_link(ws, reset),
+        crate::ws_link::into_link(ws, reset, Some(limits)),
         peer,
         config,
     )?)
