@@ -108,3 +108,24 @@ fn a_frame_before_the_transport_opened_is_ignored() {
     assert_eq!(h.s.status(), Status::Connecting);
     let _ = CloseCode::NORMAL;
 }
+
+#[test]
+fn a_peer_sent_id_is_cut_short_in_the_violation() {
+    let mut h = H::default_config();
+    let conn = h.open();
+    let long = format!("res {} ok nobody", "é".repeat(100_000));
+    h.input(Input::FrameReceived {
+        conn,
+        frame: InFrame::Text(Bytes::from(long)),
+    });
+    let seen = violations(&h);
+    let [Violation::UnknownResponse { wire_id }] = seen.as_slice() else {
+        panic!("{seen:?}");
+    };
+    assert!(
+        wire_id.len() <= 64 + '…'.len_utf8(),
+        "{} bytes",
+        wire_id.len()
+    );
+    assert!(wire_id.starts_with('é') && wire_id.ends_with('…'));
+}

@@ -233,7 +233,12 @@ impl<P: Protocol> Session<P> {
                             wire_id: id.get().to_string(),
                         },
                     ),
-                    Err(wire_id) => self.violation(conn, Violation::UnknownResponse { wire_id }),
+                    Err(wire_id) => self.violation(
+                        conn,
+                        Violation::UnknownResponse {
+                            wire_id: shown(wire_id),
+                        },
+                    ),
                 }
             }
             Decoded::Stream(frame) => {
@@ -290,4 +295,21 @@ impl<P: Protocol> Session<P> {
         tracing::debug!(%conn, %violation, "protocol violation");
         self.emit(Event::Violation { conn, violation });
     }
+}
+
+/// The longest peer-sent id a violation carries, in bytes: enough to recognise it, not
+/// enough for a peer to make every log line megabytes long.
+pub(crate) const MAX_SHOWN_ID: usize = 64;
+
+/// `id` cut to [`MAX_SHOWN_ID`] bytes (at a character boundary), marked when cut.
+fn shown(mut id: String) -> String {
+    if id.len() > MAX_SHOWN_ID {
+        let mut end = MAX_SHOWN_ID;
+        while !id.is_char_boundary(end) {
+            end -= 1;
+        }
+        id.truncate(end);
+        id.push('…');
+    }
+    id
 }
