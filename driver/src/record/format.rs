@@ -915,6 +915,29 @@ mod tests {
     }
 
     #[test]
+    fn every_protocol_error_round_trips() {
+        let conn = ConnId::from_raw(3);
+        let mut all = vec![
+            Violation::InvalidUtf8,
+            Violation::MessageTimeout,
+            Violation::Oversized {
+                len: 1 << 30,
+                max: 1 << 20,
+            },
+            Violation::InvalidCloseCode(5000),
+            Violation::Frame(FrameViolation::ReservedOpcode(0xb)),
+        ];
+        all.extend(FRAME_VIOLATIONS.iter().map(|(f, _)| Violation::Frame(*f)));
+        for violation in all {
+            let i = Input::ProtocolError { conn, violation };
+            let v = input(&Redactor::new(Redaction::Keep, Wire::Opaque), &i);
+            let back = read_input(&serde_json::from_str(&v.to_string()).unwrap());
+            assert_eq!(back, Ok(i), "{v}");
+        }
+        assert!(read_input(&json!({ "protocol_error": { "conn": 1, "v": "nonsense" } })).is_err());
+    }
+
+    #[test]
     fn durations_beyond_u64_nanos_round_trip() {
         for d in [Duration::ZERO, Duration::from_millis(1), Duration::MAX] {
             assert_eq!(read_duration(&duration(d)).unwrap(), d);
