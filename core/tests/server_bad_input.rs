@@ -2,6 +2,12 @@
 //! running backwards, inputs that make no sense for an accepted connection — each has a
 //! defined outcome, and no sequence of inputs and commands panics or breaks the
 //! connection's invariants.
+//!
+//! Oversized frames, invalid UTF-8 and invalid close codes are fed here as values: the
+//! machine's own defence, for a transport without a codec. Over a real socket the link
+//! fails such a connection first, with 1009 / 1007 / 1002, and the machine sees
+//! `Input::ProtocolError` (`core/tests/protocol_error.rs`; on the wire,
+//! `tests/tests/hostile_peers.rs`).
 
 mod server_common;
 
