@@ -350,10 +350,14 @@ mod tests {
     fn unmasks_a_client_close_and_keeps_invalid_codes_as_sent() {
         let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         bytes.extend(frame(0x1, b"hi", Some([1, 2, 3, 4])));
-        bytes.extend(frame(0x8, &close_payload(5000, "x"), Some([9, 8, 7, 6])));
+        // A masked frame with a 16-bit length, then one with a 64-bit length: the mask
+        // follows the extended length.
+        bytes.extend(frame(0x2, &[5; 300], Some([4, 3, 2, 1])));
+        bytes.extend(frame(0x2, &[6; 70_000], Some([7, 7, 7, 7])));
+        bytes.extend(frame(0x8, &close_payload(5000, "going away"), Some([9, 8, 7, 6])));
         let close = watch(&[&bytes]).expect("close kept");
         assert_eq!(close.code(), Some(5000));
-        assert_eq!(close.reason(), "x");
+        assert_eq!(close.reason(), "going away");
     }
 
     #[test]
