@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest};
 use tether_tokio::tether_core::{CloseClass, ClosePolicy, Config, Status};
 use tether_tokio::{Client, TcpDial, Tokio, WsTransport};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
 
 /// A `MakeWriter` that appends every formatted line to a shared buffer.
 #[derive(Clone, Default)]
@@ -307,6 +309,28 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
     for secret in ["pass", "user:"] {
         assert!(leaks(secret).is_empty(), "{secret:?}: {:?}", leaks(secret));
     }
+
+    // The recipe in docs/adapters.md keeps those records out: a `Targets` filter capping
+    // tungstenite at DEBUG drops its TRACE records and keeps the rest.
+    let filtered = Capture::default();
+    let capped = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(filtered.clone())
+        .finish()
+        .with(
+            Targets::new()
+                .with_default(tracing::Level::TRACE)
+                .with_target("tungstenite", tracing::Level::DEBUG),
+        );
+    tracing::subscriber::with_default(capped, || {
+        tracing_log::log::trace!(target: "tungstenite::protocol", "Received message RECORD-1");
+        tracing_log::log::debug!(target: "tungstenite::handshake::client", "RECORD-2");
+        tracing::trace!("RECORD-3");
+    });
+    let kept = filtered.text();
+    assert!(!kept.contains("RECORD-1"), "{kept}");
+    assert!(kept.contains("RECORD-2") && kept.contains("RECORD-3"), "{kept}");
 }
 
 /// The test's secrets: the URL's query token, the `Authorization` header, the hello's
