@@ -204,20 +204,7 @@ impl RawServer {
                     let _ = s.write_all(refusal.as_bytes());
                     continue;
                 }
-                let key = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("sec-websocket-key")
-                            .then(|| v.trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                let reply = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                    derive_accept_key(key.as_bytes())
-                );
-                if s.write_all(reply.as_bytes()).is_err() {
+                if accept_upgrade(&mut s, &head).is_err() {
                     continue;
                 }
                 if i == 0 {

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::channel::oneshot;
 use serde_json::{Value, json};
-use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest, Raw};
+use tether_core::profiles::{
+    Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest, Raw,
+};
 use tether_core::server::{EndCause, ServerConfig};
 use tether_core::{
     ClosePolicy, Config, DisconnectReason, EndReason, Event, FrameViolation, Jitter, Status,
@@ -501,7 +503,8 @@ fn hello_then_request(c: &mut RawConn, deadline: Instant) -> Result<u64, String>
     if hello["type"] != "hello" {
         return Err(format!("expected the hello, got type {}", hello["type"]));
     }
-    c.send_text(r#"{"type":"hello_ack"}"#).map_err(|e| e.to_string())?;
+    c.send_text(r#"{"type":"hello_ack"}"#)
+        .map_err(|e| e.to_string())?;
     request_id(c, deadline)
 }
 
@@ -531,22 +534,37 @@ async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
         let deadline = Instant::now() + PEER_TIMEOUT;
         let id = hello_then_request(c, deadline)?;
         let key = id.to_string();
-        let write = |c: &mut RawConn, v: Value| c.send_text(&v.to_string()).map_err(|e| e.to_string());
-        write(c, json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"}))?;
-        write(c, json!({"type":"event","stream":key,"seq":1,"state":"final"}))?;
+        let write =
+            |c: &mut RawConn, v: Value| c.send_text(&v.to_string()).map_err(|e| e.to_string());
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"}),
+        )?;
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":1,"state":"final"}),
+        )?;
         write(c, json!({"type":"event","stream":key,"state":"final"}))?;
-        write(c, json!({"type":"event","stream":key,"seq":u64::MAX,"state":"error","message":"late"}))?;
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":u64::MAX,"state":"error","message":"late"}),
+        )?;
         write(c, json!({"type":"marker"}))?;
         respond(c, id, &json!({ "done": true }))?;
         let next = request_id(c, deadline)?;
         respond(c, next, &json!(3))
     });
     let tag = format!("[{}] seq u64::MAX", a.name());
-    let client = a.start(&server.url(), client_config(), hello_ack()).expect("start");
+    let client = a
+        .start(&server.url(), client_config(), hello_ack())
+        .expect("start");
     let mut events = Box::pin(client.events());
     let (key, stream, response, next, seen) = within(a, LIMIT, &tag, async {
         let mut call = client
-            .stream(HelloAckRequest::new("generate", json!({})).streaming(), None)
+            .stream(
+                HelloAckRequest::new("generate", json!({})).streaming(),
+                None,
+            )
             .await
             .expect("the stream request is accepted");
         let key = call.id.get().to_string();
@@ -555,7 +573,9 @@ async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
             stream.push(ev.kind);
         }
         let response = call.response().await;
-        let next = client.request(HelloAckRequest::new("sum", json!([1, 2]))).await;
+        let next = client
+            .request(HelloAckRequest::new("sum", json!([1, 2])))
+            .await;
         // Everything the session reported up to the marker the server wrote after the
         // stream's frames.
         let mut seen = Vec::new();
@@ -595,16 +615,28 @@ async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
         "{tag}: exactly one terminal: {kinds:?}"
     );
     assert!(
-        !kinds.iter().any(|k| matches!(k, StreamEventKind::Gap { .. })),
+        !kinds
+            .iter()
+            .any(|k| matches!(k, StreamEventKind::Gap { .. })),
         "{tag}: no gap: {kinds:?}"
     );
     assert!(
-        !seen.iter().any(|ev| matches!(ev, Event::Disconnected { .. } | Event::Violation { .. })),
+        !seen
+            .iter()
+            .any(|ev| matches!(ev, Event::Disconnected { .. } | Event::Violation { .. })),
         "{tag}: {seen:?}"
     );
-    assert_eq!(response.expect("the response"), json!({ "done": true }), "{tag}");
+    assert_eq!(
+        response.expect("the response"),
+        json!({ "done": true }),
+        "{tag}"
+    );
     assert_eq!(next.expect("the next request"), json!(3), "{tag}");
-    assert_eq!(server.result(LIMIT), Some(Ok(())), "{tag}: the server's script");
+    assert_eq!(
+        server.result(LIMIT),
+        Some(Ok(())),
+        "{tag}: the server's script"
+    );
     assert_eq!(server.connections(), 1, "{tag}: no reconnect");
     client.terminate();
 }
@@ -636,7 +668,8 @@ async fn a_challenge_flood_gets_one_connect<A: TestRuntime>(a: &A) {
             let f = next_json(c, deadline)?;
             let done = f["method"] == "health";
             if done {
-                let ok = json!({ "type": "res", "id": f["id"], "ok": true, "payload": { "ok": true } });
+                let ok =
+                    json!({ "type": "res", "id": f["id"], "ok": true, "payload": { "ok": true } });
                 c.send_text(&ok.to_string()).map_err(|e| e.to_string())?;
             }
             sent.push(f);
@@ -648,7 +681,9 @@ async fn a_challenge_flood_gets_one_connect<A: TestRuntime>(a: &A) {
     });
     let tag = format!("[{}] {CHALLENGES} challenges", a.name());
     let gateway = Gateway::new(GatewayOptions::default());
-    let client = a.start(&server.url(), client_config(), gateway).expect("start");
+    let client = a
+        .start(&server.url(), client_config(), gateway)
+        .expect("start");
     let mut events = Box::pin(client.events());
     let (violations, others) = within(a, LIMIT, &format!("{tag}: open"), async {
         let mut violations = Vec::new();
@@ -663,9 +698,15 @@ async fn a_challenge_flood_gets_one_connect<A: TestRuntime>(a: &A) {
         panic!("{tag}: events ended")
     })
     .await;
-    assert_eq!(violations.len(), CHALLENGES - 1, "{tag}: one violation per repeat");
+    assert_eq!(
+        violations.len(),
+        CHALLENGES - 1,
+        "{tag}: one violation per repeat"
+    );
     assert!(
-        violations.iter().all(|v| *v == Violation::UnexpectedHandshake),
+        violations
+            .iter()
+            .all(|v| *v == Violation::UnexpectedHandshake),
         "{tag}"
     );
     assert!(others.is_empty(), "{tag}: {others:?}");
@@ -679,7 +720,11 @@ async fn a_challenge_flood_gets_one_connect<A: TestRuntime>(a: &A) {
         .expect("the script ends")
         .unwrap_or_else(|e| panic!("{tag}: {e}"));
     let methods: Vec<_> = sent.iter().map(|f| f["method"].clone()).collect();
-    assert_eq!(methods, vec![json!("connect"), json!("health")], "{tag}: what the peer received");
+    assert_eq!(
+        methods,
+        vec![json!("connect"), json!("health")],
+        "{tag}: what the peer received"
+    );
     assert_eq!(server.connections(), 1, "{tag}: no reconnect");
     client.terminate();
 }
@@ -700,7 +745,8 @@ async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
         let mut written = 0;
         for seq in 1..=(FLOOD_TEXT / DELTA_TEXT) as u64 {
             let ev = json!({"type":"event","stream":id.to_string(),"seq":seq,"state":"delta","text":text});
-            c.send_text(&ev.to_string()).map_err(|e| format!("after {written} bytes: {e}"))?;
+            c.send_text(&ev.to_string())
+                .map_err(|e| format!("after {written} bytes: {e}"))?;
             written += DELTA_TEXT;
         }
         let end = json!({"type":"event","stream":id.to_string(),"state":"final"});
@@ -711,11 +757,16 @@ async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
         Ok(written)
     });
     let tag = format!("[{}] 100 MiB of stream text", a.name());
-    let client = a.start(&server.url(), client_config(), hello_ack()).expect("start");
+    let client = a
+        .start(&server.url(), client_config(), hello_ack())
+        .expect("start");
     let (deltas, end, response, next) = within(a, LIMIT * 6, &tag, async {
         client.wait_open().await.expect("opens");
         let mut call = client
-            .stream(HelloAckRequest::new("generate", json!({})).streaming(), None)
+            .stream(
+                HelloAckRequest::new("generate", json!({})).streaming(),
+                None,
+            )
             .await
             .expect("the stream request is accepted");
         let mut deltas = 0;
@@ -730,17 +781,35 @@ async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
             }
         }
         let response = call.response().await;
-        let next = client.request(HelloAckRequest::new("sum", json!([1, 2]))).await;
+        let next = client
+            .request(HelloAckRequest::new("sum", json!([1, 2])))
+            .await;
         (deltas, end, response, next)
     })
     .await;
     // 16 deltas of 64 KiB make exactly 1 MiB; the 17th would pass it.
-    assert_eq!(deltas, (1 << 20) / DELTA_TEXT, "{tag}: deltas within the budget");
-    assert_eq!(end, Some(StreamEventKind::Ended(StreamEnd::TextTooLong)), "{tag}");
-    assert_eq!(response.expect("the response"), json!({ "done": true }), "{tag}");
+    assert_eq!(
+        deltas,
+        (1 << 20) / DELTA_TEXT,
+        "{tag}: deltas within the budget"
+    );
+    assert_eq!(
+        end,
+        Some(StreamEventKind::Ended(StreamEnd::TextTooLong)),
+        "{tag}"
+    );
+    assert_eq!(
+        response.expect("the response"),
+        json!({ "done": true }),
+        "{tag}"
+    );
     assert_eq!(next.expect("the next request"), json!(3), "{tag}");
     assert_eq!(client.status(), Status::Open, "{tag}");
-    assert_eq!(server.result(LIMIT), Some(Ok(FLOOD_TEXT)), "{tag}: all of it written");
+    assert_eq!(
+        server.result(LIMIT),
+        Some(Ok(FLOOD_TEXT)),
+        "{tag}: all of it written"
+    );
     assert_eq!(server.connections(), 1, "{tag}: no reconnect");
     client.terminate();
 }

@@ -77,7 +77,9 @@ async fn serve_once(listener: &tokio::net::TcpListener, close_after_request: boo
         let auth = req.headers().get("authorization");
         *h.lock().unwrap() = (
             req.uri().to_string(),
-            auth.and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+            auth.and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
         );
         Ok(resp)
     })
@@ -92,9 +94,7 @@ async fn serve_once(listener: &tokio::net::TcpListener, close_after_request: boo
                 seen.hello = v.clone();
                 // A secret of the server's (a session token), which the client must not log.
                 let ack = json!({"type":"hello_ack","sessionToken":"ACK-SECRET-000"});
-                ws.send(Message::text(ack.to_string()))
-                    .await
-                    .unwrap();
+                ws.send(Message::text(ack.to_string())).await.unwrap();
             }
             Some("request") => {
                 let r = json!({"type":"response","id":v["id"],"result":v["params"]});
@@ -152,8 +152,15 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
         .header("Authorization", "Bearer AUTH-SECRET-789")
         .unwrap();
     let label = transport.redacted_url();
-    let client = Client::start(Tokio, transport, config, hello, 0x0123_4567_89ab_cdef, &label)
-        .unwrap();
+    let client = Client::start(
+        Tokio,
+        transport,
+        config,
+        hello,
+        0x0123_4567_89ab_cdef,
+        &label,
+    )
+    .unwrap();
     tokio::time::timeout(Duration::from_secs(5), client.wait_open())
         .await
         .unwrap()
@@ -253,7 +260,11 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
     let records = records(&logs);
     // Both halves are in the capture, or the checks below prove nothing.
     assert!(records.iter().any(|r| !r.tungstenite), "{}", dump());
-    assert!(records.iter().any(|r| r.tungstenite && r.client), "{}", dump());
+    assert!(
+        records.iter().any(|r| r.tungstenite && r.client),
+        "{}",
+        dump()
+    );
 
     // tether's own records never hold a secret, in clear or hex-encoded.
     for r in records.iter().filter(|r| !r.tungstenite) {
@@ -288,7 +299,11 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
     };
     let request = at_trace(&[("tungstenite::handshake::client", "Request")]);
     assert_eq!(leaks("SECRET123"), request, "the query token\n{}", dump());
-    assert_eq!(leaks("AUTH-SECRET-789"), request, "the Authorization header");
+    assert_eq!(
+        leaks("AUTH-SECRET-789"),
+        request,
+        "the Authorization header"
+    );
     assert_eq!(
         leaks("HELLO-SECRET-456"),
         at_trace(&[
@@ -330,7 +345,10 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
     });
     let kept = filtered.text();
     assert!(!kept.contains("RECORD-1"), "{kept}");
-    assert!(kept.contains("RECORD-2") && kept.contains("RECORD-3"), "{kept}");
+    assert!(
+        kept.contains("RECORD-2") && kept.contains("RECORD-3"),
+        "{kept}"
+    );
 }
 
 /// The test's secrets: the URL's query token, the `Authorization` header, the hello's
@@ -381,7 +399,11 @@ fn records(logs: &str) -> Vec<Record> {
         .into_iter()
         .map(|text| {
             let first = text.lines().next().unwrap_or_default();
-            let level = first.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let level = first
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
             let target = text
                 .split_once("log.target=\"")
                 .and_then(|(_, rest)| rest.split_once('"'))
@@ -390,7 +412,13 @@ fn records(logs: &str) -> Vec<Record> {
             let message = first
                 .split_once(": log: ")
                 .or_else(|| first.split_once(" log: "))
-                .map(|(_, m)| m.split([':', '{']).next().unwrap_or_default().trim().to_owned())
+                .map(|(_, m)| {
+                    m.split([':', '{'])
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                })
                 .unwrap_or_default();
             Record {
                 level,
