@@ -2,6 +2,8 @@
 //! tether's client) and client (for tether's server). It does the HTTP upgrade by hand,
 //! then sends whatever frames a case builds — invalid ones included, which no library
 //! would send — and reports the close frame the other side answered with.
+//! [`Scripted`] goes one level up: a script reads the client's frames and answers as a
+//! profile's server would (a hello acknowledged, a request id echoed in hostile events).
 //!
 //! Blocking std sockets on threads of their own, so the same peer serves both runtimes;
 //! every read has a timeout, every loop a count.
