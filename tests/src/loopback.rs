@@ -1004,30 +1004,47 @@ pub async fn stopped_reader_trips_the_send_deadline<A: Adapter>(a: &A) {
 }
 
 /// 5. The server keeps the socket but answers nothing (no pongs): stale detection
-///    aborts the connection within `stale_after` of the last frame, and the session
-///    reconnects.
+///    aborts the connection no sooner than `stale_after` after the last frame received,
+///    and not much later, and the session reconnects.
 pub async fn silent_server_goes_stale<A: Adapter>(a: &A) {
     let _slot = timing_slot().await;
     let server = Server::start();
     let client = open(a, &server, build(config())).await;
     let mut statuses: Statuses = Box::pin(client.status_changes());
     let mut events: Events = Box::pin(client.events());
-    // Let a ping and its pong pass first, so "the last frame" is a pong.
+    // Let a ping and its pong pass first, so liveness has seen traffic.
     a.sleep(PING + PING / 2).await;
-    let silent_at = a.now();
+    // The last frames the server sends are the answer to this request (and perhaps a
+    // pong just after it): sent after `asked`, so the client's last receipt is no earlier.
+    // Once `stop_answering` returns the server sends nothing, so it is no later than
+    // `silent_at`. The threshold is measured from both ends of that window.
+    let asked = a.now();
+    echo_works(a, &client, 1).await;
     server.stop_answering().await;
+    let silent_at = a.now();
     let reason = find_event(a, &mut events, "disconnect", |ev| match ev {
         Event::Disconnected { reason, .. } => Some(reason.clone()),
         _ => None,
     })
     .await;
-    let detected = a.now() - silent_at;
+    let detected = a.now();
     assert_eq!(reason, DisconnectReason::Stale, "[{}]", a.name());
-    // The last pong arrived at most one ping interval (plus a round trip) before.
+    // Never before the threshold has passed since the last frame received: measured from
+    // a time that precedes it, with nothing taken off.
     assert!(
-        detected + PING + MARGIN >= STALE && detected < STALE + MARGIN,
-        "[{}] stale after {detected:?}",
-        a.name()
+        detected - asked >= STALE,
+        "[{}] stale {:?} after the last answer was asked for ({:?} of silence)",
+        a.name(),
+        detected - asked,
+        detected - silent_at
+    );
+    // And within the threshold plus one ping interval (the check may wait for the next
+    // tick) and a scheduling margin after the last frame that could have arrived.
+    assert!(
+        detected - silent_at < STALE + PING + MARGIN,
+        "[{}] stale only {:?} after the server went silent",
+        a.name(),
+        detected - silent_at
     );
     assert_eq!(next_status(a, &mut statuses).await, Status::Reconnecting);
     assert_eq!(next_status(a, &mut statuses).await, Status::Open);

@@ -2,6 +2,8 @@
 //! tether's client) and client (for tether's server). It does the HTTP upgrade by hand,
 //! then sends whatever frames a case builds — invalid ones included, which no library
 //! would send — and reports the close frame the other side answered with.
+//! [`Scripted`] goes one level up: a script reads the client's frames and answers as a
+//! profile's server would (a hello acknowledged, a request id echoed in hostile events).
 //!
 //! Blocking std sockets on threads of their own, so the same peer serves both runtimes;
 //! every read has a timeout, every loop a count.
@@ -10,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -204,20 +206,7 @@ impl RawServer {
                     let _ = s.write_all(refusal.as_bytes());
                     continue;
                 }
-                let key = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("sec-websocket-key")
-                            .then(|| v.trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                let reply = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                    derive_accept_key(key.as_bytes())
-                );
-                if s.write_all(reply.as_bytes()).is_err() {
+                if accept_upgrade(&mut s, &head).is_err() {
                     continue;
                 }
                 if i == 0 {
@@ -278,4 +267,220 @@ pub fn client_case(addr: SocketAddr, case: &[u8]) -> io::Result<Answer> {
     }
     let _ = s.write_all(case);
     Ok(read_answer(&mut s))
+}
+
+/// Answers the HTTP upgrade already read as `head` with a 101.
+fn accept_upgrade(s: &mut TcpStream, head: &str) -> io::Result<()> {
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    s.write_all(reply.as_bytes())
+}
+
+/// The largest client frame a [`RawConn`] reads: the scripts' clients send small JSON.
+const MAX_READ: u64 = 1 << 20;
+
+/// What a [`RawConn`] read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text frame (a single-frame message: tether's client does not fragment).
+    Text(String),
+    /// A close frame.
+    Close,
+    /// The socket ended, or sent what the peer cannot read.
+    Ended,
+    /// Nothing before the deadline.
+    Silent,
+}
+
+/// One upgraded connection, driven by a script: it reads the client's text frames and
+/// writes frames of its own, so a case can answer what the client sent (a hello, a
+/// request id) and count what it sent in a window.
+pub struct RawConn {
+    s: TcpStream,
+}
+
+impl RawConn {
+    /// Writes `text` as one unmasked text frame.
+    ///
+    /// # Errors
+    ///
+    /// The write failed (the client went away, or stopped reading for [`PEER_TIMEOUT`]).
+    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.s.write_all(&frame(0x81, text.as_bytes(), None))
+    }
+
+    /// Writes bytes as they are (several frames at once, say).
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_text`](Self::send_text).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.s.write_all(bytes)
+    }
+
+    /// The next text or close frame before `deadline`, skipping pings, pongs and binary
+    /// frames (pings are not answered: the scripts are shorter than any stale threshold).
+    pub fn next_text(&mut self, deadline: Instant) -> Incoming {
+        for _ in 0..100_000 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Incoming::Silent;
+            };
+            if left.is_zero() || self.s.set_read_timeout(Some(left)).is_err() {
+                return Incoming::Silent;
+            }
+            let mut h = [0u8; 2];
+            match self.s.read_exact(&mut h) {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return Incoming::Silent;
+                }
+                Err(_) => return Incoming::Ended,
+            }
+            // The rest of a frame whose header arrived follows at once on loopback.
+            self.s.set_read_timeout(Some(PEER_TIMEOUT)).ok();
+            let Some(payload) = self.read_payload(h) else {
+                return Incoming::Ended;
+            };
+            match h[0] & 0x0f {
+                0x1 => return Incoming::Text(String::from_utf8_lossy(&payload).into_owned()),
+                0x8 => return Incoming::Close,
+                _ => {}
+            }
+        }
+        Incoming::Silent
+    }
+
+    /// The text frames the client sent within `window` (at most 100,000).
+    pub fn texts_within(&mut self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut texts = Vec::new();
+        while texts.len() < 100_000 {
+            match self.next_text(deadline) {
+                Incoming::Text(t) => texts.push(t),
+                _ => break,
+            }
+        }
+        texts
+    }
+
+    /// Reads the length, mask and payload of a frame whose first two bytes are `h`.
+    fn read_payload(&mut self, h: [u8; 2]) -> Option<Vec<u8>> {
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0; 2];
+                self.s.read_exact(&mut b).ok()?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0; 8];
+                self.s.read_exact(&mut b).ok()?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        if len > MAX_READ {
+            return None;
+        }
+        let mut key = [0u8; 4];
+        if h[1] & 0x80 != 0 {
+            self.s.read_exact(&mut key).ok()?;
+        }
+        // `len` is at most `MAX_READ`, which fits any usize.
+        let mut payload = vec![0; usize::try_from(len).ok()?];
+        self.s.read_exact(&mut payload).ok()?;
+        if h[1] & 0x80 != 0 {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= key[i % 4];
+            }
+        }
+        Some(payload)
+    }
+}
+
+/// A server whose first connection is driven by a script (see [`RawConn`]); later ones
+/// (the client's reconnects) are upgraded and held open. The script's result arrives on
+/// [`Scripted::result`].
+pub struct Scripted<T> {
+    addr: SocketAddr,
+    results: mpsc::Receiver<T>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl<T: Send + 'static> Scripted<T> {
+    /// Serves on 127.0.0.1, on a free port, at most `max` connections; `script` runs on
+    /// the first, on a thread of its own. Every write has a timeout of [`PEER_TIMEOUT`].
+    ///
+    /// # Panics
+    ///
+    /// If it cannot bind.
+    #[must_use]
+    pub fn start(max: usize, script: impl FnOnce(&mut RawConn) -> T + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, results) = mpsc::channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            let mut script = Some(script);
+            let mut held = Vec::new();
+            for _ in 0..max {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(head) = read_head(&mut s) else {
+                    continue;
+                };
+                if accept_upgrade(&mut s, &head).is_err() {
+                    continue;
+                }
+                s.set_write_timeout(Some(PEER_TIMEOUT)).ok();
+                match script.take() {
+                    Some(script) => {
+                        let mut conn = RawConn { s };
+                        let _ = tx.send(script(&mut conn));
+                        held.push(conn.s);
+                    }
+                    None => held.push(s),
+                }
+            }
+        });
+        Scripted {
+            addr,
+            results,
+            connections,
+        }
+    }
+
+    /// The URL to connect to.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// The script's result, waiting up to `limit`.
+    #[must_use]
+    pub fn result(&self, limit: Duration) -> Option<T> {
+        self.results.recv_timeout(limit).ok()
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
 }

@@ -10,18 +10,23 @@
 //! codec refuses them at the header, so the answer proves nothing was buffered.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::channel::oneshot;
-use tether_core::profiles::{HelloAck, Raw};
+use serde_json::{Value, json};
+use tether_core::profiles::{
+    Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest, Raw,
+};
 use tether_core::server::{EndCause, ServerConfig};
 use tether_core::{
-    ClosePolicy, Config, DisconnectReason, EndReason, Event, FrameViolation, Jitter, Violation,
+    ClosePolicy, Config, DisconnectReason, EndReason, Event, FrameViolation, Jitter, Status,
+    StreamEnd, StreamEventKind, Violation,
 };
 use tether_driver::server::GuardConfig;
 use tether_tests::raw_peer::{
-    Answer, MASK, PEER_TIMEOUT, RawServer, client_case, close_payload, frame, header,
+    Answer, Incoming, MASK, PEER_TIMEOUT, RawConn, RawServer, Scripted, client_case, close_payload,
+    frame, header,
 };
 use tether_tests::runtimes::{OnSmol, OnTokio, TestRuntime, within};
 
@@ -512,6 +517,333 @@ async fn an_unfinished_message_times_out<A: TestRuntime>(a: &A) {
     client.terminate();
 }
 
+// ---- protocol-level cases: a raw server speaking the profile ---------------------------
+
+/// The next JSON text frame the client sent, within `deadline`.
+fn next_json(c: &mut RawConn, deadline: Instant) -> Result<Value, String> {
+    match c.next_text(deadline) {
+        Incoming::Text(t) => serde_json::from_str(&t).map_err(|e| format!("not JSON: {e}")),
+        other => Err(format!("expected a text frame, got {other:?}")),
+    }
+}
+
+/// Reads the hello, acknowledges it, and returns the id of the next request.
+fn hello_then_request(c: &mut RawConn, deadline: Instant) -> Result<u64, String> {
+    let hello = next_json(c, deadline)?;
+    if hello["type"] != "hello" {
+        return Err(format!("expected the hello, got type {}", hello["type"]));
+    }
+    c.send_text(r#"{"type":"hello_ack"}"#)
+        .map_err(|e| e.to_string())?;
+    request_id(c, deadline)
+}
+
+/// The id of the next request frame.
+fn request_id(c: &mut RawConn, deadline: Instant) -> Result<u64, String> {
+    let req = next_json(c, deadline)?;
+    if req["type"] != "request" {
+        return Err(format!("expected a request, got type {}", req["type"]));
+    }
+    req["id"].as_u64().ok_or_else(|| "a request id".to_owned())
+}
+
+fn respond(c: &mut RawConn, id: u64, result: &Value) -> Result<(), String> {
+    let res = json!({ "type": "response", "id": id, "result": result });
+    c.send_text(&res.to_string()).map_err(|e| e.to_string())
+}
+
+fn hello_ack() -> HelloAck {
+    HelloAck::new(|| json!({ "type": "hello" }))
+}
+
+/// A stream event numbered `u64::MAX`, then its terminal (and two late ones): no panic, no
+/// gap computed past the last seq, exactly one terminal; the request's response arrives
+/// and the next request succeeds.
+async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
+    let server = Scripted::start(2, |c| -> Result<(), String> {
+        let deadline = Instant::now() + PEER_TIMEOUT;
+        let id = hello_then_request(c, deadline)?;
+        let key = id.to_string();
+        let write =
+            |c: &mut RawConn, v: Value| c.send_text(&v.to_string()).map_err(|e| e.to_string());
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"}),
+        )?;
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":1,"state":"final"}),
+        )?;
+        write(c, json!({"type":"event","stream":key,"state":"final"}))?;
+        write(
+            c,
+            json!({"type":"event","stream":key,"seq":u64::MAX,"state":"error","message":"late"}),
+        )?;
+        write(c, json!({"type":"marker"}))?;
+        respond(c, id, &json!({ "done": true }))?;
+        let next = request_id(c, deadline)?;
+        respond(c, next, &json!(3))
+    });
+    let tag = format!("[{}] seq u64::MAX", a.name());
+    let client = a
+        .start(&server.url(), client_config(), hello_ack())
+        .expect("start");
+    let mut events = Box::pin(client.events());
+    let (key, stream, response, next, seen) = within(a, LIMIT, &tag, async {
+        let mut call = client
+            .stream(
+                HelloAckRequest::new("generate", json!({})).streaming(),
+                None,
+            )
+            .await
+            .expect("the stream request is accepted");
+        let key = call.id.get().to_string();
+        let mut stream = Vec::new();
+        while let Some(ev) = call.events.next().await {
+            stream.push(ev.kind);
+        }
+        let response = call.response().await;
+        let next = client
+            .request(HelloAckRequest::new("sum", json!([1, 2])))
+            .await;
+        // Everything the session reported up to the marker the server wrote after the
+        // stream's frames.
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next().await {
+            if matches!(&ev, Event::Message(m) if m["type"] == "marker") {
+                break;
+            }
+            seen.push(ev);
+        }
+        (key, stream, response, next, seen)
+    })
+    .await;
+    assert_eq!(
+        stream,
+        vec![
+            StreamEventKind::Delta {
+                text: Some("a".to_owned()),
+                payload: json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"}),
+            },
+            StreamEventKind::Final {
+                text: Some("a".to_owned()),
+                payload: json!({"type":"event","stream":key,"seq":1,"state":"final"}),
+            },
+        ],
+        "{tag}: the stream"
+    );
+    let kinds: Vec<_> = seen
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Stream(s) => Some(&s.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| k.is_terminal()).count(),
+        1,
+        "{tag}: exactly one terminal: {kinds:?}"
+    );
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| matches!(k, StreamEventKind::Gap { .. })),
+        "{tag}: no gap: {kinds:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|ev| matches!(ev, Event::Disconnected { .. } | Event::Violation { .. })),
+        "{tag}: {seen:?}"
+    );
+    assert_eq!(
+        response.expect("the response"),
+        json!({ "done": true }),
+        "{tag}"
+    );
+    assert_eq!(next.expect("the next request"), json!(3), "{tag}");
+    assert_eq!(
+        server.result(LIMIT),
+        Some(Ok(())),
+        "{tag}: the server's script"
+    );
+    assert_eq!(server.connections(), 1, "{tag}: no reconnect");
+    client.terminate();
+}
+
+/// The gateway's challenge, as the real one sends it.
+const CHALLENGE: &str = r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1737264000000,"capabilities":["chat"]}}"#;
+
+/// How many challenges the flooding gateway writes in one go.
+const CHALLENGES: usize = 10_000;
+
+/// A gateway that writes 10,000 `connect.challenge` frames at once gets exactly one
+/// `connect` request, then opens the session with its `hello-ok`; each repeated challenge
+/// is a violation, reported (none lost) through the bounded event mailbox.
+async fn a_challenge_flood_gets_one_connect<A: TestRuntime>(a: &A) {
+    let server = Scripted::start(2, |c| -> Result<Vec<Value>, String> {
+        let flood = frame(0x81, CHALLENGE.as_bytes(), None).repeat(CHALLENGES);
+        c.write_raw(&flood).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + LIMIT;
+        let connect = next_json(c, deadline)?;
+        let res = json!({
+            "type": "res", "id": connect["id"], "ok": true,
+            "payload": { "type": "hello-ok", "protocol": 4, "policy": { "tickIntervalMs": 30000 } },
+        });
+        c.send_text(&res.to_string()).map_err(|e| e.to_string())?;
+        // Every frame up to the request the test sends once open: any second `connect`
+        // (written for a later challenge, all of which precede the `hello-ok`) is here.
+        let mut sent = vec![connect];
+        for _ in 0..CHALLENGES {
+            let f = next_json(c, deadline)?;
+            let done = f["method"] == "health";
+            if done {
+                let ok =
+                    json!({ "type": "res", "id": f["id"], "ok": true, "payload": { "ok": true } });
+                c.send_text(&ok.to_string()).map_err(|e| e.to_string())?;
+            }
+            sent.push(f);
+            if done {
+                break;
+            }
+        }
+        Ok(sent)
+    });
+    let tag = format!("[{}] {CHALLENGES} challenges", a.name());
+    let gateway = Gateway::new(GatewayOptions::default());
+    let client = a
+        .start(&server.url(), client_config(), gateway)
+        .expect("start");
+    let mut events = Box::pin(client.events());
+    let (violations, others) = within(a, LIMIT, &format!("{tag}: open"), async {
+        let mut violations = Vec::new();
+        let mut others = Vec::new();
+        while let Some(ev) = events.next().await {
+            match ev {
+                Event::Opened { .. } => return (violations, others),
+                Event::Violation { violation, .. } => violations.push(violation),
+                other => others.push(format!("{other:?}")),
+            }
+        }
+        panic!("{tag}: events ended")
+    })
+    .await;
+    assert_eq!(
+        violations.len(),
+        CHALLENGES - 1,
+        "{tag}: one violation per repeat"
+    );
+    assert!(
+        violations
+            .iter()
+            .all(|v| *v == Violation::UnexpectedHandshake),
+        "{tag}"
+    );
+    assert!(others.is_empty(), "{tag}: {others:?}");
+    let health = within(a, LIMIT, &format!("{tag}: a request"), async {
+        client.request(GatewayRequest::new("health", None)).await
+    })
+    .await;
+    assert_eq!(health.expect("health"), json!({ "ok": true }), "{tag}");
+    let sent = server
+        .result(LIMIT)
+        .expect("the script ends")
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
+    let methods: Vec<_> = sent.iter().map(|f| f["method"].clone()).collect();
+    assert_eq!(
+        methods,
+        vec![json!("connect"), json!("health")],
+        "{tag}: what the peer received"
+    );
+    assert_eq!(server.connections(), 1, "{tag}: no reconnect");
+    client.terminate();
+}
+
+/// Stream text the peer sends in all: 100 MiB.
+const FLOOD_TEXT: usize = 100 << 20;
+/// The text of each delta: 64 KiB.
+const DELTA_TEXT: usize = 64 << 10;
+
+/// 100 MiB of deltas on one stream against the default 1 MiB `max_text`: the stream ends
+/// with `Ended(TextTooLong)` at the delta that would pass the budget, the rest is dropped
+/// as late, and the session stays open: the stream's response and a next request succeed.
+async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
+    let server = Scripted::start(2, |c| -> Result<usize, String> {
+        let deadline = Instant::now() + LIMIT;
+        let id = hello_then_request(c, deadline)?;
+        let text = "x".repeat(DELTA_TEXT);
+        let mut written = 0;
+        for seq in 1..=(FLOOD_TEXT / DELTA_TEXT) as u64 {
+            let ev = json!({"type":"event","stream":id.to_string(),"seq":seq,"state":"delta","text":text});
+            c.send_text(&ev.to_string())
+                .map_err(|e| format!("after {written} bytes: {e}"))?;
+            written += DELTA_TEXT;
+        }
+        let end = json!({"type":"event","stream":id.to_string(),"state":"final"});
+        c.send_text(&end.to_string()).map_err(|e| e.to_string())?;
+        respond(c, id, &json!({ "done": true }))?;
+        let next = request_id(c, deadline)?;
+        respond(c, next, &json!(3))?;
+        Ok(written)
+    });
+    let tag = format!("[{}] 100 MiB of stream text", a.name());
+    let client = a
+        .start(&server.url(), client_config(), hello_ack())
+        .expect("start");
+    let (deltas, end, response, next) = within(a, LIMIT * 6, &tag, async {
+        client.wait_open().await.expect("opens");
+        let mut call = client
+            .stream(
+                HelloAckRequest::new("generate", json!({})).streaming(),
+                None,
+            )
+            .await
+            .expect("the stream request is accepted");
+        let mut deltas = 0;
+        let mut end = None;
+        while let Some(ev) = call.events.next().await {
+            match ev.kind {
+                StreamEventKind::Delta { .. } if end.is_none() => deltas += 1,
+                other => {
+                    assert!(end.is_none(), "nothing after the terminal: {other:?}");
+                    end = Some(other);
+                }
+            }
+        }
+        let response = call.response().await;
+        let next = client
+            .request(HelloAckRequest::new("sum", json!([1, 2])))
+            .await;
+        (deltas, end, response, next)
+    })
+    .await;
+    // 16 deltas of 64 KiB make exactly 1 MiB; the 17th would pass it.
+    assert_eq!(
+        deltas,
+        (1 << 20) / DELTA_TEXT,
+        "{tag}: deltas within the budget"
+    );
+    assert_eq!(
+        end,
+        Some(StreamEventKind::Ended(StreamEnd::TextTooLong)),
+        "{tag}"
+    );
+    assert_eq!(
+        response.expect("the response"),
+        json!({ "done": true }),
+        "{tag}"
+    );
+    assert_eq!(next.expect("the next request"), json!(3), "{tag}");
+    assert_eq!(client.status(), Status::Open, "{tag}");
+    assert_eq!(
+        server.result(LIMIT),
+        Some(Ok(FLOOD_TEXT)),
+        "{tag}: all of it written"
+    );
+    assert_eq!(server.connections(), 1, "{tag}: no reconnect");
+    client.terminate();
+}
+
 async fn every_client_case<A: TestRuntime>(a: &A) {
     an_unfinished_message_times_out(a).await;
     a_silent_server_is_reset(a).await;
@@ -530,6 +862,22 @@ async fn a_hostile_server_gets_typed_outcomes_and_rfc_close_codes_on_tokio() {
 #[test]
 fn a_hostile_server_gets_typed_outcomes_and_rfc_close_codes_on_smol() {
     smol::block_on(every_client_case(&OnSmol));
+}
+
+async fn every_protocol_case<A: TestRuntime>(a: &A) {
+    a_last_seq_then_its_terminal(a).await;
+    a_challenge_flood_gets_one_connect(a).await;
+    a_hundred_mib_stream_ends_too_long(a).await;
+}
+
+#[tokio::test]
+async fn a_hostile_server_speaking_the_profiles_is_survived_on_tokio() {
+    every_protocol_case(&OnTokio).await;
+}
+
+#[test]
+fn a_hostile_server_speaking_the_profiles_is_survived_on_smol() {
+    smol::block_on(every_protocol_case(&OnSmol));
 }
 
 // ---- tether's server against a hostile client ------------------------------------------
