@@ -231,6 +231,11 @@ impl State {
             .is_ok()
     }
 
+    /// Payload bytes buffered for `recv` and not yet taken.
+    pub(crate) fn inbound_buffered(&self) -> usize {
+        self.inbound_bytes.load(Ordering::Acquire)
+    }
+
     /// Gives back the bytes of a message taken by `recv` (or never buffered after all).
     pub(crate) fn release_inbound(&self, size: usize) {
         // Saturating: every release matches an earlier charge of the same size, so this
@@ -489,7 +494,7 @@ impl Guarded {
     /// taken; at most [`GuardConfig::inbound_bytes`], or one message larger than that.
     #[must_use]
     pub fn inbound_bytes(&self) -> usize {
-        self.inner.shared.inbound_bytes.load(Ordering::Acquire)
+        self.inner.shared.inbound_buffered()
     }
 
     /// The connection's clock (its runtime's).

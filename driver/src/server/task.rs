@@ -278,7 +278,12 @@ impl<R: Runtime> Control<R> {
             if !self.warned_inbound {
                 self.warned_inbound = true;
                 let conn = self.machine.conn();
-                tracing::warn!(%conn, "application not reading; inbound messages dropped");
+                tracing::warn!(
+                    %conn,
+                    bytes = size,
+                    buffered_bytes = self.state.inbound_buffered(),
+                    "application not reading; inbound messages dropped"
+                );
             }
         }
     }
