@@ -49,6 +49,13 @@ pub const CMD_CAPACITY: usize = 1024;
 /// How many events a subscriber may have unread before the session stops reading from the
 /// socket until it catches up.
 pub const SUBSCRIBER_CAPACITY: usize = 1024;
+/// How many bytes of inbound frames the events an [`events`](Client::events) subscriber
+/// has not yet taken may stand for before the session stops reading from the socket until
+/// it catches up: 8 MiB. An event is charged with the frames read to produce it (the
+/// driver cannot see an event's own size; the frame's is a `Protocol`-independent hint,
+/// and a decoded event may well take a few times as much memory as its frame). A
+/// subscriber thus holds back at most this plus one frame (`max_inbound_frame`).
+pub const SUBSCRIBER_BYTES: usize = 8 << 20;
 /// How many stream events a stream consumer may have unread before its subscription ends.
 pub const STREAM_CAPACITY: usize = 4096;
 
@@ -72,7 +79,7 @@ impl<P: Protocol> Shared<P> {
         *lock(&self.status) = to;
         // Never dropped for a slow subscriber: its full mailbox holds the loop's sources
         // back instead (see `has_room`), so no change is skipped.
-        lock(&self.statuses).retain(|sub| sub.push_all([to]));
+        lock(&self.statuses).retain(|sub| sub.push_all([to], 0));
     }
 
     pub(crate) fn touch(&self, last: Option<Instant>) {
@@ -80,8 +87,9 @@ impl<P: Protocol> Shared<P> {
     }
 
     /// Hands every event of `events` to every subscriber, in order, one lock and one
-    /// wake-up per subscriber; leaves `events` empty.
-    pub(crate) fn publish(&self, events: &mut Vec<Event<P>>) {
+    /// wake-up per subscriber, charging each with `bytes`, the inbound frames read to
+    /// produce them; leaves `events` empty.
+    pub(crate) fn publish(&self, events: &mut Vec<Event<P>>, bytes: usize) {
         if events.is_empty() {
             return;
         }
@@ -89,9 +97,9 @@ impl<P: Protocol> Shared<P> {
         if let Some((last, rest)) = subs.split_last() {
             let mut gone = false;
             for sub in rest {
-                gone |= !sub.push_all(events.iter().cloned());
+                gone |= !sub.push_all(events.iter().cloned(), bytes);
             }
-            gone |= !last.push_all(events.drain(..));
+            gone |= !last.push_all(events.drain(..), bytes);
             if gone {
                 subs.retain(|sub| !sub.is_abandoned());
             }
@@ -107,6 +115,23 @@ impl<P: Protocol> Shared<P> {
             .iter()
             .all(|sub| sub.has_room_for(cx, owed))
             && lock(&self.statuses).iter().all(|sub| sub.has_room(cx))
+    }
+
+    /// How many bytes of frames the loop may read now: the least any event subscriber
+    /// has room for ([`SUBSCRIBER_BYTES`] less what it holds), zero while any subscriber
+    /// (events or status changes) is full in count; the loop is woken when that changes.
+    pub(crate) fn read_allowance(&self, cx: &mut std::task::Context<'_>) -> usize {
+        if !lock(&self.statuses).iter().all(|sub| sub.has_room(cx)) {
+            return 0;
+        }
+        let mut allowance = usize::MAX;
+        for sub in lock(&self.events).iter() {
+            allowance = allowance.min(sub.read_allowance(cx));
+            if allowance == 0 {
+                break;
+            }
+        }
+        allowance
     }
 
     /// Ends every subscription after what it has queued: the session loop is gone.
@@ -452,7 +477,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     /// [`SUBSCRIBER_CAPACITY`] changes behind holds the session back (no reading, no
     /// commands, no timers) until it catches up, so drop a stream you no longer read.
     pub fn status_changes(&self) -> impl Stream<Item = Status> + Send + use<P> {
-        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY);
+        // Status changes carry no frame: counted, never charged bytes.
+        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY, usize::MAX);
         lock(&self.shared.statuses).push(mailbox);
         subscription
     }
@@ -464,13 +490,16 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     /// events plus the responses owed to the requests in flight reach the capacity. So
     /// its mailbox never holds more than the capacity plus one batch of one source (a
     /// read batch, one round of commands, or the timers due at one instant), whatever the
-    /// event kind, and the peer feels the backpressure. A subscriber that stops reading for longer than the liveness bound
-    /// therefore makes the connection look stale. Drop a stream you no longer read.
+    /// event kind, and the peer feels the backpressure. Reading is also held back while
+    /// its unread events stand for [`SUBSCRIBER_BYTES`] of inbound frames (a read stops
+    /// after the frame that crosses it), so it never holds more than that plus one frame
+    /// of what it was sent. A subscriber that stops reading for longer than the liveness
+    /// bound therefore makes the connection look stale. Drop a stream you no longer read.
     pub fn events(&self) -> impl Stream<Item = Event<P>> + Send + use<P>
     where
         Event<P>: Send,
     {
-        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY);
+        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY, SUBSCRIBER_BYTES);
         lock(&self.shared.events).push(mailbox);
         subscription
     }

@@ -536,3 +536,55 @@ fn idle_reports_the_time_since_the_last_activity() {
         "a message is activity"
     );
 }
+
+/// Brief E / reliability review U3: 64 messages of 1 MiB to an `events()` subscriber
+/// nobody polls. The count (1,024) would let the loop read them all (64 MiB held); the
+/// byte budget stops reading once the unread events stand for `SUBSCRIBER_BYTES` of
+/// frames (plus the one frame that crossed it). Once the subscriber reads, the rest
+/// arrives, in order, none lost.
+#[test]
+fn an_unpolled_subscriber_holds_reading_back_by_bytes() {
+    const SIZE: usize = 1 << 20;
+    const SENT: usize = 64;
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    assert_eq!(client.status(), Status::Open);
+    let mut events = client.events();
+    for i in 0..SENT {
+        let mut text = format!("{i:04}");
+        text.extend(std::iter::repeat_n('x', SIZE - 4));
+        peer.say(&text);
+    }
+    let bytes = || {
+        lock(&client.shared.events)
+            .iter()
+            .map(|m| m.bytes())
+            .max()
+            .unwrap_or(0)
+    };
+    let bound = SUBSCRIBER_BYTES + SIZE;
+    for _ in 0..4 {
+        rt.run();
+        assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
+    }
+    assert!(
+        mailbox_len(&client) < SENT,
+        "reading was held back: {} events queued",
+        mailbox_len(&client)
+    );
+    let mut seen = Vec::new();
+    for _ in 0..1_000 {
+        for event in take_ready(&mut events) {
+            if let Event::Message(m) = event {
+                seen.push(m[..4].parse::<usize>().unwrap());
+            }
+        }
+        if seen.len() == SENT {
+            break;
+        }
+        rt.run();
+        assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
+    }
+    assert_eq!(seen, (0..SENT).collect::<Vec<_>>());
+}

@@ -144,12 +144,13 @@ impl Conn {
     }
 
     /// Advances the connection as far as it can go without waiting, appending every fact
-    /// it learns to `inputs` in the order it learned them. With `read` false, frames stay
-    /// unread (the subscribers are full); opening and writing go on.
+    /// it learns to `inputs` in the order it learned them. Reading stops after the frame
+    /// that brings the payload bytes read to `read`; with `read` zero, frames stay unread
+    /// (the subscribers are full); opening and writing go on.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        read: bool,
+        mut read: usize,
         inputs: &mut Vec<Input>,
     ) -> Step {
         let conn = self.id;
@@ -207,10 +208,17 @@ impl Conn {
                 }
             }
         }
-        for _ in 0..if read { READ_BUDGET } else { 0 } {
+        for _ in 0..READ_BUDGET {
+            if read == 0 {
+                break;
+            }
             let ended = match stream.as_mut().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Incoming::Frame(frame)))) => {
+                    if let tether_core::InFrame::Text(b) | tether_core::InFrame::Binary(b) = &frame
+                    {
+                        read = read.saturating_sub(b.len());
+                    }
                     inputs.push(Input::FrameReceived { conn, frame });
                     None
                 }

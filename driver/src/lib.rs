@@ -36,7 +36,8 @@ mod ws;
 mod ws_link;
 
 pub use client::{
-    CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, StreamCall,
+    CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_BYTES,
+    SUBSCRIBER_CAPACITY, StreamCall,
 };
 pub use connect::{
     KEEPALIVE, SendProtocol, configure_socket, connect_ws, connect_ws_with, os_seed,

@@ -12,8 +12,8 @@ use std::time::Instant;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
-    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, SessionError,
-    Status, StreamEnd, StreamEvent, StreamEventKind,
+    CloseCode, ConnId, EndReason, Event, InFrame, Input, Output, Protocol, RequestId, Session,
+    SessionError, Status, StreamEnd, StreamEvent, StreamEventKind,
 };
 
 use crate::record::{Options, Tap};
@@ -58,6 +58,9 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     handles_gone: bool,
     /// Events of this drain, handed to the subscribers together at its end.
     published: Vec<Event<P>>,
+    /// Bytes of the data frames read since the last publish: what the events published
+    /// next are charged with in the subscribers' byte budgets.
+    read_bytes: usize,
     /// The time of the current round.
     now: Instant,
     calls: BTreeMap<RequestId, Reply<P>>,
@@ -80,7 +83,7 @@ impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
             let reason = EndReason::Failed(SessionError::Stopped);
             self.shared.set_status(Status::Failed);
             self.published.push(Event::Ended(reason.clone()));
-            self.shared.publish(&mut self.published);
+            self.shared.publish(&mut self.published, 0);
             for w in self.open_waiters.drain(..) {
                 let _ = w.send(Err(reason.clone()));
             }
@@ -114,6 +117,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             handles_gone: false,
             now,
             published: Vec::new(),
+            read_bytes: 0,
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
             open_waiters: Vec::new(),
@@ -205,11 +209,28 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     fn poll_conns(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
         let mut finished = Vec::new();
-        // A subscriber with a full mailbox holds reading back; it wakes the loop when it
-        // has caught up.
-        let read = self.conns.is_empty() || self.shared.have_room(cx, 0);
+        // A subscriber with a full mailbox (in count or in bytes) holds reading back; it
+        // wakes the loop when it has caught up. Otherwise a batch of reads stops after the
+        // frame that reaches the bytes it still has room for.
+        let allowance = if self.conns.is_empty() {
+            0
+        } else {
+            self.shared.read_allowance(cx)
+        };
         for (id, conn) in &mut self.conns {
-            let step = conn.poll(cx, read, &mut self.inputs);
+            let start = self.inputs.len();
+            let step = conn.poll(cx, allowance, &mut self.inputs);
+            let read: usize = self.inputs[start..]
+                .iter()
+                .map(|input| match input {
+                    Input::FrameReceived {
+                        frame: InFrame::Text(b) | InFrame::Binary(b),
+                        ..
+                    } => b.len(),
+                    _ => 0,
+                })
+                .sum();
+            self.read_bytes = self.read_bytes.saturating_add(read);
             progressed |= step.progressed;
             if step.finished {
                 finished.push((*id, step.abandoned));
@@ -326,7 +347,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             }
             self.feed();
         }
-        self.shared.publish(&mut self.published);
+        let bytes = std::mem::take(&mut self.read_bytes);
+        self.shared.publish(&mut self.published, bytes);
         self.shared.touch(self.session.last_activity());
     }
 

@@ -888,3 +888,103 @@ async fn join_and_leave_during_broadcasts_tokio() {
 fn join_and_leave_during_broadcasts_smol() {
     smol::block_on(join_and_leave_during_broadcasts(&OnSmol));
 }
+
+// ---- the inbound byte budget -------------------------------------------------------------
+
+/// Reliability review U3: a client sends 64 messages of 512 KiB (32 MiB) to a connection
+/// whose application does not read. The count (256 messages) would buffer them all; the
+/// byte budget (4 MiB, the default) keeps 8, and the other 56 are dropped and counted —
+/// while the bytes buffered never exceed the budget. Once the application reads, new
+/// messages arrive again.
+async fn inbound_bytes_stay_within_the_budget<R: Net>(rt: &R) {
+    const SIZE: usize = 512 << 10;
+    const SENT: usize = 64;
+    let cfg = config(Duration::from_secs(20), 16);
+    let budget = cfg.inbound_bytes;
+    assert_eq!(budget, 4 << 20, "the documented default");
+    let kept = budget / SIZE;
+    let (addr, mut rx) = rt.serve(cfg, None, 1);
+    let mut client = connect(rt, addr, None).await;
+    let conn = accepted(rt, &mut rx, 1).await.remove(0);
+    let message = |tag: u8| Message::Binary(vec![tag; SIZE].into());
+
+    for tag in 0..SENT {
+        let tag = u8::try_from(tag).unwrap();
+        within(
+            rt,
+            Duration::from_secs(10),
+            "send",
+            client.ws.send(message(tag)),
+        )
+        .await
+        .unwrap();
+    }
+    // Bounded wait for the server to have read them all; the budget holds at every look.
+    let start = rt.now();
+    let limit = Duration::from_secs(20);
+    while conn.dropped_inbound() < (SENT - kept) as u64 {
+        assert!(
+            conn.inbound_bytes() <= budget,
+            "[{}] {} bytes buffered",
+            rt.name(),
+            conn.inbound_bytes()
+        );
+        assert!(
+            rt.now() - start < limit,
+            "[{}] {} dropped within {limit:?}",
+            rt.name(),
+            conn.dropped_inbound()
+        );
+        rt.sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        conn.dropped_inbound(),
+        (SENT - kept) as u64,
+        "[{}]",
+        rt.name()
+    );
+    assert_eq!(conn.inbound_bytes(), kept * SIZE, "[{}]", rt.name());
+    assert!(
+        !conn.is_closed(),
+        "[{}] dropping is not a reason to end",
+        rt.name()
+    );
+
+    // The application reads one message: its bytes are free, and the next one is kept.
+    let first = within(rt, Duration::from_secs(5), "recv", conn.recv()).await;
+    assert_eq!(first, Some(DataFrame::Binary(vec![0; SIZE].into())));
+    within(
+        rt,
+        Duration::from_secs(10),
+        "send",
+        client.ws.send(message(200)),
+    )
+    .await
+    .unwrap();
+    let mut tags = Vec::new();
+    for _ in 0..kept {
+        match within(rt, Duration::from_secs(10), "recv", conn.recv()).await {
+            Some(DataFrame::Binary(b)) => tags.push(b[0]),
+            other => panic!("[{}] {other:?}", rt.name()),
+        }
+    }
+    let expected: Vec<u8> = (1..u8::try_from(kept).unwrap()).chain([200]).collect();
+    assert_eq!(tags, expected, "[{}]", rt.name());
+    assert_eq!(
+        conn.dropped_inbound(),
+        (SENT - kept) as u64,
+        "[{}]",
+        rt.name()
+    );
+    assert_eq!(conn.inbound_bytes(), 0, "[{}]", rt.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_bytes_stay_within_the_budget_tokio() {
+    inbound_bytes_stay_within_the_budget(&OnTokio).await;
+}
+
+#[test]
+fn inbound_bytes_stay_within_the_budget_smol() {
+    smol::block_on(inbound_bytes_stay_within_the_budget(&OnSmol));
+}

@@ -126,6 +126,7 @@ pub fn guard<R: Runtime>(
         id,
         peer,
         config.server.max_pending_writes,
+        config.inbound_bytes,
         Arc::new(move || clock.now()),
     ));
     let (cmds_tx, cmds_rx) = mpsc::unbounded();

@@ -39,6 +39,16 @@ pub struct GuardConfig {
     /// ([`Guarded::dropped_inbound`]) rather than stopping reads, which would starve
     /// liveness. Default 256; at most [`MAX_INBOUND_CAPACITY`].
     pub inbound_capacity: usize,
+    /// Bytes of inbound messages (their payloads) buffered for [`Guarded::recv`] and not
+    /// yet taken, beside the count above: a message that would take the buffer over it
+    /// is dropped and counted in [`Guarded::dropped_inbound`], exactly as when the count
+    /// is full, never buffered. Taking a message with `recv` frees its bytes.
+    ///
+    /// A message larger than the whole budget is still taken when nothing else is
+    /// buffered, so every message the codec admits (`server.max_inbound_frame`) can
+    /// reach the application: at most `max(inbound_bytes, server.max_inbound_frame)`
+    /// bytes are held per connection. Default 4 MiB; at most [`MAX_INBOUND_BYTES`].
+    pub inbound_bytes: usize,
 }
 
 impl Default for GuardConfig {
@@ -47,6 +57,7 @@ impl Default for GuardConfig {
             server: ServerConfig::default(),
             upgrade_timeout: Duration::from_secs(10),
             inbound_capacity: 256,
+            inbound_bytes: 4 << 20,
         }
     }
 }
@@ -56,10 +67,15 @@ impl Default for GuardConfig {
 /// messages is already more than a connection should hold.
 pub const MAX_INBOUND_CAPACITY: usize = 1 << 20;
 
+/// The ceiling of [`GuardConfig::inbound_bytes`]: 1 GiB. More than that per connection is
+/// a mistake, and the ceiling keeps the byte accounting far from overflow.
+pub const MAX_INBOUND_BYTES: usize = 1 << 30;
+
 impl GuardConfig {
     /// Checks the configuration: the [`ServerConfig`] rules, then a zero or longer than
     /// one year ([`MAX_DURATION`](tether_core::MAX_DURATION)) `upgrade_timeout`, and an
-    /// `inbound_capacity` of zero or above [`MAX_INBOUND_CAPACITY`].
+    /// `inbound_capacity` of zero or above [`MAX_INBOUND_CAPACITY`], an `inbound_bytes` of
+    /// zero or above [`MAX_INBOUND_BYTES`].
     ///
     /// # Errors
     ///
@@ -82,6 +98,15 @@ impl GuardConfig {
             return Err(ConfigError::TooLarge {
                 field: "inbound_capacity",
                 max: MAX_INBOUND_CAPACITY as u64,
+            });
+        }
+        if self.inbound_bytes == 0 {
+            return Err(ConfigError::ZeroBound("inbound_bytes"));
+        }
+        if self.inbound_bytes > MAX_INBOUND_BYTES {
+            return Err(ConfigError::TooLarge {
+                field: "inbound_bytes",
+                max: MAX_INBOUND_BYTES as u64,
             });
         }
         Ok(())
@@ -149,6 +174,11 @@ pub(crate) struct State {
     ended: AtomicBool,
     end: Mutex<End>,
     pub(crate) inbound_dropped: AtomicU64,
+    /// Payload bytes of the messages buffered for `recv` and not yet taken: charged by
+    /// the task when it buffers one, released by `recv` when it hands one over.
+    inbound_bytes: AtomicUsize,
+    /// [`GuardConfig::inbound_bytes`].
+    inbound_budget: usize,
     pub(crate) now: Arc<dyn Fn() -> Instant + Send + Sync>,
     closed: Shared<oneshot::Receiver<EndCause>>,
 }
@@ -164,6 +194,7 @@ impl State {
         id: ConnId,
         peer: Option<SocketAddr>,
         capacity: usize,
+        inbound_budget: usize,
         now: Arc<dyn Fn() -> Instant + Send + Sync>,
     ) -> Self {
         let (notify, closed) = oneshot::channel();
@@ -179,9 +210,41 @@ impl State {
                 notify: Some(notify),
             }),
             inbound_dropped: AtomicU64::new(0),
+            inbound_bytes: AtomicUsize::new(0),
+            inbound_budget,
             now,
             closed: closed.shared(),
         }
+    }
+
+    /// Charges `size` bytes to the inbound buffer if they fit the budget (or if nothing is
+    /// buffered: a message larger than the budget must still be deliverable); `false`
+    /// means the message must be dropped. Only the task charges, but `recv` releases
+    /// concurrently, hence the compare-and-swap loop: the total never exceeds the budget,
+    /// not even for an instant.
+    pub(crate) fn charge_inbound(&self, size: usize) -> bool {
+        self.inbound_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(size)?;
+                (held == 0 || total <= self.inbound_budget).then_some(total)
+            })
+            .is_ok()
+    }
+
+    /// Payload bytes buffered for `recv` and not yet taken.
+    pub(crate) fn inbound_buffered(&self) -> usize {
+        self.inbound_bytes.load(Ordering::Acquire)
+    }
+
+    /// Gives back the bytes of a message taken by `recv` (or never buffered after all).
+    pub(crate) fn release_inbound(&self, size: usize) {
+        // Saturating: every release matches an earlier charge of the same size, so this
+        // never goes below zero; saturation only keeps a future bug from wrapping.
+        let _ = self
+            .inbound_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(size))
+            });
     }
 
     pub(crate) fn cause(&self) -> Option<EndCause> {
@@ -400,8 +463,17 @@ impl Guarded {
 
     /// The next data frame from the peer; `None` once the connection has ended and every
     /// buffered frame was taken.
+    ///
+    /// Taking a message frees its bytes in the [`GuardConfig::inbound_bytes`] budget, so
+    /// an application that reads keeps receiving.
     pub async fn recv(&self) -> Option<DataFrame> {
-        self.inner.inbound.lock().await.next().await
+        let frame = self.inner.inbound.lock().await.next().await;
+        // No await between taking the message and releasing its bytes: a cancelled
+        // `recv` either took nothing or released what it took.
+        if let Some(frame) = &frame {
+            self.inner.shared.release_inbound(payload_len(frame));
+        }
+        frame
     }
 
     /// Frames queued and not yet written.
@@ -410,10 +482,19 @@ impl Guarded {
         self.inner.shared.outstanding.load(Ordering::Acquire)
     }
 
-    /// Inbound messages dropped because [`recv`](Self::recv) did not keep up.
+    /// Inbound messages dropped because [`recv`](Self::recv) did not keep up: the buffer
+    /// held [`GuardConfig::inbound_capacity`] messages, or the message would have taken
+    /// it over [`GuardConfig::inbound_bytes`].
     #[must_use]
     pub fn dropped_inbound(&self) -> u64 {
         self.inner.shared.inbound_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes of the inbound messages buffered for [`recv`](Self::recv) and not yet
+    /// taken; at most [`GuardConfig::inbound_bytes`], or one message larger than that.
+    #[must_use]
+    pub fn inbound_bytes(&self) -> usize {
+        self.inner.shared.inbound_buffered()
     }
 
     /// The connection's clock (its runtime's).
@@ -427,6 +508,14 @@ impl Guarded {
         hook: impl FnOnce(&EndCause, Instant) + Send + 'static,
     ) -> Result<(), EndCause> {
         self.inner.shared.on_end(Box::new(hook))
+    }
+}
+
+/// What a message costs in the inbound byte budget: its payload.
+pub(crate) fn payload_len(frame: &DataFrame) -> usize {
+    match frame {
+        DataFrame::Text(t) => t.len(),
+        DataFrame::Binary(b) => b.len(),
     }
 }
 
@@ -463,6 +552,25 @@ mod tests {
                 ..
             })
         ));
+        let no_bytes = GuardConfig {
+            inbound_bytes: 0,
+            ..d.clone()
+        };
+        assert_eq!(
+            no_bytes.validate(),
+            Err(ConfigError::ZeroBound("inbound_bytes"))
+        );
+        let many_bytes = GuardConfig {
+            inbound_bytes: MAX_INBOUND_BYTES + 1,
+            ..d.clone()
+        };
+        assert_eq!(
+            many_bytes.validate(),
+            Err(ConfigError::TooLarge {
+                field: "inbound_bytes",
+                max: MAX_INBOUND_BYTES as u64
+            })
+        );
         let mut server = d;
         server.server.send_deadline = Duration::MAX;
         assert!(matches!(

@@ -28,5 +28,5 @@ mod hub;
 mod task;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
-pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_CAPACITY};
+pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY};
 pub use hub::{Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason};

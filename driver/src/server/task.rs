@@ -13,7 +13,7 @@ use futures::{SinkExt, StreamExt, select_biased};
 use tether_core::server::{EndCause, ServerConn, ServerEvent, ServerOutput};
 use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
 
-use super::guard::{Cmd, DeliveryError, Reply, State};
+use super::guard::{Cmd, DeliveryError, Reply, State, payload_len};
 use crate::alarm::Alarm;
 use crate::runtime::Runtime;
 use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
@@ -258,14 +258,32 @@ impl<R: Runtime> Control<R> {
         }
     }
 
-    /// Hands an inbound message to the application, or drops and counts it.
+    /// Hands an inbound message to the application, or drops and counts it: when the
+    /// buffer holds `inbound_capacity` messages or the message does not fit the
+    /// `inbound_bytes` budget. Its bytes are charged before it is buffered (so `recv`,
+    /// which releases them, never sees a message not yet charged) and given back if the
+    /// count refuses it.
     fn deliver(&mut self, frame: DataFrame) {
-        if self.inbound.try_send(frame).is_err() {
+        let size = payload_len(&frame);
+        let buffered = self.state.charge_inbound(size)
+            && match self.inbound.try_send(frame) {
+                Ok(()) => true,
+                Err(_) => {
+                    self.state.release_inbound(size);
+                    false
+                }
+            };
+        if !buffered {
             self.state.inbound_dropped.fetch_add(1, Ordering::Relaxed);
             if !self.warned_inbound {
                 self.warned_inbound = true;
                 let conn = self.machine.conn();
-                tracing::warn!(%conn, "application not reading; inbound messages dropped");
+                tracing::warn!(
+                    %conn,
+                    bytes = size,
+                    buffered_bytes = self.state.inbound_buffered(),
+                    "application not reading; inbound messages dropped"
+                );
             }
         }
     }
@@ -401,4 +419,203 @@ async fn write(
     }
     // The loop has ended (or a write failed, which ends it): nothing more to write. The
     // socket lives on in the reader's half until the task ends.
+}
+
+#[cfg(test)]
+mod tests {
+    //! The inbound byte budget through [`guard`](super::super::guard) with a channel for a
+    //! peer, on a clock that never moves (no ping, no deadline fires) and a tiny executor
+    //! that polls the connection's task a bounded number of times.
+
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use futures::SinkExt;
+    use futures::channel::mpsc;
+    use futures::future::BoxFuture;
+    use futures::task::noop_waker_ref;
+    use tether_core::{DataFrame, InFrame};
+
+    use super::super::{GuardConfig, Guarded, guard};
+    use crate::runtime::Runtime;
+    use crate::transport::{Incoming, Link};
+
+    type PeerTx = mpsc::UnboundedSender<Result<Incoming, std::io::Error>>;
+
+    /// A runtime whose clock stands still and whose tasks run only in [`Still::run`].
+    #[derive(Clone)]
+    struct Still {
+        epoch: Instant,
+        tasks: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
+    }
+
+    impl Runtime for Still {
+        fn spawn(&self, future: BoxFuture<'static, ()>) {
+            self.tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(future);
+        }
+
+        fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+            // The clock never moves: no deadline is ever reached.
+            Box::pin(futures::future::pending())
+        }
+
+        fn now(&self) -> Instant {
+            self.epoch
+        }
+    }
+
+    impl Still {
+        /// Polls every task a bounded number of times: enough for the task to take in
+        /// everything the peer has sent (the reader hands frames to the loop one by one
+        /// through a channel of `INPUT_CAPACITY`).
+        fn run(&self) {
+            let mut cx = Context::from_waker(noop_waker_ref());
+            let mut tasks = std::mem::take(
+                &mut *self
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            for _ in 0..64 {
+                tasks.retain_mut(|t| t.as_mut().poll(&mut cx) == Poll::Pending);
+            }
+            self.tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(tasks);
+        }
+    }
+
+    /// A guarded connection whose peer is `PeerTx` and whose writes go nowhere.
+    fn connection(config: GuardConfig) -> (Still, PeerTx, Guarded) {
+        let rt = Still {
+            // The one clock read: an arbitrary epoch.
+            epoch: Instant::now(),
+            tasks: Arc::default(),
+        };
+        let (tx, rx) = mpsc::unbounded();
+        let sink = futures::sink::drain()
+            .sink_map_err(|never: Infallible| -> std::io::Error { match never {} });
+        let link = Link {
+            sink: Box::pin(sink),
+            stream: Box::pin(rx),
+            reset: None,
+        };
+        let conn = guard(rt.clone(), link, None, config).unwrap();
+        rt.run();
+        (rt, tx, conn)
+    }
+
+    fn message(tag: u8, size: usize) -> Result<Incoming, std::io::Error> {
+        Ok(Incoming::Frame(InFrame::Binary(Bytes::from(vec![
+            tag;
+            size
+        ]))))
+    }
+
+    /// Takes a message the connection has buffered (`recv` on a non-empty buffer is ready
+    /// at once; `None` if nothing is buffered).
+    fn take(conn: &Guarded) -> Option<DataFrame> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match std::pin::pin!(conn.recv()).poll(&mut cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => None,
+        }
+    }
+
+    const KIB: usize = 1 << 10;
+
+    /// Brief E / reliability review U3: 64 messages of 512 KiB to an application that does
+    /// not read. The count (256) would buffer all 32 MiB; the 4 MiB budget keeps 8, drops
+    /// and counts 56, and a read makes room for the next message.
+    #[test]
+    fn inbound_bytes_are_bounded_and_released_by_recv() {
+        let config = GuardConfig::default();
+        assert_eq!(config.inbound_bytes, 4 << 20);
+        assert!(
+            config.inbound_capacity >= 64,
+            "the count alone would buffer all"
+        );
+        let (rt, peer, conn) = connection(config.clone());
+        for i in 0..64u8 {
+            peer.unbounded_send(message(i, 512 * KIB)).unwrap();
+            rt.run();
+            assert!(
+                conn.inbound_bytes() <= config.inbound_bytes,
+                "{} bytes buffered after message {i}",
+                conn.inbound_bytes()
+            );
+        }
+        assert_eq!(conn.inbound_bytes(), 4 << 20);
+        assert_eq!(conn.dropped_inbound(), 56);
+        assert!(!conn.is_closed(), "dropping is not a reason to end");
+
+        // Reading frees the bytes of what it took; the next message is buffered again.
+        let first = take(&conn).expect("a buffered message");
+        assert_eq!(first, DataFrame::Binary(Bytes::from(vec![0; 512 * KIB])));
+        assert_eq!(conn.inbound_bytes(), (4 << 20) - 512 * KIB);
+        peer.unbounded_send(message(100, 512 * KIB)).unwrap();
+        rt.run();
+        assert_eq!(conn.dropped_inbound(), 56, "the new message fits again");
+        assert_eq!(conn.inbound_bytes(), 4 << 20);
+        let mut tags = Vec::new();
+        while let Some(DataFrame::Binary(b)) = take(&conn) {
+            tags.push(b[0]);
+        }
+        assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7, 100]);
+        assert_eq!(conn.inbound_bytes(), 0);
+    }
+
+    /// A message larger than the whole budget (the codec admits up to
+    /// `max_inbound_frame`) is still delivered when nothing else is buffered, and only
+    /// then: otherwise such a message could never reach the application.
+    #[test]
+    fn a_message_larger_than_the_budget_fits_an_empty_buffer() {
+        let config = GuardConfig {
+            inbound_bytes: 64 * KIB,
+            ..GuardConfig::default()
+        };
+        let (rt, peer, conn) = connection(config);
+        peer.unbounded_send(message(1, 100 * KIB)).unwrap();
+        peer.unbounded_send(message(2, 1)).unwrap();
+        rt.run();
+        assert_eq!(conn.inbound_bytes(), 100 * KIB);
+        assert_eq!(conn.dropped_inbound(), 1, "nothing fits beside it");
+        assert!(matches!(take(&conn), Some(DataFrame::Binary(b)) if b[0] == 1));
+        assert_eq!(conn.inbound_bytes(), 0);
+        peer.unbounded_send(message(3, 1)).unwrap();
+        rt.run();
+        assert!(matches!(take(&conn), Some(DataFrame::Binary(b)) if b[0] == 3));
+    }
+
+    /// The count still bounds small messages, and a message the count refuses gives its
+    /// bytes back.
+    #[test]
+    fn the_count_still_applies_and_a_refused_message_is_not_charged() {
+        let config = GuardConfig {
+            inbound_capacity: 4,
+            ..GuardConfig::default()
+        };
+        let (rt, peer, conn) = connection(config);
+        for i in 0..20u8 {
+            peer.unbounded_send(message(i, 10)).unwrap();
+        }
+        rt.run();
+        let dropped = conn.dropped_inbound();
+        assert!(dropped > 0, "the count refused some");
+        let buffered = 20 - usize::try_from(dropped).unwrap();
+        assert_eq!(conn.inbound_bytes(), buffered * 10);
+        let mut taken = 0;
+        while take(&conn).is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, buffered);
+        assert_eq!(conn.inbound_bytes(), 0);
+    }
 }
