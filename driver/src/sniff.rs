@@ -354,7 +354,11 @@ mod tests {
         // follows the extended length.
         bytes.extend(frame(0x2, &[5; 300], Some([4, 3, 2, 1])));
         bytes.extend(frame(0x2, &[6; 70_000], Some([7, 7, 7, 7])));
-        bytes.extend(frame(0x8, &close_payload(5000, "going away"), Some([9, 8, 7, 6])));
+        bytes.extend(frame(
+            0x8,
+            &close_payload(5000, "going away"),
+            Some([9, 8, 7, 6]),
+        ));
         let close = watch(&[&bytes]).expect("close kept");
         assert_eq!(close.code(), Some(5000));
         assert_eq!(close.reason(), "going away");
