@@ -66,6 +66,8 @@ pub(crate) struct Shared<P: Protocol> {
     events: Mutex<Vec<Arc<Mailbox<Event<P>>>>>,
     statuses: Mutex<Vec<Arc<Mailbox<Status>>>>,
     now: Box<dyn Fn() -> Instant + Send + Sync>,
+    /// Each `events()` subscriber's byte budget ([`Options::subscriber_bytes`]).
+    subscriber_bytes: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -319,6 +321,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
             events: Mutex::new(Vec::new()),
             statuses: Mutex::new(Vec::new()),
             now: Box::new(move || rt.now()),
+            subscriber_bytes: options.subscriber_bytes,
         });
         let driver = Driver::new(
             session,
@@ -491,7 +494,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     /// its mailbox never holds more than the capacity plus one batch of one source (a
     /// read batch, one round of commands, or the timers due at one instant), whatever the
     /// event kind, and the peer feels the backpressure. Reading is also held back while
-    /// its unread events stand for [`SUBSCRIBER_BYTES`] of inbound frames (a read stops
+    /// its unread events stand for [`SUBSCRIBER_BYTES`] of inbound frames (or the budget
+    /// [`Options::subscriber_bytes`] set; a read stops
     /// after the frame that crosses it), so it never holds more than that plus one frame
     /// of what it was sent. A subscriber that stops reading for longer than the liveness
     /// bound therefore makes the connection look stale. Drop a stream you no longer read.
@@ -499,7 +503,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     where
         Event<P>: Send,
     {
-        let (mailbox, subscription) = Mailbox::pair(SUBSCRIBER_CAPACITY, SUBSCRIBER_BYTES);
+        let (mailbox, subscription) =
+            Mailbox::pair(SUBSCRIBER_CAPACITY, self.shared.subscriber_bytes);
         lock(&self.shared.events).push(mailbox);
         subscription
     }

@@ -588,3 +588,59 @@ fn an_unpolled_subscriber_holds_reading_back_by_bytes() {
     }
     assert_eq!(seen, (0..SENT).collect::<Vec<_>>());
 }
+
+/// The subscriber byte budget is the session's to set (`Options::subscriber_bytes`): 64
+/// messages of 64 KiB to an unpolled subscriber with a 256 KiB budget hold at most the
+/// budget plus one frame, and all arrive once it reads.
+#[test]
+fn the_subscriber_byte_budget_is_configurable() {
+    const SIZE: usize = 64 << 10;
+    const SENT: usize = 64;
+    const BUDGET: usize = 256 << 10;
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let options = crate::record::Options::new().subscriber_bytes(BUDGET);
+    let client = Client::start_with(
+        rt.clone(),
+        peer.clone(),
+        Config::default(),
+        T,
+        1,
+        "test",
+        options,
+    )
+    .unwrap();
+    rt.run();
+    let mut events = client.events();
+    for i in 0..SENT {
+        let mut text = format!("{i:04}");
+        text.extend(std::iter::repeat_n('x', SIZE - 4));
+        peer.say(&text);
+    }
+    let bytes = || {
+        lock(&client.shared.events)
+            .iter()
+            .map(|m| m.bytes())
+            .max()
+            .unwrap_or(0)
+    };
+    let bound = BUDGET + SIZE;
+    let mut seen = Vec::new();
+    for round in 0..1_000 {
+        rt.run();
+        assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
+        if round < 4 {
+            // Nobody reads yet: reading is held back well below the 4 MiB sent.
+            continue;
+        }
+        for event in take_ready(&mut events) {
+            if let Event::Message(m) = event {
+                seen.push(m[..4].parse::<usize>().unwrap());
+            }
+        }
+        if seen.len() == SENT {
+            break;
+        }
+    }
+    assert_eq!(seen, (0..SENT).collect::<Vec<_>>());
+}

@@ -121,14 +121,19 @@ impl Recorder {
 
 /// Options of a session started with [`Client::start_with`](crate::Client::start_with)
 /// or an adapter's `connect_with`. `Options::default()` is what `start` uses: no
-/// recording.
+/// recording, and a [`SUBSCRIBER_BYTES`](crate::SUBSCRIBER_BYTES) budget per `events()`
+/// subscriber.
 pub struct Options<P: Protocol> {
     pub(crate) hook: Option<Box<dyn Hook<P>>>,
+    pub(crate) subscriber_bytes: usize,
 }
 
 impl<P: Protocol> Default for Options<P> {
     fn default() -> Self {
-        Options { hook: None }
+        Options {
+            hook: None,
+            subscriber_bytes: crate::SUBSCRIBER_BYTES,
+        }
     }
 }
 
@@ -136,6 +141,7 @@ impl<P: Protocol> std::fmt::Debug for Options<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Options")
             .field("recording", &self.hook.is_some())
+            .field("subscriber_bytes", &self.subscriber_bytes)
             .finish()
     }
 }
@@ -145,6 +151,16 @@ impl<P: Protocol> Options<P> {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The byte budget of each [`Client::events`](crate::Client::events) subscriber: reading
+    /// from the socket is held back while a subscriber's unread events stand for this many
+    /// bytes of inbound frames (default [`SUBSCRIBER_BYTES`](crate::SUBSCRIBER_BYTES),
+    /// 8 MiB). At least one byte; a subscriber always takes at least one frame.
+    #[must_use]
+    pub fn subscriber_bytes(mut self, bytes: usize) -> Self {
+        self.subscriber_bytes = bytes.max(1);
+        self
     }
 
     /// Records the session with `recorder`.
