@@ -70,6 +70,19 @@ fn broken(v: Violation) -> DisconnectReason {
     DisconnectReason::ProtocolError(v)
 }
 
+/// A case the link refuses: the violation is reported, the connection fails with `code`,
+/// and the session reconnects.
+fn refused(name: &'static str, bytes: Vec<u8>, violation: Violation, code: u16) -> Case {
+    Case {
+        name,
+        bytes,
+        violation: Some(violation.clone()),
+        reason: broken(violation),
+        answer: Answer::Close(Some(code)),
+        next: Next::Reconnect,
+    }
+}
+
 /// Every case a server can throw at tether's client.
 fn client_cases() -> Vec<Case> {
     let mut cases = vec![
@@ -147,138 +160,102 @@ fn client_cases() -> Vec<Case> {
             answer: Answer::Close(Some(1000)),
             next: Next::Ends,
         },
-        Case {
-            name: "close with a 124-byte reason",
-            bytes: close_frame(1000, &[b'r'; 124]),
-            violation: Some(Violation::Frame(FrameViolation::ControlTooLong)),
-            reason: broken(Violation::Frame(FrameViolation::ControlTooLong)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "close with a one-byte payload",
-            bytes: frame(0x88, &[3], None),
-            violation: Some(Violation::Frame(FrameViolation::BadClosePayload)),
-            reason: broken(Violation::Frame(FrameViolation::BadClosePayload)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "close reason not utf-8",
-            bytes: close_frame(1000, &[0xff, 0xfe]),
-            violation: Some(Violation::InvalidUtf8),
-            reason: broken(Violation::InvalidUtf8),
-            answer: Answer::Close(Some(1007)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "text not utf-8",
-            bytes: frame(0x81, &[0x66, 0xff, 0xfe], None),
-            violation: Some(Violation::InvalidUtf8),
-            reason: broken(Violation::InvalidUtf8),
-            answer: Answer::Close(Some(1007)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "fragmented text not utf-8",
-            bytes: [frame(0x01, b"ok", None), frame(0x80, &[0xc3, 0x28], None)].concat(),
-            violation: Some(Violation::InvalidUtf8),
-            reason: broken(Violation::InvalidUtf8),
-            answer: Answer::Close(Some(1007)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "a 20 MiB frame",
-            bytes: [header(0x81, 20 * MIB, None), vec![b'x'; 4096]].concat(),
-            violation: Some(Violation::Oversized {
+        refused(
+            "close with a 124-byte reason",
+            close_frame(1000, &[b'r'; 124]),
+            Violation::Frame(FrameViolation::ControlTooLong),
+            1002,
+        ),
+        refused(
+            "close with a one-byte payload",
+            frame(0x88, &[3], None),
+            Violation::Frame(FrameViolation::BadClosePayload),
+            1002,
+        ),
+        refused(
+            "close reason not utf-8",
+            close_frame(1000, &[0xff, 0xfe]),
+            Violation::InvalidUtf8,
+            1007,
+        ),
+        refused(
+            "text not utf-8",
+            frame(0x81, &[0x66, 0xff, 0xfe], None),
+            Violation::InvalidUtf8,
+            1007,
+        ),
+        refused(
+            "fragmented text not utf-8",
+            [frame(0x01, b"ok", None), frame(0x80, &[0xc3, 0x28], None)].concat(),
+            Violation::InvalidUtf8,
+            1007,
+        ),
+        refused(
+            "a 20 MiB frame",
+            [header(0x81, 20 * MIB, None), vec![b'x'; 4096]].concat(),
+            Violation::Oversized {
                 len: 20 << 20,
                 max: 16 << 20,
-            }),
-            reason: broken(Violation::Oversized {
-                len: 20 << 20,
-                max: 16 << 20,
-            }),
-            answer: Answer::Close(Some(1009)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "a 1 GiB declared frame",
-            bytes: header(0x82, 1 << 30, None),
-            violation: Some(Violation::Oversized {
+            },
+            1009,
+        ),
+        refused(
+            "a 1 GiB declared frame",
+            header(0x82, 1 << 30, None),
+            Violation::Oversized {
                 len: 1 << 30,
                 max: 16 << 20,
-            }),
-            reason: broken(Violation::Oversized {
-                len: 1 << 30,
-                max: 16 << 20,
-            }),
-            answer: Answer::Close(Some(1009)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "RSV1 set",
-            bytes: frame(0xc1, b"hi", None),
-            violation: Some(Violation::Frame(FrameViolation::ReservedBits)),
-            reason: broken(Violation::Frame(FrameViolation::ReservedBits)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "reserved data opcode",
-            bytes: frame(0x83, b"hi", None),
-            violation: Some(Violation::Frame(FrameViolation::ReservedOpcode(3))),
-            reason: broken(Violation::Frame(FrameViolation::ReservedOpcode(3))),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "reserved control opcode",
-            bytes: frame(0x8b, b"", None),
-            violation: Some(Violation::Frame(FrameViolation::ReservedOpcode(0xb))),
-            reason: broken(Violation::Frame(FrameViolation::ReservedOpcode(0xb))),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "fragmented ping",
-            bytes: frame(0x09, b"p", None),
-            violation: Some(Violation::Frame(FrameViolation::FragmentedControl)),
-            reason: broken(Violation::Frame(FrameViolation::FragmentedControl)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "ping of 126 bytes",
-            bytes: frame(0x89, &[0; 126], None),
-            violation: Some(Violation::Frame(FrameViolation::ControlTooLong)),
-            reason: broken(Violation::Frame(FrameViolation::ControlTooLong)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "continuation without a start",
-            bytes: frame(0x80, b"x", None),
-            violation: Some(Violation::Frame(FrameViolation::UnexpectedContinuation)),
-            reason: broken(Violation::Frame(FrameViolation::UnexpectedContinuation)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "new message inside a fragmented one",
-            bytes: [frame(0x01, b"a", None), frame(0x81, b"b", None)].concat(),
-            violation: Some(Violation::Frame(FrameViolation::ExpectedContinuation)),
-            reason: broken(Violation::Frame(FrameViolation::ExpectedContinuation)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
-        Case {
-            name: "masked frame from the server",
-            bytes: frame(0x81, b"hi", Some(MASK)),
-            violation: Some(Violation::Frame(FrameViolation::Masking)),
-            reason: broken(Violation::Frame(FrameViolation::Masking)),
-            answer: Answer::Close(Some(1002)),
-            next: Next::Reconnect,
-        },
+            },
+            1009,
+        ),
+        refused(
+            "RSV1 set",
+            frame(0xc1, b"hi", None),
+            Violation::Frame(FrameViolation::ReservedBits),
+            1002,
+        ),
+        refused(
+            "reserved data opcode",
+            frame(0x83, b"hi", None),
+            Violation::Frame(FrameViolation::ReservedOpcode(3)),
+            1002,
+        ),
+        refused(
+            "reserved control opcode",
+            frame(0x8b, b"", None),
+            Violation::Frame(FrameViolation::ReservedOpcode(0xb)),
+            1002,
+        ),
+        refused(
+            "fragmented ping",
+            frame(0x09, b"p", None),
+            Violation::Frame(FrameViolation::FragmentedControl),
+            1002,
+        ),
+        refused(
+            "ping of 126 bytes",
+            frame(0x89, &[0; 126], None),
+            Violation::Frame(FrameViolation::ControlTooLong),
+            1002,
+        ),
+        refused(
+            "continuation without a start",
+            frame(0x80, b"x", None),
+            Violation::Frame(FrameViolation::UnexpectedContinuation),
+            1002,
+        ),
+        refused(
+            "new message inside a fragmented one",
+            [frame(0x01, b"a", None), frame(0x81, b"b", None)].concat(),
+            Violation::Frame(FrameViolation::ExpectedContinuation),
+            1002,
+        ),
+        refused(
+            "masked frame from the server",
+            frame(0x81, b"hi", Some(MASK)),
+            Violation::Frame(FrameViolation::Masking),
+            1002,
+        ),
     ];
     // Codes no peer may send, 1005/1006/1015 inside a close frame among them: a
     // violation (never a fatal 1002 the peer did not send), answered with 1002, and a
