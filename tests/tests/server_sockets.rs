@@ -20,7 +20,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tether_core::server::EndCause;
 use tether_core::{CloseCode, DataFrame, DisconnectReason, Utf8Bytes};
 use tether_driver::server::{
@@ -482,7 +482,7 @@ async fn a_vanished_client_is_detected_by_liveness<R: Net>(rt: &R) {
     let frozen_conn = by_peer(&conns, frozen.local);
 
     // Both read (and so answer pings) until told to freeze; each records when it last
-    // read a ping.
+    // answered a ping (the pong flushed).
     let reader = |rt: R,
                   mut ws: Ws,
                   stop: oneshot::Receiver<()>,
@@ -492,7 +492,15 @@ async fn a_vanished_client_is_detected_by_liveness<R: Net>(rt: &R) {
             futures::select! {
                 _ = stop => break,
                 m = ws.next().fuse() => match m {
-                    Some(Ok(Message::Ping(_))) => *last.lock().unwrap() = Some(rt.now()),
+                    Some(Ok(Message::Ping(_))) => {
+                        // tungstenite only queues the pong; flush it before recording, or a
+                        // freeze right after this read would leave the last pong unsent
+                        // and the verdict would rightly come a ping interval "early".
+                        if ws.flush().await.is_err() {
+                            return;
+                        }
+                        *last.lock().unwrap() = Some(rt.now());
+                    }
                     Some(Ok(_)) => {}
                     _ => return,
                 },
