@@ -11,9 +11,9 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use tether_core::{CloseCode, ConnId, FrameId, Input, OutFrame, TransportFailure};
+use tether_core::{CloseCode, ConnId, FrameId, InFrame, Input, OutFrame, TransportFailure};
 
-use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
+use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, dropped};
 
 /// Frames read from one connection before the loop looks at its other sources again.
 const READ_BUDGET: usize = 64;
@@ -75,6 +75,18 @@ pub(crate) struct Step {
     /// With `finished`: the peer never finished the close handshake within the linger,
     /// so the connection is [aborted](Conn::abort) rather than dropped.
     pub(crate) abandoned: bool,
+    /// Payload bytes of the data frames read in this poll.
+    pub(crate) read: usize,
+}
+
+/// Where an ending link's close handshake stands.
+enum Ending {
+    /// The peer has not finished it yet.
+    Waiting,
+    /// The stream ended: the handshake is over.
+    Done,
+    /// The linger ran out first: the peer never finished it.
+    Expired,
 }
 
 impl Conn {
@@ -145,12 +157,12 @@ impl Conn {
 
     /// Advances the connection as far as it can go without waiting, appending every fact
     /// it learns to `inputs` in the order it learned them. Reading stops after the frame
-    /// that brings the payload bytes read to `read`; with `read` zero, frames stay unread
-    /// (the subscribers are full); opening and writing go on.
+    /// that brings the payload bytes read ([`Step::read`]) to `read`; with `read` zero,
+    /// frames stay unread (the subscribers are full); opening and writing go on.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        mut read: usize,
+        read: usize,
         inputs: &mut Vec<Input>,
     ) -> Step {
         let conn = self.id;
@@ -160,11 +172,13 @@ impl Conn {
             finished: false,
             ending: false,
             abandoned: false,
+            read: 0,
         };
         if let State::Ending { stream, linger, .. } = &mut self.state {
-            step.finished = finish_ending(cx, stream, linger);
+            let ending = finish_ending(cx, stream, linger.as_mut());
+            step.finished = !matches!(ending, Ending::Waiting);
             step.progressed = step.finished;
-            step.abandoned = step.finished && linger.is_none();
+            step.abandoned = matches!(ending, Ending::Expired);
             return step;
         }
         if let State::Connecting(connecting) = &mut self.state {
@@ -209,31 +223,26 @@ impl Conn {
             }
         }
         for _ in 0..READ_BUDGET {
-            if read == 0 {
+            if step.read >= read {
                 break;
             }
             let ended = match stream.as_mut().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Incoming::Frame(frame)))) => {
-                    if let tether_core::InFrame::Text(b) | tether_core::InFrame::Binary(b) = &frame
-                    {
-                        read = read.saturating_sub(b.len());
+                    if let InFrame::Text(b) | InFrame::Binary(b) = &frame {
+                        step.read = step.read.saturating_add(b.len());
                     }
                     inputs.push(Input::FrameReceived { conn, frame });
                     None
                 }
-                Poll::Ready(Some(Ok(Incoming::Closed(code, reason)))) => {
-                    Some((Input::TransportClosed { conn, code, reason }, true))
-                }
-                Poll::Ready(Some(Ok(Incoming::Violation(violation)))) => {
-                    tracing::debug!(%conn, %violation, "peer broke the websocket protocol");
-                    Some((Input::ProtocolError { conn, violation }, true))
-                }
+                // The peer's close frame, or its protocol error: the link finishes the
+                // close handshake as it is polled on.
+                Poll::Ready(Some(Ok(ending))) => Some((ending.into_input(conn), true)),
                 Poll::Ready(Some(Err(e))) => {
                     tracing::debug!(%conn, error = %e, "read failed");
-                    Some((closed(conn), false))
+                    Some((dropped(conn), false))
                 }
-                Poll::Ready(None) => Some((closed(conn), false)),
+                Poll::Ready(None) => Some((dropped(conn), false)),
             };
             step.progressed = true;
             if let Some((input, handshake)) = ended {
@@ -243,24 +252,22 @@ impl Conn {
                     step.finished = true;
                     break;
                 }
-                // The link answers the close (or fails the connection) as it is polled
-                // on: start at once, so the answer usually leaves in this same poll.
+                // Start at once, so the answer usually leaves in this same poll.
                 let State::Open { stream, reset, .. } =
                     std::mem::replace(&mut self.state, State::Connecting(Box::pin(pending())))
                 else {
                     break;
                 };
                 let mut stream = stream;
-                let mut linger = None;
-                if finish_ending(cx, &mut stream, &mut linger) {
-                    step.finished = true;
-                } else {
+                if let Ending::Waiting = finish_ending(cx, &mut stream, None) {
                     step.ending = true;
                     self.state = State::Ending {
                         stream,
-                        linger,
+                        linger: None,
                         reset,
                     };
+                } else {
+                    step.finished = true;
                 }
                 break;
             }
@@ -269,34 +276,25 @@ impl Conn {
     }
 }
 
-/// A connection that dropped without a close frame.
-fn closed(conn: ConnId) -> Input {
-    Input::TransportClosed {
-        conn,
-        code: None,
-        reason: String::new(),
-    }
-}
-
 /// A never-ready stand-in while a state is moved out.
 fn pending() -> impl std::future::Future<Output = Result<Link, TransportFailure>> + Send {
     futures::future::pending()
 }
 
-/// Polls an ending link's stream towards its end (discarding what it yields) and its
-/// linger; whether the connection is over. A linger that runs out is a peer that never
-/// finished the handshake: the caller aborts the connection.
+/// Polls an ending link's stream towards its end (discarding what it yields), then its
+/// linger, if armed. An expired linger is a peer that never finished the handshake: the
+/// caller aborts the connection.
 fn finish_ending(
     cx: &mut Context<'_>,
     stream: &mut FrameStream,
-    linger: &mut Option<BoxFuture<'static, ()>>,
-) -> bool {
+    linger: Option<&mut BoxFuture<'static, ()>>,
+) -> Ending {
     let mut budget = READ_BUDGET;
     loop {
         match stream.as_mut().poll_next(cx) {
             Poll::Pending => break,
             Poll::Ready(Some(Ok(_))) => {}
-            Poll::Ready(Some(Err(_)) | None) => return true,
+            Poll::Ready(Some(Err(_)) | None) => return Ending::Done,
         }
         budget -= 1;
         if budget == 0 {
@@ -305,14 +303,10 @@ fn finish_ending(
             break;
         }
     }
-    let expired = linger
-        .as_mut()
-        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
-    if expired {
-        // Tells the caller the linger ran out (not the stream).
-        *linger = None;
+    match linger.map(|sleep| sleep.as_mut().poll(cx)) {
+        Some(Poll::Ready(())) => Ending::Expired,
+        _ => Ending::Waiting,
     }
-    expired
 }
 
 impl Writer {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
-    CloseCode, ConnId, EndReason, Event, InFrame, Input, Output, Protocol, RequestId, Session,
-    SessionError, Status, StreamEnd, StreamEvent, StreamEventKind,
+    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, SessionError,
+    Status, StreamEnd, StreamEvent, StreamEventKind,
 };
 
 use crate::record::{Options, Tap};
@@ -218,19 +218,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             self.shared.read_allowance(cx)
         };
         for (id, conn) in &mut self.conns {
-            let start = self.inputs.len();
             let step = conn.poll(cx, allowance, &mut self.inputs);
-            let read: usize = self.inputs[start..]
-                .iter()
-                .map(|input| match input {
-                    Input::FrameReceived {
-                        frame: InFrame::Text(b) | InFrame::Binary(b),
-                        ..
-                    } => b.len(),
-                    _ => 0,
-                })
-                .sum();
-            self.read_bytes = self.read_bytes.saturating_add(read);
+            self.read_bytes = self.read_bytes.saturating_add(step.read);
             progressed |= step.progressed;
             if step.finished {
                 finished.push((*id, step.abandoned));

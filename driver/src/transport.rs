@@ -38,6 +38,31 @@ pub enum Incoming {
     Violation(Violation),
 }
 
+impl Incoming {
+    /// What the session is told of this item of connection `conn`.
+    pub(crate) fn into_input(self, conn: ConnId) -> tether_core::Input {
+        use tether_core::Input;
+        match self {
+            Incoming::Frame(frame) => Input::FrameReceived { conn, frame },
+            Incoming::Closed(code, reason) => Input::TransportClosed { conn, code, reason },
+            Incoming::Violation(violation) => {
+                tracing::debug!(%conn, %violation, "peer broke the websocket protocol");
+                Input::ProtocolError { conn, violation }
+            }
+        }
+    }
+}
+
+/// What the session is told of a connection that dropped without a close frame (its
+/// stream ended or failed).
+pub(crate) fn dropped(conn: ConnId) -> tether_core::Input {
+    tether_core::Input::TransportClosed {
+        conn,
+        code: None,
+        reason: String::new(),
+    }
+}
+
 /// The write half of an open connection. `send` completes when the frame is written to
 /// the socket (flushed), which is what the driver reports as `WriteCompleted`.
 pub type FrameSink = Pin<Box<dyn Sink<Outgoing, Error = std::io::Error> + Send>>;

@@ -16,7 +16,7 @@ use tether_core::{ConnId, TransportFailure};
 
 use crate::sniff::Sniffed;
 use crate::transport::{Link, Transport};
-use crate::ws_link::into_link;
+use crate::ws_link::{codec_config, into_link};
 
 /// Opens byte streams: the one thing a runtime adapter must supply for WebSockets.
 #[async_trait::async_trait]
@@ -108,15 +108,9 @@ impl<D: Dial> WsTransport<D> {
                 }
             },
         };
-        let mut config = WebSocketConfig::default();
-        // The codec refuses (with close 1009) any frame or message over the session's
-        // `max_inbound_frame`, before buffering it: `Client::start` sets the session's
-        // value through `Transport::set_inbound_limits`; this is `Config`'s default.
-        config.max_message_size = Some(DEFAULT_MAX_INBOUND);
-        config.max_frame_size = Some(DEFAULT_MAX_INBOUND);
-        // tungstenite zeroes its whole read chunk before every read, including reads that
-        // find nothing; at the 128 KiB default that cost ~1.6 µs per round trip.
-        config.read_buffer_size = 16 << 10;
+        // `Client::start` sets the session's `max_inbound_frame` through
+        // `Transport::set_inbound_limits`; until then, `Config`'s default.
+        let config = codec_config(DEFAULT_MAX_INBOUND);
         Ok(WsTransport {
             dial,
             request,
@@ -348,8 +342,7 @@ impl<D: Dial> Transport for WsTransport<D> {
     }
 
     fn set_inbound_limits(&mut self, limits: crate::InboundLimits) {
-        self.config.max_message_size = Some(limits.max_message);
-        self.config.max_frame_size = Some(limits.max_message);
+        self.config = codec_config(limits.max_message);
         self.limits = Some(limits);
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::FutureExt;
 use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
@@ -77,17 +76,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     config.validate()?;
-    let mut ws = WebSocketConfig::default();
-    // The codec refuses any frame or message over the limit before buffering it, and the
-    // link fails the connection with 1009: nothing is discarded silently.
     let cap = config.server.max_inbound_frame;
     let limits =
         crate::InboundLimits::new(runtime.clone(), cap, config.server.liveness.message_timeout);
-    ws.max_message_size = Some(cap);
-    ws.max_frame_size = Some(cap);
-    // Small read buffers: a hub holds thousands of connections (see the client's note on
-    // tungstenite zeroing its whole read chunk).
-    ws.read_buffer_size = 16 << 10;
+    let ws = crate::ws_link::codec_config(cap);
     let upgrade =
         async_tungstenite::accept_async_with_config(crate::sniff::Sniffed::new(io), Some(ws))
             .fuse();

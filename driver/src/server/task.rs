@@ -16,7 +16,7 @@ use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
 use super::guard::{Cmd, DeliveryError, Reply, State, payload_len};
 use crate::alarm::Alarm;
 use crate::runtime::Runtime;
-use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing};
+use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, dropped};
 
 /// Reports in flight from the reader and writer to the loop. A full channel makes them
 /// wait, which pushes back on the socket instead of buffering without bound.
@@ -331,21 +331,16 @@ async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<In
                     .await
                     .is_err()
                 {
-                    break closed(conn);
+                    break dropped(conn);
                 }
             }
-            Some(Ok(Incoming::Closed(code, reason))) => {
-                break Input::TransportClosed { conn, code, reason };
-            }
-            Some(Ok(Incoming::Violation(violation))) => {
-                tracing::debug!(%conn, %violation, "peer broke the websocket protocol");
-                break Input::ProtocolError { conn, violation };
-            }
+            // The peer's close frame, or its protocol error: the last input.
+            Some(Ok(ending)) => break ending.into_input(conn),
             Some(Err(e)) => {
                 tracing::debug!(%conn, error = %e, "read failed");
-                break closed(conn);
+                break dropped(conn);
             }
-            None => break closed(conn),
+            None => break dropped(conn),
         }
     };
     if inputs.send(last).await.is_ok() {
@@ -353,15 +348,6 @@ async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<In
         // a close frame, or the close frame it fails the connection with; the stream then
         // ends.
         while let Some(Ok(_)) = stream.next().await {}
-    }
-}
-
-/// A connection that dropped without a close frame.
-fn closed(conn: ConnId) -> Input {
-    Input::TransportClosed {
-        conn,
-        code: None,
-        reason: String::new(),
     }
 }
 
