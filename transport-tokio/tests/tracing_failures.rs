@@ -2,36 +2,14 @@
 //! the error) and by the driver (info, with the error and the retry), so an operator can
 //! see why a client is not connecting.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_tokio::tether_core::profiles::Raw;
 use tether_tokio::tether_core::{Config, EndReason, SessionError};
 use tether_tokio::{Client, TcpDial, Tokio, WsTransport};
 
-/// A `MakeWriter` that appends every formatted line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+mod common;
+use common::Capture;
 
 #[tokio::test]
 async fn a_failed_attempt_is_logged_with_its_cause() {
@@ -58,7 +36,7 @@ async fn a_failed_attempt_is_logged_with_its_cause() {
         matches!(ended, Err(EndReason::Failed(SessionError::FirstConnect(_)))),
         "{ended:?}"
     );
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("attempt failed"))
