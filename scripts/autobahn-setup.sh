@@ -15,24 +15,20 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
 
+# shellcheck source=scripts/venv.sh
+source "${root}/scripts/venv.sh"
+
 say() { echo "autobahn-setup: $*" >&2; }
 
 # The pin: the cases, their expected results and the report format come with it, so a
 # new version can change the counts in docs/conformance.md.
 requirement="kosoku==0.1.0"
 
-python="${PYTHON:-python3}"
 venv="${root}/.interop/autobahn-venv"
 venv_python="${venv}/bin/python"
 stamp="${venv}/.requirement"
 
-if ! "${venv_python}" -c 'import sys' >/dev/null 2>&1; then
-    command -v "${python}" >/dev/null 2>&1 || { say "${python} not found (set \$PYTHON)"; exit 1; }
-    say "creating ${venv} with $("${python}" --version 2>&1)"
-    rm -rf "${venv}"
-    mkdir -p "$(dirname "${venv}")"
-    "${python}" -m venv "${venv}"
-fi
+ensure_venv "${venv}"
 if [[ "$(cat "${stamp}" 2>/dev/null)" != "${requirement}" ]] \
     || ! "${venv_python}" -c 'from kosoku import run_fuzzingclient, run_fuzzingserver' >/dev/null 2>&1; then
     say "pip install ${requirement}"

@@ -16,22 +16,18 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
 
+# shellcheck source=scripts/venv.sh
+source "${root}/scripts/venv.sh"
+
 say() { echo "interop-setup: $*" >&2; }
 
 # --- Python: .interop/venv ------------------------------------------------------------
-python="${PYTHON:-python3}"
 venv="${root}/.interop/venv"
 venv_python="${venv}/bin/python"
 requirements="${root}/interop/requirements.txt"
 stamp="${venv}/.requirements.txt"
 
-if ! "${venv_python}" -c 'import sys' >/dev/null 2>&1; then
-    command -v "${python}" >/dev/null 2>&1 || { say "${python} not found (set \$PYTHON)"; exit 1; }
-    say "creating ${venv} with $("${python}" --version 2>&1)"
-    rm -rf "${venv}"
-    mkdir -p "$(dirname "${venv}")"
-    "${python}" -m venv "${venv}"
-fi
+ensure_venv "${venv}"
 if ! cmp -s "${requirements}" "${stamp}" \
     || ! "${venv_python}" -c 'import websockets.asyncio.server' >/dev/null 2>&1; then
     say "pip install -r interop/requirements.txt"
