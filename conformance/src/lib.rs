@@ -21,3 +21,29 @@ pub mod args;
 pub mod fuzzingserver;
 pub mod report;
 pub mod serve;
+
+/// Runs `main` to completion on a current-thread tokio runtime (one at a time, the same
+/// for tether and the baseline) and maps the outcome to an exit code, printing an error
+/// as `label: error`.
+pub(crate) fn exit_code<T, E: std::fmt::Display>(
+    label: &str,
+    main: impl std::future::Future<Output = Result<T, E>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{label}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
