@@ -406,11 +406,9 @@ fn c10_a_u64_max_heartbeat_with_factor_1000_does_not_panic() {
     assert!(h.s.poll_timeout().is_some());
 }
 
-/// C5 and C10 over the Gateway: `policy.tickIntervalMs` of `u64::MAX`.
-#[test]
-fn c5_c10_a_gateway_tick_interval_of_u64_max_is_capped() {
-    let mut config = Config::default();
-    config.liveness.heartbeat_stale_factor = 1000;
+/// A Gateway session whose challenge has been answered: the session and the id of the
+/// `connect` request it wrote.
+fn challenged(config: Config) -> (H<Gateway>, Value) {
     let mut h = H::with(config, Gateway::new(GatewayOptions::default()), 9);
     h.connect();
     h.input(Input::TransportOpened { conn: h.conn() });
@@ -423,6 +421,15 @@ fn c5_c10_a_gateway_tick_interval_of_u64_max_is_capped() {
         .find_map(|t| serde_json::from_str::<Value>(t).ok())
         .and_then(|v| v.get("id").cloned())
         .expect("a connect request");
+    (h, connect_id)
+}
+
+/// C5 and C10 over the Gateway: `policy.tickIntervalMs` of `u64::MAX`.
+#[test]
+fn c5_c10_a_gateway_tick_interval_of_u64_max_is_capped() {
+    let mut config = Config::default();
+    config.liveness.heartbeat_stale_factor = 1000;
+    let (mut h, connect_id) = challenged(config);
     let ok = json!({
         "type": "res", "id": connect_id, "ok": true,
         "payload": { "type": "hello-ok", "protocol": 4, "policy": { "tickIntervalMs": u64::MAX } },
@@ -494,18 +501,7 @@ fn c6_a_gateway_retry_after_of_u64_max_is_capped() {
         retry_first_connect: true,
         ..Config::default()
     };
-    let mut h = H::with(config, Gateway::new(GatewayOptions::default()), 9);
-    h.connect();
-    h.input(Input::TransportOpened { conn: h.conn() });
-    let challenge =
-        r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#;
-    let out = h.frame(challenge);
-    h.complete_writes(&out);
-    let connect_id = sent_texts(&out)
-        .iter()
-        .find_map(|t| serde_json::from_str::<Value>(t).ok())
-        .and_then(|v| v.get("id").cloned())
-        .expect("a connect request");
+    let (mut h, connect_id) = challenged(config);
     let refused = json!({
         "type": "res", "id": connect_id, "ok": false,
         "error": { "code": "UNAVAILABLE", "message": "later", "retryable": true, "retryAfterMs": u64::MAX },
