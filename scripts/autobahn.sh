@@ -221,7 +221,7 @@ if [[ "${only}" != client ]]; then
 fi
 
 # --- the comparison -------------------------------------------------------------------
-report_flags=(--known conformance/known-deviations.txt)
+report_flags=()
 [[ "${markdown}" -eq 0 ]] || report_flags+=(--markdown)
 compared=0
 "${bin}/autobahn-report" "${report_flags[@]}" "${peers[@]}" || compared=$?

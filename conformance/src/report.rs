@@ -587,8 +587,6 @@ pub struct Request {
     pub peers: Vec<(String, PathBuf)>,
     /// Markdown instead of text.
     pub markdown: bool,
-    /// The file of known, explained deviations (`--known FILE`), if given.
-    pub known: Option<PathBuf>,
 }
 
 impl Request {
@@ -598,7 +596,7 @@ impl Request {
     ///
     /// A usage message.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Request, String> {
-        let a = crate::args::Args::parse(args, &["known"], &["markdown"])?;
+        let a = crate::args::Args::parse(args, &[], &["markdown"])?;
         let peers = a
             .positional
             .iter()
@@ -618,34 +616,8 @@ impl Request {
         Ok(Request {
             peers,
             markdown: a.switch("markdown"),
-            known: a.value("known").map(PathBuf::from),
         })
     }
-}
-
-/// The case ids of a known-deviations file: one per line, `#` starts a comment.
-///
-/// # Errors
-///
-/// An unreadable file or a malformed id.
-pub fn read_known(text: &str) -> Result<Vec<CaseId>, String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(CaseId::parse)
-        .collect()
-}
-
-/// Whether a case where tether did worse is the one known deviation the suite accepts:
-/// listed in `known`, the closing handshake still `OK`, and the message verdict exactly
-/// `NON-STRICT` (tether failed the connection at once, as RFC 6455 allows, before the
-/// application's echo of the valid message that preceded the bad frame went out).
-#[must_use]
-pub fn is_known(w: &Worse, known: &[CaseId]) -> bool {
-    known.contains(&w.id)
-        && w.tether
-            .as_ref()
-            .is_some_and(|t| t.behavior == "NON-STRICT" && t.behavior_close == "OK")
 }
 
 /// Pairs every `X-tether` with its `X-raw` among `peers`.
@@ -738,37 +710,6 @@ mod tests {
         assert_eq!(c.behavior[OTHER], 1);
         assert_eq!(c.close[OTHER], 1);
         assert_eq!(c.behavior["OK"], 1);
-    }
-
-    #[test]
-    fn a_known_deviation_is_accepted_only_as_non_strict_with_a_clean_close() {
-        let raw = peer(
-            "client-raw",
-            &[
-                ("3.2", "OK", "OK"),
-                ("3.3", "OK", "OK"),
-                ("3.4", "OK", "OK"),
-                ("7.1", "OK", "OK"),
-            ],
-        );
-        let tether = peer(
-            "client-tether",
-            &[
-                ("3.2", "NON-STRICT", "OK"),      // the accepted form
-                ("3.3", "FAILED", "OK"),          // listed, but worse than accepted
-                ("3.4", "NON-STRICT", "UNCLEAN"), // listed, but the close is worse
-                ("7.1", "NON-STRICT", "OK"),      // not listed
-            ],
-        );
-        let known = read_known("# why\n3.2\n3.3 # note\n\n3.4\n").unwrap();
-        let w = worse(&raw, &tether);
-        let accepted: Vec<String> = w
-            .iter()
-            .filter(|w| is_known(w, &known))
-            .map(|w| w.id.to_string())
-            .collect();
-        assert_eq!(accepted, ["3.2"]);
-        assert!(read_known("not-a-case\n").is_err());
     }
 
     #[test]

@@ -7,12 +7,13 @@ use futures::Stream;
 use futures::channel::{mpsc, oneshot};
 use tether_core::{
     CloseCode, Config, ConfigError, EndReason, Event, MessageId, Protocol, RequestError,
-    RequestFailure, RequestId, SendError, Session, Status, StreamEvent,
+    RequestFailure, RequestId, SendError, Session, Status,
 };
 
 use crate::mailbox::Mailbox;
 use crate::record::Options;
 use crate::runtime::Runtime;
+use crate::stream_events::{self, StreamEvents, StreamSender};
 use crate::task::Driver;
 use crate::transport::Transport;
 
@@ -27,7 +28,7 @@ pub(crate) enum Cmd<P: Protocol> {
         accepted: Option<oneshot::Sender<RequestId>>,
         /// The outcome, including a refusal.
         reply: Reply<P>,
-        events: Option<mpsc::Sender<StreamEvent<P::Inbound>>>,
+        events: Option<StreamSender<P::Inbound>>,
     },
 }
 
@@ -56,7 +57,8 @@ pub const SUBSCRIBER_CAPACITY: usize = 1024;
 /// and a decoded event may well take a few times as much memory as its frame). A
 /// subscriber thus holds back at most this plus one frame (`max_inbound_frame`).
 pub const SUBSCRIBER_BYTES: usize = 8 << 20;
-/// How many stream events a stream consumer may have unread before its subscription ends.
+/// How many stream events a stream consumer may have unread before its subscription ends
+/// (its bytes are bounded too: see [`StreamCall::events`]).
 pub const STREAM_CAPACITY: usize = 4096;
 
 /// State the loop publishes for handles to read without a round trip.
@@ -136,6 +138,13 @@ impl<P: Protocol> Shared<P> {
         allowance
     }
 
+    /// Whether every event subscriber has taken every event published to it and is
+    /// waiting for the next one (a dropped subscription counts as caught up); if not, the
+    /// loop is woken when one comes back for more.
+    pub(crate) fn caught_up(&self, cx: &mut std::task::Context<'_>) -> bool {
+        lock(&self.events).iter().all(|sub| sub.is_caught_up(cx))
+    }
+
     /// Ends every subscription after what it has queued: the session loop is gone.
     pub(crate) fn close_events(&self) {
         for sub in lock(&self.events).drain(..) {
@@ -183,11 +192,14 @@ pub struct StreamCall<P: Protocol> {
     pub id: RequestId,
     response: Outcome<P>,
     /// The stream's events, ending after its terminal event. A consumer that falls
-    /// [`STREAM_CAPACITY`] events behind gets, as its last item, an event of kind
+    /// [`STREAM_CAPACITY`] events behind, or holds more than the session's subscriber
+    /// byte budget ([`Options::subscriber_bytes`](crate::record::Options::subscriber_bytes),
+    /// [`SUBSCRIBER_BYTES`] by default: each event counts the bytes of the frame that
+    /// produced it and the text it carries) gets, as its last item, an event of kind
     /// `StreamEventKind::Ended(StreamEnd::Lagged)` and misses the rest of the stream (the
     /// session goes on; the events still reach [`Client::events`]). For a request that
     /// started no stream, it ends at once.
-    pub events: mpsc::Receiver<StreamEvent<P::Inbound>>,
+    pub events: StreamEvents<P::Inbound>,
 }
 
 impl<P: Protocol> StreamCall<P> {
@@ -443,7 +455,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         request: P::Request,
         timeout: Option<Duration>,
     ) -> Result<StreamCall<P>, CallError<P::RemoteError>> {
-        let (events_tx, events) = mpsc::channel(STREAM_CAPACITY);
+        let (events_tx, events) =
+            stream_events::channel(STREAM_CAPACITY, self.shared.subscriber_bytes);
         let (accepted_tx, accepted) = oneshot::channel();
         let (reply_tx, mut response) = oneshot::channel();
         let cmd = Cmd::Request {

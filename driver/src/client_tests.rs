@@ -130,7 +130,7 @@ impl Peer {
 // ---- a line protocol ---------------------------------------------------------------------
 
 /// No handshake. Requests are `req ID`; a `Some(key)` request starts stream `key`.
-/// Inbound: `res ID`, `delta KEY`, `final KEY`, `boom` (decode panics: a protocol bug),
+/// Inbound: `res ID`, `delta KEY [padding]`, `final KEY`, `boom` (decode panics: a protocol bug),
 /// anything else a message.
 #[derive(Clone, Debug, Default)]
 struct T;
@@ -178,8 +178,9 @@ impl Protocol for T {
         };
         if s == "boom" {
             panic!("a protocol bug");
-        } else if let Some(key) = s.strip_prefix("delta ") {
-            stream(key, StreamState::Delta)
+        } else if let Some(rest) = s.strip_prefix("delta ") {
+            // `delta KEY [padding]`
+            stream(rest.split(' ').next().unwrap_or(rest), StreamState::Delta)
         } else if let Some(key) = s.strip_prefix("final ") {
             stream(key, StreamState::Final)
         } else if let Some(id) = s.strip_prefix("res ") {
@@ -454,6 +455,53 @@ fn a_lagging_stream_consumer_gets_a_final_lagged_event() {
         1,
         "exactly one terminal"
     );
+}
+
+/// Reliability review U3: a stream consumer is bounded in bytes as well as in events.
+/// 64 deltas of 64 KiB to a stream nobody reads, with a 256 KiB budget: the consumer
+/// holds the deltas that fit (each charged with its frame), then `Ended(Lagged)`, and its
+/// events end; the session goes on.
+#[test]
+fn a_stream_consumer_is_bounded_in_bytes() {
+    const PAD: usize = 64 << 10;
+    const BUDGET: usize = 256 << 10;
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let options = crate::record::Options::new().subscriber_bytes(BUDGET);
+    let client = Client::start_with(
+        rt.clone(),
+        peer.clone(),
+        Config::default(),
+        T,
+        1,
+        "test",
+        options,
+    )
+    .unwrap();
+    rt.run();
+    let mut call = finish(&rt, Box::pin(client.stream(Some("s"), None))).expect("accepted");
+    let frame = format!("delta s {}", "x".repeat(PAD));
+    for _ in 0..64 {
+        peer.say(&frame);
+    }
+    rt.run();
+    let got = take_ready(&mut call.events);
+    let deltas = got
+        .iter()
+        .filter(|e| matches!(e.kind, StreamEventKind::Delta { .. }))
+        .count();
+    assert_eq!(deltas, BUDGET / frame.len(), "what fits the budget");
+    assert_eq!(got.len(), deltas + 1, "{got:?}");
+    assert_eq!(
+        got.last().map(|e| &e.kind),
+        Some(&StreamEventKind::Ended(StreamEnd::Lagged))
+    );
+    assert_eq!(
+        call.events.next().now_or_never(),
+        Some(None),
+        "then it ends"
+    );
+    assert_eq!(client.status(), Status::Open, "the session goes on");
 }
 
 /// B2: several tasks waiting for the session to open at once all get the outcome, on

@@ -30,6 +30,8 @@ enum State {
         stream: FrameStream,
         writer: Writer,
         reset: Option<crate::Reset>,
+        /// A protocol error read and not yet reported (see [`Conn::poll`]).
+        held: Option<Held>,
     },
     /// The session has been told the connection ended (the peer's close frame, or a
     /// protocol error); the link finishes the close handshake (its answering close frame,
@@ -40,6 +42,15 @@ enum State {
         linger: Option<BoxFuture<'static, ()>>,
         reset: Option<crate::Reset>,
     },
+}
+
+/// A protocol error held back until the application has answered what came before it:
+/// the session is not told yet and the link's stream is not polled (polling it would send
+/// the failing close frame), while writing goes on.
+struct Held {
+    input: Input,
+    /// Bounds the hold, once armed by [`Conn::bound_hold`].
+    bound: Option<BoxFuture<'static, ()>>,
 }
 
 /// The write half and what it has been handed.
@@ -77,6 +88,8 @@ pub(crate) struct Step {
     pub(crate) abandoned: bool,
     /// Payload bytes of the data frames read in this poll.
     pub(crate) read: usize,
+    /// A protocol error has just been read and is held back: arm [`Conn::bound_hold`].
+    pub(crate) holding: bool,
 }
 
 /// Where an ending link's close handshake stands.
@@ -141,6 +154,22 @@ impl Conn {
         }
     }
 
+    /// Bounds how long a protocol error is held back (see [`Conn::poll`]): when `sleep`
+    /// completes, it is reported whether or not the application has caught up.
+    pub(crate) fn bound_hold(&mut self, sleep: BoxFuture<'static, ()>) {
+        if let State::Open {
+            held: Some(held), ..
+        } = &mut self.state
+        {
+            held.bound = Some(sleep);
+        }
+    }
+
+    /// Whether a protocol error is held back, waiting for the application to catch up.
+    pub(crate) fn is_holding(&self) -> bool {
+        matches!(self.state, State::Open { held: Some(_), .. })
+    }
+
     /// Queues a close frame. The peer's answering close arrives through reading.
     pub(crate) fn close(&mut self, code: CloseCode, reason: String) {
         if !matches!(self.state, State::Ending { .. }) {
@@ -159,10 +188,18 @@ impl Conn {
     /// it learns to `inputs` in the order it learned them. Reading stops after the frame
     /// that brings the payload bytes read ([`Step::read`]) to `read`; with `read` zero,
     /// frames stay unread (the subscribers are full); opening and writing go on.
+    ///
+    /// A protocol error the peer sent after valid messages is held back
+    /// ([`Step::holding`]) until `caught_up` (the application has taken every event
+    /// published before it and come back for more) or the hold's bound expires: the
+    /// application's answers to those messages (an echo, a response) are written before
+    /// the close frame that fails the connection, as a peer that processes messages
+    /// inline would. Writing goes on meanwhile; reading does not.
     pub(crate) fn poll(
         &mut self,
         cx: &mut Context<'_>,
         read: usize,
+        caught_up: bool,
         inputs: &mut Vec<Input>,
     ) -> Step {
         let conn = self.id;
@@ -173,6 +210,7 @@ impl Conn {
             ending: false,
             abandoned: false,
             read: 0,
+            holding: false,
         };
         if let State::Ending { stream, linger, .. } = &mut self.state {
             let ending = finish_ending(cx, stream, linger.as_mut());
@@ -202,11 +240,18 @@ impl Conn {
                             broken: false,
                         },
                         reset: link.reset,
+                        held: None,
                     };
                 }
             }
         }
-        let State::Open { stream, writer, .. } = &mut self.state else {
+        let State::Open {
+            stream,
+            writer,
+            held,
+            ..
+        } = &mut self.state
+        else {
             return step;
         };
         // Writing first: a frame queued by the last input goes out before more is read.
@@ -222,6 +267,20 @@ impl Conn {
                 }
             }
         }
+        if let Some(h) = held {
+            let expired = h
+                .bound
+                .as_mut()
+                .is_some_and(|bound| bound.as_mut().poll(cx).is_ready());
+            if !(caught_up || expired) {
+                return step;
+            }
+            if let Some(h) = held.take() {
+                step.progressed = true;
+                self.end(cx, h.input, true, &mut step, inputs);
+            }
+            return step;
+        }
         for _ in 0..READ_BUDGET {
             if step.read >= read {
                 break;
@@ -235,6 +294,17 @@ impl Conn {
                     inputs.push(Input::FrameReceived { conn, frame });
                     None
                 }
+                // A protocol error after messages of this poll: held back until the
+                // application has answered them.
+                Poll::Ready(Some(Ok(ending))) if ending.is_unanswered_violation() => {
+                    *held = Some(Held {
+                        input: ending.into_input(conn),
+                        bound: None,
+                    });
+                    step.progressed = true;
+                    step.holding = true;
+                    return step;
+                }
                 // The peer's close frame, or its protocol error: the link finishes the
                 // close handshake as it is polled on.
                 Poll::Ready(Some(Ok(ending))) => Some((ending.into_input(conn), true)),
@@ -246,33 +316,46 @@ impl Conn {
             };
             step.progressed = true;
             if let Some((input, handshake)) = ended {
-                inputs.push(input);
-                self.outbox.clear();
-                if !handshake {
-                    step.finished = true;
-                    break;
-                }
-                // Start at once, so the answer usually leaves in this same poll.
-                let State::Open { stream, reset, .. } =
-                    std::mem::replace(&mut self.state, State::Connecting(Box::pin(pending())))
-                else {
-                    break;
-                };
-                let mut stream = stream;
-                if let Ending::Waiting = finish_ending(cx, &mut stream, None) {
-                    step.ending = true;
-                    self.state = State::Ending {
-                        stream,
-                        linger: None,
-                        reset,
-                    };
-                } else {
-                    step.finished = true;
-                }
+                self.end(cx, input, handshake, &mut step, inputs);
                 break;
             }
         }
         step
+    }
+
+    /// Reports the connection's end to the session (`input`) and, when the link finishes a
+    /// close handshake (`handshake`), moves to [`State::Ending`] and starts it at once, so
+    /// the answer usually leaves in this same poll.
+    fn end(
+        &mut self,
+        cx: &mut Context<'_>,
+        input: Input,
+        handshake: bool,
+        step: &mut Step,
+        inputs: &mut Vec<Input>,
+    ) {
+        inputs.push(input);
+        self.outbox.clear();
+        if !handshake {
+            step.finished = true;
+            return;
+        }
+        let State::Open { stream, reset, .. } =
+            std::mem::replace(&mut self.state, State::Connecting(Box::pin(pending())))
+        else {
+            return;
+        };
+        let mut stream = stream;
+        if let Ending::Waiting = finish_ending(cx, &mut stream, None) {
+            step.ending = true;
+            self.state = State::Ending {
+                stream,
+                linger: None,
+                reset,
+            };
+        } else {
+            step.finished = true;
+        }
     }
 }
 

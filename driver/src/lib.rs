@@ -30,6 +30,7 @@ mod reset;
 mod runtime;
 pub mod server;
 mod sniff;
+mod stream_events;
 mod task;
 mod transport;
 mod ws;
@@ -44,6 +45,7 @@ pub use connect::{
 };
 pub use reset::Reset;
 pub use runtime::Runtime;
+pub use stream_events::StreamEvents;
 pub use tether_core;
 pub use transport::{FrameSink, FrameStream, InboundLimits, Incoming, Link, Outgoing, Transport};
 pub use ws::{Dial, UrlError, WsTransport, redact};

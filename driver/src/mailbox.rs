@@ -109,6 +109,31 @@ impl<T> Mailbox<T> {
         true
     }
 
+    /// Queues `item`, charged `bytes`, unless the subscriber is behind: the mailbox holds
+    /// `capacity` items, or the bytes would take it over its budget (an item larger than
+    /// the whole budget still fits an empty mailbox). For a consumer that is dropped
+    /// rather than waited for. Returns what happened.
+    pub(crate) fn try_push(&self, item: T, bytes: usize) -> Pushed {
+        let reader = {
+            let mut inner = lock(&self.inner);
+            if inner.reader_gone {
+                return Pushed::Gone;
+            }
+            let over_budget =
+                inner.bytes > 0 && inner.bytes.saturating_add(bytes) > self.byte_budget;
+            if inner.queue.len() >= self.capacity || over_budget {
+                return Pushed::Full;
+            }
+            inner.queue.push_back(Item { value: item, bytes });
+            inner.bytes = inner.bytes.saturating_add(bytes);
+            inner.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+        Pushed::Queued
+    }
+
     /// Whether the mailbox is below its capacity; if not, the loop is woken when it is.
     pub(crate) fn has_room(&self, cx: &mut Context<'_>) -> bool {
         self.has_room_for(cx, 0)
@@ -141,6 +166,19 @@ impl<T> Mailbox<T> {
         0
     }
 
+    /// Whether the subscriber has taken everything queued and is waiting for more (or is
+    /// gone); if not, the loop is woken when it comes back for more.
+    pub(crate) fn is_caught_up(&self, cx: &mut Context<'_>) -> bool {
+        let mut inner = lock(&self.inner);
+        // The reader's waker is set only by a poll that found nothing, and taken by the
+        // next push: set with an empty queue, the subscriber is waiting.
+        if inner.reader_gone || (inner.queue.is_empty() && inner.reader.is_some()) {
+            return true;
+        }
+        inner.writer = Some(cx.waker().clone());
+        false
+    }
+
     /// Items queued and not yet taken by the subscription.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -169,6 +207,17 @@ impl<T> Mailbox<T> {
             w.wake();
         }
     }
+}
+
+/// What [`Mailbox::try_push`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The item is queued.
+    Queued,
+    /// The subscriber is behind: nothing was queued.
+    Full,
+    /// The subscription was dropped.
+    Gone,
 }
 
 /// The subscriber's end of a [`Mailbox`]: a stream of what the loop queued, ending after
@@ -222,17 +271,23 @@ impl<T> Stream for Subscription<T> {
                     return Poll::Ready(None);
                 }
                 inner.reader = Some(cx.waker().clone());
-                return Poll::Pending;
+                // Waiting for more: a loop waiting for this subscriber to catch up (see
+                // `is_caught_up`) may go on.
+                inner.writer.take()
+            } else {
+                // Swap rather than drain: the loop gets an empty queue with the old
+                // allocation, and this side keeps its own for the next batch.
+                std::mem::swap(&mut inner.queue, &mut this.taken);
+                inner.writer.take()
             }
-            // Swap rather than drain: the loop gets an empty queue with the old
-            // allocation, and this side keeps its own for the next batch.
-            std::mem::swap(&mut inner.queue, &mut this.taken);
-            inner.writer.take()
         };
         if let Some(w) = writer {
             w.wake();
         }
-        Poll::Ready(this.hand_out())
+        match this.hand_out() {
+            Some(item) => Poll::Ready(Some(item)),
+            None => Poll::Pending,
+        }
     }
 }
 

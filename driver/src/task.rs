@@ -12,8 +12,8 @@ use std::time::Instant;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream, StreamExt};
 use tether_core::{
-    CloseCode, ConnId, EndReason, Event, Input, Output, Protocol, RequestId, Session, SessionError,
-    Status, StreamEnd, StreamEvent, StreamEventKind,
+    CloseCode, ConnId, EndReason, Event, InFrame, Input, Output, Protocol, RequestId, Session,
+    SessionError, Status,
 };
 
 use crate::record::{Options, Tap};
@@ -22,6 +22,7 @@ use crate::alarm::Alarm;
 use crate::client::{CallError, Cmd, Control, Shared};
 use crate::conn::Conn;
 use crate::runtime::Runtime;
+use crate::stream_events::{Sent, StreamSender};
 use crate::transport::Transport;
 
 /// Commands taken from the handles in one round before the loop looks at its sockets: a
@@ -33,15 +34,6 @@ const ROUND_BUDGET: usize = 16;
 
 type Reply<P> =
     oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
-
-/// A stream consumer's channel, twice: `data` carries the events; `marker` never sends
-/// until the consumer lags, and then sends the final `Ended(Lagged)`. A bounded channel
-/// guarantees every sender one slot of its own, so the marker always fits, even in a
-/// channel `data` has filled.
-struct StreamTx<I> {
-    data: mpsc::Sender<StreamEvent<I>>,
-    marker: mpsc::Sender<StreamEvent<I>>,
-}
 
 pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// The session, behind the one place every call on it goes through (and is recorded,
@@ -64,7 +56,10 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// The time of the current round.
     now: Instant,
     calls: BTreeMap<RequestId, Reply<P>>,
-    streams: BTreeMap<RequestId, StreamTx<P::Inbound>>,
+    streams: BTreeMap<RequestId, StreamSender<P::Inbound>>,
+    /// Payload bytes of the frame whose outputs are being carried out: what a stream
+    /// event routed to its caller is charged with.
+    frame_bytes: usize,
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
@@ -120,6 +115,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             read_bytes: 0,
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
+            frame_bytes: 0,
             open_waiters: Vec::new(),
             close_waiters: Vec::new(),
             ended: None,
@@ -217,10 +213,18 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         } else {
             self.shared.read_allowance(cx)
         };
+        let caught_up = self.conns.values().any(Conn::is_holding) && self.caught_up(cx);
         for (id, conn) in &mut self.conns {
-            let step = conn.poll(cx, allowance, &mut self.inputs);
+            let step = conn.poll(cx, allowance, caught_up, &mut self.inputs);
             self.read_bytes = self.read_bytes.saturating_add(step.read);
             progressed |= step.progressed;
+            if step.holding {
+                // Bounded like a close: an application that never reads does not keep a
+                // peer that broke the protocol connected.
+                // Validated: close_timeout is at most a year, well within the clock.
+                let deadline = self.now + self.session.config().close_timeout;
+                conn.bound_hold(self.rt.sleep_until(deadline));
+            }
             if step.finished {
                 finished.push((*id, step.abandoned));
             } else if step.ending {
@@ -241,6 +245,25 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         }
         self.feed();
         progressed
+    }
+
+    /// Whether the application has answered what was published before a held protocol
+    /// error: every subscriber has taken every event and come back for more (it wakes the
+    /// loop then), and every command it sent before that has been taken and acted on, so
+    /// its frames are in the connection's outbox, ahead of the failing close frame.
+    fn caught_up(&mut self, cx: &mut Context<'_>) -> bool {
+        // The commands taken in this round reach the connections first.
+        self.drain();
+        if !self.shared.caught_up(cx) {
+            return false;
+        }
+        // A command sent before the subscriber came back (a `feed` is not waited for) and
+        // not taken yet: take it in the next round.
+        if !self.cmds.is_empty() {
+            cx.waker().wake_by_ref();
+            return false;
+        }
+        true
     }
 
     /// Aims the alarm at the session's next deadline and reports whether it fired (the
@@ -302,14 +325,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                     if let Some(events) = events
                         && self.session.request_has_stream(id)
                     {
-                        let marker = events.clone();
-                        self.streams.insert(
-                            id,
-                            StreamTx {
-                                data: events,
-                                marker,
-                            },
-                        );
+                        self.streams.insert(id, events);
                     }
                     if let Some(accepted) = accepted {
                         let _ = accepted.send(id);
@@ -341,14 +357,31 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         self.shared.touch(self.session.last_activity());
     }
 
-    /// Hands the session every input learned so far, in order.
+    /// Hands the session every input learned so far, in order. While streams have
+    /// callers, the outputs of each data frame are carried out before the next input, so
+    /// each stream event is charged with the size of the frame that produced it.
     fn feed(&mut self) {
         let now = self.now;
         let mut inputs = std::mem::take(&mut self.inputs);
         for input in inputs.drain(..) {
+            let frame_bytes = match &input {
+                Input::FrameReceived {
+                    frame: InFrame::Text(b) | InFrame::Binary(b),
+                    ..
+                } if !self.streams.is_empty() => b.len(),
+                _ => 0,
+            };
             self.session.handle_input(input, now);
+            if frame_bytes > 0 {
+                self.frame_bytes = frame_bytes;
+                while let Some(out) = self.session.poll_output() {
+                    self.act(out);
+                }
+                self.frame_bytes = 0;
+            }
         }
-        // Keep the buffer's allocation for the next round.
+        // What acting learned goes after; the buffer keeps its allocation.
+        inputs.append(&mut self.inputs);
         self.inputs = inputs;
     }
 
@@ -419,32 +452,21 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 }
             }
             Event::Stream(ev) => {
-                if let Some(id) = ev.request {
-                    let terminal = ev.kind.is_terminal();
-                    if let Some(tx) = self.streams.get_mut(&id)
-                        && let Err(e) = tx.data.try_send(ev.clone())
-                    {
-                        if e.is_disconnected() {
-                            // The caller dropped its events: nothing to tell it.
+                if let Some(id) = ev.request
+                    && let Some(tx) = self.streams.get(&id)
+                {
+                    match tx.send(ev, self.frame_bytes) {
+                        Sent::Queued if !ev.kind.is_terminal() => {}
+                        Sent::Queued | Sent::Gone => {
                             self.streams.remove(&id);
-                            self.published.push(event);
-                            return;
                         }
                         // A consumer that does not keep up loses the rest of its stream
-                        // rather than making the session buffer without bound, and is told
+                        // rather than making the session buffer without bound; it was told
                         // so by a last event of its own.
-                        tracing::warn!(request = %id, "stream consumer lagging; subscription ended");
-                        let lagged = StreamEvent {
-                            key: ev.key.clone(),
-                            request: ev.request,
-                            seq: None,
-                            kind: StreamEventKind::Ended(StreamEnd::Lagged),
-                        };
-                        let _ = tx.marker.try_send(lagged);
-                        self.streams.remove(&id);
-                    }
-                    if terminal {
-                        self.streams.remove(&id);
+                        Sent::Lagged => {
+                            tracing::warn!(request = %id, "stream consumer lagging; subscription ended");
+                            self.streams.remove(&id);
+                        }
                     }
                 }
             }

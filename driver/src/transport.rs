@@ -53,6 +53,26 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// Whether this item is a protocol error the link has not answered yet: one the
+    /// consumer may hold back (the stream unpolled, the session not yet told) until the
+    /// application has answered the messages that came before it. A close frame with an
+    /// invalid code is not one: the peer has closed, and the codec has queued its answer.
+    pub(crate) fn is_unanswered_violation(&self) -> bool {
+        matches!(self, Incoming::Violation(v) if unanswered(v))
+    }
+}
+
+/// Whether `input` reports a protocol error the link has not answered yet (see
+/// [`Incoming::is_unanswered_violation`]).
+pub(crate) fn is_unanswered_violation(input: &tether_core::Input) -> bool {
+    matches!(input, tether_core::Input::ProtocolError { violation, .. } if unanswered(violation))
+}
+
+fn unanswered(violation: &Violation) -> bool {
+    !matches!(violation, Violation::InvalidCloseCode(_))
+}
+
 /// What the session is told of a connection that dropped without a close frame (its
 /// stream ended or failed).
 pub(crate) fn dropped(conn: ConnId) -> tether_core::Input {

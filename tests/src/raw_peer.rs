@@ -81,6 +81,18 @@ pub enum Answer {
 /// Never on a dropped or silent socket (those are answers); only on a frame it cannot
 /// parse.
 pub fn read_answer(s: &mut TcpStream) -> Answer {
+    read_texts_and_answer(s).1
+}
+
+/// Reads frames until a close frame or the end, like [`read_answer`], and also returns
+/// the text frames read before it, in order.
+pub fn read_texts_and_answer(s: &mut TcpStream) -> (Vec<String>, Answer) {
+    let mut texts = Vec::new();
+    let answer = read_frames(s, &mut texts);
+    (texts, answer)
+}
+
+fn read_frames(s: &mut TcpStream, texts: &mut Vec<String>) -> Answer {
     s.set_read_timeout(Some(PEER_TIMEOUT)).ok();
     for _ in 0..10_000 {
         let mut h = [0u8; 2];
@@ -124,10 +136,14 @@ pub fn read_answer(s: &mut TcpStream) -> Answer {
                 *b ^= key[i % 4];
             }
         }
-        if h[0] & 0x0f == 0x8 {
-            return Answer::Close(
-                (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
-            );
+        match h[0] & 0x0f {
+            0x8 => {
+                return Answer::Close(
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                );
+            }
+            0x1 => texts.push(String::from_utf8_lossy(&payload).into_owned()),
+            _ => {}
         }
     }
     Answer::Silent
@@ -256,6 +272,15 @@ pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 ///
 /// A failed connect or upgrade.
 pub fn client_case(addr: SocketAddr, case: &[u8]) -> io::Result<Answer> {
+    Ok(client_case_texts(addr, case)?.1)
+}
+
+/// [`client_case`], also returning the text frames the server sent before its answer.
+///
+/// # Errors
+///
+/// A failed connect or upgrade.
+pub fn client_case_texts(addr: SocketAddr, case: &[u8]) -> io::Result<(Vec<String>, Answer)> {
     let mut s = TcpStream::connect(addr)?;
     s.write_all(
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -266,7 +291,7 @@ pub fn client_case(addr: SocketAddr, case: &[u8]) -> io::Result<Answer> {
         return Err(io::Error::other(format!("upgrade refused: {head}")));
     }
     let _ = s.write_all(case);
-    Ok(read_answer(&mut s))
+    Ok(read_texts_and_answer(&mut s))
 }
 
 /// Answers the HTTP upgrade already read as `head` with a 101.
@@ -362,6 +387,12 @@ impl RawConn {
             }
         }
         Incoming::Silent
+    }
+
+    /// The text frames the client sends until its close frame (whose code is the answer)
+    /// or the end of the connection.
+    pub fn texts_and_answer(&mut self) -> (Vec<String>, Answer) {
+        read_texts_and_answer(&mut self.s)
     }
 
     /// The text frames the client sent within `window` (at most 100,000).

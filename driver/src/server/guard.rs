@@ -181,6 +181,8 @@ pub(crate) struct State {
     inbound_budget: usize,
     pub(crate) now: Arc<dyn Fn() -> Instant + Send + Sync>,
     closed: Shared<oneshot::Receiver<EndCause>>,
+    /// Whether the application has taken what was buffered and waits for more.
+    pub(crate) catch_up: super::catch_up::CatchUp,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -214,6 +216,7 @@ impl State {
             inbound_budget,
             now,
             closed: closed.shared(),
+            catch_up: super::catch_up::CatchUp::default(),
         }
     }
 
@@ -467,11 +470,16 @@ impl Guarded {
     /// Taking a message frees its bytes in the [`GuardConfig::inbound_bytes`] budget, so
     /// an application that reads keeps receiving.
     pub async fn recv(&self) -> Option<DataFrame> {
+        let shared = &self.inner.shared;
+        let waiting = shared.catch_up.enter();
         let frame = self.inner.inbound.lock().await.next().await;
         // No await between taking the message and releasing its bytes: a cancelled
-        // `recv` either took nothing or released what it took.
+        // `recv` either took nothing or released what it took. The call stops waiting
+        // before its message counts as taken (see `CatchUp::poll_caught_up`).
+        drop(waiting);
         if let Some(frame) = &frame {
-            self.inner.shared.release_inbound(payload_len(frame));
+            shared.release_inbound(payload_len(frame));
+            shared.catch_up.taken();
         }
         frame
     }

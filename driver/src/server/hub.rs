@@ -23,9 +23,15 @@ pub struct HubConfig {
     pub overflow_reason: String,
     /// Departures buffered per [`departures`](Hub::departures) subscriber; a subscriber
     /// that does not keep up misses departures (counted in
-    /// [`HubStats::departures_dropped`]). Default 1024.
+    /// [`HubStats::departures_dropped`]). Default 1024; a larger value than
+    /// [`MAX_DEPARTURE_CAPACITY`] counts as that ceiling.
     pub departure_capacity: usize,
 }
+
+/// The ceiling of [`HubConfig::departure_capacity`]: 1,048,576 departures per subscriber.
+/// The channel behind a subscription cannot be made arbitrarily large, and a subscriber
+/// that far behind has stopped reading.
+pub const MAX_DEPARTURE_CAPACITY: usize = 1 << 20;
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -289,7 +295,12 @@ impl Hub {
     /// A stream of every departure from now on (bounded; see
     /// [`HubConfig::departure_capacity`]).
     pub fn departures(&self) -> impl Stream<Item = Departure> + Send + Unpin + 'static {
-        let (tx, rx) = mpsc::channel(self.inner.cfg.departure_capacity);
+        let capacity = self
+            .inner
+            .cfg
+            .departure_capacity
+            .min(MAX_DEPARTURE_CAPACITY);
+        let (tx, rx) = mpsc::channel(capacity);
         lock(&self.inner.subscribers).push(tx);
         rx
     }
@@ -368,5 +379,22 @@ impl Hub {
                 true
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No panic from any config: a departure capacity the channel cannot hold counts as
+    /// the ceiling.
+    #[test]
+    fn an_absurd_departure_capacity_is_capped() {
+        let hub = Hub::new(HubConfig {
+            departure_capacity: usize::MAX,
+            ..HubConfig::default()
+        })
+        .expect("valid close code");
+        let _departures = hub.departures();
     }
 }

@@ -23,10 +23,13 @@
 //! [`Runtime`](crate::Runtime). [`guard`] starts the same task over any [`Link`](crate::Link).
 
 mod accept;
+mod catch_up;
 mod guard;
 mod hub;
 mod task;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
 pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY};
-pub use hub::{Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason};
+pub use hub::{
+    Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason, MAX_DEPARTURE_CAPACITY,
+};

@@ -8,15 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt, select_biased};
+use futures::channel::{mpsc, oneshot};
+use futures::future::BoxFuture;
+use futures::{FutureExt, SinkExt, StreamExt, select_biased};
 use tether_core::server::{EndCause, ServerConn, ServerEvent, ServerOutput};
 use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
 
 use super::guard::{Cmd, DeliveryError, Reply, State, payload_len};
 use crate::alarm::Alarm;
 use crate::runtime::Runtime;
-use crate::transport::{FrameSink, FrameStream, Incoming, Link, Outgoing, dropped};
+use crate::transport::{
+    FrameSink, FrameStream, Incoming, Link, Outgoing, dropped, is_unanswered_violation,
+};
 
 /// Reports in flight from the reader and writer to the loop. A full channel makes them
 /// wait, which pushes back on the socket instead of buffering without bound.
@@ -66,7 +69,8 @@ pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
     let (writes_tx, writes_rx) = mpsc::unbounded();
     let discard = Arc::new(AtomicBool::new(false));
     let link_reset = link.reset;
-    let reader = read(conn, link.stream, inputs_tx.clone());
+    let (release_tx, release_rx) = oneshot::channel();
+    let reader = read(conn, link.stream, inputs_tx.clone(), release_rx);
     let writer = write(conn, link.sink, writes_rx, inputs_tx, discard.clone());
     let linger_rt = rt.clone();
     let control = Control {
@@ -83,6 +87,8 @@ pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
         alarm: Alarm::new(),
         abort: false,
         warned_inbound: false,
+        held: None,
+        release: Some(release_tx),
     };
     let control = std::pin::pin!(control.run());
     let io = std::pin::pin!(futures::future::join(reader, writer));
@@ -131,6 +137,11 @@ struct Control<R> {
     alarm: Alarm,
     abort: bool,
     warned_inbound: bool,
+    /// A protocol error held back until the application has caught up (see
+    /// [`CatchUp`](super::catch_up::CatchUp)), and the bound of the hold.
+    held: Option<(Input, BoxFuture<'static, ()>)>,
+    /// Lets the reader go on to fail the connection once the held error is reported.
+    release: Option<oneshot::Sender<()>>,
 }
 
 impl<R: Runtime> Control<R> {
@@ -156,7 +167,18 @@ impl<R: Runtime> Control<R> {
                 };
             }
             self.alarm.aim(self.machine.poll_timeout(), &self.rt);
+            let (held, state) = (&mut self.held, &self.state);
+            let caught_up = futures::future::poll_fn(|cx| match held {
+                Some((_, bound)) => {
+                    if state.catch_up.poll_caught_up(cx).is_ready() {
+                        return std::task::Poll::Ready(());
+                    }
+                    bound.as_mut().poll(cx)
+                }
+                None => std::task::Poll::Pending,
+            });
             select_biased! {
+                () = caught_up.fuse() => self.release_held(),
                 input = self.inputs.next() => {
                     // The reader and writer hold senders until the task ends.
                     if let Some(input) = input {
@@ -179,7 +201,28 @@ impl<R: Runtime> Control<R> {
         }
     }
 
+    /// Reports the held protocol error, and lets the reader send the close frame it
+    /// calls for.
+    fn release_held(&mut self) {
+        if let Some((input, _)) = self.held.take() {
+            if let Some(release) = self.release.take() {
+                let _ = release.send(());
+            }
+            let now = self.rt.now();
+            self.machine.handle_input(input, now);
+        }
+    }
+
     fn input(&mut self, input: Input) {
+        if is_unanswered_violation(&input) {
+            // The application may still be answering what came before it: held back,
+            // bounded like a close.
+            let close_timeout = self.machine.config().close_timeout;
+            // Validated: close_timeout is at most a year, well within the clock.
+            let bound = self.rt.sleep_until(self.rt.now() + close_timeout);
+            self.held = Some((input, bound));
+            return;
+        }
         if let Input::WriteCompleted { frame, .. } = &input
             && let Some(reply) = self.waiters.remove(frame)
         {
@@ -265,14 +308,17 @@ impl<R: Runtime> Control<R> {
     /// count refuses it.
     fn deliver(&mut self, frame: DataFrame) {
         let size = payload_len(&frame);
-        let buffered = self.state.charge_inbound(size)
-            && match self.inbound.try_send(frame) {
+        let buffered = self.state.charge_inbound(size) && {
+            self.state.catch_up.buffering();
+            match self.inbound.try_send(frame) {
                 Ok(()) => true,
                 Err(_) => {
+                    self.state.catch_up.taken();
                     self.state.release_inbound(size);
                     false
                 }
-            };
+            }
+        };
         if !buffered {
             self.state.inbound_dropped.fetch_add(1, Ordering::Relaxed);
             if !self.warned_inbound {
@@ -322,7 +368,15 @@ impl<R: Runtime> Control<R> {
 
 /// Reads frames until the connection ends, then reports how. Completes only after that
 /// report, so the task never ends before the loop has heard of the end.
-async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<Input>) {
+///
+/// After a protocol error, the link's failing close frame waits for `release`: the loop
+/// sends it (or drops it) once the application has answered what came before.
+async fn read(
+    conn: ConnId,
+    mut stream: FrameStream,
+    mut inputs: mpsc::Sender<Input>,
+    release: oneshot::Receiver<()>,
+) {
     let last = loop {
         match stream.next().await {
             Some(Ok(Incoming::Frame(frame))) => {
@@ -343,7 +397,12 @@ async fn read(conn: ConnId, mut stream: FrameStream, mut inputs: mpsc::Sender<In
             None => break dropped(conn),
         }
     };
+    let held = is_unanswered_violation(&last);
     if inputs.send(last).await.is_ok() {
+        if held {
+            // Dropped unsent when the loop ends first: reading on is then all that is left.
+            let _ = release.await;
+        }
         // Reading on finishes the close handshake: the link flushes tungstenite's answer to
         // a close frame, or the close frame it fails the connection with; the stream then
         // ends.

@@ -1,0 +1,240 @@
+//! A peer that sends a valid message and then breaks the protocol, in one write, gets the
+//! application's answer to the message before the close frame that fails the connection:
+//! the driver holds the protocol error back until the application has taken what came
+//! before it and come back for more (bounded by the close timeout). This is what the
+//! Autobahn cases 3.2–3.4, 4.1.3–4.2.5 and 5.15 check; here it is deterministic, on
+//! tokio and smol, for tether's client and tether's server.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::channel::oneshot;
+use tether_core::profiles::Raw;
+use tether_core::server::{EndCause, ServerConfig};
+use tether_core::{Config, DisconnectReason, Event, FrameViolation, Jitter, Violation};
+use tether_driver::server::{GuardConfig, Guarded};
+use tether_tests::raw_peer::{Answer, MASK, Scripted, client_case_texts, frame};
+use tether_tests::runtimes::{OnSmol, OnTokio, TestRuntime, within};
+
+const LIMIT: Duration = Duration::from_secs(10);
+/// The close timeout of both roles here: the bound of a hold.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// A text frame with RSV1 set, which no extension was negotiated for.
+fn reserved_bits(mask: Option<[u8; 4]>) -> Vec<u8> {
+    frame(0xC1, b"bad", mask)
+}
+
+/// Two messages and a broken frame, in one write.
+fn case(mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut bytes = frame(0x81, b"one", mask);
+    bytes.extend(frame(0x81, b"two", mask));
+    bytes.extend(reserved_bits(mask));
+    bytes
+}
+
+fn client_config() -> Config {
+    Config::builder()
+        .backoff_schedule(vec![Duration::from_secs(60)])
+        .jitter(Jitter::None)
+        .close_timeout(CLOSE_TIMEOUT)
+        .build()
+        .expect("valid test configuration")
+}
+
+/// The server writes the case, then reads what the client sends until its close frame.
+fn scripted_server() -> Scripted<(Vec<String>, Answer)> {
+    Scripted::start(2, |c| {
+        if c.write_raw(&case(None)).is_err() {
+            return (Vec::new(), Answer::Dropped);
+        }
+        c.texts_and_answer()
+    })
+}
+
+/// The client echoes every message; the server reads both echoes, then 1002.
+async fn the_client_echoes_before_failing<A: TestRuntime>(a: &A) {
+    let tag = format!("[{}] client echo", a.name());
+    let server = scripted_server();
+    let client = a.start(&server.url(), client_config(), Raw).expect("start");
+    let mut events = Box::pin(client.events());
+    let reason = within(a, LIMIT, &tag, async {
+        while let Some(ev) = events.next().await {
+            match ev {
+                Event::Message(frame) => {
+                    let _ = client.send(frame).await;
+                }
+                Event::Disconnected { reason, .. } => return reason,
+                _ => {}
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    assert_eq!(
+        reason,
+        DisconnectReason::ProtocolError(Violation::Frame(FrameViolation::ReservedBits)),
+        "{tag}"
+    );
+    let (texts, answer) = server.result(LIMIT).expect("the script ends");
+    assert_eq!(texts, ["one", "two"], "{tag}: the echoes came first");
+    assert_eq!(answer, Answer::Close(Some(1002)), "{tag}");
+    client.terminate();
+}
+
+/// An application that never reads its events does not keep the peer connected: the
+/// error is reported when the close timeout runs out.
+async fn a_client_that_never_reads_fails_after_the_bound<A: TestRuntime>(a: &A) {
+    let tag = format!("[{}] client not reading", a.name());
+    let server = scripted_server();
+    let client = a.start(&server.url(), client_config(), Raw).expect("start");
+    // Subscribed and never read: the subscriber never catches up.
+    let _events = client.events();
+    let start = Instant::now();
+    let (texts, answer) = within(a, LIMIT, &tag, async {
+        loop {
+            if let Some(result) = server.result(Duration::ZERO) {
+                return result;
+            }
+            a.sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(texts.is_empty(), "{tag}: {texts:?}");
+    assert_eq!(answer, Answer::Close(Some(1002)), "{tag}");
+    assert!(
+        start.elapsed() >= CLOSE_TIMEOUT,
+        "{tag}: held for the bound"
+    );
+    client.terminate();
+}
+
+async fn client_cases<A: TestRuntime>(a: &A) {
+    the_client_echoes_before_failing(a).await;
+    a_client_that_never_reads_fails_after_the_bound(a).await;
+}
+
+#[tokio::test]
+async fn a_client_answers_before_failing_on_tokio() {
+    client_cases(&OnTokio).await;
+}
+
+#[test]
+fn a_client_answers_before_failing_on_smol() {
+    smol::block_on(client_cases(&OnSmol));
+}
+
+// ---- tether's server -------------------------------------------------------------------
+
+fn guard_config() -> GuardConfig {
+    GuardConfig {
+        server: ServerConfig {
+            close_timeout: CLOSE_TIMEOUT,
+            ..ServerConfig::default()
+        },
+        ..GuardConfig::default()
+    }
+}
+
+/// What the served connection's application does.
+#[derive(Clone, Copy)]
+enum App {
+    /// Echoes every message.
+    Echo,
+    /// Never calls `recv`.
+    Deaf,
+}
+
+async fn serve(conn: Guarded, app: App, done: oneshot::Sender<EndCause>) {
+    if let App::Echo = app {
+        while let Some(frame) = conn.recv().await {
+            if conn.send(frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    let _ = done.send(conn.closed().await);
+}
+
+/// Accepts one connection through the adapter and runs `app` on it.
+trait Serve: TestRuntime {
+    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>);
+}
+
+impl Serve for OnTokio {
+    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("nonblocking");
+        let addr = std.local_addr().expect("address");
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std).expect("listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            if let Ok(conn) = tether_tokio::server::accept(stream, guard_config()).await {
+                serve(conn, app, tx).await;
+            }
+        });
+        (addr, rx)
+    }
+}
+
+impl Serve for OnSmol {
+    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = std.local_addr().expect("address");
+        let (tx, rx) = oneshot::channel();
+        smol::spawn(async move {
+            let listener = smol::net::TcpListener::try_from(std).expect("listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            if let Ok(conn) = tether_smol::server::accept(stream, guard_config()).await {
+                serve(conn, app, tx).await;
+            }
+        })
+        .detach();
+        (addr, rx)
+    }
+}
+
+async fn server_case<A: Serve>(a: &A, app: App, echoes: &[&str]) {
+    let tag = format!("[{}] server", a.name());
+    let (addr, ended) = a.serve_one(app);
+    let start = Instant::now();
+    let peer = std::thread::spawn(move || client_case_texts(addr, &case(Some(MASK))));
+    let end = within(a, LIMIT, &tag, ended).await.expect("reported");
+    assert_eq!(
+        end,
+        EndCause::Lost(DisconnectReason::ProtocolError(Violation::Frame(
+            FrameViolation::ReservedBits
+        ))),
+        "{tag}"
+    );
+    let (texts, answer) = peer.join().expect("peer thread").expect("upgrade");
+    assert_eq!(texts, echoes, "{tag}");
+    assert_eq!(answer, Answer::Close(Some(1002)), "{tag}");
+    if echoes.is_empty() {
+        assert!(
+            start.elapsed() >= CLOSE_TIMEOUT,
+            "{tag}: held for the bound"
+        );
+    }
+}
+
+async fn server_cases<A: Serve>(a: &A) {
+    server_case(a, App::Echo, &["one", "two"]).await;
+    server_case(a, App::Deaf, &[]).await;
+}
+
+#[tokio::test]
+async fn a_server_answers_before_failing_on_tokio() {
+    server_cases(&OnTokio).await;
+}
+
+#[test]
+fn a_server_answers_before_failing_on_smol() {
+    smol::block_on(server_cases(&OnSmol));
+}
