@@ -13,6 +13,7 @@ pub mod driven;
 mod fault;
 mod net;
 pub mod oracle;
+pub mod pipe;
 pub mod scenario;
 mod server;
 pub mod server_role;
