@@ -46,6 +46,10 @@ pub enum WireFault {
     /// The peer stops writing for good (it never answers a close, a ping or a request)
     /// and reads on, keeping the connection open.
     Mute,
+    /// The peer stops reading and writing for good, keeping the connection open: what
+    /// the client writes piles up in the pipe until its buffer is full and the client's
+    /// writes wait (backpressure).
+    Deaf,
     /// The peer resets the connection: the client reads `ConnectionReset` after whatever
     /// was written before.
     Reset,
@@ -122,6 +126,10 @@ pub enum PeerRead {
     Close(Option<u16>, String),
     /// A frame with a reserved opcode.
     Other(u8),
+    /// The end of the stream: the client let go of the connection.
+    Eof,
+    /// The connection was reset under the peer's read.
+    Reset,
 }
 
 /// What the peer read on a connection, and when.
@@ -249,9 +257,14 @@ impl AsyncRead for Tap {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = futures::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let result = futures::ready!(Pin::new(&mut this.io).poll_read(cx, buf));
         let mut reads = Vec::new();
-        this.scanner.feed(&buf[..n], &mut reads);
+        match &result {
+            Ok(0) if !buf.is_empty() => reads.push(PeerRead::Eof),
+            Ok(n) => this.scanner.feed(&buf[..*n], &mut reads),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => reads.push(PeerRead::Reset),
+            Err(_) => {}
+        }
         if !reads.is_empty() {
             let at = this.clock.now();
             let mut log = this.log.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,7 +274,7 @@ impl AsyncRead for Tap {
                 read,
             }));
         }
-        Poll::Ready(Ok(n))
+        Poll::Ready(result)
     }
 }
 
@@ -319,6 +332,8 @@ enum Mode {
     /// Raw bytes, never writing; the connection is dropped once a close frame is read
     /// (after this many were read) when `Some`.
     Drain(Option<usize>),
+    /// Neither reading nor writing.
+    Deaf,
 }
 
 fn status_response(status: u16) -> ErrorResponse {
@@ -373,6 +388,7 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                     continue;
                 }
             },
+            Mode::Deaf => cmds.next().await,
             Mode::Drain(close_after) => {
                 let read = ws.get_mut().read(&mut scratch);
                 match select(cmds.next(), read).await {
@@ -391,10 +407,14 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
         // The run is over when its commands end.
         let Some(cmd) = cmd else { break };
         if mode != Mode::Codec {
-            // A peer that stopped writing ignores everything but a reset.
-            if let PeerCmd::Fault(WireFault::Reset) = cmd {
-                raw.reset();
-                break;
+            // A peer that stopped writing ignores everything but a reset, or going deaf.
+            match cmd {
+                PeerCmd::Fault(WireFault::Reset) => {
+                    raw.reset();
+                    break;
+                }
+                PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
+                _ => {}
             }
             continue;
         }
@@ -420,6 +440,7 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                 mode = Mode::Drain(Some(ws.get_ref().scanner.closes));
             }
             PeerCmd::Fault(WireFault::Mute) => mode = Mode::Drain(None),
+            PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
             PeerCmd::Fault(WireFault::Reset) => {
                 raw.reset();
                 break;
