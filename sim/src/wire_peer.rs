@@ -56,6 +56,20 @@ pub enum WireFault {
 }
 
 impl WireFault {
+    /// Every wire fault's name, in declaration order.
+    pub const NAMES: &'static [&'static str] = &["raw", "raw-close", "mute", "deaf", "reset"];
+
+    /// The fault's name, as [`NAMES`](Self::NAMES) lists it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireFault::Raw(_) => "raw",
+            WireFault::RawClose(_) => "raw-close",
+            WireFault::Mute => "mute",
+            WireFault::Deaf => "deaf",
+            WireFault::Reset => "reset",
+        }
+    }
+
     /// A raw close frame with `code` and `reason` (any code, any reason length: the codec
     /// is not asked).
     pub fn close(code: u16, reason: &str) -> Self {
@@ -493,6 +507,19 @@ mod tests {
         s.feed(&frame[3..], &mut out);
         assert_eq!(out, vec![PeerRead::Close(Some(1007), String::new())]);
         assert_eq!(s.closes, 1);
+    }
+
+    #[test]
+    fn every_wire_fault_is_named_in_order() {
+        let all = [
+            WireFault::Raw(Bytes::new()),
+            WireFault::RawClose(Bytes::new()),
+            WireFault::Mute,
+            WireFault::Deaf,
+            WireFault::Reset,
+        ];
+        let names: Vec<_> = all.iter().map(WireFault::name).collect();
+        assert_eq!(names, WireFault::NAMES);
     }
 
     #[test]
