@@ -163,3 +163,162 @@ fn gateway_events_are_the_same_on_the_wire_as_by_value() {
     );
     assert_same(&value, &wire.events);
 }
+
+/// A HelloAck peer that acknowledges every hello and, on its first connection only,
+/// ends it `after` the upgrade the way `end` says; connections whose number is in
+/// `reject` are refused with HTTP 503.
+struct Ending {
+    end: fn(&mut tether_sim::ServerCtx<'_>, tether_core::ConnId),
+    reject: Vec<u64>,
+    attempts: u64,
+    ended: bool,
+}
+
+impl tether_sim::Server for Ending {
+    fn on_connect(
+        &mut self,
+        _conn: tether_core::ConnId,
+        _ctx: &mut tether_sim::ServerCtx<'_>,
+    ) -> tether_sim::Accept {
+        self.attempts += 1;
+        if self.reject.contains(&self.attempts) {
+            tether_sim::Accept::Reject(503)
+        } else {
+            tether_sim::Accept::Accept
+        }
+    }
+    fn on_open(&mut self, conn: tether_core::ConnId, ctx: &mut tether_sim::ServerCtx<'_>) {
+        if !self.ended {
+            self.ended = true;
+            ctx.timer(conn, 1, Duration::from_secs(2));
+        }
+    }
+    fn on_frame(
+        &mut self,
+        conn: tether_core::ConnId,
+        frame: tether_sim::Wire,
+        ctx: &mut tether_sim::ServerCtx<'_>,
+    ) {
+        let Some(v) = frame.as_json() else { return };
+        match v["type"].as_str() {
+            Some("hello") => ctx.send(conn, tether_sim::Wire::json(&json!({"type": "hello_ack"}))),
+            Some("request") => ctx.send_after(
+                conn,
+                tether_sim::Wire::json(
+                    &json!({"type": "response", "id": v["id"], "result": v["params"]}),
+                ),
+                Duration::from_millis(20),
+            ),
+            _ => {}
+        }
+    }
+    fn on_timer(
+        &mut self,
+        conn: tether_core::ConnId,
+        _token: u64,
+        ctx: &mut tether_sim::ServerCtx<'_>,
+    ) {
+        (self.end)(ctx, conn);
+    }
+}
+
+fn ending(
+    end: fn(&mut tether_sim::ServerCtx<'_>, tether_core::ConnId),
+    reject: Vec<u64>,
+) -> Ending {
+    Ending {
+        end,
+        reject,
+        attempts: 0,
+        ended: false,
+    }
+}
+
+fn requests() -> Vec<(Duration, Command<HelloAck>)> {
+    (1..8)
+        .map(|n| {
+            (
+                Duration::from_secs(n),
+                Command::Request {
+                    request: HelloAckRequest::new("echo", json!({ "n": n })),
+                    timeout: None,
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn server_closes_drops_and_refusals_are_the_same_on_the_wire_as_by_value() {
+    let duration = Duration::from_secs(30);
+    type End = fn(&mut tether_sim::ServerCtx<'_>, tether_core::ConnId);
+    let ends: Vec<(&str, End, Vec<u64>)> = vec![
+        (
+            "close 1001",
+            |ctx, c| ctx.close(c, 1001, "going away"),
+            vec![],
+        ),
+        ("close 1011", |ctx, c| ctx.close(c, 1011, "oops"), vec![]),
+        ("close 1012", |ctx, c| ctx.close(c, 1012, "restart"), vec![]),
+        ("close 1013", |ctx, c| ctx.close(c, 1013, "later"), vec![]),
+        (
+            "close 1014",
+            |ctx, c| ctx.close(c, 1014, "bad gateway"),
+            vec![],
+        ),
+        ("close 4000", |ctx, c| ctx.close(c, 4000, "stale"), vec![]),
+        ("close 4999", |ctx, c| ctx.close(c, 4999, ""), vec![]),
+        (
+            "close 1002 (fatal)",
+            |ctx, c| ctx.close(c, 1002, "no"),
+            vec![],
+        ),
+        (
+            "close 1000 (normal)",
+            |ctx, c| ctx.close(c, 1000, "done"),
+            vec![],
+        ),
+        ("drop", |ctx, c| ctx.drop_conn(c), vec![]),
+        (
+            "drop, then 503 twice",
+            |ctx, c| ctx.drop_conn(c),
+            vec![2, 3],
+        ),
+        ("503 first", |ctx, c| ctx.close(c, 1001, ""), vec![1]),
+    ];
+    for (name, end, reject) in ends {
+        for seed in [4, 5] {
+            let value = run_driver(
+                Config::default(),
+                hello(),
+                ending(end, reject.clone()),
+                seed,
+                value_net(),
+                requests(),
+                duration,
+            )
+            .unwrap();
+            let wire = run_driver_wire(
+                Config::default(),
+                hello(),
+                ending(end, reject.clone()),
+                seed,
+                wire_setup(),
+                requests(),
+                duration,
+            )
+            .unwrap();
+            assert!(
+                value.iter().any(|(_, e)| matches!(
+                    e,
+                    Event::Disconnected { .. } | Event::AttemptFailed { .. }
+                )),
+                "{name}: the connection ends: {value:?}"
+            );
+            for (i, (v, w)) in value.iter().zip(&wire.events).enumerate() {
+                assert_eq!(v, w, "{name}, seed {seed}: event {i} differs");
+            }
+            assert_eq!(value.len(), wire.events.len(), "{name}, seed {seed}");
+        }
+    }
+}
