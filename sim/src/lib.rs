@@ -27,6 +27,7 @@ mod wire;
 pub mod wire_peer;
 mod workload;
 mod world;
+pub mod ws_frames;
 
 pub use fault::{Fault, FaultPlan, Garbage};
 pub use net::NetConfig;

@@ -11,7 +11,7 @@ use tether_sim::Command;
 use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_wire};
 use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::{GatewayServer, HelloAckServer};
-use tether_sim::wire_peer::PeerRead;
+use tether_sim::ws_frames::PeerRead;
 
 const LATENCY: Duration = Duration::from_millis(10);
 

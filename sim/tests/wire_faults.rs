@@ -12,7 +12,8 @@ use tether_sim::Command;
 use tether_sim::driven::{WireRun, WireSetup, run_driver_wire};
 use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::HelloAckServer;
-use tether_sim::wire_peer::{PeerRead, WireFault, close_payload, opcode, server_frame};
+use tether_sim::wire_peer::WireFault;
+use tether_sim::ws_frames::{PeerRead, close_payload, opcode, server_frame};
 
 const LATENCY: Duration = Duration::from_millis(10);
 const FAULT_AT: Duration = Duration::from_secs(1);
