@@ -9,12 +9,18 @@
 //! With the same seed, server, commands and latencies, a `World` (no faults, no jitter) and
 //! [`run_driver`] hand the session the same inputs at the same instants, so it emits the
 //! same events — `tests/tests/driver_equivalence.rs` checks exactly that.
+//!
+//! [`run_driver_wire`] is the wire mode: the same executor and network rules, but the
+//! client runs the driver's real `WsTransport` over [byte pipes](crate::pipe) to a peer
+//! behind a real codec ([`wire_peer`](crate::wire_peer)), with byte-level
+//! [`WireFault`]s. On fault-free scenarios both modes deliver the same events at the same
+//! instants (`sim/tests/wire_equivalence.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -32,7 +38,12 @@ use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Tra
 
 use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
 use crate::wire::Wire;
+use crate::wire_peer::{PeerCmd, WireFault};
 use crate::workload::Command;
+
+mod wire;
+
+pub use wire::{WireRun, WireSetup, run_driver_wire};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Single-threaded: a poisoned lock can only follow a panic that already fails the run.
@@ -49,6 +60,10 @@ enum NetEv {
     ToClient(ConnId, Incoming),
     Dropped(ConnId),
     Rejected(ConnId, u16),
+    /// Wire mode: a command for the peer task of a connection.
+    Peer(ConnId, PeerCmd),
+    /// Wire mode: a fault for the latest connection the peer has open.
+    Fault(WireFault),
 }
 
 struct Pending {
@@ -81,6 +96,8 @@ struct LinkState {
     server_open: bool,
     last_c2s: Duration,
     last_s2c: Duration,
+    /// Wire mode: the connection's peer task.
+    peer: Option<mpsc::UnboundedSender<PeerCmd>>,
 }
 
 struct State<S> {
@@ -95,6 +112,10 @@ struct State<S> {
     latency: Duration,
     write_latency: Duration,
     spawned: Vec<BoxFuture<'static, ()>>,
+    /// `now` in nanoseconds, readable without the lock (pipes read it).
+    now_mirror: Arc<AtomicU64>,
+    /// Wire mode: frames cross byte pipes through real codecs.
+    wire: Option<wire::WireCtx>,
 }
 
 type SharedState<S> = Arc<Mutex<State<S>>>;
@@ -143,6 +164,10 @@ impl<S: Server> State<S> {
     }
 
     fn server_action(&mut self, action: Action) {
+        if self.wire.is_some() {
+            self.peer_action(action);
+            return;
+        }
         match action {
             Action::Send { conn, wire, after } => {
                 let (ev, closes) = match wire {
@@ -266,6 +291,17 @@ impl<S: Server> State<S> {
                 if let Some(tx) = self.links.get(&conn).and_then(|l| l.tx.as_ref()) {
                     let _ = tx.unbounded_send(Err(std::io::ErrorKind::ConnectionReset.into()));
                     tx.close_channel();
+                }
+            }
+            NetEv::Peer(conn, cmd) => {
+                if let Some(peer) = self.links.get(&conn).and_then(|l| l.peer.as_ref()) {
+                    let _ = peer.unbounded_send(cmd);
+                }
+            }
+            NetEv::Fault(fault) => {
+                let open = self.links.values().rev().find(|l| l.server_open);
+                if let Some(peer) = open.and_then(|l| l.peer.as_ref()) {
+                    let _ = peer.unbounded_send(PeerCmd::Fault(fault));
                 }
             }
         }
@@ -468,6 +504,26 @@ where
     P: SendProtocol,
     S: Server + Send + 'static,
 {
+    let (state, session_seed) = new_state(server, seed, net, None);
+    let transport = VirtualTransport(state.clone());
+    let run = Run {
+        config,
+        protocol,
+        session_seed,
+        commands,
+        duration,
+    };
+    drive(&state, transport, run)
+}
+
+/// A run's state, and the session's seed, derived from `seed` as a
+/// [`World`](crate::World) derives them.
+fn new_state<S: Server>(
+    server: S,
+    seed: u64,
+    net: DrivenNet,
+    wire: Option<wire::WireCtx>,
+) -> (SharedState<S>, u64) {
     let mut master = fastrand::Rng::with_seed(seed);
     let session_seed = master.u64(..);
     // Drawn and unused: the world draws its network's seed here, and the server's seed
@@ -477,7 +533,7 @@ where
     // The only clock read: an arbitrary epoch; everything is an offset from it.
     #[allow(clippy::disallowed_methods)]
     let epoch = Instant::now();
-    let state: SharedState<S> = Arc::new(Mutex::new(State {
+    let state = Arc::new(Mutex::new(State {
         epoch,
         now: Duration::ZERO,
         seq: 0,
@@ -489,12 +545,46 @@ where
         latency: net.latency,
         write_latency: net.write_latency,
         spawned: Vec::new(),
+        now_mirror: Arc::default(),
+        wire,
     }));
+    (state, session_seed)
+}
+
+/// What a driven run does, besides its network.
+struct Run<P: SendProtocol> {
+    config: Config,
+    protocol: P,
+    session_seed: u64,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+}
+
+/// Runs the client over `transport` on the virtual clock of `state`: connects at t = 0,
+/// issues the commands at their times, closes at the run's duration, and returns every
+/// session event with its time.
+fn drive<P, S, T>(
+    state: &SharedState<S>,
+    transport: T,
+    run: Run<P>,
+) -> Result<Vec<(Duration, Event<P>)>, ConfigError>
+where
+    P: SendProtocol,
+    S: Server + Send + 'static,
+    T: Transport,
+{
+    let Run {
+        config,
+        protocol,
+        session_seed,
+        commands,
+        duration,
+    } = run;
     CURRENT.with(|c| *c.borrow_mut() = Some(Box::new(Host(state.clone()))));
     let rt = VirtualRuntime(state.clone());
     let client = Client::start(
         rt.clone(),
-        VirtualTransport(state.clone()),
+        transport,
         config.clone(),
         protocol,
         session_seed,
@@ -525,7 +615,7 @@ where
     loop {
         // Run every task until none can make progress.
         loop {
-            let spawned = std::mem::take(&mut lock(&state).spawned);
+            let spawned = std::mem::take(&mut lock(state).spawned);
             let any_new = !spawned.is_empty();
             tasks.extend(spawned);
             if !any_new && !flag.0.swap(false, Ordering::SeqCst) {
@@ -536,7 +626,7 @@ where
         }
         // The next instant: network, then commands, then timers, as the world orders them.
         let (next_net, next_timer) = {
-            let st = lock(&state);
+            let st = lock(state);
             (
                 st.net.peek().map(|Reverse(p)| p.at),
                 st.timers.iter().map(|(t, _)| *t).min(),
@@ -554,9 +644,13 @@ where
         if next > grace {
             break;
         }
-        let mut st = lock(&state);
+        let mut st = lock(state);
         st.now = st.now.max(next);
         let now = st.now;
+        st.now_mirror.store(
+            u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
         if next_net == Some(next)
             && let Some(Reverse(p)) = st.net.pop()
         {
@@ -566,7 +660,7 @@ where
         drop(st);
         if next_cmd == Some(next) && next_cmd <= close_at.or(Some(next)) {
             if let (Some((_, cmd)), Some(c)) = (commands.pop_front(), client.clone()) {
-                lock(&state).spawned.push(Box::pin(command(c, cmd)));
+                lock(state).spawned.push(Box::pin(command(c, cmd)));
             }
             continue;
         }
@@ -574,14 +668,14 @@ where
             closed = true;
             commands.clear();
             if let Some(c) = client.take() {
-                lock(&state)
+                lock(state)
                     .spawned
                     .push(Box::pin(async move { c.close().await }));
             }
             continue;
         }
         let due: Vec<Waker> = {
-            let mut st = lock(&state);
+            let mut st = lock(state);
             let (due, keep): (Vec<_>, Vec<_>) = st.timers.drain(..).partition(|(t, _)| *t <= now);
             st.timers = keep;
             due.into_iter().map(|(_, w)| w).collect()
@@ -591,6 +685,8 @@ where
         }
     }
     CURRENT.with(|c| *c.borrow_mut() = None);
+    // The tasks (the client's, the peers') end here, before the state they point to.
+    drop(tasks);
     let out = std::mem::take(&mut *lock(&events));
     Ok(out)
 }

@@ -13,6 +13,7 @@ pub mod driven;
 mod fault;
 mod net;
 pub mod oracle;
+pub mod pipe;
 pub mod scenario;
 mod server;
 pub mod server_role;
@@ -23,8 +24,10 @@ pub mod strategy;
 mod timeline;
 pub mod trace;
 mod wire;
+pub mod wire_peer;
 mod workload;
 mod world;
+pub mod ws_frames;
 
 pub use fault::{Fault, FaultPlan, Garbage};
 pub use net::NetConfig;

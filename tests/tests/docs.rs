@@ -22,6 +22,14 @@ fn the_fault_table_lists_every_fault_kind_in_order() {
 }
 
 #[test]
+fn the_wire_fault_table_lists_every_wire_fault_in_order() {
+    assert_eq!(
+        table_names("The wire mode"),
+        tether_sim::wire_peer::WireFault::NAMES
+    );
+}
+
+#[test]
 fn the_oracle_table_lists_every_oracle_in_order() {
     assert_eq!(table_names("Oracles"), tether_sim::oracle::ORACLES);
 }

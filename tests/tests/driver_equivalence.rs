@@ -1,13 +1,15 @@
 //! The simulator runs the same driver the adapters run: a scripted scenario yields the same
 //! event sequence, at the same instants, through `tether-driver` on virtual time as through
-//! `Session` driven directly by the world.
+//! `Session` driven directly by the world — and through the driver's real WebSocket
+//! transport over the simulated wire (`run_driver_wire`) too.
 
 use std::time::Duration;
 
 use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest};
 use tether_core::{Config, Event, Output, Protocol};
-use tether_sim::driven::{DrivenNet, run_driver};
+use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_wire};
+use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::{Command, Entry, FaultPlan, NetConfig, RunConfig, Script, Server, World};
 
@@ -49,6 +51,16 @@ where
             _ => None,
         })
         .collect()
+}
+
+fn wire_setup() -> WireSetup {
+    WireSetup {
+        pipe: PipeConfig {
+            latency: NET.latency,
+            ..PipeConfig::default()
+        },
+        faults: Vec::new(),
+    }
 }
 
 fn assert_same<P: Protocol>(direct: &[(Duration, Event<P>)], driven: &[(Duration, Event<P>)]) {
@@ -125,6 +137,17 @@ fn hello_ack_scenario_is_identical_through_the_driver() {
         );
         assert!(direct.iter().any(|(_, e)| matches!(e, Event::Stream(_))));
         assert_same(&direct, &driven);
+        let wire = run_driver_wire(
+            Config::default(),
+            hello(),
+            HelloAckServer::default(),
+            seed,
+            wire_setup(),
+            hello_script(),
+            duration,
+        )
+        .unwrap();
+        assert_same(&direct, &wire.events);
     }
 }
 
@@ -184,4 +207,15 @@ fn gateway_scenario_is_identical_through_the_driver() {
             > 5
     );
     assert_same(&direct, &driven);
+    let wire = run_driver_wire(
+        Config::default(),
+        gw(),
+        GatewayServer::default(),
+        9,
+        wire_setup(),
+        gateway_script(),
+        duration,
+    )
+    .unwrap();
+    assert_same(&direct, &wire.events);
 }
