@@ -117,8 +117,8 @@ mod writes;
 
 pub use backoff::{BackoffConfig, Jitter};
 pub use close::{
-    CloseClass, CloseCode, ClosePolicy, SERVICE_RESTART_FLOOR, TRY_AGAIN_LATER_FLOOR,
-    TransportFailure,
+    CloseClass, CloseCode, ClosePolicy, MAX_CLOSE_REASON, SERVICE_RESTART_FLOOR,
+    TRY_AGAIN_LATER_FLOOR, TransportFailure,
 };
 pub use config::{Config, ConfigBuilder, MAX_DURATION, MAX_HEARTBEAT_FACTOR};
 pub use error::{

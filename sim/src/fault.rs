@@ -16,6 +16,48 @@ pub enum Garbage {
     Binary,
 }
 
+/// Values the peer controls, at their extremes: what a hostile or broken server may
+/// announce. Servers that speak a profile act on them (`HelloAckServer`,
+/// `GatewayServer`); others ignore them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hostile {
+    /// Event numbers at the top of `u64`: the gateway's event `seq` jumps to
+    /// `u64::MAX - 1`; the HelloAck server sends a stream event numbered `u64::MAX`.
+    SeqMax,
+    /// The next handshake's answer declares a heartbeat (HelloAck `heartbeatMs`, the
+    /// gateway's `tickIntervalMs`) of `u64::MAX` ms.
+    Heartbeat,
+    /// The next "starting" answer asks for a wait of `u64::MAX` ms (`retryAfterMs`).
+    RetryAfter,
+    /// The next connection is sent 100 `connect.challenge` frames (gateway).
+    Challenges,
+    /// The next stream's first delta carries 1 MiB + 1 byte of text, past the default
+    /// `StreamConfig::max_text` (HelloAck).
+    LongText,
+}
+
+impl Hostile {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Hostile; 5] = [
+        Hostile::SeqMax,
+        Hostile::Heartbeat,
+        Hostile::RetryAfter,
+        Hostile::Challenges,
+        Hostile::LongText,
+    ];
+
+    /// The kind's name in plan specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hostile::SeqMax => "seq-max",
+            Hostile::Heartbeat => "heartbeat",
+            Hostile::RetryAfter => "retry-after",
+            Hostile::Challenges => "challenges",
+            Hostile::LongText => "long-text",
+        }
+    }
+}
+
 /// One fault. Faults with a duration heal by themselves; the liveness phase heals all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -83,6 +125,8 @@ pub enum Fault {
     AcceptThenClose(Duration),
     /// The host sleeps: the session is not called for this long.
     ClockJump(Duration),
+    /// The server sends (or arms for its next handshake) a value at its extreme.
+    Hostile(Hostile),
 }
 
 impl Fault {
@@ -107,6 +151,7 @@ impl Fault {
             Fault::Restart { .. } => "restart",
             Fault::AcceptThenClose(_) => "accept-then-close",
             Fault::ClockJump(_) => "clock-jump",
+            Fault::Hostile(_) => "hostile",
         }
     }
 
@@ -130,6 +175,7 @@ impl Fault {
         "restart",
         "accept-then-close",
         "clock-jump",
+        "hostile",
     ];
 }
 

@@ -11,6 +11,7 @@
 pub mod campaign;
 pub mod driven;
 mod fault;
+mod link_model;
 mod net;
 pub mod oracle;
 pub mod pipe;
@@ -29,7 +30,7 @@ mod workload;
 mod world;
 pub mod ws_frames;
 
-pub use fault::{Fault, FaultPlan, Garbage};
+pub use fault::{Fault, FaultPlan, Garbage, Hostile};
 pub use net::NetConfig;
 pub use server::{Accept, FnServer, Server, ServerCtx, ServerEvent, ServerFlags};
 pub use timeline::{CommandRecord, Entry, Final, Record, Sizes, Timeline};

@@ -40,6 +40,9 @@ pub(crate) struct Link {
     pub(crate) client_done: bool,
     /// Nothing crosses this link any more, and nobody is told.
     pub(crate) half_open: bool,
+    /// The client's link refused what the server sent and failed the connection (see
+    /// `link_model`): it reads nothing more.
+    pub(crate) failed: bool,
     /// The server does not read from this link until then.
     pub(crate) stop_reading_until: Duration,
     /// Latest delivery times per direction, so frames stay in order (TCP).

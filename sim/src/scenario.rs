@@ -9,9 +9,9 @@ use serde_json::json;
 use tether_core::profiles::{
     Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest, Raw,
 };
-use tether_core::{Config, DataFrame, Protocol, SessionStats, Utf8Bytes};
+use tether_core::{Config, DataFrame, MAX_CLOSE_REASON, Protocol, SessionStats, Utf8Bytes};
 
-use crate::fault::{Fault, FaultPlan, Garbage};
+use crate::fault::{Fault, FaultPlan, Garbage, Hostile};
 use crate::oracle::{self, Violation};
 use crate::servers::{GatewayServer, HelloAckServer};
 use crate::timeline::Timeline;
@@ -152,10 +152,20 @@ impl FaultMix {
             "server-close" => {
                 let code = if rng.f64() < self.fatal {
                     [1008, 4001, 4003][rng.usize(..3)]
+                } else if rng.f64() < 0.3 {
+                    // The edges of the registry: valid codes the codec does not know, and
+                    // codes no peer may send (the link fails the connection).
+                    EDGE_CLOSE_CODES[rng.usize(..EDGE_CLOSE_CODES.len())]
                 } else {
                     [1001, 1011, 1012, 1013, 4000, 4500][rng.usize(..6)]
                 };
-                Fault::ServerClose(code, "scripted".into())
+                // Now and then the longest reason a close frame holds, or one byte more.
+                let reason = match rng.u8(..10) {
+                    0 => "r".repeat(MAX_CLOSE_REASON),
+                    1 => "r".repeat(MAX_CLOSE_REASON + 1),
+                    _ => "scripted".to_owned(),
+                };
+                Fault::ServerClose(code, reason)
             }
             "half-open" => Fault::HalfOpen(secs(rng, 10, 300)),
             "stop-reading" => Fault::StopReading(secs(rng, 5, 120)),
@@ -180,6 +190,7 @@ impl FaultMix {
             "never-ack" => Fault::NeverAck(secs(rng, 5, 60)),
             "double-ack" => Fault::DoubleAck(secs(rng, 5, 60)),
             "unknown-response" => Fault::UnknownResponse,
+            "hostile" => Fault::Hostile(Hostile::ALL[rng.usize(..Hostile::ALL.len())]),
             "restart" => Fault::Restart {
                 down: secs(rng, 1, 30),
                 graceful: rng.bool(),
@@ -189,6 +200,13 @@ impl FaultMix {
         }
     }
 }
+
+/// Close codes at the edges of the registry that a hostile or buggy server may send:
+/// valid ones tungstenite does not know (1014, 3000, 4999) and ones no peer may send (0,
+/// 999, 1004–1006, 1015, 2999, 5000, 65535), which the driver's link refuses.
+pub const EDGE_CLOSE_CODES: &[u16] = &[
+    0, 999, 1004, 1005, 1006, 1014, 1015, 2999, 3000, 4999, 5000, 65535,
+];
 
 /// What a scenario run produced, independent of the protocol's types.
 #[derive(Clone, Debug)]
@@ -524,6 +542,7 @@ pub fn fault_spec(fault: &Fault) -> String {
         } => vec![d(*base), d(*jitter), d(*lasts)],
         Fault::Reorder { window, lasts } => vec![d(*window), d(*lasts)],
         Fault::Garbage(g) => vec![garbage_name(*g).to_owned()],
+        Fault::Hostile(h) => vec![h.name().to_owned()],
         Fault::Restart { down, graceful } => vec![
             d(*down),
             if *graceful { "graceful" } else { "abrupt" }.to_owned(),
@@ -647,6 +666,14 @@ pub fn parse_plan(spec: &str) -> Result<FaultPlan, String> {
                     "binary" => Garbage::Binary,
                     _ => return Err(bad("malformed, oversized, invalid-utf8 or binary")),
                 })
+            }
+            "hostile" => {
+                want(1)?;
+                let kind = Hostile::ALL.into_iter().find(|h| h.name() == args[0]);
+                Fault::Hostile(kind.ok_or_else(|| {
+                    let names: Vec<_> = Hostile::ALL.iter().map(|h| h.name()).collect();
+                    bad(&names.join(", "))
+                })?)
             }
             "restart" => {
                 want(2)?;

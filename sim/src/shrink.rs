@@ -239,7 +239,11 @@ fn shorten(fault: &Fault, slot: usize) -> Option<Fault> {
                 }),
             )
         }
-        Fault::Drop | Fault::ServerClose(..) | Fault::Garbage(_) | Fault::UnknownResponse => {
+        Fault::Drop
+        | Fault::ServerClose(..)
+        | Fault::Garbage(_)
+        | Fault::UnknownResponse
+        | Fault::Hostile(_) => {
             return None;
         }
     };

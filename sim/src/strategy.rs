@@ -48,10 +48,11 @@ use proptest::prelude::*;
 use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayRequest, HelloAck, HelloAckRequest, Raw};
 use tether_core::{
-    Config, DataFrame, Jitter, OfflinePolicy, Overflow, Protocol, QueueConfig, Utf8Bytes,
+    Config, DataFrame, Jitter, MAX_CLOSE_REASON, OfflinePolicy, Overflow, Protocol, QueueConfig,
+    Utf8Bytes,
 };
 
-use crate::fault::{Fault, FaultPlan, Garbage};
+use crate::fault::{Fault, FaultPlan, Garbage, Hostile};
 use crate::net::NetConfig;
 use crate::workload::{Command, Workload};
 use crate::world::RunConfig;
@@ -77,7 +78,18 @@ fn nanos(d: Duration) -> u64 {
 fn close_code(nonfatal_weight: u32) -> impl Strategy<Value = u16> + Clone {
     prop_oneof![
         nonfatal_weight => prop::sample::select(vec![1001u16, 1011, 1012, 1013, 4000, 4500]),
+        nonfatal_weight / 2 => prop::sample::select(crate::scenario::EDGE_CLOSE_CODES.to_vec()),
         1 => prop::sample::select(vec![1008u16, 4001, 4003]),
+    ]
+}
+
+/// A close reason: mostly short, sometimes the longest a close frame holds (123 bytes) or
+/// one byte more, which the link refuses.
+fn close_reason() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        8 => Just("scripted".to_owned()),
+        1 => Just("r".repeat(MAX_CLOSE_REASON)),
+        1 => Just("r".repeat(MAX_CLOSE_REASON + 1)),
     ]
 }
 
@@ -118,8 +130,8 @@ pub fn fault_of(name: &str) -> BoxedStrategy<Fault> {
             .prop_map(|(status, lasts)| Fault::RejectUpgrade { status, lasts })
             .boxed(),
         "drop" => Just(Fault::Drop).boxed(),
-        "server-close" => close_code(NONFATAL)
-            .prop_map(|code| Fault::ServerClose(code, "scripted".into()))
+        "server-close" => (close_code(NONFATAL), close_reason())
+            .prop_map(|(code, reason)| Fault::ServerClose(code, reason))
             .boxed(),
         "half-open" => secs(10..=300).prop_map(Fault::HalfOpen).boxed(),
         "stop-reading" => secs(5..=120).prop_map(Fault::StopReading).boxed(),
@@ -138,6 +150,9 @@ pub fn fault_of(name: &str) -> BoxedStrategy<Fault> {
         "never-ack" => secs(5..=60).prop_map(Fault::NeverAck).boxed(),
         "double-ack" => secs(5..=60).prop_map(Fault::DoubleAck).boxed(),
         "unknown-response" => Just(Fault::UnknownResponse).boxed(),
+        "hostile" => prop::sample::select(Hostile::ALL.to_vec())
+            .prop_map(Fault::Hostile)
+            .boxed(),
         "restart" => (secs(1..=30), any::<bool>())
             .prop_map(|(down, graceful)| Fault::Restart { down, graceful })
             .boxed(),
@@ -218,14 +233,18 @@ fn liveness() -> impl Strategy<Value = (Option<Duration>, Duration)> {
 fn offline() -> impl Strategy<Value = OfflinePolicy> {
     let overflow = prop_oneof![Just(Overflow::RejectNew), Just(Overflow::DropOldest)];
     let ttl = prop::option::weighted(0.7, secs(1..=120));
-    let queue = (1usize..=300, overflow, ttl).prop_map(|(max_messages, overflow, ttl)| {
-        OfflinePolicy::Queue(QueueConfig {
-            max_messages,
-            overflow,
-            ttl,
-            ..QueueConfig::default()
-        })
-    });
+    // Sometimes a byte bound small enough that a few messages reach it.
+    let max_bytes = prop_oneof![3 => Just(QueueConfig::default().max_bytes), 1 => 16usize..=512];
+    let queue = (1usize..=300, max_bytes, overflow, ttl).prop_map(
+        |(max_messages, max_bytes, overflow, ttl)| {
+            OfflinePolicy::Queue(QueueConfig {
+                max_messages,
+                max_bytes,
+                overflow,
+                ttl,
+            })
+        },
+    );
     prop_oneof![3 => queue, 1 => Just(OfflinePolicy::Reject)]
 }
 
@@ -235,9 +254,9 @@ fn jitter() -> impl Strategy<Value = Jitter> {
 
 /// Session configurations that [`Config::validate`] accepts: ping interval and stale
 /// threshold pairs (or no pings), connect and handshake timeouts, send deadlines,
-/// request timeouts, offline policy (reject, or a queue of 1–300 frames either
-/// overflowing policy), in-flight and pending-write bounds (sometimes tiny, to reach
-/// them), an attempt limit (mostly none), jitter kind and stable period, an idle timeout
+/// request timeouts, offline policy (reject, or a queue of 1–300 frames and sometimes
+/// only 16–512 bytes, either overflowing policy), in-flight, pending-write, remembered-pair
+/// and stream-text bounds (sometimes tiny, to reach them), an attempt limit (mostly none), jitter kind and stable period, an idle timeout
 /// (rarely), and whether the first connect retries (mostly yes, so a plan that starts
 /// with the server down does not end the run at once).
 pub fn config() -> impl Strategy<Value = Config> {
@@ -262,12 +281,16 @@ pub fn config() -> impl Strategy<Value = Config> {
         prop_oneof![3 => Just(1024usize), 1 => 1usize..=8],
         prop_oneof![3 => Just(4096usize), 1 => 2usize..=32],
         prop_oneof![3 => Just(256usize), 1 => 1usize..=4],
+        // Remembered (stream, seq) pairs and rebuilt stream text: tiny now and then, so
+        // runs reach the bounds (forgotten pairs, `TextTooLong`).
+        prop_oneof![3 => Just(4096usize), 1 => 1usize..=16],
+        prop_oneof![3 => Just(1usize << 20), 1 => 8usize..=256],
     );
     (timeouts, backoff, bounds).prop_map(
         |(
             ((ping, stale), connect, handshake, deadline, warn, request, close),
             (max_attempts, jitter, stable_after, retry_first_connect, idle_timeout),
-            (offline, in_flight, pending_writes, streams),
+            (offline, in_flight, pending_writes, streams, max_seen, max_text),
         )| {
             let mut c = Config {
                 connect_timeout: connect,
@@ -289,6 +312,8 @@ pub fn config() -> impl Strategy<Value = Config> {
             c.backoff.jitter = jitter;
             c.backoff.stable_after = stable_after;
             c.streams.max_streams = streams;
+            c.streams.max_seen = max_seen;
+            c.streams.max_text = max_text;
             c
         },
     )
@@ -528,6 +553,7 @@ fn fault_code(fault: &Fault) -> String {
             d(lasts)
         ),
         Fault::Garbage(g) => format!("Fault::Garbage(Garbage::{g:?})"),
+        Fault::Hostile(h) => format!("Fault::Hostile(Hostile::{h:?})"),
         Fault::NeverAck(x) => format!("Fault::NeverAck({})", d(x)),
         Fault::DoubleAck(x) => format!("Fault::DoubleAck({})", d(x)),
         Fault::UnknownResponse => "Fault::UnknownResponse".to_owned(),

@@ -12,6 +12,7 @@ use tether_core::{
 };
 
 use crate::fault::{Fault, FaultPlan, Garbage};
+use crate::link_model::{self, Arrival};
 use crate::net::{Link, NetConfig, NetState};
 use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::timeline::{CommandRecord, Entry, Final, Sizes, Timeline};
@@ -660,7 +661,7 @@ impl<P: Protocol, S: Server> World<P, S> {
             return;
         };
         match q.ev {
-            Ev::Client(input) => self.give(input),
+            Ev::Client(input) => self.arrive(input),
             Ev::ConnectArrive(conn) => self.connect_arrives(conn),
             Ev::ServerFrame(conn, wire) => self.server_frame(conn, wire),
             Ev::ServerGone(conn) => {
@@ -676,6 +677,48 @@ impl<P: Protocol, S: Server> World<P, S> {
                 if self.links.get(&conn).is_some_and(|l| l.server_open) {
                     self.with_server(|s, ctx| s.on_timer(conn, token, ctx));
                 }
+            }
+        }
+    }
+
+    /// Hands the session an input the network delivered, as the driver's WebSocket link
+    /// would (`link_model`): what the codec refuses fails the connection, and the server
+    /// receives the close frame the link sends; a failed link reads nothing more.
+    fn arrive(&mut self, input: Input) {
+        let max = self.timeline.config.max_inbound_frame;
+        match link_model::arrive(input, max) {
+            Arrival::Deliver(input) => {
+                if let Input::FrameReceived { conn, .. } | Input::TransportClosed { conn, .. } =
+                    &input
+                    && self.links.get(conn).is_some_and(|l| l.failed)
+                {
+                    return;
+                }
+                self.give(input);
+            }
+            Arrival::Fail {
+                input,
+                answer,
+                peer_closed,
+            } => {
+                let Input::ProtocolError { conn, violation } = &input else {
+                    return self.give(input);
+                };
+                let conn = *conn;
+                let reason = violation.close_reason().to_owned();
+                let Some(link) = self.links.get_mut(&conn) else {
+                    return;
+                };
+                if link.failed {
+                    return;
+                }
+                let answered = !link.client_done && !link.half_open && !peer_closed;
+                link.failed = true;
+                link.client_done = true;
+                if answered {
+                    self.send_to_server(conn, Wire::Close(Some(answer.0), reason));
+                }
+                self.give(input);
             }
         }
     }
@@ -847,7 +890,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                     }
                 }
             }
-            Fault::UnknownResponse | Fault::DoubleAck(_) => {
+            Fault::UnknownResponse | Fault::DoubleAck(_) | Fault::Hostile(_) => {
                 for conn in self.open_links() {
                     let f = fault.clone();
                     self.with_server(|s, ctx| s.on_fault(conn, &f, ctx));

@@ -8,13 +8,13 @@ use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, HelloAckRequest, Raw};
 use tether_core::{
     AttemptError, CloseCode, Config, ConnId, DataFrame, DisconnectReason, EndReason, Event, Input,
-    Output, Protocol, RequestId, SessionError, Status, StreamEventKind, TransportFailure,
-    Utf8Bytes, Violation,
+    Output, Protocol, RequestId, SessionError, Status, StreamEnd, StreamEventKind,
+    TransportFailure, Utf8Bytes, Violation,
 };
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::{
-    Command, CommandRecord, Entry, Fault, FaultPlan, FnServer, Garbage, Run, RunConfig, Server,
-    ServerEvent, Wire, Workload, World, oracle,
+    Command, CommandRecord, Entry, Fault, FaultPlan, FnServer, Garbage, Hostile, Run, RunConfig,
+    Server, ServerEvent, Wire, Workload, World, oracle,
 };
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -521,11 +521,14 @@ fn reorder_is_caught_by_sequence_numbers() {
     assert!(terminals.values().all(|n| *n == 1), "{terminals:?}");
 }
 
-/// The simulated network carries frames as values, with no codec: this proves the
-/// machine's own defence. Over a real socket the codec fails the connection on invalid
-/// UTF-8 and oversized frames instead (`tests/tests/hostile_peers.rs`).
+/// Garbage as the wire treats it: the world applies the driver's link rules
+/// (`link_model`), so what the codec refuses fails the connection as over a real socket
+/// (`tests/tests/hostile_peers.rs`, `sim/tests/wire_equivalence.rs`): an oversized frame
+/// and invalid UTF-8 are protocol errors that end the connection (and the session
+/// reconnects), while malformed JSON and an unexpected binary frame are the protocol's
+/// violations and the connection goes on.
 #[test]
-fn garbage_of_each_kind_is_a_violation_and_the_session_stays_open() {
+fn garbage_the_codec_refuses_fails_the_connection_and_the_rest_is_a_violation() {
     let config = Config {
         max_inbound_frame: 1024,
         ..Config::default()
@@ -547,17 +550,22 @@ fn garbage_of_each_kind_is_a_violation_and_the_session_stays_open() {
     let seen = violations(&run);
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert!(matches!(seen[0].1, Violation::Malformed { .. }));
-    assert_eq!(
-        seen[1].1,
-        Violation::Oversized {
-            len: 1025,
-            max: 1024
-        }
-    );
+    let oversized = Violation::Oversized {
+        len: 1025,
+        max: 1024,
+    };
+    assert_eq!(seen[1].1, oversized);
     assert_eq!(seen[2].1, Violation::InvalidUtf8);
     assert_eq!(seen[3].1, Violation::UnexpectedBinary);
-    assert!(disconnects(&run).is_empty());
-    assert_eq!(opens(&run).len(), 1);
+    let lost: Vec<DisconnectReason> = disconnects(&run).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        lost,
+        [
+            DisconnectReason::ProtocolError(oversized),
+            DisconnectReason::ProtocolError(Violation::InvalidUtf8),
+        ]
+    );
+    assert_eq!(opens(&run).len(), 3, "a reconnect after each");
     assert_eq!(run.stats.requests_ok, 1, "the session works after garbage");
     closed_by_user_at_end(&run, &minutes(10));
 }
@@ -835,10 +843,175 @@ fn every_fault_kind_has_a_test_here() {
         ("restart", "Fault::Restart {"),
         ("accept-then-close", "Fault::AcceptThenClose("),
         ("clock-jump", "Fault::ClockJump("),
+        ("hostile", "Fault::Hostile("),
     ];
     let names: Vec<&str> = covered.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, Fault::NAMES, "a fault kind was added: test it here");
     for (name, used) in covered {
         assert!(source.contains(used), "no plan uses {name}");
     }
+    for kind in Hostile::ALL {
+        let used = format!("Fault::Hostile(Hostile::{kind:?})");
+        assert!(source.contains(&used), "no plan uses {used}");
+    }
+}
+
+// ---- values the peer controls, at their extremes ---------------------------------------
+
+/// Stream events numbered up to `u64::MAX`: the stream completes with its final event
+/// numbered `u64::MAX`, ends exactly once, and no gap is computed past the last number.
+#[test]
+fn hostile_seq_max_completes_the_stream() {
+    let plan = vec![(s(10), Fault::Hostile(Hostile::SeqMax))];
+    let work = At(vec![(s(20), stream_request())]);
+    let run = hello_ack_run(Config::default(), plan, work, minutes(5));
+    assert_sound(&run);
+    let stream: Vec<_> = events(&run)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Stream(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .collect();
+    let last = stream.last().expect("stream events");
+    assert!(
+        matches!(last.kind, StreamEventKind::Final { .. }),
+        "{stream:?}"
+    );
+    assert_eq!(last.seq, Some(u64::MAX));
+    assert_eq!(stream.iter().filter(|e| e.kind.is_terminal()).count(), 1);
+    assert!(
+        !stream
+            .iter()
+            .any(|e| matches!(e.kind, StreamEventKind::Gap { .. })),
+        "{stream:?}"
+    );
+}
+
+/// A declared heartbeat of `u64::MAX` ms counts as `max_heartbeat`: with pings off and a
+/// silent server, the connection goes stale `max_heartbeat × factor` after the ack (where
+/// an uncapped heartbeat would keep it open for ever).
+#[test]
+fn hostile_heartbeat_is_capped() {
+    let mut config = Config::default();
+    config.liveness.ping_interval = None;
+    config.liveness.stale_after = s(20);
+    config.liveness.max_heartbeat = s(60);
+    let plan = vec![
+        (s(10), Fault::Hostile(Hostile::Heartbeat)),
+        (s(11), Fault::Drop),
+    ];
+    let run = hello_ack_run(config, plan, At(vec![]), minutes(10));
+    assert_sound(&run);
+    let lost = disconnects(&run);
+    // The first connection goes stale at its own threshold (no heartbeat declared).
+    let stale: Vec<Duration> = lost
+        .iter()
+        .filter(|(_, r)| *r == DisconnectReason::Stale)
+        .map(|(at, _)| *at)
+        .collect();
+    let second_open = opens(&run)[1];
+    let capped = stale
+        .iter()
+        .find(|at| **at > second_open)
+        .expect("the reconnected session goes stale");
+    let wait = *capped - second_open;
+    // The ack arrives a few ms after the open; stale at 2 × 60 s after it.
+    assert!(wait >= s(120) && wait <= s(121), "{wait:?}");
+}
+
+/// A `retryAfterMs` of `u64::MAX` cannot park reconnects for ever: the next attempt comes
+/// within `max_floor` (10 min by default) and twice that, not 584 million years later.
+#[test]
+fn hostile_retry_after_is_capped() {
+    let plan = vec![
+        (s(10), Fault::Hostile(Hostile::RetryAfter)),
+        (
+            s(11),
+            Fault::Restart {
+                down: s(1),
+                graceful: true,
+            },
+        ),
+    ];
+    // Long enough a "starting" period that the first reconnect meets it.
+    let mut cfg = minutes(30);
+    cfg.net.starting_period = s(120);
+    let run = hello_ack_run(Config::default(), plan, At(vec![]), cfg);
+    assert_sound(&run);
+    let failed_at = attempt_failures(&run)
+        .into_iter()
+        .find(|(_, e)| matches!(e, AttemptError::HandshakeRejected { .. }))
+        .map(|(at, _)| at)
+        .unwrap_or_else(|| panic!("no rejected handshake: {:?}", attempt_failures(&run)));
+    let next = attempts(&run)
+        .into_iter()
+        .map(|(at, _)| at)
+        .find(|at| *at > failed_at)
+        .expect("another attempt");
+    // A floor spreads the wait over [floor, 2 × floor] (`BackoffConfig::bounds`).
+    let floor = Config::default().backoff.max_floor;
+    assert!(
+        next - failed_at >= floor && next - failed_at <= floor * 2,
+        "{:?}",
+        next - failed_at
+    );
+}
+
+/// 100 `connect.challenge` frames on one connection: one `connect` answers the first,
+/// each repeat is a violation, and the session opens.
+#[test]
+fn hostile_challenges_get_one_connect() {
+    let gw = Gateway::new(GatewayOptions::default());
+    let plan = vec![
+        (s(10), Fault::Hostile(Hostile::Challenges)),
+        (s(11), Fault::Drop),
+    ];
+    let run = World::new(Config::default(), gw, GatewayServer::default(), 5)
+        .unwrap()
+        .plan(FaultPlan::new(plan))
+        .run(minutes(5));
+    assert_sound(&run);
+    let connects = run
+        .timeline
+        .outputs()
+        .filter(|(_, _, o)| {
+            matches!(o, Output::SendFrame { payload, .. }
+                if format!("{payload:?}").contains(r#"\"method\":\"connect\""#))
+        })
+        .count();
+    assert_eq!(connects, 2, "one per connection");
+    let repeats = violations(&run)
+        .into_iter()
+        .filter(|(_, v)| matches!(v, Violation::UnexpectedHandshake))
+        .count();
+    assert_eq!(repeats, 99);
+    assert_eq!(opens(&run).len(), 2);
+}
+
+/// A stream whose text would pass `max_text` ends with `TextTooLong` exactly once, and
+/// the session goes on.
+#[test]
+fn hostile_long_text_ends_the_stream() {
+    let plan = vec![(s(10), Fault::Hostile(Hostile::LongText))];
+    let work = At(vec![(s(20), stream_request()), (s(30), echo_request(1))]);
+    let run = hello_ack_run(Config::default(), plan, work, minutes(5));
+    assert_sound(&run);
+    let terminals: Vec<_> = events(&run)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Stream(ev) if ev.kind.is_terminal() => Some(ev.kind.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        terminals,
+        [StreamEventKind::Ended(StreamEnd::TextTooLong)],
+        "{terminals:?}"
+    );
+    assert_eq!(
+        run.stats.requests_ok, 2,
+        "the stream's request and the echo after it"
+    );
+    assert_eq!(opens(&run).len(), 1);
 }

@@ -11,7 +11,11 @@ use tether_core::{Config, Event, Output, Protocol};
 use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_wire};
 use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::{GatewayServer, HelloAckServer};
-use tether_sim::{Command, Entry, FaultPlan, NetConfig, RunConfig, Script, Server, World};
+use tether_sim::wire_peer::WireFault;
+use tether_sim::ws_frames::{opcode, server_frame};
+use tether_sim::{
+    Command, Entry, Fault, FaultPlan, Garbage, NetConfig, RunConfig, Script, Server, World,
+};
 
 const NET: DrivenNet = DrivenNet {
     latency: Duration::from_millis(10),
@@ -29,9 +33,33 @@ where
     P: Protocol + 'static,
     S: Server,
 {
-    let run = World::new(Config::default(), protocol, server, seed)
+    world_events_with(
+        Config::default(),
+        FaultPlan::none(),
+        protocol,
+        server,
+        seed,
+        commands,
+        duration,
+    )
+}
+
+fn world_events_with<P, S>(
+    config: Config,
+    plan: FaultPlan,
+    protocol: P,
+    server: S,
+    seed: u64,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+) -> Vec<(Duration, Event<P>)>
+where
+    P: Protocol + 'static,
+    S: Server,
+{
+    let run = World::new(config, protocol, server, seed)
         .unwrap()
-        .plan(FaultPlan::none())
+        .plan(plan)
         .workload(Script::new(commands))
         .run(RunConfig {
             duration,
@@ -218,4 +246,84 @@ fn gateway_scenario_is_identical_through_the_driver() {
     )
     .unwrap();
     assert_same(&direct, &wire.events);
+}
+
+/// The world's value-level link model agrees with the real codec on what a peer may not
+/// send: a close frame with any code of the registry (valid ones, unknown to tungstenite
+/// or not, reach the session as sent; the rest fail the connection), a 124-byte close
+/// reason, invalid UTF-8 and a frame over the inbound limit. The same events at the same
+/// instants, the world's fault against the same bytes written raw into the wire.
+#[test]
+fn the_world_fails_connections_as_the_codec_does() {
+    let at = Duration::from_secs(2);
+    let duration = Duration::from_secs(30);
+    let config = Config {
+        max_inbound_frame: 1024,
+        ..Config::default()
+    };
+    let long = "r".repeat(124);
+    let mut cases: Vec<(String, Fault, WireFault)> = [0u16, 999, 1004, 1005, 1014, 4999, 5000]
+        .into_iter()
+        .map(|code| {
+            (
+                format!("close {code}"),
+                Fault::ServerClose(code, "x".into()),
+                WireFault::close(code, "x"),
+            )
+        })
+        .collect();
+    cases.push((
+        "a 124-byte reason".into(),
+        Fault::ServerClose(1001, long.clone()),
+        WireFault::close(1001, &long),
+    ));
+    cases.push((
+        "invalid UTF-8".into(),
+        Fault::Garbage(Garbage::InvalidUtf8),
+        WireFault::Raw(server_frame(opcode::TEXT, true, b"\xff\xfe\xfd")),
+    ));
+    cases.push((
+        "a frame over the limit".into(),
+        Fault::Garbage(Garbage::Oversized),
+        WireFault::Raw(server_frame(opcode::TEXT, true, &[b'x'; 1025])),
+    ));
+    for (name, fault, wire_fault) in cases {
+        let world = world_events_with(
+            config.clone(),
+            FaultPlan::new(vec![(at, fault)]),
+            hello(),
+            HelloAckServer::default(),
+            5,
+            Vec::new(),
+            duration,
+        );
+        let wire = run_driver_wire(
+            config.clone(),
+            hello(),
+            HelloAckServer::default(),
+            5,
+            WireSetup {
+                faults: vec![(at, wire_fault)],
+                ..wire_setup()
+            },
+            Vec::new(),
+            duration,
+        )
+        .unwrap();
+        assert!(
+            world
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Disconnected { .. })),
+            "{name}: the fault ends the connection: {world:?}"
+        );
+        for (i, (w, v)) in world.iter().zip(&wire.events).enumerate() {
+            assert_eq!(w, v, "{name}: event {i} differs");
+        }
+        assert_eq!(
+            world.len(),
+            wire.events.len(),
+            "{name}: {world:?} vs {:?}",
+            wire.events
+        );
+    }
 }

@@ -32,14 +32,14 @@
 //! instantaneous. Requests in flight at the 1012 are never answered, as on the real
 //! gateway once its drain is over.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_core::ConnId;
 
 use super::{HEARTBEAT, between};
-use crate::fault::Fault;
+use crate::fault::{Fault, Hostile};
 use crate::server::{Server, ServerCtx};
 use crate::wire::Wire;
 
@@ -133,7 +133,17 @@ pub struct GatewayServer {
     next_wait: u64,
     transcripts: BTreeMap<String, Vec<Value>>,
     next_message: u64,
+    /// Hostile values armed for the next handshake, connection or run
+    /// ([`Fault::Hostile`]).
+    armed: BTreeSet<Hostile>,
 }
+
+/// How many `connect.challenge` frames a [`Hostile::Challenges`] connection is sent.
+const CHALLENGES: usize = 100;
+
+/// The reply of a [`Hostile::LongText`] run: one word, one byte past the default
+/// `StreamConfig::max_text`.
+const LONG_TEXT: usize = (1 << 20) + 1;
 
 impl Default for GatewayServer {
     fn default() -> Self {
@@ -157,6 +167,7 @@ impl Default for GatewayServer {
             next_wait: 0,
             transcripts: BTreeMap::new(),
             next_message: 0,
+            armed: BTreeSet::new(),
         }
     }
 }
@@ -177,7 +188,7 @@ fn res_err(id: &Value, error: Value) -> Wire {
 impl GatewayServer {
     fn event(&mut self, conn: ConnId, name: &str, payload: Value) -> Wire {
         let st = self.conns.entry(conn).or_default();
-        st.seq += 1;
+        st.seq = st.seq.saturating_add(1);
         Wire::json(&json!({"type": "event", "event": name, "payload": payload, "seq": st.seq}))
     }
 
@@ -189,11 +200,16 @@ impl GatewayServer {
         }
     }
 
-    fn hello_ok(&self) -> Value {
+    fn hello_ok(&mut self) -> Value {
+        let tick = if self.armed.remove(&Hostile::Heartbeat) {
+            u64::MAX
+        } else {
+            self.tick.as_millis() as u64
+        };
         json!({
             "type": "hello-ok",
             "protocol": 4,
-            "policy": {"tickIntervalMs": self.tick.as_millis() as u64, "maxPayload": 26_214_400},
+            "policy": {"tickIntervalMs": tick, "maxPayload": 26_214_400},
         })
     }
 
@@ -202,8 +218,14 @@ impl GatewayServer {
         if flags.starting {
             // A fresh process: whatever ran before the restart is gone.
             self.forget_runs();
+            let retry_after = if self.armed.remove(&Hostile::RetryAfter) {
+                u64::MAX
+            } else {
+                500
+            };
             let err = json!({"code": "UNAVAILABLE", "message": "gateway starting; retry shortly",
-                "retryable": true, "retryAfterMs": 500, "details": {"reason": "startup-sidecars"}});
+                "retryable": true, "retryAfterMs": retry_after,
+                "details": {"reason": "startup-sidecars"}});
             ctx.send(conn, res_err(&id, err));
             ctx.close_after(conn, 1013, "gateway starting", Duration::from_millis(1));
             return;
@@ -386,7 +408,17 @@ impl GatewayServer {
             .entry(session.clone())
             .or_default()
             .push(json!({"role": "user", "content": message}));
-        let (outcome, steps) = self.script(&run_id, &session, ctx.rng());
+        let (outcome, steps) = if self.armed.remove(&Hostile::LongText) {
+            let long = GatewayServer {
+                reply: "x".repeat(LONG_TEXT),
+                double_error: 0.0,
+                abort: 0.0,
+                ..GatewayServer::default()
+            };
+            long.script(&run_id, &session, ctx.rng())
+        } else {
+            self.script(&run_id, &session, ctx.rng())
+        };
         let mut steps: VecDeque<(Duration, Step)> = steps.into();
         // The first event and the answer race. Frames of a connection leave in the order
         // they are handed to the world, so the first event goes now, or after the answer.
@@ -617,12 +649,19 @@ impl Server for GatewayServer {
     fn on_open(&mut self, conn: ConnId, ctx: &mut ServerCtx<'_>) {
         self.conns.insert(conn, ConnState::default());
         let ts = ctx.now().as_millis() as u64;
-        let frame = self.event(
-            conn,
-            "connect.challenge",
-            json!({"nonce": format!("n{}", conn.get()), "ts": ts, "capabilities": ["model-catalog-snapshot"]}),
-        );
-        ctx.send(conn, frame);
+        let n = if self.armed.remove(&Hostile::Challenges) {
+            CHALLENGES
+        } else {
+            1
+        };
+        for _ in 0..n {
+            let frame = self.event(
+                conn,
+                "connect.challenge",
+                json!({"nonce": format!("n{}", conn.get()), "ts": ts, "capabilities": ["model-catalog-snapshot"]}),
+            );
+            ctx.send(conn, frame);
+        }
     }
 
     fn on_frame(&mut self, conn: ConnId, frame: Wire, ctx: &mut ServerCtx<'_>) {
@@ -702,7 +741,16 @@ impl Server for GatewayServer {
             }
             Fault::DoubleAck(_) if self.conns.get(&conn).is_some_and(|c| c.acked) => {
                 let id = format!("connect-{}", conn.get());
-                ctx.send(conn, res_ok(&json!(id), self.hello_ok()));
+                let ok = self.hello_ok();
+                ctx.send(conn, res_ok(&json!(id), ok));
+            }
+            Fault::Hostile(Hostile::SeqMax) => {
+                if let Some(st) = self.conns.get_mut(&conn) {
+                    st.seq = u64::MAX - 1;
+                }
+            }
+            Fault::Hostile(h) => {
+                self.armed.insert(*h);
             }
             Fault::Restart { graceful, .. } => {
                 if *graceful && self.conns.get(&conn).is_some_and(|c| c.acked) {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tether_core::ConnId;
 
 use super::{HEARTBEAT, between};
-use crate::fault::Fault;
+use crate::fault::{Fault, Hostile};
 use crate::server::{Server, ServerCtx};
 use crate::wire::Wire;
 
@@ -27,7 +27,13 @@ pub struct HelloAckServer {
     /// Delta events per stream. Default 4.
     pub deltas: u64,
     acked: BTreeSet<ConnId>,
+    /// Hostile values armed for the next handshake or stream ([`Fault::Hostile`]).
+    armed: BTreeSet<Hostile>,
 }
+
+/// The text of a [`Hostile::LongText`] delta: one byte past the default
+/// `StreamConfig::max_text`.
+const LONG_TEXT: usize = (1 << 20) + 1;
 
 impl Default for HelloAckServer {
     fn default() -> Self {
@@ -37,12 +43,16 @@ impl Default for HelloAckServer {
             heartbeat: None,
             deltas: 4,
             acked: BTreeSet::new(),
+            armed: BTreeSet::new(),
         }
     }
 }
 
 impl HelloAckServer {
-    fn ack(&self) -> Value {
+    fn ack(&mut self) -> Value {
+        if self.armed.remove(&Hostile::Heartbeat) {
+            return json!({"type": "hello_ack", "heartbeatMs": u64::MAX});
+        }
         match self.heartbeat {
             Some(hb) => json!({"type": "hello_ack", "heartbeatMs": hb.as_millis() as u64}),
             None => json!({"type": "hello_ack"}),
@@ -58,15 +68,27 @@ impl HelloAckServer {
         if method.starts_with("stream") {
             let key = id.to_string();
             let step = Duration::from_millis(10);
+            // Numbered so that the final event is `u64::MAX`, when armed.
+            let base = if self.armed.remove(&Hostile::SeqMax) {
+                u64::MAX - self.deltas - 1
+            } else {
+                0
+            };
             // The first event overtakes the response, as real servers' events do.
             let ev = |seq: u64, state: &str, text: Option<String>| {
+                let seq = base.saturating_add(seq);
                 let mut e = json!({"type": "event", "stream": key, "seq": seq, "state": state});
                 if let Some(t) = text {
                     e["text"] = Value::String(t);
                 }
                 Wire::json(&e)
             };
-            ctx.send(conn, ev(1, "delta", Some("part-1 ".into())));
+            let first = if self.armed.remove(&Hostile::LongText) {
+                "x".repeat(LONG_TEXT)
+            } else {
+                "part-1 ".into()
+            };
+            ctx.send(conn, ev(1, "delta", Some(first)));
             ctx.send_after(
                 conn,
                 Wire::json(&json!({"type": "response", "id": id, "result": {"streaming": true}})),
@@ -97,8 +119,13 @@ impl Server for HelloAckServer {
             Some("hello") => {
                 let flags = ctx.flags();
                 if flags.starting {
-                    let e =
-                        json!({"type": "hello_error", "message": "starting", "retryAfterMs": 1000});
+                    let retry_after = if self.armed.remove(&Hostile::RetryAfter) {
+                        u64::MAX
+                    } else {
+                        1000
+                    };
+                    let e = json!({"type": "hello_error", "message": "starting",
+                        "retryAfterMs": retry_after});
                     ctx.send(conn, Wire::json(&e));
                     ctx.close_after(conn, 1013, "starting", Duration::from_millis(1));
                     return;
@@ -142,7 +169,13 @@ impl Server for HelloAckServer {
                 ctx.send(conn, Wire::json(&r));
             }
             Fault::DoubleAck(_) if self.acked.contains(&conn) => {
-                ctx.send(conn, Wire::json(&self.ack()));
+                let ack = self.ack();
+                ctx.send(conn, Wire::json(&ack));
+            }
+            // Challenges are the gateway's.
+            Fault::Hostile(Hostile::Challenges) => {}
+            Fault::Hostile(h) => {
+                self.armed.insert(*h);
             }
             _ => {}
         }
