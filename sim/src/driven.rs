@@ -34,6 +34,7 @@ use futures::{Sink, StreamExt};
 use tether_core::{
     CloseCode, Config, ConfigError, ConnId, Event, InFrame, OutFrame, TransportFailure,
 };
+use tether_driver::record::Options;
 use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
 
 use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
@@ -43,7 +44,7 @@ use crate::workload::Command;
 
 mod wire;
 
-pub use wire::{WireRun, WireSetup, run_driver_wire};
+pub use wire::{WireRun, WireSetup, run_driver_wire, run_driver_wire_with};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Single-threaded: a poisoned lock can only follow a panic that already fails the run.
@@ -512,6 +513,7 @@ where
         session_seed,
         commands,
         duration,
+        options: Options::default(),
     };
     drive(&state, transport, run)
 }
@@ -558,6 +560,8 @@ struct Run<P: SendProtocol> {
     session_seed: u64,
     commands: Vec<(Duration, Command<P>)>,
     duration: Duration,
+    /// The session's options (a flight recorder, say).
+    options: Options<P>,
 }
 
 /// Runs the client over `transport` on the virtual clock of `state`: connects at t = 0,
@@ -579,16 +583,18 @@ where
         session_seed,
         commands,
         duration,
+        options,
     } = run;
     CURRENT.with(|c| *c.borrow_mut() = Some(Box::new(Host(state.clone()))));
     let rt = VirtualRuntime(state.clone());
-    let client = Client::start(
+    let client = Client::start_with(
         rt.clone(),
         transport,
         config.clone(),
         protocol,
         session_seed,
         "sim",
+        options,
     )
     .map_err(|e| match e {
         tether_driver::ConnectError::Config(c) => c,

@@ -25,6 +25,7 @@ pub mod strategy;
 mod timeline;
 pub mod trace;
 mod wire;
+pub mod wire_campaign;
 pub mod wire_peer;
 mod workload;
 mod world;

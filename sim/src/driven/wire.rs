@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use tether_core::{Config, ConfigError, ConnId, Event, TransportFailure};
+use tether_driver::record::Options;
 use tether_driver::{Dial, InboundLimits, Link, SendProtocol, Transport, WsTransport};
 
 use super::{DrivenNet, NetEv, Run, SharedState, State, drive, lock, new_state};
@@ -70,6 +71,39 @@ where
     P: SendProtocol,
     S: Server + Send + 'static,
 {
+    run_driver_wire_with(
+        config,
+        protocol,
+        server,
+        seed,
+        setup,
+        commands,
+        duration,
+        Options::default(),
+    )
+}
+
+/// [`run_driver_wire`] with the session's [`Options`]: a flight recorder, so that the run
+/// can be replayed and judged by the oracles (`wire_campaign`), or a subscriber budget.
+///
+/// # Errors
+///
+/// The session's [`ConfigError`].
+#[allow(clippy::too_many_arguments)] // The run's parts, as `run_driver_wire` takes them.
+pub fn run_driver_wire_with<P, S>(
+    config: Config,
+    protocol: P,
+    server: S,
+    seed: u64,
+    setup: WireSetup,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+    options: Options<P>,
+) -> Result<WireRun<P>, ConfigError>
+where
+    P: SendProtocol,
+    S: Server + Send + 'static,
+{
     let log = PeerLog::default();
     let net = DrivenNet {
         latency: setup.pipe.latency,
@@ -101,6 +135,7 @@ where
         session_seed,
         commands,
         duration,
+        options,
     };
     let events = drive(&state, transport, run)?;
     let peer_reads = std::mem::take(&mut *lock(&log));

@@ -1,0 +1,458 @@
+//! The campaign on the real wire: seeded runs of the driver's real WebSocket transport
+//! (the upgrade, async-tungstenite's codec, the link's close handshake) over simulated
+//! byte pipes ([`driven::run_driver_wire_with`](crate::driven::run_driver_wire_with)),
+//! under a plan of byte-level faults, each run recorded by the flight recorder, replayed
+//! into a timeline and judged by every invariant oracle.
+//!
+//! What a seed draws (from the seed alone, so it replays): a profile (`seed % 3`: raw,
+//! hello-ack, gateway, as the value campaign picks), a workload (sends, requests, streams,
+//! chat runs every few seconds), and up to [`MAX_FAULTS`] [`WireFault`]s at random
+//! instants: close frames with any code of the registry (valid, unknown to the codec,
+//! invalid) and reasons of up to 124 bytes, invalid UTF-8, a frame one byte over the
+//! inbound limit, a frame stalled in the middle (briefly, or past the message timeout), a
+//! truncated frame then a reset, a reset, a peer that stops writing, a peer that stops
+//! reading and writing.
+//!
+//! What a seed is judged by: the oracles over the replayed timeline (what the session
+//! decided, call by call, as the driver made the calls), and the replay itself, which
+//! must decide exactly as the recorded run did.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tether_core::profiles::Raw;
+use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest};
+use tether_core::{Config, DataFrame, Event, MAX_CLOSE_REASON, Utf8Bytes};
+use tether_driver::SendProtocol;
+use tether_driver::record::{Options, Recordable, Recorder, Redaction};
+
+use crate::driven::{WireSetup, run_driver_wire_with};
+use crate::oracle::Violation;
+use crate::pipe::PipeConfig;
+use crate::scenario::{EDGE_CLOSE_CODES, Profile};
+use crate::server::{FnServer, Server, ServerEvent};
+use crate::servers::{GatewayServer, HelloAckServer};
+use crate::trace::{self, Divergence};
+use crate::wire::Wire;
+use crate::wire_peer::WireFault;
+use crate::workload::Command;
+use crate::ws_frames::{opcode, server_frame};
+
+/// The most faults one seed draws.
+pub const MAX_FAULTS: usize = 6;
+
+/// The inbound limit of the wire campaign's sessions: small, so that a frame one byte
+/// over it costs little to write.
+pub const MAX_INBOUND: usize = 64 << 10;
+
+/// The message timeout of the wire campaign's sessions: short, so that a stall past it
+/// fits a run.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A wire campaign: `seeds` consecutive seeds from `start`, each `duration` long.
+#[derive(Clone, Debug)]
+pub struct WireCampaign {
+    /// The first seed.
+    pub start: u64,
+    /// How many seeds.
+    pub seeds: u64,
+    /// Simulated time per seed.
+    pub duration: Duration,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl Default for WireCampaign {
+    fn default() -> Self {
+        WireCampaign {
+            start: 0,
+            seeds: 200,
+            duration: Duration::from_secs(600),
+            threads: crate::campaign::default_threads(),
+        }
+    }
+}
+
+/// How one seed went.
+#[derive(Clone, Debug)]
+pub struct WireSeed {
+    /// The seed.
+    pub seed: u64,
+    /// The profile it ran.
+    pub profile: Profile,
+    /// The faults it drew, at their instants.
+    pub plan: Vec<(Duration, WireFault)>,
+    /// Events the session delivered.
+    pub events: usize,
+    /// Connections opened.
+    pub opens: usize,
+    /// Broken invariants (the first per oracle), over the replayed timeline.
+    pub violations: Vec<Violation>,
+    /// Where the replay decided differently from the recorded run, if it did.
+    pub divergence: Option<Divergence>,
+    /// The run or its trace failed outright.
+    pub error: Option<String>,
+}
+
+impl WireSeed {
+    /// Whether the seed broke an invariant, replayed differently or failed.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        !self.violations.is_empty() || self.divergence.is_some() || self.error.is_some()
+    }
+}
+
+/// What a wire campaign found.
+#[derive(Clone, Debug, Default)]
+pub struct WireReport {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Faults applied, by kind.
+    pub faults: std::collections::BTreeMap<&'static str, u64>,
+    /// Events delivered, over all seeds.
+    pub events: u64,
+    /// Connections opened, over all seeds.
+    pub opens: u64,
+    /// The seeds that failed, in seed order.
+    pub failures: Vec<WireSeed>,
+}
+
+impl WireReport {
+    /// Whether every seed passed.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    fn add(&mut self, s: WireSeed) {
+        self.seeds += 1;
+        self.events += s.events as u64;
+        self.opens += s.opens as u64;
+        for (_, f) in &s.plan {
+            *self.faults.entry(f.name()).or_default() += 1;
+        }
+        if s.failed() {
+            self.failures.push(s);
+        }
+    }
+
+    fn merge(&mut self, o: WireReport) {
+        self.seeds += o.seeds;
+        self.events += o.events;
+        self.opens += o.opens;
+        for (k, n) in o.faults {
+            *self.faults.entry(k).or_default() += n;
+        }
+        self.failures.extend(o.failures);
+    }
+}
+
+impl fmt::Display for WireReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "wire seeds           {} ({} failed)",
+            self.seeds,
+            self.failures.len()
+        )?;
+        writeln!(
+            f,
+            "wire traffic         {} events delivered, {} connections opened",
+            self.events, self.opens
+        )?;
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        writeln!(f, "wire faults          {}", faults.join(", "))?;
+        for s in &self.failures {
+            writeln!(
+                f,
+                "FAILED seed {} ({}): replay with `tether-sim wire --start {} --seeds 1`",
+                s.seed, s.profile, s.seed
+            )?;
+            for v in &s.violations {
+                writeln!(f, "  oracle violated: {v}")?;
+            }
+            if let Some(d) = &s.divergence {
+                writeln!(f, "  replay diverged: {d}")?;
+            }
+            if let Some(e) = &s.error {
+                writeln!(f, "  error: {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the campaign.
+#[must_use]
+pub fn run(campaign: &WireCampaign) -> WireReport {
+    let done = AtomicU64::new(0);
+    let parts = crate::campaign::fold_parallel(
+        campaign.seeds,
+        campaign.threads,
+        &done,
+        WireReport::default,
+        |acc, i| acc.add(run_seed(campaign.start.wrapping_add(i), campaign.duration)),
+    );
+    let mut report = WireReport::default();
+    for p in parts {
+        report.merge(p);
+    }
+    report.failures.sort_by_key(|s| s.seed);
+    report
+}
+
+/// The session configuration of the wire campaign: the scenarios' (the defaults, the first
+/// connect retried) with a small inbound limit and message timeout.
+#[must_use]
+pub fn config() -> Config {
+    let mut c = crate::scenario::config();
+    c.max_inbound_frame = MAX_INBOUND;
+    c.liveness.message_timeout = MESSAGE_TIMEOUT;
+    c
+}
+
+/// Runs one seed of `duration`.
+#[must_use]
+pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
+    let profile = Profile::for_seed(seed);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x7769_7265);
+    let plan = draw_plan(&mut rng, duration);
+    match profile {
+        Profile::Raw => {
+            let echo = FnServer::new(|ev, ctx| {
+                if let ServerEvent::Frame(conn, Wire::Text(t)) = ev {
+                    ctx.send(conn, Wire::Text(t));
+                }
+            });
+            let commands = commands(&mut rng, duration, |rng| {
+                let n = rng.u32(..);
+                Command::Send(DataFrame::Text(Utf8Bytes::from(format!("m{n}"))))
+            });
+            one(seed, profile, Raw, echo, plan, commands, duration)
+        }
+        Profile::HelloAck => {
+            let hello = HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
+            let mut server = HelloAckServer::default();
+            server.heartbeat = Some(Duration::from_secs(15));
+            let commands = commands(&mut rng, duration, |rng| {
+                let request = match rng.u8(..4) {
+                    0 => HelloAckRequest::new("stream.words", json!({})).streaming(),
+                    1 => HelloAckRequest::new("fail", json!({})),
+                    _ => HelloAckRequest::new("echo", json!({ "n": rng.u32(..) })),
+                };
+                Command::Request {
+                    request,
+                    timeout: None,
+                }
+            });
+            one(seed, profile, hello, server, plan, commands, duration)
+        }
+        Profile::Gateway => {
+            let gw = Gateway::new(GatewayOptions::default());
+            let commands = commands(&mut rng, duration, |rng| {
+                let request = if rng.bool() {
+                    GatewayRequest::chat_send("agent:main:main", "hi")
+                } else {
+                    GatewayRequest::chat_history("agent:main:main", Some(5))
+                };
+                Command::Request {
+                    request,
+                    timeout: None,
+                }
+            });
+            one(
+                seed,
+                profile,
+                gw,
+                GatewayServer::default(),
+                plan,
+                commands,
+                duration,
+            )
+        }
+    }
+}
+
+/// A command every 2–20 s.
+fn commands<P: tether_core::Protocol>(
+    rng: &mut fastrand::Rng,
+    duration: Duration,
+    mut make: impl FnMut(&mut fastrand::Rng) -> Command<P>,
+) -> Vec<(Duration, Command<P>)> {
+    let mut out = Vec::new();
+    let mut at = Duration::from_secs(1);
+    while at < duration {
+        out.push((at, make(rng)));
+        at += Duration::from_millis(rng.u64(2_000..=20_000));
+    }
+    out
+}
+
+/// A plan of up to [`MAX_FAULTS`] wire faults in the run's first three quarters.
+fn draw_plan(rng: &mut fastrand::Rng, duration: Duration) -> Vec<(Duration, WireFault)> {
+    let horizon = u64::try_from((duration * 3 / 4).as_millis()).unwrap_or(u64::MAX);
+    let mut plan = Vec::new();
+    for _ in 0..rng.usize(0..=MAX_FAULTS) {
+        let at = Duration::from_millis(rng.u64(0..horizon.max(1)));
+        plan.extend(draw_fault(rng, at));
+    }
+    plan.sort_by_key(|(at, _)| *at);
+    plan
+}
+
+/// One fault at `at`: one or two wire faults (a stall is the two halves of a frame).
+fn draw_fault(rng: &mut fastrand::Rng, at: Duration) -> Vec<(Duration, WireFault)> {
+    let text = |payload: &[u8]| server_frame(opcode::TEXT, true, payload);
+    match rng.u8(..10) {
+        0 | 1 => {
+            let code = if rng.u8(..20) == 0 {
+                [1008u16, 4001, 4003][rng.usize(..3)]
+            } else if rng.bool() {
+                EDGE_CLOSE_CODES[rng.usize(..EDGE_CLOSE_CODES.len())]
+            } else {
+                [1001u16, 1011, 1012, 1013, 4000, 4500][rng.usize(..6)]
+            };
+            let reason = match rng.u8(..6) {
+                0 => "r".repeat(MAX_CLOSE_REASON),
+                1 => "r".repeat(MAX_CLOSE_REASON + 1),
+                _ => "scripted".to_owned(),
+            };
+            vec![(at, WireFault::close(code, &reason))]
+        }
+        2 => vec![(at, WireFault::Raw(text(b"\xff\xfe\xfd")))],
+        3 => vec![(at, WireFault::Raw(text(&vec![b'x'; MAX_INBOUND + 1])))],
+        4 => {
+            // A frame stalled in the middle: briefly, or past the message timeout.
+            let frame = text(br#"{"type":"note","stalled":true}"#);
+            let cut = rng.usize(1..frame.len());
+            let stall = if rng.bool() {
+                Duration::from_millis(rng.u64(10..=2_000))
+            } else {
+                MESSAGE_TIMEOUT + Duration::from_millis(rng.u64(1..=10_000))
+            };
+            vec![
+                (at, WireFault::Raw(frame.slice(..cut))),
+                (at + stall, WireFault::Raw(frame.slice(cut..))),
+            ]
+        }
+        5 => {
+            // Truncation, then a reset.
+            let frame = text(br#"{"type":"note","truncated":true}"#);
+            let cut = rng.usize(1..frame.len());
+            vec![
+                (at, WireFault::Raw(frame.slice(..cut))),
+                (at, WireFault::Reset),
+            ]
+        }
+        6 | 7 => vec![(at, WireFault::Reset)],
+        8 => vec![(at, WireFault::Mute)],
+        _ => vec![(at, WireFault::Deaf)],
+    }
+}
+
+/// A shared buffer the recorder writes the trace into.
+#[derive(Clone, Default)]
+struct Trace(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Trace {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn one<P, S>(
+    seed: u64,
+    profile: Profile,
+    protocol: P,
+    server: S,
+    plan: Vec<(Duration, WireFault)>,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+) -> WireSeed
+where
+    P: SendProtocol + Recordable,
+    S: Server + Send + 'static,
+{
+    let trace = Trace::default();
+    let recorder = Recorder::to_writer(trace.clone())
+        .redaction(Redaction::Keep)
+        .with_secrets(true);
+    let setup = WireSetup {
+        pipe: PipeConfig::default(),
+        faults: plan.clone(),
+    };
+    let mut report = WireSeed {
+        seed,
+        profile,
+        plan,
+        events: 0,
+        opens: 0,
+        violations: Vec::new(),
+        divergence: None,
+        error: None,
+    };
+    let run = run_driver_wire_with(
+        config(),
+        protocol,
+        server,
+        seed,
+        setup,
+        commands,
+        duration,
+        Options::new().record(recorder),
+    );
+    match run {
+        Ok(run) => {
+            report.events = run.events.len();
+            report.opens = run
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::Opened { .. }))
+                .count();
+        }
+        Err(e) => {
+            report.error = Some(format!("the run: {e}"));
+            return report;
+        }
+    }
+    let bytes = std::mem::take(
+        &mut *trace
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    match trace::replay(bytes.as_slice()) {
+        Ok(replayed) => {
+            report.violations = replayed.violations;
+            report.divergence = replayed.divergence;
+            if !replayed.complete {
+                report.error = Some("the trace has no end line".to_owned());
+            }
+        }
+        Err(e) => report.error = Some(format!("the trace: {e}")),
+    }
+    report
+}
+
+/// The bytes of a frame, for tests that build their own plans.
+#[must_use]
+pub fn text_frame(payload: &[u8]) -> Bytes {
+    server_frame(opcode::TEXT, true, payload)
+}
