@@ -53,6 +53,7 @@ use tether_core::{
 };
 
 use crate::fault::{Fault, Garbage};
+use crate::link_model::{self, Arrival};
 use crate::oracle::{self, Violation};
 use crate::timeline::{CommandRecord, Entry, Final, Sizes, Timeline};
 
@@ -303,6 +304,8 @@ struct RoleWorld {
     vanished: bool,
     /// The peer's side is closed or dropped: it sends nothing more.
     peer_done: bool,
+    /// The link refused what the peer sent and failed the connection (`link_model`).
+    link_failed: bool,
     fail_next_write: bool,
     next_send: Option<Duration>,
     next_message: Option<Duration>,
@@ -341,6 +344,7 @@ impl RoleWorld {
             unread: Vec::new(),
             vanished: false,
             peer_done: false,
+            link_failed: false,
             fail_next_write: false,
             next_send: None,
             next_message: None,
@@ -611,13 +615,34 @@ impl RoleWorld {
             return;
         };
         match ev {
-            Ev::Input(input) => self.give(input),
+            Ev::Input(input) => self.arrive(input),
             Ev::Resume => {
                 if self.now >= self.reading_until {
                     for (frame, ping) in std::mem::take(&mut self.unread) {
                         self.completed(frame, ping);
                     }
                 }
+            }
+        }
+    }
+
+    /// Hands the machine an input the peer's side delivered, as the driver's WebSocket
+    /// link would (`link_model`): what the codec refuses fails the connection, and a
+    /// failed link reads nothing more.
+    fn arrive(&mut self, input: Input) {
+        if self.link_failed
+            && matches!(
+                input,
+                Input::FrameReceived { .. } | Input::TransportClosed { .. }
+            )
+        {
+            return;
+        }
+        match link_model::arrive(input, self.conn.config().max_inbound_frame) {
+            Arrival::Deliver(input) => self.give(input),
+            Arrival::Fail { input, .. } => {
+                self.link_failed = true;
+                self.give(input);
             }
         }
     }
