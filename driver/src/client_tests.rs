@@ -215,6 +215,23 @@ fn start(rt: &Manual, peer: &Peer, config: Config) -> Client<T> {
     client
 }
 
+/// [`start`] with a subscriber byte budget of `bytes`.
+fn start_with_budget(rt: &Manual, peer: &Peer, bytes: usize) -> Client<T> {
+    let options = crate::record::Options::new().subscriber_bytes(bytes);
+    let client = Client::start_with(
+        rt.clone(),
+        peer.clone(),
+        Config::default(),
+        T,
+        1,
+        "test",
+        options,
+    )
+    .unwrap();
+    rt.run();
+    client
+}
+
 /// Everything a subscription holds right now, without waiting.
 fn take_ready<S: futures::Stream + Unpin>(s: &mut S) -> Vec<S::Item> {
     let mut got = Vec::new();
@@ -467,18 +484,7 @@ fn a_stream_consumer_is_bounded_in_bytes() {
     const BUDGET: usize = 256 << 10;
     let rt = Manual::new();
     let peer = Peer::default();
-    let options = crate::record::Options::new().subscriber_bytes(BUDGET);
-    let client = Client::start_with(
-        rt.clone(),
-        peer.clone(),
-        Config::default(),
-        T,
-        1,
-        "test",
-        options,
-    )
-    .unwrap();
-    rt.run();
+    let client = start_with_budget(&rt, &peer, BUDGET);
     let mut call = finish(&rt, Box::pin(client.stream(Some("s"), None))).expect("accepted");
     let frame = format!("delta s {}", "x".repeat(PAD));
     for _ in 0..64 {
@@ -647,18 +653,7 @@ fn the_subscriber_byte_budget_is_configurable() {
     const BUDGET: usize = 256 << 10;
     let rt = Manual::new();
     let peer = Peer::default();
-    let options = crate::record::Options::new().subscriber_bytes(BUDGET);
-    let client = Client::start_with(
-        rt.clone(),
-        peer.clone(),
-        Config::default(),
-        T,
-        1,
-        "test",
-        options,
-    )
-    .unwrap();
-    rt.run();
+    let client = start_with_budget(&rt, &peer, BUDGET);
     let mut events = client.events();
     for i in 0..SENT {
         let mut text = format!("{i:04}");

@@ -1,11 +1,13 @@
 //! The runtimes every socket test runs on: one trait, implemented once for tokio and once
 //! for smol, so the loopback, interop and OpenClaw suites run the same scenario on both.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tether_core::Config;
+use tether_driver::server::{GuardConfig, Guarded};
 use tether_driver::{Client, ConnectError, SendProtocol};
 
 /// What a scenario needs from the adapter under test.
@@ -35,6 +37,61 @@ pub trait TestRuntime: Copy + Send + Sync + 'static {
     /// The clock the scenario measures with.
     fn now(&self) -> Instant {
         Instant::now()
+    }
+}
+
+/// Accepting one guarded connection through the adapter under test.
+pub trait AcceptOne: TestRuntime {
+    /// Listens on a free port of 127.0.0.1, accepts one connection through the
+    /// adapter's `server::accept` with `config`, and runs `app` on it in a task of the
+    /// runtime. Returns the address to connect to.
+    fn accept_one<F, Fut>(&self, config: GuardConfig, app: F) -> SocketAddr
+    where
+        F: FnOnce(Guarded) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static;
+}
+
+impl AcceptOne for OnTokio {
+    fn accept_one<F, Fut>(&self, config: GuardConfig, app: F) -> SocketAddr
+    where
+        F: FnOnce(Guarded) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        std.set_nonblocking(true).expect("nonblocking");
+        let addr = std.local_addr().expect("address");
+        tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std).expect("listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            if let Ok(conn) = tether_tokio::server::accept(stream, config).await {
+                app(conn).await;
+            }
+        });
+        addr
+    }
+}
+
+impl AcceptOne for OnSmol {
+    fn accept_one<F, Fut>(&self, config: GuardConfig, app: F) -> SocketAddr
+    where
+        F: FnOnce(Guarded) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = std.local_addr().expect("address");
+        smol::spawn(async move {
+            let listener = smol::net::TcpListener::try_from(std).expect("listener");
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            if let Ok(conn) = tether_smol::server::accept(stream, config).await {
+                app(conn).await;
+            }
+        })
+        .detach();
+        addr
     }
 }
 

@@ -5,7 +5,6 @@
 //! Autobahn cases 3.2–3.4, 4.1.3–4.2.5 and 5.15 check; here it is deterministic, on
 //! tokio and smol, for tether's client and tether's server.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,7 +14,7 @@ use tether_core::server::{EndCause, ServerConfig};
 use tether_core::{Config, DisconnectReason, Event, FrameViolation, Jitter, Violation};
 use tether_driver::server::{GuardConfig, Guarded};
 use tether_tests::raw_peer::{Answer, MASK, Scripted, client_case_texts, frame};
-use tether_tests::runtimes::{OnSmol, OnTokio, TestRuntime, within};
+use tether_tests::runtimes::{AcceptOne, OnSmol, OnTokio, TestRuntime, within};
 
 const LIMIT: Duration = Duration::from_secs(10);
 /// The close timeout of both roles here: the bound of a hold.
@@ -157,52 +156,10 @@ async fn serve(conn: Guarded, app: App, done: oneshot::Sender<EndCause>) {
     let _ = done.send(conn.closed().await);
 }
 
-/// Accepts one connection through the adapter and runs `app` on it.
-trait Serve: TestRuntime {
-    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>);
-}
-
-impl Serve for OnTokio {
-    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>) {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std.set_nonblocking(true).expect("nonblocking");
-        let addr = std.local_addr().expect("address");
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(std).expect("listener");
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            if let Ok(conn) = tether_tokio::server::accept(stream, guard_config()).await {
-                serve(conn, app, tx).await;
-            }
-        });
-        (addr, rx)
-    }
-}
-
-impl Serve for OnSmol {
-    fn serve_one(&self, app: App) -> (SocketAddr, oneshot::Receiver<EndCause>) {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = std.local_addr().expect("address");
-        let (tx, rx) = oneshot::channel();
-        smol::spawn(async move {
-            let listener = smol::net::TcpListener::try_from(std).expect("listener");
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            if let Ok(conn) = tether_smol::server::accept(stream, guard_config()).await {
-                serve(conn, app, tx).await;
-            }
-        })
-        .detach();
-        (addr, rx)
-    }
-}
-
-async fn server_case<A: Serve>(a: &A, app: App, echoes: &[&str]) {
+async fn server_case<A: AcceptOne>(a: &A, app: App, echoes: &[&str]) {
     let tag = format!("[{}] server", a.name());
-    let (addr, ended) = a.serve_one(app);
+    let (done, ended) = oneshot::channel();
+    let addr = a.accept_one(guard_config(), move |conn| serve(conn, app, done));
     let start = Instant::now();
     let peer = std::thread::spawn(move || client_case_texts(addr, &case(Some(MASK))));
     let end = within(a, LIMIT, &tag, ended).await.expect("reported");
@@ -224,7 +181,7 @@ async fn server_case<A: Serve>(a: &A, app: App, echoes: &[&str]) {
     }
 }
 
-async fn server_cases<A: Serve>(a: &A) {
+async fn server_cases<A: AcceptOne>(a: &A) {
     server_case(a, App::Echo, &["one", "two"]).await;
     server_case(a, App::Deaf, &[]).await;
 }

@@ -28,7 +28,7 @@ use tether_tests::raw_peer::{
     Answer, Incoming, MASK, PEER_TIMEOUT, RawConn, RawServer, Scripted, client_case, close_payload,
     frame, header,
 };
-use tether_tests::runtimes::{OnSmol, OnTokio, TestRuntime, within};
+use tether_tests::runtimes::{AcceptOne, OnSmol, OnTokio, TestRuntime, within};
 
 const LIMIT: Duration = Duration::from_secs(10);
 const MIB: u64 = 1 << 20;
@@ -998,53 +998,19 @@ fn guard_config() -> GuardConfig {
 }
 
 /// Accepts one connection through the adapter and reports how it ended.
-trait Accept: TestRuntime {
-    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>);
-    fn serve_one(&self) -> (SocketAddr, oneshot::Receiver<EndCause>) {
-        self.serve_one_with(guard_config())
-    }
-}
-
-impl Accept for OnTokio {
-    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>) {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std.set_nonblocking(true).expect("nonblocking");
-        let addr = std.local_addr().expect("address");
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(std).expect("listener");
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            if let Ok(conn) = tether_tokio::server::accept(stream, config).await {
-                let _ = tx.send(conn.closed().await);
-            }
-        });
-        (addr, rx)
-    }
-}
-
-impl Accept for OnSmol {
-    fn serve_one_with(&self, config: GuardConfig) -> (SocketAddr, oneshot::Receiver<EndCause>) {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = std.local_addr().expect("address");
-        let (tx, rx) = oneshot::channel();
-        smol::spawn(async move {
-            let listener = smol::net::TcpListener::try_from(std).expect("listener");
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            if let Ok(conn) = tether_smol::server::accept(stream, config).await {
-                let _ = tx.send(conn.closed().await);
-            }
-        })
-        .detach();
-        (addr, rx)
-    }
+fn serve_one_with<A: AcceptOne>(
+    a: &A,
+    config: GuardConfig,
+) -> (SocketAddr, oneshot::Receiver<EndCause>) {
+    let (tx, rx) = oneshot::channel();
+    let addr = a.accept_one(config, |conn| async move {
+        let _ = tx.send(conn.closed().await);
+    });
+    (addr, rx)
 }
 
 /// A client that never answers a ping is given up on as stale and its socket reset.
-async fn a_silent_client_is_reset<A: Accept>(a: &A) {
+async fn a_silent_client_is_reset<A: AcceptOne>(a: &A) {
     let config = GuardConfig {
         server: ServerConfig {
             liveness: tether_core::LivenessConfig {
@@ -1056,7 +1022,7 @@ async fn a_silent_client_is_reset<A: Accept>(a: &A) {
         },
         ..guard_config()
     };
-    let (addr, ended) = a.serve_one_with(config);
+    let (addr, ended) = serve_one_with(a, config);
     let peer = std::thread::spawn(move || client_case(addr, &[]));
     let end = within(a, PEER_TIMEOUT * 2, "stale", ended)
         .await
@@ -1067,10 +1033,10 @@ async fn a_silent_client_is_reset<A: Accept>(a: &A) {
 }
 
 /// A client that starts a fragmented message and never finishes it gets 1008.
-async fn an_unfinished_message_from_a_client_times_out<A: Accept>(a: &A) {
+async fn an_unfinished_message_from_a_client_times_out<A: AcceptOne>(a: &A) {
     let mut config = guard_config();
     config.server.liveness.message_timeout = Duration::from_millis(200);
-    let (addr, ended) = a.serve_one_with(config);
+    let (addr, ended) = serve_one_with(a, config);
     let peer = std::thread::spawn(move || client_case(addr, &masked(0x02, &[7; 1000])));
     let end = within(a, PEER_TIMEOUT * 2, "the message timeout", ended)
         .await
@@ -1085,12 +1051,12 @@ async fn an_unfinished_message_from_a_client_times_out<A: Accept>(a: &A) {
     assert_eq!(answer, Answer::Close(Some(1008)), "{tag}");
 }
 
-async fn every_server_case<A: Accept>(a: &A) {
+async fn every_server_case<A: AcceptOne>(a: &A) {
     an_unfinished_message_from_a_client_times_out(a).await;
     a_silent_client_is_reset(a).await;
     for case in server_cases() {
         let tag = format!("[{}] {}", a.name(), case.name);
-        let (addr, ended) = a.serve_one();
+        let (addr, ended) = serve_one_with(a, guard_config());
         let bytes = case.bytes.clone();
         let peer = std::thread::spawn(move || client_case(addr, &bytes));
         let end = within(a, PEER_TIMEOUT * 2, &tag, ended)
