@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod campaign;
+mod campaign_builder;
 pub mod driven;
 mod fault;
 mod net;
@@ -29,6 +30,7 @@ mod workload;
 mod world;
 pub mod ws_frames;
 
+pub use campaign_builder::{Campaign, DEFAULT_MEAN_GAP};
 pub use fault::{Fault, FaultPlan, Garbage};
 pub use net::NetConfig;
 pub use server::{Accept, FnServer, Server, ServerCtx, ServerEvent, ServerFlags};
