@@ -150,3 +150,91 @@ fn the_guide_shows_this_example_in_at_most_40_lines() {
     let lines = example.lines().filter(|l| !l.trim().is_empty()).count();
     assert!(lines <= 40, "the example has {lines} non-blank lines");
 }
+
+/// A protocol with requests: `ask <id> <n>` is answered `ans <id> <n>`. With `off_by_one`
+/// it reads every answer as the answer to the next request.
+struct Asks {
+    off_by_one: bool,
+}
+
+impl Protocol for Asks {
+    type Inbound = String;
+    type Outbound = String;
+    type Request = u64;
+    type Response = u64;
+    type RemoteError = String;
+    fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
+        Lines.open(conn)
+    }
+    fn encode(&mut self, line: String) -> Result<OutFrame, EncodeError> {
+        Lines.encode(line)
+    }
+    fn encode_request(&mut self, m: RequestMeta, n: u64) -> Result<EncodedRequest, EncodeError> {
+        let frame = OutFrame::text(format!("ask {} {n}", m.id.get()));
+        Ok(EncodedRequest {
+            frame,
+            stream: None,
+        })
+    }
+    fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {
+        let skew = u64::from(self.off_by_one);
+        if let DataFrame::Text(t) = &frame
+            && let ["ans", id, n] = t.as_str().split(' ').collect::<Vec<_>>()[..]
+            && let (Ok(id), Ok(n)) = (id.parse::<u64>(), n.parse())
+        {
+            let id = Ok(RequestId::from_raw(id + skew));
+            return Decoded::Response { id, result: Ok(n) };
+        }
+        match Lines.decode(frame, phase) {
+            Decoded::Ack(a) => Decoded::Ack(a),
+            Decoded::Message(m) => Decoded::Message(m),
+            _ => Decoded::Ignore,
+        }
+    }
+}
+
+/// The peer of [`Asks`]: `ready` on open, answering `ask <id> <n>` with `ans <id> <n>`.
+fn asks_peer() -> impl Server {
+    FnServer::new(|event, ctx| match event {
+        ServerEvent::Open(conn) => ctx.send(conn, Wire::text("ready")),
+        ServerEvent::Frame(conn, frame) => {
+            let answer = frame.as_text().unwrap_or("").replacen("ask", "ans", 1);
+            ctx.send(conn, Wire::text(answer));
+        }
+        _ => {}
+    })
+}
+
+fn asks(off_by_one: bool) -> campaign::CampaignReport {
+    Campaign::new("asks", move || Asks { off_by_one }, asks_peer)
+        .send(|rng| format!("n{}", rng.u32(..)))
+        .request(|rng| rng.u64(..1000))
+        .seeds(30)
+        .duration(std::time::Duration::from_secs(900))
+        .run()
+}
+
+#[test]
+fn requests_from_closures_succeed_against_a_healthy_peer() {
+    let report = asks(false);
+    assert!(report.passed(), "{report}");
+    assert!(report.totals.requests_ok > 1000, "{report}");
+}
+
+/// Answers matched to the wrong request: nearly every request times out, including those
+/// made while the peer is healthy, and `healthy_peer_opens` says so in every seed.
+#[test]
+fn responses_matched_off_by_one_are_caught_by_healthy_peer_opens() {
+    let report = asks(true);
+    assert!(!report.passed(), "{report}");
+    assert_eq!(
+        report.failing_oracles().get("healthy_peer_opens"),
+        Some(&30),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("timed out though the session was open")
+    );
+}
