@@ -63,7 +63,8 @@ fn span(fault: &Fault, config: &Config) -> Duration {
 ///   session's end does not excuse it: an ended session must have a confirmed cause.
 /// - **Ends with a confirmed cause.** `ClosedByPeer` and `FatalClose` need the close code
 ///   the world delivered last; a fatal attempt needs the HTTP status or close code the
-///   world delivered, or a fault in force; `AttemptsExhausted` needs an attempt limit in
+///   world delivered, a handshake rejection the frame the world was delivering when the
+///   session ended, or a fault in force; `AttemptsExhausted` needs an attempt limit in
 ///   the config and at least that many attempts; a failed first connect needs a fault in
 ///   force during the attempt; `Idle` needs an idle timeout; `ClosedByUser` a user close.
 ///   Judging stops at a user's `close` or `terminate` (the world's final close among
@@ -90,6 +91,8 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut attempt_clean = true;
     let mut last_close: Option<CloseCode> = None;
     let mut last_status: Option<u16> = None;
+    // Whether the call under way is a frame the world delivered from the peer.
+    let mut peer_spoke = false;
     for (i, r) in tl.records.iter().enumerate() {
         if let Some((start, s)) = unopen
             && tainted.is_empty()
@@ -109,6 +112,11 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             }
         }
         let healthy = r.at >= sick_until && tainted.is_empty();
+        match &r.entry {
+            Entry::Input(input) => peer_spoke = matches!(input, Input::FrameReceived { .. }),
+            Entry::Command(_) | Entry::Timer(_) => peer_spoke = false,
+            _ => {}
+        }
         match &r.entry {
             Entry::Command(CommandRecord::Close | CommandRecord::Terminate) => break,
             Entry::Command(CommandRecord::Request { result: Ok(id), .. }) => {
@@ -203,6 +211,7 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                 let world = Seen {
                     config,
                     healthy,
+                    peer_spoke,
                     attempt_clean,
                     attempts,
                     last_close,
@@ -242,6 +251,7 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
 struct Seen<'a> {
     config: &'a Config,
     healthy: bool,
+    peer_spoke: bool,
     attempt_clean: bool,
     attempts: u32,
     last_close: Option<CloseCode>,
@@ -276,6 +286,8 @@ impl Seen<'_> {
                     AttemptError::ClosedDuringHandshake {
                         code: Some(code), ..
                     } => self.last_close == Some(*code),
+                    // The peer's own answer to the handshake: a frame the world delivered.
+                    AttemptError::HandshakeRejected { .. } => self.peer_spoke,
                     _ => false,
                 };
                 if seen || !self.healthy {
