@@ -69,7 +69,8 @@ fn span(fault: &Fault, config: &Config) -> Duration {
 ///   force during the attempt; `Idle` needs an idle timeout; `ClosedByUser` a user close.
 ///   Judging stops at a user's `close` or `terminate` (the world's final close among
 ///   them).
-/// - **Keeps the connection.** An open connection is not lost while the peer is healthy.
+/// - **Keeps the connection.** An open connection is not lost while the peer is healthy,
+///   unless the configuration sends no pings and the peer was silent for `stale_after`.
 /// - **Requests succeed.** A request issued while the session was open and the peer
 ///   healthy, that stayed so until it resolved, does not time out.
 #[must_use]
@@ -93,6 +94,8 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut last_status: Option<u16> = None;
     // Whether the call under way is a frame the world delivered from the peer.
     let mut peer_spoke = false;
+    // When the world last delivered the session a frame or an open connection.
+    let mut last_heard = Duration::ZERO;
     for (i, r) in tl.records.iter().enumerate() {
         if let Some((start, s)) = unopen
             && tainted.is_empty()
@@ -113,7 +116,12 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
         }
         let healthy = r.at >= sick_until && tainted.is_empty();
         match &r.entry {
-            Entry::Input(input) => peer_spoke = matches!(input, Input::FrameReceived { .. }),
+            Entry::Input(input) => {
+                peer_spoke = matches!(input, Input::FrameReceived { .. });
+                if peer_spoke || matches!(input, Input::TransportOpened { .. }) {
+                    last_heard = r.at;
+                }
+            }
             Entry::Command(_) | Entry::Timer(_) => peer_spoke = false,
             _ => {}
         }
@@ -191,7 +199,12 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                     unopen = None;
                 } else if !to.is_terminal() {
                     if *from == Status::Open {
-                        if healthy {
+                        // Without pings a quiet peer is declared dead after `stale_after`:
+                        // the configuration's choice, which the world confirms by the
+                        // silence it delivered.
+                        let silent = config.liveness.ping_interval.is_none()
+                            && r.at.saturating_sub(last_heard) >= config.liveness.stale_after;
+                        if healthy && !silent {
                             first.offer(i, || {
                                 format!(
                                     "the connection was lost at +{} while the peer was healthy \
