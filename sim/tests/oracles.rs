@@ -1405,6 +1405,40 @@ fn healthy_peer_opens_clean_under_refusals_blackholes_restarts_and_half_open_lin
     assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
 }
 
+/// A drop just before the heal, its close delayed past the heal by a latency fault: the
+/// heal does not make the news of a fault already under way unexplained (campaign seed
+/// 21669 found this).
+#[test]
+fn healthy_peer_opens_clean_when_a_drop_lands_after_the_heal() {
+    let p = FaultPlan::new(vec![
+        (
+            s(500),
+            Fault::Latency {
+                base: Duration::from_millis(1500),
+                jitter: Duration::ZERO,
+                lasts: s(200),
+            },
+        ),
+        (Duration::from_millis(599_950), Fault::Drop),
+    ]);
+    let tl = hello_run(47, p, 900);
+    assert_eq!(tl.heal_at, Some(s(600)));
+    let lost = position(&tl, 0, |r| {
+        matches!(
+            r.entry,
+            Entry::Output(Output::StatusChanged {
+                from: Status::Open,
+                ..
+            })
+        )
+    });
+    assert!(
+        tl.records[lost].at > s(600),
+        "the loss lands after the heal"
+    );
+    assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
+}
+
 /// A drop at 60 s whose reconnection is erased: the session stays un-open on a healthy
 /// network, and the oracle reports the first record past the bound.
 #[test]

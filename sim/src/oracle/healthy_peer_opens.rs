@@ -144,7 +144,9 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             Entry::Heal => {
                 // Every fault ends, but a sleep under way; connections a half-open or
                 // stop-reading fault hit stay suspect until they are gone.
-                sick_until = sick_until.min(r.at.max(wake.saturating_add(LINGER)));
+                // What a fault already set going (a close in flight, a frame a latency
+                // fault delayed) still arrives within the slack.
+                sick_until = sick_until.min(r.at.max(wake).saturating_add(LINGER));
             }
             Entry::Output(Output::OpenTransport { conn, .. }) => {
                 live.insert(*conn);
