@@ -198,7 +198,7 @@ impl FaultMix {
 pub struct Outcome {
     /// The seed.
     pub seed: u64,
-    /// What ran: the built-in profile's name or the [`Campaign`](crate::Campaign)'s.
+    /// What ran: the built-in profile's name or the [`Campaign`]'s.
     pub scenario: String,
     /// The fault plan.
     pub plan: FaultPlan,

@@ -55,9 +55,10 @@ fn span(fault: &Fault, config: &Config) -> Duration {
 /// own account of what it expects:
 ///
 /// - **Opens.** The peer is *healthy and reachable* once every fault applied so far has
-///   run its course ([`span`]: its duration plus a round trip's slack; the heal ends them
-///   all, but a sleep under way) and no connection a half-open or stop-reading fault hit
-///   is still in use. Every stretch in which the session is not [`Status::Open`] (from
+///   run its course (its duration, what it adds to a connect or a frame, and 5 s of slack
+///   for the news to travel; the heal ends them all, but a sleep under way, and the slack
+///   runs on from it) and no connection a half-open or stop-reading fault hit is still in
+///   use. Every stretch in which the session is not [`Status::Open`] (from
 ///   the first connect on) must end with `Open` within [`reopen_bound`] of the later of
 ///   its start and the moment the peer became healthy — for any protocol, and the
 ///   session's end does not excuse it: an ended session must have a confirmed cause.
