@@ -1,5 +1,7 @@
 //! The `tether-sim` command: seed campaigns, single-seed replays and reconnect storms.
-//! Run `tether-sim --help` for usage.
+//! Run `tether-sim --help` for usage. A front end: the built-in profiles are
+//! [`tether_sim::Campaign`]s, run by the library's campaign engine
+//! ([`campaign::run_campaign`]) and replayed through the same scenarios.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
