@@ -238,3 +238,34 @@ fn responses_matched_off_by_one_are_caught_by_healthy_peer_opens() {
             .contains("timed out though the session was open")
     );
 }
+
+/// A configuration drawn per seed: each seed runs its own, and an invalid one is reported
+/// under the oracle `config` instead of panicking.
+#[test]
+fn configs_drawn_per_seed_run_and_invalid_ones_are_reported() {
+    let report = Campaign::new("lines-drawn-configs", || Lines, peer)
+        .configs(|rng| Config {
+            connect_timeout: std::time::Duration::from_secs(rng.u64(0..4)),
+            retry_first_connect: true,
+            ..Config::default()
+        })
+        .send(|rng| format!("n{}", rng.u32(..)))
+        .seeds(40)
+        .duration(std::time::Duration::from_secs(600))
+        .shrink(0)
+        .run();
+    let by_oracle = report.failing_oracles();
+    let invalid = by_oracle.get("config").copied().unwrap_or(0);
+    assert!((1..40).contains(&invalid), "{report}");
+    assert_eq!(
+        by_oracle.len(),
+        1,
+        "only the invalid configs fail: {report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("connect_timeout must be greater than zero"),
+        "{report}"
+    );
+}
