@@ -17,8 +17,9 @@ use tether_core::SessionStats;
 
 use crate::fault::FaultPlan;
 use crate::oracle::Violation;
-use crate::scenario::{self, FaultMix, Profile};
+use crate::scenario::{self, FaultMix, Outcome, Profile};
 use crate::shrink::{self, Shrunk};
+use crate::world::RunConfig;
 
 /// How many failing seeds a campaign shrinks by default (the rest are listed).
 pub const SHRINK_AT_MOST: usize = 10;
@@ -81,12 +82,16 @@ impl CampaignConfig {
 
     /// The line printed before running: the seed and every option derived from it.
     pub fn header(&self) -> String {
+        self.header_naming("PROFILE", &self.profile_spec())
+    }
+
+    /// [`header`](Self::header) with another name for what runs (`SCENARIO=lines`).
+    pub(crate) fn header_naming(&self, key: &str, what: &str) -> String {
         format!(
-            "SEED={} SEEDS={} DURATION={} PROFILE={} FAULTS={} THREADS={}{}",
+            "SEED={} SEEDS={} DURATION={} {key}={what} FAULTS={} THREADS={}{}",
             self.start,
             self.seeds,
             scenario::format_duration(self.duration),
-            self.profile_spec(),
             self.mix.spec(),
             self.threads,
             if self.check_determinism {
@@ -98,7 +103,7 @@ impl CampaignConfig {
     }
 
     /// The options besides the seeds, as flags (for a one-seed campaign command).
-    fn flags_for_one_seed(&self) -> String {
+    pub(crate) fn flags_for_one_seed(&self) -> String {
         let mut f = String::new();
         if self.duration != Duration::from_secs(3600) {
             f += &format!(" --duration {}", scenario::format_duration(self.duration));
@@ -138,8 +143,9 @@ impl CampaignConfig {
 pub struct SeedReport {
     /// The seed.
     pub seed: u64,
-    /// Its profile.
-    pub profile: Profile,
+    /// What ran: the built-in profile's name (`raw`, `hello-ack`, `gateway`) or the
+    /// name given to [`Campaign::new`](crate::Campaign::new).
+    pub scenario: String,
     /// The session's counters.
     pub stats: SessionStats,
     /// Simulated time covered.
@@ -164,19 +170,48 @@ impl SeedReport {
     }
 }
 
-/// Runs one seed as the campaign does, catching panics. With the determinism check the
-/// seed runs twice and the timelines are compared record by record.
+/// One seed's run, whatever the protocol: what the campaign engine needs of a scenario.
+/// [`Campaign`](crate::Campaign) implements it, for the built-in profiles and for users'.
+pub(crate) trait Scenario: Sync {
+    /// Its name in reports.
+    fn name(&self) -> String;
+
+    /// Runs `seed` under `plan`; with `twice`, runs it again and returns the first
+    /// difference between the two timelines (`None` when identical or not checked).
+    fn run(
+        &self,
+        seed: u64,
+        plan: FaultPlan,
+        run: &RunConfig,
+        keep_timeline: bool,
+        twice: bool,
+    ) -> (Outcome, Option<String>);
+
+    /// A one-line command that replays `seed` exactly as `cfg` ran it: under `plan`, or
+    /// under the plan the campaign derived for it (`None`).
+    fn replay_line(&self, cfg: &CampaignConfig, seed: u64, plan: Option<&FaultPlan>) -> String;
+
+    /// What runs `seed` alone as a campaign (and so shrinks it).
+    fn shrink_line(&self, cfg: &CampaignConfig, seed: u64) -> String;
+}
+
+/// Runs one seed of a built-in profile as the campaign does, catching panics. With the
+/// determinism check the seed runs twice and the timelines are compared record by record.
 pub fn run_seed(cfg: &CampaignConfig, seed: u64) -> SeedReport {
-    let profile = cfg.profile_for(seed);
+    seed_report(scenario::builtin(cfg.profile_for(seed)), cfg, seed)
+}
+
+/// Runs one seed of `scenario` as the campaign does, catching panics.
+pub(crate) fn seed_report(scenario: &dyn Scenario, cfg: &CampaignConfig, seed: u64) -> SeedReport {
     let plan = scenario::derive_plan(&cfg.mix, seed, cfg.duration);
     let run_cfg = scenario::run_config(cfg.duration);
     let twice = cfg.check_determinism;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scenario::run_checked(profile, seed, plan.clone(), &run_cfg, false, twice)
+        scenario.run(seed, plan.clone(), &run_cfg, false, twice)
     }));
     let mut report = SeedReport {
         seed,
-        profile,
+        scenario: scenario.name(),
         stats: SessionStats::default(),
         simulated: Duration::ZERO,
         violations: Vec::new(),
@@ -327,6 +362,13 @@ pub struct Failure {
     pub report: SeedReport,
     /// The shrunk plan, if the seed was shrunk (invariant violations only).
     pub shrunk: Option<Shrunk>,
+    /// A one-line command that replays the seed under its derived plan.
+    pub replay: String,
+    /// The same under the shrunk plan, if it was shrunk.
+    pub replay_shrunk: Option<String>,
+    /// What runs this seed alone, which shrinks its plan (for seeds past the shrink
+    /// limit).
+    pub shrink_line: String,
 }
 
 /// The outcome of a campaign.
@@ -334,6 +376,11 @@ pub struct Failure {
 pub struct CampaignReport {
     /// What ran.
     pub config: CampaignConfig,
+    /// The line naming every option (printed before running by the CLI; first in
+    /// [`Display`](std::fmt::Display)).
+    pub header: String,
+    /// What ran, as a flag value: a built-in profile, `all`, or a campaign's name.
+    pub scenario: String,
     /// The sums.
     pub totals: Totals,
     /// Failing seeds, in seed order.
@@ -371,13 +418,13 @@ impl CampaignReport {
                 let r = &f.report;
                 json!({
                     "seed": r.seed,
-                    "profile": r.profile.to_string(),
+                    "profile": r.scenario,
                     "violations": r.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "divergence": r.divergence,
                     "plan": scenario::plan_spec(&r.plan),
                     "shrunk_plan": f.shrunk.as_ref().map(|s| scenario::plan_spec(&s.plan)),
-                    "replay": c.replay_command(r.seed, None),
-                    "replay_shrunk": f.shrunk.as_ref().map(|s| c.replay_command(r.seed, Some(&s.plan))),
+                    "replay": f.replay,
+                    "replay_shrunk": f.replay_shrunk,
                 })
             })
             .collect();
@@ -385,7 +432,7 @@ impl CampaignReport {
             "seed": c.start,
             "seeds": t.seeds,
             "duration_s": c.duration.as_secs_f64(),
-            "profile": c.profile_spec(),
+            "profile": self.scenario,
             "faults": c.mix.spec(),
             "threads": c.threads,
             "simulated_hours": t.simulated_hours(),
@@ -502,17 +549,12 @@ impl CampaignReport {
 
     /// Every failing seed: its violations, plan, shrunk plan and replay commands.
     pub fn failure_details(&self) -> String {
-        let c = &self.config;
         let mut s = String::new();
         for f in &self.failures {
             let r = &f.report;
-            s += &format!("\nFAILED seed {} profile {}", r.seed, r.profile);
+            s += &format!("\nFAILED seed {} profile {}", r.seed, r.scenario);
             if f.shrunk.is_none() && !r.violations.is_empty() {
-                s += &format!(
-                    " (not shrunk: `campaign --start {} --seeds 1{}` shrinks it)",
-                    r.seed,
-                    c.flags_for_one_seed()
-                );
+                s += &format!(" (not shrunk: {} shrinks it)", f.shrink_line);
             }
             s += "\n";
             for v in &r.violations {
@@ -539,14 +581,24 @@ impl CampaignReport {
                     },
                     sh.plan
                 );
-                s += &format!(
-                    "  replay shrunk: {}\n",
-                    c.replay_command(r.seed, Some(&sh.plan))
-                );
+                if let Some(line) = &f.replay_shrunk {
+                    s += &format!("  replay shrunk: {line}\n");
+                }
             }
-            s += &format!("  replay: {}\n", c.replay_command(r.seed, None));
+            s += &format!("  replay: {}\n", f.replay);
         }
-        let mut by_oracle: BTreeMap<&str, u64> = BTreeMap::new();
+        let by_oracle = self.failing_oracles();
+        if !by_oracle.is_empty() {
+            let parts: Vec<String> = by_oracle.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            s += &format!("\nfailing seeds by oracle: {}\n", parts.join(", "));
+        }
+        s
+    }
+
+    /// How many failing seeds broke each oracle (`nondeterminism` for seeds that ran
+    /// differently twice, [`shrink::PANIC`] for panics).
+    pub fn failing_oracles(&self) -> BTreeMap<&'static str, u64> {
+        let mut by_oracle: BTreeMap<&'static str, u64> = BTreeMap::new();
         for f in &self.failures {
             for o in f.report.oracles() {
                 *by_oracle.entry(o).or_default() += 1;
@@ -555,11 +607,17 @@ impl CampaignReport {
                 *by_oracle.entry("nondeterminism").or_default() += 1;
             }
         }
-        if !by_oracle.is_empty() {
-            let parts: Vec<String> = by_oracle.iter().map(|(o, n)| format!("{o} {n}")).collect();
-            s += &format!("\nfailing seeds by oracle: {}\n", parts.join(", "));
-        }
-        s
+        by_oracle
+    }
+}
+
+/// The header line, the summary and every failing seed with its replay lines: what the
+/// CLI prints, and what a failing `assert!(report.passed(), "{report}")` shows.
+impl std::fmt::Display for CampaignReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.header)?;
+        f.write_str(&self.summary())?;
+        f.write_str(&self.failure_details())
     }
 }
 
@@ -646,8 +704,30 @@ pub fn with_progress<R>(
     })
 }
 
-/// Runs a campaign. `progress` shows a progress bar on stderr when it is a terminal.
+/// Runs a campaign of the built-in profiles. `progress` shows a progress bar on stderr
+/// when it is a terminal.
 pub fn run_campaign(cfg: &CampaignConfig, progress: bool) -> CampaignReport {
+    run_scenarios(
+        cfg,
+        cfg.header(),
+        cfg.profile_spec(),
+        &|seed| scenario::builtin(cfg.profile_for(seed)),
+        progress,
+    )
+}
+
+/// Runs `cfg`'s seeds, each with the scenario `pick` gives it: the engine behind
+/// [`run_campaign`] and [`Campaign::run`](crate::Campaign::run).
+pub(crate) fn run_scenarios<'a, F>(
+    cfg: &CampaignConfig,
+    header: String,
+    name: String,
+    pick: &F,
+    progress: bool,
+) -> CampaignReport
+where
+    F: Sync + Fn(u64) -> &'a dyn Scenario,
+{
     let started = Instant::now();
     let parts = with_progress("seeds", cfg.seeds, progress, |done| {
         fold_parallel(
@@ -656,7 +736,8 @@ pub fn run_campaign(cfg: &CampaignConfig, progress: bool) -> CampaignReport {
             done,
             || (Totals::default(), Vec::new()),
             |(totals, failed): &mut (Totals, Vec<SeedReport>), i| {
-                let r = run_seed(cfg, cfg.start + i);
+                let seed = cfg.start + i;
+                let r = seed_report(pick(seed), cfg, seed);
                 totals.add(&r);
                 if r.failed() {
                     failed.push(r);
@@ -673,9 +754,11 @@ pub fn run_campaign(cfg: &CampaignConfig, progress: bool) -> CampaignReport {
     failed.sort_by_key(|r| r.seed);
     let wall = started.elapsed();
     let shrinking = Instant::now();
-    let failures = shrink_failures(cfg, failed);
+    let failures = shrink_failures(cfg, pick, failed);
     CampaignReport {
         config: cfg.clone(),
+        header,
+        scenario: name,
         totals,
         failures,
         wall,
@@ -683,8 +766,12 @@ pub fn run_campaign(cfg: &CampaignConfig, progress: bool) -> CampaignReport {
     }
 }
 
-/// Shrinks the first `cfg.shrink` seeds with invariant violations, in parallel.
-fn shrink_failures(cfg: &CampaignConfig, failed: Vec<SeedReport>) -> Vec<Failure> {
+/// Shrinks the first `cfg.shrink` seeds with invariant violations, in parallel, and
+/// writes every failing seed's replay lines.
+fn shrink_failures<'a, F>(cfg: &CampaignConfig, pick: &F, failed: Vec<SeedReport>) -> Vec<Failure>
+where
+    F: Sync + Fn(u64) -> &'a dyn Scenario,
+{
     let to_shrink: Vec<usize> = failed
         .iter()
         .enumerate()
@@ -702,8 +789,8 @@ fn shrink_failures(cfg: &CampaignConfig, failed: Vec<SeedReport>) -> Vec<Failure
         |acc: &mut Vec<(usize, Shrunk)>, k| {
             let i = to_shrink[k as usize];
             let r = &failed[i];
-            let s = shrink::shrink(
-                r.profile,
+            let s = shrink::shrink_scenario(
+                pick(r.seed),
                 r.seed,
                 &r.plan,
                 &run_cfg,
@@ -720,7 +807,18 @@ fn shrink_failures(cfg: &CampaignConfig, failed: Vec<SeedReport>) -> Vec<Failure
     failed
         .into_iter()
         .zip(by_index)
-        .map(|(report, shrunk)| Failure { report, shrunk })
+        .map(|(report, shrunk)| {
+            let scenario = pick(report.seed);
+            Failure {
+                replay: scenario.replay_line(cfg, report.seed, None),
+                shrink_line: scenario.shrink_line(cfg, report.seed),
+                replay_shrunk: shrunk
+                    .as_ref()
+                    .map(|s| scenario.replay_line(cfg, report.seed, Some(&s.plan))),
+                report,
+                shrunk,
+            }
+        })
         .collect()
 }
 

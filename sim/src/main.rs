@@ -1,5 +1,7 @@
 //! The `tether-sim` command: seed campaigns, single-seed replays and reconnect storms.
-//! Run `tether-sim --help` for usage.
+//! Run `tether-sim --help` for usage. A front end: the built-in profiles are
+//! [`tether_sim::Campaign`]s, run by the library's campaign engine
+//! ([`campaign::run_campaign`]) and replayed through the same scenarios.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -9,6 +11,7 @@ use tether_sim::campaign::{self, CampaignConfig};
 use tether_sim::scenario::{self, FaultMix, Profile, format_duration, parse_duration};
 use tether_sim::shrink;
 use tether_sim::storm::{self, StormConfig};
+use tether_sim::wire_campaign;
 
 const HELP: &str = "\
 tether-sim: a deterministic simulator for tether sessions
@@ -17,6 +20,7 @@ USAGE:
     tether-sim [campaign] [OPTIONS]     run many seeds (the default command)
     tether-sim replay --seed N [OPTIONS]
     tether-sim storm [OPTIONS]
+    tether-sim wire [OPTIONS]           the campaign on the real wire (real codec, byte faults)
     tether-sim replay-trace FILE        replay a flight-recorder trace (docs/recording.md)
     tether-sim --help
 
@@ -48,6 +52,13 @@ STORM OPTIONS (a server restart at t = 60 s under many HelloAck clients):
     --abrupt               drop connections (1006) instead of closing with 1012
     --threads N            worker threads [available parallelism]
 
+WIRE OPTIONS (the driver's real WebSocket transport over simulated byte pipes, byte-level
+faults, every run recorded, replayed and judged by every oracle):
+    --seeds N              how many consecutive seeds [200]
+    --start S              the first seed [0]
+    --duration D           simulated time per seed [10m]
+    --threads N            worker threads [available parallelism]
+
 REPLAY-TRACE:
     FILE is a trace written by the flight recorder (a file, or a ring buffer's dump;
     - reads standard input). The recorded calls are fed to a fresh session built from
@@ -58,7 +69,7 @@ REPLAY-TRACE:
 FAULT KINDS:
     refuse, blackhole, slow-connect, reject-upgrade, drop, server-close, half-open,
     stop-reading, latency, duplicate, reorder, garbage, never-ack, double-ack,
-    unknown-response, restart, accept-then-close, clock-jump
+    unknown-response, restart, accept-then-close, clock-jump, hostile
 
 EXIT STATUS:
     0  success
@@ -96,9 +107,10 @@ fn cli(mut args: Vec<String>) -> Result<ExitCode, Usage> {
         "campaign" => campaign_cmd(&args),
         "replay" => replay_cmd(&args),
         "storm" => storm_cmd(&args),
+        "wire" => wire_cmd(&args),
         "replay-trace" => replay_trace_cmd(&args),
         other => Err(Usage(format!(
-            "unknown command {other:?} (campaign, replay, storm, replay-trace)"
+            "unknown command {other:?} (campaign, replay, storm, wire, replay-trace)"
         ))),
     }
 }
@@ -448,6 +460,53 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+// ---- wire -------------------------------------------------------------------------------
+
+fn wire_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let flags = Flags::parse(
+        "wire",
+        args,
+        &[
+            ("seeds", true),
+            ("start", true),
+            ("duration", true),
+            ("threads", true),
+        ],
+    )?;
+    let mut cfg = wire_campaign::WireCampaign::default();
+    if let Some(n) = flags.number("seeds", 1)? {
+        cfg.seeds = n;
+    }
+    if let Some(n) = flags.number("start", 0)? {
+        cfg.start = n;
+    }
+    if let Some(d) = flags.duration("duration")? {
+        cfg.duration = d;
+    }
+    cfg.threads = flags.threads()?;
+    println!(
+        "WIRE SEED={} SEEDS={} DURATION={} THREADS={}",
+        cfg.start,
+        cfg.seeds,
+        format_duration(cfg.duration),
+        cfg.threads
+    );
+    let started = std::time::Instant::now();
+    let report = wire_campaign::run(&cfg);
+    print!("{report}");
+    let wall = started.elapsed().as_secs_f64();
+    let hours = cfg.duration.as_secs_f64() * report.seeds as f64 / 3600.0;
+    println!(
+        "wire simulated       {hours:.1} h in {wall:.2} s wall: {:.1} seeds/s",
+        report.seeds as f64 / wall.max(1e-9)
+    );
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

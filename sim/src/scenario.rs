@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde_json::json;
@@ -11,12 +12,14 @@ use tether_core::profiles::{
 };
 use tether_core::{Config, DataFrame, MAX_CLOSE_REASON, Protocol, SessionStats, Utf8Bytes};
 
+use crate::campaign::{CampaignConfig, Scenario};
+use crate::campaign_builder::Campaign;
 use crate::fault::{Fault, FaultPlan, Garbage, Hostile};
-use crate::oracle::{self, Violation};
+use crate::oracle::Violation;
 use crate::servers::{GatewayServer, HelloAckServer};
 use crate::timeline::Timeline;
-use crate::workload::{Command, Poisson};
-use crate::world::{RunConfig, World};
+use crate::workload::Command;
+use crate::world::RunConfig;
 use crate::{FnServer, ServerEvent, Wire};
 
 /// A built-in profile with its scripted server and workload.
@@ -213,8 +216,8 @@ pub const EDGE_CLOSE_CODES: &[u16] = &[
 pub struct Outcome {
     /// The seed.
     pub seed: u64,
-    /// The profile.
-    pub profile: Profile,
+    /// What ran: the built-in profile's name or the [`Campaign`]'s.
+    pub scenario: String,
     /// The fault plan.
     pub plan: FaultPlan,
     /// The session's counters.
@@ -258,92 +261,134 @@ pub fn run_checked(
     keep_timeline: bool,
     twice: bool,
 ) -> (Outcome, Option<String>) {
-    macro_rules! go {
-        ($make:expr) => {{
-            let run = $make().plan(plan.clone()).run(cfg.clone());
-            let divergence = if twice {
-                let again = $make().plan(plan.clone()).run(cfg.clone());
-                first_divergence(&run.timeline, &again.timeline)
-            } else {
-                None
-            };
-            let outcome = Outcome {
-                seed,
-                profile,
-                plan,
-                stats: run.stats,
-                simulated: run.simulated,
-                violations: oracle::check(&run.timeline),
-                timeline: keep_timeline.then(|| run.timeline.to_string()),
-            };
-            (outcome, divergence)
-        }};
+    builtin(profile).run(seed, plan, cfg, keep_timeline, twice)
+}
+
+/// A built-in profile as a [`Campaign`]'s scenario, replayed by the CLI.
+struct Builtin {
+    profile: Profile,
+    campaign: Box<dyn Scenario + Send>,
+}
+
+impl Scenario for Builtin {
+    fn name(&self) -> String {
+        self.profile.to_string()
     }
-    // Invariant: scenarios::config() is the validated default with one boolean changed.
-    let invalid = "scenario config is valid";
-    match profile {
-        Profile::Raw => go!(|| {
-            let echo = FnServer::new(|ev, ctx| {
-                if let ServerEvent::Frame(conn, Wire::Text(t)) = ev {
-                    ctx.send(conn, Wire::Text(t));
-                }
-            });
-            let work = Poisson::<Raw, _>::new(Duration::from_secs(10), |rng| {
-                let n = rng.u32(..);
-                Command::Send(DataFrame::Text(Utf8Bytes::from_string(format!("m{n}"))))
-            });
-            World::new(config(), Raw, echo, seed)
-                .expect(invalid)
-                .workload(work)
-        }),
-        Profile::HelloAck => go!(|| {
-            let hello = HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
-            let work =
-                Poisson::<HelloAck, _>::new(Duration::from_secs(10), |rng| match rng.u32(..100) {
-                    0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
-                    40..75 => Command::Request {
-                        request: HelloAckRequest::new("echo", json!({"n": rng.u32(..)})),
-                        timeout: None,
-                    },
-                    75..95 => Command::Request {
-                        request: HelloAckRequest::new("stream.words", json!({})).streaming(),
-                        timeout: None,
-                    },
-                    _ => Command::Request {
-                        request: HelloAckRequest::new("fail", json!({})),
-                        timeout: Some(Duration::from_secs(5)),
-                    },
-                });
-            World::new(config(), hello, HelloAckServer::default(), seed)
-                .expect(invalid)
-                .workload(work)
-        }),
-        Profile::Gateway => go!(|| {
-            let gw = Gateway::new(GatewayOptions::default());
-            let work =
-                Poisson::<Gateway, _>::new(Duration::from_secs(15), |rng| match rng.u32(..100) {
-                    0..45 => Command::Request {
-                        request: GatewayRequest::chat_send("agent:main:main", "hello"),
-                        timeout: None,
-                    },
-                    45..75 => Command::Request {
-                        request: GatewayRequest::chat_history("agent:main:main", Some(20)),
-                        timeout: None,
-                    },
-                    75..95 => Command::Request {
-                        request: GatewayRequest::new("health", None),
-                        timeout: Some(Duration::from_secs(10)),
-                    },
-                    _ => Command::Request {
-                        request: GatewayRequest::new("fail", None),
-                        timeout: None,
-                    },
-                });
-            World::new(config(), gw, GatewayServer::default(), seed)
-                .expect(invalid)
-                .workload(work)
-        }),
+
+    fn run(
+        &self,
+        seed: u64,
+        plan: FaultPlan,
+        run: &RunConfig,
+        keep_timeline: bool,
+        twice: bool,
+    ) -> (Outcome, Option<String>) {
+        self.campaign.run(seed, plan, run, keep_timeline, twice)
     }
+
+    fn replay_line(&self, cfg: &CampaignConfig, seed: u64, plan: Option<&FaultPlan>) -> String {
+        cfg.replay_command(seed, plan)
+    }
+
+    fn shrink_line(&self, cfg: &CampaignConfig, seed: u64) -> String {
+        format!(
+            "`campaign --start {seed} --seeds 1{}`",
+            cfg.flags_for_one_seed()
+        )
+    }
+}
+
+/// The built-in profiles, each a [`Campaign`] of its protocol, scripted server and
+/// standard workload, in [`Profile::ALL`] order.
+static BUILTIN: LazyLock<[Builtin; 3]> = LazyLock::new(|| {
+    [
+        Builtin {
+            profile: Profile::Raw,
+            campaign: Box::new(raw()),
+        },
+        Builtin {
+            profile: Profile::HelloAck,
+            campaign: Box::new(hello_ack()),
+        },
+        Builtin {
+            profile: Profile::Gateway,
+            campaign: Box::new(gateway()),
+        },
+    ]
+});
+
+/// The built-in profile as the campaign engine runs it.
+pub(crate) fn builtin(profile: Profile) -> &'static dyn Scenario {
+    let i = match profile {
+        Profile::Raw => 0,
+        Profile::HelloAck => 1,
+        Profile::Gateway => 2,
+    };
+    &BUILTIN[i]
+}
+
+/// [`Raw`] against an echo server, a message every 10 s on average.
+fn raw() -> impl Scenario + Send {
+    let echo = || {
+        FnServer::new(|ev, ctx| {
+            if let ServerEvent::Frame(conn, Wire::Text(t)) = ev {
+                ctx.send(conn, Wire::Text(t));
+            }
+        })
+    };
+    Campaign::new("raw", || Raw, echo).send(|rng| {
+        let n = rng.u32(..);
+        DataFrame::Text(Utf8Bytes::from_string(format!("m{n}")))
+    })
+}
+
+/// [`HelloAck`] against [`HelloAckServer`]: notes, echo requests, streams and failing
+/// requests, a command every 10 s on average.
+fn hello_ack() -> impl Scenario + Send {
+    let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
+    Campaign::new("hello-ack", hello, HelloAckServer::default).command(1, |rng| {
+        match rng.u32(..100) {
+            0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
+            40..75 => Command::Request {
+                request: HelloAckRequest::new("echo", json!({"n": rng.u32(..)})),
+                timeout: None,
+            },
+            75..95 => Command::Request {
+                request: HelloAckRequest::new("stream.words", json!({})).streaming(),
+                timeout: None,
+            },
+            _ => Command::Request {
+                request: HelloAckRequest::new("fail", json!({})),
+                timeout: Some(Duration::from_secs(5)),
+            },
+        }
+    })
+}
+
+/// [`Gateway`] against [`GatewayServer`]: chat runs, history, health and failing
+/// requests, a command every 15 s on average.
+fn gateway() -> impl Scenario + Send {
+    let gw = || Gateway::new(GatewayOptions::default());
+    Campaign::new("gateway", gw, GatewayServer::default)
+        .every(Duration::from_secs(15))
+        .command(1, |rng| match rng.u32(..100) {
+            0..45 => Command::Request {
+                request: GatewayRequest::chat_send("agent:main:main", "hello"),
+                timeout: None,
+            },
+            45..75 => Command::Request {
+                request: GatewayRequest::chat_history("agent:main:main", Some(20)),
+                timeout: None,
+            },
+            75..95 => Command::Request {
+                request: GatewayRequest::new("health", None),
+                timeout: Some(Duration::from_secs(10)),
+            },
+            _ => Command::Request {
+                request: GatewayRequest::new("fail", None),
+                timeout: None,
+            },
+        })
 }
 
 /// The first record where two timelines differ, rendered as [`Timeline`]'s `Display`

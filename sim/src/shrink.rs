@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::campaign::Scenario;
 use crate::fault::{Fault, FaultPlan};
 use crate::oracle::Violation;
 use crate::scenario::{self, Profile};
@@ -120,8 +121,9 @@ pub fn shrink_with(
     }
 }
 
-/// Shrinks the plan of a failing seed: a candidate fails when its run breaks at least
-/// one of the oracles named in `violated` (a panic counts as the oracle [`PANIC`]).
+/// Shrinks the plan of a failing seed of a built-in profile: a candidate fails when its
+/// run breaks at least one of the oracles named in `violated` (a panic counts as the
+/// oracle [`PANIC`]).
 pub fn shrink(
     profile: Profile,
     seed: u64,
@@ -130,23 +132,52 @@ pub fn shrink(
     violated: &BTreeSet<&'static str>,
     max_runs: usize,
 ) -> Shrunk {
+    shrink_scenario(
+        scenario::builtin(profile),
+        seed,
+        plan,
+        cfg,
+        violated,
+        max_runs,
+    )
+}
+
+/// [`shrink`] for any scenario (a [`Campaign`](crate::Campaign)'s protocol and peer).
+pub(crate) fn shrink_scenario(
+    scenario: &dyn Scenario,
+    seed: u64,
+    plan: &FaultPlan,
+    cfg: &RunConfig,
+    violated: &BTreeSet<&'static str>,
+    max_runs: usize,
+) -> Shrunk {
     shrink_with(plan, max_runs, |candidate| {
-        oracles_broken(profile, seed, candidate.clone(), cfg)
+        broken_by(scenario, seed, candidate.clone(), cfg)
             .iter()
             .any(|v| violated.contains(v.oracle))
     })
 }
 
-/// Runs a seed and returns its violations, turning a panic into a violation of
-/// [`PANIC`] (with the panic message as its detail).
+/// Runs a seed of a built-in profile and returns its violations, turning a panic into a
+/// violation of [`PANIC`] (with the panic message as its detail).
 pub fn oracles_broken(
     profile: Profile,
     seed: u64,
     plan: FaultPlan,
     cfg: &RunConfig,
 ) -> Vec<Violation> {
+    broken_by(scenario::builtin(profile), seed, plan, cfg)
+}
+
+/// [`oracles_broken`] for any scenario.
+pub(crate) fn broken_by(
+    scenario: &dyn Scenario,
+    seed: u64,
+    plan: FaultPlan,
+    cfg: &RunConfig,
+) -> Vec<Violation> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scenario::run(profile, seed, plan, cfg, false)
+        scenario.run(seed, plan, cfg, false, false).0
     }));
     match result {
         Ok(outcome) => outcome.violations,

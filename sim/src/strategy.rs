@@ -345,8 +345,9 @@ pub enum Step {
     Close,
 }
 
-/// How a protocol carries out a [`Step`]: implemented for the built-in profiles, and for
-/// yours to run [`WorkloadPlan`]s against your own protocol.
+/// How a protocol carries out a [`Step`]: implemented for the built-in profiles. For your
+/// own protocol, [`WorkloadPlan::commands`] takes a closure instead (implementing this
+/// trait in an integration test breaks the orphan rule).
 pub trait StepCommand: Protocol {
     /// The command for `step`, or `None` to skip it (a protocol without requests).
     fn command(step: &Step) -> Option<Command<Self>>
@@ -446,17 +447,71 @@ impl fmt::Display for WorkloadPlan {
     }
 }
 
-impl<P: StepCommand> Workload<P> for WorkloadPlan {
-    fn next(&mut self, _now: Duration, _rng: &mut fastrand::Rng) -> Option<(Duration, Command<P>)> {
+impl WorkloadPlan {
+    /// The plan as a workload of any protocol, each step made a command by `command`
+    /// (`None` skips the step; its gap still counts): no trait to implement, so it works
+    /// for your protocol in your own integration tests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether_core::profiles::Raw;
+    /// use tether_core::{DataFrame, Utf8Bytes};
+    /// use tether_sim::strategy::{Step, WorkloadPlan};
+    /// use tether_sim::{Command, Workload};
+    /// let plan = WorkloadPlan::new(vec![(Duration::from_secs(1), Step::Send(7))]);
+    /// let mut work = plan.commands(|step| match step {
+    ///     Step::Send(n) => Some(Command::<Raw>::Send(DataFrame::Text(Utf8Bytes::from_string(
+    ///         format!("m{n}"),
+    ///     )))),
+    ///     _ => None,
+    /// });
+    /// let mut rng = fastrand::Rng::with_seed(0);
+    /// assert!(work.next(Duration::ZERO, &mut rng).is_some());
+    /// ```
+    pub fn commands<P, F>(self, command: F) -> StepsAs<F>
+    where
+        P: Protocol,
+        F: FnMut(&Step) -> Option<Command<P>>,
+    {
+        StepsAs {
+            plan: self,
+            command,
+        }
+    }
+
+    /// The next step `command` makes a command of, with the gaps of the skipped ones.
+    fn next_with<P: Protocol>(
+        &mut self,
+        mut command: impl FnMut(&Step) -> Option<Command<P>>,
+    ) -> Option<(Duration, Command<P>)> {
         let mut gap = Duration::ZERO;
         while let Some((g, step)) = self.steps.get(self.next) {
             self.next += 1;
             gap += *g;
-            if let Some(command) = P::command(step) {
+            if let Some(command) = command(step) {
                 return Some((gap, command));
             }
         }
         None
+    }
+}
+
+impl<P: StepCommand> Workload<P> for WorkloadPlan {
+    fn next(&mut self, _now: Duration, _rng: &mut fastrand::Rng) -> Option<(Duration, Command<P>)> {
+        self.next_with(P::command)
+    }
+}
+
+/// A [`WorkloadPlan`] whose steps a closure turns into commands
+/// ([`WorkloadPlan::commands`]).
+pub struct StepsAs<F> {
+    plan: WorkloadPlan,
+    command: F,
+}
+
+impl<P: Protocol, F: FnMut(&Step) -> Option<Command<P>>> Workload<P> for StepsAs<F> {
+    fn next(&mut self, _now: Duration, _rng: &mut fastrand::Rng) -> Option<(Duration, Command<P>)> {
+        self.plan.next_with(&mut self.command)
     }
 }
 
@@ -692,6 +747,30 @@ mod tests {
         assert_eq!(gap, Duration::from_secs(3));
         assert!(matches!(cmd, Command::Send(_)));
         assert!(Workload::<Raw>::next(&mut w, Duration::ZERO, &mut rng).is_none());
+    }
+
+    #[test]
+    fn a_closure_makes_the_same_commands_as_step_command() {
+        let plan = WorkloadPlan::new(vec![
+            (Duration::from_secs(1), Step::Stream { timeout: None }),
+            (Duration::from_secs(2), Step::Send(7)),
+            (Duration::from_secs(3), Step::Close),
+        ]);
+        let mut rng = fastrand::Rng::with_seed(0);
+        let mut by_trait = plan.clone();
+        let mut by_closure = plan.commands(<Raw as StepCommand>::command);
+        loop {
+            let a = Workload::<Raw>::next(&mut by_trait, Duration::ZERO, &mut rng);
+            let b = by_closure.next(Duration::ZERO, &mut rng);
+            match (a, b) {
+                (None, None) => break,
+                (Some((ga, ca)), Some((gb, cb))) => {
+                    assert_eq!(ga, gb);
+                    assert_eq!(std::mem::discriminant(&ca), std::mem::discriminant(&cb));
+                }
+                _ => panic!("one workload ended before the other"),
+            }
+        }
     }
 
     #[test]

@@ -277,6 +277,22 @@ pub fn replay_with<P: Recordable>(
     run(lines, &header, protocol)
 }
 
+/// [`replay_with`], also returning the replay's timeline, so that a caller who knows more
+/// of the world than the trace does (the faults a simulated peer was put through) can add
+/// it and judge the timeline again.
+///
+/// # Errors
+///
+/// See [`replay`].
+pub fn replay_timeline<P: Recordable>(
+    reader: impl BufRead,
+    protocol: P,
+) -> Result<(ReplayReport, Timeline<P>), TraceError> {
+    let mut lines = Lines::new(reader);
+    let header = lines.header()?;
+    run_timeline(lines, &header, protocol)
+}
+
 /// The trace's lines, numbered, each parsed as a JSON object.
 struct Lines<R> {
     reader: R,
@@ -363,10 +379,18 @@ struct Replay<P: Recordable> {
 }
 
 fn run<P: Recordable>(
-    mut lines: Lines<impl BufRead>,
+    lines: Lines<impl BufRead>,
     header: &Value,
     protocol: P,
 ) -> Result<ReplayReport, TraceError> {
+    run_timeline(lines, header, protocol).map(|(report, _)| report)
+}
+
+fn run_timeline<P: Recordable>(
+    mut lines: Lines<impl BufRead>,
+    header: &Value,
+    protocol: P,
+) -> Result<(ReplayReport, Timeline<P>), TraceError> {
     let bad = malformed(1);
     let seed = header
         .get("seed")
@@ -466,7 +490,7 @@ fn run<P: Recordable>(
         // No `Final` record: the session was still running when the trace was cut.
         violations.retain(|v| v.oracle != "clean_after_close");
     }
-    Ok(ReplayReport {
+    let report = ReplayReport {
         profile,
         seed,
         redaction: mode,
@@ -477,7 +501,8 @@ fn run<P: Recordable>(
         complete,
         divergence,
         violations,
-    })
+    };
+    Ok((report, r.timeline))
 }
 
 type Step = Result<(), Divergence>;

@@ -32,11 +32,13 @@ use tether_driver::SendProtocol;
 use tether_driver::record::{Options, Recordable, Recorder, Redaction};
 
 use crate::driven::{WireSetup, run_driver_wire_with};
-use crate::oracle::Violation;
+use crate::fault::{Fault, Garbage};
+use crate::oracle::{self, Violation};
 use crate::pipe::PipeConfig;
 use crate::scenario::{EDGE_CLOSE_CODES, Profile};
 use crate::server::{FnServer, Server, ServerEvent};
 use crate::servers::{GatewayServer, HelloAckServer};
+use crate::timeline::{Entry, Record, Timeline};
 use crate::trace::{self, Divergence};
 use crate::wire::Wire;
 use crate::wire_peer::WireFault;
@@ -87,6 +89,8 @@ pub struct WireSeed {
     pub profile: Profile,
     /// The faults it drew, at their instants.
     pub plan: Vec<(Duration, WireFault)>,
+    /// The same faults as the oracles read them (see [`Drawn`]).
+    pub judged: Vec<(Duration, Fault)>,
     /// Events the session delivered.
     pub events: usize,
     /// Connections opened.
@@ -225,7 +229,7 @@ pub fn config() -> Config {
 pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
     let profile = Profile::for_seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x7769_7265);
-    let plan = draw_plan(&mut rng, duration);
+    let drawn = draw_plan(&mut rng, duration);
     match profile {
         Profile::Raw => {
             let echo = FnServer::new(|ev, ctx| {
@@ -237,10 +241,10 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
                 let n = rng.u32(..);
                 Command::Send(DataFrame::Text(Utf8Bytes::from(format!("m{n}"))))
             });
-            one(seed, profile, Raw, echo, plan, commands, duration)
+            one(seed, profile, || Raw, echo, drawn, commands, duration)
         }
         Profile::HelloAck => {
-            let hello = HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
+            let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
             let mut server = HelloAckServer::default();
             server.heartbeat = Some(Duration::from_secs(15));
             let commands = commands(&mut rng, duration, |rng| {
@@ -254,10 +258,10 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
                     timeout: None,
                 }
             });
-            one(seed, profile, hello, server, plan, commands, duration)
+            one(seed, profile, hello, server, drawn, commands, duration)
         }
         Profile::Gateway => {
-            let gw = Gateway::new(GatewayOptions::default());
+            let gw = || Gateway::new(GatewayOptions::default());
             let commands = commands(&mut rng, duration, |rng| {
                 let request = if rng.bool() {
                     GatewayRequest::chat_send("agent:main:main", "hi")
@@ -274,7 +278,7 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
                 profile,
                 gw,
                 GatewayServer::default(),
-                plan,
+                drawn,
                 commands,
                 duration,
             )
@@ -297,22 +301,36 @@ fn commands<P: tether_core::Protocol>(
     out
 }
 
+/// A drawn plan: the wire faults the peer applies, and the same faults as the oracles
+/// read them. The oracles know the value-level [`Fault`]s; each wire fault is recorded as
+/// the one whose effect on the peer's health is the same: a close frame as
+/// `ServerClose`, a refused frame as `Garbage`, a reset as `Drop`, a peer that stops
+/// writing (or a frame stalled in the middle) as `HalfOpen` of the connection, a peer
+/// that stops reading as `StopReading` of it.
+#[derive(Default)]
+struct Drawn {
+    wire: Vec<(Duration, WireFault)>,
+    judged: Vec<(Duration, Fault)>,
+}
+
 /// A plan of up to [`MAX_FAULTS`] wire faults in the run's first three quarters.
-fn draw_plan(rng: &mut fastrand::Rng, duration: Duration) -> Vec<(Duration, WireFault)> {
+fn draw_plan(rng: &mut fastrand::Rng, duration: Duration) -> Drawn {
     let horizon = u64::try_from((duration * 3 / 4).as_millis()).unwrap_or(u64::MAX);
-    let mut plan = Vec::new();
+    let mut plan = Drawn::default();
     for _ in 0..rng.usize(0..=MAX_FAULTS) {
         let at = Duration::from_millis(rng.u64(0..horizon.max(1)));
-        plan.extend(draw_fault(rng, at));
+        draw_fault(rng, at, &mut plan);
     }
-    plan.sort_by_key(|(at, _)| *at);
+    plan.wire.sort_by_key(|(at, _)| *at);
+    plan.judged.sort_by_key(|(at, _)| *at);
     plan
 }
 
-/// One fault at `at`: one or two wire faults (a stall is the two halves of a frame).
-fn draw_fault(rng: &mut fastrand::Rng, at: Duration) -> Vec<(Duration, WireFault)> {
+/// One fault at `at`: one or two wire faults (a stall is the two halves of a frame), and
+/// the fault the oracles read.
+fn draw_fault(rng: &mut fastrand::Rng, at: Duration, plan: &mut Drawn) {
     let text = |payload: &[u8]| server_frame(opcode::TEXT, true, payload);
-    match rng.u8(..10) {
+    let (wire, judged) = match rng.u8(..10) {
         0 | 1 => {
             let code = if rng.u8(..20) == 0 {
                 [1008u16, 4001, 4003][rng.usize(..3)]
@@ -326,10 +344,17 @@ fn draw_fault(rng: &mut fastrand::Rng, at: Duration) -> Vec<(Duration, WireFault
                 1 => "r".repeat(MAX_CLOSE_REASON + 1),
                 _ => "scripted".to_owned(),
             };
-            vec![(at, WireFault::close(code, &reason))]
+            let wire = vec![(at, WireFault::close(code, &reason))];
+            (wire, Fault::ServerClose(code, reason))
         }
-        2 => vec![(at, WireFault::Raw(text(b"\xff\xfe\xfd")))],
-        3 => vec![(at, WireFault::Raw(text(&vec![b'x'; MAX_INBOUND + 1])))],
+        2 => (
+            vec![(at, WireFault::Raw(text(b"\xff\xfe\xfd")))],
+            Fault::Garbage(Garbage::InvalidUtf8),
+        ),
+        3 => (
+            vec![(at, WireFault::Raw(text(&vec![b'x'; MAX_INBOUND + 1])))],
+            Fault::Garbage(Garbage::Oversized),
+        ),
         4 => {
             // A frame stalled in the middle: briefly, or past the message timeout.
             let frame = text(br#"{"type":"note","stalled":true}"#);
@@ -339,24 +364,56 @@ fn draw_fault(rng: &mut fastrand::Rng, at: Duration) -> Vec<(Duration, WireFault
             } else {
                 MESSAGE_TIMEOUT + Duration::from_millis(rng.u64(1..=10_000))
             };
-            vec![
+            let wire = vec![
                 (at, WireFault::Raw(frame.slice(..cut))),
                 (at + stall, WireFault::Raw(frame.slice(cut..))),
-            ]
+            ];
+            // If the stall outlived its connection (the message timeout failed it), the
+            // rest lands on the next one as a broken frame: that connection is sick too.
+            plan.judged
+                .push((at + stall, Fault::HalfOpen(Duration::ZERO)));
+            (wire, Fault::HalfOpen(stall))
         }
         5 => {
             // Truncation, then a reset.
             let frame = text(br#"{"type":"note","truncated":true}"#);
             let cut = rng.usize(1..frame.len());
-            vec![
+            let wire = vec![
                 (at, WireFault::Raw(frame.slice(..cut))),
                 (at, WireFault::Reset),
-            ]
+            ];
+            (wire, Fault::Drop)
         }
-        6 | 7 => vec![(at, WireFault::Reset)],
-        8 => vec![(at, WireFault::Mute)],
-        _ => vec![(at, WireFault::Deaf)],
+        6 | 7 => (vec![(at, WireFault::Reset)], Fault::Drop),
+        8 => (vec![(at, WireFault::Mute)], Fault::HalfOpen(Duration::ZERO)),
+        _ => (
+            vec![(at, WireFault::Deaf)],
+            Fault::StopReading(Duration::ZERO),
+        ),
+    };
+    plan.wire.extend(wire);
+    plan.judged.push((at, judged));
+}
+
+/// Adds the faults the peer was put through to a replayed timeline, each before the first
+/// record at or after its instant (the trace knows only the session's side).
+fn with_faults<P: tether_core::Protocol>(
+    mut tl: Timeline<P>,
+    faults: &[(Duration, Fault)],
+) -> Timeline<P> {
+    let mut records = Vec::with_capacity(tl.records.len() + faults.len());
+    let mut faults = faults.iter().peekable();
+    for r in tl.records.drain(..) {
+        while let Some((at, f)) = faults.next_if(|(at, _)| *at <= r.at) {
+            records.push(Record {
+                at: *at,
+                entry: Entry::Fault(f.clone()),
+            });
+        }
+        records.push(r);
     }
+    tl.records = records;
+    tl
 }
 
 /// A shared buffer the recorder writes the trace into.
@@ -380,9 +437,9 @@ impl Write for Trace {
 fn one<P, S>(
     seed: u64,
     profile: Profile,
-    protocol: P,
+    protocol: impl Fn() -> P,
     server: S,
-    plan: Vec<(Duration, WireFault)>,
+    plan: Drawn,
     commands: Vec<(Duration, Command<P>)>,
     duration: Duration,
 ) -> WireSeed
@@ -396,12 +453,13 @@ where
         .with_secrets(true);
     let setup = WireSetup {
         pipe: PipeConfig::default(),
-        faults: plan.clone(),
+        faults: plan.wire.clone(),
     };
     let mut report = WireSeed {
         seed,
         profile,
-        plan,
+        plan: plan.wire,
+        judged: plan.judged,
         events: 0,
         opens: 0,
         violations: Vec::new(),
@@ -410,7 +468,7 @@ where
     };
     let run = run_driver_wire_with(
         config(),
-        protocol,
+        protocol(),
         server,
         seed,
         setup,
@@ -438,13 +496,14 @@ where
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    match trace::replay(bytes.as_slice()) {
-        Ok(replayed) => {
-            report.violations = replayed.violations;
+    match trace::replay_timeline(bytes.as_slice(), protocol()) {
+        Ok((replayed, timeline)) => {
             report.divergence = replayed.divergence;
             if !replayed.complete {
                 report.error = Some("the trace has no end line".to_owned());
             }
+            // Judged with the faults the peer applied, which the trace cannot know.
+            report.violations = oracle::check(&with_faults(timeline, &report.judged));
         }
         Err(e) => report.error = Some(format!("the trace: {e}")),
     }

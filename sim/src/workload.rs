@@ -30,6 +30,14 @@ pub trait Workload<P: Protocol> {
     fn next(&mut self, now: Duration, rng: &mut fastrand::Rng) -> Option<(Duration, Command<P>)>;
 }
 
+/// A boxed workload is a workload (so one chosen at run time can be handed to a
+/// [`World`](crate::World)).
+impl<P: Protocol, W: Workload<P> + ?Sized> Workload<P> for Box<W> {
+    fn next(&mut self, now: Duration, rng: &mut fastrand::Rng) -> Option<(Duration, Command<P>)> {
+        (**self).next(now, rng)
+    }
+}
+
 /// Commands from a closure at exponentially distributed gaps with a given mean.
 ///
 /// ```

@@ -57,7 +57,7 @@ fn a_seed_runs_the_same_alone_and_in_a_campaign() {
     let outcome = scenario::replay(cfg.profile_for(104), 104, &cfg.mix, cfg.duration, false);
     assert_eq!(alone.stats, outcome.stats);
     assert_eq!(alone.plan, outcome.plan);
-    assert_eq!(alone.profile, Profile::for_seed(104));
+    assert_eq!(alone.scenario, Profile::for_seed(104).to_string());
 }
 
 #[test]

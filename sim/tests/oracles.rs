@@ -151,11 +151,11 @@ fn first_after<P: Protocol>(tl: &Timeline<P>, from: usize, t: Duration) -> usize
 
 #[test]
 fn every_oracle_is_listed_once_and_runs_by_name() {
-    assert_eq!(oracle::ORACLES.len(), 13);
+    assert_eq!(oracle::ORACLES.len(), 14);
     let mut names = oracle::ORACLES.to_vec();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 14);
     let tl = hello_run(1, FaultPlan::none(), 300);
     assert_eq!(oracle::check(&tl), []);
     for name in oracle::ORACLES {
@@ -1378,6 +1378,189 @@ fn messages_accounted_reports_a_drop_after_the_write() {
     insert(&mut tl, done + 1, drop.clone());
     let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, done + 1);
     assert!(v.detail.contains("after its write was confirmed"), "{v}");
+}
+
+// ---- 14. healthy_peer_opens ------------------------------------------------------------------
+
+const HEALTHY: &str = "healthy_peer_opens";
+
+#[test]
+fn healthy_peer_opens_clean_under_refusals_blackholes_restarts_and_half_open_links() {
+    let p = plan(vec![
+        (30, Fault::RefuseConnects(s(20))),
+        (60, Fault::Drop),
+        (61, Fault::BlackholeConnects(s(40))),
+        (
+            200,
+            Fault::Restart {
+                down: s(10),
+                graceful: true,
+            },
+        ),
+        (300, Fault::HalfOpen(s(60))),
+        (420, Fault::StopReading(s(30))),
+        (480, Fault::ClockJump(s(90))),
+    ]);
+    let tl = hello_run(40, p, 900);
+    assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
+}
+
+/// A drop just before the heal, its close delayed past the heal by a latency fault: the
+/// heal does not make the news of a fault already under way unexplained (campaign seed
+/// 21669 found this).
+#[test]
+fn healthy_peer_opens_clean_when_a_drop_lands_after_the_heal() {
+    let p = FaultPlan::new(vec![
+        (
+            s(500),
+            Fault::Latency {
+                base: Duration::from_millis(1500),
+                jitter: Duration::ZERO,
+                lasts: s(200),
+            },
+        ),
+        (Duration::from_millis(599_950), Fault::Drop),
+    ]);
+    let tl = hello_run(47, p, 900);
+    assert_eq!(tl.heal_at, Some(s(600)));
+    let lost = position(&tl, 0, |r| {
+        matches!(
+            r.entry,
+            Entry::Output(Output::StatusChanged {
+                from: Status::Open,
+                ..
+            })
+        )
+    });
+    assert!(
+        tl.records[lost].at > s(600),
+        "the loss lands after the heal"
+    );
+    assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
+}
+
+/// A drop at 60 s whose reconnection is erased: the session stays un-open on a healthy
+/// network, and the oracle reports the first record past the bound.
+#[test]
+fn healthy_peer_opens_reports_a_session_that_does_not_reopen() {
+    let mut tl = hello_run(41, plan(vec![(60, Fault::Drop)]), 900);
+    let lost = position(&tl, 0, |r| {
+        matches!(
+            r.entry,
+            Entry::Output(Output::StatusChanged {
+                from: Status::Open,
+                ..
+            })
+        )
+    });
+    let reopened = position(&tl, lost, |r| {
+        matches!(
+            r.entry,
+            Entry::Output(Output::StatusChanged {
+                to: Status::Open,
+                ..
+            })
+        )
+    });
+    tl.records.remove(reopened);
+    // The peer is healthy 5 s after the drop; the bound is 80 s with the defaults.
+    let healthy_from = s(60 + 5).max(tl.records[lost].at);
+    let bound = oracle::reopen_bound(&tl.config, None);
+    assert_eq!(bound, s(80));
+    let step = first_after(&tl, lost, healthy_from + bound);
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, step);
+    assert!(v.detail.contains("not open since"), "{v}");
+}
+
+/// Erasing the open itself: a session that never opens against a healthy peer.
+#[test]
+fn healthy_peer_opens_reports_a_session_that_never_opens() {
+    let mut tl = hello_run(42, FaultPlan::none(), 300);
+    tl.records.retain(|r| {
+        !matches!(
+            r.entry,
+            Entry::Output(Output::StatusChanged {
+                to: Status::Open,
+                ..
+            })
+        )
+    });
+    let step = first_after(&tl, 0, oracle::reopen_bound(&tl.config, None));
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, step);
+    assert!(v.detail.contains("not open since +0.000s"), "{v}");
+}
+
+/// A fatal close the peer never sent: the session's end has no cause the world saw.
+#[test]
+fn healthy_peer_opens_reports_an_end_the_world_cannot_confirm() {
+    let mut tl = hello_run(43, FaultPlan::none(), 300);
+    let at = first_after(&tl, 0, s(100));
+    insert(
+        &mut tl,
+        at,
+        Entry::Output(Output::StatusChanged {
+            from: Status::Open,
+            to: Status::Failed,
+        }),
+    );
+    let end = tether_core::EndReason::Failed(tether_core::SessionError::FatalClose {
+        code: tether_core::CloseCode(4001),
+        reason: "forged".into(),
+    });
+    insert(
+        &mut tl,
+        at + 1,
+        Entry::Output(Output::Event(Event::Ended(end))),
+    );
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, at + 1);
+    assert!(v.detail.contains("the last close the peer sent"), "{v}");
+}
+
+/// The same end is confirmed when the world delivered that close code.
+#[test]
+fn healthy_peer_opens_accepts_a_fatal_close_the_peer_sent() {
+    let p = plan(vec![(100, Fault::ServerClose(4001, "scripted".into()))]);
+    let tl = hello_run(44, p, 300);
+    assert!(
+        tl.records
+            .iter()
+            .any(|r| matches!(r.entry, Entry::Output(Output::Event(Event::Ended(_))))),
+        "the fatal close ends the session"
+    );
+    assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
+}
+
+/// A connection lost at a quiet moment, with no fault in the plan.
+#[test]
+fn healthy_peer_opens_reports_a_connection_lost_while_the_peer_is_healthy() {
+    let mut tl = hello_run(45, FaultPlan::none(), 300);
+    let at = first_after(&tl, 0, s(100));
+    insert(
+        &mut tl,
+        at,
+        Entry::Output(Output::StatusChanged {
+            from: Status::Open,
+            to: Status::Reconnecting,
+        }),
+    );
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, at);
+    assert!(v.detail.contains("no fault explains it"), "{v}");
+}
+
+/// A request answered in a fault-free run, turned into a timeout.
+#[test]
+fn healthy_peer_opens_reports_a_request_timing_out_while_the_peer_is_healthy() {
+    let mut tl = hello_run(46, FaultPlan::none(), 300);
+    let step = position(&tl, 0, |r| {
+        matches!(event(r), Some(Event::Response { result: Ok(_), .. }))
+    });
+    let Entry::Output(Output::Event(Event::Response { result, .. })) = &mut tl.records[step].entry
+    else {
+        unreachable!("found above");
+    };
+    *result = Err(tether_core::RequestFailure::Timeout);
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, step);
+    assert!(v.detail.contains("timed out"), "{v}");
 }
 
 // ---- the sweep ------------------------------------------------------------------------------

@@ -28,11 +28,13 @@
 //! | [`deadlines_move`](deadlines_move()) | a fired deadline never stays put (STYLE rule 4) |
 //! | [`liveness_after_heal`](liveness_after_heal()) | after the heal the session gets back to `Open` (rule 11) |
 //! | [`messages_accounted`](messages_accounted()) | every accepted message is written or reported dropped, once |
+//! | [`healthy_peer_opens`](healthy_peer_opens()) | a healthy peer leads to `Open` and to requests that succeed; an end has a confirmed cause |
 
 mod backoff_within_bounds;
 mod bounds_kept;
 mod clean_after_close;
 mod deadlines_move;
+mod healthy_peer_opens;
 mod liveness_after_heal;
 mod messages_accounted;
 mod no_attempt_after_end;
@@ -54,6 +56,7 @@ pub use backoff_within_bounds::backoff_within_bounds;
 pub use bounds_kept::{bounds_kept, pending_writes_bound};
 pub use clean_after_close::clean_after_close;
 pub use deadlines_move::deadlines_move;
+pub use healthy_peer_opens::healthy_peer_opens;
 pub use liveness_after_heal::{liveness_after_heal, reopen_bound};
 pub use messages_accounted::messages_accounted;
 pub use no_attempt_after_end::no_attempt_after_end;
@@ -105,6 +108,7 @@ pub const ORACLES: &[&str] = &[
     deadlines_move::NAME,
     liveness_after_heal::NAME,
     messages_accounted::NAME,
+    healthy_peer_opens::NAME,
 ];
 
 /// Runs every oracle over the timeline; at most one violation (the first) per oracle.
@@ -124,6 +128,7 @@ pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
         deadlines_move(timeline),
         liveness_after_heal(timeline),
         messages_accounted(timeline),
+        healthy_peer_opens(timeline),
     ]
     .into_iter()
     .flatten()
@@ -147,6 +152,7 @@ pub fn check_one<P: Protocol>(name: &str, timeline: &Timeline<P>) -> Option<Opti
         deadlines_move::NAME => deadlines_move,
         liveness_after_heal::NAME => liveness_after_heal,
         messages_accounted::NAME => messages_accounted,
+        healthy_peer_opens::NAME => healthy_peer_opens,
         _ => return None,
     };
     Some(f(timeline))
