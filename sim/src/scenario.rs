@@ -276,6 +276,7 @@ pub fn run_checked(
             });
             World::new(config(), Raw, echo, seed)
                 .expect(invalid)
+                .identify_sends(identify_raw)
                 .workload(work)
         }),
         Profile::HelloAck => go!(|| {
@@ -298,6 +299,7 @@ pub fn run_checked(
                 });
             World::new(config(), hello, HelloAckServer::default(), seed)
                 .expect(invalid)
+                .identify_sends(identify_json)
                 .workload(work)
         }),
         Profile::Gateway => go!(|| {
@@ -326,6 +328,22 @@ pub fn run_checked(
                 .workload(work)
         }),
     }
+}
+
+/// The frame a [`Raw`] message travels in, for [`World::identify_sends`].
+#[must_use]
+pub fn identify_raw(m: &DataFrame) -> Option<(bool, bytes::Bytes)> {
+    Some(match m {
+        DataFrame::Text(t) => (false, t.clone().into_bytes()),
+        DataFrame::Binary(b) => (true, b.clone()),
+    })
+}
+
+/// The frame a JSON message (a [`HelloAck`] message) travels in: its compact
+/// serialisation, for [`World::identify_sends`].
+#[must_use]
+pub fn identify_json(m: &serde_json::Value) -> Option<(bool, bytes::Bytes)> {
+    Some((false, bytes::Bytes::from(m.to_string())))
 }
 
 /// The first record where two timelines differ, rendered as [`Timeline`]'s `Display`

@@ -32,7 +32,9 @@
 mod backoff_within_bounds;
 mod bounds_kept;
 mod clean_after_close;
+mod closes_complete;
 mod deadlines_move;
+mod idle_close_in_time;
 mod liveness_after_heal;
 mod messages_accounted;
 mod no_attempt_after_end;
@@ -53,7 +55,9 @@ use crate::timeline::{Entry, Timeline};
 pub use backoff_within_bounds::backoff_within_bounds;
 pub use bounds_kept::{bounds_kept, pending_writes_bound};
 pub use clean_after_close::clean_after_close;
+pub use closes_complete::closes_complete;
 pub use deadlines_move::deadlines_move;
+pub use idle_close_in_time::idle_close_in_time;
 pub use liveness_after_heal::{liveness_after_heal, reopen_bound};
 pub use messages_accounted::messages_accounted;
 pub use no_attempt_after_end::no_attempt_after_end;
@@ -105,6 +109,8 @@ pub const ORACLES: &[&str] = &[
     deadlines_move::NAME,
     liveness_after_heal::NAME,
     messages_accounted::NAME,
+    closes_complete::NAME,
+    idle_close_in_time::NAME,
 ];
 
 /// Runs every oracle over the timeline; at most one violation (the first) per oracle.
@@ -124,6 +130,8 @@ pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
         deadlines_move(timeline),
         liveness_after_heal(timeline),
         messages_accounted(timeline),
+        closes_complete(timeline),
+        idle_close_in_time(timeline),
     ]
     .into_iter()
     .flatten()
@@ -147,6 +155,8 @@ pub fn check_one<P: Protocol>(name: &str, timeline: &Timeline<P>) -> Option<Opti
         deadlines_move::NAME => deadlines_move,
         liveness_after_heal::NAME => liveness_after_heal,
         messages_accounted::NAME => messages_accounted,
+        closes_complete::NAME => closes_complete,
+        idle_close_in_time::NAME => idle_close_in_time,
         _ => return None,
     };
     Some(f(timeline))
