@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use derive_where::derive_where;
 use tether_core::{
-    Config, ConnId, Input, MessageId, Output, Protocol, RequestError, RequestId, SendError,
-    Status, TimerKind,
+    Config, ConnId, Input, MessageId, Output, Protocol, RequestError, RequestId, SendError, Status,
+    TimerKind,
 };
 
 use crate::fault::Fault;

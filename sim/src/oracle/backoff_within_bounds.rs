@@ -143,7 +143,8 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                         match allowed(backoff, n, floor) {
                             Some((a, b)) => {
                                 fits |= (a..=b).contains(&retry.wait);
-                                shown.push(format!("[{a:?}, {b:?}] (failure {n}, floor {floor:?})"));
+                                shown
+                                    .push(format!("[{a:?}, {b:?}] (failure {n}, floor {floor:?})"));
                             }
                             None => fits = true,
                         }

@@ -122,7 +122,9 @@ impl WorldCount {
                     *w = true;
                 }
             }
-            Entry::Input(Input::WriteCompleted { frame, .. } | Input::WriteFailed { frame, .. }) => {
+            Entry::Input(
+                Input::WriteCompleted { frame, .. } | Input::WriteFailed { frame, .. },
+            ) => {
                 self.writes.remove(&frame.get());
             }
             Entry::Input(
@@ -182,9 +184,8 @@ impl WorldCount {
         }
         let writes = self.writes.len();
         let bound = pending_writes_bound(c);
-        (writes > bound).then(|| {
-            format!("the world counts {writes} writes in flight, over the bound {bound}")
-        })
+        (writes > bound)
+            .then(|| format!("the world counts {writes} writes in flight, over the bound {bound}"))
     }
 }
 

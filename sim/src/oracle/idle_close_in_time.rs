@@ -35,10 +35,7 @@ pub fn idle_close_in_time<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     for (i, r) in tl.records.iter().enumerate() {
         if let Some((last, step)) = upper {
             let mut deadline = last.saturating_add(idle);
-            if let Some((_, w)) = sleeps
-                .iter()
-                .find(|(s, w)| *s <= deadline && deadline < *w)
-            {
+            if let Some((_, w)) = sleeps.iter().find(|(s, w)| *s <= deadline && deadline < *w) {
                 deadline = *w;
             }
             if r.at > deadline {

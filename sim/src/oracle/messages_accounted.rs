@@ -213,7 +213,9 @@ pub fn messages_accounted<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                     && reason != DropReason::Disconnected
                 {
                     first.offer(i, || {
-                        format!("the peer received {id}, which was dropped ({reason:?}) at step {at}")
+                        format!(
+                            "the peer received {id}, which was dropped ({reason:?}) at step {at}"
+                        )
                     });
                 }
                 if let Some(&before) = last_on.get(conn)
