@@ -1405,6 +1405,19 @@ fn messages_accounted_reports_a_lost_send_at_its_send() {
 }
 
 #[test]
+fn messages_accounted_without_a_ledger_accepts_confirmed_writes() {
+    // A replayed flight-recorder trace has no world facts: a confirmed write ends a
+    // message, and an unconfirmed one that was never dropped is still reported.
+    let mut tl = hello_run(4, FaultPlan::none(), 300);
+    tl.records.retain(|r| !matches!(r.entry, Entry::Fact(_)));
+    assert_clean(MESSAGES, oracle::messages_accounted(&tl), &tl);
+    let (k, _, done) = written_send(&tl);
+    tl.records.remove(done);
+    let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, k);
+    assert!(v.detail.contains("never reached the peer"), "{v}");
+}
+
+#[test]
 fn messages_accounted_reports_a_message_received_twice() {
     let mut tl = hello_run(4, FaultPlan::none(), 300);
     let (k, _, _) = written_send(&tl);
@@ -1633,6 +1646,24 @@ fn backoff_within_bounds_reports_capped_waits_that_do_not_spread() {
     tl.config.backoff = BackoffConfig::default();
     let v = oracle::backoff_within_bounds(&tl).expect("the narrow waits are caught");
     assert!(v.detail.contains("does not spread"), "{v}");
+}
+
+#[test]
+fn backoff_within_bounds_clean_when_a_zero_max_floor_ignores_floors() {
+    // `max_floor = 0` ignores every floor: equal jitter keeps its [step/2, step] window
+    // after a 1013 close (a zero floor used to widen it down to 0).
+    let config = Config {
+        backoff: BackoffConfig {
+            jitter: Jitter::Equal,
+            max_floor: Duration::ZERO,
+            ..BackoffConfig::default()
+        },
+        ..scenario::config()
+    };
+    for seed in 0..5 {
+        let tl = hello_run_with(config.clone(), seed, backoff_plan(), 600);
+        assert_clean(BACKOFF, oracle::backoff_within_bounds(&tl), &tl);
+    }
 }
 
 #[test]

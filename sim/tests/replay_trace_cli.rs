@@ -91,7 +91,7 @@ fn a_trace_replays_identically() {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("replay: identical"), "{out}");
-    assert!(out.contains("oracles: 13 passed"), "{out}");
+    assert!(out.contains("oracles: 15 passed"), "{out}");
 }
 
 #[test]

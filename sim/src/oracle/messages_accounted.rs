@@ -59,7 +59,8 @@ enum Owner {
 /// for a queued message, the data frame written for it when the queue is flushed after
 /// `Opened` in the queue's order — which cannot see a reversed flush. Frames that match
 /// no message (handshakes, requests) are not judged. Ids issued twice (a replayed trace
-/// records every `feed` as one id) are not judged.
+/// records every `feed` as one id) are not judged. A timeline with no world facts at all
+/// (a replayed flight-recorder trace) accepts a confirmed write as the message's end.
 #[must_use]
 pub fn messages_accounted<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
@@ -236,9 +237,16 @@ pub fn messages_accounted<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             _ => {}
         }
     }
+    // A timeline without the world's ledger (a replayed trace) falls back on the
+    // session's confirmed writes.
+    let ledger = tl.records.iter().any(|r| matches!(r.entry, Entry::Fact(_)));
     if let Some(end) = finished(tl)
         && let Some(m) = msgs.iter().find(|m| {
-            !ambiguous.contains(&m.id) && m.dropped.is_none() && m.received.is_none() && !m.lost
+            !ambiguous.contains(&m.id)
+                && m.dropped.is_none()
+                && m.received.is_none()
+                && !m.lost
+                && (ledger || m.written.is_none())
         })
     {
         let (id, step) = (m.id, m.step);
