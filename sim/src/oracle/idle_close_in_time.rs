@@ -24,9 +24,7 @@ pub(super) const NAME: &str = "idle_close_in_time";
 /// Without an idle timeout there is nothing to judge.
 #[must_use]
 pub fn idle_close_in_time<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
-    let Some(idle) = tl.config.idle_timeout else {
-        return None;
-    };
+    let idle = tl.config.idle_timeout?;
     let mut first = First::new(NAME, tl);
     // Latest possible activity (upper bound) and surely counted activity (lower bound).
     let mut upper: Option<(Duration, usize)> = None;
