@@ -1798,6 +1798,19 @@ fn idle_close_in_time_clean_when_the_session_closes_on_time() {
 }
 
 #[test]
+fn idle_close_in_time_clean_when_overlapping_sleeps_defer_the_close() {
+    // Two sleeps from t = 0 (found by the property suite): the host wakes at the later
+    // end, and only then can the idle close happen.
+    let config = Config {
+        idle_timeout: Some(s(30)),
+        ..scenario::config()
+    };
+    let p = plan(vec![(0, Fault::ClockJump(s(196))), (0, Fault::ClockJump(s(197)))]);
+    let tl = idle_run_with(config, 0, p, 300, HelloAckServer::default());
+    assert_clean(IDLE, oracle::idle_close_in_time(&tl), &tl);
+}
+
+#[test]
 fn idle_close_in_time_reports_a_late_idle_close() {
     // The session closed after 60 s of idleness; its configuration says 30 s.
     let mut tl = idle_closing_run();

@@ -32,10 +32,7 @@ pub fn idle_close_in_time<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut sleeps: Vec<(Duration, Duration)> = Vec::new();
     for (i, r) in tl.records.iter().enumerate() {
         if let Some((last, step)) = upper {
-            let mut deadline = last.saturating_add(idle);
-            if let Some((_, w)) = sleeps.iter().find(|(s, w)| *s <= deadline && deadline < *w) {
-                deadline = *w;
-            }
+            let deadline = woken(last.saturating_add(idle), &sleeps);
             if r.at > deadline {
                 first.offer(i, || {
                     format!(
@@ -97,4 +94,18 @@ pub fn idle_close_in_time<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
         }
     }
     first.into_inner()
+}
+
+/// When the session can act on a deadline at `d`: `d`, or the wake-up of the sleeps it
+/// falls in (overlapping sleeps wake at the latest of their ends).
+fn woken(mut d: Duration, sleeps: &[(Duration, Duration)]) -> Duration {
+    while let Some(w) = sleeps
+        .iter()
+        .filter(|(s, w)| *s <= d && d < *w)
+        .map(|(_, w)| *w)
+        .max()
+    {
+        d = w;
+    }
+    d
 }
