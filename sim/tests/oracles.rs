@@ -1667,6 +1667,23 @@ fn backoff_within_bounds_clean_when_a_zero_max_floor_ignores_floors() {
 }
 
 #[test]
+fn backoff_within_bounds_reports_jitter_the_session_ignored() {
+    // Every wait is exactly its step: each lies within [0, step], but they all sit at the
+    // top of their windows.
+    let mut tl = refused_run(
+        BackoffConfig {
+            jitter: Jitter::None,
+            ..BackoffConfig::default()
+        },
+        150,
+        53,
+    );
+    tl.config.backoff = BackoffConfig::default();
+    let v = oracle::backoff_within_bounds(&tl).expect("the missing jitter is caught");
+    assert!(v.detail.contains("between 1.000 and 1.000"), "{v}");
+}
+
+#[test]
 fn backoff_within_bounds_reports_a_floor_the_session_dropped() {
     // A 1013 close asks for 30 s; the session reports no floor and waits 1 s.
     let mut tl = hello_run(15, backoff_plan(), 600);
@@ -1805,7 +1822,10 @@ fn idle_close_in_time_clean_when_overlapping_sleeps_defer_the_close() {
         idle_timeout: Some(s(30)),
         ..scenario::config()
     };
-    let p = plan(vec![(0, Fault::ClockJump(s(196))), (0, Fault::ClockJump(s(197)))]);
+    let p = plan(vec![
+        (0, Fault::ClockJump(s(196))),
+        (0, Fault::ClockJump(s(197))),
+    ]);
     let tl = idle_run_with(config, 0, p, 300, HelloAckServer::default());
     assert_clean(IDLE, oracle::idle_close_in_time(&tl), &tl);
 }

@@ -35,9 +35,13 @@ const SPREAD_SAMPLE: usize = 8;
 ///   [`BackoffConfig::bounds`]: the step for the failure count (the last step repeats),
 ///   jittered (`None`: exactly the step; `Full`: `[0, step]`; `Equal`: `[step/2, step]`);
 ///   with a floor `f`, `[f, f + max(f, step)]` (`None` jitter: exactly `max(f, step)`);
-/// - **spread at the cap**: when a run has at least 8 waits at the schedule's last step
-///   with no floor and a jittering schedule, they must span at least a tenth of the
-///   jitter window (the chance that 8 honest uniform draws do not is below 10⁻⁶);
+/// - **spread**: with a jittering schedule, waits with no floor and an exactly known
+///   failure count must not cluster: once there are 8 of them, their positions within
+///   their own windows (0 at the window's start, 1 at its end) must span at least a
+///   tenth; and waits at the schedule's last step, once there are 8, must span at least a
+///   tenth of the cap's window. The chance that 8 honest uniform draws do not is below
+///   10⁻⁶. A schedule with steps shorter than configured puts every full-jitter wait at
+///   the bottom of its window, which no single wait shows;
 /// - the next [`Output::OpenTransport`] comes exactly `wait` after the retry, unless the
 ///   session ends first. If the host was asleep at that instant (a
 ///   [`Fault::ClockJump`](crate::Fault::ClockJump) from before it until after it), the
@@ -67,6 +71,7 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
     let mut cause: Option<(&Input, Duration)> = None;
     // Waits at the cap: (step, wait).
     let mut capped: Vec<(usize, Duration)> = Vec::new();
+    let mut spread = Spread::default();
     let len = u32::try_from(backoff.schedule.len()).unwrap_or(u32::MAX);
     for (i, r) in tl.records.iter().enumerate() {
         if let Some(p) = &pending
@@ -162,6 +167,21 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                     });
                     break;
                 }
+                // Where the wait fell within its window, when the failure count is
+                // known exactly and no floor applies.
+                if lo == hi
+                    && floors == [None]
+                    && let Some((a, b)) = allowed(backoff, lo, None)
+                    && b > a
+                    && matches!(backoff.jitter, Jitter::Full | Jitter::Equal)
+                {
+                    let u = (retry.wait - a).as_secs_f64() / (b - a).as_secs_f64();
+                    spread.see(i, u);
+                    if let Some(v) = spread.narrow() {
+                        first.offer(i, || v);
+                        break;
+                    }
+                }
                 if lo >= len
                     && floors == [None]
                     && matches!(backoff.jitter, Jitter::Full | Jitter::Equal)
@@ -256,6 +276,38 @@ fn allowed(b: &BackoffConfig, n: u32, floor: Option<Duration>) -> Option<(Durati
         (Some(f), Jitter::None) => (f.max(step), f.max(step)),
         (Some(f), _) => (f, f.saturating_add(f.max(hi))),
     })
+}
+
+/// Where un-floored waits fell within their jitter windows (0: the window's start, 1: its
+/// end): honest draws are uniform there, whatever the step.
+#[derive(Default)]
+struct Spread {
+    count: usize,
+    first: usize,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn see(&mut self, step: usize, u: f64) {
+        if self.count == 0 {
+            (self.first, self.min, self.max) = (step, u, u);
+        }
+        self.count += 1;
+        self.min = self.min.min(u);
+        self.max = self.max.max(u);
+    }
+
+    /// Why the waits cluster, once there are enough of them to tell.
+    fn narrow(&self) -> Option<String> {
+        (self.count >= SPREAD_SAMPLE && self.max - self.min < 0.1).then(|| {
+            format!(
+                "{} waits all lie between {:.3} and {:.3} of their jitter windows: the \
+                 schedule does not spread them as configured (first at step {})",
+                self.count, self.min, self.max, self.first
+            )
+        })
+    }
 }
 
 /// Why the capped waits are not spread over the jitter window, if they are not.
