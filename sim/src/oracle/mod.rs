@@ -14,7 +14,7 @@
 //! no session call happens in between, and everything due in between happens at `t + d`.
 //!
 //! **Outcomes, not self-reports.** Where the world can see it, an oracle judges from the
-//! world's ledger ([`Entry::Fact`](crate::Entry::Fact): frames the server received or the
+//! world's ledger ([`Entry::Fact`]: frames the server received or the
 //! network lost, closes sent and received, the world's own encoding of each sent message)
 //! and from bounds recomputed from the [`Config`](tether_core::Config), never from the
 //! session's reported `Retry`, adopted heartbeat or table sizes. `docs/simulation.md`
