@@ -75,9 +75,13 @@ impl BackoffConfig {
         check_ceiling(&bounded)
     }
 
-    /// The floor actually applied: `floor` capped at [`max_floor`](Self::max_floor).
+    /// The floor actually applied: `floor` capped at [`max_floor`](Self::max_floor), or
+    /// none at all when `max_floor` is zero (every floor ignored).
     #[must_use]
     pub fn capped_floor(&self, floor: Option<Duration>) -> Option<Duration> {
+        if self.max_floor.is_zero() {
+            return None;
+        }
         floor.map(|f| f.min(self.max_floor))
     }
 
@@ -187,6 +191,24 @@ mod tests {
             ..c
         };
         assert_eq!(none.bounds(1, Some(Duration::MAX)), (ten_min, ten_min));
+    }
+
+    #[test]
+    fn a_zero_max_floor_ignores_every_floor() {
+        // A zero floor would widen equal jitter's window down to 0: "ignored" means the
+        // wait is drawn as if no floor had been asked for.
+        let c = BackoffConfig {
+            jitter: Jitter::Equal,
+            max_floor: Duration::ZERO,
+            ..BackoffConfig::default()
+        };
+        let floor = Some(Duration::from_secs(30));
+        assert_eq!(c.capped_floor(floor), None);
+        assert_eq!(c.bounds(3, floor), c.bounds(3, None));
+        assert_eq!(
+            c.bounds(3, floor),
+            (Duration::from_secs(2), Duration::from_secs(4))
+        );
     }
 
     #[test]

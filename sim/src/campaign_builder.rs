@@ -64,7 +64,12 @@ pub struct Campaign<P: Protocol, S: Server> {
     commands: Vec<(u32, Draw<Command<P>>)>,
     mean_gap: Duration,
     settings: CampaignConfig,
+    /// The world's own encoder of sent messages ([`World::identify_sends`]).
+    identify: Option<Identify<P>>,
 }
+
+type Identify<P> =
+    Arc<dyn Fn(&<P as Protocol>::Outbound) -> Option<(bool, bytes::Bytes)> + Send + Sync>;
 
 impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
     /// A campaign called `name` (in its reports) for the protocol `protocol` makes,
@@ -91,7 +96,21 @@ impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
                 check_determinism: true,
                 ..CampaignConfig::default()
             },
+            identify: None,
         }
+    }
+
+    /// Gives the world its own encoding of each sent message (whether it is binary, and
+    /// its payload), so that the oracles can follow every message to the peer: exactly
+    /// once, in order ([`World::identify_sends`]). Without it, a message is judged by its
+    /// confirmed write only.
+    #[must_use]
+    pub fn identify_sends(
+        mut self,
+        identify: impl Fn(&P::Outbound) -> Option<(bool, bytes::Bytes)> + Send + Sync + 'static,
+    ) -> Self {
+        self.identify = Some(Arc::new(identify));
+        self
     }
 
     /// Every seed runs this session configuration.
@@ -269,6 +288,13 @@ impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
         let config = (self.config)(&mut fastrand::Rng::with_seed(seed ^ 0xc0f1_6000));
         let world = || {
             World::new(config.clone(), (self.protocol)(), (self.peer)(), seed).map(|w| {
+                let w = match &self.identify {
+                    Some(identify) => {
+                        let identify = identify.clone();
+                        w.identify_sends(move |m| identify(m))
+                    }
+                    None => w,
+                };
                 w.plan(plan.clone())
                     .workload(self.workload())
                     .run(run.clone())

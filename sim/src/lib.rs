@@ -41,7 +41,7 @@ pub use campaign_builder::{Campaign, DEFAULT_MEAN_GAP};
 pub use fault::{Fault, FaultPlan, Garbage, Hostile};
 pub use net::NetConfig;
 pub use server::{Accept, FnServer, Server, ServerCtx, ServerEvent, ServerFlags};
-pub use timeline::{CommandRecord, Entry, Final, Record, Sizes, Timeline};
+pub use timeline::{CommandRecord, Entry, Fact, Final, Record, Sizes, Timeline, fingerprint};
 pub use wire::Wire;
 pub use workload::{Command, Idle, Poisson, Script, Workload};
 pub use world::{Run, RunConfig, World};

@@ -45,6 +45,8 @@ pub(crate) struct Link {
     pub(crate) failed: bool,
     /// The server does not read from this link until then.
     pub(crate) stop_reading_until: Duration,
+    /// The server sent a close frame the client has not answered yet.
+    pub(crate) awaiting_close_reply: bool,
     /// Latest delivery times per direction, so frames stay in order (TCP).
     pub(crate) last_c2s: Duration,
     pub(crate) last_s2c: Duration,

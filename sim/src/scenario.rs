@@ -336,18 +336,21 @@ fn raw() -> impl Scenario + Send {
             }
         })
     };
-    Campaign::new("raw", || Raw, echo).send(|rng| {
-        let n = rng.u32(..);
-        DataFrame::Text(Utf8Bytes::from_string(format!("m{n}")))
-    })
+    Campaign::new("raw", || Raw, echo)
+        .identify_sends(identify_raw)
+        .send(|rng| {
+            let n = rng.u32(..);
+            DataFrame::Text(Utf8Bytes::from_string(format!("m{n}")))
+        })
 }
 
 /// [`HelloAck`] against [`HelloAckServer`]: notes, echo requests, streams and failing
 /// requests, a command every 10 s on average.
 fn hello_ack() -> impl Scenario + Send {
     let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
-    Campaign::new("hello-ack", hello, HelloAckServer::default).command(1, |rng| {
-        match rng.u32(..100) {
+    Campaign::new("hello-ack", hello, HelloAckServer::default)
+        .identify_sends(identify_json)
+        .command(1, |rng| match rng.u32(..100) {
             0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
             40..75 => Command::Request {
                 request: HelloAckRequest::new("echo", json!({"n": rng.u32(..)})),
@@ -361,8 +364,7 @@ fn hello_ack() -> impl Scenario + Send {
                 request: HelloAckRequest::new("fail", json!({})),
                 timeout: Some(Duration::from_secs(5)),
             },
-        }
-    })
+        })
 }
 
 /// [`Gateway`] against [`GatewayServer`]: chat runs, history, health and failing
@@ -389,6 +391,22 @@ fn gateway() -> impl Scenario + Send {
                 timeout: None,
             },
         })
+}
+
+/// The frame a [`Raw`] message travels in, for [`World::identify_sends`].
+#[must_use]
+pub fn identify_raw(m: &DataFrame) -> Option<(bool, bytes::Bytes)> {
+    Some(match m {
+        DataFrame::Text(t) => (false, t.clone().into_bytes()),
+        DataFrame::Binary(b) => (true, b.clone()),
+    })
+}
+
+/// The frame a JSON message (a [`HelloAck`] message) travels in: its compact
+/// serialisation, for [`World::identify_sends`].
+#[must_use]
+pub fn identify_json(m: &serde_json::Value) -> Option<(bool, bytes::Bytes)> {
+    Some((false, bytes::Bytes::from(m.to_string())))
 }
 
 /// The first record where two timelines differ, rendered as [`Timeline`]'s `Display`

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use derive_where::derive_where;
 use tether_core::{
-    Config, Input, MessageId, Output, Protocol, RequestError, RequestId, SendError, Status,
+    Config, ConnId, Input, MessageId, Output, Protocol, RequestError, RequestId, SendError, Status,
     TimerKind,
 };
 
@@ -60,6 +60,72 @@ pub struct Final {
     pub sizes: Sizes,
 }
 
+/// What the world itself saw happen, whatever the session reports: the ledger the outcome
+/// oracles judge by. The world records a fact when it happens on its side of the wire —
+/// never among the outputs of a session call, so a call's effects stay contiguous.
+///
+/// Frames are identified by a [`fingerprint`] of their kind and bytes (not by the
+/// session's frame ids, which are the session's own bookkeeping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// The message of the `send` command recorded next, as the world encodes it (only
+    /// when the world was given an encoder with
+    /// [`World::identify_sends`](crate::World::identify_sends)): its fingerprint and
+    /// length in bytes.
+    Message {
+        /// The [`fingerprint`] of the frame it should travel in.
+        fingerprint: u64,
+        /// Its payload's length in bytes.
+        len: usize,
+    },
+    /// The server received a data frame on `conn`.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The frame's [`fingerprint`].
+        fingerprint: u64,
+    },
+    /// The network lost a data frame the session wrote on `conn` after accepting the
+    /// write: the link was half-open, or the server's end was already closed when the
+    /// frame arrived. The session cannot know of such a loss.
+    Lost {
+        /// The connection.
+        conn: ConnId,
+        /// The frame's [`fingerprint`].
+        fingerprint: u64,
+    },
+    /// The server's end of `conn` closed: with a close frame carrying `code`, or with no
+    /// close frame at all (`None`: a dropped connection).
+    ServerClosed {
+        /// The connection.
+        conn: ConnId,
+        /// The code of the close frame the server sent, if it sent one.
+        code: Option<u16>,
+        /// Whether the client can learn of it (the link was not half-open).
+        delivered: bool,
+    },
+    /// The server received a close frame on `conn`: the client's close, or its answer
+    /// to the server's.
+    CloseReceived {
+        /// The connection.
+        conn: ConnId,
+        /// Its code.
+        code: Option<u16>,
+    },
+}
+
+/// A frame's fingerprint: FNV-1a over a kind byte (`b't'` text, `b'b'` binary) and its
+/// bytes. Deterministic across runs and platforms.
+#[must_use]
+pub fn fingerprint(binary: bool, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(if binary { b'b' } else { b't' }).chain(bytes.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// One entry of the timeline.
 #[derive_where(Clone, Debug, PartialEq)]
 pub enum Entry<P: Protocol> {
@@ -79,6 +145,8 @@ pub enum Entry<P: Protocol> {
     Sizes(Sizes),
     /// The run's end state.
     Final(Final),
+    /// Something the world saw on its side of the wire.
+    Fact(Fact),
 }
 
 /// An entry with its simulated time.
@@ -148,6 +216,7 @@ impl<P: Protocol> fmt::Display for Timeline<P> {
                 Entry::Heal => "HEAL     faults healed; liveness phase".to_owned(),
                 Entry::Sizes(s) => format!("sizes    {s:?}"),
                 Entry::Final(x) => format!("final    {x:?}"),
+                Entry::Fact(x) => format!("world    {x:?}"),
             };
             writeln!(f, "{i:>6}  +{:>10.3}s  {what}", r.at.as_secs_f64())?;
         }

@@ -400,7 +400,10 @@ fn draw_fault(rng: &mut fastrand::Rng, at: Duration, plan: &mut Drawn) {
 fn with_faults<P: tether_core::Protocol>(
     mut tl: Timeline<P>,
     faults: &[(Duration, Fault)],
+    duration: Duration,
 ) -> Timeline<P> {
+    // Every fault is known now: the oracles that judge the peer's health may.
+    tl.heal_at = Some(duration);
     let mut records = Vec::with_capacity(tl.records.len() + faults.len());
     let mut faults = faults.iter().peekable();
     for r in tl.records.drain(..) {
@@ -503,7 +506,7 @@ where
                 report.error = Some("the trace has no end line".to_owned());
             }
             // Judged with the faults the peer applied, which the trace cannot know.
-            report.violations = oracle::check(&with_faults(timeline, &report.judged));
+            report.violations = oracle::check(&with_faults(timeline, &report.judged, duration));
         }
         Err(e) => report.error = Some(format!("the trace: {e}")),
     }

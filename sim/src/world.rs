@@ -15,7 +15,7 @@ use crate::fault::{Fault, FaultPlan, Garbage};
 use crate::link_model::{self, Arrival};
 use crate::net::{Link, NetConfig, NetState};
 use crate::server::{Accept, Action, Server, ServerCtx};
-use crate::timeline::{CommandRecord, Entry, Final, Sizes, Timeline};
+use crate::timeline::{CommandRecord, Entry, Fact, Final, Sizes, Timeline, fingerprint};
 use crate::wire::Wire;
 use crate::workload::{Command, Idle, Workload};
 
@@ -181,7 +181,16 @@ pub struct World<P: Protocol, S: Server> {
     last_sizes: Sizes,
     actions: Vec<Action>,
     healed: bool,
+    /// The world's own encoder of sent messages, for the ledger.
+    identify: Option<Identify<P>>,
+    /// Inside a session call: facts wait until its outputs are recorded.
+    draining: bool,
+    facts: Vec<Fact>,
 }
+
+/// How the world encodes a message for its ledger: the frame it should travel in, as
+/// `(binary, bytes)`.
+type Identify<P> = Box<dyn FnMut(&<P as Protocol>::Outbound) -> Option<(bool, Bytes)>>;
 
 impl<P: Protocol, S: Server> World<P, S> {
     /// A world whose session, network, server and workload draw from sub-seeds of `seed`
@@ -220,6 +229,9 @@ impl<P: Protocol, S: Server> World<P, S> {
             last_sizes: Sizes::default(),
             actions: Vec::new(),
             healed: false,
+            identify: None,
+            draining: false,
+            facts: Vec::new(),
         })
     }
 
@@ -234,6 +246,35 @@ impl<P: Protocol, S: Server> World<P, S> {
     #[must_use]
     pub fn workload(mut self, workload: impl Workload<P> + 'static) -> Self {
         self.workload = Box::new(workload);
+        self
+    }
+
+    /// Gives the world its own encoding of the messages the workload sends: the frame each
+    /// should travel in, as `(binary, bytes)` (`None`: not known). The world records it
+    /// as a [`Fact::Message`] before each `send`, so the oracles can tell which frame the
+    /// server received belongs to which message — and whether the offline queue was
+    /// flushed in order — without asking the session. Without it the oracles attribute
+    /// frames to messages in the order the session wrote them.
+    ///
+    /// ```
+    /// # use tether_core::{Config, profiles::HelloAck};
+    /// # use tether_sim::{servers::HelloAckServer, World};
+    /// let world = World::new(
+    ///     Config::default(),
+    ///     HelloAck::new(|| serde_json::json!({"type": "hello"})),
+    ///     HelloAckServer::default(),
+    ///     7,
+    /// )
+    /// .unwrap()
+    /// .identify_sends(|m: &serde_json::Value| Some((false, m.to_string().into())));
+    /// # let _ = world;
+    /// ```
+    #[must_use]
+    pub fn identify_sends(
+        mut self,
+        f: impl FnMut(&P::Outbound) -> Option<(bool, Bytes)> + 'static,
+    ) -> Self {
+        self.identify = Some(Box::new(f));
         self
     }
 
@@ -418,7 +459,18 @@ impl<P: Protocol, S: Server> World<P, S> {
                 let _ = self.session.connect(now);
                 CommandRecord::Connect
             }
-            Command::Send(m) => CommandRecord::Send(self.session.send(m, now)),
+            Command::Send(m) => {
+                if let Some(identify) = &mut self.identify
+                    && let Some((binary, bytes)) = identify(&m)
+                {
+                    let fact = Fact::Message {
+                        fingerprint: fingerprint(binary, &bytes),
+                        len: bytes.len(),
+                    };
+                    self.timeline.push(self.now, Entry::Fact(fact));
+                }
+                CommandRecord::Send(self.session.send(m, now))
+            }
             Command::Request { request, timeout } => {
                 let before = self.session.open_streams();
                 let result = self.session.request(request, timeout, now);
@@ -452,18 +504,42 @@ impl<P: Protocol, S: Server> World<P, S> {
             self.held.push_back(input);
             return;
         }
+        self.hand_over(input);
+    }
+
+    fn release_held(&mut self) {
+        while let Some(input) = self.held.pop_front() {
+            self.hand_over(input);
+        }
+    }
+
+    /// Hands an input to the session. A close frame from the peer is answered first, as
+    /// the WebSocket codec of an adapter does when it reads one.
+    fn hand_over(&mut self, input: Input) {
+        if let Input::TransportClosed {
+            conn,
+            code: Some(code),
+            reason,
+        } = &input
+            && let Some(link) = self.links.get_mut(conn)
+            && !link.client_done
+        {
+            link.client_done = true;
+            let wire = Wire::Close(Some(code.0), reason.clone());
+            self.send_to_server(*conn, wire);
+        }
         self.timeline.push(self.now, Entry::Input(input.clone()));
         let now = self.instant();
         self.session.handle_input(input, now);
         self.drain();
     }
 
-    fn release_held(&mut self) {
-        while let Some(input) = self.held.pop_front() {
-            self.timeline.push(self.now, Entry::Input(input.clone()));
-            let now = self.instant();
-            self.session.handle_input(input, now);
-            self.drain();
+    /// Records a fact now, or after the outputs of the session call under way.
+    fn fact(&mut self, fact: Fact) {
+        if self.draining {
+            self.facts.push(fact);
+        } else {
+            self.timeline.push(self.now, Entry::Fact(fact));
         }
     }
 
@@ -478,14 +554,19 @@ impl<P: Protocol, S: Server> World<P, S> {
     }
 
     fn drain(&mut self) {
+        self.draining = true;
         while let Some(out) = self.session.poll_output() {
             self.act(&out);
             self.timeline.push(self.now, Entry::Output(out));
         }
+        self.draining = false;
         let sizes = self.sizes();
         if sizes != self.last_sizes {
             self.last_sizes = sizes;
             self.timeline.push(self.now, Entry::Sizes(sizes));
+        }
+        for fact in std::mem::take(&mut self.facts) {
+            self.timeline.push(self.now, Entry::Fact(fact));
         }
     }
 
@@ -510,14 +591,17 @@ impl<P: Protocol, S: Server> World<P, S> {
                 let half_open = link.half_open;
                 let done = now + self.net.write_latency;
                 self.schedule(done, Ev::Client(Input::WriteCompleted { conn, frame }));
-                if half_open {
-                    return;
-                }
                 let wire = match payload {
                     OutFrame::Text(t) => Wire::Text(t.clone().into_bytes()),
                     OutFrame::Binary(b) => Wire::Binary(b.clone()),
                     OutFrame::Ping(_) => Wire::Ping,
                 };
+                if half_open {
+                    if let Some(fingerprint) = data_fingerprint(&wire) {
+                        self.fact(Fact::Lost { conn, fingerprint });
+                    }
+                    return;
+                }
                 self.send_to_server(conn, wire);
             }
             Output::CloseTransport { conn, code, reason } => {
@@ -642,6 +726,12 @@ impl<P: Protocol, S: Server> World<P, S> {
         let at = (self.now + after + d).max(link.last_s2c);
         link.last_s2c = at;
         let half_open = link.half_open;
+        link.awaiting_close_reply = code.is_some() && !half_open;
+        self.fact(Fact::ServerClosed {
+            conn,
+            code,
+            delivered: !half_open,
+        });
         if !half_open {
             let code = code.map(CloseCode);
             self.schedule(
@@ -768,20 +858,37 @@ impl<P: Protocol, S: Server> World<P, S> {
     }
 
     fn server_frame(&mut self, conn: ConnId, wire: Wire) {
-        let Some(link) = self.links.get(&conn) else {
+        let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
         if !link.server_open || link.half_open {
+            // The answer to the server's own close frame still reaches it.
+            if let Wire::Close(code, _) = &wire
+                && link.awaiting_close_reply
+                && !link.half_open
+            {
+                link.awaiting_close_reply = false;
+                let code = *code;
+                self.fact(Fact::CloseReceived { conn, code });
+            } else if let Some(fingerprint) = data_fingerprint(&wire) {
+                self.fact(Fact::Lost { conn, fingerprint });
+            }
             return;
         }
         match wire {
             Wire::Ping => self.send_to_client(conn, InFrame::Pong(Bytes::new()), Duration::ZERO),
             Wire::Pong => {}
             Wire::Close(code, reason) => {
+                self.fact(Fact::CloseReceived { conn, code });
                 // Echo the close, as a WebSocket server does.
                 self.close_to_client(conn, code, reason, Duration::ZERO);
             }
-            data => self.with_server(|s, ctx| s.on_frame(conn, data, ctx)),
+            data => {
+                if let Some(fingerprint) = data_fingerprint(&data) {
+                    self.fact(Fact::Received { conn, fingerprint });
+                }
+                self.with_server(|s, ctx| s.on_frame(conn, data, ctx));
+            }
         }
     }
 
@@ -923,5 +1030,14 @@ impl<P: Protocol, S: Server> World<P, S> {
             link.half_open = false;
             link.stop_reading_until = Duration::ZERO;
         }
+    }
+}
+
+/// The fingerprint of a data frame; `None` for control frames.
+fn data_fingerprint(wire: &Wire) -> Option<u64> {
+    match wire {
+        Wire::Text(b) => Some(fingerprint(false, b)),
+        Wire::Binary(b) => Some(fingerprint(true, b)),
+        _ => None,
     }
 }

@@ -8,15 +8,16 @@ use std::time::Duration;
 use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, HelloAckRequest};
 use tether_core::{
-    Config, ConnId, DisconnectReason, Event, FrameId, InFrame, Input, OutFrame, Output, Protocol,
-    RequestId, Status, StreamEventKind, TimerKind, Utf8Bytes,
+    BackoffConfig, Config, ConnId, DisconnectReason, EndReason, Event, FrameId, InFrame, Input,
+    Jitter, OfflinePolicy, OutFrame, Output, Protocol, QueueConfig, RequestFailure, RequestId,
+    Status, StreamEventKind, TimerKind, Utf8Bytes,
 };
 use tether_sim::oracle::{self, Violation};
 use tether_sim::scenario::{self, FaultMix, Profile};
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::{
-    Command, CommandRecord, Entry, Fault, FaultPlan, Idle, Poisson, Record, RunConfig, Timeline,
-    Workload, World,
+    Command, CommandRecord, Entry, Fact, Fault, FaultPlan, Idle, Poisson, Record, RunConfig,
+    Timeline, Workload, World, fingerprint,
 };
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -33,6 +34,12 @@ fn env_u64(name: &str) -> Option<u64> {
 /// (messages, requests, streaming requests, failing requests every 10 s on average), for
 /// `secs` simulated seconds (faults heal half way or 5 min before the end).
 fn hello_run(seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
+    hello_run_with(scenario::config(), seed, plan, secs)
+}
+
+/// [`hello_run`] with another configuration. The world knows each message's frame
+/// ([`World::identify_sends`]).
+fn hello_run_with(config: Config, seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
     let hello = HelloAck::new(|| json!({"type": "hello", "client": "oracles"}));
     let work = Poisson::<HelloAck, _>::new(s(10), |rng| match rng.u32(..100) {
         0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
@@ -49,8 +56,9 @@ fn hello_run(seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
             timeout: Some(s(5)),
         },
     });
-    World::new(scenario::config(), hello, HelloAckServer::default(), seed)
+    World::new(config, hello, HelloAckServer::default(), seed)
         .expect("valid config")
+        .identify_sends(scenario::identify_json)
         .plan(plan)
         .workload(work)
         .run(RunConfig::lasting(s(secs)))
@@ -59,8 +67,19 @@ fn hello_run(seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
 
 /// An idle `HelloAck` session (connect, pings, nothing else).
 fn idle_run(seed: u64, plan: FaultPlan, secs: u64, server: HelloAckServer) -> Timeline<HelloAck> {
+    idle_run_with(scenario::config(), seed, plan, secs, server)
+}
+
+/// [`idle_run`] with another configuration.
+fn idle_run_with(
+    config: Config,
+    seed: u64,
+    plan: FaultPlan,
+    secs: u64,
+    server: HelloAckServer,
+) -> Timeline<HelloAck> {
     let hello = HelloAck::new(|| json!({"type": "hello", "client": "oracles"}));
-    World::new(scenario::config(), hello, server, seed)
+    World::new(config, hello, server, seed)
         .expect("valid config")
         .plan(plan)
         .workload(Idle)
@@ -151,11 +170,11 @@ fn first_after<P: Protocol>(tl: &Timeline<P>, from: usize, t: Duration) -> usize
 
 #[test]
 fn every_oracle_is_listed_once_and_runs_by_name() {
-    assert_eq!(oracle::ORACLES.len(), 14);
+    assert_eq!(oracle::ORACLES.len(), 16);
     let mut names = oracle::ORACLES.to_vec();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 16);
     let tl = hello_run(1, FaultPlan::none(), 300);
     assert_eq!(oracle::check(&tl), []);
     for name in oracle::ORACLES {
@@ -1357,14 +1376,140 @@ fn messages_accounted_clean_under_drops_restarts_and_stalls() {
     assert_clean(MESSAGES, oracle::messages_accounted(&tl), &tl);
 }
 
+/// The fingerprint the world recorded for the message of the `send` at step `k`.
+fn message_fingerprint<P: Protocol>(tl: &Timeline<P>, k: usize) -> u64 {
+    match tl.records[k - 1].entry {
+        Entry::Fact(Fact::Message { fingerprint, .. }) => fingerprint,
+        _ => panic!("the world identified the message of the send at step {k}"),
+    }
+}
+
+/// The step of the server's receipt of a frame with this fingerprint, from `from`.
+fn receipt<P: Protocol>(tl: &Timeline<P>, from: usize, fp: u64) -> usize {
+    position(
+        tl,
+        from,
+        |r| matches!(r.entry, Entry::Fact(Fact::Received { fingerprint, .. }) if fingerprint == fp),
+    )
+}
+
 #[test]
-fn messages_accounted_reports_a_message_that_vanished_at_its_send() {
+fn messages_accounted_reports_a_lost_send_at_its_send() {
     let mut tl = hello_run(4, FaultPlan::none(), 300);
+    let (k, _, _) = written_send(&tl);
+    // The session wrote it and the write was confirmed, but the server never saw it.
+    let got = receipt(&tl, k, message_fingerprint(&tl, k));
+    tl.records.remove(got);
+    let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, k);
+    assert!(v.detail.contains("never reached the peer"), "{v}");
+}
+
+#[test]
+fn messages_accounted_without_a_ledger_accepts_confirmed_writes() {
+    // A replayed flight-recorder trace has no world facts: a confirmed write ends a
+    // message, and an unconfirmed one that was never dropped is still reported.
+    let mut tl = hello_run(4, FaultPlan::none(), 300);
+    tl.records.retain(|r| !matches!(r.entry, Entry::Fact(_)));
+    assert_clean(MESSAGES, oracle::messages_accounted(&tl), &tl);
     let (k, _, done) = written_send(&tl);
-    // Without its confirmation, the message was neither written nor dropped.
     tl.records.remove(done);
     let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, k);
-    assert!(v.detail.contains("neither written nor dropped"), "{v}");
+    assert!(v.detail.contains("never reached the peer"), "{v}");
+}
+
+#[test]
+fn messages_accounted_reports_a_message_received_twice() {
+    let mut tl = hello_run(4, FaultPlan::none(), 300);
+    let (k, _, _) = written_send(&tl);
+    let got = receipt(&tl, k, message_fingerprint(&tl, k));
+    let again = tl.records[got].clone();
+    tl.records.insert(got + 1, again);
+    let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, got + 1);
+    assert!(v.detail.contains("a second time"), "{v}");
+}
+
+/// A run whose offline queue held at least two messages that one `Opened` flushed, with
+/// the steps of the server's receipts of the first two (in the order sent).
+fn flushed_pair() -> (Timeline<HelloAck>, usize, usize) {
+    let messages = |tl: &Timeline<HelloAck>| -> Vec<u64> {
+        tl.records
+            .iter()
+            .filter_map(|r| match r.entry {
+                Entry::Fact(Fact::Message { fingerprint, .. }) => Some(fingerprint),
+                _ => None,
+            })
+            .collect()
+    };
+    for seed in 40..80 {
+        let p = plan(vec![(
+            30,
+            Fault::Restart {
+                down: s(50),
+                graceful: true,
+            },
+        )]);
+        let tl = hello_run(seed, p, 300);
+        let known = messages(&tl);
+        for (o, r) in tl.records.iter().enumerate() {
+            if !matches!(event(r), Some(Event::Opened { .. })) {
+                continue;
+            }
+            let flushed: Vec<u64> = tl.records[o + 1..]
+                .iter()
+                .take_while(|r| matches!(r.entry, Entry::Output(_) | Entry::Sizes(_)))
+                .filter_map(|r| match &r.entry {
+                    Entry::Output(Output::SendFrame {
+                        payload: OutFrame::Text(t),
+                        ..
+                    }) => Some(fingerprint(false, t.as_bytes())),
+                    _ => None,
+                })
+                .filter(|fp| known.contains(fp))
+                .collect();
+            if let [a, b, ..] = flushed[..] {
+                let (ra, rb) = (receipt(&tl, o, a), receipt(&tl, o, b));
+                return (tl, ra, rb);
+            }
+        }
+    }
+    panic!("no run flushed two queued messages");
+}
+
+#[test]
+fn messages_accounted_clean_when_the_queue_is_flushed() {
+    let (tl, _, _) = flushed_pair();
+    assert_clean(MESSAGES, oracle::messages_accounted(&tl), &tl);
+}
+
+#[test]
+fn messages_accounted_reports_a_reversed_queue_flush() {
+    let (mut tl, a, b) = flushed_pair();
+    assert!(a < b, "the server received them in the order sent");
+    // The server receives the second queued message first.
+    let fp = |r: &Record<HelloAck>| match r.entry {
+        Entry::Fact(Fact::Received { fingerprint, .. }) => fingerprint,
+        _ => panic!("a receipt"),
+    };
+    let (fa, fb) = (fp(&tl.records[a]), fp(&tl.records[b]));
+    for (k, f) in [(a, fb), (b, fa)] {
+        if let Entry::Fact(Fact::Received { fingerprint, .. }) = &mut tl.records[k].entry {
+            *fingerprint = f;
+        }
+    }
+    let v = assert_reports(oracle::messages_accounted(&tl), MESSAGES, b);
+    assert!(v.detail.contains("not in the order sent"), "{v}");
+}
+
+#[test]
+fn messages_accounted_clean_when_a_half_open_link_loses_confirmed_writes() {
+    let p = plan(vec![(60, Fault::HalfOpen(s(200))), (400, Fault::Drop)]);
+    let tl = hello_run(41, p, 600);
+    let lost = tl
+        .records
+        .iter()
+        .any(|r| matches!(r.entry, Entry::Fact(Fact::Lost { .. })));
+    assert!(lost, "the half-open link lost frames");
+    assert_clean(MESSAGES, oracle::messages_accounted(&tl), &tl);
 }
 
 #[test]
@@ -1561,6 +1706,355 @@ fn healthy_peer_opens_reports_a_request_timing_out_while_the_peer_is_healthy() {
     *result = Err(tether_core::RequestFailure::Timeout);
     let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, step);
     assert!(v.detail.contains("timed out"), "{v}");
+}
+
+// ---- 1b. requests_resolve_once: at once on a lost connection ---------------------------------
+
+/// A run whose half-open connection is declared dead with requests in flight on it: the
+/// step of that `Disconnected` and of the first `Disconnected` response in its call.
+fn stranded_requests() -> (Timeline<HelloAck>, usize, usize) {
+    for seed in 80..120 {
+        let tl = hello_run(seed, plan(vec![(60, Fault::HalfOpen(s(200)))]), 400);
+        let Some(d) = (0..tl.records.len()).find(|&i| {
+            matches!(
+                event(&tl.records[i]),
+                Some(Event::Disconnected {
+                    reason: DisconnectReason::Stale,
+                    ..
+                })
+            )
+        }) else {
+            continue;
+        };
+        let call = (0..d)
+            .rev()
+            .find(|&i| !matches!(tl.records[i].entry, Entry::Output(_) | Entry::Sizes(_)))
+            .unwrap_or(0);
+        let failed = (call..d).find(|&i| {
+            matches!(
+                event(&tl.records[i]),
+                Some(Event::Response {
+                    result: Err(RequestFailure::Disconnected),
+                    ..
+                })
+            )
+        });
+        if let Some(q) = failed {
+            return (tl, d, q);
+        }
+    }
+    panic!("no run lost a connection with requests in flight");
+}
+
+#[test]
+fn requests_resolve_once_clean_when_a_dead_connection_fails_its_requests() {
+    let (tl, _, _) = stranded_requests();
+    assert_clean(REQUESTS, oracle::requests_resolve_once(&tl), &tl);
+}
+
+#[test]
+fn requests_resolve_once_reports_a_request_not_failed_at_once_on_a_lost_connection() {
+    let (mut tl, d, q) = stranded_requests();
+    // The request fails one call later than the loss.
+    let response = tl.records.remove(q);
+    let d = d - 1;
+    let next = position(&tl, d + 1, |r| {
+        !matches!(r.entry, Entry::Output(_) | Entry::Sizes(_))
+    });
+    insert(&mut tl, next + 1, response.entry);
+    let v = assert_reports(oracle::requests_resolve_once(&tl), REQUESTS, d);
+    assert!(
+        v.detail.contains("instead of failing Disconnected at once"),
+        "{v}"
+    );
+}
+
+// ---- 4b. backoff_within_bounds: recomputed from the Config ----------------------------------
+
+/// An idle session with this backoff under a long refusal after a drop.
+fn refused_run(backoff: BackoffConfig, refuse: u64, seed: u64) -> Timeline<HelloAck> {
+    let config = Config {
+        backoff,
+        ..scenario::config()
+    };
+    let p = plan(vec![
+        (30, Fault::RefuseConnects(s(refuse))),
+        (31, Fault::Drop),
+    ]);
+    idle_run_with(config, seed, p, refuse + 400, HelloAckServer::default())
+}
+
+fn flat_one_second(jitter: Jitter) -> BackoffConfig {
+    BackoffConfig {
+        schedule: vec![s(1)],
+        jitter,
+        ..BackoffConfig::default()
+    }
+}
+
+#[test]
+fn backoff_within_bounds_reports_a_schedule_the_session_did_not_follow() {
+    // The session waited by a flat 1 s schedule; its configuration says 1, 2, 4 … 30 s.
+    // Every wait agrees with the failures and bounds the session reported itself.
+    let mut tl = refused_run(flat_one_second(Jitter::Equal), 60, 50);
+    tl.config.backoff = BackoffConfig {
+        jitter: Jitter::Equal,
+        ..BackoffConfig::default()
+    };
+    let v = oracle::backoff_within_bounds(&tl).expect("the wrong schedule is caught");
+    let first = retry_step(&tl, 0);
+    let third = retry_step(&tl, retry_step(&tl, first + 1) + 1);
+    assert!((first..=third).contains(&v.step), "{v}");
+    assert!(v.detail.contains("outside every allowed range"), "{v}");
+}
+
+#[test]
+fn backoff_within_bounds_clean_when_capped_waits_spread() {
+    let tl = refused_run(BackoffConfig::default(), 600, 51);
+    let capped = tl
+        .records
+        .iter()
+        .filter(|r| {
+            matches!(event(r), Some(Event::AttemptFailed { retry: Some(rt), .. }) if rt.failures >= 6)
+        })
+        .count();
+    assert!(capped >= 8, "{capped} waits at the cap");
+    assert_clean(BACKOFF, oracle::backoff_within_bounds(&tl), &tl);
+}
+
+#[test]
+fn backoff_within_bounds_reports_capped_waits_that_do_not_spread() {
+    // With full jitter every 1 s wait lies within [0, step]: only the spread tells.
+    let mut tl = refused_run(flat_one_second(Jitter::Full), 120, 52);
+    tl.config.backoff = BackoffConfig::default();
+    let v = oracle::backoff_within_bounds(&tl).expect("the narrow waits are caught");
+    assert!(v.detail.contains("does not spread"), "{v}");
+}
+
+#[test]
+fn backoff_within_bounds_clean_when_a_zero_max_floor_ignores_floors() {
+    // `max_floor = 0` ignores every floor: equal jitter keeps its [step/2, step] window
+    // after a 1013 close (a zero floor used to widen it down to 0).
+    let config = Config {
+        backoff: BackoffConfig {
+            jitter: Jitter::Equal,
+            max_floor: Duration::ZERO,
+            ..BackoffConfig::default()
+        },
+        ..scenario::config()
+    };
+    for seed in 0..5 {
+        let tl = hello_run_with(config.clone(), seed, backoff_plan(), 600);
+        assert_clean(BACKOFF, oracle::backoff_within_bounds(&tl), &tl);
+    }
+}
+
+#[test]
+fn backoff_within_bounds_reports_jitter_the_session_ignored() {
+    // Every wait is exactly its step: each lies within [0, step], but they all sit at the
+    // top of their windows.
+    let mut tl = refused_run(
+        BackoffConfig {
+            jitter: Jitter::None,
+            ..BackoffConfig::default()
+        },
+        150,
+        53,
+    );
+    tl.config.backoff = BackoffConfig::default();
+    let v = oracle::backoff_within_bounds(&tl).expect("the missing jitter is caught");
+    assert!(v.detail.contains("between 1.000 and 1.000"), "{v}");
+}
+
+#[test]
+fn backoff_within_bounds_reports_a_floor_the_session_dropped() {
+    // A 1013 close asks for 30 s; the session reports no floor and waits 1 s.
+    let mut tl = hello_run(15, backoff_plan(), 600);
+    let k = position(
+        &tl,
+        0,
+        |r| matches!(event(r), Some(Event::Disconnected { retry: Some(rt), .. }) if rt.floor.is_some()),
+    );
+    let rt = retry_mut(&mut tl.records[k]);
+    rt.floor = None;
+    rt.wait = s(1);
+    let v = assert_reports(oracle::backoff_within_bounds(&tl), BACKOFF, k);
+    assert!(v.detail.contains("outside every allowed range"), "{v}");
+}
+
+// ---- 5b. silent_peer_detected: the peer's heartbeat is capped ------------------------------
+
+#[test]
+fn silent_peer_detected_caps_a_heartbeat_of_a_thousand_years() {
+    let server = heartbeat_server(Duration::from_secs(1000 * 365 * 24 * 3600));
+    let tl = idle_run(60, plan(vec![(60, Fault::HalfOpen(s(2000)))]), 2400, server);
+    let stale = stale_step(&tl);
+    // Detected within max_heartbeat × factor = 10 min, not in a thousand years.
+    assert!(
+        tl.records[stale].at < s(60 + 601),
+        "{:?}",
+        tl.records[stale].at
+    );
+    assert_clean(SILENCE, oracle::silent_peer_detected(&tl), &tl);
+    // Judged against a lower cap, the same detection comes late: an oracle that took
+    // the peer's word would have accepted any delay.
+    let mut capped = tl.clone();
+    capped.config.liveness.max_heartbeat = s(60);
+    let v = oracle::silent_peer_detected(&capped).expect("a late verdict is caught");
+    assert!(v.detail.contains("still not declared dead"), "{v}");
+}
+
+// ---- 14. closes_complete --------------------------------------------------------------------
+
+const CLOSES: &str = "closes_complete";
+
+#[test]
+fn closes_complete_clean_under_peer_closes_drops_and_the_final_close() {
+    let tl = hello_run(14, backoff_plan(), 600);
+    assert_clean(CLOSES, oracle::closes_complete(&tl), &tl);
+}
+
+#[test]
+fn closes_complete_reports_an_unanswered_peer_close() {
+    let mut tl = hello_run(
+        61,
+        plan(vec![(60, Fault::ServerClose(4500, "bye".into()))]),
+        300,
+    );
+    let k = position(&tl, 0, |r| {
+        matches!(
+            r.entry,
+            Entry::Input(Input::TransportClosed { code: Some(_), .. })
+        )
+    });
+    let Entry::Input(Input::TransportClosed { conn, .. }) = tl.records[k].entry else {
+        unreachable!()
+    };
+    let answer = position(
+        &tl,
+        k,
+        |r| matches!(r.entry, Entry::Fact(Fact::CloseReceived { conn: c, .. }) if c == conn),
+    );
+    tl.records.remove(answer);
+    let v = assert_reports(oracle::closes_complete(&tl), CLOSES, k);
+    assert!(v.detail.contains("never answered"), "{v}");
+}
+
+#[test]
+fn closes_complete_reports_a_close_neither_confirmed_nor_aborted() {
+    let mut tl = hello_run(62, FaultPlan::none(), 300);
+    let c = (0..tl.records.len())
+        .rev()
+        .find(|&i| {
+            matches!(
+                tl.records[i].entry,
+                Entry::Output(Output::CloseTransport { .. })
+            )
+        })
+        .expect("the final close");
+    let Entry::Output(Output::CloseTransport { conn, .. }) = tl.records[c].entry else {
+        unreachable!()
+    };
+    // The peer never confirms, and the session never aborts.
+    tl.records.retain(|r| {
+        !matches!(
+            r.entry,
+            Entry::Input(Input::TransportClosed { conn: x, .. })
+                | Entry::Output(Output::AbortTransport { conn: x }) if x == conn
+        )
+    });
+    let v = assert_reports(oracle::closes_complete(&tl), CLOSES, c);
+    assert!(v.detail.contains("neither confirmed nor aborted"), "{v}");
+}
+
+// ---- 15. idle_close_in_time -----------------------------------------------------------------
+
+const IDLE: &str = "idle_close_in_time";
+
+fn idle_closing_run() -> Timeline<HelloAck> {
+    let config = Config {
+        idle_timeout: Some(s(60)),
+        ..scenario::config()
+    };
+    let tl = idle_run_with(
+        config,
+        70,
+        FaultPlan::none(),
+        300,
+        HelloAckServer::default(),
+    );
+    let idle_end = tl
+        .records
+        .iter()
+        .any(|r| matches!(event(r), Some(Event::Ended(EndReason::Idle))));
+    assert!(idle_end, "the session closed as idle");
+    tl
+}
+
+#[test]
+fn idle_close_in_time_clean_when_the_session_closes_on_time() {
+    let tl = idle_closing_run();
+    assert_clean(IDLE, oracle::idle_close_in_time(&tl), &tl);
+}
+
+#[test]
+fn idle_close_in_time_clean_when_overlapping_sleeps_defer_the_close() {
+    // Two sleeps from t = 0 (found by the property suite): the host wakes at the later
+    // end, and only then can the idle close happen.
+    let config = Config {
+        idle_timeout: Some(s(30)),
+        ..scenario::config()
+    };
+    let p = plan(vec![
+        (0, Fault::ClockJump(s(196))),
+        (0, Fault::ClockJump(s(197))),
+    ]);
+    let tl = idle_run_with(config, 0, p, 300, HelloAckServer::default());
+    assert_clean(IDLE, oracle::idle_close_in_time(&tl), &tl);
+}
+
+#[test]
+fn idle_close_in_time_reports_a_late_idle_close() {
+    // The session closed after 60 s of idleness; its configuration says 30 s.
+    let mut tl = idle_closing_run();
+    tl.config.idle_timeout = Some(s(30));
+    let v = oracle::idle_close_in_time(&tl).expect("the late close is caught");
+    assert!(v.detail.contains("still not closed"), "{v}");
+    assert!(v.at > s(30) && v.at <= s(61), "{v}");
+}
+
+#[test]
+fn idle_close_in_time_reports_an_early_idle_close() {
+    let mut tl = idle_closing_run();
+    tl.config.idle_timeout = Some(s(120));
+    let v = oracle::idle_close_in_time(&tl).expect("the early close is caught");
+    assert!(v.detail.contains("closed as idle"), "{v}");
+}
+
+// ---- 10b. bounds_kept: counted by the world -------------------------------------------------
+
+#[test]
+fn bounds_kept_reports_a_queue_the_world_counts_over_its_bounds() {
+    let (tl, _, _) = flushed_pair();
+    // Without the session's own sizes, the world's count still sees the queue.
+    let mut tl = tl;
+    tl.records.retain(|r| !matches!(r.entry, Entry::Sizes(_)));
+    assert_clean(BOUNDS, oracle::bounds_kept(&tl), &tl);
+    let judged = |q: QueueConfig| {
+        let mut t = tl.clone();
+        t.config.offline = OfflinePolicy::Queue(q);
+        oracle::bounds_kept(&t).expect("an over-full queue is caught")
+    };
+    let v = judged(QueueConfig {
+        max_messages: 1,
+        ..QueueConfig::default()
+    });
+    assert!(v.detail.contains("queued frames"), "{v}");
+    let v = judged(QueueConfig {
+        max_bytes: 10,
+        ..QueueConfig::default()
+    });
+    assert!(v.detail.contains("bytes of queued messages"), "{v}");
 }
 
 // ---- the sweep ------------------------------------------------------------------------------

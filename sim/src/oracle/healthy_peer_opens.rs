@@ -52,7 +52,9 @@ fn span(fault: &Fault, config: &Config) -> Duration {
     d.saturating_add(LINGER)
 }
 
-/// Judged from what the world saw — the fault records, the transport inputs it delivered,
+/// Judged only on a timeline with a heal time (a world's run, which records every fault
+/// it applies; a replayed recording from the field has none). Judged from what the world
+/// saw — the fault records, the transport inputs it delivered,
 /// the transports the session asked for, and the [`Config`] — never from the session's
 /// own account of what it expects:
 ///
@@ -78,6 +80,10 @@ fn span(fault: &Fault, config: &Config) -> Duration {
 ///   healthy, that stayed so until it resolved, does not time out.
 #[must_use]
 pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
+    // Only a world that knows every fault it applied can call its peer healthy: a
+    // recording from the field (a replayed trace) knows none, and its timeline says so by
+    // having no heal time.
+    tl.heal_at?;
     let config = &tl.config;
     let mut first = First::new(NAME, tl);
     let mut status = Status::Idle;

@@ -13,28 +13,39 @@
 //! [`Fault::ClockJump`] at `t` freezes the session until `t + d`:
 //! no session call happens in between, and everything due in between happens at `t + d`.
 //!
-//! | oracle | DESIGN.md invariant |
-//! |---|---|
-//! | [`requests_resolve_once`](requests_resolve_once()) | every request resolves exactly once |
-//! | [`stream_events_once`](stream_events_once()) | no `(stream, seq)` twice; a terminal event exactly once |
-//! | [`no_attempt_after_end`](no_attempt_after_end()) | no connect attempt after a fatal close or a user close |
-//! | [`backoff_within_bounds`](backoff_within_bounds()) | every backoff wait lies within the jitter bounds |
-//! | [`silent_peer_detected`](silent_peer_detected()) | a silent peer is declared dead in time |
-//! | [`send_deadline_kept`](send_deadline_kept()) | no write outlives the send deadline without an abort |
-//! | [`status_transitions_legal`](status_transitions_legal()) | status changes are legal, each reported once |
-//! | [`clean_after_close`](clean_after_close()) | after close: no timer, no request, no queued frame |
-//! | [`old_generations_inert`](old_generations_inert()) | an older generation never changes a newer one |
-//! | [`bounds_kept`](bounds_kept()) | queues and tables never exceed their bounds |
-//! | [`deadlines_move`](deadlines_move()) | a fired deadline never stays put (STYLE rule 4) |
-//! | [`liveness_after_heal`](liveness_after_heal()) | after the heal the session gets back to `Open` (rule 11) |
-//! | [`messages_accounted`](messages_accounted()) | every accepted message is written or reported dropped, once |
-//! | [`healthy_peer_opens`](healthy_peer_opens()) | a healthy peer leads to `Open` and to requests that succeed; an end has a confirmed cause |
+//! **Outcomes, not self-reports.** Where the world can see it, an oracle judges from the
+//! world's ledger ([`Entry::Fact`]: frames the server received or the
+//! network lost, closes sent and received, the world's own encoding of each sent message)
+//! and from bounds recomputed from the [`Config`](tether_core::Config), never from the
+//! session's reported `Retry`, adopted heartbeat or table sizes. `docs/simulation.md`
+//! says, per oracle, what it proves and what it cannot see.
+//!
+//! | oracle | DESIGN.md invariant | judged from |
+//! |---|---|---|
+//! | [`requests_resolve_once`](requests_resolve_once()) | every request resolves exactly once; one in flight on a lost connection fails `Disconnected` at once | responses; the connection each request was written on |
+//! | [`stream_events_once`](stream_events_once()) | no `(stream, seq)` twice; a terminal event exactly once | stream events |
+//! | [`no_attempt_after_end`](no_attempt_after_end()) | no connect attempt after a fatal close or a user close | attempts, the end |
+//! | [`backoff_within_bounds`](backoff_within_bounds()) | every backoff wait lies within the schedule's bounds; capped waits spread | the `Config`, failures counted from the run, floors from the world's inputs |
+//! | [`silent_peer_detected`](silent_peer_detected()) | a silent peer is declared dead in time | the `Config`, the heartbeat the world's server declared (capped), the world's frames |
+//! | [`send_deadline_kept`](send_deadline_kept()) | no write outlives the send deadline without an abort | writes and the world's completions |
+//! | [`status_transitions_legal`](status_transitions_legal()) | status changes are legal, each reported once | status changes |
+//! | [`clean_after_close`](clean_after_close()) | after close: no timer, no request, no queued frame | the final state |
+//! | [`old_generations_inert`](old_generations_inert()) | an older generation never changes a newer one | inputs and outputs |
+//! | [`bounds_kept`](bounds_kept()) | queues and tables never exceed their bounds | the queue and writes the world counts; the session's sizes where the world cannot count |
+//! | [`deadlines_move`](deadlines_move()) | a fired deadline never stays put (STYLE rule 4) | timer records |
+//! | [`liveness_after_heal`](liveness_after_heal()) | after the heal the session gets back to `Open` (rule 11) | status changes, the `Config` |
+//! | [`messages_accounted`](messages_accounted()) | every accepted message reaches the peer exactly once or is reported dropped; in order per connection | what the world's server received or the network lost |
+//! | [`healthy_peer_opens`](healthy_peer_opens()) | a healthy peer leads to `Open` and to requests that succeed; an end has a confirmed cause | the fault records, the inputs the world delivered, the `Config` |
+//! | [`closes_complete`](closes_complete()) | a close is confirmed or aborted within `close_timeout`; the peer's close is answered | closes, and the close frames the world's server received |
+//! | [`idle_close_in_time`](idle_close_in_time()) | an idle session closes within `idle_timeout`, not before | commands, opens and the world's frames |
 
 mod backoff_within_bounds;
 mod bounds_kept;
 mod clean_after_close;
+mod closes_complete;
 mod deadlines_move;
 mod healthy_peer_opens;
+mod idle_close_in_time;
 mod liveness_after_heal;
 mod messages_accounted;
 mod no_attempt_after_end;
@@ -55,8 +66,10 @@ use crate::timeline::{Entry, Timeline};
 pub use backoff_within_bounds::backoff_within_bounds;
 pub use bounds_kept::{bounds_kept, pending_writes_bound};
 pub use clean_after_close::clean_after_close;
+pub use closes_complete::closes_complete;
 pub use deadlines_move::deadlines_move;
 pub use healthy_peer_opens::healthy_peer_opens;
+pub use idle_close_in_time::idle_close_in_time;
 pub use liveness_after_heal::{liveness_after_heal, reopen_bound};
 pub use messages_accounted::messages_accounted;
 pub use no_attempt_after_end::no_attempt_after_end;
@@ -109,6 +122,8 @@ pub const ORACLES: &[&str] = &[
     liveness_after_heal::NAME,
     messages_accounted::NAME,
     healthy_peer_opens::NAME,
+    closes_complete::NAME,
+    idle_close_in_time::NAME,
 ];
 
 /// Runs every oracle over the timeline; at most one violation (the first) per oracle.
@@ -129,6 +144,8 @@ pub fn check<P: Protocol>(timeline: &Timeline<P>) -> Vec<Violation> {
         liveness_after_heal(timeline),
         messages_accounted(timeline),
         healthy_peer_opens(timeline),
+        closes_complete(timeline),
+        idle_close_in_time(timeline),
     ]
     .into_iter()
     .flatten()
@@ -153,6 +170,8 @@ pub fn check_one<P: Protocol>(name: &str, timeline: &Timeline<P>) -> Option<Opti
         liveness_after_heal::NAME => liveness_after_heal,
         messages_accounted::NAME => messages_accounted,
         healthy_peer_opens::NAME => healthy_peer_opens,
+        closes_complete::NAME => closes_complete,
+        idle_close_in_time::NAME => idle_close_in_time,
         _ => return None,
     };
     Some(f(timeline))

@@ -1,8 +1,8 @@
 //! Every request resolves exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use tether_core::{Event, Output, Protocol, RequestId};
+use tether_core::{ConnId, Event, OutFrame, Output, Protocol, RequestFailure, RequestId};
 
 use super::{First, Violation, finished};
 use crate::timeline::{CommandRecord, Entry, Timeline};
@@ -16,6 +16,15 @@ pub(super) const NAME: &str = "requests_resolve_once";
 /// Reports the response that is one too many or unknown, or — for an id that never
 /// resolved — the request that issued it (checked only if the run reached its `Final`
 /// record).
+///
+/// **At once on a lost connection.** A request is in flight on the connection its frame
+/// was written to: the data frame among its `request` command's outputs, or — for a
+/// request queued while the session was not open — the connection whose `Opened` flushed
+/// the queue. When the session reports that connection lost ([`Event::Disconnected`]),
+/// every request still in flight on it must resolve with
+/// [`RequestFailure::Disconnected`] among the outputs of that same call (the instant the
+/// session learns of the loss): its answer can no longer come. Reported at the
+/// `Disconnected`.
 #[must_use]
 pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
@@ -23,9 +32,67 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
     let mut open: BTreeMap<RequestId, usize> = BTreeMap::new();
     // Resolved: id → step of its response.
     let mut resolved: BTreeMap<RequestId, usize> = BTreeMap::new();
+    // Which connection each unresolved written request is in flight on.
+    let mut sent_on: BTreeMap<RequestId, ConnId> = BTreeMap::new();
+    // Issued while not open: written by the next flush.
+    let mut queued: BTreeSet<RequestId> = BTreeSet::new();
+    // The request whose command's outputs are being read, and whether it was written.
+    let mut requesting: Option<(RequestId, bool)> = None;
+    // A loss whose in-flight requests must resolve within its call: (step, conn, ids).
+    let mut loss: Option<(usize, ConnId, Vec<RequestId>)> = None;
+    // Requests resolved as `Disconnected`.
+    let mut disconnected: BTreeSet<RequestId> = BTreeSet::new();
     for (i, r) in tl.records.iter().enumerate() {
+        if !matches!(r.entry, Entry::Output(_) | Entry::Sizes(_)) {
+            if let Some((id, false)) = requesting.take()
+                && open.contains_key(&id)
+            {
+                queued.insert(id);
+            }
+            if let Some((step, conn, ids)) = loss.take()
+                && let Some(id) = ids.iter().find(|id| !disconnected.contains(id))
+            {
+                let how = resolved.get(id).map_or_else(
+                    || "is still unresolved".to_owned(),
+                    |at| format!("resolved otherwise (step {at})"),
+                );
+                first.offer(step, || {
+                    format!(
+                        "{id} was in flight on {conn}, lost here, but {how} instead of failing \
+                         Disconnected at once"
+                    )
+                });
+            }
+        }
         match &r.entry {
+            Entry::Output(Output::SendFrame { conn, payload, .. })
+                if !matches!(payload, OutFrame::Ping(_)) =>
+            {
+                if let Some((id, written @ false)) = &mut requesting {
+                    *written = true;
+                    sent_on.insert(*id, *conn);
+                }
+            }
+            Entry::Output(Output::Event(Event::Opened { conn, .. })) => {
+                for id in std::mem::take(&mut queued) {
+                    if open.contains_key(&id) {
+                        sent_on.insert(id, *conn);
+                    }
+                }
+            }
+            Entry::Output(Output::Event(Event::Disconnected { conn, .. })) => {
+                let ids: Vec<RequestId> = sent_on
+                    .iter()
+                    .filter(|(id, c)| *c == conn && open.contains_key(id))
+                    .map(|(id, _)| *id)
+                    .collect();
+                sent_on.retain(|_, c| c != conn);
+                if !ids.is_empty() {
+                    loss = Some((i, *conn, ids));
+                }
+            }
             Entry::Command(CommandRecord::Request { result: Ok(id), .. }) => {
+                requesting = Some((*id, false));
                 if let Some(prev) = open.get(id).or_else(|| resolved.get(id)).copied() {
                     first.offer(i, || {
                         format!("{id} issued again (first issued at step {prev})")
@@ -34,7 +101,12 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                     open.insert(*id, i);
                 }
             }
-            Entry::Output(Output::Event(Event::Response { id, .. })) => {
+            Entry::Output(Output::Event(Event::Response { id, result })) => {
+                if loss.is_some() && matches!(result, Err(RequestFailure::Disconnected)) {
+                    disconnected.insert(*id);
+                }
+                sent_on.remove(id);
+                queued.remove(id);
                 if open.remove(id).is_some() {
                     resolved.insert(*id, i);
                 } else if let Some(prev) = resolved.get(id).copied() {

@@ -24,11 +24,16 @@ const SLACK: Duration = Duration::from_millis(1);
 /// The session checks staleness on its own deadline (`last + stale`), not on the next ping
 /// tick, so this is tighter than DESIGN.md's "within ping interval + stale threshold".
 ///
-/// **The threshold.** `liveness.stale_after`, widened to `heartbeat × heartbeat_stale_factor`
-/// when the handshake declared an application heartbeat. The timeline does not record the
-/// heartbeat, so it is read from the input that opened the connection (the one whose
-/// outputs contain the `Opened`) with [`declared_heartbeat`]; a protocol that declares
-/// its heartbeat under another name is judged against `stale_after` alone.
+/// **The threshold**, recomputed from the `Config` and what the world's server said —
+/// never from the heartbeat the session says it adopted: `liveness.stale_after`, widened
+/// to `min(heartbeat, liveness.max_heartbeat) × heartbeat_stale_factor` when the
+/// handshake declared an application heartbeat (a `max_heartbeat` of zero ignores
+/// declared heartbeats). The heartbeat is read from the frame the world delivered that
+/// opened the connection (the input whose outputs contain the `Opened`) with
+/// [`declared_heartbeat`]; a protocol that declares its heartbeat under another name is
+/// judged against `stale_after` alone. A peer declaring a heartbeat of a thousand years
+/// thus still gets a silent connection declared dead within
+/// `max(stale_after, max_heartbeat × factor)`.
 ///
 /// Nor is a connection declared dead too early: a [`DisconnectReason::Stale`] verdict
 /// needs `liveness.stale_after` of silence (the threshold is never shorter), and after a
@@ -167,7 +172,8 @@ fn premature(
 /// The stale threshold of a connection whose handshake declared `heartbeat`.
 pub(super) fn stale_threshold(lc: &LivenessConfig, heartbeat: Option<Duration>) -> Duration {
     let by_heartbeat = heartbeat.map_or(Duration::ZERO, |h| {
-        h.saturating_mul(lc.heartbeat_stale_factor)
+        h.min(lc.max_heartbeat)
+            .saturating_mul(lc.heartbeat_stale_factor)
     });
     lc.stale_after.max(by_heartbeat)
 }
