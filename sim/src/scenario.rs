@@ -393,7 +393,8 @@ fn gateway() -> impl Scenario + Send {
         })
 }
 
-/// The frame a [`Raw`] message travels in, for [`World::identify_sends`].
+/// The frame a [`Raw`] message travels in, for
+/// [`World::identify_sends`](crate::World::identify_sends).
 #[must_use]
 pub fn identify_raw(m: &DataFrame) -> Option<(bool, bytes::Bytes)> {
     Some(match m {
@@ -403,7 +404,7 @@ pub fn identify_raw(m: &DataFrame) -> Option<(bool, bytes::Bytes)> {
 }
 
 /// The frame a JSON message (a [`HelloAck`] message) travels in: its compact
-/// serialisation, for [`World::identify_sends`].
+/// serialisation, for [`World::identify_sends`](crate::World::identify_sends).
 #[must_use]
 pub fn identify_json(m: &serde_json::Value) -> Option<(bool, bytes::Bytes)> {
     Some((false, bytes::Bytes::from(m.to_string())))

@@ -89,7 +89,8 @@ pub struct WireSeed {
     pub profile: Profile,
     /// The faults it drew, at their instants.
     pub plan: Vec<(Duration, WireFault)>,
-    /// The same faults as the oracles read them (see [`Drawn`]).
+    /// The same faults as the oracles read them: each wire fault as the value-level fault
+    /// with the same effect on the peer's health.
     pub judged: Vec<(Duration, Fault)>,
     /// Events the session delivered.
     pub events: usize,
