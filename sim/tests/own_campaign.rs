@@ -121,36 +121,6 @@ fn a_broken_ack_is_caught_by_healthy_peer_opens() {
     }
 }
 
-/// The fenced block that follows `marker` in `text`.
-fn fenced_after<'a>(text: &'a str, marker: &str) -> &'a str {
-    let from = text.find(marker).expect("the marker is in the guide") + marker.len();
-    let rest = &text[from..];
-    let open = rest
-        .find("```rust\n")
-        .expect("a rust block follows the marker")
-        + 8;
-    let len = rest[open..].find("```\n").expect("the block is closed");
-    &rest[open..open + len]
-}
-
-#[test]
-fn the_guide_shows_this_example_in_at_most_40_lines() {
-    let guide = include_str!("../../docs/simulation.md");
-    let this = include_str!("own_campaign.rs");
-    let (start, end) = ("// --- example start ---\n", "// --- example end ---\n");
-    let from = this.find(start).expect("start marker") + start.len();
-    let to = this.find(end).expect("end marker");
-    let example = &this[from..to];
-    let shown = fenced_after(guide, "<!-- sim/tests/own_campaign.rs -->");
-    assert!(
-        shown == example,
-        "docs/simulation.md and sim/tests/own_campaign.rs disagree: copy the example between \
-         the markers into the guide (or the other way round)"
-    );
-    let lines = example.lines().filter(|l| !l.trim().is_empty()).count();
-    assert!(lines <= 40, "the example has {lines} non-blank lines");
-}
-
 /// A protocol with requests: `ask <id> <n>` is answered `ans <id> <n>`. With `off_by_one`
 /// it reads every answer as the answer to the next request.
 struct Asks {

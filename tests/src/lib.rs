@@ -1,9 +1,11 @@
 //! tether-tests: workspace-level tests of tether. The tests live in `tests/`; this library
 //! holds what they share: the proptest configuration (case counts, committed
-//! regressions) and the report printed when a simulated run breaks an invariant.
+//! regressions), the report printed when a simulated run breaks an invariant, and the
+//! check that a guide shows an example as it compiles.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod guide;
 pub mod loopback;
 pub mod raw_peer;
 pub mod runtimes;

@@ -29,6 +29,21 @@ fn the_wire_fault_table_lists_every_wire_fault_in_order() {
     );
 }
 
+/// The own-protocol campaign of `docs/simulation.md` is `sim/tests/own_campaign.rs`'s
+/// example, and fits 40 non-blank lines.
+#[test]
+fn the_guide_shows_the_own_campaign_example_in_at_most_40_lines() {
+    let example = tether_tests::guide::example(include_str!("../../sim/tests/own_campaign.rs"));
+    let shown = tether_tests::guide::fenced_after(GUIDE, "<!-- sim/tests/own_campaign.rs -->");
+    assert!(
+        shown == example,
+        "docs/simulation.md and sim/tests/own_campaign.rs disagree: copy the example between \
+         the markers into the guide (or the other way round)"
+    );
+    let lines = example.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(lines <= 40, "the example has {lines} non-blank lines");
+}
+
 #[test]
 fn the_oracle_table_lists_every_oracle_in_order() {
     assert_eq!(table_names("Oracles"), tether_sim::oracle::ORACLES);

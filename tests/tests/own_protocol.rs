@@ -56,27 +56,11 @@ fn lines_survive_drops_half_open_links_and_restarts() {
 }
 // --- example end ---
 
-/// The fenced block that follows `marker` in `text`.
-fn fenced_after<'a>(text: &'a str, marker: &str) -> &'a str {
-    let from = text.find(marker).expect("the marker is in the guide") + marker.len();
-    let rest = &text[from..];
-    let open = rest
-        .find("```rust\n")
-        .expect("a rust block follows the marker")
-        + 8;
-    let len = rest[open..].find("```\n").expect("the block is closed");
-    &rest[open..open + len]
-}
-
 #[test]
 fn the_guide_shows_this_example() {
     let guide = include_str!("../../docs/simulation.md");
-    let this = include_str!("own_protocol.rs");
-    let (start, end) = ("// --- example start ---\n", "// --- example end ---\n");
-    let from = this.find(start).expect("start marker") + start.len();
-    let to = this.find(end).expect("end marker");
-    let example = &this[from..to];
-    let shown = fenced_after(guide, "<!-- tests/tests/own_protocol.rs -->");
+    let example = tether_tests::guide::example(include_str!("own_protocol.rs"));
+    let shown = tether_tests::guide::fenced_after(guide, "<!-- tests/tests/own_protocol.rs -->");
     assert!(
         shown == example,
         "docs/simulation.md and tests/tests/own_protocol.rs disagree: copy the example \
