@@ -15,7 +15,8 @@ pub(super) const NAME: &str = "closes_complete";
 ///
 /// - every [`Output::CloseTransport`] on a connection at `t` is settled by
 ///   `t + close_timeout`: the world reported the connection closed or failed
-///   ([`Input::TransportClosed`] / [`Input::TransportFailed`] for it), or the session
+///   ([`Input::TransportClosed`] / [`Input::TransportFailed`] for it, or
+///   [`Input::ProtocolError`]: the link failed it), or the session
 ///   aborted it ([`Output::AbortTransport`]). A sleep
 ///   ([`Fault::ClockJump`](crate::Fault::ClockJump)) over that deadline moves it to the
 ///   wake-up. A record later than the deadline is reported at the close. (A close among
@@ -76,7 +77,10 @@ pub fn closes_complete<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                     unanswered.entry(*conn).or_insert(i);
                 }
             }
-            Entry::Input(Input::TransportFailed { conn, .. }) => {
+            // The link refused what the peer sent and failed the connection itself.
+            Entry::Input(
+                Input::TransportFailed { conn, .. } | Input::ProtocolError { conn, .. },
+            ) => {
                 gone_in_call = Some(*conn);
                 closing.remove(conn);
             }
