@@ -368,6 +368,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_builders_change_what_they_name() {
+        let p = ClosePolicy::default()
+            .with_default(CloseClass::Fatal)
+            .with_http_range(520..=529, CloseClass::Normal)
+            .with_http_status(503, CloseClass::Fatal);
+        assert_eq!(p.classify_close(CloseCode(4999)), CloseClass::Fatal);
+        let http = |status| TransportFailure::Http {
+            status,
+            retry_after: None,
+        };
+        assert_eq!(p.classify_failure(&http(525)), CloseClass::Normal);
+        assert_eq!(p.classify_failure(&http(503)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&http(502)), CloseClass::RECONNECT);
+    }
+
+    #[test]
+    fn transport_failures_read_well() {
+        let cases = [
+            (TransportFailure::Refused, "connection refused"),
+            (TransportFailure::Dns, "host name did not resolve"),
+            (
+                TransportFailure::Tls("bad cert".into()),
+                "tls failure: bad cert",
+            ),
+            (
+                TransportFailure::Http {
+                    status: 503,
+                    retry_after: None,
+                },
+                "http upgrade answered 503",
+            ),
+            (TransportFailure::Io("reset".into()), "i/o failure: reset"),
+        ];
+        for (failure, text) in cases {
+            assert_eq!(failure.to_string(), text);
+        }
+    }
+
+    #[test]
     fn default_table_matches_the_design() {
         let p = ClosePolicy::default();
         assert_eq!(p.classify_close(CloseCode(1000)), CloseClass::Normal);
