@@ -23,7 +23,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::json;
 use tether_core::profiles::Raw;
 use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest};
@@ -512,10 +511,4 @@ where
         Err(e) => report.error = Some(format!("the trace: {e}")),
     }
     report
-}
-
-/// The bytes of a frame, for tests that build their own plans.
-#[must_use]
-pub fn text_frame(payload: &[u8]) -> Bytes {
-    server_frame(opcode::TEXT, true, payload)
 }
