@@ -260,6 +260,50 @@ impl Default for ClosePolicy {
 }
 
 impl ClosePolicy {
+    /// A policy that gives every close code, HTTP status, TLS failure and protocol
+    /// violation the same class, with no exact entries: a blank table to build on with
+    /// [`with_range`](Self::with_range) and the other builders, where
+    /// [`default`](Self::default) starts from the table above.
+    ///
+    /// ```
+    /// use tether_core::{CloseClass, CloseCode, ClosePolicy};
+    ///
+    /// // Reconnect on anything, except the application's own "banned" range.
+    /// let policy = ClosePolicy::uniform(CloseClass::RECONNECT)
+    ///     .with_range(4100..=4199, CloseClass::Fatal);
+    /// assert_eq!(policy.classify_close(CloseCode(1002)), CloseClass::RECONNECT);
+    /// assert_eq!(policy.classify_close(CloseCode(4150)), CloseClass::Fatal);
+    /// ```
+    #[must_use]
+    pub fn uniform(class: CloseClass) -> Self {
+        ClosePolicy {
+            codes: BTreeMap::new(),
+            ranges: Vec::new(),
+            default_class: class,
+            http: BTreeMap::new(),
+            http_ranges: Vec::new(),
+            http_default: class,
+            tls: class,
+            violation: class,
+        }
+    }
+
+    /// The class of every close code, as runs of consecutive codes that share one:
+    /// `(first, last, class)` in order, covering `0..=u16::MAX` without gaps, no two
+    /// neighbours of the same class. Exactly what [`classify_close`](Self::classify_close)
+    /// answers, however the policy was built (a recording writes the policy this way).
+    #[must_use]
+    pub fn close_runs(&self) -> Vec<(u16, u16, CloseClass)> {
+        runs(&self.codes, &self.ranges, self.default_class)
+    }
+
+    /// The class of every HTTP upgrade status without `Retry-After`, as runs like
+    /// [`close_runs`](Self::close_runs).
+    #[must_use]
+    pub fn http_runs(&self) -> Vec<(u16, u16, CloseClass)> {
+        runs(&self.http, &self.http_ranges, self.http_default)
+    }
+
     /// Classifies one close code.
     pub fn with_code(mut self, code: u16, class: CloseClass) -> Self {
         self.codes.insert(code, class);
@@ -354,6 +398,42 @@ fn lookup(
         .rev()
         .find(|(r, _)| r.contains(&key))
         .map_or(default, |(_, c)| *c)
+}
+
+/// The runs of [`lookup`] over every `u16`. The class can change only where an exact
+/// entry or a range starts or ends, so only those points are looked up: a handful of
+/// lookups rather than 65,536.
+fn runs(
+    exact: &BTreeMap<u16, CloseClass>,
+    ranges: &[(RangeInclusive<u16>, CloseClass)],
+    default: CloseClass,
+) -> Vec<(u16, u16, CloseClass)> {
+    let mut starts: Vec<u16> = vec![0];
+    let mut edge = |first: u16, last: u16| {
+        starts.push(first);
+        if let Some(next) = last.checked_add(1) {
+            starts.push(next);
+        }
+    };
+    for &k in exact.keys() {
+        edge(k, k);
+    }
+    for (r, _) in ranges {
+        edge(*r.start(), *r.end());
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut out: Vec<(u16, u16, CloseClass)> = Vec::new();
+    for (i, &first) in starts.iter().enumerate() {
+        // `next` follows `first` in a sorted, deduplicated list, so it is at least 1.
+        let last = starts.get(i + 1).map_or(u16::MAX, |next| next - 1);
+        let class = lookup(exact, ranges, default, first);
+        match out.last_mut() {
+            Some(prev) if prev.2 == class => prev.1 = last,
+            _ => out.push((first, last, class)),
+        }
+    }
+    out
 }
 
 pub(crate) fn max_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -478,6 +558,70 @@ mod tests {
         assert_eq!(
             p.classify_failure(&TransportFailure::Tls("bad cert".into())),
             CloseClass::Fatal
+        );
+    }
+
+    /// Expands runs back to one class per `u16`, checking they tile it in order.
+    fn expand(runs: &[(u16, u16, CloseClass)]) -> Vec<CloseClass> {
+        let mut out = Vec::with_capacity(1 << 16);
+        for (i, &(first, last, class)) in runs.iter().enumerate() {
+            assert_eq!(
+                usize::from(first),
+                out.len(),
+                "run {i} leaves a gap or overlaps"
+            );
+            assert!(first <= last);
+            if i > 0 {
+                assert_ne!(runs[i - 1].2, class, "neighbouring runs {i} share a class");
+            }
+            out.extend(std::iter::repeat_n(class, usize::from(last - first) + 1));
+        }
+        assert_eq!(out.len(), 1 << 16, "the runs stop short of u16::MAX");
+        out
+    }
+
+    #[test]
+    fn runs_answer_exactly_as_the_lookups() {
+        let floor = CloseClass::Reconnect {
+            min_delay: Some(Duration::from_secs(7)),
+        };
+        let policies = [
+            ClosePolicy::default(),
+            ClosePolicy::uniform(CloseClass::Fatal),
+            ClosePolicy::default()
+                .with_range(0..=10, CloseClass::Normal)
+                .with_range(4000..=4999, floor)
+                .with_range(4500..=u16::MAX, CloseClass::Fatal)
+                .with_code(u16::MAX, CloseClass::Normal)
+                .with_code(4001, CloseClass::RECONNECT)
+                .with_http_range(0..=u16::MAX, floor)
+                .with_http_status(0, CloseClass::Normal)
+                .with_http_status(u16::MAX, CloseClass::Normal),
+        ];
+        for p in &policies {
+            let codes = expand(&p.close_runs());
+            let http = expand(&p.http_runs());
+            for k in 0..=u16::MAX {
+                let i = usize::from(k);
+                assert_eq!(codes[i], p.classify_close(CloseCode(k)), "code {k}");
+                let status = TransportFailure::Http {
+                    status: k,
+                    retry_after: None,
+                };
+                assert_eq!(http[i], p.classify_failure(&status), "status {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_uniform_policy_classes_everything_alike() {
+        let p = ClosePolicy::uniform(CloseClass::Normal);
+        assert_eq!(p.close_runs(), vec![(0, u16::MAX, CloseClass::Normal)]);
+        assert_eq!(p.http_runs(), vec![(0, u16::MAX, CloseClass::Normal)]);
+        assert_eq!(p.classify_violation(), CloseClass::Normal);
+        assert_eq!(
+            p.classify_failure(&TransportFailure::Tls(String::new())),
+            CloseClass::Normal
         );
     }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::StatusCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::future::{Either, select};
@@ -217,7 +217,14 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
         Accept::Accept => Ok(response),
         Accept::Reject(status) => Err(status_response(status)),
     };
-    let Ok(mut ws) = async_tungstenite::accept_hdr_async(tap, callback).await else {
+    // A small read chunk: tungstenite zeroes the whole chunk before every read, and at
+    // its 128 KiB default that zeroing was the simulator's largest single cost. The chunk
+    // size changes how many bytes one read takes, never what the codec decides.
+    let mut config = WebSocketConfig::default();
+    config.read_buffer_size = 4 << 10;
+    let Ok(mut ws) =
+        async_tungstenite::accept_hdr_async_with_config(tap, callback, Some(config)).await
+    else {
         return;
     };
     host.opened(conn);

@@ -134,20 +134,10 @@ fn read_class(v: &Value) -> Result<CloseClass, ReadError> {
 }
 
 /// Runs of equal classes over every `u16`: `[[first, last, class], …]`.
-fn runs(classify: impl Fn(u16) -> CloseClass) -> Value {
-    let mut out = Vec::new();
-    let mut start = 0u16;
-    let mut current = classify(0);
-    for code in 1..=u16::MAX {
-        let c = classify(code);
-        if c != current {
-            out.push(json!([start, code - 1, class(current)]));
-            start = code;
-            current = c;
-        }
-    }
-    out.push(json!([start, u16::MAX, class(current)]));
-    Value::Array(out)
+fn runs(runs: Vec<(u16, u16, CloseClass)>) -> Value {
+    runs.into_iter()
+        .map(|(first, last, c)| json!([first, last, class(c)]))
+        .collect()
 }
 
 fn read_runs(v: &Value) -> Result<Vec<(u16, u16, CloseClass)>, ReadError> {
@@ -173,30 +163,29 @@ fn read_runs(v: &Value) -> Result<Vec<(u16, u16, CloseClass)>, ReadError> {
 /// policy was built from.
 fn policy(p: &ClosePolicy) -> Value {
     json!({
-        "codes": runs(|c| p.classify_close(CloseCode(c))),
-        "http": runs(|s| p.classify_failure(&TransportFailure::Http { status: s, retry_after: None })),
+        "codes": runs(p.close_runs()),
+        "http": runs(p.http_runs()),
         "tls": class(p.classify_failure(&TransportFailure::Tls(String::new()))),
         "violation": class(p.classify_violation()),
     })
 }
 
 fn read_policy(v: &Value) -> Result<ClosePolicy, ReadError> {
-    let mut p = ClosePolicy::default().with_tls(read_class(field(v, "tls")?)?);
     // Traces written before the violation class existed used the default.
-    if let Some(c) = v.get("violation") {
-        p = p.with_violation(read_class(c)?);
-    }
-    // Every code and status gets an exact entry: exact entries win over everything the
-    // default table holds, so the rebuilt policy classifies exactly as the recorded one.
+    let violation = match v.get("violation") {
+        Some(c) => read_class(c)?,
+        None => ClosePolicy::default().classify_violation(),
+    };
+    // The runs tile every code and status without overlap, so on a blank table each
+    // range classifies exactly its codes: the rebuilt policy decides as the recorded one.
+    let mut p = ClosePolicy::uniform(CloseClass::RECONNECT)
+        .with_tls(read_class(field(v, "tls")?)?)
+        .with_violation(violation);
     for (lo, hi, c) in read_runs(field(v, "codes")?)? {
-        for code in lo..=hi {
-            p = p.with_code(code, c);
-        }
+        p = p.with_range(lo..=hi, c);
     }
     for (lo, hi, c) in read_runs(field(v, "http")?)? {
-        for status in lo..=hi {
-            p = p.with_http_status(status, c);
-        }
+        p = p.with_http_range(lo..=hi, c);
     }
     Ok(p)
 }
