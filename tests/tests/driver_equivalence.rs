@@ -261,8 +261,18 @@ fn the_world_fails_connections_as_the_codec_does() {
         max_inbound_frame: 1024,
         ..Config::default()
     };
-    let long = "r".repeat(124);
-    let mut cases: Vec<(String, Fault, WireFault)> = [0u16, 999, 1004, 1005, 1014, 4999, 5000]
+    let longest = "r".repeat(tether_core::MAX_CLOSE_REASON);
+    let long = "r".repeat(tether_core::MAX_CLOSE_REASON + 1);
+    // Every fault kind both modes have, each as the value world applies it and as bytes
+    // on the wire: close frames with every code of the registry's edges and the common
+    // valid ones, reasons at the limit and one byte over, the bad frames the world sends,
+    // a reset, and a peer gone silent (a half-open link in the world; a peer that stops
+    // writing, or stops reading and writing, on the wire).
+    let mut codes: Vec<u16> = tether_sim::scenario::EDGE_CLOSE_CODES.to_vec();
+    codes.extend([
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 4000, 4001, 4500,
+    ]);
+    let mut cases: Vec<(String, Fault, WireFault)> = codes
         .into_iter()
         .map(|code| {
             (
@@ -272,20 +282,57 @@ fn the_world_fails_connections_as_the_codec_does() {
             )
         })
         .collect();
+    for reason in [&longest, &long] {
+        cases.push((
+            format!("a {}-byte reason", reason.len()),
+            Fault::ServerClose(1001, reason.clone()),
+            WireFault::close(1001, reason),
+        ));
+    }
+    let frames: [(&str, Garbage, u8, &[u8]); 4] = [
+        (
+            "invalid UTF-8",
+            Garbage::InvalidUtf8,
+            opcode::TEXT,
+            b"\xff\xfe\xfd",
+        ),
+        (
+            "a frame over the limit",
+            Garbage::Oversized,
+            opcode::TEXT,
+            &[b'x'; 1025],
+        ),
+        (
+            "text that is not JSON",
+            Garbage::Malformed,
+            opcode::TEXT,
+            b"{not json",
+        ),
+        (
+            "a binary frame",
+            Garbage::Binary,
+            opcode::BINARY,
+            b"\x00\x01\x02",
+        ),
+    ];
+    for (name, garbage, op, payload) in frames {
+        cases.push((
+            name.into(),
+            Fault::Garbage(garbage),
+            WireFault::Raw(server_frame(op, true, payload)),
+        ));
+    }
+    cases.push(("a reset".into(), Fault::Drop, WireFault::Reset));
+    let silent = Fault::HalfOpen(Duration::from_secs(20));
     cases.push((
-        "a 124-byte reason".into(),
-        Fault::ServerClose(1001, long.clone()),
-        WireFault::close(1001, &long),
+        "a peer that stops writing".into(),
+        silent.clone(),
+        WireFault::Mute,
     ));
     cases.push((
-        "invalid UTF-8".into(),
-        Fault::Garbage(Garbage::InvalidUtf8),
-        WireFault::Raw(server_frame(opcode::TEXT, true, b"\xff\xfe\xfd")),
-    ));
-    cases.push((
-        "a frame over the limit".into(),
-        Fault::Garbage(Garbage::Oversized),
-        WireFault::Raw(server_frame(opcode::TEXT, true, &[b'x'; 1025])),
+        "a peer that stops reading and writing".into(),
+        silent,
+        WireFault::Deaf,
     ));
     for (name, fault, wire_fault) in cases {
         let world = world_events_with(
@@ -311,10 +358,8 @@ fn the_world_fails_connections_as_the_codec_does() {
         )
         .unwrap();
         assert!(
-            world
-                .iter()
-                .any(|(_, e)| matches!(e, Event::Disconnected { .. })),
-            "{name}: the fault ends the connection: {world:?}"
+            world.iter().any(|(t, _)| *t >= at),
+            "{name}: the fault has an effect the session reports: {world:?}"
         );
         for (i, (w, v)) in world.iter().zip(&wire.events).enumerate() {
             assert_eq!(w, v, "{name}: event {i} differs");
