@@ -224,9 +224,27 @@ pub fn config() -> Config {
     c
 }
 
-/// Runs one seed of `duration`.
+/// Runs one seed of `duration` under the campaign's [`config`].
 #[must_use]
 pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
+    run_seed_with(seed, config(), duration)
+}
+
+/// Fits any session configuration to the wire campaign's faults: the campaign's inbound
+/// limit (a frame one byte over it is one of the faults) and message timeout (a stall past
+/// it is another). The rest of `config` stays as it is.
+#[must_use]
+pub fn fit(mut config: Config) -> Config {
+    config.max_inbound_frame = MAX_INBOUND;
+    config.liveness.message_timeout = MESSAGE_TIMEOUT;
+    config
+}
+
+/// Runs one seed of `duration` as [`run_seed`] does, under `config` (pass it through
+/// [`fit`] first, so that the faults the seed draws mean what they should): what a property
+/// test drawing configurations calls.
+#[must_use]
+pub fn run_seed_with(seed: u64, config: Config, duration: Duration) -> WireSeed {
     let profile = Profile::for_seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x7769_7265);
     let drawn = draw_plan(&mut rng, duration);
@@ -241,7 +259,16 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
                 let n = rng.u32(..);
                 Command::Send(DataFrame::Text(Utf8Bytes::from(format!("m{n}"))))
             });
-            one(seed, profile, || Raw, echo, drawn, commands, duration)
+            one(
+                seed,
+                profile,
+                config,
+                || Raw,
+                echo,
+                drawn,
+                commands,
+                duration,
+            )
         }
         Profile::HelloAck => {
             let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
@@ -258,7 +285,9 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
                     timeout: None,
                 }
             });
-            one(seed, profile, hello, server, drawn, commands, duration)
+            one(
+                seed, profile, config, hello, server, drawn, commands, duration,
+            )
         }
         Profile::Gateway => {
             let gw = || Gateway::new(GatewayOptions::default());
@@ -276,6 +305,7 @@ pub fn run_seed(seed: u64, duration: Duration) -> WireSeed {
             one(
                 seed,
                 profile,
+                config,
                 gw,
                 GatewayServer::default(),
                 drawn,
@@ -437,9 +467,11 @@ impl Write for Trace {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // One seed's parts, as `run_seed_with` draws them.
 fn one<P, S>(
     seed: u64,
     profile: Profile,
+    config: Config,
     protocol: impl Fn() -> P,
     server: S,
     plan: Drawn,
@@ -470,7 +502,7 @@ where
         error: None,
     };
     let run = run_driver_wire_with(
-        config(),
+        config,
         protocol(),
         server,
         seed,

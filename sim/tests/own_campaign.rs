@@ -239,3 +239,63 @@ fn configs_drawn_per_seed_run_and_invalid_ones_are_reported() {
         "{report}"
     );
 }
+
+/// [`Lines`] with a buffering bug: each line is held back and the one before it is written
+/// in its place, so the line written last before a disconnect (or the run's end) never
+/// reaches the peer, and the first goes out empty. The session accepts every `send` and
+/// its writes complete; only the world's ledger, which follows each message to the peer,
+/// can see the loss.
+struct OneBehind {
+    held: Option<String>,
+}
+
+impl Protocol for OneBehind {
+    type Inbound = String;
+    type Outbound = String;
+    type Request = Infallible;
+    type Response = Infallible;
+    type RemoteError = Infallible;
+    fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
+        Lines.open(conn)
+    }
+    fn encode(&mut self, line: String) -> Result<OutFrame, EncodeError> {
+        Ok(OutFrame::text(self.held.replace(line).unwrap_or_default()))
+    }
+    fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {
+        match Lines.decode(frame, phase) {
+            Decoded::Ack(a) => Decoded::Ack(a),
+            Decoded::Message(m) => Decoded::Message(m),
+            _ => Decoded::Ignore,
+        }
+    }
+}
+
+/// The line as the world expects it on the wire: one text frame holding it.
+#[allow(clippy::ptr_arg)] // The protocol's `Outbound` is `String`.
+fn as_sent(line: &String) -> Option<(bool, bytes::Bytes)> {
+    Some((false, bytes::Bytes::from(line.clone())))
+}
+
+#[test]
+fn a_lost_send_is_caught_by_messages_accounted() {
+    let campaign = |name| {
+        Campaign::new(name, || OneBehind { held: None }, peer)
+            .identify_sends(as_sent)
+            .send(|rng| format!("n{}", rng.u32(..)))
+            .seeds(20)
+            .duration(std::time::Duration::from_secs(600))
+            .shrink(0)
+    };
+    let report = campaign("lines-one-behind").run();
+    assert!(!report.passed(), "{report}");
+    let lost = report.failing_oracles().get("messages_accounted").copied();
+    assert_eq!(lost, Some(20), "{report}");
+    // The same ledger passes the protocol without the bug.
+    let sound = Campaign::new("lines", || Lines, peer)
+        .identify_sends(as_sent)
+        .send(|rng| format!("n{}", rng.u32(..)))
+        .seeds(20)
+        .duration(std::time::Duration::from_secs(600))
+        .run();
+    assert!(sound.passed(), "{sound}");
+}

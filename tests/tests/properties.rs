@@ -1,9 +1,11 @@
 //! Property: whatever the seed, session configuration, fault plan and workload, a
 //! simulated run of each built-in profile breaks none of the invariant oracles, and the
-//! same inputs give the same run byte for byte.
+//! same inputs give the same run byte for byte — over frames as values (the world's
+//! fault plans) and on the real wire (the driver's WebSocket transport and
+//! async-tungstenite on both ends of simulated byte pipes, under byte-level faults).
 //!
 //! Each case is a 10-minute simulated run (faults during the first 5 minutes, then the
-//! liveness phase). `TETHER_PROPTEST_CASES=1000 cargo test --release -p tether-tests
+//! liveness phase; on the wire, during the first three quarters). `TETHER_PROPTEST_CASES=1000 cargo test --release -p tether-tests
 //! --test properties` runs more cases; failures shrink to a minimal plan and workload,
 //! are saved to `tests/proptest-regressions/properties.txt` (commit it) and replay first
 //! on the next run.
@@ -17,7 +19,9 @@ use tether_core::{Config, Protocol};
 use tether_sim::scenario::{self, Profile};
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::strategy::{self, StepCommand, WorkloadPlan, plan_code, workload_code};
-use tether_sim::{FaultPlan, FnServer, Run, RunConfig, Server, ServerEvent, Wire, World, oracle};
+use tether_sim::{
+    FaultPlan, FnServer, Run, RunConfig, Server, ServerEvent, Wire, World, oracle, wire_campaign,
+};
 use tether_tests::{proptest_config, report};
 
 const REGRESSIONS: &str = concat!(
@@ -29,6 +33,8 @@ const REGRESSIONS: &str = concat!(
 /// (about 10 ms of a debug build per case; `TETHER_PROPTEST_CASES` overrides both).
 const CASES: u32 = 64;
 const DETERMINISM_CASES: u32 = 16;
+/// A wire case runs two codecs, records the run and replays the trace.
+const WIRE_CASES: u32 = 48;
 
 const RUN: Duration = Duration::from_secs(600);
 
@@ -185,6 +191,37 @@ proptest! {
              twice; first difference: {diverged:?}\n\
              replay: the case is saved in {REGRESSIONS}; \
              `cargo test -p tether-tests --test properties the_same_inputs`",
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(WIRE_CASES, REGRESSIONS))]
+
+    /// The seed picks the profile (`seed % 3`), the workload and up to six byte-level
+    /// faults (close frames with any code and reasons up to 124 bytes, invalid UTF-8, a
+    /// frame over the inbound limit, a frame stalled in the middle, truncation, resets,
+    /// a peer that stops writing or reading); the configuration is drawn as above. The
+    /// run is recorded, replayed, and the replay must decide as the run did.
+    #[test]
+    fn sessions_on_the_wire_keep_every_invariant(
+        seed in any::<u64>(),
+        config in strategy::config(),
+    ) {
+        let config = wire_campaign::fit(config);
+        let run = wire_campaign::run_seed_with(seed, config.clone(), RUN);
+        prop_assert!(
+            !run.failed(),
+            "{profile} seed {seed} on the wire failed\nconfig: {config:?}\nfaults: {faults:?}\n\
+             violations: {violations:#?}\ndivergence: {divergence:?}\nerror: {error:?}\n\
+             replay: the case is saved in {REGRESSIONS} and runs first on `cargo test -p \
+             tether-tests --test properties sessions_on_the_wire`; \
+             tether_sim::wire_campaign::run_seed_with({seed}, fit(config), 600 s) reruns it",
+            profile = run.profile,
+            faults = run.plan,
+            violations = run.violations,
+            divergence = run.divergence,
+            error = run.error,
         );
     }
 }
