@@ -1,13 +1,16 @@
 //! Simulated byte pipes on virtual time: a duplex in-memory byte stream pair whose bytes
-//! arrive after a fixed one-way latency, in order, through bounded buffers.
+//! arrive after a one-way latency (fixed, or with seeded jitter), in order, through
+//! bounded buffers.
 //!
 //! Each direction holds the chunks written and not yet read, each stamped with the
-//! instant it reaches the reader (`max(write time + latency, previous chunk)`, so order is
-//! kept). A direction holds at most `capacity` bytes in flight and unread: a writer finds
+//! instant it reaches the reader (`max(write time + latency + jitter draw, previous
+//! chunk)`, so order is kept, as TCP keeps it: jitter delays, never reorders). A direction holds at most `capacity` bytes in flight and unread: a writer finds
 //! it full and waits until the reader drains it, which is how a stuck reader pushes back.
 //! Ending a direction (close, or dropping every handle of the writing end) delivers an
 //! end of stream after the bytes before it; [`PipeEnd::reset`] delivers a
 //! `ConnectionReset` error instead, to both ends, after whatever was written before it.
+//! [`PipeEnd::sever`] makes the pipe half-open: from then on nothing crosses in either
+//! direction and neither end is told, as when a NAT forgets the connection.
 //!
 //! Nothing here reads a real clock: time comes from a [`Clock`], and a reader whose next
 //! chunk is still in flight asks the clock to wake it when it lands.
@@ -34,8 +37,14 @@ pub trait Clock: Send + Sync {
 /// A pipe's parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipeConfig {
-    /// One-way latency: a byte written at `t` is readable at `t + latency`.
+    /// One-way latency: a byte written at `t` is readable at `t + latency` (plus the
+    /// jitter draw).
     pub latency: Duration,
+    /// Uniform extra delay per write in `[0, jitter]`, drawn from `seed`; order is kept.
+    /// Default zero.
+    pub jitter: Duration,
+    /// Seeds the jitter draws, so that a run replays. Default 0.
+    pub seed: u64,
     /// Bytes one direction holds in flight and unread before writes wait.
     pub capacity: usize,
     /// The most bytes one write accepts (`None`: as many as fit). A smaller value makes
@@ -47,6 +56,8 @@ impl Default for PipeConfig {
     fn default() -> Self {
         PipeConfig {
             latency: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            seed: 0,
             capacity: 256 << 10,
             max_write: None,
         }
@@ -98,6 +109,33 @@ struct Shared {
     /// `dirs[i]`: bytes written by end `i`, read by end `1 - i`.
     dirs: [Direction; 2],
     config: PipeConfig,
+    /// Draws the jitter of each arrival.
+    rng: fastrand::Rng,
+    /// Half-open ([`PipeEnd::sever`]): nothing crosses any more, and nobody is told.
+    severed: bool,
+    /// Per end, once severed: the end reset (its reads fail) or closed (its writes fail)
+    /// itself. What an end does to itself it learns; the other end never does.
+    gone_here: [Option<Ending>; 2],
+}
+
+impl Shared {
+    /// When bytes (or an ending) that end `side` writes at `now` reach the other end: one
+    /// latency and a jitter draw later, never before what it wrote earlier.
+    fn arrival(&mut self, side: usize, now: Duration) -> Duration {
+        let jitter = if self.config.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            let max = u64::try_from(self.config.jitter.as_nanos()).unwrap_or(u64::MAX);
+            Duration::from_nanos(self.rng.u64(0..=max))
+        };
+        let dir = &mut self.dirs[side];
+        let at = now
+            .saturating_add(self.config.latency)
+            .saturating_add(jitter)
+            .max(dir.last);
+        dir.last = at;
+        at
+    }
 }
 
 struct EndInner {
@@ -118,11 +156,11 @@ impl Drop for EndInner {
         // was written, and what the peer writes from now on is discarded.
         let now = self.clock.now();
         let mut sh = lock(&self.shared);
-        let latency = sh.config.latency;
-        let out = &mut sh.dirs[self.side];
-        let at = (now + latency).max(out.last);
-        out.last = at;
-        out.end(Ending::Eof(at));
+        if sh.severed {
+            return;
+        }
+        let at = sh.arrival(self.side, now);
+        sh.dirs[self.side].end(Ending::Eof(at));
         let inbound = &mut sh.dirs[1 - self.side];
         inbound.reader_gone = true;
         inbound.chunks.clear();
@@ -150,6 +188,9 @@ pub fn pipe(clock: Arc<dyn Clock>, config: PipeConfig) -> (PipeEnd, PipeEnd) {
     let shared = Arc::new(Mutex::new(Shared {
         dirs: [Direction::default(), Direction::default()],
         config,
+        rng: fastrand::Rng::with_seed(config.seed),
+        severed: false,
+        gone_here: [None, None],
     }));
     let end = |side| {
         PipeEnd(Arc::new(EndInner {
@@ -167,17 +208,35 @@ impl PipeEnd {
     pub fn reset(&self) {
         let now = self.0.clock.now();
         let mut sh = lock(&self.0.shared);
-        let latency = sh.config.latency;
-        let out = &mut sh.dirs[self.0.side];
-        let at = (now + latency).max(out.last);
-        out.last = at;
-        out.end(Ending::Reset(at));
+        if sh.severed {
+            // The reset never reaches the other end; this end's own reads and writes fail.
+            sh.gone_here[self.0.side] = Some(Ending::Reset(now));
+            sh.dirs[1 - self.0.side].wake_reader();
+            return;
+        }
+        let at = sh.arrival(self.0.side, now);
+        sh.dirs[self.0.side].end(Ending::Reset(at));
         let inbound = &mut sh.dirs[1 - self.0.side];
         inbound.chunks.clear();
         inbound.held = 0;
         inbound.ending = Some(Ending::Reset(now));
         inbound.wake_reader();
         inbound.wake_writer();
+    }
+
+    /// Makes the pipe half-open: what is in flight is lost, and from now on every write
+    /// from either end is accepted and goes nowhere, no end of stream or reset crosses,
+    /// and neither end's reads ever return. Each end still learns of its own reset or
+    /// close.
+    pub fn sever(&self) {
+        let mut sh = lock(&self.0.shared);
+        sh.severed = true;
+        for dir in &mut sh.dirs {
+            dir.chunks.clear();
+            dir.held = 0;
+            // A writer waiting for room can write again: into the void.
+            dir.wake_writer();
+        }
     }
 
     /// Bytes this end has written that the other end has not read yet (in flight or
@@ -196,6 +255,13 @@ impl AsyncRead for PipeEnd {
         let now = self.0.clock.now();
         let wake_at = {
             let mut sh = lock(&self.0.shared);
+            if sh.severed {
+                if matches!(sh.gone_here[self.0.side], Some(Ending::Reset(_))) {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                }
+                sh.dirs[1 - self.0.side].read_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
             let dir = &mut sh.dirs[1 - self.0.side];
             let mut read = 0;
             while read < buf.len() {
@@ -247,6 +313,13 @@ impl AsyncWrite for PipeEnd {
         let now = self.0.clock.now();
         let mut sh = lock(&self.0.shared);
         let config = sh.config;
+        if sh.severed {
+            return Poll::Ready(match sh.gone_here[self.0.side] {
+                Some(Ending::Reset(_)) => Err(io::ErrorKind::ConnectionReset.into()),
+                Some(Ending::Eof(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+                None => Ok(buf.len()),
+            });
+        }
         // A reset reaches this end's own writes at once.
         if matches!(sh.dirs[1 - self.0.side].ending, Some(Ending::Reset(_))) {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
@@ -269,8 +342,8 @@ impl AsyncWrite for PipeEnd {
             return Poll::Pending;
         }
         if n > 0 {
-            let at = (now + config.latency).max(dir.last);
-            dir.last = at;
+            let at = sh.arrival(self.0.side, now);
+            let dir = &mut sh.dirs[self.0.side];
             dir.chunks
                 .push_back((at, Bytes::copy_from_slice(&buf[..n])));
             dir.held += n;
@@ -286,11 +359,13 @@ impl AsyncWrite for PipeEnd {
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let now = self.0.clock.now();
         let mut sh = lock(&self.0.shared);
-        let latency = sh.config.latency;
-        let dir = &mut sh.dirs[self.0.side];
-        let at = (now + latency).max(dir.last);
-        dir.last = at;
-        dir.end(Ending::Eof(at));
+        if sh.severed {
+            let gone = &mut sh.gone_here[self.0.side];
+            gone.get_or_insert(Ending::Eof(now));
+            return Poll::Ready(Ok(()));
+        }
+        let at = sh.arrival(self.0.side, now);
+        sh.dirs[self.0.side].end(Ending::Eof(at));
         Poll::Ready(Ok(()))
     }
 }
@@ -357,6 +432,68 @@ mod tests {
         );
         clock.set(10);
         assert!(matches!(read(&mut b), Poll::Ready(Ok(v)) if v == b"hello"));
+        assert!(read(&mut b).is_pending());
+    }
+
+    #[test]
+    fn jitter_delays_within_its_bound_and_never_reorders() {
+        let config = PipeConfig {
+            jitter: Duration::from_millis(40),
+            seed: 7,
+            capacity: 1 << 20,
+            ..PipeConfig::default()
+        };
+        let (clock, mut a, mut b) = setup(config);
+        let mut spread = std::collections::BTreeSet::new();
+        let mut last = Duration::ZERO;
+        for i in 0..200u64 {
+            clock.set(i);
+            assert!(matches!(write(&mut a, &[i as u8]), Poll::Ready(Ok(1))));
+            let sh = lock(&a.0.shared);
+            let at = sh.dirs[0].chunks.back().map(|(at, _)| *at).unwrap();
+            let sent = Duration::from_millis(i);
+            // Never before the latency; beyond latency + jitter only to keep order.
+            assert!(
+                at >= sent + Duration::from_millis(10),
+                "write {i} lands at {at:?}"
+            );
+            assert!(at >= last, "write {i} overtakes the one before it");
+            assert!(at <= (sent + Duration::from_millis(50)).max(last));
+            spread.insert(at.saturating_sub(sent));
+            last = at;
+        }
+        assert!(spread.len() > 20, "the delays vary: {spread:?}");
+        clock.set(1_000);
+        let mut got = Vec::new();
+        while let Poll::Ready(Ok(v)) = read(&mut b) {
+            if v.is_empty() {
+                break;
+            }
+            got.extend(v);
+        }
+        assert_eq!(got, (0..200u64).map(|i| i as u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_severed_pipe_carries_nothing_and_tells_nobody() {
+        let (clock, mut a, mut b) = setup(PipeConfig::default());
+        let _ = write(&mut a, b"in flight");
+        a.sever();
+        assert!(matches!(write(&mut a, b"lost"), Poll::Ready(Ok(4))));
+        assert!(matches!(write(&mut b, b"lost too"), Poll::Ready(Ok(8))));
+        clock.set(1_000);
+        assert!(read(&mut b).is_pending());
+        assert!(read(&mut a).is_pending());
+        // Closing or resetting one end is news to that end only.
+        let mut c = b.clone();
+        futures::executor::block_on(futures::io::AsyncWriteExt::close(&mut c)).unwrap();
+        assert!(matches!(write(&mut b, b"x"), Poll::Ready(Err(_))));
+        a.reset();
+        assert!(
+            matches!(read(&mut a), Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset)
+        );
+        assert!(read(&mut b).is_pending());
+        drop(a);
         assert!(read(&mut b).is_pending());
     }
 

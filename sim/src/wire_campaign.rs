@@ -11,7 +11,8 @@
 //! invalid) and reasons of up to 124 bytes, invalid UTF-8, a frame one byte over the
 //! inbound limit, a frame stalled in the middle (briefly, or past the message timeout), a
 //! truncated frame then a reset, a reset, a peer that stops writing, a peer that stops
-//! reading and writing.
+//! reading and writing, a link gone half-open. Each seed also draws its network: a latency
+//! of 1–80 ms and, on half the seeds, up to 40 ms of jitter.
 //!
 //! What a seed is judged by: the oracles over the replayed timeline (what the session
 //! decided, call by call, as the driver made the calls), and the replay itself, which
@@ -415,7 +416,15 @@ fn draw_fault(rng: &mut fastrand::Rng, at: Duration, plan: &mut Drawn) {
             (wire, Fault::Drop)
         }
         6 | 7 => (vec![(at, WireFault::Reset)], Fault::Drop),
-        8 => (vec![(at, WireFault::Mute)], Fault::HalfOpen(Duration::ZERO)),
+        8 => {
+            // A peer that stops writing, or a link that goes half-open under both ends.
+            let fault = if rng.bool() {
+                WireFault::Mute
+            } else {
+                WireFault::HalfOpen
+            };
+            (vec![(at, fault)], Fault::HalfOpen(Duration::ZERO))
+        }
         _ => (
             vec![(at, WireFault::Deaf)],
             Fault::StopReading(Duration::ZERO),
@@ -447,6 +456,23 @@ fn with_faults<P: tether_core::Protocol>(
     }
     tl.records = records;
     tl
+}
+
+/// The seed's network: a one-way latency of 1–80 ms, and on half the seeds up to 40 ms of
+/// jitter per write (order kept, as TCP keeps it). Drawn from its own stream of the seed,
+/// so the fault plan and workload a seed draws do not change with it.
+fn pipe_for(seed: u64) -> PipeConfig {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x7069_7065);
+    PipeConfig {
+        latency: Duration::from_millis(rng.u64(1..=80)),
+        jitter: if rng.bool() {
+            Duration::from_millis(rng.u64(1..=40))
+        } else {
+            Duration::ZERO
+        },
+        seed,
+        ..PipeConfig::default()
+    }
 }
 
 /// A shared buffer the recorder writes the trace into.
@@ -487,7 +513,7 @@ where
         .redaction(Redaction::Keep)
         .with_secrets(true);
     let setup = WireSetup {
-        pipe: PipeConfig::default(),
+        pipe: pipe_for(seed),
         faults: plan.wire.clone(),
     };
     let mut report = WireSeed {

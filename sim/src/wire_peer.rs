@@ -54,11 +54,17 @@ pub enum WireFault {
     /// The peer resets the connection: the client reads `ConnectionReset` after whatever
     /// was written before.
     Reset,
+    /// The connection goes half-open ([`PipeEnd::sever`](crate::pipe::PipeEnd::sever)):
+    /// what is in flight is lost, nothing crosses in either direction from now on, and
+    /// neither end is told — the client's writes are accepted and go nowhere, as when a
+    /// NAT forgets the connection. The peer stops reading and writing.
+    HalfOpen,
 }
 
 impl WireFault {
     /// Every wire fault's name, in declaration order.
-    pub const NAMES: &'static [&'static str] = &["raw", "raw-close", "mute", "deaf", "reset"];
+    pub const NAMES: &'static [&'static str] =
+        &["raw", "raw-close", "mute", "deaf", "reset", "half-open"];
 
     /// The fault's name, as [`NAMES`](Self::NAMES) lists it.
     pub fn name(&self) -> &'static str {
@@ -68,6 +74,7 @@ impl WireFault {
             WireFault::Mute => "mute",
             WireFault::Deaf => "deaf",
             WireFault::Reset => "reset",
+            WireFault::HalfOpen => "half-open",
         }
     }
 
@@ -272,6 +279,10 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                     break;
                 }
                 PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
+                PeerCmd::Fault(WireFault::HalfOpen) => {
+                    raw.sever();
+                    mode = Mode::Deaf;
+                }
                 _ => {}
             }
             continue;
@@ -299,6 +310,10 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
             }
             PeerCmd::Fault(WireFault::Mute) => mode = Mode::Drain(None),
             PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
+            PeerCmd::Fault(WireFault::HalfOpen) => {
+                raw.sever();
+                mode = Mode::Deaf;
+            }
             PeerCmd::Fault(WireFault::Reset) => {
                 raw.reset();
                 break;
@@ -347,6 +362,7 @@ mod tests {
             WireFault::Mute,
             WireFault::Deaf,
             WireFault::Reset,
+            WireFault::HalfOpen,
         ];
         let names: Vec<_> = all.iter().map(WireFault::name).collect();
         assert_eq!(names, WireFault::NAMES);

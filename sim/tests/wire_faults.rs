@@ -463,3 +463,40 @@ fn a_wire_run_is_the_same_every_time_for_a_seed() {
     assert_eq!(a.events, b.events);
     assert_eq!(a.peer_reads, b.peer_reads);
 }
+
+/// A link gone half-open under both ends: the client's writes are accepted and go
+/// nowhere, nothing more arrives, and nobody is told. Only the client's liveness can find
+/// it: the connection is declared stale `stale_after` after the last frame the client
+/// read, the session reconnects, and the peer reads nothing of the old connection after
+/// the fault — not the messages, not the pings, not the close.
+#[test]
+fn a_half_open_link_is_found_by_liveness_and_the_peer_reads_nothing_more() {
+    let config = Config::default();
+    let at = ms(500);
+    // A small pipe and a steady workload: a peer that merely stops reading would push
+    // back and fail the send deadline (see above); into a half-open link every write
+    // completes.
+    let mut small = setup(vec![(at, WireFault::HalfOpen)]);
+    small.pipe.capacity = 1024;
+    let r = run_with(config.clone(), small, workload(), Duration::from_secs(120));
+    let d = disconnects(&r);
+    let Some((lost, c, DisconnectReason::Stale, true)) = d.first().cloned() else {
+        panic!("the first connection is declared stale and retried: {d:?}");
+    };
+    assert_eq!(c, conn(0));
+    // Within the threshold of the fault (the last frame read came before it), not before.
+    assert!(
+        lost > at && lost <= at + config.liveness.stale_after,
+        "{lost:?}"
+    );
+    assert_eq!(opened(&r)[..2], [conn(0), conn(1)]);
+    let after: Vec<_> = r
+        .peer_reads
+        .iter()
+        .filter(|rec| rec.conn == conn(0) && rec.at > at)
+        .collect();
+    assert!(
+        after.is_empty(),
+        "the peer read after the link went half-open: {after:?}"
+    );
+}

@@ -266,8 +266,8 @@ fn the_world_fails_connections_as_the_codec_does() {
     // Every fault kind both modes have, each as the value world applies it and as bytes
     // on the wire: close frames with every code of the registry's edges and the common
     // valid ones, reasons at the limit and one byte over, the bad frames the world sends,
-    // a reset, and a peer gone silent (a half-open link in the world; a peer that stops
-    // writing, or stops reading and writing, on the wire).
+    // a reset, and a peer gone silent (a half-open link in the world; on the wire a peer
+    // that stops writing, or stops reading and writing, or a severed pipe).
     let mut codes: Vec<u16> = tether_sim::scenario::EDGE_CLOSE_CODES.to_vec();
     codes.extend([
         1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 4000, 4001, 4500,
@@ -331,9 +331,10 @@ fn the_world_fails_connections_as_the_codec_does() {
     ));
     cases.push((
         "a peer that stops reading and writing".into(),
-        silent,
+        silent.clone(),
         WireFault::Deaf,
     ));
+    cases.push(("a half-open link".into(), silent, WireFault::HalfOpen));
     for (name, fault, wire_fault) in cases {
         let world = world_events_with(
             config.clone(),
