@@ -3,9 +3,10 @@
 //! task is idle, over a virtual transport to a scripted [`Server`].
 //!
 //! The network is the fault-free core of the [`World`](crate::World)'s, with the same
-//! rules: one event queue ordered by (time, sequence), fixed one-way latency, frames in
-//! order, writes complete after `write_latency`, pings answered, closes echoed; at equal
-//! times network events come before workload commands, which come before session timers.
+//! rules from the same code (`sim/src/link.rs`, `sim/src/queue.rs`): one event queue
+//! ordered by (time, sequence), fixed one-way latency, frames in order, writes complete
+//! after `write_latency`, pings answered, closes echoed; at equal times network events
+//! come before workload commands, which come before session timers.
 //! With the same seed, server, commands and latencies, a `World` (no faults, no jitter) and
 //! [`run_driver`] hand the session the same inputs at the same instants, so it emits the
 //! same events — `tests/tests/driver_equivalence.rs` checks exactly that.
@@ -16,8 +17,7 @@
 //! [`WireFault`]s. On fault-free scenarios both modes deliver the same events at the same
 //! instants (`sim/tests/wire_equivalence.rs`).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,18 +25,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::task::ArcWake;
 use futures::{Sink, StreamExt};
-use tether_core::{
-    CloseCode, Config, ConfigError, ConnId, Event, InFrame, OutFrame, TransportFailure,
-};
+use tether_core::{CloseCode, Config, ConfigError, ConnId, Event, TransportFailure};
 use tether_driver::record::Options;
 use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
 
+use crate::link::{self, Lane, Latency};
+use crate::queue::Queue;
 use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
 use crate::wire::Wire;
 use crate::wire_peer::{PeerCmd, WireFault};
@@ -67,36 +66,15 @@ enum NetEv {
     Fault(WireFault),
 }
 
-struct Pending {
-    at: Duration,
-    seq: u64,
-    ev: NetEv,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 #[derive(Default)]
 struct LinkState {
     tx: Option<mpsc::UnboundedSender<Result<Incoming, std::io::Error>>>,
     opened: Option<oneshot::Sender<Result<Link, TransportFailure>>>,
     server_open: bool,
-    last_c2s: Duration,
-    last_s2c: Duration,
+    /// Client to server: frames stay in order (TCP).
+    to_server: Lane,
+    /// Server to client: frames stay in order.
+    to_client: Lane,
     /// Wire mode: the connection's peer task.
     peer: Option<mpsc::UnboundedSender<PeerCmd>>,
 }
@@ -104,13 +82,15 @@ struct LinkState {
 struct State<S> {
     epoch: Instant,
     now: Duration,
-    seq: u64,
     timers: Vec<(Duration, Waker)>,
-    net: BinaryHeap<Reverse<Pending>>,
+    net: Queue<NetEv>,
     links: BTreeMap<ConnId, LinkState>,
     server: S,
     server_rng: fastrand::Rng,
-    latency: Duration,
+    /// The network's generator, for trips: a driven run's latency has no jitter, so its
+    /// draws change nothing, but the trips are drawn as the world's are.
+    net_rng: fastrand::Rng,
+    latency: Latency,
     write_latency: Duration,
     spawned: Vec<BoxFuture<'static, ()>>,
     /// `now` in nanoseconds, readable without the lock (pipes read it).
@@ -123,12 +103,12 @@ type SharedState<S> = Arc<Mutex<State<S>>>;
 
 impl<S: Server> State<S> {
     fn schedule(&mut self, at: Duration, ev: NetEv) {
-        self.seq += 1;
-        self.net.push(Reverse(Pending {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.net.push(at, ev);
+    }
+
+    /// One trip on the wire.
+    fn trip(&mut self) -> Duration {
+        self.latency.trip(&mut self.net_rng)
     }
 
     fn with_server(&mut self, f: impl FnOnce(&mut S, &mut ServerCtx<'_>)) {
@@ -146,15 +126,15 @@ impl<S: Server> State<S> {
     }
 
     fn send_to_client(&mut self, conn: ConnId, ev: NetEv, after: Duration, closes: bool) {
-        let (now, latency) = (self.now, self.latency);
+        let now = self.now;
+        let trip = self.trip();
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
         if !link.server_open {
             return;
         }
-        let at = (now + after + latency).max(link.last_s2c);
-        link.last_s2c = at;
+        let at = link.to_client.arrival(now + after, trip);
         if closes {
             link.server_open = false;
         }
@@ -170,28 +150,7 @@ impl<S: Server> State<S> {
             return;
         }
         match action {
-            Action::Send { conn, wire, after } => {
-                let (ev, closes) = match wire {
-                    Wire::Text(b) => (
-                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Text(b))),
-                        false,
-                    ),
-                    Wire::Binary(b) => (
-                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Binary(b))),
-                        false,
-                    ),
-                    Wire::Ping => (
-                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Ping(Bytes::new()))),
-                        false,
-                    ),
-                    Wire::Pong => (
-                        NetEv::ToClient(conn, Incoming::Frame(InFrame::Pong(Bytes::new()))),
-                        false,
-                    ),
-                    Wire::Close(code, reason) => (close_ev(conn, code, reason), true),
-                };
-                self.send_to_client(conn, ev, after, closes);
-            }
+            Action::Send { conn, wire, after } => self.server_sends(conn, wire, after),
             Action::Close {
                 conn,
                 code,
@@ -208,44 +167,54 @@ impl<S: Server> State<S> {
         }
     }
 
+    /// The server sends `wire` `after` from now: a close frame ends its side of the link.
+    fn server_sends(&mut self, conn: ConnId, wire: Wire, after: Duration) {
+        match wire.into_frame() {
+            Ok(frame) => {
+                let ev = NetEv::ToClient(conn, Incoming::Frame(frame));
+                self.send_to_client(conn, ev, after, false);
+            }
+            Err((code, reason)) => {
+                self.send_to_client(conn, close_ev(conn, code, reason), after, true);
+            }
+        }
+    }
+
     fn event(&mut self, ev: NetEv) {
         match ev {
             NetEv::Connect(conn) => {
                 let mut accept = Accept::Accept;
                 self.with_server(|s, ctx| accept = s.on_connect(conn, ctx));
-                let at = self.now + self.latency;
+                let (now, trip) = (self.now, self.trip());
                 match accept {
                     Accept::Accept => {
-                        if let Some(link) = self.links.get_mut(&conn) {
-                            link.server_open = true;
-                            link.last_s2c = at;
-                        }
+                        // The upgrade's answer is the first thing the server sends: what
+                        // it sends next arrives after it.
+                        let at = match self.links.get_mut(&conn) {
+                            Some(link) => {
+                                link.server_open = true;
+                                link.to_client.arrival(now, trip)
+                            }
+                            None => now + trip,
+                        };
                         self.schedule(at, NetEv::Opened(conn));
                         self.with_server(|s, ctx| s.on_open(conn, ctx));
                     }
-                    Accept::Reject(status) => self.schedule(at, NetEv::Rejected(conn, status)),
+                    Accept::Reject(status) => {
+                        self.schedule(now + trip, NetEv::Rejected(conn, status));
+                    }
                 }
             }
             NetEv::ToServer(conn, wire) => {
                 if !self.links.get(&conn).is_some_and(|l| l.server_open) {
                     return;
                 }
-                match wire {
-                    Wire::Ping => {
-                        let pong =
-                            NetEv::ToClient(conn, Incoming::Frame(InFrame::Pong(Bytes::new())));
-                        self.send_to_client(conn, pong, Duration::ZERO, false);
-                    }
-                    Wire::Pong => {}
-                    Wire::Close(code, reason) => {
-                        self.send_to_client(
-                            conn,
-                            close_ev(conn, code, reason),
-                            Duration::ZERO,
-                            true,
-                        );
-                    }
-                    data => self.with_server(|s, ctx| s.on_frame(conn, data, ctx)),
+                // The server's WebSocket library answers pings and closes; the server
+                // never sees them.
+                match link::answer(&wire) {
+                    Some(reply) => self.server_sends(conn, reply, Duration::ZERO),
+                    None if matches!(wire, Wire::Pong) => {}
+                    None => self.with_server(|s, ctx| s.on_frame(conn, wire, ctx)),
                 }
             }
             NetEv::ServerGone(conn) => self.with_server(|s, ctx| s.on_closed(conn, ctx)),
@@ -334,19 +303,18 @@ struct Host<S>(SharedState<S>);
 impl<S: Server> SinkHost for Host<S> {
     fn write(&self, conn: ConnId, out: Outgoing) -> Duration {
         let mut st = lock(&self.0);
-        let (now, latency, wl) = (st.now, st.latency, st.write_latency);
+        let (now, wl) = (st.now, st.write_latency);
         let wire = match out {
-            Outgoing::Frame(OutFrame::Text(t)) => Wire::Text(t.into_bytes()),
-            Outgoing::Frame(OutFrame::Binary(b)) => Wire::Binary(b),
-            Outgoing::Frame(OutFrame::Ping(_)) => Wire::Ping,
+            Outgoing::Frame(frame) => Wire::sent(&frame),
             Outgoing::Close(code, reason) => Wire::Close(Some(code.0), reason),
         };
+        let trip = st.trip();
         if let Some(link) = st.links.get_mut(&conn) {
-            let at = (now + latency).max(link.last_c2s);
-            link.last_c2s = at;
+            let at = link.to_server.arrival(now, trip);
             st.schedule(at, NetEv::ToServer(conn, wire));
         }
-        now + wl
+        // The virtual kernel takes every write: no fault here stops the server reading.
+        link::write_done(now, wl)
     }
     fn now(&self) -> Duration {
         lock(&self.0).now
@@ -451,7 +419,7 @@ impl<S: Server + Send + 'static> Transport for VirtualTransport<S> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = lock(&self.0);
-            let at = st.now + st.latency;
+            let at = st.now + st.trip();
             st.links.insert(
                 conn,
                 LinkState {
@@ -528,9 +496,9 @@ fn new_state<S: Server>(
 ) -> (SharedState<S>, u64) {
     let mut master = fastrand::Rng::with_seed(seed);
     let session_seed = master.u64(..);
-    // Drawn and unused: the world draws its network's seed here, and the server's seed
-    // must be the next draw in both so the scripted servers behave identically.
-    let _net_seed = master.u64(..);
+    // The network's seed, then the server's, drawn in the world's order so the scripted
+    // servers behave identically.
+    let net_rng = fastrand::Rng::with_seed(master.u64(..));
     let server_rng = fastrand::Rng::with_seed(master.u64(..));
     // The only clock read: an arbitrary epoch; everything is an offset from it.
     #[allow(clippy::disallowed_methods)]
@@ -538,13 +506,16 @@ fn new_state<S: Server>(
     let state = Arc::new(Mutex::new(State {
         epoch,
         now: Duration::ZERO,
-        seq: 0,
         timers: Vec::new(),
-        net: BinaryHeap::new(),
+        net: Queue::default(),
         links: BTreeMap::new(),
         server,
         server_rng,
-        latency: net.latency,
+        net_rng,
+        latency: Latency {
+            base: net.latency,
+            jitter: Duration::ZERO,
+        },
         write_latency: net.write_latency,
         spawned: Vec::new(),
         now_mirror: Arc::default(),
@@ -633,10 +604,7 @@ where
         // The next instant: network, then commands, then timers, as the world orders them.
         let (next_net, next_timer) = {
             let st = lock(state);
-            (
-                st.net.peek().map(|Reverse(p)| p.at),
-                st.timers.iter().map(|(t, _)| *t).min(),
-            )
+            (st.net.next_at(), st.timers.iter().map(|(t, _)| *t).min())
         };
         let next_cmd = commands.front().map(|(t, _)| *t);
         let close_at = (!closed).then_some(duration);
@@ -658,9 +626,9 @@ where
             Ordering::SeqCst,
         );
         if next_net == Some(next)
-            && let Some(Reverse(p)) = st.net.pop()
+            && let Some((_, ev)) = st.net.pop()
         {
-            st.event(p.ev);
+            st.event(ev);
             continue;
         }
         drop(st);

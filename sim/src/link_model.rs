@@ -1,5 +1,6 @@
 //! What the driver's WebSocket link makes of what a peer sends, for the value-level
-//! [`World`](crate::World), whose frames never pass through a codec.
+//! [`World`](crate::World) and the [`server_role`](crate::server_role), whose frames never
+//! pass through a codec.
 //!
 //! Over real sockets (and in the wire mode of [`driven`](crate::driven)) the codec, not
 //! the session, sees a frame first: it refuses a text frame that is not UTF-8 (the link
@@ -7,9 +8,9 @@
 //! and a close frame whose code no peer may send or whose reason does not fit a control
 //! frame (1002); the session learns each as [`Input::ProtocolError`]. A valid close code,
 //! even one the codec does not know (1014, 4999), reaches the session as sent. The world
-//! applies the same rules to every input it delivers, so its verdicts are the wire's;
-//! `sim/tests/wire_equivalence.rs` checks that the world and the wire mode agree on
-//! these inputs.
+//! and the server role apply the same rules to every input they deliver ([`Reader`]), so
+//! their verdicts are the wire's; `sim/tests/wire_equivalence.rs` checks that the world
+//! and the wire mode agree on these inputs.
 
 use tether_core::{CloseCode, FrameViolation, InFrame, Input, MAX_CLOSE_REASON, Violation};
 
@@ -75,6 +76,34 @@ pub(crate) fn arrive(input: Input, max_inbound_frame: usize) -> Arrival {
             ..
         } if !code.is_valid_on_wire() => fail(conn, Violation::InvalidCloseCode(code.0), true),
         other => Arrival::Deliver(other),
+    }
+}
+
+/// The receiving end of one link under the model. Once it refused what the peer sent it
+/// failed the connection, and it reads nothing more: a frame or close arriving after is
+/// dropped unread, as a socket the codec gave up on is.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Reader {
+    failed: bool,
+}
+
+impl Reader {
+    /// What reaches the end of `input` ([`arrive`]), remembering a failure; `None` when the
+    /// link already failed and `input` is a frame or close it no longer reads.
+    pub(crate) fn read(&mut self, input: Input, max_inbound_frame: usize) -> Option<Arrival> {
+        if self.failed
+            && matches!(
+                input,
+                Input::FrameReceived { .. } | Input::TransportClosed { .. }
+            )
+        {
+            return None;
+        }
+        let arrival = arrive(input, max_inbound_frame);
+        if matches!(arrival, Arrival::Fail { .. }) {
+            self.failed = true;
+        }
+        Some(arrival)
     }
 }
 
@@ -161,5 +190,28 @@ mod tests {
             reason: String::new(),
         };
         assert!(matches!(arrive(drop, 16), Arrival::Deliver(_)));
+    }
+
+    #[test]
+    fn a_failed_link_reads_nothing_more() {
+        let mut reader = Reader::default();
+        assert!(matches!(
+            reader.read(text(b"ok"), 16),
+            Some(Arrival::Deliver(_))
+        ));
+        assert!(matches!(
+            reader.read(text(b"\xff"), 16),
+            Some(Arrival::Fail { .. })
+        ));
+        assert!(reader.read(text(b"ok"), 16).is_none());
+        assert!(reader.read(close(1000, ""), 16).is_none());
+        let written = Input::WriteCompleted {
+            conn: conn(),
+            frame: tether_core::FrameId::from_raw(1),
+        };
+        assert!(
+            matches!(reader.read(written, 16), Some(Arrival::Deliver(_))),
+            "only what the peer sends is unread"
+        );
     }
 }

@@ -1,8 +1,12 @@
-//! The simulated network: per-connection links and the fault state of the wire.
+//! The value world's network: its configuration, its per-connection links and the
+//! faults in force on the wire. The rules a frame follows on a link are
+//! [`link`](crate::link)'s, shared with the driven world and the server role.
 
 use std::time::Duration;
 
 use crate::fault::Fault;
+use crate::link::{Lane, Latency};
+use crate::link_model::Reader;
 use crate::server::ServerFlags;
 
 /// Network defaults of a run.
@@ -40,16 +44,17 @@ pub(crate) struct Link {
     pub(crate) client_done: bool,
     /// Nothing crosses this link any more, and nobody is told.
     pub(crate) half_open: bool,
-    /// The client's link refused what the server sent and failed the connection (see
-    /// `link_model`): it reads nothing more.
-    pub(crate) failed: bool,
+    /// The client's end under the link model: once it refused what the server sent, it
+    /// reads nothing more.
+    pub(crate) reader: Reader,
     /// The server does not read from this link until then.
     pub(crate) stop_reading_until: Duration,
     /// The server sent a close frame the client has not answered yet.
     pub(crate) awaiting_close_reply: bool,
-    /// Latest delivery times per direction, so frames stay in order (TCP).
-    pub(crate) last_c2s: Duration,
-    pub(crate) last_s2c: Duration,
+    /// Client to server: frames stay in order (TCP).
+    pub(crate) to_server: Lane,
+    /// Server to client: frames stay in order, unless `Fault::Reorder` is in force.
+    pub(crate) to_client: Lane,
 }
 
 /// Faults in force on the wire, each until a time.
@@ -67,7 +72,6 @@ pub(crate) struct NetState {
     pub(crate) down_until: Duration,
     pub(crate) starting_until: Duration,
     pub(crate) accept_then_close_until: Duration,
-    pub(crate) frozen_until: Duration,
 }
 
 impl NetState {
@@ -96,29 +100,24 @@ impl NetState {
             Fault::NeverAck(d) => self.never_ack_until = now + *d,
             Fault::DoubleAck(d) => self.double_ack_until = now + *d,
             Fault::AcceptThenClose(d) => self.accept_then_close_until = now + *d,
-            Fault::ClockJump(d) => self.frozen_until = self.frozen_until.max(now + *d),
             _ => {}
         }
     }
 
-    /// Heals everything (the liveness phase), except a sleep already under way.
+    /// Heals everything (the liveness phase). A sleep already under way is the host's,
+    /// not the wire's, and goes on.
     pub(crate) fn heal(&mut self) {
-        let frozen = self.frozen_until;
         *self = NetState::default();
-        self.frozen_until = frozen;
     }
 
-    /// One-way delay now.
-    pub(crate) fn delay(
-        &self,
-        cfg: &NetConfig,
-        now: Duration,
-        rng: &mut fastrand::Rng,
-    ) -> Duration {
-        let (base, jitter) = match self.latency {
-            Some((b, j, until)) if now < until => (b, j),
-            _ => (cfg.latency, cfg.jitter),
-        };
-        base + jitter.mul_f64(rng.f64())
+    /// The one-way latency in force at `now`: a `Latency` fault's, or the configured one.
+    pub(crate) fn latency(&self, cfg: &NetConfig, now: Duration) -> Latency {
+        match self.latency {
+            Some((base, jitter, until)) if now < until => Latency { base, jitter },
+            _ => Latency {
+                base: cfg.latency,
+                jitter: cfg.jitter,
+            },
+        }
     }
 }

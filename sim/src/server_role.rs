@@ -38,8 +38,7 @@
 //! assert!(server_role::check(&run.timeline).is_empty());
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,13 +48,17 @@ use tether_core::server::{
 };
 use tether_core::{
     CloseCode, Config, ConnId, DataFrame, EndReason, Event, FrameId, InFrame, Input, MessageId,
-    OfflinePolicy, OutFrame, Output, Status, Utf8Bytes,
+    OfflinePolicy, Output, Status, Utf8Bytes,
 };
 
 use crate::fault::{Fault, Garbage};
-use crate::link_model::{self, Arrival};
+use crate::host::Host;
+use crate::link::{self, Latency, Write};
+use crate::link_model::{Arrival, Reader};
 use crate::oracle::{self, Violation};
+use crate::queue::Queue;
 use crate::timeline::{CommandRecord, Entry, Final, Sizes, Timeline};
+use crate::wire::Wire;
 
 /// The shared oracles that apply to a server connection, in the order [`check`] runs
 /// them, followed by [`ends_once`].
@@ -256,26 +259,6 @@ enum Ev {
     Resume,
 }
 
-/// Events ordered by time, then by scheduling order.
-struct Queued(Duration, u64, Ev);
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.0, self.1) == (o.0, o.1)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(o.0, o.1))
-    }
-}
-
 /// What the world does next; equal times are served in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Next {
@@ -293,25 +276,31 @@ struct RoleWorld {
     epoch: Instant,
     now: Duration,
     rng: fastrand::Rng,
+    /// The network's generator, for trips: the role's link has no jitter, so its draws
+    /// change nothing, but trips are drawn as the world's are.
+    net_rng: fastrand::Rng,
     script: VecDeque<(Duration, PeerAction)>,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
-    held: VecDeque<Input>,
-    frozen_until: Duration,
+    queue: Queue<Ev>,
+    /// The server's host: it may sleep, holding what arrives meanwhile.
+    host: Host,
+    /// The peer reads nothing before this instant.
     reading_until: Duration,
-    /// Writes the peer has not read (it stopped reading): frame, is a ping.
-    unread: Vec<(FrameId, bool)>,
+    /// Writes the peer has not read (it stopped reading), with what it answers once it
+    /// reads each (a pong to a ping).
+    unread: Vec<(FrameId, Option<Wire>)>,
+    /// The link is half-open for good: the peer is gone without a word.
     vanished: bool,
     /// The peer's side is closed or dropped: it sends nothing more.
     peer_done: bool,
-    /// The link refused what the peer sent and failed the connection (`link_model`).
-    link_failed: bool,
+    /// The server's end under the link model: once it refused what the peer sent, it
+    /// reads nothing more.
+    reader: Reader,
     fail_next_write: bool,
     next_send: Option<Duration>,
     next_message: Option<Duration>,
     timeline: Timeline<Raw>,
     last_sizes: Sizes,
-    latency: Duration,
+    latency: Latency,
     write_latency: Duration,
 }
 
@@ -328,29 +317,35 @@ impl RoleWorld {
             // validate them; an invalid one is a bug in the caller.
             Err(e) => panic!("invalid server configuration: {e}"),
         };
-        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut master = fastrand::Rng::with_seed(seed);
+        // The run's generator is the first draw and the network's the second, so trips
+        // never shift the run's draws (the application's sends, the peer's timing).
+        let rng = fastrand::Rng::with_seed(master.u64(..));
+        let net_rng = fastrand::Rng::with_seed(master.u64(..));
         let mut w = RoleWorld {
             conn,
             id,
             epoch,
             now: Duration::ZERO,
-            rng: fastrand::Rng::with_seed(rng.u64(..)),
+            rng,
+            net_rng,
             script: script.entries.into(),
-            queue: BinaryHeap::new(),
-            seq: 0,
-            held: VecDeque::new(),
-            frozen_until: Duration::ZERO,
+            queue: Queue::default(),
+            host: Host::default(),
             reading_until: Duration::ZERO,
             unread: Vec::new(),
             vanished: false,
             peer_done: false,
-            link_failed: false,
+            reader: Reader::default(),
             fail_next_write: false,
             next_send: None,
             next_message: None,
             timeline,
             last_sizes: Sizes::default(),
-            latency: Duration::from_millis(20),
+            latency: Latency {
+                base: Duration::from_millis(20),
+                jitter: Duration::ZERO,
+            },
             write_latency: Duration::from_micros(100),
         };
         w.next_send = Some(w.gap(Duration::from_secs(1)));
@@ -376,12 +371,21 @@ impl RoleWorld {
     }
 
     fn schedule(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued(at, self.seq, ev)));
+        self.queue.push(at, ev);
     }
 
+    /// One trip on the wire.
+    fn trip(&mut self) -> Duration {
+        self.latency.trip(&mut self.net_rng)
+    }
+
+    /// From a frame the server writes to the peer's answer reaching the server: a trip
+    /// there, the peer's own reaction (0–9 ms, whole milliseconds from the run's
+    /// generator: a browser answers when its event loop gets to it), a trip back.
     fn rtt(&mut self) -> Duration {
-        self.latency * 2 + Duration::from_millis(self.rng.u64(0..10))
+        let there = self.trip();
+        let back = self.trip();
+        there + back + Duration::from_millis(self.rng.u64(0..10))
     }
 
     fn run(&mut self, duration: Duration) {
@@ -400,13 +404,15 @@ impl RoleWorld {
                 Next::Wire => self.deliver(),
                 Next::AppSend => {
                     self.next_send = Some(self.gap(Duration::from_secs(1)));
-                    let n = self.seq;
+                    // Any number that differs from message to message will do: the count
+                    // of deliveries scheduled so far.
+                    let n = self.queue.scheduled();
                     self.app_send(n);
                 }
                 Next::PeerMessage => {
                     self.next_message = Some(self.gap(Duration::from_secs(5)));
                     if !self.vanished && !self.peer_done {
-                        let at = self.now + self.latency;
+                        let at = self.now + self.trip();
                         let frame = InFrame::Text(Bytes::from_static(b"{\"type\":\"note\"}"));
                         self.schedule(
                             at,
@@ -422,7 +428,7 @@ impl RoleWorld {
             }
         }
         // The application closes at the end; the host is awake by then.
-        self.frozen_until = self.frozen_until.min(duration);
+        self.host.wake_by(duration);
         self.release_held();
         self.script.clear();
         self.command(|c, now| {
@@ -459,7 +465,7 @@ impl RoleWorld {
     }
 
     fn next_thing(&self, end: Duration, active: bool) -> (Duration, Next) {
-        let thaw = |t: Duration| t.max(self.frozen_until).max(self.now);
+        let thaw = |t: Duration| self.host.awake_at(t).max(self.now);
         let mut best = (end, Next::End);
         let mut offer = |at: Option<Duration>, what: Next| {
             if let Some(at) = at
@@ -479,13 +485,8 @@ impl RoleWorld {
                 Next::PeerMessage,
             );
         }
-        offer(
-            self.queue.peek().map(|Reverse(q)| q.0.max(self.now)),
-            Next::Wire,
-        );
-        if !self.held.is_empty() {
-            offer(Some(thaw(self.now)), Next::Wire);
-        }
+        offer(self.queue.next_at().map(|at| at.max(self.now)), Next::Wire);
+        offer(self.host.release_at(self.now), Next::Wire);
         offer(
             self.conn
                 .poll_timeout()
@@ -496,7 +497,7 @@ impl RoleWorld {
     }
 
     fn frozen(&self) -> bool {
-        self.now < self.frozen_until
+        self.host.asleep(self.now)
     }
 
     fn action(&mut self, action: PeerAction) {
@@ -513,7 +514,6 @@ impl RoleWorld {
             self.timeline.push(self.now, Entry::Fault(f));
         }
         let live = !self.vanished && !self.peer_done;
-        let at = self.now + self.latency;
         match action {
             PeerAction::StopReading(d) => {
                 let until = self.now + d;
@@ -525,21 +525,15 @@ impl RoleWorld {
             PeerAction::Vanish => self.vanished = true,
             PeerAction::Close(code) if live => {
                 self.peer_done = true;
-                let input = Input::TransportClosed {
-                    conn: self.id,
-                    code: Some(CloseCode(code)),
-                    reason: "peer close".into(),
-                };
-                self.schedule(at, Ev::Input(input));
+                let at = self.now + self.trip();
+                let close = Wire::Close(Some(code), "peer close".into());
+                self.schedule(at, Ev::Input(link::received(self.id, close)));
             }
             PeerAction::Drop if !self.peer_done => {
                 self.peer_done = true;
-                let input = Input::TransportClosed {
-                    conn: self.id,
-                    code: None,
-                    reason: String::new(),
-                };
-                self.schedule(at, Ev::Input(input));
+                let at = self.now + self.trip();
+                let drop = Wire::Close(None, String::new());
+                self.schedule(at, Ev::Input(link::received(self.id, drop)));
             }
             PeerAction::Garbage(g) if live => {
                 let frame = match g {
@@ -553,6 +547,7 @@ impl RoleWorld {
                     Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe")),
                     Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01")),
                 };
+                let at = self.now + self.trip();
                 self.schedule(
                     at,
                     Ev::Input(Input::FrameReceived {
@@ -561,9 +556,7 @@ impl RoleWorld {
                     }),
                 );
             }
-            PeerAction::ClockJump(d) => {
-                self.frozen_until = self.frozen_until.max(self.now + d);
-            }
+            PeerAction::ClockJump(d) => self.host.sleep(self.now, d),
             PeerAction::FailWrite => self.fail_next_write = true,
             PeerAction::AppClose(code) => self.command(|c, now| {
                 let _ = c.close(CloseCode(code), "app close", now);
@@ -607,19 +600,20 @@ impl RoleWorld {
     }
 
     fn deliver(&mut self) {
-        if !self.frozen() && !self.held.is_empty() {
+        if self.host.releases(self.now) {
             self.release_held();
             return;
         }
-        let Some(Reverse(Queued(_, _, ev))) = self.queue.pop() else {
+        let Some((_, ev)) = self.queue.pop() else {
             return;
         };
         match ev {
             Ev::Input(input) => self.arrive(input),
             Ev::Resume => {
+                // The peer reads again: what waited goes through now.
                 if self.now >= self.reading_until {
-                    for (frame, ping) in std::mem::take(&mut self.unread) {
-                        self.completed(frame, ping);
+                    for (frame, reply) in std::mem::take(&mut self.unread) {
+                        self.write(frame, reply);
                     }
                 }
             }
@@ -630,28 +624,19 @@ impl RoleWorld {
     /// link would (`link_model`): what the codec refuses fails the connection, and a
     /// failed link reads nothing more.
     fn arrive(&mut self, input: Input) {
-        if self.link_failed
-            && matches!(
-                input,
-                Input::FrameReceived { .. } | Input::TransportClosed { .. }
-            )
+        match self
+            .reader
+            .read(input, self.conn.config().max_inbound_frame)
         {
-            return;
-        }
-        match link_model::arrive(input, self.conn.config().max_inbound_frame) {
-            Arrival::Deliver(input) => self.give(input),
-            Arrival::Fail { input, .. } => {
-                self.link_failed = true;
-                self.give(input);
-            }
+            None => {}
+            Some(Arrival::Deliver(input) | Arrival::Fail { input, .. }) => self.give(input),
         }
     }
 
     fn give(&mut self, input: Input) {
-        if self.frozen() {
-            self.held.push_back(input);
+        let Some(input) = self.host.admit(self.now, input) else {
             return;
-        }
+        };
         self.timeline.push(self.now, Entry::Input(input.clone()));
         let now = self.instant();
         self.conn.handle_input(input, now);
@@ -659,7 +644,7 @@ impl RoleWorld {
     }
 
     fn release_held(&mut self) {
-        while let Some(input) = self.held.pop_front() {
+        while let Some(input) = self.host.release() {
             self.timeline.push(self.now, Entry::Input(input.clone()));
             let now = self.instant();
             self.conn.handle_input(input, now);
@@ -688,27 +673,26 @@ impl RoleWorld {
         }
     }
 
-    /// A write the peer's kernel accepted: reported after the write latency; a ping is
-    /// answered after a round trip unless the peer is gone.
-    fn completed(&mut self, frame: FrameId, ping: bool) {
-        let done = self.now + self.write_latency;
-        self.schedule(
-            done,
-            Ev::Input(Input::WriteCompleted {
-                conn: self.id,
-                frame,
-            }),
-        );
-        if ping && !self.vanished && !self.peer_done {
-            let at = self.now + self.rtt();
-            let frame = InFrame::Pong(Bytes::new());
-            self.schedule(
-                at,
-                Ev::Input(Input::FrameReceived {
-                    conn: self.id,
-                    frame,
-                }),
-            );
+    /// A frame the server writes to the peer, whose answer once it reads it is `reply`:
+    /// it waits while the peer does not read; otherwise the write completes after the
+    /// write latency and the peer answers after a round trip, unless it is gone.
+    fn write(&mut self, frame: FrameId, reply: Option<Wire>) {
+        // A vanished peer's kernel takes writes even if the peer had stopped reading
+        // before it vanished (the value world's half-open link holds such writes instead).
+        let reading = self.now >= self.reading_until || self.vanished;
+        match link::write(self.now, self.write_latency, reading, self.vanished) {
+            Write::Waits => self.unread.push((frame, reply)),
+            Write::Taken { done, delivered } => {
+                let conn = self.id;
+                self.schedule(done, Ev::Input(Input::WriteCompleted { conn, frame }));
+                if delivered
+                    && !self.peer_done
+                    && let Some(reply) = reply
+                {
+                    let at = self.now + self.rtt();
+                    self.schedule(at, Ev::Input(link::received(conn, reply)));
+                }
+            }
         }
     }
 
@@ -716,19 +700,16 @@ impl RoleWorld {
     fn act(&mut self, out: &ServerOutput) {
         match out {
             ServerOutput::SendFrame { frame, payload, .. } => {
-                let ping = matches!(payload, OutFrame::Ping(_));
                 if self.fail_next_write {
                     self.fail_next_write = false;
-                    let at = self.now + self.write_latency;
+                    let at = link::write_done(self.now, self.write_latency);
                     let input = Input::WriteFailed {
                         conn: self.id,
                         frame: *frame,
                     };
                     self.schedule(at, Ev::Input(input));
-                } else if self.now < self.reading_until && !self.vanished {
-                    self.unread.push((*frame, ping));
                 } else {
-                    self.completed(*frame, ping);
+                    self.write(*frame, link::answer(&Wire::sent(payload)));
                 }
             }
             // A live peer answers the close frame once it reads it.
@@ -736,13 +717,10 @@ impl RoleWorld {
                 if !self.vanished && !self.peer_done =>
             {
                 self.peer_done = true;
-                let at = self.now.max(self.reading_until) + self.rtt();
-                let input = Input::TransportClosed {
-                    conn: self.id,
-                    code: Some(*code),
-                    reason: reason.clone(),
-                };
-                self.schedule(at, Ev::Input(input));
+                if let Some(reply) = link::answer(&Wire::Close(Some(code.0), reason.clone())) {
+                    let at = self.now.max(self.reading_until) + self.rtt();
+                    self.schedule(at, Ev::Input(link::received(self.id, reply)));
+                }
             }
             ServerOutput::AbortTransport { .. } => {
                 self.peer_done = true;

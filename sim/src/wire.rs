@@ -1,6 +1,7 @@
 //! Frames as they cross the simulated wire.
 
 use bytes::Bytes;
+use tether_core::{InFrame, OutFrame};
 
 /// A WebSocket frame on the simulated wire, in either direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,28 @@ impl Wire {
         match self {
             Wire::Text(b) => serde_json::from_slice(b).ok(),
             _ => None,
+        }
+    }
+
+    /// The frame a writer's codec puts on the wire for `frame` (a ping's payload is not
+    /// carried: nothing in the simulator reads it).
+    pub(crate) fn sent(frame: &OutFrame) -> Self {
+        match frame {
+            OutFrame::Text(t) => Wire::Text(t.clone().into_bytes()),
+            OutFrame::Binary(b) => Wire::Binary(b.clone()),
+            OutFrame::Ping(_) => Wire::Ping,
+        }
+    }
+
+    /// The frame as the receiving codec hands it over, or, for a close frame, its code and
+    /// reason (`Err`): a close is not a frame to the reader but the end of the transport.
+    pub(crate) fn into_frame(self) -> Result<InFrame, (Option<u16>, String)> {
+        match self {
+            Wire::Text(b) => Ok(InFrame::Text(b)),
+            Wire::Binary(b) => Ok(InFrame::Binary(b)),
+            Wire::Ping => Ok(InFrame::Ping(Bytes::new())),
+            Wire::Pong => Ok(InFrame::Pong(Bytes::new())),
+            Wire::Close(code, reason) => Err((code, reason)),
         }
     }
 }

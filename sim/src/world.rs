@@ -1,19 +1,21 @@
 //! The world: one session, one scripted server and a faulty network, driven through
 //! virtual time by jumping to the next thing that happens.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tether_core::{
-    CloseCode, Config, ConfigError, ConnId, InFrame, Input, OutFrame, Output, Protocol, Session,
+    CloseCode, Config, ConfigError, ConnId, InFrame, Input, Output, Protocol, Session,
     SessionStats, TransportFailure,
 };
 
 use crate::fault::{Fault, FaultPlan, Garbage};
-use crate::link_model::{self, Arrival};
+use crate::host::Host;
+use crate::link::{self, Write};
+use crate::link_model::Arrival;
 use crate::net::{Link, NetConfig, NetState};
+use crate::queue::Queue;
 use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::timeline::{CommandRecord, Entry, Fact, Final, Sizes, Timeline, fingerprint};
 use crate::wire::Wire;
@@ -84,29 +86,6 @@ enum Ev {
     ServerTimer(ConnId, u64),
 }
 
-struct Queued {
-    at: Duration,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 thread_local! {
     /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
     /// cost a campaign more than the session did.
@@ -171,9 +150,9 @@ pub struct World<P: Protocol, S: Server> {
     plan: VecDeque<(Duration, Fault)>,
     workload: Box<dyn Workload<P>>,
     next_command: Option<(Duration, Command<P>)>,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
-    held: VecDeque<Input>,
+    queue: Queue<Ev>,
+    /// The session's host: it may sleep, holding what arrives meanwhile.
+    host: Host,
     links: BTreeMap<ConnId, Link>,
     state: NetState,
     net: NetConfig,
@@ -219,9 +198,8 @@ impl<P: Protocol, S: Server> World<P, S> {
             plan: VecDeque::new(),
             workload: Box::new(Idle),
             next_command: None,
-            queue: BinaryHeap::new(),
-            seq: 0,
-            held: VecDeque::new(),
+            queue: Queue::default(),
+            host: Host::default(),
             links: BTreeMap::new(),
             state: NetState::default(),
             net: NetConfig::default(),
@@ -324,10 +302,8 @@ impl<P: Protocol, S: Server> World<P, S> {
         self.now = end;
         // The application closes at the end: the host is awake by then, whatever sleep a
         // fault had started.
-        self.state.frozen_until = self.state.frozen_until.min(end);
-        if !self.held.is_empty() {
-            self.release_held();
-        }
+        self.host.wake_by(end);
+        self.release_held();
         // The application stops, and so do the faults.
         self.next_command = None;
         self.plan.clear();
@@ -385,13 +361,8 @@ impl<P: Protocol, S: Server> World<P, S> {
         );
     }
 
-    fn frozen(&self) -> bool {
-        self.now < self.state.frozen_until
-    }
-
     fn next_thing(&self, heal_at: Duration, end: Duration) -> (Duration, Next) {
-        let frozen_until = self.state.frozen_until;
-        let thaw = |t: Duration| t.max(frozen_until);
+        let thaw = |t: Duration| self.host.awake_at(t);
         let mut best = (end, Next::End);
         let mut offer = |at: Option<Duration>, what: Next| {
             if let Some(at) = at
@@ -407,13 +378,8 @@ impl<P: Protocol, S: Server> World<P, S> {
         if !self.healed {
             offer(Some(heal_at.max(self.now)), Next::Heal);
         }
-        offer(
-            self.queue.peek().map(|Reverse(q)| q.at.max(self.now)),
-            Next::Wire,
-        );
-        if !self.held.is_empty() {
-            offer(Some(thaw(self.now)), Next::Wire);
-        }
+        offer(self.queue.next_at().map(|at| at.max(self.now)), Next::Wire);
+        offer(self.host.release_at(self.now), Next::Wire);
         offer(
             self.next_command
                 .as_ref()
@@ -438,16 +404,14 @@ impl<P: Protocol, S: Server> World<P, S> {
     }
 
     fn schedule(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
     }
 
+    /// One trip on the wire, at the latency in force now.
     fn delay(&mut self) -> Duration {
-        self.state.delay(&self.net, self.now, &mut self.net_rng)
+        self.state
+            .latency(&self.net, self.now)
+            .trip(&mut self.net_rng)
     }
 
     // ---- the session side ---------------------------------------------------------------
@@ -500,21 +464,19 @@ impl<P: Protocol, S: Server> World<P, S> {
     }
 
     fn give(&mut self, input: Input) {
-        if self.frozen() {
-            self.held.push_back(input);
-            return;
+        if let Some(input) = self.host.admit(self.now, input) {
+            self.hand_over(input);
         }
-        self.hand_over(input);
     }
 
     fn release_held(&mut self) {
-        while let Some(input) = self.held.pop_front() {
+        while let Some(input) = self.host.release() {
             self.hand_over(input);
         }
     }
 
     /// Hands an input to the session. A close frame from the peer is answered first, as
-    /// the WebSocket codec of an adapter does when it reads one.
+    /// the WebSocket codec of an adapter does when it reads one (`link::answer`).
     fn hand_over(&mut self, input: Input) {
         if let Input::TransportClosed {
             conn,
@@ -523,10 +485,10 @@ impl<P: Protocol, S: Server> World<P, S> {
         } = &input
             && let Some(link) = self.links.get_mut(conn)
             && !link.client_done
+            && let Some(reply) = link::answer(&Wire::Close(Some(code.0), reason.clone()))
         {
             link.client_done = true;
-            let wire = Wire::Close(Some(code.0), reason.clone());
-            self.send_to_server(*conn, wire);
+            self.send_to_server(*conn, reply);
         }
         self.timeline.push(self.now, Entry::Input(input.clone()));
         let now = self.instant();
@@ -584,19 +546,19 @@ impl<P: Protocol, S: Server> World<P, S> {
                 let Some(link) = self.links.get(&conn) else {
                     return;
                 };
-                if link.client_done || now < link.stop_reading_until {
-                    // A peer that stopped reading: the write never completes.
+                if link.client_done {
+                    // The client closed its end: nothing leaves it any more.
                     return;
                 }
-                let half_open = link.half_open;
-                let done = now + self.net.write_latency;
-                self.schedule(done, Ev::Client(Input::WriteCompleted { conn, frame }));
-                let wire = match payload {
-                    OutFrame::Text(t) => Wire::Text(t.clone().into_bytes()),
-                    OutFrame::Binary(b) => Wire::Binary(b.clone()),
-                    OutFrame::Ping(_) => Wire::Ping,
+                let reading = now >= link.stop_reading_until;
+                let written = link::write(now, self.net.write_latency, reading, link.half_open);
+                // A server that stopped reading: the write never completes (`Waits`).
+                let Write::Taken { done, delivered } = written else {
+                    return;
                 };
-                if half_open {
+                self.schedule(done, Ev::Client(Input::WriteCompleted { conn, frame }));
+                let wire = Wire::sent(payload);
+                if !delivered {
                     if let Some(fingerprint) = data_fingerprint(&wire) {
                         self.fact(Fact::Lost { conn, fingerprint });
                     }
@@ -671,8 +633,7 @@ impl<P: Protocol, S: Server> World<P, S> {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        let at = (self.now + d).max(link.last_c2s);
-        link.last_c2s = at;
+        let at = link.to_server.arrival(self.now, d);
         self.schedule(at, Ev::ServerFrame(conn, wire));
     }
 
@@ -690,11 +651,12 @@ impl<P: Protocol, S: Server> World<P, S> {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        let mut at = self.now + after + d + extra;
-        if !reorder {
-            at = at.max(link.last_s2c);
-        }
-        link.last_s2c = link.last_s2c.max(at);
+        let sent = self.now + after;
+        let at = if reorder {
+            link.to_client.overtaking(sent, d + extra)
+        } else {
+            link.to_client.arrival(sent, d)
+        };
         if dup {
             self.schedule(
                 at,
@@ -723,8 +685,7 @@ impl<P: Protocol, S: Server> World<P, S> {
         if !was_open {
             return;
         }
-        let at = (self.now + after + d).max(link.last_s2c);
-        link.last_s2c = at;
+        let at = link.to_client.arrival(self.now + after, d);
         let half_open = link.half_open;
         link.awaiting_close_reply = code.is_some() && !half_open;
         self.fact(Fact::ServerClosed {
@@ -733,24 +694,21 @@ impl<P: Protocol, S: Server> World<P, S> {
             delivered: !half_open,
         });
         if !half_open {
-            let code = code.map(CloseCode);
-            self.schedule(
-                at,
-                Ev::Client(Input::TransportClosed { conn, code, reason }),
-            );
+            let input = link::received(conn, Wire::Close(code, reason));
+            self.schedule(at, Ev::Client(input));
         }
         self.schedule(self.now + after, Ev::ServerGone(conn));
     }
 
     fn deliver_one(&mut self) {
-        if !self.frozen() && !self.held.is_empty() {
+        if self.host.releases(self.now) {
             self.release_held();
             return;
         }
-        let Some(Reverse(q)) = self.queue.pop() else {
+        let Some((_, ev)) = self.queue.pop() else {
             return;
         };
-        match q.ev {
+        match ev {
             Ev::Client(input) => self.arrive(input),
             Ev::ConnectArrive(conn) => self.connect_arrives(conn),
             Ev::ServerFrame(conn, wire) => self.server_frame(conn, wire),
@@ -776,36 +734,24 @@ impl<P: Protocol, S: Server> World<P, S> {
     /// receives the close frame the link sends; a failed link reads nothing more.
     fn arrive(&mut self, input: Input) {
         let max = self.timeline.config.max_inbound_frame;
-        match link_model::arrive(input, max) {
-            Arrival::Deliver(input) => {
-                if let Input::FrameReceived { conn, .. } | Input::TransportClosed { conn, .. } =
-                    &input
-                    && self.links.get(conn).is_some_and(|l| l.failed)
-                {
-                    return;
-                }
-                self.give(input);
-            }
-            Arrival::Fail {
+        let conn = input.conn();
+        // Every input the network delivers is for a link `open_transport` made, and links
+        // are never removed.
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        match link.reader.read(input, max) {
+            None => {}
+            Some(Arrival::Deliver(input)) => self.give(input),
+            Some(Arrival::Fail {
                 input,
                 answer,
                 peer_closed,
-            } => {
-                let Input::ProtocolError { conn, violation } = &input else {
-                    return self.give(input);
-                };
-                let conn = *conn;
-                let reason = violation.close_reason().to_owned();
-                let Some(link) = self.links.get_mut(&conn) else {
-                    return;
-                };
-                if link.failed {
-                    return;
-                }
+            }) => {
                 let answered = !link.client_done && !link.half_open && !peer_closed;
-                link.failed = true;
                 link.client_done = true;
-                if answered {
+                if answered && let Input::ProtocolError { violation, .. } = &input {
+                    let reason = violation.close_reason().to_owned();
                     self.send_to_server(conn, Wire::Close(Some(answer.0), reason));
                 }
                 self.give(input);
@@ -835,13 +781,16 @@ impl<P: Protocol, S: Server> World<P, S> {
                 self.schedule(at, Ev::Client(Input::TransportFailed { conn, failure }));
             }
             Accept::Accept => {
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.server_open = true;
-                }
-                let at = now + self.delay();
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.last_s2c = at;
-                }
+                let d = self.delay();
+                // The upgrade's answer is the first thing the server sends: what it sends
+                // next arrives after it.
+                let at = match self.links.get_mut(&conn) {
+                    Some(link) => {
+                        link.server_open = true;
+                        link.to_client.arrival(now, d)
+                    }
+                    None => now + d,
+                };
                 self.schedule(at, Ev::Client(Input::TransportOpened { conn }));
                 if now < self.state.accept_then_close_until {
                     self.close_to_client(
@@ -875,20 +824,25 @@ impl<P: Protocol, S: Server> World<P, S> {
             }
             return;
         }
-        match wire {
-            Wire::Ping => self.send_to_client(conn, InFrame::Pong(Bytes::new()), Duration::ZERO),
-            Wire::Pong => {}
-            Wire::Close(code, reason) => {
-                self.fact(Fact::CloseReceived { conn, code });
-                // Echo the close, as a WebSocket server does.
-                self.close_to_client(conn, code, reason, Duration::ZERO);
-            }
-            data => {
-                if let Some(fingerprint) = data_fingerprint(&data) {
-                    self.fact(Fact::Received { conn, fingerprint });
-                }
-                self.with_server(|s, ctx| s.on_frame(conn, data, ctx));
-            }
+        if let Wire::Close(code, _) = &wire {
+            self.fact(Fact::CloseReceived { conn, code: *code });
+        }
+        // The server's WebSocket library answers pings and closes; the server never sees
+        // them.
+        if let Some(reply) = link::answer(&wire) {
+            self.server_sends(conn, reply, Duration::ZERO);
+        } else if let Some(fingerprint) = data_fingerprint(&wire) {
+            self.fact(Fact::Received { conn, fingerprint });
+            self.with_server(|s, ctx| s.on_frame(conn, wire, ctx));
+        }
+    }
+
+    /// The server sends `wire` on an open link `after` from now: a close frame ends its
+    /// side of the link.
+    fn server_sends(&mut self, conn: ConnId, wire: Wire, after: Duration) {
+        match wire.into_frame() {
+            Ok(frame) => self.send_to_client(conn, frame, after),
+            Err((code, reason)) => self.close_to_client(conn, code, reason, after),
         }
     }
 
@@ -917,20 +871,9 @@ impl<P: Protocol, S: Server> World<P, S> {
                     .links
                     .get(&conn)
                     .is_some_and(|l| l.server_open && !l.half_open);
-                if !ok {
-                    return;
+                if ok {
+                    self.server_sends(conn, wire, after);
                 }
-                let frame = match wire {
-                    Wire::Text(b) => InFrame::Text(b),
-                    Wire::Binary(b) => InFrame::Binary(b),
-                    Wire::Ping => InFrame::Ping(Bytes::new()),
-                    Wire::Pong => InFrame::Pong(Bytes::new()),
-                    Wire::Close(code, reason) => {
-                        self.close_to_client(conn, code, reason, after);
-                        return;
-                    }
-                };
-                self.send_to_client(conn, frame, after);
             }
             Action::Close {
                 conn,
@@ -962,6 +905,7 @@ impl<P: Protocol, S: Server> World<P, S> {
         let now = self.now;
         self.state.apply(&fault, now);
         match &fault {
+            Fault::ClockJump(d) => self.host.sleep(now, *d),
             Fault::Drop => {
                 for conn in self.open_links() {
                     self.close_to_client(conn, None, String::new(), Duration::ZERO);
