@@ -49,6 +49,8 @@ fn lines_hold_over_a_thousand_seeds() {
 }
 // --- example end ---
 
+use std::time::Duration;
+
 /// [`Lines`] with its ack broken: the peer's `ready` is taken for a message, so the session
 /// never opens. Every other oracle lets this pass (a session that ends is exempt from
 /// liveness); `healthy_peer_opens` does not.
@@ -298,4 +300,102 @@ fn a_lost_send_is_caught_by_messages_accounted() {
         .duration(std::time::Duration::from_secs(600))
         .run();
     assert!(sound.passed(), "{sound}");
+}
+
+/// [`Lines`] whose peer is sometimes busy: on every third connection it answers
+/// `{"busy":true,"retryAfterMs":<ms>}` instead of `ready`, asking the client to come back
+/// after that many milliseconds. With `seconds_bug` the protocol reads the number as seconds, so the
+/// session waits a thousand times longer than the peer asked (up to `max_floor`).
+struct Busy {
+    seconds_bug: bool,
+}
+
+impl Protocol for Busy {
+    type Inbound = String;
+    type Outbound = String;
+    type Request = Infallible;
+    type Response = Infallible;
+    type RemoteError = Infallible;
+    fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
+        Lines.open(conn)
+    }
+    fn encode(&mut self, line: String) -> Result<OutFrame, EncodeError> {
+        Lines.encode(line)
+    }
+    fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {
+        if let DataFrame::Text(t) = &frame
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str())
+            && let Some(n) = v.get("retryAfterMs").and_then(serde_json::Value::as_u64)
+        {
+            let retry_after = if self.seconds_bug {
+                Duration::from_secs(n)
+            } else {
+                Duration::from_millis(n)
+            };
+            return Decoded::Rejected(Rejection {
+                message: "busy".into(),
+                fatal: false,
+                retry_after: Some(retry_after),
+            });
+        }
+        match Lines.decode(frame, phase) {
+            Decoded::Ack(a) => Decoded::Ack(a),
+            Decoded::Message(m) => Decoded::Message(m),
+            _ => Decoded::Ignore,
+        }
+    }
+}
+
+/// The peer of [`Busy`]: the `retryAfterMs` field is the protocol-agnostic name the
+/// oracles read a requested wait under.
+fn busy_peer() -> impl Server {
+    let mut opened = 0u64;
+    FnServer::new(move |event, ctx| match event {
+        ServerEvent::Open(conn) => {
+            opened += 1;
+            if opened % 3 == 0 {
+                ctx.send(conn, Wire::text(r#"{"busy":true,"retryAfterMs":2000}"#));
+            } else {
+                ctx.send(conn, Wire::text("ready"));
+            }
+        }
+        ServerEvent::Frame(conn, frame) => ctx.send(conn, frame),
+        _ => {}
+    })
+}
+
+fn busy(seconds_bug: bool) -> campaign::CampaignReport {
+    Campaign::new("lines-busy", move || Busy { seconds_bug }, busy_peer)
+        .send(|rng| format!("n{}", rng.u32(..)))
+        .seeds(20)
+        .duration(Duration::from_secs(1800))
+        .shrink(0)
+        .run()
+}
+
+/// The campaign finds a wrong backoff schedule with no scenario written for it: the
+/// oracle reads the wait the peer asked for off the wire (`retryAfterMs`) and recomputes
+/// the allowed waits from the config, so a protocol that misreads the unit waits far
+/// outside them; the sound protocol passes the same campaign.
+#[test]
+fn a_misread_retry_after_is_caught_by_backoff_within_bounds() {
+    let sound = busy(false);
+    assert!(sound.passed(), "{sound}");
+    let broken = busy(true);
+    assert!(!broken.passed(), "{broken}");
+    let caught = broken
+        .failing_oracles()
+        .get("backoff_within_bounds")
+        .copied();
+    // 16 of the 20 seeds; the others met no busy answer they could misread in time.
+    assert!(caught.is_some_and(|n| n >= 15), "{broken}");
+    assert_eq!(
+        broken.failing_oracles().len(),
+        1,
+        "only the schedule is wrong: {broken}"
+    );
+    assert!(
+        broken.to_string().contains("backoff_within_bounds"),
+        "{broken}"
+    );
 }
