@@ -353,7 +353,7 @@ fn busy_peer() -> impl Server {
     FnServer::new(move |event, ctx| match event {
         ServerEvent::Open(conn) => {
             opened += 1;
-            if opened % 3 == 0 {
+            if opened.is_multiple_of(3) {
                 ctx.send(conn, Wire::text(r#"{"busy":true,"retryAfterMs":2000}"#));
             } else {
                 ctx.send(conn, Wire::text("ready"));
