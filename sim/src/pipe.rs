@@ -23,6 +23,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+
+use crate::link::{Lane, Latency};
 use futures::io::{AsyncRead, AsyncWrite};
 
 /// The virtual clock a pipe runs on.
@@ -77,7 +79,7 @@ struct Direction {
     /// Bytes in `chunks`.
     held: usize,
     /// When the last chunk (or the ending) lands: later ones never overtake it.
-    last: Duration,
+    lane: Lane,
     ending: Option<Ending>,
     /// The reader dropped its end: what is written is discarded.
     reader_gone: bool,
@@ -120,21 +122,15 @@ struct Shared {
 
 impl Shared {
     /// When bytes (or an ending) that end `side` writes at `now` reach the other end: one
-    /// latency and a jitter draw later, never before what it wrote earlier.
+    /// trip of the link's [`Latency`] later, never before what it wrote earlier ([`Lane`]:
+    /// the same rules as every simulated link).
     fn arrival(&mut self, side: usize, now: Duration) -> Duration {
-        let jitter = if self.config.jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            let max = u64::try_from(self.config.jitter.as_nanos()).unwrap_or(u64::MAX);
-            Duration::from_nanos(self.rng.u64(0..=max))
+        let latency = Latency {
+            base: self.config.latency,
+            jitter: self.config.jitter,
         };
-        let dir = &mut self.dirs[side];
-        let at = now
-            .saturating_add(self.config.latency)
-            .saturating_add(jitter)
-            .max(dir.last);
-        dir.last = at;
-        at
+        let trip = latency.trip(&mut self.rng);
+        self.dirs[side].lane.arrival(now, trip)
     }
 }
 
