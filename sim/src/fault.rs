@@ -16,6 +16,40 @@ pub enum Garbage {
     Binary,
 }
 
+impl Garbage {
+    /// The frame itself, as a peer sends it to a machine whose inbound limit is
+    /// `max_inbound`: one byte over it when oversized. One definition for every role that
+    /// sends garbage (the world's server, the server role's peer).
+    pub(crate) fn frame(self, max_inbound: usize) -> tether_core::InFrame {
+        use bytes::Bytes;
+        use tether_core::InFrame;
+        match self {
+            Garbage::Malformed => InFrame::Text(Bytes::from_static(b"{not json")),
+            Garbage::Oversized => InFrame::Text(oversized(max_inbound.saturating_add(1))),
+            Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe\xfd")),
+            Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01\x02")),
+        }
+    }
+}
+
+thread_local! {
+    /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
+    /// cost a campaign more than the session did.
+    static BIG: std::cell::RefCell<bytes::Bytes> =
+        const { std::cell::RefCell::new(bytes::Bytes::new()) };
+}
+
+/// A text frame's payload of `n` spaces, sliced from the shared buffer (no copy).
+fn oversized(n: usize) -> bytes::Bytes {
+    BIG.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < n {
+            *b = bytes::Bytes::from(vec![b' '; n]);
+        }
+        b.slice(..n)
+    })
+}
+
 /// Values the peer controls, at their extremes: what a hostile or broken server may
 /// announce. Servers that speak a profile act on them (`HelloAckServer`,
 /// `GatewayServer`); others ignore them.

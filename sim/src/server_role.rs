@@ -53,7 +53,7 @@ use tether_core::{
 
 use crate::fault::{Fault, Garbage};
 use crate::host::Host;
-use crate::link::{self, Latency, Write};
+use crate::link::{self, Lane, Latency, Write};
 use crate::link_model::{Arrival, Reader};
 use crate::oracle::{self, Violation};
 use crate::queue::Queue;
@@ -301,6 +301,9 @@ struct RoleWorld {
     timeline: Timeline<Raw>,
     last_sizes: Sizes,
     latency: Latency,
+    /// The peer-to-server direction: TCP keeps its order, so a peer's message never
+    /// overtakes a pong or a close the peer sent before it.
+    to_server: Lane,
     write_latency: Duration,
 }
 
@@ -346,6 +349,7 @@ impl RoleWorld {
                 base: Duration::from_millis(20),
                 jitter: Duration::ZERO,
             },
+            to_server: Lane::default(),
             write_latency: Duration::from_micros(100),
         };
         w.next_send = Some(w.gap(Duration::from_secs(1)));
@@ -379,13 +383,21 @@ impl RoleWorld {
         self.latency.trip(&mut self.net_rng)
     }
 
-    /// From a frame the server writes to the peer's answer reaching the server: a trip
-    /// there, the peer's own reaction (0–9 ms, whole milliseconds from the run's
-    /// generator: a browser answers when its event loop gets to it), a trip back.
-    fn rtt(&mut self) -> Duration {
+    /// When the peer's answer to a frame the server wrote at `from` reaches the server: a
+    /// trip there, the peer's own reaction (0–9 ms, whole milliseconds from the run's
+    /// generator: a browser answers when its event loop gets to it), a trip back, in order
+    /// behind what the peer sent before.
+    fn answer_at(&mut self, from: Duration) -> Duration {
         let there = self.trip();
         let back = self.trip();
-        there + back + Duration::from_millis(self.rng.u64(0..10))
+        let sent = from + there + Duration::from_millis(self.rng.u64(0..10));
+        self.to_server.arrival(sent, back)
+    }
+
+    /// When a frame the peer sends now reaches the server: one trip, in order.
+    fn peer_sends(&mut self) -> Duration {
+        let trip = self.trip();
+        self.to_server.arrival(self.now, trip)
     }
 
     fn run(&mut self, duration: Duration) {
@@ -412,7 +424,7 @@ impl RoleWorld {
                 Next::PeerMessage => {
                     self.next_message = Some(self.gap(Duration::from_secs(5)));
                     if !self.vanished && !self.peer_done {
-                        let at = self.now + self.trip();
+                        let at = self.peer_sends();
                         let frame = InFrame::Text(Bytes::from_static(b"{\"type\":\"note\"}"));
                         self.schedule(
                             at,
@@ -525,29 +537,19 @@ impl RoleWorld {
             PeerAction::Vanish => self.vanished = true,
             PeerAction::Close(code) if live => {
                 self.peer_done = true;
-                let at = self.now + self.trip();
+                let at = self.peer_sends();
                 let close = Wire::Close(Some(code), "peer close".into());
                 self.schedule(at, Ev::Input(link::received(self.id, close)));
             }
             PeerAction::Drop if !self.peer_done => {
                 self.peer_done = true;
-                let at = self.now + self.trip();
+                let at = self.peer_sends();
                 let drop = Wire::Close(None, String::new());
                 self.schedule(at, Ev::Input(link::received(self.id, drop)));
             }
             PeerAction::Garbage(g) if live => {
-                let frame = match g {
-                    Garbage::Malformed => InFrame::Text(Bytes::from_static(b"{not json")),
-                    Garbage::Oversized => {
-                        InFrame::Text(Bytes::from(vec![
-                            b' ';
-                            self.conn.config().max_inbound_frame + 1
-                        ]))
-                    }
-                    Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe")),
-                    Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01")),
-                };
-                let at = self.now + self.trip();
+                let frame = g.frame(self.conn.config().max_inbound_frame);
+                let at = self.peer_sends();
                 self.schedule(
                     at,
                     Ev::Input(Input::FrameReceived {
@@ -689,7 +691,7 @@ impl RoleWorld {
                     && !self.peer_done
                     && let Some(reply) = reply
                 {
-                    let at = self.now + self.rtt();
+                    let at = self.answer_at(self.now);
                     self.schedule(at, Ev::Input(link::received(conn, reply)));
                 }
             }
@@ -718,7 +720,7 @@ impl RoleWorld {
             {
                 self.peer_done = true;
                 if let Some(reply) = link::answer(&Wire::Close(Some(code.0), reason.clone())) {
-                    let at = self.now.max(self.reading_until) + self.rtt();
+                    let at = self.answer_at(self.now.max(self.reading_until));
                     self.schedule(at, Ev::Input(link::received(self.id, reply)));
                 }
             }
@@ -780,5 +782,29 @@ fn record(conn: ConnId, out: ServerOutput) -> Vec<Output<Raw>> {
             _ => Vec::new(),
         },
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TCP keeps the peer's frames in order: a message the peer sends just after it
+    /// answered a ping arrives behind the pong, though its own trip is shorter than the
+    /// pong's round trip.
+    #[test]
+    fn the_peer_frames_reach_the_server_in_the_order_sent() {
+        let mut w = RoleWorld::new(ServerConfig::default(), PeerScript::default(), 7);
+        let pong = w.answer_at(Duration::ZERO);
+        w.now = Duration::from_millis(1);
+        let message = w.peer_sends();
+        assert!(
+            message >= pong,
+            "the message at {message:?} overtakes the pong at {pong:?}"
+        );
+        // Alone, the message takes one trip.
+        let mut fresh = RoleWorld::new(ServerConfig::default(), PeerScript::default(), 7);
+        fresh.now = Duration::from_millis(1);
+        assert!(fresh.peer_sends() < pong);
     }
 }

@@ -10,7 +10,7 @@ use tether_core::{
     SessionStats, TransportFailure,
 };
 
-use crate::fault::{Fault, FaultPlan, Garbage};
+use crate::fault::{Fault, FaultPlan};
 use crate::host::Host;
 use crate::link::{self, Write};
 use crate::link_model::Arrival;
@@ -84,23 +84,6 @@ enum Ev {
     ServerFrame(ConnId, Wire),
     ServerGone(ConnId),
     ServerTimer(ConnId, u64),
-}
-
-thread_local! {
-    /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
-    /// cost a campaign more than the session did.
-    static BIG: std::cell::RefCell<Bytes> = const { std::cell::RefCell::new(Bytes::new()) };
-}
-
-/// A text frame of `n` spaces, sliced from the shared buffer (no copy).
-fn oversized(n: usize) -> Bytes {
-    BIG.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < n {
-            *b = Bytes::from(vec![b' '; n]);
-        }
-        b.slice(..n)
-    })
 }
 
 /// More steps than this in one run means no progress (a million per simulated hour is
@@ -927,14 +910,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                 }
             }
             Fault::Garbage(kind) => {
-                let frame = match kind {
-                    Garbage::Malformed => InFrame::Text(Bytes::from_static(b"{not json")),
-                    Garbage::Oversized => {
-                        InFrame::Text(oversized(self.timeline.config.max_inbound_frame + 1))
-                    }
-                    Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe\xfd")),
-                    Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01\x02")),
-                };
+                let frame = kind.frame(self.timeline.config.max_inbound_frame);
                 for conn in self.open_links() {
                     if !self.links[&conn].half_open {
                         self.send_to_client(conn, frame.clone(), Duration::ZERO);
