@@ -66,10 +66,13 @@ pub struct Campaign<P: Protocol, S: Server> {
     settings: CampaignConfig,
     /// The world's own encoder of sent messages ([`World::identify_sends`]).
     identify: Option<Identify<P>>,
+    identify_events: Option<IdentifyEvents>,
 }
 
 type Identify<P> =
     Arc<dyn Fn(&<P as Protocol>::Outbound) -> Option<(bool, bytes::Bytes)> + Send + Sync>;
+/// The world's reading of the stream event a peer's frame carries, shared by every seed.
+type IdentifyEvents = Arc<dyn Fn(&tether_core::InFrame) -> Option<(String, u64)> + Send + Sync>;
 
 impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
     /// A campaign called `name` (in its reports) for the protocol `protocol` makes,
@@ -97,6 +100,7 @@ impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
                 ..CampaignConfig::default()
             },
             identify: None,
+            identify_events: None,
         }
     }
 
@@ -110,6 +114,19 @@ impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
         identify: impl Fn(&P::Outbound) -> Option<(bool, bytes::Bytes)> + Send + Sync + 'static,
     ) -> Self {
         self.identify = Some(Arc::new(identify));
+        self
+    }
+
+    /// Gives the world its own reading of which stream event (`(key, seq)`, the stream as
+    /// the peer names it) a frame from the peer carries, so that `stream_events_once`
+    /// checks every event delivered while its stream was open reaches the application
+    /// ([`World::identify_events`]). Without it, only duplicates and terminals are judged.
+    #[must_use]
+    pub fn identify_events(
+        mut self,
+        identify: impl Fn(&tether_core::InFrame) -> Option<(String, u64)> + Send + Sync + 'static,
+    ) -> Self {
+        self.identify_events = Some(Arc::new(identify));
         self
     }
 
@@ -292,6 +309,13 @@ impl<P: Protocol + 'static, S: Server + 'static> Campaign<P, S> {
                     Some(identify) => {
                         let identify = identify.clone();
                         w.identify_sends(move |m| identify(m))
+                    }
+                    None => w,
+                };
+                let w = match &self.identify_events {
+                    Some(identify) => {
+                        let identify = identify.clone();
+                        w.identify_events(move |f| identify(f))
                     }
                     None => w,
                 };

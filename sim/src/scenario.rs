@@ -350,6 +350,7 @@ fn hello_ack() -> impl Scenario + Send {
     let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
     Campaign::new("hello-ack", hello, HelloAckServer::default)
         .identify_sends(identify_json)
+        .identify_events(hello_ack_event)
         .command(1, |rng| match rng.u32(..100) {
             0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
             40..75 => Command::Request {
@@ -408,6 +409,23 @@ pub fn identify_raw(m: &DataFrame) -> Option<(bool, bytes::Bytes)> {
 #[must_use]
 pub fn identify_json(m: &serde_json::Value) -> Option<(bool, bytes::Bytes)> {
     Some((false, bytes::Bytes::from(m.to_string())))
+}
+
+/// The stream event a [`HelloAck`] frame carries (`{"type":"event","stream":k,"seq":n,…}`),
+/// for [`World::identify_events`](crate::World::identify_events).
+#[must_use]
+pub fn hello_ack_event(frame: &tether_core::InFrame) -> Option<(String, u64)> {
+    let tether_core::InFrame::Text(bytes) = frame else {
+        return None;
+    };
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v.get("type")?.as_str()? != "event" {
+        return None;
+    }
+    Some((
+        v.get("stream")?.as_str()?.to_owned(),
+        v.get("seq")?.as_u64()?,
+    ))
 }
 
 /// The first record where two timelines differ, rendered as [`Timeline`]'s `Display`

@@ -112,6 +112,18 @@ pub enum Fact {
         /// Its code.
         code: Option<u16>,
     },
+    /// The frame handed to the session next (the following [`Entry::Input`]) carries
+    /// event `seq` of stream `key`, as the world reads it (only when the world was given
+    /// a reader with [`World::identify_events`](crate::World::identify_events)).
+    StreamEvent {
+        /// The connection it arrived on.
+        conn: ConnId,
+        /// The stream, as the peer named it: the [`fingerprint`] of its name as text
+        /// (`fingerprint(false, key.as_bytes())`), so that facts stay `Copy`.
+        key: u64,
+        /// The event's number.
+        seq: u64,
+    },
 }
 
 /// A frame's fingerprint: FNV-1a over a kind byte (`b't'` text, `b'b'` binary) and its

@@ -145,6 +145,8 @@ pub struct World<P: Protocol, S: Server> {
     healed: bool,
     /// The world's own encoder of sent messages, for the ledger.
     identify: Option<Identify<P>>,
+    /// The world's own reading of the stream events in the frames it delivers.
+    identify_events: Option<IdentifyEvents>,
     /// Inside a session call: facts wait until its outputs are recorded.
     draining: bool,
     facts: Vec<Fact>,
@@ -153,6 +155,8 @@ pub struct World<P: Protocol, S: Server> {
 /// How the world encodes a message for its ledger: the frame it should travel in, as
 /// `(binary, bytes)`.
 type Identify<P> = Box<dyn FnMut(&<P as Protocol>::Outbound) -> Option<(bool, Bytes)>>;
+/// The world's reading of the stream event a delivered frame carries.
+type IdentifyEvents = Box<dyn FnMut(&InFrame) -> Option<(String, u64)>>;
 
 impl<P: Protocol, S: Server> World<P, S> {
     /// A world whose session, network, server and workload draw from sub-seeds of `seed`
@@ -191,6 +195,7 @@ impl<P: Protocol, S: Server> World<P, S> {
             actions: Vec::new(),
             healed: false,
             identify: None,
+            identify_events: None,
             draining: false,
             facts: Vec::new(),
         })
@@ -236,6 +241,34 @@ impl<P: Protocol, S: Server> World<P, S> {
         f: impl FnMut(&P::Outbound) -> Option<(bool, Bytes)> + 'static,
     ) -> Self {
         self.identify = Some(Box::new(f));
+        self
+    }
+
+    /// Gives the world its own reading of the frames its server sends: which stream event
+    /// (`(key, seq)`, the stream as the peer names it) a frame carries, if any. The world
+    /// then records a [`Fact::StreamEvent`] before handing such a frame to the session,
+    /// and `stream_events_once` checks that every event delivered while its stream was
+    /// open reaches the application.
+    ///
+    /// ```
+    /// # use tether_core::{Config, InFrame, profiles::HelloAck};
+    /// # use tether_sim::{servers::HelloAckServer, World};
+    /// let world = World::new(
+    ///     Config::default(),
+    ///     HelloAck::new(|| serde_json::json!({"type": "hello"})),
+    ///     HelloAckServer::default(),
+    ///     7,
+    /// )
+    /// .unwrap()
+    /// .identify_events(tether_sim::scenario::hello_ack_event);
+    /// # let _ = world;
+    /// ```
+    #[must_use]
+    pub fn identify_events(
+        mut self,
+        f: impl FnMut(&InFrame) -> Option<(String, u64)> + 'static,
+    ) -> Self {
+        self.identify_events = Some(Box::new(f));
         self
     }
 
@@ -472,6 +505,17 @@ impl<P: Protocol, S: Server> World<P, S> {
         {
             link.client_done = true;
             self.send_to_server(*conn, reply);
+        }
+        if let Input::FrameReceived { conn, frame } = &input
+            && let Some(identify) = &mut self.identify_events
+            && let Some((key, seq)) = identify(frame)
+        {
+            let conn = *conn;
+            let key = crate::timeline::fingerprint(false, key.as_bytes());
+            // Straight onto the timeline, never deferred: the fact names the input
+            // recorded next.
+            let fact = Fact::StreamEvent { conn, key, seq };
+            self.timeline.push(self.now, Entry::Fact(fact));
         }
         self.timeline.push(self.now, Entry::Input(input.clone()));
         let now = self.instant();

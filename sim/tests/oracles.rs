@@ -38,7 +38,8 @@ fn hello_run(seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
 }
 
 /// [`hello_run`] with another configuration. The world knows each message's frame
-/// ([`World::identify_sends`]).
+/// ([`World::identify_sends`]) and reads the stream events it delivers
+/// ([`World::identify_events`]).
 fn hello_run_with(config: Config, seed: u64, plan: FaultPlan, secs: u64) -> Timeline<HelloAck> {
     let hello = HelloAck::new(|| json!({"type": "hello", "client": "oracles"}));
     let work = Poisson::<HelloAck, _>::new(s(10), |rng| match rng.u32(..100) {
@@ -59,6 +60,7 @@ fn hello_run_with(config: Config, seed: u64, plan: FaultPlan, secs: u64) -> Time
     World::new(config, hello, HelloAckServer::default(), seed)
         .expect("valid config")
         .identify_sends(scenario::identify_json)
+        .identify_events(scenario::hello_ack_event)
         .plan(plan)
         .workload(work)
         .run(RunConfig::lasting(s(secs)))
@@ -341,6 +343,27 @@ fn stream_events_once_reports_a_second_terminal() {
     tl.records.insert(k + 3, second);
     let v = assert_reports(oracle::stream_events_once(&tl), STREAMS, k + 3);
     assert!(v.detail.contains("after its terminal"), "{v}");
+}
+
+/// A fresh event the world delivered, taken out of the application's view (its output
+/// removed, as if the session had dropped it): reported at the input that delivered it.
+#[test]
+fn stream_events_once_reports_an_event_delivered_but_never_handed_on() {
+    let mut tl = hello_run(11, FaultPlan::none(), 300);
+    let k = position(&tl, 0, |r| {
+        matches!(stream_kind(r), Some(StreamEventKind::Delta { .. }))
+    });
+    assert!(
+        matches!(tl.records[k - 1].entry, Entry::Input(_))
+            && matches!(
+                tl.records[k - 2].entry,
+                Entry::Fact(Fact::StreamEvent { .. })
+            ),
+        "the world records which event the frame carries"
+    );
+    tl.records.remove(k);
+    let v = assert_reports(oracle::stream_events_once(&tl), STREAMS, k - 1);
+    assert!(v.detail.contains("never reached the application"), "{v}");
 }
 
 #[test]

@@ -76,6 +76,9 @@ fn simulate<P: StepCommand + 'static, S: Server>(
 ) -> Run<P> {
     World::new(config.clone(), protocol, server, seed)
         .expect("strategy::config() draws valid configurations")
+        // HelloAck's stream events, so that every one delivered is followed to the
+        // application; the other profiles' frames carry none of that shape.
+        .identify_events(scenario::hello_ack_event)
         .plan(plan.clone())
         .workload(work.clone())
         .run(run_config())
