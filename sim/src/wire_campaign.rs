@@ -8,7 +8,8 @@
 //! hello-ack, gateway, as the value campaign picks), a workload (sends, requests, streams,
 //! chat runs every few seconds), and up to [`MAX_FAULTS`] [`WireFault`]s at random
 //! instants: close frames with any code of the registry (valid, unknown to the codec,
-//! invalid) and reasons of up to 124 bytes, invalid UTF-8, a frame one byte over the
+//! invalid) and reasons of up to 124 bytes, invalid UTF-8, fragments out of order, a
+//! frame one byte over the
 //! inbound limit, a frame stalled in the middle (briefly, or past the message timeout), a
 //! truncated frame then a reset, a reset, a peer that stops writing, a peer that stops
 //! reading and writing, a link gone half-open. Each seed also draws its network: a latency
@@ -378,10 +379,24 @@ fn draw_fault(rng: &mut fastrand::Rng, at: Duration, plan: &mut Drawn) {
             let wire = vec![(at, WireFault::close(code, &reason))];
             (wire, Fault::ServerClose(code, reason))
         }
-        2 => (
-            vec![(at, WireFault::Raw(text(b"\xff\xfe\xfd")))],
-            Fault::Garbage(Garbage::InvalidUtf8),
-        ),
+        2 => {
+            // Invalid UTF-8, or fragments out of order: a continuation with no message
+            // to continue, or a new message inside an unfinished one. The codec refuses
+            // each and the link fails the connection, as it does an oversized frame.
+            let bytes = match rng.u8(..3) {
+                0 => text(b"\xff\xfe\xfd"),
+                1 => server_frame(opcode::CONTINUATION, true, b"{}"),
+                _ => {
+                    let mut b = server_frame(opcode::TEXT, false, b"{\"type\":").to_vec();
+                    b.extend_from_slice(&text(b"{}"));
+                    b.into()
+                }
+            };
+            (
+                vec![(at, WireFault::Raw(bytes))],
+                Fault::Garbage(Garbage::InvalidUtf8),
+            )
+        }
         3 => (
             vec![(at, WireFault::Raw(text(&vec![b'x'; MAX_INBOUND + 1])))],
             Fault::Garbage(Garbage::Oversized),

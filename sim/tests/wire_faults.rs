@@ -500,3 +500,29 @@ fn a_half_open_link_is_found_by_liveness_and_the_peer_reads_nothing_more() {
         "the peer read after the link went half-open: {after:?}"
     );
 }
+
+/// Fragments out of order, as the codec sees them: a continuation with no message to
+/// continue, and a new message inside an unfinished one. Each is the peer breaking the
+/// protocol: the link fails the connection with 1002, the session reports the violation
+/// and reconnects, and nothing of the broken message reaches the application.
+#[test]
+fn fragments_out_of_order_are_a_violation_and_the_peer_reads_1002() {
+    let continuation = server_frame(opcode::CONTINUATION, true, b"{}");
+    let mut interleaved = server_frame(opcode::TEXT, false, b"{\"type\":").to_vec();
+    interleaved.extend_from_slice(&note_frame());
+    let cases = [
+        (continuation, FrameViolation::UnexpectedContinuation),
+        (interleaved.into(), FrameViolation::ExpectedContinuation),
+    ];
+    for (bytes, violation) in cases {
+        let r = run(Config::default(), vec![(FAULT_AT, WireFault::Raw(bytes))]);
+        assert_lost_and_reconnected(
+            &r,
+            FAULT_AT + LATENCY,
+            &DisconnectReason::ProtocolError(Violation::Frame(violation)),
+        );
+        let closes = peer_closes(&r, conn(0));
+        assert_eq!(closes.iter().map(|c| c.0).collect::<Vec<_>>(), [Some(1002)]);
+        assert!(messages(&r).is_empty(), "{:?}", messages(&r));
+    }
+}
