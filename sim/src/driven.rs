@@ -34,9 +34,11 @@ use tether_core::{CloseCode, Config, ConfigError, ConnId, Event, TransportFailur
 use tether_driver::record::Options;
 use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
 
+use crate::fault::Fault;
 use crate::link::{self, Lane, Latency};
+use crate::net::NetState;
 use crate::queue::Queue;
-use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
+use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::wire::Wire;
 use crate::wire_peer::{PeerCmd, WireFault};
 use crate::workload::Command;
@@ -64,6 +66,8 @@ enum NetEv {
     Peer(ConnId, PeerCmd),
     /// Wire mode: a fault for the latest connection the peer has open.
     Fault(WireFault),
+    /// Wire mode: a value-level fault of the plan, applied as the world applies it.
+    Plan(Fault),
 }
 
 #[derive(Default)]
@@ -97,6 +101,9 @@ struct State<S> {
     now_mirror: Arc<AtomicU64>,
     /// Wire mode: frames cross byte pipes through real codecs.
     wire: Option<wire::WireCtx>,
+    /// The plan's faults in force (wire mode; a value-mode driven run has none), under
+    /// the world's rules: what a dial meets, the server's flags.
+    faults: NetState,
 }
 
 type SharedState<S> = Arc<Mutex<State<S>>>;
@@ -116,7 +123,7 @@ impl<S: Server> State<S> {
         let mut ctx = ServerCtx {
             now: self.now,
             rng: &mut self.server_rng,
-            flags: ServerFlags::default(),
+            flags: self.faults.flags(self.now),
             actions: &mut actions,
         };
         f(&mut self.server, &mut ctx);
@@ -274,6 +281,7 @@ impl<S: Server> State<S> {
                     let _ = peer.unbounded_send(PeerCmd::Fault(fault));
                 }
             }
+            NetEv::Plan(fault) => self.plan_fault(fault),
         }
     }
 }
@@ -520,6 +528,7 @@ fn new_state<S: Server>(
         spawned: Vec::new(),
         now_mirror: Arc::default(),
         wire,
+        faults: NetState::default(),
     }));
     (state, session_seed)
 }

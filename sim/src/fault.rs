@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 /// Bad frames the server can be made to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Garbage {
@@ -14,6 +16,37 @@ pub enum Garbage {
     InvalidUtf8,
     /// A binary frame where the protocol expects text.
     Binary,
+}
+
+impl Garbage {
+    /// The bad frame's payload, and whether it is binary, for a session whose inbound
+    /// limit is `max_inbound_frame`: what the value world delivers and what the wire mode
+    /// writes raw into the pipe.
+    pub fn payload(self, max_inbound_frame: usize) -> (bool, Bytes) {
+        match self {
+            Garbage::Malformed => (false, Bytes::from_static(b"{not json")),
+            Garbage::Oversized => (false, oversized(max_inbound_frame.saturating_add(1))),
+            Garbage::InvalidUtf8 => (false, Bytes::from_static(b"\xff\xfe\xfd")),
+            Garbage::Binary => (true, Bytes::from_static(b"\x00\x01\x02")),
+        }
+    }
+}
+
+thread_local! {
+    /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
+    /// cost a campaign more than the session did.
+    static BIG: std::cell::RefCell<Bytes> = const { std::cell::RefCell::new(Bytes::new()) };
+}
+
+/// A text frame of `n` spaces, sliced from the shared buffer (no copy).
+fn oversized(n: usize) -> Bytes {
+    BIG.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < n {
+            *b = Bytes::from(vec![b' '; n]);
+        }
+        b.slice(..n)
+    })
 }
 
 /// Values the peer controls, at their extremes: what a hostile or broken server may

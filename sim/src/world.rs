@@ -10,11 +10,11 @@ use tether_core::{
     SessionStats, TransportFailure,
 };
 
-use crate::fault::{Fault, FaultPlan, Garbage};
+use crate::fault::{Fault, FaultPlan};
 use crate::host::Host;
 use crate::link::{self, Write};
 use crate::link_model::Arrival;
-use crate::net::{Link, NetConfig, NetState};
+use crate::net::{Dialed, Link, NetConfig, NetState};
 use crate::queue::Queue;
 use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::timeline::{CommandRecord, Entry, Fact, Final, Sizes, Timeline, fingerprint};
@@ -84,23 +84,6 @@ enum Ev {
     ServerFrame(ConnId, Wire),
     ServerGone(ConnId),
     ServerTimer(ConnId, u64),
-}
-
-thread_local! {
-    /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
-    /// cost a campaign more than the session did.
-    static BIG: std::cell::RefCell<Bytes> = const { std::cell::RefCell::new(Bytes::new()) };
-}
-
-/// A text frame of `n` spaces, sliced from the shared buffer (no copy).
-fn oversized(n: usize) -> Bytes {
-    BIG.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < n {
-            *b = Bytes::from(vec![b' '; n]);
-        }
-        b.slice(..n)
-    })
 }
 
 /// More steps than this in one run means no progress (a million per simulated hour is
@@ -596,33 +579,26 @@ impl<P: Protocol, S: Server> World<P, S> {
         self.links.insert(conn, Link::default());
         let now = self.now;
         let rtt = self.delay() + self.delay();
-        if now < self.state.down_until || now < self.state.refuse_until {
-            let failure = TransportFailure::Refused;
-            self.schedule(
-                now + rtt,
-                Ev::Client(Input::TransportFailed { conn, failure }),
-            );
-        } else if now < self.state.blackhole_until {
+        match self.state.dial(now) {
+            Dialed::Refused => {
+                let failure = TransportFailure::Refused;
+                self.schedule(
+                    now + rtt,
+                    Ev::Client(Input::TransportFailed { conn, failure }),
+                );
+            }
             // Never completes: the session's connect timeout must fire.
-        } else if now < self.state.reject.1 {
-            let status = self.state.reject.0;
-            let retry_after = (status == 429).then(|| Duration::from_secs(5));
-            let failure = TransportFailure::Http {
-                status,
-                retry_after,
-            };
-            self.schedule(
-                now + rtt,
-                Ev::Client(Input::TransportFailed { conn, failure }),
-            );
-        } else {
-            let extra = if now < self.state.slow.1 {
-                self.state.slow.0
-            } else {
-                Duration::ZERO
-            };
-            let at = now + self.delay() + extra;
-            self.schedule(at, Ev::ConnectArrive(conn));
+            Dialed::Blackholed => {}
+            Dialed::Rejected(failure) => {
+                self.schedule(
+                    now + rtt,
+                    Ev::Client(Input::TransportFailed { conn, failure }),
+                );
+            }
+            Dialed::Proceeds { extra } => {
+                let at = now + self.delay() + extra;
+                self.schedule(at, Ev::ConnectArrive(conn));
+            }
         }
     }
 
@@ -765,7 +741,7 @@ impl<P: Protocol, S: Server> World<P, S> {
         if client_gone {
             return;
         }
-        if now < self.state.down_until {
+        if self.state.down(now) {
             let at = now + self.delay();
             let failure = TransportFailure::Refused;
             self.schedule(at, Ev::Client(Input::TransportFailed { conn, failure }));
@@ -792,7 +768,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                     None => now + d,
                 };
                 self.schedule(at, Ev::Client(Input::TransportOpened { conn }));
-                if now < self.state.accept_then_close_until {
+                if self.state.accepts_then_closes(now) {
                     self.close_to_client(
                         conn,
                         Some(1011),
@@ -927,13 +903,9 @@ impl<P: Protocol, S: Server> World<P, S> {
                 }
             }
             Fault::Garbage(kind) => {
-                let frame = match kind {
-                    Garbage::Malformed => InFrame::Text(Bytes::from_static(b"{not json")),
-                    Garbage::Oversized => {
-                        InFrame::Text(oversized(self.timeline.config.max_inbound_frame + 1))
-                    }
-                    Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe\xfd")),
-                    Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01\x02")),
+                let frame = match kind.payload(self.timeline.config.max_inbound_frame) {
+                    (true, b) => InFrame::Binary(b),
+                    (false, b) => InFrame::Text(b),
                 };
                 for conn in self.open_links() {
                     if !self.links[&conn].half_open {
@@ -958,8 +930,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                     let code = graceful.then_some(1012);
                     self.close_to_client(conn, code, "restart".into(), Duration::ZERO);
                 }
-                self.state.down_until = now + *down;
-                self.state.starting_until = now + *down + self.net.starting_period;
+                self.state.restart(now, *down, self.net.starting_period);
             }
             _ => {}
         }

@@ -87,7 +87,7 @@ fn wire_setup() -> WireSetup {
             latency: NET.latency,
             ..PipeConfig::default()
         },
-        faults: Vec::new(),
+        ..WireSetup::default()
     }
 }
 
