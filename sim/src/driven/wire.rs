@@ -23,12 +23,12 @@ use tether_driver::{Dial, InboundLimits, Link, SendProtocol, Transport, WsTransp
 use super::{DrivenNet, NetEv, Run, SharedState, Sleep, State, drive, lock, new_state};
 use crate::fault::{Fault, FaultPlan};
 use crate::net::{Dialed, NetConfig};
-use crate::ws_frames::{opcode, server_frame};
 use crate::pipe::{Clock, PipeConfig, PipeEnd, pipe};
 use crate::server::{Accept, Action, Server};
 use crate::wire::Wire;
 use crate::wire_peer::{self, PeerCmd, PeerHost, PeerLog, PeerParts, PeerRecord, WireFault};
 use crate::workload::Command;
+use crate::ws_frames::{opcode, server_frame};
 
 /// The wire mode's part of a run's state.
 pub(super) struct WireCtx {
@@ -192,8 +192,9 @@ impl<S: Server> State<S> {
     /// - `Restart` then closes (1012) or resets every connection and refuses dials while
     ///   down.
     ///
-    /// Every peer command goes through the event queue at this instant, so that what
-    /// the server sent first (a goodbye before a restart) is written first.
+    /// Every peer command goes through the event queue, after what the server sent
+    /// before on the connection (a goodbye before a restart, a delayed answer before a
+    /// drop), as the world's lane delivers them.
     pub(super) fn plan_fault(&mut self, fault: Fault) {
         let now = self.now;
         self.faults.apply(&fault, now);
@@ -215,13 +216,16 @@ impl<S: Server> State<S> {
                 let frame = server_frame(op, true, &payload);
                 for conn in self.open_conns() {
                     let cmd = PeerCmd::Fault(WireFault::Raw(frame.clone()));
-                    self.schedule(now, NetEv::Peer(conn, cmd));
+                    let at = self.peer_at(conn, Duration::ZERO);
+                    self.schedule(at, NetEv::Peer(conn, cmd));
                 }
             }
             Fault::HalfOpen(_) => {
+                // What the server already sent is on its way, as in the world.
                 for conn in self.open_conns() {
                     let cmd = PeerCmd::Fault(WireFault::HalfOpen);
-                    self.schedule(now, NetEv::Peer(conn, cmd));
+                    let at = self.peer_at(conn, Duration::ZERO);
+                    self.schedule(at, NetEv::Peer(conn, cmd));
                 }
             }
             Fault::StopReading(d) => {
@@ -272,25 +276,37 @@ impl<S: Server> State<S> {
         if let Some(link) = self.links.get_mut(&conn) {
             link.server_open = false;
         }
-        self.schedule(now, NetEv::Peer(conn, cmd));
+        let at = self.peer_at(conn, Duration::ZERO);
+        self.schedule(at, NetEv::Peer(conn, cmd));
         self.schedule(now, NetEv::ServerGone(conn));
+    }
+
+    /// When the peer writes what the server sends `after` from now on `conn`: then, but
+    /// never before what the server sent earlier on it (the world's lane rule: the server
+    /// writes in the order it sends, whatever the processing delay of each).
+    fn peer_at(&mut self, conn: ConnId, after: Duration) -> Duration {
+        let sent = self.now + after;
+        match self.links.get_mut(&conn) {
+            Some(link) => link.to_client.arrival(sent, Duration::ZERO),
+            None => sent,
+        }
     }
 
     /// Carries out a server's action through its connection's peer task.
     pub(super) fn peer_action(&mut self, action: Action) {
-        let now = self.now;
         match action {
             // A close without a code is how a scripted server drops a connection.
             Action::Send {
                 conn,
                 wire: Wire::Close(None, _),
                 after,
-            } => self.schedule(
-                now + after,
-                NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)),
-            ),
+            } => {
+                let at = self.peer_at(conn, after);
+                self.schedule(at, NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)));
+            }
             Action::Send { conn, wire, after } => {
-                self.schedule(now + after, NetEv::Peer(conn, PeerCmd::Send(wire)));
+                let at = self.peer_at(conn, after);
+                self.schedule(at, NetEv::Peer(conn, PeerCmd::Send(wire)));
             }
             Action::Close {
                 conn,
@@ -299,12 +315,15 @@ impl<S: Server> State<S> {
                 after,
             } => {
                 let wire = Wire::Close(Some(code), reason);
-                self.schedule(now + after, NetEv::Peer(conn, PeerCmd::Send(wire)));
+                let at = self.peer_at(conn, after);
+                self.schedule(at, NetEv::Peer(conn, PeerCmd::Send(wire)));
             }
             Action::Drop { conn } => {
-                self.schedule(now, NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)));
+                let at = self.peer_at(conn, Duration::ZERO);
+                self.schedule(at, NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)));
             }
             Action::Timer { conn, token, after } => {
+                let now = self.now;
                 self.schedule(now + after, NetEv::Timer(conn, token));
             }
         }
