@@ -461,7 +461,8 @@ fn with_faults<P: tether_core::Protocol>(
 /// The seed's network: a one-way latency of 1–80 ms, and on half the seeds up to 40 ms of
 /// jitter per write (order kept, as TCP keeps it). Drawn from its own stream of the seed,
 /// so the fault plan and workload a seed draws do not change with it.
-fn pipe_for(seed: u64) -> PipeConfig {
+#[must_use]
+pub fn pipe_for(seed: u64) -> PipeConfig {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x7069_7065);
     PipeConfig {
         latency: Duration::from_millis(rng.u64(1..=80)),

@@ -53,6 +53,28 @@ pub struct WireSetup {
     pub plan: FaultPlan,
 }
 
+/// The names ([`Fault::NAMES`]) of the value-level faults a wire-mode run takes in
+/// [`WireSetup::plan`]: every connection-level fault. Not taken: `latency` (the pipes'
+/// latency is fixed per run), `duplicate` and `reorder` (TCP neither duplicates nor
+/// reorders), `clock-jump` (the driver's host does not sleep on virtual time).
+pub const PLAN_FAULTS: &[&str] = &[
+    "refuse",
+    "blackhole",
+    "slow-connect",
+    "reject-upgrade",
+    "drop",
+    "server-close",
+    "half-open",
+    "stop-reading",
+    "garbage",
+    "never-ack",
+    "double-ack",
+    "unknown-response",
+    "restart",
+    "accept-then-close",
+    "hostile",
+];
+
 /// What a wire-mode run produced.
 #[derive(Debug)]
 pub struct WireRun<P: tether_core::Protocol> {
