@@ -14,8 +14,10 @@
 //! [`run_driver_wire`] is the wire mode: the same executor and network rules, but the
 //! client runs the driver's real `WsTransport` over [byte pipes](crate::pipe) to a peer
 //! behind a real codec ([`wire_peer`](crate::wire_peer)), with byte-level
-//! [`WireFault`]s. On fault-free scenarios both modes deliver the same events at the same
-//! instants (`sim/tests/wire_equivalence.rs`).
+//! [`WireFault`]s and the world's connection-level [`Fault`]s ([`PLAN_FAULTS`]). On
+//! fault-free scenarios both modes deliver the same events at the same instants
+//! (`sim/tests/wire_equivalence.rs`), and under the world's fault plans too
+//! (`tests/tests/driver_equivalence.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
