@@ -48,7 +48,7 @@ pub struct WireSetup {
     pub faults: Vec<(Duration, WireFault)>,
     /// Value-level faults, each meaning what it means in the [`World`](crate::World):
     /// the connection-level ones are carried out by the dial, the peer's codec and the
-    /// pipes (see [`State::plan_fault`] for how each maps); `Latency`, `Duplicate`,
+    /// pipes (`docs/simulation.md`, "The wire mode", says how each maps); `Latency`, `Duplicate`,
     /// `Reorder` and `ClockJump` are not taken and do nothing.
     pub plan: FaultPlan,
 }
