@@ -14,8 +14,10 @@
 //! [`run_driver_wire`] is the wire mode: the same executor and network rules, but the
 //! client runs the driver's real `WsTransport` over [byte pipes](crate::pipe) to a peer
 //! behind a real codec ([`wire_peer`](crate::wire_peer)), with byte-level
-//! [`WireFault`]s. On fault-free scenarios both modes deliver the same events at the same
-//! instants (`sim/tests/wire_equivalence.rs`).
+//! [`WireFault`]s and the world's connection-level [`Fault`]s ([`PLAN_FAULTS`]). On
+//! fault-free scenarios both modes deliver the same events at the same instants
+//! (`sim/tests/wire_equivalence.rs`), and under the world's fault plans too
+//! (`tests/tests/driver_equivalence.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -34,16 +36,18 @@ use tether_core::{CloseCode, Config, ConfigError, ConnId, Event, TransportFailur
 use tether_driver::record::Options;
 use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
 
+use crate::fault::Fault;
 use crate::link::{self, Lane, Latency};
+use crate::net::NetState;
 use crate::queue::Queue;
-use crate::server::{Accept, Action, Server, ServerCtx, ServerFlags};
+use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::wire::Wire;
 use crate::wire_peer::{PeerCmd, WireFault};
 use crate::workload::Command;
 
 mod wire;
 
-pub use wire::{WireRun, WireSetup, run_driver_wire, run_driver_wire_with};
+pub use wire::{PLAN_FAULTS, WireRun, WireSetup, run_driver_wire, run_driver_wire_with};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Single-threaded: a poisoned lock can only follow a panic that already fails the run.
@@ -64,6 +68,8 @@ enum NetEv {
     Peer(ConnId, PeerCmd),
     /// Wire mode: a fault for the latest connection the peer has open.
     Fault(WireFault),
+    /// Wire mode: a value-level fault of the plan, applied as the world applies it.
+    Plan(Fault),
 }
 
 #[derive(Default)]
@@ -97,6 +103,9 @@ struct State<S> {
     now_mirror: Arc<AtomicU64>,
     /// Wire mode: frames cross byte pipes through real codecs.
     wire: Option<wire::WireCtx>,
+    /// The plan's faults in force (wire mode; a value-mode driven run has none), under
+    /// the world's rules: what a dial meets, the server's flags.
+    faults: NetState,
 }
 
 type SharedState<S> = Arc<Mutex<State<S>>>;
@@ -116,7 +125,7 @@ impl<S: Server> State<S> {
         let mut ctx = ServerCtx {
             now: self.now,
             rng: &mut self.server_rng,
-            flags: ServerFlags::default(),
+            flags: self.faults.flags(self.now),
             actions: &mut actions,
         };
         f(&mut self.server, &mut ctx);
@@ -274,6 +283,7 @@ impl<S: Server> State<S> {
                     let _ = peer.unbounded_send(PeerCmd::Fault(fault));
                 }
             }
+            NetEv::Plan(fault) => self.plan_fault(fault),
         }
     }
 }
@@ -520,6 +530,7 @@ fn new_state<S: Server>(
         spawned: Vec::new(),
         now_mirror: Arc::default(),
         wire,
+        faults: NetState::default(),
     }));
     (state, session_seed)
 }

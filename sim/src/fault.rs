@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 /// Bad frames the server can be made to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Garbage {
@@ -17,17 +19,25 @@ pub enum Garbage {
 }
 
 impl Garbage {
-    /// The frame itself, as a peer sends it to a machine whose inbound limit is
-    /// `max_inbound`: one byte over it when oversized. One definition for every role that
-    /// sends garbage (the world's server, the server role's peer).
-    pub(crate) fn frame(self, max_inbound: usize) -> tether_core::InFrame {
-        use bytes::Bytes;
-        use tether_core::InFrame;
+    /// The bad frame's payload, and whether it is binary, for a session whose inbound
+    /// limit is `max_inbound_frame`: what the value world delivers and what the wire mode
+    /// writes raw into the pipe.
+    pub fn payload(self, max_inbound_frame: usize) -> (bool, Bytes) {
         match self {
-            Garbage::Malformed => InFrame::Text(Bytes::from_static(b"{not json")),
-            Garbage::Oversized => InFrame::Text(oversized(max_inbound.saturating_add(1))),
-            Garbage::InvalidUtf8 => InFrame::Text(Bytes::from_static(b"\xff\xfe\xfd")),
-            Garbage::Binary => InFrame::Binary(Bytes::from_static(b"\x00\x01\x02")),
+            Garbage::Malformed => (false, Bytes::from_static(b"{not json")),
+            Garbage::Oversized => (false, oversized(max_inbound_frame.saturating_add(1))),
+            Garbage::InvalidUtf8 => (false, Bytes::from_static(b"\xff\xfe\xfd")),
+            Garbage::Binary => (true, Bytes::from_static(b"\x00\x01\x02")),
+        }
+    }
+
+    /// The bad frame as a machine is handed it (see [`payload`](Self::payload)): one
+    /// definition for every role that sends garbage (the world's server, the server
+    /// role's peer, the wire mode's peer).
+    pub(crate) fn frame(self, max_inbound_frame: usize) -> tether_core::InFrame {
+        match self.payload(max_inbound_frame) {
+            (true, b) => tether_core::InFrame::Binary(b),
+            (false, b) => tether_core::InFrame::Text(b),
         }
     }
 }
@@ -35,16 +45,15 @@ impl Garbage {
 thread_local! {
     /// One shared buffer for oversized frames: filling a fresh 16 MiB buffer per fault
     /// cost a campaign more than the session did.
-    static BIG: std::cell::RefCell<bytes::Bytes> =
-        const { std::cell::RefCell::new(bytes::Bytes::new()) };
+    static BIG: std::cell::RefCell<Bytes> = const { std::cell::RefCell::new(Bytes::new()) };
 }
 
-/// A text frame's payload of `n` spaces, sliced from the shared buffer (no copy).
-fn oversized(n: usize) -> bytes::Bytes {
+/// A text frame of `n` spaces, sliced from the shared buffer (no copy).
+fn oversized(n: usize) -> Bytes {
     BIG.with(|b| {
         let mut b = b.borrow_mut();
         if b.len() < n {
-            *b = bytes::Bytes::from(vec![b' '; n]);
+            *b = Bytes::from(vec![b' '; n]);
         }
         b.slice(..n)
     })

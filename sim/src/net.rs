@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tether_core::TransportFailure;
+
 use crate::fault::Fault;
 use crate::link::{Lane, Latency};
 use crate::link_model::Reader;
@@ -74,7 +76,67 @@ pub(crate) struct NetState {
     pub(crate) accept_then_close_until: Duration,
 }
 
+/// What becomes of a connection attempt dialed while some faults are in force: the
+/// world's rule, which the wire mode's dial follows too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dialed {
+    /// Refused (the server is down, or `RefuseConnects`): the failure comes back after a
+    /// round trip.
+    Refused,
+    /// Never completes (`BlackholeConnects`): the session's connect timeout must fire.
+    Blackholed,
+    /// The upgrade is answered with this failure (`RejectUpgrade`) after a round trip.
+    Rejected(TransportFailure),
+    /// Goes through, `extra` later than it would (`SlowConnects`).
+    Proceeds {
+        /// The extra delay before the attempt reaches the server.
+        extra: Duration,
+    },
+}
+
 impl NetState {
+    /// What becomes of an attempt dialed at `now`. A rejected upgrade's 429 asks for a
+    /// 5 s wait (`Retry-After`), as throttling servers do.
+    pub(crate) fn dial(&self, now: Duration) -> Dialed {
+        if now < self.down_until || now < self.refuse_until {
+            Dialed::Refused
+        } else if now < self.blackhole_until {
+            Dialed::Blackholed
+        } else if now < self.reject.1 {
+            let status = self.reject.0;
+            let retry_after = (status == 429).then(|| Duration::from_secs(5));
+            Dialed::Rejected(TransportFailure::Http {
+                status,
+                retry_after,
+            })
+        } else {
+            let extra = if now < self.slow.1 {
+                self.slow.0
+            } else {
+                Duration::ZERO
+            };
+            Dialed::Proceeds { extra }
+        }
+    }
+
+    /// Whether the server closes every connection it accepts at `now` with 1011 at once
+    /// (`AcceptThenClose`), without opening it.
+    pub(crate) fn accepts_then_closes(&self, now: Duration) -> bool {
+        now < self.accept_then_close_until
+    }
+
+    /// Whether the server is down at `now` (`Restart`): it refuses connections.
+    pub(crate) fn down(&self, now: Duration) -> bool {
+        now < self.down_until
+    }
+
+    /// The server restarts at `now` and is down for `down`, then answers "starting" for
+    /// `starting_period` more.
+    pub(crate) fn restart(&mut self, now: Duration, down: Duration, starting_period: Duration) {
+        self.down_until = now + down;
+        self.starting_until = now + down + starting_period;
+    }
+
     pub(crate) fn flags(&self, now: Duration) -> ServerFlags {
         ServerFlags {
             never_ack: now < self.never_ack_until,

@@ -479,6 +479,23 @@ impl WorkloadPlan {
         }
     }
 
+    /// The plan's commands for protocol `P` at their instants (each step's gap after the
+    /// one before, as the world issues them), up to `until`: what a driven or wire-mode
+    /// run takes instead of a workload.
+    pub fn schedule<P: StepCommand>(&self, until: Duration) -> Vec<(Duration, Command<P>)> {
+        let mut plan = WorkloadPlan::new(self.steps.clone());
+        let mut at = Duration::ZERO;
+        let mut out = Vec::new();
+        while let Some((gap, command)) = plan.next_with(P::command) {
+            at += gap;
+            if at > until {
+                break;
+            }
+            out.push((at, command));
+        }
+        out
+    }
+
     /// The next step `command` makes a command of, with the gaps of the skipped ones.
     fn next_with<P: Protocol>(
         &mut self,

@@ -33,7 +33,7 @@ use tether_driver::SendProtocol;
 use tether_driver::record::{Options, Recordable, Recorder, Redaction};
 
 use crate::driven::{WireSetup, run_driver_wire_with};
-use crate::fault::{Fault, Garbage};
+use crate::fault::{Fault, FaultPlan, Garbage};
 use crate::oracle::{self, Violation};
 use crate::pipe::PipeConfig;
 use crate::scenario::{EDGE_CLOSE_CODES, Profile};
@@ -476,7 +476,8 @@ fn with_faults<P: tether_core::Protocol>(
 /// The seed's network: a one-way latency of 1–80 ms, and on half the seeds up to 40 ms of
 /// jitter per write (order kept, as TCP keeps it). Drawn from its own stream of the seed,
 /// so the fault plan and workload a seed draws do not change with it.
-fn pipe_for(seed: u64) -> PipeConfig {
+#[must_use]
+pub fn pipe_for(seed: u64) -> PipeConfig {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x7069_7065);
     PipeConfig {
         latency: Duration::from_millis(rng.u64(1..=80)),
@@ -523,25 +524,85 @@ where
     P: SendProtocol + Recordable,
     S: Server + Send + 'static,
 {
-    let trace = Trace::default();
-    let recorder = Recorder::to_writer(trace.clone())
-        .redaction(Redaction::Keep)
-        .with_secrets(true);
     let setup = WireSetup {
         pipe: pipe_for(seed),
         faults: plan.wire.clone(),
+        plan: FaultPlan::none(),
     };
-    let mut report = WireSeed {
+    let verdict = judge(
+        config,
+        protocol,
+        server,
+        seed,
+        setup,
+        &plan.judged,
+        commands,
+        duration,
+    );
+    WireSeed {
         seed,
         profile,
         plan: plan.wire,
         judged: plan.judged,
-        events: 0,
-        opens: 0,
-        violations: Vec::new(),
-        divergence: None,
-        error: None,
-    };
+        events: verdict.events,
+        opens: verdict.opens,
+        violations: verdict.violations,
+        divergence: verdict.divergence,
+        error: verdict.error,
+    }
+}
+
+/// What [`judge`] found of one wire run.
+#[derive(Clone, Debug, Default)]
+pub struct WireVerdict {
+    /// Events the session delivered.
+    pub events: usize,
+    /// Connections opened.
+    pub opens: usize,
+    /// Broken invariants (the first per oracle), over the replayed timeline.
+    pub violations: Vec<Violation>,
+    /// Where the replay decided differently from the recorded run, if it did.
+    pub divergence: Option<Divergence>,
+    /// The run or its trace failed outright.
+    pub error: Option<String>,
+}
+
+impl WireVerdict {
+    /// Whether the run broke an invariant, replayed differently or failed.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        !self.violations.is_empty() || self.divergence.is_some() || self.error.is_some()
+    }
+}
+
+/// Runs `protocol` on the wire against `server` under `setup` (byte-level faults, a
+/// value-level plan, or both) with the flight recorder on, replays the trace, and judges
+/// the replayed timeline by every oracle with `judged` recorded as the faults the peer
+/// applied (`Entry::Fault`, each before the first record at or after its instant) and
+/// the heal time at `duration`: every fault is known, so the oracles that judge the
+/// peer's health may. Pass a value plan's own entries as `judged`; a byte-level fault
+/// as the value fault with the same effect on the peer's health (as the campaign's
+/// draws do).
+#[allow(clippy::too_many_arguments)] // A run's parts, as `run_driver_wire_with` takes them.
+pub fn judge<P, S>(
+    config: Config,
+    protocol: impl Fn() -> P,
+    server: S,
+    seed: u64,
+    setup: WireSetup,
+    judged: &[(Duration, Fault)],
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+) -> WireVerdict
+where
+    P: SendProtocol + Recordable,
+    S: Server + Send + 'static,
+{
+    let trace = Trace::default();
+    let recorder = Recorder::to_writer(trace.clone())
+        .redaction(Redaction::Keep)
+        .with_secrets(true);
+    let mut report = WireVerdict::default();
     let run = run_driver_wire_with(
         config,
         protocol(),
@@ -579,7 +640,7 @@ where
                 report.error = Some("the trace has no end line".to_owned());
             }
             // Judged with the faults the peer applied, which the trace cannot know.
-            report.violations = oracle::check(&with_faults(timeline, &report.judged, duration));
+            report.violations = oracle::check(&with_faults(timeline, judged, duration));
         }
         Err(e) => report.error = Some(format!("the trace: {e}")),
     }

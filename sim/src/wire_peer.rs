@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use async_tungstenite::tungstenite::http::StatusCode;
+use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use bytes::Bytes;
@@ -171,6 +171,11 @@ pub(crate) enum PeerCmd {
     Send(Wire),
     /// A fault.
     Fault(WireFault),
+    /// Stop reading (`Fault::StopReading`), writing on: what the client writes piles up
+    /// in the pipe until its buffer is full and the client's writes wait.
+    StopReading,
+    /// Read again, beginning with what piled up (the end of a `Fault::StopReading`).
+    ResumeReading,
 }
 
 /// Everything a peer task needs besides its commands.
@@ -180,6 +185,9 @@ pub(crate) struct PeerParts {
     pub(crate) host: Arc<dyn PeerHost>,
     pub(crate) log: PeerLog,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Answer the upgrade with this status (and `Retry-After` in seconds) without asking
+    /// the server: a `Fault::RejectUpgrade` in force when the connection was dialed.
+    pub(crate) reject: Option<(u16, Option<Duration>)>,
 }
 
 /// How the peer reads.
@@ -187,6 +195,9 @@ pub(crate) struct PeerParts {
 enum Mode {
     /// Through its codec, answering what the codec answers.
     Codec,
+    /// Not at all, but writing through its codec as in `Codec` (a server that stopped
+    /// reading).
+    NotReading,
     /// Raw bytes, never writing; the connection is dropped once a close frame is read
     /// (after this many were read) when `Some`.
     Drain(Option<usize>),
@@ -194,9 +205,13 @@ enum Mode {
     Deaf,
 }
 
-fn status_response(status: u16) -> ErrorResponse {
+fn status_response(status: u16, retry_after: Option<Duration>) -> ErrorResponse {
     let mut r = ErrorResponse::new(None);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Some(after) = retry_after {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(after.as_secs()));
+    }
     r
 }
 
@@ -208,6 +223,7 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
         host,
         log,
         clock,
+        reject,
     } = parts;
     let mut raw = io.clone();
     let tap = Tap {
@@ -220,9 +236,14 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
     let answer = host.clone();
     // The callback's signature is tungstenite's: its error is an HTTP response.
     #[allow(clippy::result_large_err)]
-    let callback = move |_: &Request, response: Response| match answer.accept(conn) {
-        Accept::Accept => Ok(response),
-        Accept::Reject(status) => Err(status_response(status)),
+    let callback = move |_: &Request, response: Response| {
+        if let Some((status, retry_after)) = reject {
+            return Err(status_response(status, retry_after));
+        }
+        match answer.accept(conn) {
+            Accept::Accept => Ok(response),
+            Accept::Reject(status) => Err(status_response(status, None)),
+        }
     };
     // A small read chunk: tungstenite zeroes the whole chunk before every read, and at
     // its 128 KiB default that zeroing was the simulator's largest single cost. The chunk
@@ -253,7 +274,7 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                     continue;
                 }
             },
-            Mode::Deaf => cmds.next().await,
+            Mode::Deaf | Mode::NotReading => cmds.next().await,
             Mode::Drain(close_after) => {
                 let read = ws.get_mut().read(&mut scratch);
                 match select(cmds.next(), read).await {
@@ -271,7 +292,7 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
         };
         // The run is over when its commands end.
         let Some(cmd) = cmd else { break };
-        if mode != Mode::Codec {
+        if !matches!(mode, Mode::Codec | Mode::NotReading) {
             // A peer that stopped writing ignores everything but a reset, or going deaf.
             match cmd {
                 PeerCmd::Fault(WireFault::Reset) => {
@@ -318,6 +339,8 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                 raw.reset();
                 break;
             }
+            PeerCmd::StopReading => mode = Mode::NotReading,
+            PeerCmd::ResumeReading => mode = Mode::Codec,
         }
     }
     host.closed(conn);

@@ -14,7 +14,7 @@ use crate::fault::{Fault, FaultPlan};
 use crate::host::Host;
 use crate::link::{self, Write};
 use crate::link_model::Arrival;
-use crate::net::{Link, NetConfig, NetState};
+use crate::net::{Dialed, Link, NetConfig, NetState};
 use crate::queue::Queue;
 use crate::server::{Accept, Action, Server, ServerCtx};
 use crate::timeline::{CommandRecord, Entry, Fact, Final, Sizes, Timeline, fingerprint};
@@ -623,33 +623,26 @@ impl<P: Protocol, S: Server> World<P, S> {
         self.links.insert(conn, Link::default());
         let now = self.now;
         let rtt = self.delay() + self.delay();
-        if now < self.state.down_until || now < self.state.refuse_until {
-            let failure = TransportFailure::Refused;
-            self.schedule(
-                now + rtt,
-                Ev::Client(Input::TransportFailed { conn, failure }),
-            );
-        } else if now < self.state.blackhole_until {
+        match self.state.dial(now) {
+            Dialed::Refused => {
+                let failure = TransportFailure::Refused;
+                self.schedule(
+                    now + rtt,
+                    Ev::Client(Input::TransportFailed { conn, failure }),
+                );
+            }
             // Never completes: the session's connect timeout must fire.
-        } else if now < self.state.reject.1 {
-            let status = self.state.reject.0;
-            let retry_after = (status == 429).then(|| Duration::from_secs(5));
-            let failure = TransportFailure::Http {
-                status,
-                retry_after,
-            };
-            self.schedule(
-                now + rtt,
-                Ev::Client(Input::TransportFailed { conn, failure }),
-            );
-        } else {
-            let extra = if now < self.state.slow.1 {
-                self.state.slow.0
-            } else {
-                Duration::ZERO
-            };
-            let at = now + self.delay() + extra;
-            self.schedule(at, Ev::ConnectArrive(conn));
+            Dialed::Blackholed => {}
+            Dialed::Rejected(failure) => {
+                self.schedule(
+                    now + rtt,
+                    Ev::Client(Input::TransportFailed { conn, failure }),
+                );
+            }
+            Dialed::Proceeds { extra } => {
+                let at = now + self.delay() + extra;
+                self.schedule(at, Ev::ConnectArrive(conn));
+            }
         }
     }
 
@@ -792,7 +785,7 @@ impl<P: Protocol, S: Server> World<P, S> {
         if client_gone {
             return;
         }
-        if now < self.state.down_until {
+        if self.state.down(now) {
             let at = now + self.delay();
             let failure = TransportFailure::Refused;
             self.schedule(at, Ev::Client(Input::TransportFailed { conn, failure }));
@@ -819,7 +812,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                     None => now + d,
                 };
                 self.schedule(at, Ev::Client(Input::TransportOpened { conn }));
-                if now < self.state.accept_then_close_until {
+                if self.state.accepts_then_closes(now) {
                     self.close_to_client(
                         conn,
                         Some(1011),
@@ -978,8 +971,7 @@ impl<P: Protocol, S: Server> World<P, S> {
                     let code = graceful.then_some(1012);
                     self.close_to_client(conn, code, "restart".into(), Duration::ZERO);
                 }
-                self.state.down_until = now + *down;
-                self.state.starting_until = now + *down + self.net.starting_period;
+                self.state.restart(now, *down, self.net.starting_period);
             }
             _ => {}
         }

@@ -28,7 +28,7 @@ fn wire_setup() -> WireSetup {
             latency: LATENCY,
             ..PipeConfig::default()
         },
-        faults: Vec::new(),
+        ..WireSetup::default()
     }
 }
 

@@ -33,6 +33,7 @@ fn setup(faults: Vec<(Duration, WireFault)>) -> WireSetup {
             ..PipeConfig::default()
         },
         faults,
+        ..WireSetup::default()
     }
 }
 

@@ -87,7 +87,7 @@ fn wire_setup() -> WireSetup {
             latency: NET.latency,
             ..PipeConfig::default()
         },
-        faults: Vec::new(),
+        ..WireSetup::default()
     }
 }
 
@@ -372,4 +372,252 @@ fn the_world_fails_connections_as_the_codec_does() {
             wire.events
         );
     }
+}
+
+/// Every value-level fault the wire mode takes, as one `FaultPlan` given to both the value
+/// world and the wire: the same events at the same instants. Faults that act on the next
+/// connection (the dial's, the server's flags) come with a drop at the same instant, so
+/// that the session reconnects while they are in force.
+#[test]
+fn the_wire_takes_the_worlds_fault_plans() {
+    let s = Duration::from_secs;
+    let at = s(2);
+    let duration = s(60);
+    let config = Config {
+        max_inbound_frame: 1024,
+        ..Config::default()
+    };
+    let script = || {
+        [3u64, 9, 20, 40]
+            .into_iter()
+            .map(|t| {
+                (
+                    s(t),
+                    Command::Request {
+                        request: HelloAckRequest::new("echo", json!({ "t": t })),
+                        timeout: None,
+                    },
+                )
+            })
+            .collect::<Vec<(Duration, Command<HelloAck>)>>()
+    };
+    let then_drop = |f: Fault| vec![(at, f), (at, Fault::Drop)];
+    let mut cases: Vec<(String, Vec<(Duration, Fault)>)> = vec![
+        ("refuse".into(), then_drop(Fault::RefuseConnects(s(10)))),
+        (
+            "blackhole".into(),
+            then_drop(Fault::BlackholeConnects(s(15))),
+        ),
+        (
+            "slow connects".into(),
+            then_drop(Fault::SlowConnects {
+                extra: s(3),
+                lasts: s(10),
+            }),
+        ),
+        ("drop".into(), vec![(at, Fault::Drop)]),
+        ("half-open".into(), vec![(at, Fault::HalfOpen(s(20)))]),
+        ("never-ack".into(), then_drop(Fault::NeverAck(s(10)))),
+        ("double-ack".into(), then_drop(Fault::DoubleAck(s(10)))),
+        (
+            "unknown response".into(),
+            vec![(at, Fault::UnknownResponse)],
+        ),
+        (
+            "accept then close".into(),
+            then_drop(Fault::AcceptThenClose(s(5))),
+        ),
+    ];
+    for status in [401, 429, 503] {
+        let f = Fault::RejectUpgrade {
+            status,
+            lasts: s(10),
+        };
+        cases.push((format!("reject {status}"), then_drop(f)));
+    }
+    for (code, reason) in [
+        (1001, "x".to_owned()),
+        (1012, "x".to_owned()),
+        (4000, "x".to_owned()),
+        (1005, "x".to_owned()),
+        (1001, "r".repeat(tether_core::MAX_CLOSE_REASON + 1)),
+    ] {
+        let name = format!("close {code} ({} bytes)", reason.len());
+        cases.push((name, vec![(at, Fault::ServerClose(code, reason))]));
+    }
+    for g in [
+        Garbage::Malformed,
+        Garbage::Oversized,
+        Garbage::InvalidUtf8,
+        Garbage::Binary,
+    ] {
+        cases.push((format!("garbage {g:?}"), vec![(at, Fault::Garbage(g))]));
+    }
+    for h in tether_sim::Hostile::ALL {
+        cases.push((format!("hostile {h:?}"), then_drop(Fault::Hostile(h))));
+    }
+    for graceful in [true, false] {
+        let f = Fault::Restart {
+            down: s(5),
+            graceful,
+        };
+        cases.push((format!("restart graceful={graceful}"), vec![(at, f)]));
+    }
+    let mut differ = Vec::new();
+    for (name, entries) in cases {
+        let plan = FaultPlan::new(entries);
+        let world = world_events_with(
+            config.clone(),
+            plan.clone(),
+            hello(),
+            HelloAckServer::default(),
+            5,
+            script(),
+            duration,
+        );
+        let wire = run_driver_wire(
+            config.clone(),
+            hello(),
+            HelloAckServer::default(),
+            5,
+            WireSetup {
+                plan,
+                ..wire_setup()
+            },
+            script(),
+            duration,
+        )
+        .unwrap();
+        // An abrupt restart drops the connection: the world's drop carries the reason
+        // "restart" in its `TransportClosed`, a reset on the wire carries none.
+        let wire = if name == "restart graceful=false" {
+            without_drop_reasons(wire.events)
+        } else {
+            wire.events
+        };
+        let world = if name == "restart graceful=false" {
+            without_drop_reasons(world)
+        } else {
+            world
+        };
+        if world != wire {
+            differ.push(format!("{name}:\n  world {world:?}\n  wire  {wire:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// Events with the reason of every drop (a disconnect without a close code) left out.
+fn without_drop_reasons<P: Protocol>(
+    events: Vec<(Duration, Event<P>)>,
+) -> Vec<(Duration, Event<P>)> {
+    events
+        .into_iter()
+        .map(|(t, e)| match e {
+            Event::Disconnected {
+                conn,
+                reason: tether_core::DisconnectReason::Closed { code: None, .. },
+                retry,
+            } => (
+                t,
+                Event::Disconnected {
+                    conn,
+                    reason: tether_core::DisconnectReason::Closed {
+                        code: None,
+                        reason: String::new(),
+                    },
+                    retry,
+                },
+            ),
+            e => (t, e),
+        })
+        .collect()
+}
+
+/// A server that stops reading for a while: the one fault whose wire version means
+/// something else than the world's. In the world the server's end takes no write while
+/// it does not read (no kernel buffer), and a write it did not take never completes, so
+/// the session's send deadline fails the connection. On the wire the peer's socket
+/// buffer (the pipe's capacity) takes the client's small writes as a kernel does: they
+/// complete, wait in the buffer, and are read and answered once the peer reads again.
+#[test]
+fn a_server_that_stops_reading_buffers_on_the_wire_and_holds_writes_in_the_world() {
+    let s = Duration::from_secs;
+    let (at, lasts, duration) = (s(2), s(10), s(40));
+    let script = || {
+        [3u64, 9, 20]
+            .into_iter()
+            .map(|t| {
+                (
+                    s(t),
+                    Command::Request {
+                        request: HelloAckRequest::new("echo", json!({ "t": t })),
+                        timeout: None,
+                    },
+                )
+            })
+            .collect::<Vec<(Duration, Command<HelloAck>)>>()
+    };
+    let plan = FaultPlan::new(vec![(at, Fault::StopReading(lasts))]);
+    let world = world_events_with(
+        Config::default(),
+        plan.clone(),
+        hello(),
+        HelloAckServer::default(),
+        5,
+        script(),
+        duration,
+    );
+    let wire = run_driver_wire(
+        Config::default(),
+        hello(),
+        HelloAckServer::default(),
+        5,
+        WireSetup {
+            plan,
+            ..wire_setup()
+        },
+        script(),
+        duration,
+    )
+    .unwrap()
+    .events;
+    let before = |es: &[(Duration, Event<HelloAck>)]| {
+        es.iter()
+            .filter(|(t, _)| *t < at)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        before(&world),
+        before(&wire),
+        "the same run until the fault"
+    );
+    let deadline = world.iter().find_map(|(t, e)| match e {
+        Event::Disconnected {
+            reason: tether_core::DisconnectReason::SendDeadline,
+            ..
+        } => Some(*t),
+        _ => None,
+    });
+    let send_deadline = Config::default().send_deadline;
+    assert_eq!(
+        deadline,
+        Some(s(3) + send_deadline),
+        "the world holds the first write: {world:?}"
+    );
+    assert!(
+        !wire
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Disconnected { .. })),
+        "the wire's buffer takes the writes: {wire:?}"
+    );
+    // Both requests written meanwhile are answered once the peer reads again.
+    let answered: Vec<Duration> = wire
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Response { result: Ok(_), .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(answered.len(), 3, "{wire:?}");
+    assert!(answered[..2].iter().all(|t| *t > at + lasts), "{wire:?}");
 }
