@@ -232,62 +232,109 @@ proptest! {
 
 /// A wire case under a value fault plan: two codecs, the recorder and a replay (about
 /// 35 ms of a debug build each).
-const WIRE_PLAN_CASES: u32 = 96;
+const WIRE_PLAN_CASES: u32 = 64;
+
+fn wire_plan<P, S>(
+    test: &str,
+    profile: Profile,
+    protocol: fn() -> P,
+    server: S,
+    seed: u64,
+    config: Config,
+    plan: &FaultPlan,
+    work: &WorkloadPlan,
+) -> Result<(), TestCaseError>
+where
+    P: StepCommand + tether_driver::SendProtocol + tether_driver::record::Recordable + 'static,
+    S: Server + Send + 'static,
+{
+    // An inbound limit of 4 MiB: past the longest frame a hostile server sends (a
+    // `Hostile::LongText` run of 1 MiB + 1 byte of text, which the gateway's chat events
+    // carry with their envelope, and which must reach the session as the value suites
+    // deliver it, not fail the link), and a `Garbage::Oversized` frame one byte over it
+    // is cheap enough to write. (The wire campaign's 64 KiB limit would turn that text
+    // into a lost connection no fault in the plan explains.)
+    let mut config = config;
+    config.max_inbound_frame = config.max_inbound_frame.min(4 << 20);
+    let setup = WireSetup {
+        pipe: wire_campaign::pipe_for(seed),
+        plan: plan.clone(),
+        ..WireSetup::default()
+    };
+    let verdict = wire_campaign::judge(
+        config.clone(),
+        protocol,
+        server,
+        seed,
+        setup,
+        &plan.entries,
+        work.schedule::<P>(RUN),
+        RUN,
+    );
+    prop_assert!(
+        !verdict.failed(),
+        "{profile} seed {seed} on the wire failed\nconfig: {config:?}\nplan: {plan}\n\
+         workload: {work}\nviolations: {violations:#?}\ndivergence: {divergence:?}\n\
+         error: {error:?}\nreplay: the case is saved in {REGRESSIONS} and runs first on \
+         `cargo test -p tether-tests --test properties {test}`; to pin it, run \
+         wire_campaign::judge(config, <{profile}>, <server>, {seed}, WireSetup {{ pipe: \
+         pipe_for({seed}), plan: {code}, .. }}, &plan.entries, {work_code}.schedule(600 s), \
+         600 s)",
+        violations = verdict.violations,
+        divergence = verdict.divergence,
+        error = verdict.error,
+        code = plan_code(plan),
+        work_code = workload_code(work),
+    );
+    Ok(())
+}
+
+fn wire_plan_faults() -> impl Strategy<Value = FaultPlan> {
+    strategy::fault_plan_of(strategy::faults_of(driven::PLAN_FAULTS), RUN * 3 / 4, 8)
+}
 
 proptest! {
     #![proptest_config(proptest_config(WIRE_PLAN_CASES, REGRESSIONS))]
 
-    /// The value property suite's fault plans, on the real wire: up to eight faults of
-    /// every kind the wire mode takes (`driven::PLAN_FAULTS`: the connection-level ones)
-    /// in the first three quarters of the run, a drawn configuration and workload, for
-    /// the HelloAck
-    /// profile. The run is recorded and replayed; the replay must decide as the run did,
-    /// and the replayed timeline, with the plan's faults recorded, must keep every
-    /// invariant.
+    // The value property suites' fault plans, on the real wire: up to eight faults of
+    // every kind the wire mode takes (`driven::PLAN_FAULTS`: the connection-level ones)
+    // in the first three quarters of the run, a drawn configuration and workload, for
+    // each profile. The run is recorded and replayed; the replay must decide as the run
+    // did, and the replayed timeline, with the plan's faults recorded, must keep every
+    // invariant.
+
+    #[test]
+    fn raw_sessions_on_the_wire_keep_every_invariant_under_fault_plans(
+        seed in any::<u64>(),
+        config in strategy::config(),
+        plan in wire_plan_faults(),
+        work in strategy::send_workload(24, Duration::from_secs(40)),
+    ) {
+        let test = "raw_sessions_on_the_wire_keep_every_invariant_under_fault_plans";
+        wire_plan(test, Profile::Raw, || Raw, echo(), seed, config, &plan, &work)?;
+    }
+
     #[test]
     fn hello_ack_sessions_on_the_wire_keep_every_invariant_under_fault_plans(
         seed in any::<u64>(),
         config in strategy::config(),
-        plan in strategy::fault_plan_of(strategy::faults_of(driven::PLAN_FAULTS), RUN * 3 / 4, 8),
+        plan in wire_plan_faults(),
         work in workload(),
     ) {
-        // An inbound limit of 2 MiB: past the longest frame a hostile server sends (a
-        // `Hostile::LongText` delta of 1 MiB + 1 byte, which must reach the session as
-        // the value suites deliver it, not fail the link), and a `Garbage::Oversized`
-        // frame one byte over it is cheap to write. (The wire campaign's 64 KiB limit
-        // would turn that delta into a lost connection no fault in the plan explains.)
-        let mut config = config;
-        config.max_inbound_frame = config.max_inbound_frame.min(2 << 20);
-        let setup = WireSetup {
-            pipe: wire_campaign::pipe_for(seed),
-            plan: plan.clone(),
-            ..WireSetup::default()
-        };
-        let verdict = wire_campaign::judge(
-            config.clone(),
-            hello,
-            HelloAckServer::default(),
-            seed,
-            setup,
-            &plan.entries,
-            work.schedule::<HelloAck>(RUN),
-            RUN,
-        );
-        prop_assert!(
-            !verdict.failed(),
-            "hello-ack seed {seed} on the wire failed\nconfig: {config:?}\nplan: {plan}\n\
-             workload: {work}\nviolations: {violations:#?}\ndivergence: {divergence:?}\n\
-             error: {error:?}\nreplay: the case is saved in {REGRESSIONS} and runs first on \
-             `cargo test -p tether-tests --test properties \
-             hello_ack_sessions_on_the_wire_keep_every_invariant_under_fault_plans`; to pin \
-             it, run wire_campaign::judge(config, hello, HelloAckServer::default(), \
-             {seed}, WireSetup {{ pipe: pipe_for({seed}), plan: {code}, .. }}, &plan.entries, \
-             {work_code}.schedule(600 s), 600 s)",
-            violations = verdict.violations,
-            divergence = verdict.divergence,
-            error = verdict.error,
-            code = plan_code(&plan),
-            work_code = workload_code(&work),
-        );
+        let test = "hello_ack_sessions_on_the_wire_keep_every_invariant_under_fault_plans";
+        let server = HelloAckServer::default();
+        wire_plan(test, Profile::HelloAck, hello, server, seed, config, &plan, &work)?;
+    }
+
+    #[test]
+    fn gateway_sessions_on_the_wire_keep_every_invariant_under_fault_plans(
+        seed in any::<u64>(),
+        config in strategy::config(),
+        plan in wire_plan_faults(),
+        work in workload(),
+    ) {
+        let test = "gateway_sessions_on_the_wire_keep_every_invariant_under_fault_plans";
+        let server = GatewayServer::default();
+        wire_plan(test, Profile::Gateway, gateway, server, seed, config, &plan, &work)?;
     }
 }
