@@ -234,6 +234,7 @@ proptest! {
 /// 35 ms of a debug build each).
 const WIRE_PLAN_CASES: u32 = 64;
 
+#[allow(clippy::too_many_arguments)] // One case's parts, as the property draws them.
 fn wire_plan<P, S>(
     test: &str,
     profile: Profile,
