@@ -47,7 +47,7 @@ use crate::workload::Command;
 
 mod wire;
 
-pub use wire::{PLAN_FAULTS, WireRun, WireSetup, run_driver_wire, run_driver_wire_with};
+pub use wire::{PLAN_FAULTS, Tamper, WireRun, WireSetup, run_driver_wire, run_driver_wire_with};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Single-threaded: a poisoned lock can only follow a panic that already fails the run.

@@ -32,7 +32,7 @@ use tether_core::{Config, DataFrame, Event, MAX_CLOSE_REASON, Utf8Bytes};
 use tether_driver::SendProtocol;
 use tether_driver::record::{Options, Recordable, Recorder, Redaction};
 
-use crate::driven::{WireSetup, run_driver_wire_with};
+use crate::driven::{Tamper, WireSetup, run_driver_wire_with};
 use crate::fault::{Fault, FaultPlan, Garbage};
 use crate::oracle::{self, Violation};
 use crate::pipe::PipeConfig;
@@ -68,6 +68,9 @@ pub struct WireCampaign {
     pub duration: Duration,
     /// Worker threads.
     pub threads: usize,
+    /// Rewrites what the transport hands the session (off by default): a transport
+    /// broken on purpose.
+    pub tamper: Tamper,
 }
 
 impl Default for WireCampaign {
@@ -77,6 +80,7 @@ impl Default for WireCampaign {
             seeds: 200,
             duration: Duration::from_secs(600),
             threads: crate::campaign::default_threads(),
+            tamper: Tamper::default(),
         }
     }
 }
@@ -206,7 +210,11 @@ pub fn run(campaign: &WireCampaign) -> WireReport {
         campaign.threads,
         &done,
         WireReport::default,
-        |acc, i| acc.add(run_seed(campaign.start.wrapping_add(i), campaign.duration)),
+        |acc, i| {
+            let seed = campaign.start.wrapping_add(i);
+            let tamper = campaign.tamper.clone();
+            acc.add(run_seed_tampered(seed, config(), campaign.duration, tamper))
+        },
     );
     let mut report = WireReport::default();
     for p in parts {
@@ -247,6 +255,18 @@ pub fn fit(mut config: Config) -> Config {
 /// test drawing configurations calls.
 #[must_use]
 pub fn run_seed_with(seed: u64, config: Config, duration: Duration) -> WireSeed {
+    run_seed_tampered(seed, config, duration, Tamper::default())
+}
+
+/// Runs one seed as [`run_seed_with`] does, with the transport's items rewritten by
+/// `tamper`: a transport broken on purpose, to show the campaign finds it.
+#[must_use]
+pub fn run_seed_tampered(
+    seed: u64,
+    config: Config,
+    duration: Duration,
+    tamper: Tamper,
+) -> WireSeed {
     let profile = Profile::for_seed(seed);
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x7769_7265);
     let drawn = draw_plan(&mut rng, duration);
@@ -265,6 +285,7 @@ pub fn run_seed_with(seed: u64, config: Config, duration: Duration) -> WireSeed 
                 seed,
                 profile,
                 config,
+                tamper.clone(),
                 || Raw,
                 echo,
                 drawn,
@@ -288,7 +309,7 @@ pub fn run_seed_with(seed: u64, config: Config, duration: Duration) -> WireSeed 
                 }
             });
             one(
-                seed, profile, config, hello, server, drawn, commands, duration,
+                seed, profile, config, tamper, hello, server, drawn, commands, duration,
             )
         }
         Profile::Gateway => {
@@ -308,6 +329,7 @@ pub fn run_seed_with(seed: u64, config: Config, duration: Duration) -> WireSeed 
                 seed,
                 profile,
                 config,
+                tamper.clone(),
                 gw,
                 GatewayServer::default(),
                 drawn,
@@ -514,6 +536,7 @@ fn one<P, S>(
     seed: u64,
     profile: Profile,
     config: Config,
+    tamper: Tamper,
     protocol: impl Fn() -> P,
     server: S,
     plan: Drawn,
@@ -528,6 +551,7 @@ where
         pipe: pipe_for(seed),
         faults: plan.wire.clone(),
         plan: FaultPlan::none(),
+        tamper,
     };
     let verdict = judge(
         config,

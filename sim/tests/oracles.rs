@@ -1698,6 +1698,33 @@ fn healthy_peer_opens_accepts_a_fatal_close_the_peer_sent() {
     assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
 }
 
+/// The session told a close code the peer never sent (a transport passing on its codec's
+/// own 1002 for the peer's 4000) is reported at that input, though the end it leads to
+/// matches the code the session was told: the world's ledger says what the peer sent.
+#[test]
+fn healthy_peer_opens_reports_a_close_code_the_peer_did_not_send() {
+    let p = plan(vec![(100, Fault::ServerClose(4000, "scripted".into()))]);
+    let mut tl = hello_run(45, p, 300);
+    let k = position(&tl, 0, |r| {
+        matches!(
+            r.entry,
+            Entry::Input(Input::TransportClosed {
+                code: Some(tether_core::CloseCode(4000)),
+                ..
+            })
+        )
+    });
+    assert_clean(HEALTHY, oracle::healthy_peer_opens(&tl), &tl);
+    if let Entry::Input(Input::TransportClosed { code, .. }) = &mut tl.records[k].entry {
+        *code = Some(tether_core::CloseCode(1002));
+    }
+    let v = assert_reports(oracle::healthy_peer_opens(&tl), HEALTHY, k);
+    assert!(
+        v.detail.contains("with 1002, but the peer sent 4000"),
+        "{v}"
+    );
+}
+
 /// A connection lost at a quiet moment, with no fault in the plan.
 #[test]
 fn healthy_peer_opens_reports_a_connection_lost_while_the_peer_is_healthy() {

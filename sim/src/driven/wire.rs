@@ -18,7 +18,7 @@ use tether_core::{
     CloseCode, Config, ConfigError, ConnId, Event, MAX_CLOSE_REASON, TransportFailure,
 };
 use tether_driver::record::Options;
-use tether_driver::{Dial, InboundLimits, Link, SendProtocol, Transport, WsTransport};
+use tether_driver::{Dial, InboundLimits, Incoming, Link, SendProtocol, Transport, WsTransport};
 
 use super::{DrivenNet, NetEv, Run, SharedState, Sleep, State, drive, lock, new_state};
 use crate::fault::{Fault, FaultPlan};
@@ -51,6 +51,34 @@ pub struct WireSetup {
     /// pipes (`docs/simulation.md`, "The wire mode", says how each maps); `Latency`, `Duplicate`,
     /// `Reorder` and `ClockJump` are not taken and do nothing.
     pub plan: FaultPlan,
+    /// Rewrites what the transport hands the session: a model of a transport bug, to show
+    /// that the oracles catch one. Passes everything through by default.
+    pub tamper: Tamper,
+}
+
+/// A rewrite of every item the transport hands the session ([`WireSetup::tamper`]), for
+/// tests that break the transport on purpose, e.g. reporting the codec's own 1002 for
+/// the close code the peer sent, as a transport that trusts tungstenite's rewrite would.
+#[derive(Clone, Default)]
+pub struct Tamper(Option<Arc<TamperFn>>);
+
+type TamperFn = dyn Fn(Incoming) -> Incoming + Send + Sync;
+
+impl Tamper {
+    /// A tamper that passes each item through `f`.
+    pub fn new(f: impl Fn(Incoming) -> Incoming + Send + Sync + 'static) -> Self {
+        Tamper(Some(Arc::new(f)))
+    }
+}
+
+impl std::fmt::Debug for Tamper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Tamper(on)"
+        } else {
+            "Tamper(off)"
+        })
+    }
 }
 
 /// The names ([`Fault::NAMES`]) of the value-level faults a wire-mode run takes in
@@ -166,7 +194,11 @@ where
     // Invariant: the URL is a constant, valid `ws://` URL.
     let ws = WsTransport::new(dial, "ws://sim.invalid/")
         .map_err(|_| ConfigError::Zero("simulated url"))?;
-    let transport = WireTransport { ws, next };
+    let transport = WireTransport {
+        ws,
+        next,
+        tamper: setup.tamper,
+    };
     let run = Run {
         config,
         protocol,
@@ -500,6 +532,7 @@ impl<S: Server + Send + 'static> Dial for SimDial<S> {
 struct WireTransport<S> {
     ws: WsTransport<SimDial<S>>,
     next: Arc<Mutex<Option<ConnId>>>,
+    tamper: Tamper,
 }
 
 #[async_trait::async_trait]
@@ -508,7 +541,13 @@ impl<S: Server + Send + 'static> Transport for WireTransport<S> {
         // The dial happens in this same poll (the executor is single-threaded), so no
         // other attempt can take the id in between.
         *lock(&self.next) = Some(conn);
-        self.ws.connect(conn).await
+        let mut link = self.ws.connect(conn).await?;
+        if let Some(f) = self.tamper.0.clone() {
+            link.stream = Box::pin(futures::StreamExt::map(link.stream, move |item| {
+                item.map(|i| f(i))
+            }));
+        }
+        Ok(link)
     }
 
     fn set_inbound_limits(&mut self, limits: InboundLimits) {

@@ -11,7 +11,7 @@ use tether_core::{
 
 use super::{First, Violation, liveness_after_heal::reopen_bound, secs};
 use crate::fault::Fault;
-use crate::timeline::{CommandRecord, Entry, Timeline};
+use crate::timeline::{CommandRecord, Entry, Fact, Timeline};
 
 pub(super) const NAME: &str = "healthy_peer_opens";
 
@@ -100,6 +100,13 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut attempts = 0u32;
     let mut attempt_clean = true;
     let mut last_close: Option<CloseCode> = None;
+    // Per connection, the first close code the world knows the peer sent on it: its
+    // ledger's `ServerClosed`, or (without a ledger) a `ServerClose` fault.
+    let mut peer_closed: BTreeMap<ConnId, u16> = BTreeMap::new();
+    // The connections the world opened that are not gone yet (the peer's view of "open").
+    let mut opened: BTreeSet<ConnId> = BTreeSet::new();
+    // Whether the world kept a ledger: then its facts say what the peer sent, exactly.
+    let ledger = tl.records.iter().any(|r| matches!(r.entry, Entry::Fact(_)));
     let mut last_status: Option<u16> = None;
     // Whether the call under way is a frame the world delivered from the peer.
     let mut peer_spoke = false;
@@ -134,12 +141,42 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             Entry::Command(_) | Entry::Timer(_) => peer_spoke = false,
             _ => {}
         }
+        if let Entry::Fact(Fact::ServerClosed {
+            conn,
+            code: Some(code),
+            delivered: true,
+        }) = &r.entry
+        {
+            peer_closed.entry(*conn).or_insert(*code);
+        }
+        match &r.entry {
+            Entry::Input(Input::TransportOpened { conn, .. }) => {
+                opened.insert(*conn);
+            }
+            Entry::Input(
+                Input::TransportClosed { conn, .. }
+                | Input::TransportFailed { conn, .. }
+                | Input::ProtocolError { conn, .. },
+            )
+            | Entry::Output(Output::AbortTransport { conn }) => {
+                opened.remove(conn);
+            }
+            _ => {}
+        }
         match &r.entry {
             Entry::Command(CommandRecord::Close | CommandRecord::Terminate) => break,
             Entry::Command(CommandRecord::Request { result: Ok(id), .. }) => {
                 pending.insert(*id, (i, healthy && status == Status::Open));
             }
             Entry::Fault(f) => {
+                // Without a ledger (a wire run), the close fault is what the world knows the
+                // peer sent, on its latest open connection; a peer closes it only once.
+                if !ledger
+                    && let Fault::ServerClose(code, _) = f
+                    && let Some(conn) = opened.last()
+                {
+                    peer_closed.entry(*conn).or_insert(*code);
+                }
                 sick_until = sick_until.max(r.at.saturating_add(span(f, config)));
                 if let Fault::ClockJump(d) = f {
                     wake = wake.max(r.at.saturating_add(*d));
@@ -184,7 +221,23 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             }
             Entry::Input(input) => {
                 match input {
-                    Input::TransportClosed { code, .. } => last_close = *code,
+                    Input::TransportClosed { conn, code, .. } => {
+                        last_close = *code;
+                        // The code the session is told must be the one the peer sent:
+                        // a transport that reports its codec's own code (1002 for a
+                        // 1014 the codec refuses) turns a reconnect into a fatal end.
+                        if let (Some(sent), Some(told)) = (peer_closed.get(conn), code)
+                            && *sent != told.0
+                        {
+                            first.offer(i, || {
+                                format!(
+                                    "the session was told the peer closed {conn:?} with {}, \
+                                     but the peer sent {sent}",
+                                    told.0
+                                )
+                            });
+                        }
+                    }
                     Input::TransportFailed {
                         failure:
                             TransportFailure::Http {
