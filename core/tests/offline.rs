@@ -113,6 +113,33 @@ fn queued_messages_expire_after_their_ttl() {
     assert_eq!(h.s.queued(), 1);
 }
 
+/// An expired message gives back its bytes along with its place: a queue that once held
+/// a full budget of messages nobody sent in time must still take new ones.
+#[test]
+fn expired_messages_give_back_their_bytes() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 8,
+            ttl: Some(secs(10.0)),
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let old = h.s.send("12345678".into(), h.now).unwrap();
+    let out = h.advance(secs(10.0));
+    assert_eq!(
+        events(&out),
+        [Event::MessageDropped {
+            id: old,
+            reason: DropReason::Expired
+        }]
+    );
+    assert_eq!(h.s.queued(), 0);
+    h.s.send("abcdefgh".into(), h.now).unwrap();
+    assert_eq!(h.s.queued(), 1);
+}
+
 #[test]
 fn the_queue_is_bounded_in_bytes() {
     let cfg = Config::builder()
