@@ -276,6 +276,23 @@ mod tests {
         );
     }
 
+    /// The factor's floor is 1, not 2: a factor of 1 (dead after one declared heartbeat
+    /// of silence, for a peer that beats like clockwork) is a legitimate choice and must
+    /// validate and take effect, while 0 (dead at once) is refused by name.
+    #[test]
+    fn a_heartbeat_factor_of_one_is_valid_and_zero_is_refused() {
+        let with = |factor| LivenessConfig {
+            heartbeat_stale_factor: factor,
+            ..LivenessConfig::default()
+        };
+        assert_eq!(with(0).validate(), Err(ConfigError::HeartbeatFactor));
+        let one = with(1);
+        assert_eq!(one.validate(), Ok(()));
+        let mut l = Liveness::new(&one, crate::test_epoch());
+        l.set_heartbeat(&one, secs(100));
+        assert_eq!(l.stale_after(), secs(100), "one heartbeat of silence");
+    }
+
     #[test]
     fn a_probe_gives_the_peer_a_fresh_deadline() {
         let cfg = LivenessConfig::default();

@@ -499,6 +499,52 @@ mod tests {
         ));
     }
 
+    /// A stream's end retires its own aliases and no other's: with two runs open under
+    /// aliases, the first one finishing must leave the second reachable by its run id.
+    #[test]
+    fn a_stream_ending_leaves_other_streams_aliases_in_place() {
+        let cfg = StreamConfig::default();
+        let t = crate::test_epoch();
+        let mut s = Streams::default();
+        s.register(&cfg, "a".into(), Some(RequestId(1)), t);
+        s.register(&cfg, "b".into(), Some(RequestId(2)), t);
+        s.alias(&"a".into(), "run-a".into());
+        s.alias(&"b".into(), "run-b".into());
+        let _ = delivered(s.route(&cfg, frame("run-a", 1, StreamState::Final, None), t));
+        assert!(matches!(
+            s.route(&cfg, frame("run-a", 2, StreamState::Delta, None), t),
+            Routed::Late
+        ));
+        let d = delivered(s.route(&cfg, frame("run-b", 1, StreamState::Delta, Some("x")), t));
+        assert_eq!(
+            d,
+            vec![StreamEventKind::Delta {
+                text: Some("x".into()),
+                payload: 1
+            }]
+        );
+    }
+
+    /// A response can name its run id after the run's terminal event already ended the
+    /// stream. That alias must not be registered: it would outlive its stream, and once a
+    /// later request registers the same key, the old run's stragglers would be delivered
+    /// as the new stream's events.
+    #[test]
+    fn an_alias_named_after_its_stream_ended_reaches_no_later_stream() {
+        let cfg = StreamConfig::default();
+        let t = crate::test_epoch();
+        let mut s = Streams::default();
+        s.register(&cfg, "idem".into(), Some(RequestId(1)), t);
+        let d = delivered(s.route(&cfg, frame("idem", 1, StreamState::Final, None), t));
+        assert!(matches!(d[0], StreamEventKind::Final { .. }));
+        s.alias(&"idem".into(), "run-1".into());
+        s.register(&cfg, "idem".into(), Some(RequestId(2)), t);
+        assert!(matches!(
+            s.route(&cfg, frame("run-1", 2, StreamState::Delta, Some("old")), t),
+            Routed::Unsolicited(2)
+        ));
+    }
+
     #[test]
     fn dedup_memory_is_bounded_and_expires() {
         let cfg = StreamConfig {

@@ -113,6 +113,33 @@ fn queued_messages_expire_after_their_ttl() {
     assert_eq!(h.s.queued(), 1);
 }
 
+/// An expired message gives back its bytes along with its place: a queue that once held
+/// a full budget of messages nobody sent in time must still take new ones.
+#[test]
+fn expired_messages_give_back_their_bytes() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 8,
+            ttl: Some(secs(10.0)),
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let old = h.s.send("12345678".into(), h.now).unwrap();
+    let out = h.advance(secs(10.0));
+    assert_eq!(
+        events(&out),
+        [Event::MessageDropped {
+            id: old,
+            reason: DropReason::Expired
+        }]
+    );
+    assert_eq!(h.s.queued(), 0);
+    h.s.send("abcdefgh".into(), h.now).unwrap();
+    assert_eq!(h.s.queued(), 1);
+}
+
 #[test]
 fn the_queue_is_bounded_in_bytes() {
     let cfg = Config::builder()
@@ -129,6 +156,51 @@ fn the_queue_is_bounded_in_bytes() {
     );
     h.s.send("12345".into(), h.now).unwrap();
     assert_eq!(h.s.send("12345".into(), h.now), Err(SendError::QueueFull));
+}
+
+/// The byte bound is inclusive: a frame of exactly `max_bytes` is queued and flushed, not
+/// refused as too large, so the documented limit is the largest frame that fits.
+#[test]
+fn a_frame_of_exactly_max_bytes_is_queued_and_flushed() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 8,
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    h.s.send("12345678".into(), h.now).unwrap();
+    assert_eq!(h.s.queued(), 1);
+    h.connect();
+    let out = h.opened();
+    h.complete_writes(&out);
+    assert_eq!(sent_texts(&h.frame("ack")), ["12345678"]);
+}
+
+/// A request resolved while still queued (here by its timeout) leaves the queue and gives
+/// back its bytes: otherwise every such request would shrink the queue's byte budget for
+/// good, until a queue holding nothing refused everything as full.
+#[test]
+fn a_request_resolved_while_queued_gives_back_its_bytes() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 12,
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    h.connect();
+    let r = h.s.request(Req("r", None), Some(secs(1.0)), h.now).unwrap();
+    h.advance(secs(1.0));
+    assert!(h.events().contains(&Event::Response {
+        id: r,
+        result: Err(RequestFailure::Timeout)
+    }));
+    assert_eq!(h.s.queued(), 0);
+    h.s.send("123456789012".into(), h.now).unwrap();
+    assert_eq!(h.s.queued(), 1);
 }
 
 #[test]
