@@ -746,7 +746,10 @@ const DELTA_TEXT: usize = 64 << 10;
 /// as late, and the session stays open: the stream's response and a next request succeed.
 async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
     let server = Scripted::start(2, |c| -> Result<usize, String> {
-        let deadline = Instant::now() + LIMIT;
+        // Writing 100 MiB takes a second or two on a quiet machine and several times that
+        // on a loaded one: the server waits for the next request as long as the client
+        // waits for the whole case, not the per-step limit.
+        let deadline = Instant::now() + LIMIT * 5;
         let id = hello_then_request(c, deadline)?;
         let text = "x".repeat(DELTA_TEXT);
         let mut written = 0;
@@ -764,9 +767,12 @@ async fn a_hundred_mib_stream_ends_too_long<A: TestRuntime>(a: &A) {
         Ok(written)
     });
     let tag = format!("[{}] 100 MiB of stream text", a.name());
-    let client = a
-        .start(&server.url(), client_config(), hello_ack())
-        .expect("start");
+    // Requests wait as long as the case may take, for the same reason.
+    let config = Config {
+        request_timeout: LIMIT * 5,
+        ..client_config()
+    };
+    let client = a.start(&server.url(), config, hello_ack()).expect("start");
     let (deltas, end, response, next) = within(a, LIMIT * 6, &tag, async {
         client.wait_open().await.expect("opens");
         let mut call = client
