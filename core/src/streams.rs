@@ -426,6 +426,28 @@ mod tests {
         assert_eq!(s.len(), 0);
     }
 
+    /// The cooldown ends at its instant even before the expiry timer has run: an event
+    /// arriving exactly then is unsolicited, not late (the input and the timer may come
+    /// in either order at one instant).
+    #[test]
+    fn the_cooldown_ends_at_its_instant_without_waiting_for_the_timer() {
+        let cfg = StreamConfig::default();
+        let t = crate::test_epoch();
+        let mut s = Streams::default();
+        s.register(&cfg, "k".into(), None, t);
+        let _ = s.route(&cfg, frame("k", 1, StreamState::Final, None), t);
+        let just_before = t + cfg.completed_cooldown - Duration::from_nanos(1);
+        assert!(matches!(
+            s.route(&cfg, frame("k", 2, StreamState::Delta, None), just_before),
+            Routed::Late
+        ));
+        let at_the_end = t + cfg.completed_cooldown;
+        assert!(matches!(
+            s.route(&cfg, frame("k", 3, StreamState::Delta, None), at_the_end),
+            Routed::Unsolicited(3)
+        ));
+    }
+
     #[test]
     fn duplicates_stale_late_and_unsolicited() {
         let cfg = StreamConfig::default();
