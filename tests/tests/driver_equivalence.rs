@@ -81,6 +81,20 @@ where
         .collect()
 }
 
+/// HelloAck echo requests at these seconds, each carrying its time.
+fn echo_requests(secs: &[u64]) -> Vec<(Duration, Command<HelloAck>)> {
+    secs.iter()
+        .map(|&t| {
+            let request = HelloAckRequest::new("echo", json!({ "t": t }));
+            let command = Command::Request {
+                request,
+                timeout: None,
+            };
+            (Duration::from_secs(t), command)
+        })
+        .collect()
+}
+
 fn wire_setup() -> WireSetup {
     WireSetup {
         pipe: PipeConfig {
@@ -387,20 +401,7 @@ fn the_wire_takes_the_worlds_fault_plans() {
         max_inbound_frame: 1024,
         ..Config::default()
     };
-    let script = || {
-        [3u64, 9, 20, 40]
-            .into_iter()
-            .map(|t| {
-                (
-                    s(t),
-                    Command::Request {
-                        request: HelloAckRequest::new("echo", json!({ "t": t })),
-                        timeout: None,
-                    },
-                )
-            })
-            .collect::<Vec<(Duration, Command<HelloAck>)>>()
-    };
+    let script = || echo_requests(&[3, 9, 20, 40]);
     let then_drop = |f: Fault| vec![(at, f), (at, Fault::Drop)];
     let mut cases: Vec<(String, Vec<(Duration, Fault)>)> = vec![
         ("refuse".into(), then_drop(Fault::RefuseConnects(s(10)))),
@@ -544,20 +545,7 @@ fn without_drop_reasons<P: Protocol>(
 fn a_server_that_stops_reading_buffers_on_the_wire_and_holds_writes_in_the_world() {
     let s = Duration::from_secs;
     let (at, lasts, duration) = (s(2), s(10), s(40));
-    let script = || {
-        [3u64, 9, 20]
-            .into_iter()
-            .map(|t| {
-                (
-                    s(t),
-                    Command::Request {
-                        request: HelloAckRequest::new("echo", json!({ "t": t })),
-                        timeout: None,
-                    },
-                )
-            })
-            .collect::<Vec<(Duration, Command<HelloAck>)>>()
-    };
+    let script = || echo_requests(&[3, 9, 20]);
     let plan = FaultPlan::new(vec![(at, Fault::StopReading(lasts))]);
     let world = world_events_with(
         Config::default(),
