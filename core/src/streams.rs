@@ -427,8 +427,9 @@ mod tests {
     }
 
     /// The cooldown ends at its instant even before the expiry timer has run: an event
-    /// arriving exactly then is unsolicited, not late (the input and the timer may come
-    /// in either order at one instant).
+    /// routed exactly then is unsolicited, not late. Inside `Session` the expiry runs
+    /// first (`handle_input` advances time before routing), so the two orders agree
+    /// there; this pins the table's own contract for any caller of `route`.
     #[test]
     fn the_cooldown_ends_at_its_instant_without_waiting_for_the_timer() {
         let cfg = StreamConfig::default();
