@@ -20,9 +20,8 @@
 # incremental build and the tests. cargo-mutants times its unmutated baseline on the
 # core's tests alone, so the timeout derived from it would be too tight for the core's
 # and the simulator's tests together: a floor of 240 s is set. The summary at the end
-# counts caught, missed,
-# unviable and timed-out mutants per module; the exit status is cargo-mutants' own (0:
-# every viable mutant caught, 2: some missed, 3: some timed out).
+# counts caught, missed, unviable and timed-out mutants per module; the exit status is
+# cargo-mutants' own (0: every viable mutant caught, 2: some missed, 3: some timed out).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
