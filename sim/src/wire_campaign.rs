@@ -97,23 +97,15 @@ pub struct WireSeed {
     /// The same faults as the oracles read them: each wire fault as the value-level fault
     /// with the same effect on the peer's health.
     pub judged: Vec<(Duration, Fault)>,
-    /// Events the session delivered.
-    pub events: usize,
-    /// Connections opened.
-    pub opens: usize,
-    /// Broken invariants (the first per oracle), over the replayed timeline.
-    pub violations: Vec<Violation>,
-    /// Where the replay decided differently from the recorded run, if it did.
-    pub divergence: Option<Divergence>,
-    /// The run or its trace failed outright.
-    pub error: Option<String>,
+    /// What the run came to, as [`judge`] found it.
+    pub verdict: WireVerdict,
 }
 
 impl WireSeed {
     /// Whether the seed broke an invariant, replayed differently or failed.
     #[must_use]
     pub fn failed(&self) -> bool {
-        !self.violations.is_empty() || self.divergence.is_some() || self.error.is_some()
+        self.verdict.failed()
     }
 }
 
@@ -141,8 +133,8 @@ impl WireReport {
 
     fn add(&mut self, s: WireSeed) {
         self.seeds += 1;
-        self.events += s.events as u64;
-        self.opens += s.opens as u64;
+        self.events += s.verdict.events as u64;
+        self.opens += s.verdict.opens as u64;
         for (_, f) in &s.plan {
             *self.faults.entry(f.name()).or_default() += 1;
         }
@@ -187,13 +179,13 @@ impl fmt::Display for WireReport {
                 "FAILED seed {} ({}): replay with `tether-sim wire --start {} --seeds 1`",
                 s.seed, s.profile, s.seed
             )?;
-            for v in &s.violations {
+            for v in &s.verdict.violations {
                 writeln!(f, "  oracle violated: {v}")?;
             }
-            if let Some(d) = &s.divergence {
+            if let Some(d) = &s.verdict.divergence {
                 writeln!(f, "  replay diverged: {d}")?;
             }
-            if let Some(e) = &s.error {
+            if let Some(e) = &s.verdict.error {
                 writeln!(f, "  error: {e}")?;
             }
         }
@@ -568,11 +560,7 @@ where
         profile,
         plan: plan.wire,
         judged: plan.judged,
-        events: verdict.events,
-        opens: verdict.opens,
-        violations: verdict.violations,
-        divergence: verdict.divergence,
-        error: verdict.error,
+        verdict,
     }
 }
 

@@ -33,8 +33,8 @@ fn a_wire_seed_runs_the_same_twice() {
     for seed in [1, 2, 3] {
         let a = wire_campaign::run_seed(seed, Duration::from_secs(300));
         let b = wire_campaign::run_seed(seed, Duration::from_secs(300));
-        assert_eq!(a.events, b.events, "seed {seed}");
-        assert_eq!(a.opens, b.opens, "seed {seed}");
+        assert_eq!(a.verdict.events, b.verdict.events, "seed {seed}");
+        assert_eq!(a.verdict.opens, b.verdict.opens, "seed {seed}");
         assert_eq!(a.plan, b.plan, "seed {seed}");
     }
 }
@@ -64,6 +64,7 @@ fn a_close_code_turned_fatal_by_the_codec_is_caught_by_healthy_peer_opens() {
     for failed in &broken.failures {
         assert!(
             failed
+                .verdict
                 .violations
                 .iter()
                 .any(|v| v.oracle == "healthy_peer_opens"

@@ -223,9 +223,9 @@ proptest! {
              tether_sim::wire_campaign::run_seed_with({seed}, fit(config), 600 s) reruns it",
             profile = run.profile,
             faults = run.plan,
-            violations = run.violations,
-            divergence = run.divergence,
-            error = run.error,
+            violations = run.verdict.violations,
+            divergence = run.verdict.divergence,
+            error = run.verdict.error,
         );
     }
 }
