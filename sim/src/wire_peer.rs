@@ -292,21 +292,24 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
         };
         // The run is over when its commands end.
         let Some(cmd) = cmd else { break };
-        if !matches!(mode, Mode::Codec | Mode::NotReading) {
-            // A peer that stopped writing ignores everything but a reset, or going deaf.
-            match cmd {
-                PeerCmd::Fault(WireFault::Reset) => {
-                    raw.reset();
-                    break;
-                }
-                PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
-                PeerCmd::Fault(WireFault::HalfOpen) => {
-                    raw.sever();
-                    mode = Mode::Deaf;
-                }
-                _ => {}
+        // Whatever the peer is doing, it can reset, go deaf or lose the link.
+        match cmd {
+            PeerCmd::Fault(WireFault::Reset) => {
+                raw.reset();
+                break;
             }
-            continue;
+            PeerCmd::Fault(WireFault::Deaf) => {
+                mode = Mode::Deaf;
+                continue;
+            }
+            PeerCmd::Fault(WireFault::HalfOpen) => {
+                raw.sever();
+                mode = Mode::Deaf;
+                continue;
+            }
+            // A peer that stopped writing ignores everything else.
+            _ if !matches!(mode, Mode::Codec | Mode::NotReading) => continue,
+            _ => {}
         }
         match cmd {
             PeerCmd::Send(wire) => match to_message(wire) {
@@ -330,15 +333,8 @@ pub(crate) async fn serve(parts: PeerParts, mut cmds: mpsc::UnboundedReceiver<Pe
                 mode = Mode::Drain(Some(ws.get_ref().scanner.closes));
             }
             PeerCmd::Fault(WireFault::Mute) => mode = Mode::Drain(None),
-            PeerCmd::Fault(WireFault::Deaf) => mode = Mode::Deaf,
-            PeerCmd::Fault(WireFault::HalfOpen) => {
-                raw.sever();
-                mode = Mode::Deaf;
-            }
-            PeerCmd::Fault(WireFault::Reset) => {
-                raw.reset();
-                break;
-            }
+            // Handled above, whatever the mode.
+            PeerCmd::Fault(WireFault::Deaf | WireFault::HalfOpen | WireFault::Reset) => {}
             PeerCmd::StopReading => mode = Mode::NotReading,
             PeerCmd::ResumeReading => mode = Mode::Codec,
         }

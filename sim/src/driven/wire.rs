@@ -270,16 +270,13 @@ impl<S: Server> State<S> {
                 let frame = server_frame(op, true, &payload);
                 for conn in self.open_conns() {
                     let cmd = PeerCmd::Fault(WireFault::Raw(frame.clone()));
-                    let at = self.peer_at(conn, Duration::ZERO);
-                    self.schedule(at, NetEv::Peer(conn, cmd));
+                    self.send_peer(conn, Duration::ZERO, cmd);
                 }
             }
             Fault::HalfOpen(_) => {
                 // What the server already sent is on its way, as in the world.
                 for conn in self.open_conns() {
-                    let cmd = PeerCmd::Fault(WireFault::HalfOpen);
-                    let at = self.peer_at(conn, Duration::ZERO);
-                    self.schedule(at, NetEv::Peer(conn, cmd));
+                    self.send_peer(conn, Duration::ZERO, PeerCmd::Fault(WireFault::HalfOpen));
                 }
             }
             Fault::StopReading(d) => {
@@ -330,9 +327,15 @@ impl<S: Server> State<S> {
         if let Some(link) = self.links.get_mut(&conn) {
             link.server_open = false;
         }
-        let at = self.peer_at(conn, Duration::ZERO);
-        self.schedule(at, NetEv::Peer(conn, cmd));
+        self.send_peer(conn, Duration::ZERO, cmd);
         self.schedule(now, NetEv::ServerGone(conn));
+    }
+
+    /// Hands `cmd` to `conn`'s peer task `after` from now, in order behind what the
+    /// server sent before on it ([`peer_at`](Self::peer_at)).
+    fn send_peer(&mut self, conn: ConnId, after: Duration, cmd: PeerCmd) {
+        let at = self.peer_at(conn, after);
+        self.schedule(at, NetEv::Peer(conn, cmd));
     }
 
     /// When the peer writes what the server sends `after` from now on `conn`: then, but
@@ -354,14 +357,8 @@ impl<S: Server> State<S> {
                 conn,
                 wire: Wire::Close(None, _),
                 after,
-            } => {
-                let at = self.peer_at(conn, after);
-                self.schedule(at, NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)));
-            }
-            Action::Send { conn, wire, after } => {
-                let at = self.peer_at(conn, after);
-                self.schedule(at, NetEv::Peer(conn, PeerCmd::Send(wire)));
-            }
+            } => self.send_peer(conn, after, PeerCmd::Fault(WireFault::Reset)),
+            Action::Send { conn, wire, after } => self.send_peer(conn, after, PeerCmd::Send(wire)),
             Action::Close {
                 conn,
                 code,
@@ -369,12 +366,10 @@ impl<S: Server> State<S> {
                 after,
             } => {
                 let wire = Wire::Close(Some(code), reason);
-                let at = self.peer_at(conn, after);
-                self.schedule(at, NetEv::Peer(conn, PeerCmd::Send(wire)));
+                self.send_peer(conn, after, PeerCmd::Send(wire));
             }
             Action::Drop { conn } => {
-                let at = self.peer_at(conn, Duration::ZERO);
-                self.schedule(at, NetEv::Peer(conn, PeerCmd::Fault(WireFault::Reset)));
+                self.send_peer(conn, Duration::ZERO, PeerCmd::Fault(WireFault::Reset));
             }
             Action::Timer { conn, token, after } => {
                 let now = self.now;
