@@ -152,6 +152,58 @@ impl fmt::Display for TransportFailure {
     }
 }
 
+/// A failure to open a connection that carries no code or status of its own: what the
+/// policy classifies besides close codes, HTTP statuses and TLS failures
+/// ([`ClosePolicy::with_failure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The TCP connection was refused ([`TransportFailure::Refused`]).
+    Refused,
+    /// The host name did not resolve ([`TransportFailure::Dns`]).
+    Dns,
+    /// Any other I/O failure while opening ([`TransportFailure::Io`]).
+    Io,
+    /// The transport did not open within [`Config::connect_timeout`](crate::Config::connect_timeout).
+    ConnectTimeout,
+    /// The handshake was not acknowledged within
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
+    HandshakeTimeout,
+}
+
+impl FailureKind {
+    /// Every kind, in a fixed order (a recording writes the policy in it).
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Refused,
+        FailureKind::Dns,
+        FailureKind::Io,
+        FailureKind::ConnectTimeout,
+        FailureKind::HandshakeTimeout,
+    ];
+
+    /// The kind's name: `refused`, `dns`, `io`, `connect_timeout`, `handshake_timeout`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Refused => "refused",
+            FailureKind::Dns => "dns",
+            FailureKind::Io => "io",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            FailureKind::Refused => 0,
+            FailureKind::Dns => 1,
+            FailureKind::Io => 2,
+            FailureKind::ConnectTimeout => 3,
+            FailureKind::HandshakeTimeout => 4,
+        }
+    }
+}
+
 /// A table from close codes (and HTTP upgrade statuses) to [`CloseClass`].
 ///
 /// Exact entries win over ranges; among ranges the one added last wins; anything
@@ -180,8 +232,9 @@ impl fmt::Display for TransportFailure {
 /// refuses connections for a while anyway, and 10,000 clients spread over 10 s reach it
 /// at ≈1% per 100 ms instead of 10%.
 ///
-/// Refused, DNS and I/O failures, connect and handshake timeouts reconnect; TLS failures
-/// are fatal (a bad certificate does not heal by retrying).
+/// Refused, DNS and I/O failures, connect and handshake timeouts reconnect with no floor
+/// ([`with_failure`](Self::with_failure) changes each, floor included); TLS failures are
+/// fatal (a bad certificate does not heal by retrying).
 ///
 /// A peer that breaks the WebSocket protocol itself (invalid UTF-8, an oversized message,
 /// broken framing: [`Input::ProtocolError`](crate::Input::ProtocolError)) gets the
@@ -210,6 +263,8 @@ pub struct ClosePolicy {
     http_default: CloseClass,
     tls: CloseClass,
     violation: CloseClass,
+    /// The class of each [`FailureKind`], by its index.
+    failures: [CloseClass; FailureKind::ALL.len()],
 }
 
 /// The floor the defaults put on 1013 and 429.
@@ -255,13 +310,14 @@ impl Default for ClosePolicy {
             http_default: CloseClass::Fatal,
             tls: CloseClass::Fatal,
             violation: CloseClass::RECONNECT,
+            failures: [CloseClass::RECONNECT; FailureKind::ALL.len()],
         }
     }
 }
 
 impl ClosePolicy {
-    /// A policy that gives every close code, HTTP status, TLS failure and protocol
-    /// violation the same class, with no exact entries: a blank table to build on with
+    /// A policy that gives every close code, HTTP status, TLS failure, protocol violation
+    /// and [`FailureKind`] the same class, with no exact entries: a blank table to build on with
     /// [`with_range`](Self::with_range) and the other builders, where
     /// [`default`](Self::default) starts from the table above.
     ///
@@ -285,6 +341,7 @@ impl ClosePolicy {
             http_default: class,
             tls: class,
             violation: class,
+            failures: [class; FailureKind::ALL.len()],
         }
     }
 
@@ -347,6 +404,31 @@ impl ClosePolicy {
         self
     }
 
+    /// Classifies one kind of failure to open: refused, DNS, I/O, connect timeout or
+    /// handshake timeout. A floor spreads the retries as a code's does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tether_core::{CloseClass, ClosePolicy, FailureKind};
+    ///
+    /// // A server that does not answer the hello in time is overloaded: give it 20 s.
+    /// let later = CloseClass::Reconnect { min_delay: Some(Duration::from_secs(20)) };
+    /// let policy = ClosePolicy::default().with_failure(FailureKind::HandshakeTimeout, later);
+    /// assert_eq!(policy.classify_kind(FailureKind::HandshakeTimeout), later);
+    /// assert_eq!(policy.classify_kind(FailureKind::ConnectTimeout), CloseClass::RECONNECT);
+    /// ```
+    #[must_use]
+    pub fn with_failure(mut self, kind: FailureKind, class: CloseClass) -> Self {
+        self.failures[kind.index()] = class;
+        self
+    }
+
+    /// The class of one kind of failure to open.
+    #[must_use]
+    pub fn classify_kind(&self, kind: FailureKind) -> CloseClass {
+        self.failures[kind.index()]
+    }
+
     /// The class of a connection the peer broke the WebSocket protocol on.
     #[must_use]
     pub fn classify_violation(&self) -> CloseClass {
@@ -364,9 +446,9 @@ impl ClosePolicy {
     #[must_use]
     pub fn classify_failure(&self, failure: &TransportFailure) -> CloseClass {
         match failure {
-            TransportFailure::Refused | TransportFailure::Dns | TransportFailure::Io(_) => {
-                CloseClass::RECONNECT
-            }
+            TransportFailure::Refused => self.classify_kind(FailureKind::Refused),
+            TransportFailure::Dns => self.classify_kind(FailureKind::Dns),
+            TransportFailure::Io(_) => self.classify_kind(FailureKind::Io),
             TransportFailure::Tls(_) => self.tls,
             TransportFailure::Http {
                 status,

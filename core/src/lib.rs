@@ -117,7 +117,7 @@ mod writes;
 
 pub use backoff::{BackoffConfig, Jitter};
 pub use close::{
-    CloseClass, CloseCode, ClosePolicy, MAX_CLOSE_REASON, SERVICE_RESTART_FLOOR,
+    CloseClass, CloseCode, ClosePolicy, FailureKind, MAX_CLOSE_REASON, SERVICE_RESTART_FLOOR,
     TRY_AGAIN_LATER_FLOOR, TransportFailure,
 };
 pub use config::{Config, ConfigBuilder, MAX_DURATION, MAX_HEARTBEAT_FACTOR};

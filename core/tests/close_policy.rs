@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 use tether_core::{
-    CloseClass, ClosePolicy, Config, DisconnectReason, EndReason, Event, SessionError, Status,
-    TransportFailure,
+    AttemptError, CloseClass, ClosePolicy, Config, DisconnectReason, EndReason, Event,
+    FailureKind, Output, SessionError, Status, TransportFailure,
 };
 
 #[test]
@@ -152,5 +152,91 @@ fn a_stable_connection_lost_reports_why() {
             reason: DisconnectReason::Closed { .. },
             retry: Some(_),
         } if *c == conn
+    )));
+}
+
+/// Row 8: the failures that carry no code (refused, DNS, I/O, the connect timeout and the
+/// handshake timeout) are classified by the same policy, each with its own floor or made
+/// fatal, and reconnect with no floor by default.
+#[test]
+fn failures_without_a_code_are_classified_by_the_policy_with_floors() {
+    let floor = |s: f64| CloseClass::Reconnect {
+        min_delay: Some(secs(s)),
+    };
+    let kinds = [
+        (FailureKind::Refused, 11.0),
+        (FailureKind::Dns, 12.0),
+        (FailureKind::Io, 13.0),
+        (FailureKind::ConnectTimeout, 14.0),
+        (FailureKind::HandshakeTimeout, 15.0),
+    ];
+    let mut policy = ClosePolicy::default();
+    for (kind, s) in kinds {
+        policy = policy.with_failure(kind, floor(s));
+    }
+    let cfg = |policy: ClosePolicy| {
+        Config::builder()
+            .retry_first_connect(true)
+            .close_policy(policy)
+            .build()
+            .unwrap()
+    };
+    // Fails the first attempt the way `kind` names; returns the wait it was given.
+    let fail = |h: &mut H, kind: FailureKind| -> Vec<Output<Lines>> {
+        h.connect();
+        match kind {
+            FailureKind::Refused => h.failed(TransportFailure::Refused),
+            FailureKind::Dns => h.failed(TransportFailure::Dns),
+            FailureKind::Io => h.failed(TransportFailure::Io("reset".into())),
+            FailureKind::ConnectTimeout => h.advance(secs(10.0)),
+            FailureKind::HandshakeTimeout => {
+                h.opened();
+                h.advance(secs(5.0))
+            }
+            _ => unreachable!("every kind is listed above"),
+        }
+    };
+    for (kind, s) in kinds {
+        let mut h = H::new(cfg(policy.clone()));
+        let out = fail(&mut h, kind);
+        let waits = retry_waits(&out);
+        assert_eq!(waits.len(), 1, "{kind:?}: {out:?}");
+        // The floor spreads the wait over [floor, 2 × floor].
+        assert!(
+            secs(s) <= waits[0] && waits[0] <= secs(2.0 * s),
+            "{kind:?}: {:?}",
+            waits[0]
+        );
+        let (_, wait) = h.until_attempt();
+        assert_eq!(wait, waits[0], "{kind:?}");
+        // The default: reconnect at the first step of the schedule.
+        let mut h = H::new(cfg(ClosePolicy::default()));
+        let waits = retry_waits(&fail(&mut h, kind));
+        assert!(waits[0] <= secs(1.0), "{kind:?}: {waits:?}");
+        // Fatal: the session ends with the attempt's error, and never dials again.
+        let mut h = H::new(cfg(ClosePolicy::default().with_failure(kind, CloseClass::Fatal)));
+        fail(&mut h, kind);
+        assert_eq!(h.s.status(), Status::Failed, "{kind:?}");
+        assert!(
+            h.events().iter().any(|e| matches!(
+                e,
+                Event::Ended(EndReason::Failed(SessionError::FatalAttempt(_)))
+            )),
+            "{kind:?}"
+        );
+        let later = h.run_for(secs(600.0));
+        assert_eq!(open_transport(&later), None, "{kind:?}: dialled again");
+    }
+    let mut h = H::new(cfg(
+        ClosePolicy::default().with_failure(FailureKind::HandshakeTimeout, CloseClass::Fatal),
+    ));
+    fail(&mut h, FailureKind::HandshakeTimeout);
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::AttemptFailed {
+            error: AttemptError::HandshakeTimeout,
+            retry: None,
+            ..
+        }
     )));
 }

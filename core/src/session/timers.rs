@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::{Link, Session, Teardown};
-use crate::close::{CloseClass, CloseCode};
+use crate::close::{CloseClass, CloseCode, FailureKind};
 use crate::error::{AttemptError, DisconnectReason, RequestFailure};
 use crate::event::{DropReason, EndReason, Event, Output};
 use crate::frame::OutFrame;
@@ -120,7 +120,9 @@ impl<P: Protocol> Session<P> {
                     self.attempt_failed(
                         conn,
                         AttemptError::ConnectTimeout,
-                        CloseClass::RECONNECT,
+                        self.cfg
+                            .close_policy
+                            .classify_kind(FailureKind::ConnectTimeout),
                         Teardown::Abort,
                         now,
                     );
@@ -131,7 +133,9 @@ impl<P: Protocol> Session<P> {
                     self.attempt_failed(
                         conn,
                         AttemptError::HandshakeTimeout,
-                        CloseClass::RECONNECT,
+                        self.cfg
+                            .close_policy
+                            .classify_kind(FailureKind::HandshakeTimeout),
                         Teardown::Close(CloseCode::NORMAL, "handshake timeout"),
                         now,
                     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tether_core::{
-    BackoffConfig, CloseClass, CloseCode, ClosePolicy, Config, Event, InFrame, Input,
+    BackoffConfig, CloseClass, CloseCode, ClosePolicy, Config, Event, FailureKind, InFrame, Input,
     LivenessConfig, OfflinePolicy, Output, Overflow, Protocol, QueueConfig, RequestFailure, Status,
     StreamConfig, StreamEventKind, TransportFailure,
 };
@@ -167,6 +167,10 @@ fn policy(p: &ClosePolicy) -> Value {
         "http": runs(p.http_runs()),
         "tls": class(p.classify_failure(&TransportFailure::Tls(String::new()))),
         "violation": class(p.classify_violation()),
+        "failures": FailureKind::ALL
+            .iter()
+            .map(|k| (k.name().to_owned(), class(p.classify_kind(*k))))
+            .collect::<Map<_, _>>(),
     })
 }
 
@@ -181,6 +185,14 @@ fn read_policy(v: &Value) -> Result<ClosePolicy, ReadError> {
     let mut p = ClosePolicy::uniform(CloseClass::RECONNECT)
         .with_tls(read_class(field(v, "tls")?)?)
         .with_violation(violation);
+    // Traces written before the failure kinds were classified used the default for each.
+    for kind in FailureKind::ALL {
+        let c = match v.get("failures").and_then(|f| f.get(kind.name())) {
+            Some(c) => read_class(c)?,
+            None => ClosePolicy::default().classify_kind(kind),
+        };
+        p = p.with_failure(kind, c);
+    }
     for (lo, hi, c) in read_runs(field(v, "codes")?)? {
         p = p.with_range(lo..=hi, c);
     }
@@ -883,7 +895,14 @@ mod tests {
                             min_delay: Some(Duration::from_millis(1500)),
                         },
                     )
-                    .with_http_status(418, CloseClass::RECONNECT),
+                    .with_http_status(418, CloseClass::RECONNECT)
+                    .with_failure(FailureKind::HandshakeTimeout, CloseClass::Fatal)
+                    .with_failure(
+                        FailureKind::Refused,
+                        CloseClass::Reconnect {
+                            min_delay: Some(Duration::from_secs(3)),
+                        },
+                    ),
             )
             .reject_while_offline()
             .build()
@@ -896,6 +915,13 @@ mod tests {
                 back.close_policy.classify_close(CloseCode(code)),
                 c.close_policy.classify_close(CloseCode(code)),
                 "{code}"
+            );
+        }
+        for kind in FailureKind::ALL {
+            assert_eq!(
+                back.close_policy.classify_kind(kind),
+                c.close_policy.classify_kind(kind),
+                "{kind:?}"
             );
         }
         assert_eq!(back.backoff, c.backoff);
