@@ -90,7 +90,22 @@ pub struct Config {
     /// How long `close` waits for the peer's close frame before aborting. Default 5 s.
     pub close_timeout: Duration,
     /// Close the session (1000) after this long without activity. Default `None`.
+    /// Activity is what the application does (connect, send, request) or receives
+    /// (messages, responses, stream events); pings, heartbeats and reconnects are not. A
+    /// [`lazy`](Self::lazy) session does not end then: it closes the connection and
+    /// waits, in [`Status::Idle`](crate::Status::Idle), for its next use.
     pub idle_timeout: Option<Duration>,
+    /// Connect on first use instead of at once. Default `false`.
+    ///
+    /// A lazy session's [`connect`](crate::Session::connect) only starts it: the first
+    /// connection attempt comes with the first [`send`](crate::Session::send) or
+    /// [`request`](crate::Session::request), which is queued until the session opens (a
+    /// lazy session needs [`OfflinePolicy::Queue`]). With an
+    /// [`idle_timeout`](Self::idle_timeout) it goes back to idle after that long without
+    /// activity (the connection closes with 1000 "idle", `Event::Disconnected` says
+    /// [`DisconnectReason::Idle`](crate::DisconnectReason::Idle)) and reconnects on the
+    /// next use, rather than ending.
+    pub lazy: bool,
     /// Larger inbound frames are dropped as a violation. Default 16 MiB.
     pub max_inbound_frame: usize,
 }
@@ -113,6 +128,7 @@ impl Default for Config {
             offline: OfflinePolicy::Queue(QueueConfig::default()),
             close_timeout: Duration::from_secs(5),
             idle_timeout: None,
+            lazy: false,
             max_inbound_frame: 16 << 20,
         }
     }
@@ -187,6 +203,9 @@ impl Config {
         if let Some((name, _)) = bounds.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::ZeroBound(name));
         }
+        if self.lazy && matches!(self.offline, OfflinePolicy::Reject) {
+            return Err(ConfigError::LazyWithoutQueue);
+        }
         if let OfflinePolicy::Queue(q) = &self.offline {
             if q.max_messages == 0 {
                 return Err(ConfigError::ZeroBound("offline.max_messages"));
@@ -256,6 +275,8 @@ impl ConfigBuilder {
         close_timeout: Duration => close_timeout);
     setter!(/// Sets [`Config::idle_timeout`].
         idle_timeout: Option<Duration> => idle_timeout);
+    setter!(/// Sets [`Config::lazy`].
+        lazy: bool => lazy);
     setter!(/// Sets [`Config::max_inbound_frame`].
         max_inbound_frame: usize => max_inbound_frame);
     setter!(/// Sets the whole liveness section.
@@ -270,13 +291,19 @@ impl ConfigBuilder {
         self
     }
 
-    /// Queues up to `max_messages` while not open, dropping per `overflow`.
+    /// Queues up to `max_messages` while not open, dropping per `overflow`. The byte
+    /// limit and TTL stay as configured (the defaults after
+    /// [`reject_while_offline`](Self::reject_while_offline)).
     #[must_use]
     pub fn queue_while_offline(mut self, max_messages: usize, overflow: Overflow) -> Self {
+        let base = match &self.0.offline {
+            OfflinePolicy::Queue(q) => q.clone(),
+            _ => QueueConfig::default(),
+        };
         self.0.offline = OfflinePolicy::Queue(QueueConfig {
             max_messages,
             overflow,
-            ..QueueConfig::default()
+            ..base
         });
         self
     }

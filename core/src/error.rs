@@ -27,6 +27,10 @@ pub enum ConfigError {
     /// The slow-write warning is not shorter than the send deadline, so it could never fire.
     #[error("slow_write_warning must be shorter than send_deadline")]
     SlowWarningAfterDeadline,
+    /// A lazy session ([`Config::lazy`](crate::Config::lazy)) queues what starts it, so
+    /// it cannot reject sends while offline.
+    #[error("a lazy session needs an offline queue (offline: Reject would refuse its first send)")]
+    LazyWithoutQueue,
     /// A bound that must be at least one is zero.
     #[error("{0} must be at least 1")]
     ZeroBound(&'static str),
@@ -224,6 +228,16 @@ pub enum DisconnectReason {
     /// The peer broke the WebSocket protocol (invalid UTF-8, an oversized message, a bad
     /// frame): the connection was failed with [`Violation::close_code`].
     ProtocolError(Violation),
+    /// A lazy session ([`Config::lazy`](crate::Config::lazy)) went unused for its idle
+    /// timeout and closed the connection (1000 "idle"); the next use reconnects.
+    Idle,
+    /// The application paused the session ([`Session::disconnect`](crate::Session::disconnect)):
+    /// the connection was closed (1000 "paused") until it resumes.
+    Paused,
+    /// The application asked for a new connection now
+    /// ([`Session::reconnect`](crate::Session::reconnect)): the connection was closed
+    /// (1000 "reconnect") and the next attempt starts without a backoff wait.
+    Reconnect,
 }
 
 /// Why the session ended in [`Status::Failed`](crate::Status::Failed).

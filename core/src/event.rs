@@ -92,7 +92,10 @@ pub enum Event<P: Protocol> {
         conn: ConnId,
         /// What happened.
         reason: DisconnectReason,
-        /// The backoff before the next attempt (`None` when the session ends instead).
+        /// The backoff before the next attempt: `None` when no attempt follows by itself,
+        /// because the session ends or goes dormant ([`DisconnectReason::Idle`] of a lazy
+        /// session, [`DisconnectReason::Paused`]); a zero wait after
+        /// [`DisconnectReason::Reconnect`].
         retry: Option<Retry>,
     },
     /// The session ended; nothing follows. For a session that never opened this is the

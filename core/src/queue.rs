@@ -25,8 +25,11 @@ pub struct QueueConfig {
     pub max_bytes: usize,
     /// What a full queue does with a new frame. Default [`Overflow::RejectNew`].
     pub overflow: Overflow,
-    /// Queued messages older than this are dropped instead of sent. Requests keep their
-    /// own timeout instead. Default 60 s.
+    /// Queued messages and requests older than this are dropped instead of sent
+    /// ([`Event::MessageDropped`](crate::Event::MessageDropped) with `Expired`; a request
+    /// fails with [`RequestFailure::Dropped`](crate::RequestFailure::Dropped), or earlier
+    /// by its own timeout). A message can carry its own
+    /// ([`Session::send_with_ttl`](crate::Session::send_with_ttl)). Default 60 s.
     pub ttl: Option<Duration>,
 }
 

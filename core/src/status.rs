@@ -9,15 +9,20 @@ use std::fmt;
 ///
 /// | from | to |
 /// |---|---|
-/// | `Idle` | `Connecting`, `Closed` |
-/// | `Connecting` | `Open`, `Closed`, `Failed` |
-/// | `Open` | `Reconnecting`, `Closed`, `Failed` |
-/// | `Reconnecting` | `Open`, `Closed`, `Failed` |
+/// | `Idle` | `Connecting`, `Reconnecting`, `Closed` |
+/// | `Connecting` | `Open`, `Idle`, `Closed`, `Failed` |
+/// | `Open` | `Reconnecting`, `Idle`, `Closed`, `Failed` |
+/// | `Reconnecting` | `Open`, `Idle`, `Closed`, `Failed` |
+///
+/// A session goes back to `Idle` only when paused ([`Session::disconnect`](crate::Session::disconnect))
+/// or, when lazy ([`Config::lazy`](crate::Config::lazy)), after its idle timeout; it leaves
+/// `Idle` for `Reconnecting` when it had opened before.
 /// | `Closed`, `Failed` | (terminal) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Status {
-    /// Created, `connect` not called yet.
+    /// No connection and none being made: created and `connect` not called yet, or
+    /// dormant (paused, or a lazy session waiting for its next use).
     Idle,
     /// The first connection is being established (and, if configured, retried).
     Connecting,
@@ -46,10 +51,10 @@ impl Status {
         use Status::*;
         matches!(
             (self, to),
-            (Idle, Connecting | Closed)
-                | (Connecting, Open | Closed | Failed)
-                | (Open, Reconnecting | Closed | Failed)
-                | (Reconnecting, Open | Closed | Failed)
+            (Idle, Connecting | Reconnecting | Closed)
+                | (Connecting, Open | Idle | Closed | Failed)
+                | (Open, Reconnecting | Idle | Closed | Failed)
+                | (Reconnecting, Open | Idle | Closed | Failed)
         )
     }
 }

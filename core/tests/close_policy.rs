@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 use tether_core::{
-    AttemptError, CloseClass, ClosePolicy, Config, DisconnectReason, EndReason, Event,
-    FailureKind, Output, SessionError, Status, TransportFailure,
+    AttemptError, CloseClass, ClosePolicy, Config, DisconnectReason, EndReason, Event, FailureKind,
+    Output, SessionError, Status, TransportFailure,
 };
 
 #[test]
@@ -214,7 +214,9 @@ fn failures_without_a_code_are_classified_by_the_policy_with_floors() {
         let waits = retry_waits(&fail(&mut h, kind));
         assert!(waits[0] <= secs(1.0), "{kind:?}: {waits:?}");
         // Fatal: the session ends with the attempt's error, and never dials again.
-        let mut h = H::new(cfg(ClosePolicy::default().with_failure(kind, CloseClass::Fatal)));
+        let mut h = H::new(cfg(
+            ClosePolicy::default().with_failure(kind, CloseClass::Fatal)
+        ));
         fail(&mut h, kind);
         assert_eq!(h.s.status(), Status::Failed, "{kind:?}");
         assert!(
@@ -228,7 +230,7 @@ fn failures_without_a_code_are_classified_by_the_policy_with_floors() {
         assert_eq!(open_transport(&later), None, "{kind:?}: dialled again");
     }
     let mut h = H::new(cfg(
-        ClosePolicy::default().with_failure(FailureKind::HandshakeTimeout, CloseClass::Fatal),
+        ClosePolicy::default().with_failure(FailureKind::HandshakeTimeout, CloseClass::Fatal)
     ));
     fail(&mut h, FailureKind::HandshakeTimeout);
     assert!(h.events().iter().any(|e| matches!(

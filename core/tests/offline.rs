@@ -268,3 +268,96 @@ fn feed_reports_a_refusal_as_an_event_and_otherwise_sends_like_send() {
     assert_eq!(sent_texts(&out), ["now"]);
     assert!(events(&out).is_empty(), "an accepted message is no event");
 }
+
+/// Row 27: a message carries a TTL of its own, shorter or longer than the queue's.
+#[test]
+fn a_message_can_carry_its_own_ttl() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            ttl: Some(secs(10.0)),
+            ..QueueConfig::default()
+        }))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let short = h.s.send_with_ttl("short".into(), secs(2.0), h.now).unwrap();
+    let long = h.s.send_with_ttl("long".into(), secs(30.0), h.now).unwrap();
+    let plain = h.s.send("plain".into(), h.now).unwrap();
+    let expired = |out: &[tether_core::Output<Lines>]| -> Vec<tether_core::MessageId> {
+        events(out)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::MessageDropped {
+                    id,
+                    reason: DropReason::Expired,
+                } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(expired(&h.run_for(secs(2.0))), [short]);
+    assert_eq!(expired(&h.run_for(secs(8.0))), [plain]);
+    assert_eq!(expired(&h.run_for(secs(20.0))), [long]);
+    assert_eq!(h.s.queued(), 0);
+}
+
+/// Row 27: a queued request leaves the queue at the queue's TTL too, failing as dropped,
+/// not at its (longer) request timeout.
+#[test]
+fn a_queued_request_respects_the_queue_ttl() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            ttl: Some(secs(10.0)),
+            ..QueueConfig::default()
+        }))
+        .request_timeout(secs(30.0))
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    let id = h.s.request(Req("get", None), None, h.now).unwrap();
+    let out = h.run_for(secs(10.0));
+    assert_eq!(
+        events(&out),
+        [Event::Response {
+            id,
+            result: Err(RequestFailure::Dropped)
+        }]
+    );
+    assert_eq!((h.s.queued(), h.s.pending_requests()), (0, 0));
+}
+
+/// Row 27: `queue_while_offline` changes the count and the overflow, and keeps the byte
+/// limit and the TTL configured before it.
+#[test]
+fn queue_while_offline_keeps_the_byte_limit_and_ttl() {
+    let cfg = Config::builder()
+        .offline(OfflinePolicy::Queue(QueueConfig {
+            max_bytes: 8,
+            ttl: Some(secs(5.0)),
+            ..QueueConfig::default()
+        }))
+        .queue_while_offline(3, Overflow::DropOldest)
+        .build()
+        .unwrap();
+    assert_eq!(
+        cfg.offline,
+        OfflinePolicy::Queue(QueueConfig {
+            max_messages: 3,
+            max_bytes: 8,
+            overflow: Overflow::DropOldest,
+            ttl: Some(secs(5.0)),
+        })
+    );
+    let fresh = Config::builder()
+        .reject_while_offline()
+        .queue_while_offline(3, Overflow::RejectNew)
+        .build()
+        .unwrap();
+    let OfflinePolicy::Queue(q) = fresh.offline else {
+        panic!("queued")
+    };
+    assert_eq!(
+        (q.max_bytes, q.ttl),
+        (QueueConfig::default().max_bytes, QueueConfig::default().ttl)
+    );
+}

@@ -19,7 +19,12 @@ use crate::transport::Transport;
 
 /// Commands that carry application data: bounded, so a flood waits instead of growing.
 pub(crate) enum Cmd<P: Protocol> {
-    Send(P::Outbound, oneshot::Sender<Result<MessageId, SendError>>),
+    /// A message, with its own queue TTL if it has one.
+    Send(
+        P::Outbound,
+        Option<Duration>,
+        oneshot::Sender<Result<MessageId, SendError>>,
+    ),
     Feed(P::Outbound),
     Request {
         request: P::Request,
@@ -43,6 +48,10 @@ pub(crate) enum Control {
     Close(CloseCode, &'static str, oneshot::Sender<()>),
     Terminate,
     WaitOpen(oneshot::Sender<Result<(), EndReason>>),
+    /// `Client::disconnect`, `resume` and `reconnect`: the session's own commands.
+    Disconnect,
+    Resume,
+    Reconnect,
 }
 
 /// How many data commands may wait for the session loop.
@@ -65,6 +74,8 @@ pub const STREAM_CAPACITY: usize = 4096;
 pub(crate) struct Shared<P: Protocol> {
     status: Mutex<Status>,
     last_activity: Mutex<Option<Instant>>,
+    /// Messages and requests in the session's offline queue.
+    queued: std::sync::atomic::AtomicUsize,
     events: Mutex<Vec<Arc<Mailbox<Event<P>>>>>,
     statuses: Mutex<Vec<Arc<Mailbox<Status>>>>,
     now: Box<dyn Fn() -> Instant + Send + Sync>,
@@ -86,8 +97,10 @@ impl<P: Protocol> Shared<P> {
         lock(&self.statuses).retain(|sub| sub.push_all([to], 0));
     }
 
-    pub(crate) fn touch(&self, last: Option<Instant>) {
+    pub(crate) fn touch(&self, last: Option<Instant>, queued: usize) {
         *lock(&self.last_activity) = last;
+        self.queued
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Hands every event of `events` to every subscriber, in order, one lock and one
@@ -244,7 +257,8 @@ impl<P: Protocol> std::fmt::Debug for Client<P> {
 
 impl<P: crate::connect::SendProtocol> Client<P> {
     /// Starts a session on `runtime` over `transport` and waits for the first connect's
-    /// outcome. Later reconnects happen by themselves.
+    /// outcome. Later reconnects happen by themselves. A [lazy](Config::lazy) session
+    /// returns at once: it connects on first use.
     ///
     /// # Errors
     ///
@@ -257,8 +271,11 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         protocol: P,
         seed: u64,
     ) -> Result<Self, ConnectError> {
+        let lazy = config.lazy;
         let client = Self::start(runtime, transport, config, protocol, seed, "session")?;
-        client.wait_open().await.map_err(ConnectError::Ended)?;
+        if !lazy {
+            client.wait_open().await.map_err(ConnectError::Ended)?;
+        }
         Ok(client)
     }
 
@@ -330,6 +347,7 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let shared = Arc::new(Shared {
             status: Mutex::new(Status::Idle),
             last_activity: Mutex::new(None),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             events: Mutex::new(Vec::new()),
             statuses: Mutex::new(Vec::new()),
             now: Box::new(move || rt.now()),
@@ -379,7 +397,33 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     /// The session's [`SendError`]; [`SendError::Ended`] when the loop is gone.
     pub async fn send(&self, message: P::Outbound) -> Result<MessageId, SendError> {
         let (tx, rx) = oneshot::channel();
-        if self.cmds.send(Cmd::Send(message, tx)).await.is_err() {
+        if self.cmds.send(Cmd::Send(message, None, tx)).await.is_err() {
+            return Err(SendError::Ended);
+        }
+        rx.await.unwrap_or(Err(SendError::Ended))
+    }
+
+    /// [`send`](Self::send) with a time-to-live of the message's own: queued while the
+    /// session is not open, it is dropped after `ttl` (reported as
+    /// [`Event::MessageDropped`] with `Expired`) instead of after the queue's TTL. For
+    /// what is stale soon (a cursor position, a typing indicator). See
+    /// [`Session::send_with_ttl`](tether_core::Session::send_with_ttl).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with_ttl(
+        &self,
+        message: P::Outbound,
+        ttl: Duration,
+    ) -> Result<MessageId, SendError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .cmds
+            .send(Cmd::Send(message, Some(ttl), tx))
+            .await
+            .is_err()
+        {
             return Err(SendError::Ended);
         }
         rx.await.unwrap_or(Err(SendError::Ended))
@@ -527,6 +571,37 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let now = (self.shared.now)();
         lock(&self.shared.last_activity)
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// Messages and requests waiting in the offline queue for the session to open
+    /// (bounded by [`Config::offline`]).
+    pub fn queued(&self) -> usize {
+        self.shared
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Pauses the session without ending it: the connection closes (1000 "paused"), no
+    /// reconnect follows, and the status stays [`Status::Idle`] until
+    /// [`resume`](Self::resume) or [`reconnect`](Self::reconnect). Requests on the
+    /// connection fail with `Disconnected`, its streams end; what is sent meanwhile is
+    /// queued per [`Config::offline`]. See
+    /// [`Session::disconnect`](tether_core::Session::disconnect).
+    pub fn disconnect(&self) {
+        let _ = self.control.unbounded_send(Control::Disconnect);
+    }
+
+    /// Resumes a session paused by [`disconnect`](Self::disconnect) (or a lazy session
+    /// dormant after its idle timeout): it dials at once.
+    pub fn resume(&self) {
+        let _ = self.control.unbounded_send(Control::Resume);
+    }
+
+    /// Drops the current connection and dials again at once, with no backoff wait: for
+    /// an application that knows the network changed (a new Wi-Fi, a VPN that came up).
+    /// See [`Session::reconnect`](tether_core::Session::reconnect).
+    pub fn reconnect(&self) {
+        let _ = self.control.unbounded_send(Control::Reconnect);
     }
 
     /// Closes the session (normal closure) and waits until its transport is closed.

@@ -1,7 +1,6 @@
 //! The handles against the session loop on a manual clock: a tiny executor polls the
 //! spawned loop, time moves only when a test says so, and the peer is a channel.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -10,7 +9,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use futures::task::noop_waker_ref;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use tether_core::{
     ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, InFrame, Opening, OutFrame, Phase,
     RequestMeta, SessionError, StreamEnd, StreamEventKind, StreamFrame, StreamKey, StreamState,
@@ -98,6 +97,9 @@ struct Peer {
     links: Arc<Mutex<Vec<PeerTx>>>,
     drop_at_once: bool,
     connects: Arc<AtomicUsize>,
+    /// Every text frame written to any connection, and close frames as `close CODE
+    /// REASON`, in order.
+    written: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait::async_trait]
@@ -108,8 +110,21 @@ impl Transport for Peer {
         if !self.drop_at_once {
             lock(&self.links).push(tx);
         }
-        let sink = futures::sink::drain()
-            .sink_map_err(|never: Infallible| -> std::io::Error { match never {} });
+        let written = self.written.clone();
+        let sink = futures::sink::unfold((), move |(), out: crate::transport::Outgoing| {
+            let written = written.clone();
+            async move {
+                let line = match out {
+                    crate::transport::Outgoing::Frame(OutFrame::Text(t)) => t.as_str().to_owned(),
+                    crate::transport::Outgoing::Frame(_) => return Ok(()),
+                    crate::transport::Outgoing::Close(code, reason) => {
+                        format!("close {} {reason}", code.0)
+                    }
+                };
+                lock(&written).push(line);
+                Ok::<_, std::io::Error>(())
+            }
+        });
         Ok(Link {
             sink: Box::pin(sink),
             stream: Box::pin(rx),
@@ -686,4 +701,128 @@ fn the_subscriber_byte_budget_is_configurable() {
         }
     }
     assert_eq!(seen, (0..SENT).collect::<Vec<_>>());
+}
+
+// ---- connections on the application's terms ----------------------------------------------
+
+impl Peer {
+    fn connects(&self) -> usize {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    fn written(&self) -> Vec<String> {
+        lock(&self.written).clone()
+    }
+}
+
+/// Row 29 through the driver: the idle timeout closes an unused session (1000 "idle"),
+/// and a reconnect in between does not count as activity.
+#[test]
+fn the_idle_timeout_closes_an_unused_session_through_the_driver() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let config = Config::builder()
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .ping_interval(None)
+        .build()
+        .unwrap();
+    let client = start(&rt, &peer, config);
+    let mut events = client.events();
+    assert_eq!(client.status(), Status::Open);
+    rt.advance(Duration::from_secs(30));
+    client.reconnect();
+    rt.run();
+    assert_eq!(peer.connects(), 2, "reconnected");
+    assert_eq!(client.status(), Status::Open);
+    assert_eq!(
+        client.idle(),
+        Duration::from_secs(30),
+        "the reconnect is not activity"
+    );
+    rt.advance(Duration::from_secs(30));
+    rt.run();
+    assert_eq!(client.status(), Status::Closed);
+    assert!(peer.written().contains(&"close 1000 idle".to_owned()));
+    let got = take_ready(&mut events);
+    assert!(
+        got.iter()
+            .any(|e| matches!(e, Event::Ended(EndReason::Idle))),
+        "{got:?}"
+    );
+}
+
+/// Item 3 through the driver: a lazy client's `connect` returns at once without dialling;
+/// the first send dials and is written once open; after the idle timeout the session
+/// sleeps (status `Idle`, not ended) and the next send wakes it.
+#[test]
+fn a_lazy_client_connects_on_first_use_and_sleeps_when_idle() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let config = Config::builder()
+        .lazy(true)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .ping_interval(None)
+        .build()
+        .unwrap();
+    let connect = Client::connect(rt.clone(), peer.clone(), config, T, 1);
+    let client = finish(&rt, Box::pin(connect)).expect("returns at once");
+    rt.run();
+    assert_eq!(peer.connects(), 0, "no dial before first use");
+    assert_eq!(client.status(), Status::Idle);
+    assert_eq!(
+        finish(&rt, Box::pin(client.send("one".into()))),
+        Ok(MessageId::from_raw(0))
+    );
+    rt.run();
+    assert_eq!(peer.connects(), 1);
+    assert_eq!(client.status(), Status::Open);
+    assert_eq!(peer.written(), ["one"]);
+    rt.advance(Duration::from_secs(60));
+    rt.run();
+    assert_eq!(client.status(), Status::Idle, "asleep, not ended");
+    assert_eq!(peer.written(), ["one", "close 1000 idle"]);
+    rt.advance(Duration::from_secs(3600));
+    rt.run();
+    assert_eq!(peer.connects(), 1, "asleep until used");
+    let _ = finish(&rt, Box::pin(client.send("two".into())));
+    rt.run();
+    assert_eq!(peer.connects(), 2);
+    assert_eq!(client.status(), Status::Open);
+    assert_eq!(peer.written(), ["one", "close 1000 idle", "two"]);
+}
+
+/// Item 5 and row 27 through the driver: `disconnect` pauses (1000 "paused", status
+/// `Idle`, no redial), sends are queued and `queued()` counts them, `resume` dials at once
+/// and flushes them; `reconnect` dials at once without a backoff.
+#[test]
+fn disconnect_resume_and_reconnect_through_the_driver() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let client = start(&rt, &peer, Config::default());
+    assert_eq!(client.status(), Status::Open);
+    client.disconnect();
+    rt.run();
+    assert_eq!(client.status(), Status::Idle);
+    assert_eq!(peer.written(), ["close 1000 paused"]);
+    for m in ["a", "b", "c"] {
+        finish(&rt, Box::pin(client.send(m.into()))).unwrap();
+    }
+    rt.advance(Duration::from_secs(30));
+    rt.run();
+    assert_eq!(peer.connects(), 1, "paused: no redial");
+    assert_eq!(client.queued(), 3);
+    client.resume();
+    rt.run();
+    assert_eq!(peer.connects(), 2, "resume dials at once");
+    assert_eq!(client.status(), Status::Open);
+    assert_eq!(client.queued(), 0);
+    assert_eq!(peer.written(), ["close 1000 paused", "a", "b", "c"]);
+    client.reconnect();
+    rt.run();
+    assert_eq!(peer.connects(), 3, "reconnect dials at once");
+    assert_eq!(client.status(), Status::Open);
+    assert_eq!(
+        peer.written().last().map(String::as_str),
+        Some("close 1000 reconnect")
+    );
 }

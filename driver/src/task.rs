@@ -16,7 +16,7 @@ use tether_core::{
     SessionError, Status,
 };
 
-use crate::record::{Options, Tap};
+use crate::record::{OnDemand, Options, Tap};
 
 use crate::alarm::Alarm;
 use crate::client::{CallError, Cmd, Control, Shared};
@@ -292,6 +292,17 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 self.close_waiters.push(done);
             }
             Control::Terminate => self.session.terminate(now),
+            // Refused only once the session has ended, which the application hears of
+            // through `Event::Ended`.
+            Control::Disconnect => {
+                let _ = self.session.on_demand(OnDemand::Disconnect, now);
+            }
+            Control::Resume => {
+                let _ = self.session.on_demand(OnDemand::Resume, now);
+            }
+            Control::Reconnect => {
+                let _ = self.session.on_demand(OnDemand::Reconnect, now);
+            }
             Control::WaitOpen(w) => {
                 if let Some(reason) = &self.ended {
                     let _ = w.send(Err(reason.clone()));
@@ -307,8 +318,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     fn command(&mut self, cmd: Cmd<P>) {
         let now = self.now;
         match cmd {
-            Cmd::Send(msg, reply) => {
-                let _ = reply.send(self.session.send(msg, now));
+            Cmd::Send(msg, ttl, reply) => {
+                let _ = reply.send(self.session.send(msg, ttl, now));
             }
             Cmd::Feed(msg) => self.session.feed(msg, now),
             Cmd::Request {
@@ -354,7 +365,8 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         }
         let bytes = std::mem::take(&mut self.read_bytes);
         self.shared.publish(&mut self.published, bytes);
-        self.shared.touch(self.session.last_activity());
+        self.shared
+            .touch(self.session.last_activity(), self.session.queued());
     }
 
     /// Hands the session every input learned so far, in order. While streams have

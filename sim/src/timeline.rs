@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use derive_where::derive_where;
 use tether_core::{
-    Config, ConnId, Input, MessageId, Output, Protocol, RequestError, RequestId, SendError, Status,
-    TimerKind,
+    Config, ConnId, ConnectError, Input, MessageId, Output, Protocol, RequestError, RequestId,
+    SendError, Status, TimerKind,
 };
 
 use crate::fault::Fault;
@@ -30,6 +30,12 @@ pub enum CommandRecord {
     Close,
     /// `terminate`.
     Terminate,
+    /// `disconnect` (pause), with the session's answer.
+    Disconnect(Result<(), ConnectError>),
+    /// `resume`, with the session's answer.
+    Resume(Result<(), ConnectError>),
+    /// `reconnect`, with the session's answer.
+    Reconnect(Result<(), ConnectError>),
 }
 
 /// Table sizes after a step, for the bounds oracle.

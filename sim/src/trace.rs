@@ -623,7 +623,13 @@ impl<P: Recordable> Replay<P> {
                 )
                 .map_err(&bad)?;
                 if kind == "send" {
-                    let r = self.session.send(msg, now);
+                    let r = match v.get("ttl") {
+                        None | Some(Value::Null) => self.session.send(msg, now),
+                        Some(ttl) => {
+                            let ttl = format::read_duration(ttl).map_err(&bad)?;
+                            self.session.send_with_ttl(msg, ttl, now)
+                        }
+                    };
                     let got = format::result(&r, |id| id.get().into());
                     self.timeline
                         .push(t, Entry::Command(CommandRecord::Send(r)));
@@ -672,6 +678,16 @@ impl<P: Recordable> Replay<P> {
                 self.closed_by_user = true;
                 self.timeline.push(t, Entry::Command(CommandRecord::Close));
                 None
+            }
+            "disconnect" | "resume" | "reconnect" => {
+                let (r, record): (_, fn(_) -> CommandRecord) = match kind {
+                    "disconnect" => (self.session.disconnect(now), CommandRecord::Disconnect),
+                    "resume" => (self.session.resume(now), CommandRecord::Resume),
+                    _ => (self.session.reconnect(now), CommandRecord::Reconnect),
+                };
+                let got = format::result(&r, |()| Value::Null);
+                self.timeline.push(t, Entry::Command(record(r)));
+                Some(got)
             }
             "terminate" => {
                 self.session.terminate(now);

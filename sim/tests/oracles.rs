@@ -952,7 +952,7 @@ fn status_transitions_legal_reports_swapped_statuses() {
 fn status_transitions_legal_reports_illegal_repeated_and_unreported_changes() {
     let tl0 = hello_run(29, backoff_plan(), 600);
     let steps = status_steps(&tl0);
-    // Reconnecting -> Idle.
+    // Reconnecting -> Connecting.
     let mut tl = tl0.clone();
     let k = *steps
         .iter()
@@ -968,7 +968,7 @@ fn status_transitions_legal_reports_illegal_repeated_and_unreported_changes() {
         .unwrap();
     tl.records[k].entry = Entry::Output(Output::StatusChanged {
         from: Status::Reconnecting,
-        to: Status::Idle,
+        to: Status::Connecting,
     });
     let v = assert_reports(oracle::status_transitions_legal(&tl), STATUS, k);
     assert!(v.detail.contains("not a legal transition"), "{v}");

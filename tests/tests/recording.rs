@@ -560,3 +560,65 @@ proptest! {
         }
     }
 }
+
+/// Waits for the status `want` on `changes` (bounded).
+async fn reaches<A: TestRuntime>(
+    a: &A,
+    changes: &mut (impl futures::Stream<Item = Status> + Unpin),
+    want: Status,
+) {
+    within(a, LIMIT, &format!("status {want}"), async {
+        while let Some(s) = changes.next().await {
+            if s == want {
+                return;
+            }
+        }
+        panic!("the session loop stopped before {want}");
+    })
+    .await;
+}
+
+/// Issue 13, item 5 and row 27: `reconnect`, `disconnect`, `resume` and a message's own
+/// TTL, on a real session over loopback, are recorded and replay identically.
+#[tokio::test]
+async fn the_applications_connection_commands_replay_identically() {
+    let a = &OnTokio;
+    let server = Server::start();
+    let sink = Shared::default();
+    let options =
+        Options::new().record(Recorder::to_writer(sink.clone()).redaction(Redaction::Keep));
+    let config = loopback::config().build().expect("valid configuration");
+    let client = within(
+        a,
+        LIMIT,
+        "connect",
+        a.connect_with(&server.url(), config, hello(), options),
+    )
+    .await
+    .expect("connect");
+    let mut changes = client.status_changes();
+    client.reconnect();
+    reaches(a, &mut changes, Status::Reconnecting).await;
+    reaches(a, &mut changes, Status::Open).await;
+    client.disconnect();
+    reaches(a, &mut changes, Status::Idle).await;
+    client
+        .send_with_ttl(
+            json!({ "type": "note", "text": "queued" }),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("queued while paused");
+    client.resume();
+    reaches(a, &mut changes, Status::Open).await;
+    let r = within(a, LIMIT, "echo", client.request(echo(2))).await;
+    assert!(r.is_ok(), "{r:?}");
+    within(a, LIMIT, "close", client.close()).await;
+    drop(client);
+    let trace = finished(a, move || sink.bytes()).await;
+    let t = text(&trace);
+    for kind in ["reconnect", "disconnect", "resume", "\"ttl\""] {
+        assert!(t.contains(kind), "{kind} is recorded:\n{t}");
+    }
+    assert_replays_identically("commands", &trace);
+}

@@ -130,6 +130,11 @@ impl std::fmt::Display for EndCause {
             EndCause::Lost(DisconnectReason::Stale) => f.write_str("peer went silent"),
             EndCause::Lost(DisconnectReason::SendDeadline) => f.write_str("send deadline missed"),
             EndCause::Lost(DisconnectReason::WriteFailed) => f.write_str("write failed"),
+            // The client session's own steps (idle, pause, reconnect): a server connection
+            // never ends with them.
+            EndCause::Lost(
+                DisconnectReason::Idle | DisconnectReason::Paused | DisconnectReason::Reconnect,
+            ) => f.write_str("closed by this side"),
             EndCause::Lost(DisconnectReason::ProtocolError(v)) => {
                 write!(
                     f,

@@ -65,7 +65,6 @@ impl<P: Protocol> Session<P> {
         let first = !self.ever_opened;
         self.ever_opened = true;
         self.stats.opens += 1;
-        self.last_activity = Some(now);
         tracing::debug!(%conn, attempt = self.attempt, "open");
         self.set_status(Status::Open);
         self.emit(Event::Opened {
@@ -271,7 +270,7 @@ impl<P: Protocol> Session<P> {
     }
 
     /// Fails the requests written on `conn` (their responses can no longer arrive).
-    fn fail_sent_on(&mut self, conn: ConnId, now: Instant) {
+    pub(super) fn fail_sent_on(&mut self, conn: ConnId, now: Instant) {
         for id in self.requests.sent_on(conn) {
             self.resolve_request(id, Err(RequestFailure::Disconnected), now);
         }

@@ -2,6 +2,7 @@
 
 mod inbound;
 mod lifecycle;
+mod on_demand;
 mod timers;
 
 use std::collections::VecDeque;
@@ -94,6 +95,10 @@ pub struct Session<P: Protocol> {
     /// The current (or last) attempt's number, `failures + 1` when it started.
     attempt: u32,
     ever_opened: bool,
+    /// `connect` was called: the session is the application's to run.
+    started: bool,
+    /// The application paused the session; it stays `Idle` until resumed.
+    paused: bool,
     next_conn: u64,
     next_frame: u64,
     next_request: u64,
@@ -146,6 +151,8 @@ impl<P: Protocol> Session<P> {
             failures: 0,
             attempt: 0,
             ever_opened: false,
+            started: false,
+            paused: false,
             next_conn: 0,
             next_frame: 0,
             next_request: 0,
@@ -178,7 +185,8 @@ impl<P: Protocol> Session<P> {
     }
 
     /// When the application last did something (connect, send, request) or received
-    /// something (message, response, stream event).
+    /// something (message, response, stream event). Pings, heartbeats and reconnects are
+    /// not activity: a flapping connection does not keep an unused session alive.
     #[must_use]
     pub fn last_activity(&self) -> Option<Instant> {
         self.last_activity
@@ -300,7 +308,10 @@ impl<P: Protocol> Session<P> {
 
     // ---- commands ------------------------------------------------------------------------
 
-    /// Starts the first connection attempt ([`Output::OpenTransport`] follows).
+    /// Starts the session: the first connection attempt ([`Output::OpenTransport`]
+    /// follows), unless the session is [lazy](Config::lazy) (the first `send` or
+    /// `request` makes it) or [paused](Self::disconnect) (it waits for
+    /// [`resume`](Self::resume)).
     ///
     /// # Errors
     ///
@@ -308,14 +319,17 @@ impl<P: Protocol> Session<P> {
     /// the session has ended.
     pub fn connect(&mut self, now: Instant) -> Result<(), ConnectError> {
         let now = self.advance(now);
-        match self.status {
-            Status::Idle => {}
-            s if s.is_terminal() => return Err(ConnectError::Ended),
-            _ => return Err(ConnectError::AlreadyActive),
+        if self.status.is_terminal() {
+            return Err(ConnectError::Ended);
         }
+        if self.started {
+            return Err(ConnectError::AlreadyActive);
+        }
+        self.started = true;
         self.last_activity = Some(now);
-        self.set_status(Status::Connecting);
-        self.start_attempt(now);
+        if !self.cfg.lazy && !self.paused {
+            self.begin(now);
+        }
         Ok(())
     }
 
@@ -326,6 +340,48 @@ impl<P: Protocol> Session<P> {
     ///
     /// A [`SendError`] when refused; nothing was written or queued then.
     pub fn send(&mut self, message: P::Outbound, now: Instant) -> Result<MessageId, SendError> {
+        self.send_inner(message, None, now)
+    }
+
+    /// [`send`](Self::send) with a time-to-live of the message's own: if it is queued
+    /// (the session is not open), it is dropped after `ttl` instead of after the queue's
+    /// [`QueueConfig::ttl`](crate::QueueConfig::ttl), and reported as
+    /// [`Event::MessageDropped`] with [`DropReason::Expired`]. A message written at once
+    /// is unaffected. A `ttl` beyond the clock's range means none.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use tether_core::{profiles::Raw, Config, DataFrame, DropReason, Event, Output, Session};
+    ///
+    /// let t0 = Instant::now();
+    /// let mut session = Session::new(Config::default(), Raw, 7).unwrap();
+    /// // Not connected: queued, for 2 s at most.
+    /// let id = session.send_with_ttl(DataFrame::Text("cursor 10,20".into()), Duration::from_secs(2), t0).unwrap();
+    /// session.handle_timeout(t0 + Duration::from_secs(2));
+    /// let dropped = std::iter::from_fn(|| session.poll_output()).any(|o| {
+    ///     matches!(o, Output::Event(Event::MessageDropped { id: d, reason: DropReason::Expired }) if d == id)
+    /// });
+    /// assert!(dropped);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_with_ttl(
+        &mut self,
+        message: P::Outbound,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<MessageId, SendError> {
+        self.send_inner(message, Some(ttl), now)
+    }
+
+    fn send_inner(
+        &mut self,
+        message: P::Outbound,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Result<MessageId, SendError> {
         let now = self.advance(now);
         if self.status.is_terminal() {
             return Err(SendError::Ended);
@@ -339,10 +395,11 @@ impl<P: Protocol> Session<P> {
                 }
                 self.write_message(conn, frame, id, now);
             }
-            _ => self.enqueue(Queued::Message(id), frame, now)?,
+            _ => self.enqueue(Queued::Message(id), frame, ttl, now)?,
         }
         self.next_message += 1;
         self.last_activity = Some(now);
+        self.wake_for_use(now);
         Ok(id)
     }
 
@@ -437,7 +494,7 @@ impl<P: Protocol> Session<P> {
                 self.write(conn, encoded.frame, now);
             }
             None => {
-                if let Err(e) = self.enqueue(Queued::Request(id), encoded.frame, now) {
+                if let Err(e) = self.enqueue(Queued::Request(id), encoded.frame, None, now) {
                     if let Some(key) = &encoded.stream {
                         let _ = self.streams.end::<P::Inbound>(
                             &self.cfg.streams,
@@ -461,6 +518,7 @@ impl<P: Protocol> Session<P> {
             },
         );
         self.last_activity = Some(now);
+        self.wake_for_use(now);
         Ok(id)
     }
 
@@ -561,16 +619,21 @@ impl<P: Protocol> Session<P> {
         frame
     }
 
-    fn enqueue(&mut self, owner: Queued, frame: OutFrame, now: Instant) -> Result<(), SendError> {
+    /// Queues `frame` for the next connection; it expires after `ttl`, or the queue's
+    /// TTL when `None`. A request expires from the queue like a message (failing with
+    /// [`RequestFailure::Dropped`]), or earlier by its own timeout.
+    fn enqueue(
+        &mut self,
+        owner: Queued,
+        frame: OutFrame,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Result<(), SendError> {
         let cfg = match &self.cfg.offline {
             OfflinePolicy::Reject => return Err(SendError::NotOpen),
             OfflinePolicy::Queue(q) => q.clone(),
         };
-        let expires = match owner {
-            Queued::Message(_) => cfg.ttl.and_then(|t| after(now, t)),
-            // Requests expire through their own timeout.
-            Queued::Request(_) => None,
-        };
+        let expires = ttl.or(cfg.ttl).and_then(|t| after(now, t));
         let size = frame.len();
         match self.queue.push(
             &cfg,

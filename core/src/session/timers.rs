@@ -9,6 +9,7 @@ use crate::event::{DropReason, EndReason, Event, Output};
 use crate::frame::OutFrame;
 use crate::liveness::{LivenessAction, LivenessTimer};
 use crate::protocol::Protocol;
+use crate::status::Status;
 use crate::timer::{Earliest, TimerKind, after};
 
 /// More timers than this firing in one call means a timer that does not move its own
@@ -50,7 +51,9 @@ impl<P: Protocol> Session<P> {
             self.closing.iter().map(|(_, t)| *t).min(),
             TimerKind::CloseTimeout,
         );
+        // A dormant session (`Idle`) has nothing to close; its next use re-arms the timer.
         if !self.status.is_terminal()
+            && self.status != Status::Idle
             && let (Some(idle), Some(last)) = (self.cfg.idle_timeout, self.last_activity)
         {
             e.offer(after(last, idle), TimerKind::Idle);
@@ -164,6 +167,9 @@ impl<P: Protocol> Session<P> {
                 for (conn, _) in due {
                     self.outputs.push_back(Output::AbortTransport { conn });
                 }
+            }
+            TimerKind::Idle if self.cfg.lazy => {
+                self.go_dormant(DisconnectReason::Idle, "idle", now);
             }
             TimerKind::Idle => {
                 let how = Teardown::Close(CloseCode::NORMAL, "idle");

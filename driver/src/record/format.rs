@@ -227,6 +227,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         offline,
         close_timeout,
         idle_timeout,
+        lazy,
         max_inbound_frame,
     } = c;
     let BackoffConfig {
@@ -315,6 +316,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         "offline": offline,
         "close_timeout": duration(*close_timeout),
         "idle_timeout": opt_duration(*idle_timeout),
+        "lazy": lazy,
         "max_inbound_frame": max_inbound_frame,
     }))
 }
@@ -406,6 +408,8 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
         },
         close_timeout: dur_field(v, "close_timeout")?,
         idle_timeout: opt_dur_field(v, "idle_timeout")?,
+        // Traces written before lazy sessions existed are of eager ones.
+        lazy: v.get("lazy").and_then(Value::as_bool).unwrap_or(false),
         max_inbound_frame: usize_field(v, "max_inbound_frame")?,
     };
     c.validate()
@@ -904,7 +908,8 @@ mod tests {
                         },
                     ),
             )
-            .reject_while_offline()
+            .idle_timeout(Some(Duration::from_secs(90)))
+            .lazy(true)
             .build()
             .unwrap();
         let v = config(&c).unwrap();
@@ -927,6 +932,11 @@ mod tests {
         assert_eq!(back.backoff, c.backoff);
         assert_eq!(back.liveness, c.liveness);
         assert_eq!(back.offline, c.offline);
+        assert!(back.lazy);
+        let c = Config::builder().reject_while_offline().build().unwrap();
+        let back = read_config(&config(&c).unwrap()).unwrap();
+        assert_eq!(back.offline, c.offline);
+        assert!(!back.lazy);
     }
 
     #[test]

@@ -456,21 +456,28 @@ impl<P: Protocol> Tap<P> {
         self.session.handle_timeout(now);
     }
 
+    /// `send`, or `send_with_ttl` when `ttl` is given (recorded as `"ttl"`).
     pub(crate) fn send(
         &mut self,
         message: P::Outbound,
+        ttl: Option<Duration>,
         now: Instant,
     ) -> Result<MessageId, SendError> {
+        let send = |s: &mut Session<P>, message| match ttl {
+            Some(ttl) => s.send_with_ttl(message, ttl, now),
+            None => s.send(message, now),
+        };
         let Some(h) = &mut self.hook else {
-            return self.session.send(message, now);
+            return send(&mut self.session, message);
         };
         let msg = h.outbound(&message);
-        let r = self.session.send(message, now);
+        let r = send(&mut self.session, message);
         let ret = format::result(&r, |id| id.get().into());
-        h.call(
-            now.saturating_duration_since(self.start),
-            json!({ "k": "send", "msg": msg, "ret": ret }),
-        );
+        let mut line = json!({ "k": "send", "msg": msg, "ret": ret });
+        if let Some(ttl) = ttl {
+            line["ttl"] = format::duration(ttl);
+        }
+        h.call(now.saturating_duration_since(self.start), line);
         r
     }
 
@@ -519,6 +526,22 @@ impl<P: Protocol> Tap<P> {
         self.session.close(code, reason, now);
     }
 
+    /// `disconnect`, `resume` or `reconnect` (`kind`), recorded with its result.
+    pub(crate) fn on_demand(&mut self, kind: OnDemand, now: Instant) -> Result<(), ConnectError> {
+        let r = match kind {
+            OnDemand::Disconnect => self.session.disconnect(now),
+            OnDemand::Resume => self.session.resume(now),
+            OnDemand::Reconnect => self.session.reconnect(now),
+        };
+        if let Some(h) = &mut self.hook {
+            h.call(
+                now.saturating_duration_since(self.start),
+                json!({ "k": kind.name(), "ret": format::result(&r, |_| Value::Null) }),
+            );
+        }
+        r
+    }
+
     pub(crate) fn terminate(&mut self, now: Instant) {
         if let Some(h) = &mut self.hook {
             h.call(
@@ -548,6 +571,25 @@ impl<P: Protocol> Tap<P> {
         let t = self.at(now);
         if let Some(h) = &mut self.hook {
             h.end(t, &self.session);
+        }
+    }
+}
+
+/// The application's connection commands beyond connect and close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnDemand {
+    Disconnect,
+    Resume,
+    Reconnect,
+}
+
+impl OnDemand {
+    /// The name a trace line carries (`"k"`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnDemand::Disconnect => "disconnect",
+            OnDemand::Resume => "resume",
+            OnDemand::Reconnect => "reconnect",
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::{
-    BackoffConfig, CloseClass, CloseCode, ConnId, Event, InFrame, Input, Jitter, Output, Protocol,
-    Retry,
+    BackoffConfig, CloseClass, CloseCode, ConnId, DisconnectReason, Event, InFrame, Input, Jitter,
+    Output, Protocol, Retry, Status,
 };
 
 use super::{First, Violation, secs, sleep_until};
@@ -51,7 +51,13 @@ const SPREAD_SAMPLE: usize = 8;
 ///   instant without the attempt is reported, and so is an attempt at any other instant;
 /// - no second retry is announced before the attempt the first one scheduled;
 /// - every attempt is either the first connect's (among the outputs of the `connect`
-///   command) or scheduled by a retry.
+///   command), scheduled by a retry, or started by the application: among the outputs of
+///   an accepted `resume` or `reconnect`, or of an accepted `send` or `request` of a lazy
+///   session (`config.lazy`);
+/// - the application's `reconnect` and `disconnect` cancel the retry scheduled before
+///   them; a `reconnect` that drops an open connection announces a zero wait and counts
+///   no failure; a session that goes back to `Idle` (paused, or lazy and idle) starts
+///   counting failures afresh.
 #[must_use]
 pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let cfg = &tl.config;
@@ -63,6 +69,10 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
     let mut sleeps: Vec<(Duration, Duration)> = Vec::new();
     let mut in_connect = false;
     let mut connected = false;
+    // The current call is the application's `resume`, `reconnect` or a lazy session's
+    // use: it may start an attempt itself.
+    let mut by_command = false;
+    let mut reconnecting = false;
     // The failure counts the session may hold: [lo, hi].
     let (mut lo, mut hi) = (0u32, 0u32);
     // The open connection and when it opened.
@@ -97,6 +107,24 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
         }
         if !matches!(r.entry, Entry::Output(_) | Entry::Sizes(_)) {
             in_connect = matches!(r.entry, Entry::Command(CommandRecord::Connect));
+            reconnecting = matches!(r.entry, Entry::Command(CommandRecord::Reconnect(Ok(()))));
+            by_command = match &r.entry {
+                Entry::Command(
+                    CommandRecord::Resume(Ok(())) | CommandRecord::Reconnect(Ok(())),
+                ) => true,
+                Entry::Command(
+                    CommandRecord::Send(Ok(_)) | CommandRecord::Request { result: Ok(_), .. },
+                ) => cfg.lazy,
+                _ => false,
+            };
+            if matches!(
+                r.entry,
+                Entry::Command(
+                    CommandRecord::Reconnect(Ok(())) | CommandRecord::Disconnect(Ok(()))
+                )
+            ) {
+                pending = None;
+            }
             cause = match &r.entry {
                 Entry::Input(input) => Some((input, r.at)),
                 _ => None,
@@ -115,6 +143,27 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                 }
             }
             Entry::Output(Output::Event(Event::Opened { conn, .. })) => open = Some((*conn, r.at)),
+            Entry::Output(Output::StatusChanged {
+                to: Status::Idle, ..
+            }) => {
+                (lo, hi) = (0, 0);
+                open = None;
+                pending = None;
+            }
+            // The application's reconnect: no failure, no wait.
+            Entry::Output(Output::Event(Event::Disconnected {
+                reason: DisconnectReason::Reconnect,
+                retry,
+                ..
+            })) if reconnecting => {
+                open = None;
+                if retry.map(|r| r.wait) != Some(Duration::ZERO) {
+                    first.offer(i, || {
+                        format!("the application's reconnect announced {retry:?}, not no wait")
+                    });
+                    break;
+                }
+            }
             Entry::Output(Output::Event(
                 Event::AttemptFailed { conn, retry, .. } | Event::Disconnected { conn, retry, .. },
             )) => {
@@ -243,6 +292,7 @@ pub fn backoff_within_bounds<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                     }
                 }
                 None if in_connect && !connected => connected = true,
+                None if by_command => {}
                 None => {
                     first.offer(i, || format!("{conn} opened without a retry scheduling it"));
                     break;

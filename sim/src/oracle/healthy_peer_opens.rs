@@ -164,7 +164,10 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
             _ => {}
         }
         match &r.entry {
-            Entry::Command(CommandRecord::Close | CommandRecord::Terminate) => break,
+            // A paused session is not expected to open: judging stops with the pause.
+            Entry::Command(
+                CommandRecord::Close | CommandRecord::Terminate | CommandRecord::Disconnect(_),
+            ) => break,
             Entry::Command(CommandRecord::Request { result: Ok(id), .. }) => {
                 pending.insert(*id, (i, healthy && status == Status::Open));
             }

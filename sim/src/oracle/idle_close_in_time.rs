@@ -13,13 +13,16 @@ pub(super) const NAME: &str = "idle_close_in_time";
 /// within `idle` of its last activity, and not before. Activity is recomputed from the
 /// run, not read from the session:
 ///
-/// - **not late**: the latest of every user command, every `Opened` and every data frame
-///   the world delivered ([`Input::FrameReceived`] text or binary: a generous upper
+/// - **not late**: the latest of every user command and every data frame the world
+///   delivered ([`Input::FrameReceived`] text or binary: a generous upper
 ///   bound, since not every frame counts as activity) — no record of a session that has
 ///   not ended may come later than that plus `idle` (a sleep over that instant moves it
 ///   to the wake-up);
 /// - **not early**: an idle end comes no earlier than `idle` after the latest accepted
-///   `connect`, `send` or `request`, or `Opened` (each of which certainly counts).
+///   `connect`, `send` or `request` (each of which certainly counts).
+///
+/// A reconnect (`Opened`) is not activity: a flapping connection does not keep an unused
+/// session alive.
 ///
 /// Without an idle timeout there is nothing to judge.
 #[must_use]
@@ -65,10 +68,6 @@ pub fn idle_close_in_time<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                 frame: InFrame::Text(_) | InFrame::Binary(_),
                 ..
             }) => upper = Some((r.at, i)),
-            Entry::Output(Output::Event(Event::Opened { .. })) => {
-                upper = Some((r.at, i));
-                sure = Some(r.at);
-            }
             Entry::Output(Output::Event(Event::Ended(reason))) => {
                 if *reason == EndReason::Idle
                     && let Some(s) = sure
