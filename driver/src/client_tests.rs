@@ -826,3 +826,52 @@ fn disconnect_resume_and_reconnect_through_the_driver() {
         Some("close 1000 reconnect")
     );
 }
+
+/// Row 6: `wait_open` callers that gave up (their futures dropped) are pruned, so a caller
+/// retrying `wait_open` with a timeout while the session cannot open holds a bounded list.
+#[test]
+fn dropped_wait_open_callers_are_pruned() {
+    let rt = Manual::new();
+    let session = Session::new(Config::default(), T, 1).unwrap();
+    let (_cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
+    let (_control_tx, control_rx) = mpsc::unbounded();
+    let now_rt = rt.clone();
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Status::Idle),
+        last_activity: Mutex::new(None),
+        queued: std::sync::atomic::AtomicUsize::new(0),
+        events: Mutex::new(Vec::new()),
+        statuses: Mutex::new(Vec::new()),
+        now: Box::new(move || now_rt.now()),
+        subscriber_bytes: SUBSCRIBER_BYTES,
+    });
+    let gate = Gated {
+        open: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        refuse: false,
+    };
+    let mut driver = Driver::new(
+        session,
+        crate::record::Options::default(),
+        1,
+        rt.clone(),
+        Arc::new(gate),
+        shared,
+        cmds_rx,
+        control_rx,
+    );
+    let mut live = Vec::new();
+    for i in 0..10_000 {
+        let (tx, rx) = oneshot::channel();
+        driver.control(Control::WaitOpen(tx));
+        // Every hundredth caller keeps waiting; the others give up.
+        if i % 100 == 0 {
+            live.push(rx);
+        }
+    }
+    assert!(
+        driver.open_waiters() <= 2 * live.len() + 16,
+        "{} waiters held for {} live callers",
+        driver.open_waiters(),
+        live.len()
+    );
+}

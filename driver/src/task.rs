@@ -61,6 +61,8 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// event routed to its caller is charged with.
     frame_bytes: usize,
     open_waiters: Vec<oneshot::Sender<Result<(), EndReason>>>,
+    /// The length of `open_waiters` at which cancelled waiters are next pruned.
+    prune_waiters_at: usize,
     close_waiters: Vec<oneshot::Sender<()>>,
     ended: Option<EndReason>,
     alarm: Alarm,
@@ -117,6 +119,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             streams: BTreeMap::new(),
             frame_bytes: 0,
             open_waiters: Vec::new(),
+            prune_waiters_at: 16,
             close_waiters: Vec::new(),
             ended: None,
             alarm: Alarm::new(),
@@ -284,7 +287,13 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
         true
     }
 
-    fn control(&mut self, ctl: Control) {
+    /// `wait_open` callers waiting for the outcome (cancelled ones included until pruned).
+    #[cfg(test)]
+    pub(crate) fn open_waiters(&self) -> usize {
+        self.open_waiters.len()
+    }
+
+    pub(crate) fn control(&mut self, ctl: Control) {
         let now = self.now;
         match ctl {
             Control::Close(code, reason, done) => {
@@ -309,6 +318,14 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
                 } else if self.session.status() == Status::Open {
                     let _ = w.send(Ok(()));
                 } else {
+                    // A caller that gave up (its future dropped) leaves a cancelled
+                    // sender: pruned whenever the list doubles, so callers that time out
+                    // in a loop while the session cannot open do not grow it without
+                    // bound, at amortised constant cost per call.
+                    if self.open_waiters.len() >= self.prune_waiters_at {
+                        self.open_waiters.retain(|w| !w.is_canceled());
+                        self.prune_waiters_at = (2 * self.open_waiters.len()).max(16);
+                    }
                     self.open_waiters.push(w);
                 }
             }
