@@ -368,6 +368,45 @@ fn run_events_before_the_answer_are_kept() {
     }
 }
 
+/// Row 21: a gateway that names runs itself (`runId` ≠ `idempotencyKey`): the session
+/// learns the run id from the answer and routes every event of the run to the caller's
+/// stream, exactly once, ending with the whole reply; nothing is unsolicited.
+#[test]
+fn a_run_named_by_the_server_streams_to_its_caller() {
+    let server = {
+        let mut g = quiet_server();
+        g.own_run_ids = 1.0;
+        g
+    };
+    let script = (0..4)
+        .map(|i| chat_send("agent:main:main", s(1 + 10 * i)))
+        .collect();
+    let run = run(server, 16, vec![], script, 60);
+    let ids = request_ids(&run);
+    assert_eq!(ids.len(), 4);
+    for id in ids {
+        let (_, result) = response_of(&run, id);
+        let answer = result.as_ref().expect("answered");
+        let run_id = answer["runId"].as_str().expect("a run id");
+        assert!(run_id.starts_with("srv-run-"), "{answer}");
+        let kinds = stream_of(&run, id);
+        let terminals: Vec<_> = kinds
+            .iter()
+            .map(|(_, k)| *k)
+            .filter(|k| k.is_terminal())
+            .collect();
+        assert!(
+            matches!(&terminals[..], [StreamEventKind::Final { text: Some(t), .. }] if t == REPLY),
+            "{id:?}: {kinds:?}"
+        );
+    }
+    let unsolicited = events(&run)
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Event::Unsolicited(_)))
+        .count();
+    assert_eq!(unsolicited, 0, "every run event reached its stream");
+}
+
 // ---- chat.abort, agent.wait, chat.history, chat.inject ----------------------------------------
 
 /// `chat.abort` mid-run: the `aborted` event (with the text so far) comes before the

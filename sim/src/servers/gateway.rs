@@ -77,6 +77,9 @@ enum Outcome {
 #[derive(Clone, Debug)]
 struct Run {
     id: String,
+    /// The `idempotencyKey` that started it (its id too, unless the server names its
+    /// own: [`GatewayServer::own_run_ids`]).
+    key: String,
     session: String,
     /// What is left to send, each after its gap.
     steps: VecDeque<(Duration, Step)>,
@@ -122,6 +125,11 @@ pub struct GatewayServer {
     pub drop_delta: f64,
     /// Most model words coalesced into one delta. Default 3.
     pub coalesce: usize,
+    /// Probability that a run gets a `runId` of the server's own (`srv-run-N`) instead of
+    /// its `idempotencyKey`, as a gateway may: the client then learns it only from the
+    /// answer, which is sent before the run's first event. Default 0 (OpenClaw echoes
+    /// the key).
+    pub own_run_ids: f64,
     conns: BTreeMap<ConnId, ConnState>,
     /// The newest acknowledged connection still open: where run events go.
     current: Option<ConnId>,
@@ -129,6 +137,9 @@ pub struct GatewayServer {
     next_run: u64,
     /// How runs that ended ended (`ok`, `error`), for `agent.wait`.
     ended: BTreeMap<String, &'static str>,
+    /// The run id each idempotency key started, for a `chat.send` repeated after the run
+    /// ended.
+    ended_keys: BTreeMap<String, String>,
     waiters: BTreeMap<u64, Waiter>,
     next_wait: u64,
     transcripts: BTreeMap<String, Vec<Value>>,
@@ -158,11 +169,13 @@ impl Default for GatewayServer {
             final_shares_seq: 0.5,
             drop_delta: 0.15,
             coalesce: 3,
+            own_run_ids: 0.0,
             conns: BTreeMap::new(),
             current: None,
             runs: BTreeMap::new(),
             next_run: 0,
             ended: BTreeMap::new(),
+            ended_keys: BTreeMap::new(),
             waiters: BTreeMap::new(),
             next_wait: 0,
             transcripts: BTreeMap::new(),
@@ -369,7 +382,7 @@ impl GatewayServer {
     }
 
     fn chat_send(&mut self, conn: ConnId, id: Value, params: &Value, ctx: &mut ServerCtx<'_>) {
-        let run_id = params
+        let key = params
             .get("idempotencyKey")
             .and_then(Value::as_str)
             .unwrap_or("run")
@@ -382,7 +395,8 @@ impl GatewayServer {
         let (lo, hi) = self.response_delay;
         let answer_after = between(ctx.rng(), lo, hi);
         // The same key again: the run is not started twice.
-        if let Some(run) = self.runs.values().find(|r| r.id == run_id) {
+        if let Some(run) = self.runs.values().find(|r| r.key == key) {
+            let run_id = run.id.clone();
             let status = if run.steps.is_empty() {
                 "ok"
             } else {
@@ -395,7 +409,11 @@ impl GatewayServer {
             );
             return;
         }
-        if let Some(status) = self.ended.get(&run_id) {
+        if let Some((run_id, status)) = self
+            .ended_keys
+            .get(&key)
+            .and_then(|run| self.ended.get(run).map(|status| (run.clone(), *status)))
+        {
             ctx.send_after(
                 conn,
                 res_ok(&id, json!({"runId": run_id, "status": status})),
@@ -403,6 +421,12 @@ impl GatewayServer {
             );
             return;
         }
+        let own = self.own_run_ids > 0.0 && ctx.rng().f64() < self.own_run_ids;
+        let run_id = if own {
+            format!("srv-run-{}", self.next_run)
+        } else {
+            key.clone()
+        };
         let message = params.get("message").cloned().unwrap_or(Value::Null);
         self.transcripts
             .entry(session.clone())
@@ -423,7 +447,9 @@ impl GatewayServer {
         // The first event and the answer race. Frames of a connection leave in the order
         // they are handed to the world, so the first event goes now, or after the answer.
         let mut first_event = None;
-        if ctx.rng().f64() < self.event_first
+        // A run the server named itself cannot be routed before its answer names it.
+        if !own
+            && ctx.rng().f64() < self.event_first
             && let Some((_, Step::Chat(p))) = steps.pop_front()
         {
             first_event = Some(p);
@@ -450,6 +476,7 @@ impl GatewayServer {
             n,
             Run {
                 id: run_id,
+                key,
                 session,
                 steps,
                 seq,
@@ -515,6 +542,7 @@ impl GatewayServer {
             Outcome::DoubleError | Outcome::Aborted => "error",
         };
         self.ended.insert(run.id.clone(), status);
+        self.ended_keys.insert(run.key.clone(), run.id.clone());
         let woken: Vec<u64> = self
             .waiters
             .iter()
