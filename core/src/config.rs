@@ -83,6 +83,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// At most this many requests awaiting a response (sent or queued). Default 1024.
     pub max_in_flight_requests: usize,
+    /// How many times an idempotent request
+    /// ([`EncodedRequest::idempotent`](crate::EncodedRequest::idempotent)) in flight when
+    /// its connection drops is written again on a later connection, once per connection,
+    /// before it fails with `Disconnected`; its own timeout still bounds it. `0` turns
+    /// the retry off. Other requests always fail at once. Default 3.
+    pub request_retries: u32,
     /// Stream bookkeeping.
     pub streams: StreamConfig,
     /// What `send` and `request` do while the session is not open.
@@ -124,6 +130,7 @@ impl Default for Config {
             max_pending_writes: 4096,
             request_timeout: Duration::from_secs(30),
             max_in_flight_requests: 1024,
+            request_retries: 3,
             streams: StreamConfig::default(),
             offline: OfflinePolicy::Queue(QueueConfig::default()),
             close_timeout: Duration::from_secs(5),
@@ -267,6 +274,8 @@ impl ConfigBuilder {
         request_timeout: Duration => request_timeout);
     setter!(/// Sets [`Config::max_in_flight_requests`].
         max_in_flight_requests: usize => max_in_flight_requests);
+    setter!(/// Sets [`Config::request_retries`].
+        request_retries: u32 => request_retries);
     setter!(/// Sets the stream bookkeeping.
         streams: StreamConfig => streams);
     setter!(/// Sets the offline policy.

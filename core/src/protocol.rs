@@ -124,6 +124,14 @@ pub struct EncodedRequest {
     pub frame: OutFrame,
     /// The stream this request starts, pre-registered before the frame is written.
     pub stream: Option<StreamKey>,
+    /// Whether the peer may safely receive this frame twice (it carries an idempotency
+    /// key the peer de-duplicates by, or does nothing twice): in flight when its
+    /// connection drops, it is then written again, unchanged, on the next connection
+    /// instead of failing with `Disconnected`, at most
+    /// [`Config::request_retries`](crate::Config::request_retries) times and within its
+    /// own timeout. A request that starts a stream is not sent again: its stream ends with
+    /// the connection.
+    pub idempotent: bool,
 }
 
 /// What a handshake acknowledgement tells the session.

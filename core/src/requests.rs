@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use crate::frame::OutFrame;
 use crate::ids::{ConnId, RequestId, StreamKey};
 
 /// One request awaiting its outcome.
@@ -14,6 +15,9 @@ pub(crate) struct Pending {
     pub(crate) sent_on: Option<ConnId>,
     /// The stream it pre-registered, if any.
     pub(crate) stream: Option<StreamKey>,
+    /// An idempotent request's frame, to write again on the next connection if this one
+    /// drops, and how many more times it may be.
+    pub(crate) resend: Option<(OutFrame, u32)>,
 }
 
 /// The table of requests awaiting an outcome. Removal is the only way out, so a request
@@ -44,6 +48,26 @@ impl Requests {
 
     pub(crate) fn get(&self, id: RequestId) -> Option<&Pending> {
         self.pending.get(&id)
+    }
+
+    /// Takes one retry of request `id`, written on a connection that is gone: returns its
+    /// frame and marks it unsent; `None` (nothing changed) if it may not be sent again.
+    pub(crate) fn take_retry(&mut self, id: RequestId) -> Option<()> {
+        let p = self.pending.get_mut(&id)?;
+        let (_, left) = p.resend.as_mut().filter(|(_, left)| *left > 0)?;
+        *left -= 1;
+        p.sent_on = None;
+        Some(())
+    }
+
+    /// The frame to write again for request `id`, if it is pending, unsent and
+    /// idempotent.
+    pub(crate) fn resend_frame(&self, id: RequestId) -> Option<OutFrame> {
+        self.pending
+            .get(&id)
+            .filter(|p| p.sent_on.is_none())
+            .and_then(|p| p.resend.as_ref())
+            .map(|(frame, _)| frame.clone())
     }
 
     /// Takes the request out of the table; `None` if it was already resolved.

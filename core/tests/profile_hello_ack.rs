@@ -155,6 +155,31 @@ fn requests_carry_the_numeric_id_and_stream_under_its_decimal_string() {
         json!({ "type": "request", "id": u64::MAX, "method": "generate", "params": { "prompt": "hi" } })
     );
     assert_eq!(streaming.stream, Some(StreamKey(u64::MAX.to_string())));
+    assert!(!plain.idempotent && !streaming.idempotent);
+}
+
+/// Row 20: an idempotent request carries an `idempotencyKey` (generated from its nonce,
+/// or the caller's) and says so to the session.
+#[test]
+fn idempotent_requests_carry_their_key() {
+    let mut p = protocol();
+    let generated = p
+        .encode_request(meta(7), HelloAckRequest::new("put", json!(1)).idempotent())
+        .unwrap();
+    assert!(generated.idempotent);
+    assert_eq!(
+        frame_json(&generated.frame),
+        json!({ "type": "request", "id": 7, "method": "put", "params": 1,
+                "idempotencyKey": meta(7).nonce_uuid() })
+    );
+    let own = p
+        .encode_request(
+            meta(8),
+            HelloAckRequest::new("put", json!(1)).idempotency_key("k-1"),
+        )
+        .unwrap();
+    assert!(own.idempotent);
+    assert_eq!(frame_json(&own.frame)["idempotencyKey"], json!("k-1"));
 }
 
 // ---- handshake ---------------------------------------------------------------------------

@@ -156,3 +156,118 @@ fn close_fails_pending_requests_with_closed() {
         Err(RequestError::Ended)
     );
 }
+
+/// Reconnects and completes the hello/ack handshake; returns what the ack produced.
+fn reopen(h: &mut H) -> Vec<tether_core::Output<Lines>> {
+    h.until_attempt();
+    let o = h.opened();
+    h.complete_writes(&o);
+    h.frame("ack")
+}
+
+/// Row 20: an idempotent request in flight when its connection drops is written again,
+/// unchanged and before anything queued since, on the next connection; its answer
+/// resolves it once, and a second answer (to the first attempt) is ignored. Other
+/// requests still fail at once.
+#[test]
+fn an_idempotent_request_is_sent_again_after_a_reconnect() {
+    let mut h = H::default_config();
+    h.open();
+    let idem = h.s.request(Req("idem-put", None), None, h.now).unwrap();
+    let plain = h.s.request(Req("post", None), None, h.now).unwrap();
+    let out = h.drain();
+    let first = sent_texts(&out);
+    assert_eq!(first, ["req 0 idem-put", "req 1 post"]);
+    h.complete_writes(&out);
+    let out = h.closed(None, "");
+    let evs = events(&out);
+    assert!(evs.contains(&Event::Response {
+        id: plain,
+        result: Err(RequestFailure::Disconnected)
+    }));
+    assert!(
+        !evs.iter()
+            .any(|e| matches!(e, Event::Response { id, .. } if *id == idem)),
+        "{evs:?}"
+    );
+    h.s.send("queued".into(), h.now).unwrap();
+    let out = reopen(&mut h);
+    assert_eq!(sent_texts(&out), ["req 0 idem-put", "queued"]);
+    h.complete_writes(&out);
+    let out = h.frame("res 0 ok done");
+    assert_eq!(
+        events(&out),
+        [Event::Response {
+            id: idem,
+            result: Ok("done".into())
+        }]
+    );
+    let out = h.frame("res 0 ok again");
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Response { .. })),
+        "answered once"
+    );
+}
+
+/// Row 20: the retry limit and the request's own timeout bound the retries.
+#[test]
+fn idempotent_retries_are_bounded_by_the_limit_and_the_timeout() {
+    let cfg = Config::builder().request_retries(2).build().unwrap();
+    let mut h = H::new(cfg);
+    h.open();
+    let id = h.s.request(Req("idem", None), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    for retry in 0..2 {
+        let out = h.closed(None, "");
+        assert!(
+            !events(&out)
+                .iter()
+                .any(|e| matches!(e, Event::Response { .. })),
+            "retry {retry}"
+        );
+        let out = reopen(&mut h);
+        assert_eq!(sent_texts(&out), ["req 0 idem"], "retry {retry}");
+        h.complete_writes(&out);
+    }
+    let out = h.closed(None, "");
+    assert!(
+        events(&out).contains(&Event::Response {
+            id,
+            result: Err(RequestFailure::Disconnected)
+        }),
+        "the limit reached: fails as any other"
+    );
+    // The timeout: lost, and the next connection comes after the request's deadline.
+    let mut h = H::default_config();
+    h.open();
+    let id =
+        h.s.request(Req("idem", None), Some(secs(0.5)), h.now)
+            .unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.closed(None, "");
+    h.advance(secs(0.5));
+    assert!(h.events().contains(&Event::Response {
+        id,
+        result: Err(RequestFailure::Timeout)
+    }));
+    let out = reopen(&mut h);
+    assert!(
+        sent_texts(&out).is_empty(),
+        "not written once resolved: {out:?}"
+    );
+    // Off: fails at once.
+    let mut h = H::new(Config::builder().request_retries(0).build().unwrap());
+    h.open();
+    let id = h.s.request(Req("idem", None), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    let out = h.closed(None, "");
+    assert!(events(&out).contains(&Event::Response {
+        id,
+        result: Err(RequestFailure::Disconnected)
+    }));
+}

@@ -173,6 +173,7 @@ impl Protocol for T {
         Ok(EncodedRequest {
             frame: OutFrame::text(format!("req {}", meta.id.get())),
             stream: stream.map(StreamKey::from),
+            idempotent: false,
         })
     }
 

@@ -146,6 +146,7 @@ impl Protocol for Asks {
         Ok(EncodedRequest {
             frame,
             stream: None,
+            idempotent: false,
         })
     }
     fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {

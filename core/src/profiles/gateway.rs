@@ -806,7 +806,11 @@ impl Protocol for Gateway {
             method: &method,
             params: params.as_ref(),
         })?;
-        Ok(EncodedRequest { frame, stream })
+        Ok(EncodedRequest {
+            frame,
+            stream,
+            idempotent: false,
+        })
     }
 
     fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {

@@ -86,6 +86,10 @@ pub struct HelloAckRequest {
     /// Whether the request starts a stream keyed by its request id (in decimal), so that
     /// `event` frames with that `stream` are routed to it.
     pub stream: bool,
+    /// `Some`: the request is idempotent and carries this `idempotencyKey` (an empty key
+    /// is generated from the request's nonce), so the session may send it again after a
+    /// reconnect ([`EncodedRequest::idempotent`]).
+    pub idempotency_key: Option<String>,
 }
 
 impl HelloAckRequest {
@@ -96,7 +100,23 @@ impl HelloAckRequest {
             method: method.into(),
             params,
             stream: false,
+            idempotency_key: None,
         }
+    }
+
+    /// The same request, idempotent: it carries an `idempotencyKey` generated from its
+    /// nonce, and a reconnect sends it again rather than failing it.
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.idempotency_key = Some(String::new());
+        self
+    }
+
+    /// The same request, idempotent under the caller's own key.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// The same request, starting a stream keyed by its request id.
@@ -115,6 +135,8 @@ struct WireRequest<'a> {
     id: u64,
     method: &'a str,
     params: &'a Value,
+    #[serde(rename = "idempotencyKey", skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
 }
 
 impl Protocol for HelloAck {
@@ -148,15 +170,25 @@ impl Protocol for HelloAck {
         request: HelloAckRequest,
     ) -> Result<EncodedRequest, EncodeError> {
         let id = meta.id.get();
+        let generated;
+        let key = match request.idempotency_key.as_deref() {
+            Some("") => {
+                generated = meta.nonce_uuid();
+                Some(generated.as_str())
+            }
+            other => other,
+        };
         let frame = json::text_frame(&WireRequest {
             kind: "request",
             id,
             method: &request.method,
             params: &request.params,
+            idempotency_key: key,
         })?;
         Ok(EncodedRequest {
             frame,
             stream: request.stream.then(|| StreamKey(id.to_string())),
+            idempotent: key.is_some(),
         })
     }
 

@@ -72,6 +72,14 @@ impl<P: Protocol> Session<P> {
             attempt: self.attempt,
             first,
         });
+        // Requests lost with the last connection go first: they were sent before anything
+        // queued since. One that resolved meanwhile (its timeout) is skipped.
+        for id in std::mem::take(&mut self.retrying) {
+            if let Some(frame) = self.requests.resend_frame(id) {
+                self.write(conn, frame, now);
+                self.requests.mark_sent(id, conn);
+            }
+        }
         while let Some(entry) = self.queue.pop() {
             match entry.owner {
                 Queued::Request(id) => {
@@ -269,10 +277,17 @@ impl<P: Protocol> Session<P> {
         })
     }
 
-    /// Fails the requests written on `conn` (their responses can no longer arrive).
+    /// Fails the requests written on `conn` (their responses can no longer arrive),
+    /// except idempotent ones with retries left: those are written again on the next
+    /// connection.
     pub(super) fn fail_sent_on(&mut self, conn: ConnId, now: Instant) {
         for id in self.requests.sent_on(conn) {
-            self.resolve_request(id, Err(RequestFailure::Disconnected), now);
+            if self.requests.take_retry(id).is_some() {
+                tracing::debug!(request = %id, %conn, "idempotent request to be sent again");
+                self.retrying.push(id);
+            } else {
+                self.resolve_request(id, Err(RequestFailure::Disconnected), now);
+            }
         }
     }
 
@@ -347,6 +362,7 @@ impl<P: Protocol> Session<P> {
         } else {
             RequestFailure::Closed
         };
+        self.retrying.clear();
         for id in self.requests.ids() {
             self.resolve_request(id, Err(failure.clone()), now);
         }

@@ -107,6 +107,9 @@ pub struct Session<P: Protocol> {
     requests: Requests,
     streams: Streams,
     queue: OfflineQueue,
+    /// Idempotent requests whose connection dropped, to write again (in this order) on
+    /// the next connection, before the queue.
+    retrying: Vec<RequestId>,
     /// Connections told to close, with the deadline after which they are aborted.
     closing: Vec<(ConnId, Instant)>,
     /// The connection whose handshake challenge was answered (one answer per connection).
@@ -161,6 +164,7 @@ impl<P: Protocol> Session<P> {
             requests: Requests::default(),
             streams: Streams::default(),
             queue: OfflineQueue::default(),
+            retrying: Vec::new(),
             closing: Vec::new(),
             challenged: None,
             outputs: VecDeque::with_capacity(64),
@@ -489,6 +493,10 @@ impl<P: Protocol> Session<P> {
             self.streams
                 .register(&self.cfg.streams, key.clone(), Some(id), now);
         }
+        // A request with a stream is not sent again: its stream ends with the connection.
+        let resend =
+            (encoded.idempotent && encoded.stream.is_none() && self.cfg.request_retries > 0)
+                .then(|| (encoded.frame.clone(), self.cfg.request_retries));
         match sent_on {
             Some(conn) => {
                 self.write(conn, encoded.frame, now);
@@ -515,6 +523,7 @@ impl<P: Protocol> Session<P> {
                 deadline: after(now, timeout.unwrap_or(self.cfg.request_timeout)),
                 sent_on,
                 stream: encoded.stream,
+                resend,
             },
         );
         self.last_activity = Some(now);

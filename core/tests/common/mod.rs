@@ -53,6 +53,8 @@ impl Protocol for Lines {
         Ok(EncodedRequest {
             frame: OutFrame::text(format!("req {} {}", meta.id.get(), r.0)),
             stream: r.1.map(StreamKey::from),
+            // `idem…` methods may be sent again after a reconnect.
+            idempotent: r.0.starts_with("idem"),
         })
     }
 

@@ -223,6 +223,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         max_pending_writes,
         request_timeout,
         max_in_flight_requests,
+        request_retries,
         streams,
         offline,
         close_timeout,
@@ -305,6 +306,7 @@ pub fn config(c: &Config) -> Result<Value, ReadError> {
         "max_pending_writes": max_pending_writes,
         "request_timeout": duration(*request_timeout),
         "max_in_flight_requests": max_in_flight_requests,
+        "request_retries": request_retries,
         "streams": {
             "max_streams": max_streams,
             "dedup_ttl": duration(*dedup_ttl),
@@ -379,6 +381,12 @@ pub fn read_config(v: &Value) -> Result<Config, ReadError> {
         max_pending_writes: usize_field(v, "max_pending_writes")?,
         request_timeout: dur_field(v, "request_timeout")?,
         max_in_flight_requests: usize_field(v, "max_in_flight_requests")?,
+        // Traces written before idempotent retries existed did not retry.
+        request_retries: v
+            .get("request_retries")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
         streams: StreamConfig {
             max_streams: usize_field(s, "max_streams")?,
             dedup_ttl: dur_field(s, "dedup_ttl")?,

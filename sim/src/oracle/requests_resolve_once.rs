@@ -25,6 +25,14 @@ pub(super) const NAME: &str = "requests_resolve_once";
 /// [`RequestFailure::Disconnected`] among the outputs of that same call (the instant the
 /// session learns of the loss): its answer can no longer come. Reported at the
 /// `Disconnected`.
+///
+/// **Or sent again, unchanged.** With `config.request_retries > 0`, a request written
+/// directly (not flushed from the queue) may instead stay unresolved, at most
+/// `request_retries` times: its frame, byte for byte as first written, must then be
+/// written again among the outputs of the next `Opened` (an idempotent request's retry),
+/// unless it resolves before that by its timeout or the session's end. Otherwise the loss
+/// is reported as above. Whether the request was idempotent is the protocol's to say
+/// and is not judged here.
 #[must_use]
 pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
     let mut first = First::new(NAME, tl);
@@ -42,6 +50,11 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
     let mut loss: Option<(usize, ConnId, Vec<RequestId>)> = None;
     // Requests resolved as `Disconnected`.
     let mut disconnected: BTreeSet<RequestId> = BTreeSet::new();
+    // The frame each directly written request was first written as.
+    let mut frames: BTreeMap<RequestId, OutFrame> = BTreeMap::new();
+    // Retries taken per request, and the requests lost and owed a rewrite.
+    let mut retries: BTreeMap<RequestId, u32> = BTreeMap::new();
+    let mut retrying: BTreeSet<RequestId> = BTreeSet::new();
     for (i, r) in tl.records.iter().enumerate() {
         if !matches!(r.entry, Entry::Output(_) | Entry::Sizes(_)) {
             if let Some((id, false)) = requesting.take()
@@ -50,7 +63,24 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                 queued.insert(id);
             }
             if let Some((step, conn, ids)) = loss.take()
-                && let Some(id) = ids.iter().find(|id| !disconnected.contains(id))
+                && let Some(id) = ids.iter().find(|id| {
+                    if disconnected.contains(id) {
+                        return false;
+                    }
+                    // Sent again on the next connection, if it may be.
+                    let taken = retries.entry(**id).or_default();
+                    if open.contains_key(id)
+                        && *taken < tl.config.request_retries
+                        && frames
+                            .get(id)
+                            .is_some_and(|frame| sent_again(tl, i, **id, frame))
+                    {
+                        *taken += 1;
+                        retrying.insert(**id);
+                        return false;
+                    }
+                    true
+                })
             {
                 let how = resolved.get(id).map_or_else(
                     || "is still unresolved".to_owned(),
@@ -71,9 +101,15 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
                 if let Some((id, written @ false)) = &mut requesting {
                     *written = true;
                     sent_on.insert(*id, *conn);
+                    frames.insert(*id, payload.clone());
                 }
             }
             Entry::Output(Output::Event(Event::Opened { conn, .. })) => {
+                for id in std::mem::take(&mut retrying) {
+                    if open.contains_key(&id) {
+                        sent_on.insert(id, *conn);
+                    }
+                }
                 for id in std::mem::take(&mut queued) {
                     if open.contains_key(&id) {
                         sent_on.insert(id, *conn);
@@ -128,4 +164,28 @@ pub fn requests_resolve_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation>
         });
     }
     first.into_inner()
+}
+
+/// Whether request `id`, lost with its connection before step `from`, is accounted for as
+/// a retry: the next `Opened` call writes `frame` again, unchanged, or before any
+/// `Opened` it resolves by its timeout or the session's end (not `Disconnected`, which
+/// belongs to a loss). A run that ends first leaves it to the unresolved check.
+fn sent_again<P: Protocol>(tl: &Timeline<P>, from: usize, id: RequestId, frame: &OutFrame) -> bool {
+    let mut records = tl.records.iter().skip(from);
+    while let Some(r) = records.next() {
+        match &r.entry {
+            Entry::Output(Output::Event(Event::Response { id: rid, result })) if *rid == id => {
+                return !matches!(result, Err(RequestFailure::Disconnected));
+            }
+            Entry::Output(Output::Event(Event::Opened { .. })) => {
+                return records
+                    .take_while(|r| matches!(r.entry, Entry::Output(_) | Entry::Sizes(_)))
+                    .any(|r| {
+                        matches!(&r.entry, Entry::Output(Output::SendFrame { payload, .. }) if payload == frame)
+                    });
+            }
+            _ => {}
+        }
+    }
+    true
 }
