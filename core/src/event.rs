@@ -295,6 +295,10 @@ pub enum StreamEnd {
     /// the event that would have taken it past the budget was not delivered, and the
     /// text rebuilt so far was freed.
     TextTooLong,
+    /// The server could not recover a resumable stream after a reconnect
+    /// ([`Recovery::Unrecoverable`](crate::Recovery::Unrecoverable), or its resubscription
+    /// could not be built): what it sent meanwhile is lost; rebuild from scratch.
+    Unrecoverable,
     /// Not from the session: a driver that hands one stream's events to a bounded consumer
     /// ends that consumer's copy of the stream with this when it falls too far behind
     /// (the rest of the stream is not delivered to it).

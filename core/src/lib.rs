@@ -107,6 +107,7 @@ pub mod profiles;
 mod protocol;
 mod queue;
 mod requests;
+mod resume;
 pub mod server;
 mod session;
 mod stats;
@@ -137,6 +138,7 @@ pub use protocol::{
     StreamState, TextMode,
 };
 pub use queue::{OfflinePolicy, Overflow, QueueConfig};
+pub use resume::{MAX_RESUME_TOKEN, Recovery, Resume};
 pub use session::Session;
 pub use stats::SessionStats;
 pub use status::Status;

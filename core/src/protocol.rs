@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::error::{EncodeError, Violation};
 use crate::frame::{DataFrame, OutFrame};
 use crate::ids::{ConnId, RequestId, StreamKey};
+use crate::resume::{Recovery, Resume};
 
 /// A wire format, seen from the session: how to open, how to encode what the application
 /// sends, and what each inbound frame means.
@@ -36,6 +37,39 @@ pub trait Protocol {
     /// An [`EncodeError`] if the hello cannot be built; the attempt then fails as fatal,
     /// since retrying would build the same broken hello.
     fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError>;
+
+    /// [`open`](Self::open) with what the session can resume: the server's session token
+    /// and the last delivered position of every resumable stream
+    /// ([`EncodedRequest::resumable`]). A protocol with a recovery dialect puts them in
+    /// its hello (a Discord-style resume, centrifuge's `recover`, socket.io's connection
+    /// state recovery) and reports the server's verdict in [`Acked::recovery`]. The
+    /// default ignores them and calls `open`. Never log the token.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    fn open_resuming(&mut self, conn: ConnId, resume: &Resume) -> Result<Opening, EncodeError> {
+        let _ = resume;
+        self.open(conn)
+    }
+
+    /// A standing subscription to write again, right after each reconnect's
+    /// acknowledgement and before queued traffic, for the resumable stream `key` whose
+    /// last delivered event was `last_seq`: the way to resume a stream one subscription
+    /// at a time rather than in the hello. The default, `None`, writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`]: the stream then ends as
+    /// [`StreamEnd::Unrecoverable`](crate::StreamEnd::Unrecoverable).
+    fn resubscribe(
+        &mut self,
+        key: &StreamKey,
+        last_seq: Option<u64>,
+    ) -> Result<Option<OutFrame>, EncodeError> {
+        let _ = (key, last_seq);
+        Ok(None)
+    }
 
     /// Encodes an application message.
     ///
@@ -132,6 +166,12 @@ pub struct EncodedRequest {
     /// own timeout. A request that starts a stream is not sent again: its stream ends with
     /// the connection.
     pub idempotent: bool,
+    /// Whether the stream this request starts survives a lost connection: it does not
+    /// end with `Disconnected`; its position goes into the next handshake's
+    /// [`Resume`] (and to [`Protocol::resubscribe`]), and it ends only by its own
+    /// terminal, the server's [`Recovery::Unrecoverable`], its idle timeout or the
+    /// session's end.
+    pub resumable: bool,
 }
 
 /// What a handshake acknowledgement tells the session.
@@ -140,6 +180,12 @@ pub struct Acked {
     /// The peer's application heartbeat interval (a gateway's `tickIntervalMs`): stale
     /// detection then waits `interval × heartbeat_stale_factor`.
     pub heartbeat: Option<Duration>,
+    /// A session token to present on the next connection ([`Resume::token`]); at most
+    /// [`MAX_RESUME_TOKEN`](crate::MAX_RESUME_TOKEN) bytes (a longer one is a violation
+    /// and is dropped). `None` keeps the one the session holds.
+    pub resume_token: Option<String>,
+    /// What the server made of the resume this handshake carried.
+    pub recovery: Recovery,
 }
 
 /// A handshake the peer refused.

@@ -51,6 +51,8 @@ impl Default for StreamConfig {
 #[derive(Clone, Debug)]
 struct Active {
     request: Option<RequestId>,
+    /// Survives a lost connection ([`EncodedRequest::resumable`](crate::EncodedRequest::resumable)).
+    resumable: bool,
     last_seq: Option<u64>,
     text: String,
     last_event: Instant,
@@ -103,11 +105,24 @@ impl Streams {
     }
 
     /// Pre-registers a stream; `false` if the table is full.
+    #[cfg(test)]
     pub(crate) fn register(
         &mut self,
         cfg: &StreamConfig,
         key: StreamKey,
         request: Option<RequestId>,
+        now: Instant,
+    ) -> bool {
+        self.register_with(cfg, key, request, false, now)
+    }
+
+    /// [`register`](Self::register), as resumable or not.
+    pub(crate) fn register_with(
+        &mut self,
+        cfg: &StreamConfig,
+        key: StreamKey,
+        request: Option<RequestId>,
+        resumable: bool,
         now: Instant,
     ) -> bool {
         if self.active.len() >= cfg.max_streams && !self.active.contains_key(&key) {
@@ -118,6 +133,7 @@ impl Streams {
             key,
             Active {
                 request,
+                resumable,
                 last_seq: None,
                 text: String::new(),
                 last_event: now,
@@ -288,6 +304,51 @@ impl Streams {
         let keys: Vec<StreamKey> = self.active.keys().cloned().collect();
         keys.iter()
             .filter_map(|k| self.end(cfg, k, why, now))
+            .collect()
+    }
+
+    /// Ends every active stream that is not resumable (a lost connection), in key order.
+    pub(crate) fn end_unresumable<I>(
+        &mut self,
+        cfg: &StreamConfig,
+        why: StreamEnd,
+        now: Instant,
+    ) -> Vec<StreamEvent<I>> {
+        let keys: Vec<StreamKey> = self
+            .active
+            .iter()
+            .filter(|(_, a)| !a.resumable)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.end(cfg, k, why, now))
+            .collect()
+    }
+
+    /// Ends every resumable stream (the server could not recover them), in key order.
+    pub(crate) fn end_resumable<I>(
+        &mut self,
+        cfg: &StreamConfig,
+        why: StreamEnd,
+        now: Instant,
+    ) -> Vec<StreamEvent<I>> {
+        let keys: Vec<StreamKey> = self.positions().into_iter().map(|(k, _)| k).collect();
+        keys.iter()
+            .filter_map(|k| self.end(cfg, k, why, now))
+            .collect()
+    }
+
+    /// Whether `key` names a live resumable stream.
+    pub(crate) fn is_resumable(&self, key: &StreamKey) -> bool {
+        self.active.get(key).is_some_and(|a| a.resumable)
+    }
+
+    /// Every live resumable stream with its last delivered `seq`, in key order.
+    pub(crate) fn positions(&self) -> Vec<(StreamKey, Option<u64>)> {
+        self.active
+            .iter()
+            .filter(|(_, a)| a.resumable)
+            .map(|(k, a)| (k.clone(), a.last_seq))
             .collect()
     }
 

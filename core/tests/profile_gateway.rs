@@ -235,7 +235,13 @@ fn hello_ok_acknowledges_with_the_tick_interval_and_is_kept() {
         Phase::Handshake,
     );
     assert!(
-        matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+        matches!(
+            d,
+            Decoded::Ack(Acked {
+                heartbeat: None,
+                ..
+            })
+        ),
         "{d:?}"
     );
 }
@@ -1127,7 +1133,7 @@ fn the_real_hello_ok_acknowledges_with_a_30_s_tick() {
     let mut g = real_opened();
     let d = decode_in(&mut g, REAL_HELLO_OK, Phase::Handshake);
     assert!(
-        matches!(&d, Decoded::Ack(Acked { heartbeat: Some(t) }) if *t == Duration::from_secs(30)),
+        matches!(&d, Decoded::Ack(Acked { heartbeat: Some(t), .. }) if *t == Duration::from_secs(30)),
         "{d:?}"
     );
     let hello = g.hello().expect("kept");
@@ -1595,7 +1601,13 @@ fn without_ticks_as_heartbeat_the_real_hello_ok_declares_no_heartbeat() {
     ));
     let d = decode_in(&mut g, REAL_HELLO_OK, Phase::Handshake);
     assert!(
-        matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+        matches!(
+            d,
+            Decoded::Ack(Acked {
+                heartbeat: None,
+                ..
+            })
+        ),
         "{d:?}"
     );
     // The interval is still there for whoever wants it, and ticks are still life.

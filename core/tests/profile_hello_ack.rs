@@ -190,7 +190,13 @@ fn hello_ack_is_an_ack_with_an_optional_heartbeat_in_any_phase() {
     for phase in [Phase::Handshake, Phase::Open] {
         let d = p.decode(text(r#"{"type":"hello_ack"}"#), phase);
         assert!(
-            matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+            matches!(
+                d,
+                Decoded::Ack(Acked {
+                    heartbeat: None,
+                    ..
+                })
+            ),
             "{d:?}"
         );
     }
@@ -201,7 +207,13 @@ fn hello_ack_is_an_ack_with_an_optional_heartbeat_in_any_phase() {
     assert_eq!(acked.heartbeat, Some(Duration::from_secs(15)));
     let d = decode(&mut p, r#"{"type":"hello_ack","heartbeatMs":null}"#);
     assert!(
-        matches!(d, Decoded::Ack(Acked { heartbeat: None })),
+        matches!(
+            d,
+            Decoded::Ack(Acked {
+                heartbeat: None,
+                ..
+            })
+        ),
         "{d:?}"
     );
 }
@@ -718,4 +730,104 @@ fn a_fatal_hello_error_fails_the_first_connect() {
     });
     assert!(failed, "{evs:?}");
     assert_eq!(d.s.status(), Status::Failed);
+}
+
+// ---- the recovery dialect --------------------------------------------------------------------
+
+/// Issue 13 item 1: a recovering `HelloAck` puts the session token and every resumable
+/// stream's position in the hello after a reconnect, reads `session` and `recovered`
+/// from the ack, and marks resumable requests on the wire.
+#[test]
+fn the_recovery_dialect_round_trips_through_a_session() {
+    use tether_core::{Input, Output, Session};
+    // The one clock read of the test: an arbitrary epoch, only offsets matter.
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    let protocol = HelloAck::new(|| json!({ "client": "r" })).recovering();
+    let mut s = Session::new(tether_core::Config::default(), protocol, 3).unwrap();
+    let drain =
+        |s: &mut Session<HelloAck>| std::iter::from_fn(|| s.poll_output()).collect::<Vec<_>>();
+    let sent = |out: &[Output<HelloAck>]| -> Vec<Value> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::SendFrame { payload, .. } => Some(frame_json(payload)),
+                _ => None,
+            })
+            .collect()
+    };
+    s.connect(t0).unwrap();
+    drain(&mut s);
+    let conn = s.current_conn().unwrap();
+    s.handle_input(Input::TransportOpened { conn }, t0);
+    let out = drain(&mut s);
+    assert_eq!(
+        sent(&out),
+        [json!({ "type": "hello", "client": "r" })],
+        "nothing to resume yet"
+    );
+    let frame = |t: &str| Input::FrameReceived {
+        conn,
+        frame: tether_core::InFrame::Text(Bytes::copy_from_slice(t.as_bytes())),
+    };
+    s.handle_input(frame(r#"{"type":"hello_ack","session":"s-9"}"#), t0);
+    s.request(
+        HelloAckRequest::new("watch", json!({})).resumable(),
+        None,
+        t0,
+    )
+    .unwrap();
+    let out = drain(&mut s);
+    assert_eq!(
+        sent(&out),
+        [json!({ "type": "request", "id": 0, "method": "watch", "params": {}, "resumable": true })]
+    );
+    s.handle_input(
+        frame(r#"{"type":"event","stream":"0","seq":5,"state":"delta"}"#),
+        t0,
+    );
+    s.handle_input(
+        Input::TransportClosed {
+            conn,
+            code: None,
+            reason: String::new(),
+        },
+        t0,
+    );
+    drain(&mut s);
+    assert_eq!(
+        s.open_streams(),
+        1,
+        "the stream waits for the next connection"
+    );
+    let later = t0 + Duration::from_secs(60);
+    s.handle_timeout(later);
+    drain(&mut s);
+    let conn = s.current_conn().unwrap();
+    s.handle_input(Input::TransportOpened { conn }, later);
+    let out = drain(&mut s);
+    assert_eq!(
+        sent(&out),
+        [json!({ "type": "hello", "client": "r",
+                 "resume": { "session": "s-9", "streams": { "0": 5 } } })]
+    );
+    let frame = |t: &str| Input::FrameReceived {
+        conn,
+        frame: tether_core::InFrame::Text(Bytes::copy_from_slice(t.as_bytes())),
+    };
+    s.handle_input(frame(r#"{"type":"hello_ack","recovered":false}"#), later);
+    let out = drain(&mut s);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(tether_core::Event::Stream(ev))
+            if ev.kind == tether_core::StreamEventKind::Ended(tether_core::StreamEnd::Unrecoverable)
+    )), "{out:?}");
+}
+
+#[test]
+fn a_bad_session_token_in_the_ack_is_a_violation() {
+    let mut p = protocol();
+    let d = decode(&mut p, r#"{"type":"hello_ack","session":42}"#);
+    assert!(malformed(d).contains("session"));
+    let d = decode(&mut p, r#"{"type":"hello_ack","recovered":"yes"}"#);
+    assert!(matches!(d, Decoded::Violation(_)));
 }

@@ -174,6 +174,7 @@ impl Protocol for T {
             frame: OutFrame::text(format!("req {}", meta.id.get())),
             stream: stream.map(StreamKey::from),
             idempotent: false,
+            resumable: false,
         })
     }
 

@@ -147,6 +147,7 @@ impl Protocol for Asks {
             frame,
             stream: None,
             idempotent: false,
+            resumable: false,
         })
     }
     fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {

@@ -749,7 +749,10 @@ impl Gateway {
         if phase == Phase::Handshake {
             self.hello = Some(payload);
         }
-        Ok(Decoded::Ack(Acked { heartbeat }))
+        Ok(Decoded::Ack(Acked {
+            heartbeat,
+            ..Acked::default()
+        }))
     }
 }
 
@@ -810,6 +813,7 @@ impl Protocol for Gateway {
             frame,
             stream,
             idempotent: false,
+            resumable: false,
         })
     }
 

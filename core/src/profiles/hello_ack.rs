@@ -18,6 +18,7 @@ use crate::protocol::{
     Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta, StreamFrame,
     TextMode,
 };
+use crate::resume::{Recovery, Resume};
 
 /// The callback that builds each connection's hello.
 type HelloFn = Box<dyn FnMut() -> Value + Send>;
@@ -30,7 +31,7 @@ type HelloFn = Box<dyn FnMut() -> Value + Send>;
 ///
 /// | inbound frame | decoded as |
 /// |---|---|
-/// | `{"type":"hello_ack","heartbeatMs"?:n}` | [`Decoded::Ack`] |
+/// | `{"type":"hello_ack","heartbeatMs"?:n,"session"?:s,"recovered"?:b}` | [`Decoded::Ack`] |
 /// | `{"type":"hello_error","message":s,"fatal"?:b,"retryAfterMs"?:n}` | [`Decoded::Rejected`] |
 /// | `{"type":"response","id":n,"result":v}` / `"error":v` | [`Decoded::Response`] |
 /// | `{"type":"event","stream":k,"seq"?:n,"state":s,…}` | [`Decoded::Stream`] |
@@ -57,6 +58,7 @@ type HelloFn = Box<dyn FnMut() -> Value + Send>;
 /// ```
 pub struct HelloAck {
     hello: HelloFn,
+    recovering: bool,
 }
 
 impl HelloAck {
@@ -65,7 +67,20 @@ impl HelloAck {
     pub fn new(hello: impl FnMut() -> Value + Send + 'static) -> Self {
         HelloAck {
             hello: Box::new(hello),
+            recovering: false,
         }
+    }
+
+    /// The same protocol speaking the recovery dialect (`docs/protocols.md`, "Recovery"):
+    /// after a reconnect, the hello carries
+    /// `"resume": {"session": <token or null>, "streams": {"<key>": <last seq or null>}}`
+    /// for the server's session token and every live resumable stream
+    /// ([`HelloAckRequest::resumable`]); the `hello_ack` answers with `"recovered"`. A
+    /// first connection (nothing to resume) sends the plain hello.
+    #[must_use]
+    pub fn recovering(mut self) -> Self {
+        self.recovering = true;
+        self
     }
 }
 
@@ -86,6 +101,9 @@ pub struct HelloAckRequest {
     /// Whether the request starts a stream keyed by its request id (in decimal), so that
     /// `event` frames with that `stream` are routed to it.
     pub stream: bool,
+    /// Whether the stream it starts survives a lost connection and is resumed by the
+    /// recovery dialect ([`HelloAck::recovering`]); sent as `"resumable": true`.
+    pub resumable: bool,
     /// `Some`: the request is idempotent and carries this `idempotencyKey` (an empty key
     /// is generated from the request's nonce), so the session may send it again after a
     /// reconnect ([`EncodedRequest::idempotent`]).
@@ -100,8 +118,20 @@ impl HelloAckRequest {
             method: method.into(),
             params,
             stream: false,
+            resumable: false,
             idempotency_key: None,
         }
+    }
+
+    /// The same request, starting a stream (as [`streaming`](Self::streaming)) that
+    /// survives a lost connection: the server replays what was missed after the position
+    /// the next hello names, or says it cannot and the stream ends as
+    /// [`StreamEnd::Unrecoverable`](crate::StreamEnd::Unrecoverable).
+    #[must_use]
+    pub fn resumable(mut self) -> Self {
+        self.stream = true;
+        self.resumable = true;
+        self
     }
 
     /// The same request, idempotent: it carries an `idempotencyKey` generated from its
@@ -137,6 +167,8 @@ struct WireRequest<'a> {
     params: &'a Value,
     #[serde(rename = "idempotencyKey", skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    resumable: bool,
 }
 
 impl Protocol for HelloAck {
@@ -146,7 +178,11 @@ impl Protocol for HelloAck {
     type Response = Value;
     type RemoteError = Value;
 
-    fn open(&mut self, _conn: ConnId) -> Result<Opening, EncodeError> {
+    fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
+        self.open_resuming(conn, &Resume::default())
+    }
+
+    fn open_resuming(&mut self, _conn: ConnId, resume: &Resume) -> Result<Opening, EncodeError> {
         let mut hello = (self.hello)();
         let Value::Object(map) = &mut hello else {
             // The kind only: the value may hold a token.
@@ -155,6 +191,17 @@ impl Protocol for HelloAck {
                 json::kind(&hello)
             )));
         };
+        if self.recovering && !resume.is_empty() {
+            let streams: Map<String, Value> = resume
+                .streams()
+                .iter()
+                .map(|(key, seq)| (key.0.clone(), seq.map_or(Value::Null, Value::from)))
+                .collect();
+            map.insert(
+                "resume".to_owned(),
+                serde_json::json!({ "session": resume.token(), "streams": streams }),
+            );
+        }
         map.entry("type")
             .or_insert_with(|| Value::String("hello".to_owned()));
         json::text_frame(&hello).map(Opening::Hello)
@@ -184,11 +231,13 @@ impl Protocol for HelloAck {
             method: &request.method,
             params: &request.params,
             idempotency_key: key,
+            resumable: request.resumable && request.stream,
         })?;
         Ok(EncodedRequest {
             frame,
             stream: request.stream.then(|| StreamKey(id.to_string())),
             idempotent: key.is_some(),
+            resumable: request.resumable && request.stream,
         })
     }
 
@@ -222,8 +271,20 @@ fn fields(value: &Value) -> Result<&Map<String, Value>, Violation> {
 
 fn ack(value: &Value) -> Result<Decoded<HelloAck>, Violation> {
     let map = fields(value)?;
+    let recovery = match json::opt_bool(map, "recovered")? {
+        None => Recovery::NotAsked,
+        Some(true) => Recovery::Recovered,
+        Some(false) => Recovery::Unrecoverable,
+    };
+    let resume_token = match map.get("session") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(json::malformed("`session` must be a string")),
+    };
     Ok(Decoded::Ack(Acked {
         heartbeat: json::opt_millis(map, "heartbeatMs")?,
+        resume_token,
+        recovery,
     }))
 }
 

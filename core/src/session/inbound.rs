@@ -11,6 +11,7 @@ use crate::frame::{DataFrame, InFrame, Utf8Bytes};
 use crate::ids::ConnId;
 use crate::input::Input;
 use crate::protocol::{Decoded, Phase, Protocol};
+use crate::resume::Resume;
 use crate::streams::Routed;
 use crate::timer::after;
 
@@ -107,7 +108,11 @@ impl<P: Protocol> Session<P> {
             self.stats.stale_inputs += 1;
             return;
         }
-        match self.protocol.open(conn) {
+        let resume = Resume {
+            token: self.resume_token.clone(),
+            streams: self.streams.positions(),
+        };
+        match self.protocol.open_resuming(conn, &resume) {
             Ok(crate::protocol::Opening::Ready) => self.opened(conn, Default::default(), now),
             Ok(crate::protocol::Opening::Hello(frame)) => {
                 self.link = Link::Handshaking {
@@ -290,7 +295,7 @@ impl<P: Protocol> Session<P> {
         }
     }
 
-    fn violation(&mut self, conn: ConnId, violation: Violation) {
+    pub(super) fn violation(&mut self, conn: ConnId, violation: Violation) {
         self.stats.violations += 1;
         tracing::debug!(%conn, %violation, "protocol violation");
         self.emit(Event::Violation { conn, violation });

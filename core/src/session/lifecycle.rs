@@ -4,12 +4,14 @@ use std::time::{Duration, Instant};
 
 use super::{Link, Session, Teardown};
 use crate::close::{CloseClass, CloseCode};
+use crate::error::Violation;
 use crate::error::{AttemptError, DisconnectReason, RequestFailure, SessionError};
 use crate::event::{DropReason, EndReason, Event, Output, Retry, StreamEnd};
 use crate::ids::{ConnId, RequestId};
 use crate::liveness::Liveness;
 use crate::protocol::{Acked, Protocol};
 use crate::queue::Queued;
+use crate::resume::{MAX_RESUME_TOKEN, Recovery};
 use crate::status::Status;
 use crate::timer::{after, saturating_after};
 
@@ -51,6 +53,22 @@ impl<P: Protocol> Session<P> {
 
     /// The handshake of `conn` is acknowledged.
     pub(super) fn opened(&mut self, conn: ConnId, acked: Acked, now: Instant) {
+        if let Some(token) = acked.resume_token.clone() {
+            if token.len() <= MAX_RESUME_TOKEN {
+                self.resume_token = Some(token);
+            } else {
+                // Not kept: the session holds at most the bound for it.
+                self.violation(
+                    conn,
+                    Violation::Malformed {
+                        detail: format!(
+                            "resume token of {} bytes, over {MAX_RESUME_TOKEN}",
+                            token.len()
+                        ),
+                    },
+                );
+            }
+        }
         let mut liveness = Liveness::new(&self.cfg.liveness, now);
         if let Some(hb) = acked.heartbeat {
             liveness.set_heartbeat(&self.cfg.liveness, hb);
@@ -72,6 +90,7 @@ impl<P: Protocol> Session<P> {
             attempt: self.attempt,
             first,
         });
+        self.resume_streams(conn, acked.recovery, now);
         // Requests lost with the last connection go first: they were sent before anything
         // queued since. One that resolved meanwhile (its timeout) is skipped.
         for id in std::mem::take(&mut self.retrying) {
@@ -176,9 +195,10 @@ impl<P: Protocol> Session<P> {
         self.link = Link::Down;
         self.drop_unconfirmed();
         self.stats.disconnects += 1;
+        // Resumable streams wait for the next connection.
         let ended = self
             .streams
-            .end_all(&self.cfg.streams, StreamEnd::Disconnected, now);
+            .end_unresumable(&self.cfg.streams, StreamEnd::Disconnected, now);
         for ev in ended {
             self.stats.stream_events += 1;
             self.emit(Event::Stream(ev));
@@ -324,7 +344,14 @@ impl<P: Protocol> Session<P> {
                     RequestFailure::Disconnected => self.stats.requests_disconnected += 1,
                     _ => self.stats.requests_aborted += 1,
                 }
+                // A resumable stream outlives the connection its request was lost with.
+                let keep = matches!(failure, RequestFailure::Disconnected)
+                    && pending
+                        .stream
+                        .as_ref()
+                        .is_some_and(|key| self.streams.is_resumable(key));
                 if let Some(key) = &pending.stream
+                    && !keep
                     && let Some(ev) =
                         self.streams
                             .end(&self.cfg.streams, key, StreamEnd::RequestFailed, now)
@@ -377,5 +404,39 @@ impl<P: Protocol> Session<P> {
         }
         self.streams.clear();
         self.emit(Event::Ended(reason));
+    }
+
+    /// Carries the resumable streams into connection `conn`: ended as unrecoverable if
+    /// the server said so, otherwise each standing subscription the protocol rebuilds is
+    /// written (before anything queued).
+    fn resume_streams(&mut self, conn: ConnId, recovery: Recovery, now: Instant) {
+        if recovery == Recovery::Unrecoverable {
+            let ended =
+                self.streams
+                    .end_resumable(&self.cfg.streams, StreamEnd::Unrecoverable, now);
+            for ev in ended {
+                self.stats.stream_events += 1;
+                self.emit(Event::Stream(ev));
+            }
+            return;
+        }
+        for (key, seq) in self.streams.positions() {
+            match self.protocol.resubscribe(&key, seq) {
+                Ok(Some(frame)) => {
+                    self.write(conn, frame, now);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(stream = %key, error = %e, "resubscription not built");
+                    if let Some(ev) =
+                        self.streams
+                            .end(&self.cfg.streams, &key, StreamEnd::Unrecoverable, now)
+                    {
+                        self.stats.stream_events += 1;
+                        self.emit(Event::Stream(ev));
+                    }
+                }
+            }
+        }
     }
 }

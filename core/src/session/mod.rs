@@ -112,6 +112,8 @@ pub struct Session<P: Protocol> {
     retrying: Vec<RequestId>,
     /// Connections told to close, with the deadline after which they are aborted.
     closing: Vec<(ConnId, Instant)>,
+    /// The session token the server issued, presented on the next connection.
+    resume_token: Option<String>,
     /// The connection whose handshake challenge was answered (one answer per connection).
     challenged: Option<ConnId>,
     outputs: VecDeque<Output<P>>,
@@ -166,6 +168,7 @@ impl<P: Protocol> Session<P> {
             queue: OfflineQueue::default(),
             retrying: Vec::new(),
             closing: Vec::new(),
+            resume_token: None,
             challenged: None,
             outputs: VecDeque::with_capacity(64),
             now: None,
@@ -490,8 +493,13 @@ impl<P: Protocol> Session<P> {
             _ => None,
         };
         if let Some(key) = &encoded.stream {
-            self.streams
-                .register(&self.cfg.streams, key.clone(), Some(id), now);
+            self.streams.register_with(
+                &self.cfg.streams,
+                key.clone(),
+                Some(id),
+                encoded.resumable,
+                now,
+            );
         }
         // A request with a stream is not sent again: its stream ends with the connection.
         let resend =

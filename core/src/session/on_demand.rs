@@ -155,9 +155,10 @@ impl<P: Protocol> Session<P> {
         if open {
             self.stats.disconnects += 1;
         }
+        // Resumable streams wait for the next connection, as after a loss.
         let ended = self
             .streams
-            .end_all(&self.cfg.streams, StreamEnd::Disconnected, now);
+            .end_unresumable(&self.cfg.streams, StreamEnd::Disconnected, now);
         for ev in ended {
             self.stats.stream_events += 1;
             self.emit(Event::Stream(ev));

@@ -19,6 +19,8 @@ pub struct Lines {
     pub server_first: bool,
     /// No handshake at all.
     pub no_handshake: bool,
+    /// Write `resub KEY SEQ` for each resumable stream after a reconnect.
+    pub resubscribe: bool,
 }
 
 /// A request: method name and an optional stream key it starts.
@@ -42,6 +44,38 @@ impl Protocol for Lines {
         })
     }
 
+    /// `hello` alone, or `hello resume [token=T] KEY=SEQ…` (`-` for no event yet).
+    fn open_resuming(
+        &mut self,
+        conn: ConnId,
+        resume: &tether_core::Resume,
+    ) -> Result<Opening, EncodeError> {
+        let opening = self.open(conn)?;
+        if resume.is_empty() || !matches!(opening, Opening::Hello(_)) {
+            return Ok(opening);
+        }
+        let mut hello = "hello resume".to_owned();
+        if let Some(t) = resume.token() {
+            hello.push_str(&format!(" token={t}"));
+        }
+        for (key, seq) in resume.streams() {
+            let seq = seq.map_or("-".to_owned(), |s| s.to_string());
+            hello.push_str(&format!(" {}={seq}", key.0));
+        }
+        Ok(Opening::Hello(OutFrame::text(hello)))
+    }
+
+    fn resubscribe(
+        &mut self,
+        key: &StreamKey,
+        last_seq: Option<u64>,
+    ) -> Result<Option<OutFrame>, EncodeError> {
+        Ok(self.resubscribe.then(|| {
+            let seq = last_seq.map_or("-".to_owned(), |s| s.to_string());
+            OutFrame::text(format!("resub {} {seq}", key.0))
+        }))
+    }
+
     fn encode(&mut self, message: String) -> Result<OutFrame, EncodeError> {
         if message == "unencodable" {
             return Err(EncodeError("nope".into()));
@@ -55,6 +89,8 @@ impl Protocol for Lines {
             stream: r.1.map(StreamKey::from),
             // `idem…` methods may be sent again after a reconnect.
             idempotent: r.0.starts_with("idem"),
+            // Streams keyed `sub…` survive a reconnect.
+            resumable: r.1.is_some_and(|k| k.starts_with("sub")),
         })
     }
 
@@ -66,12 +102,22 @@ impl Protocol for Lines {
         let w: Vec<&str> = s.splitn(5, ' ').collect();
         match w.as_slice() {
             ["ack"] => Decoded::Ack(Acked::default()),
-            ["ack", hb] => Decoded::Ack(Acked {
-                heartbeat: hb
-                    .strip_prefix("hb=")
-                    .and_then(|m| m.parse().ok())
-                    .map(Duration::from_millis),
-            }),
+            ["ack", rest @ ..] => {
+                // `ack [hb=MS] [token=T] [recovered|unrecoverable]`, in any order.
+                let mut acked = Acked::default();
+                for word in rest.iter().flat_map(|w| w.split(' ')) {
+                    if let Some(ms) = word.strip_prefix("hb=") {
+                        acked.heartbeat = ms.parse().ok().map(Duration::from_millis);
+                    } else if let Some(t) = word.strip_prefix("token=") {
+                        acked.resume_token = Some(t.to_owned());
+                    } else if word == "recovered" {
+                        acked.recovery = tether_core::Recovery::Recovered;
+                    } else if word == "unrecoverable" {
+                        acked.recovery = tether_core::Recovery::Unrecoverable;
+                    }
+                }
+                Decoded::Ack(acked)
+            }
             ["challenge"] => Decoded::Challenge(OutFrame::text("answer")),
             ["reject", "fatal"] => Decoded::Rejected(Rejection {
                 message: "no".into(),
