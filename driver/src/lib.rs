@@ -31,6 +31,7 @@ pub mod record;
 mod reset;
 mod runtime;
 pub mod server;
+mod session_id;
 mod sniff;
 mod stream_events;
 mod task;
