@@ -363,8 +363,9 @@ impl<P: crate::connect::SendProtocol> Client<P> {
             cmds_rx,
             control_rx,
         );
-        let span =
-            tracing::info_span!("tether", session = %format_args!("{seed:016x}"), url = %label);
+        // Not the seed: jitter and idempotency keys derive from it (see `session_id`).
+        let id = crate::session_id::SessionId::next();
+        let span = tracing::info_span!("tether", session = %id, url = %label);
         runtime.spawn(Box::pin(tracing::Instrument::instrument(
             driver.run(),
             span,

@@ -10,7 +10,8 @@
 //! connection. `docs/adapters.md` describes the loop and its backpressure.
 //!
 //! A runtime supplies three things through [`Runtime`] (spawn, sleep until an instant,
-//! now) and a way to open byte streams through [`Dial`]; [`WsTransport`] turns those into
+//! now; the [`clock`] module has the clock that counts suspended time, which the tokio and
+//! smol adapters use) and a way to open byte streams through [`Dial`]; [`WsTransport`] turns those into
 //! WebSocket connections with async-tungstenite (and rustls, with the `rustls` feature).
 //! `tether-tokio` and `tether-smol` are exactly that, and the simulator supplies a virtual
 //! [`Transport`] and clock to run this same driver.
@@ -22,6 +23,7 @@
 
 mod alarm;
 mod client;
+pub mod clock;
 mod conn;
 mod connect;
 mod mailbox;
@@ -29,6 +31,7 @@ pub mod record;
 mod reset;
 mod runtime;
 pub mod server;
+mod session_id;
 mod sniff;
 mod stream_events;
 mod task;

@@ -475,6 +475,16 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             Event::Disconnected { reason, retry, .. } => {
                 tracing::info!(?reason, retry_in = ?retry.map(|r| r.wait), "disconnected");
             }
+            Event::ClockJump { overshoot } => {
+                // The host slept (or the process stalled): worth an operator's notice, as
+                // the probe that follows may end the connection.
+                tracing::info!(?overshoot, "clock jump; probing the peer");
+            }
+            // One line per message: a dropped message is lost data, and its id is what the
+            // application can match; debug, as an overflow may drop many at once.
+            Event::MessageDropped { id, reason } => {
+                tracing::debug!(%id, ?reason, "message dropped");
+            }
             Event::Response { id, result } => {
                 if let Some(reply) = self.calls.remove(id) {
                     let _ = reply.send(result.clone().map_err(CallError::Failed));

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod guide;
+pub mod logs;
 pub mod loopback;
 pub mod raw_peer;
 pub mod runtimes;

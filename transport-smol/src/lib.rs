@@ -1,7 +1,9 @@
 //! tether on smol.
 //!
 //! Supplies the two things the runtime-agnostic driver needs — a [`Runtime`] (spawn on
-//! smol's global executor, sleep with [`smol::Timer`], now) and a [`Dial`] that opens TCP
+//! smol's global executor, sleep with [`smol::Timer`], now on
+//! [`tether_driver::clock::os_clock`], which counts suspended time so that a laptop's
+//! sleep reaches the session as a clock jump) and a [`Dial`] that opens TCP
 //! connections with `TCP_NODELAY` and keepalive (idle 60 s, interval 10 s, 3 probes) — and
 //! re-exports the driver's [`Client`]. async-tungstenite speaks WebSocket directly over
 //! [`smol::Async`]`<TcpStream>`, so there is no adapter layer in between.
@@ -51,11 +53,15 @@ impl Runtime for Smol {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        smol::Timer::at(deadline).map(|_| ()).boxed()
+        // async-io's timers run on the monotonic clock, which skips suspended time.
+        let at = tether_driver::clock::os_clock().to_monotonic(deadline);
+        smol::Timer::at(at).map(|_| ()).boxed()
     }
 
+    /// Reads [`os_clock`](tether_driver::clock::os_clock), which counts the time the host
+    /// was suspended, so that a resume is a clock jump to the session.
     fn now(&self) -> Instant {
-        Instant::now()
+        tether_driver::clock::os_clock().now()
     }
 }
 

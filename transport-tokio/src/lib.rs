@@ -1,7 +1,8 @@
 //! tether on tokio.
 //!
 //! Supplies the two things the runtime-agnostic driver needs — a [`Runtime`] (spawn, sleep,
-//! now) and a [`Dial`] that opens TCP connections with `TCP_NODELAY` and keepalive (idle
+//! now, on [`tether_driver::clock::os_clock`], which counts suspended time so that a
+//! laptop's sleep reaches the session as a clock jump) and a [`Dial`] that opens TCP connections with `TCP_NODELAY` and keepalive (idle
 //! 60 s, interval 10 s, 3 probes) — and re-exports the driver's [`Client`].
 //!
 //! ```no_run
@@ -38,11 +39,15 @@ impl Runtime for Tokio {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep_until(deadline.into()))
+        // tokio's timers run on the monotonic clock, which skips suspended time.
+        let at = tether_driver::clock::os_clock().to_monotonic(deadline);
+        Box::pin(tokio::time::sleep_until(at.into()))
     }
 
+    /// Reads [`os_clock`](tether_driver::clock::os_clock), which counts the time the host
+    /// was suspended, so that a resume is a clock jump to the session.
     fn now(&self) -> Instant {
-        Instant::now()
+        tether_driver::clock::os_clock().now()
     }
 }
 

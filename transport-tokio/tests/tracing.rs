@@ -125,15 +125,7 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
         .header("Authorization", "Bearer AUTH-SECRET-789")
         .unwrap();
     let label = transport.redacted_url();
-    let client = Client::start(
-        Tokio,
-        transport,
-        config,
-        hello,
-        0x0123_4567_89ab_cdef,
-        &label,
-    )
-    .unwrap();
+    let client = Client::start(Tokio, transport, config, hello, SEED, &label).unwrap();
     tokio::time::timeout(Duration::from_secs(5), client.wait_open())
         .await
         .unwrap()
@@ -183,7 +175,7 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
     let has = |needle: &str| logs.contains(needle);
     let dump = || format!("captured logs:\n{logs}");
 
-    // The session span: its id (the seed, 16 hex digits) and the redacted URL.
+    // The session span: its id and the redacted URL.
     let span = logs
         .lines()
         .find_map(|l| {
@@ -192,11 +184,25 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
             Some(rest.split(' ').next()?.to_owned())
         })
         .unwrap_or_else(|| panic!("no session span\n{}", dump()));
+    // The id is a per-process random part and a counter (`8 hex digits-n`), never the
+    // seed: jitter and idempotency keys derive from the seed.
+    let (process, n) = span
+        .split_once('-')
+        .unwrap_or_else(|| panic!("session id {span:?}\n{}", dump()));
     assert!(
-        span.len() == 16 && span.chars().all(|c| c.is_ascii_hexdigit()),
+        process.len() == 8
+            && process.chars().all(|c| c.is_ascii_hexdigit())
+            && n.parse::<u64>().is_ok(),
         "session id {span:?}\n{}",
         dump()
     );
+    for shown in [
+        format!("{SEED:016x}"),
+        format!("{SEED:x}"),
+        format!("{SEED}"),
+    ] {
+        assert!(!has(&shown), "the seed {shown} is in the logs\n{}", dump());
+    }
     assert!(
         has(&format!("tether{{session={span} url={redacted}}}")),
         "span with the redacted URL\n{}",
@@ -323,6 +329,9 @@ async fn logs_name_the_session_and_every_step_and_never_a_secret() {
         "{kept}"
     );
 }
+
+/// The session's seed, which the logs must not show (see the session id's check).
+const SEED: u64 = 0x0123_4567_89ab_cdef;
 
 /// The test's secrets: the URL's query token, the `Authorization` header, the hello's
 /// token and the token in the server's acknowledgement.

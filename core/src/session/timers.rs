@@ -199,13 +199,16 @@ impl<P: Protocol> Session<P> {
             LivenessAction::Ping => {
                 self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
             }
-            LivenessAction::Dead => self.lost(
-                conn,
-                DisconnectReason::Stale,
-                CloseClass::RECONNECT,
-                Teardown::Abort,
-                now,
-            ),
+            LivenessAction::Dead => {
+                tracing::warn!(%conn, "peer silent past the stale threshold; aborting");
+                self.lost(
+                    conn,
+                    DisconnectReason::Stale,
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                );
+            }
         }
     }
 
