@@ -122,6 +122,37 @@ fn the_attempt_limit_turns_retry_into_failed() {
     assert_eq!(h.s.stats().attempts, 3);
 }
 
+/// A connection lost before it proved stable counts against the attempt limit, so
+/// accept-then-close ends instead of looping for ever; one lost after it proved stable
+/// does not.
+#[test]
+fn unstable_losses_count_against_the_attempt_limit_and_stable_ones_do_not() {
+    let cfg = Config::builder().max_attempts(Some(3)).build().unwrap();
+    let mut h = H::new(cfg.clone());
+    h.open();
+    for _ in 0..2 {
+        h.closed(Some(1011), "");
+        h.until_attempt();
+        let o = h.opened();
+        h.complete_writes(&o);
+        h.frame("ack");
+    }
+    h.closed(Some(1011), "");
+    assert_eq!(h.s.status(), Status::Failed, "accept-then-close ends");
+    let mut h = H::new(cfg);
+    h.open();
+    for round in 0..5 {
+        let out = h.run_for(secs(6.0));
+        h.complete_writes(&out);
+        h.closed(Some(1011), "");
+        assert_eq!(h.s.status(), Status::Reconnecting, "round {round}");
+        h.until_attempt();
+        let o = h.opened();
+        h.complete_writes(&o);
+        h.frame("ack");
+    }
+}
+
 #[test]
 fn every_retry_describes_its_own_bounds_and_is_kept() {
     let cfg = Config::builder().retry_first_connect(true).build().unwrap();

@@ -128,4 +128,26 @@ fn a_peer_sent_id_is_cut_short_in_the_violation() {
         wire_id.len()
     );
     assert!(wire_id.starts_with('é') && wire_id.ends_with('…'));
+    // Exactly the bound: shown whole. One past it, with a character across the cut: cut
+    // before that character.
+    for (id, shown) in [
+        ("a".repeat(64), "a".repeat(64)),
+        (
+            format!("{}é{}", "a".repeat(63), "b".repeat(10)),
+            format!("{}…", "a".repeat(63)),
+        ),
+    ] {
+        let mut h = H::default_config();
+        let conn = h.open();
+        h.input(Input::FrameReceived {
+            conn,
+            frame: InFrame::Text(Bytes::from(format!("res {id} ok nobody"))),
+        });
+        let seen = violations(&h);
+        assert_eq!(
+            seen,
+            [Violation::UnknownResponse { wire_id: shown }],
+            "{id}"
+        );
+    }
 }

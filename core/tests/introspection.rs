@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use tether_core::{Config, StreamConfig};
+use tether_core::{Config, Event, StreamConfig};
 
 /// `config()` is the configuration the session was built with, not a default: a driver
 /// reads its deadlines (the send deadline, the stale threshold) from it.
@@ -89,4 +89,65 @@ fn request_has_stream_follows_the_requests_stream() {
         !h.s.request_has_stream(streaming),
         "its stream ended before the response"
     );
+}
+
+/// The counters count what happened, each once (mutation testing found several that no
+/// test read): messages, stream events and what routing dropped, unsolicited events,
+/// gaps, disconnects and dropped messages.
+#[test]
+fn the_counters_count_what_happened() {
+    let cfg = Config::builder()
+        .queue_while_offline(1, tether_core::Overflow::DropOldest)
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    h.open();
+    h.frame("hello there");
+    h.frame("and again");
+    h.s.request(Req("watch", Some("k")), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.frame("ev k 1 delta a");
+    h.frame("ev k 1 delta a"); // a duplicate
+    h.frame("ev k 3 delta abc"); // a gap, then the event
+    h.frame("ev k 2 delta ab"); // stale: older than the last delivered
+    h.frame("ev k 4 final abc");
+    h.frame("ev k 5 delta abcd"); // late: the stream completed
+    h.frame("ev other 1 delta x"); // unsolicited
+    h.closed(None, "");
+    h.s.send("one".into(), h.now).unwrap();
+    h.s.send("two".into(), h.now).unwrap(); // drops "one"
+    let s = h.s.stats();
+    assert_eq!(s.messages, 2);
+    assert_eq!(s.duplicates_dropped, 1);
+    assert_eq!(s.gaps, 1);
+    assert_eq!(s.stale_stream_events, 1);
+    assert_eq!(s.late_events, 1);
+    assert_eq!(s.unsolicited, 1);
+    // delta 1, the gap, delta 3, final 4.
+    assert_eq!(s.stream_events, 4);
+    assert_eq!(s.disconnects, 1);
+    assert_eq!(s.messages_dropped, 1);
+    assert_eq!(s.requests_disconnected, 1);
+}
+
+/// A second `ack` on an open connection is a violation, not a second opening.
+#[test]
+fn an_ack_on_an_open_connection_is_a_duplicate() {
+    let mut h = H::default_config();
+    h.open();
+    let out = h.frame("ack");
+    let evs = events(&out);
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::Violation {
+                violation: tether_core::Violation::DuplicateAck,
+                ..
+            }
+        )),
+        "{evs:?}"
+    );
+    assert!(!evs.iter().any(|e| matches!(e, Event::Opened { .. })));
+    assert_eq!(h.s.stats().opens, 1);
 }
