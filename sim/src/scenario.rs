@@ -344,21 +344,30 @@ fn raw() -> impl Scenario + Send {
         })
 }
 
-/// [`HelloAck`] against [`HelloAckServer`]: notes, echo requests, streams and failing
-/// requests, a command every 10 s on average.
+/// [`HelloAck`] against [`HelloAckServer`], both speaking the recovery dialect: notes,
+/// echo requests (some idempotent), streams (some resumable across reconnects) and
+/// failing requests, a command every 10 s on average.
 fn hello_ack() -> impl Scenario + Send {
-    let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"}));
-    Campaign::new("hello-ack", hello, HelloAckServer::default)
+    let hello = || HelloAck::new(|| json!({"type": "hello", "client": "sim"})).recovering();
+    Campaign::new("hello-ack", hello, HelloAckServer::recovering)
         .identify_sends(identify_json)
         .identify_events(hello_ack_event)
         .command(1, |rng| match rng.u32(..100) {
             0..40 => Command::Send(json!({"type": "note", "n": rng.u32(..)})),
-            40..75 => Command::Request {
+            40..65 => Command::Request {
                 request: HelloAckRequest::new("echo", json!({"n": rng.u32(..)})),
                 timeout: None,
             },
-            75..95 => Command::Request {
+            65..75 => Command::Request {
+                request: HelloAckRequest::new("echo", json!({"n": rng.u32(..)})).idempotent(),
+                timeout: None,
+            },
+            75..85 => Command::Request {
                 request: HelloAckRequest::new("stream.words", json!({})).streaming(),
+                timeout: None,
+            },
+            85..95 => Command::Request {
+                request: HelloAckRequest::new("stream.words", json!({})).resumable(),
                 timeout: None,
             },
             _ => Command::Request {

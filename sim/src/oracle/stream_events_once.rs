@@ -17,6 +17,9 @@ pub(super) const NAME: &str = "stream_events_once";
 ///   seq of the event that follows them;
 /// - nothing of a registration is delivered after its terminal event
 ///   ([`StreamEventKind::is_terminal`]);
+/// - no hole without a typed gap: an event numbered past the next one expected (the
+///   highest delivered plus one) is announced by a `Gap` received at its seq, across
+///   reconnects too (a resumable stream carries on over them);
 /// - a request's stream gets at most one terminal event, whatever key it was delivered
 ///   under (an alias key named by the response counts as the same stream);
 /// - every stream a request registered (`CommandRecord::Request { stream: true, result:
@@ -66,6 +69,8 @@ pub fn stream_events_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                     request: ev.request,
                     seqs: BTreeSet::new(),
                     ended: None,
+                    last: None,
+                    gap_to: None,
                 });
                 regs.len() - 1
             });
@@ -79,6 +84,30 @@ pub fn stream_events_once<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                     request_name(ev.request),
                 )
             });
+        }
+        // No hole without a typed gap: an event numbered past the next one expected is
+        // announced by a `Gap` up to it (across reconnects too, where a resumable stream
+        // carries on).
+        match (&ev.kind, ev.seq) {
+            (StreamEventKind::Gap { received, .. }, _) => reg.gap_to = Some(*received),
+            (_, Some(seq)) => {
+                if let Some(last) = reg.last
+                    && last.checked_add(1).is_some_and(|next| seq > next)
+                    && reg.gap_to != Some(seq)
+                {
+                    first.offer(i, || {
+                        format!(
+                            "({:?}, seq {seq}) of {} delivered after seq {last} with no gap \
+                             announced for what is missing",
+                            ev.key.as_str(),
+                            request_name(ev.request),
+                        )
+                    });
+                }
+                reg.last = Some(reg.last.map_or(seq, |l| l.max(seq)));
+                reg.gap_to = None;
+            }
+            _ => {}
         }
         if !matches!(ev.kind, StreamEventKind::Gap { .. })
             && let Some(seq) = ev.seq
@@ -125,6 +154,10 @@ struct Registration {
     request: Option<RequestId>,
     seqs: BTreeSet<u64>,
     ended: Option<usize>,
+    /// The highest seq delivered (not counting gaps), and the `received` of the last
+    /// `Gap` announced since.
+    last: Option<u64>,
+    gap_to: Option<u64>,
 }
 
 fn kind_name<I>(kind: &StreamEventKind<I>) -> &'static str {
