@@ -13,7 +13,15 @@ leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per 
 - `{"type":"request","id":n,"method":m,"params":p}` -> `{"type":"response","id":n,"result":p}`
   - method "slow": the response comes 200 ms later (other requests are not held up);
   - method "close4001": after the response, the server closes the connection with
-    4001 "auth revoked".
+    4001 "auth revoked";
+  - method "count" (a stream): events `{"type":"event","stream":"<id>","seq":k,
+    "state":"delta","text":"<k> "}` for k = 1..COUNT, one every TICK, then the final at
+    COUNT + 1; the response `{"streaming":true}` follows the first event.
+- The recovery dialect (docs/protocols.md): every `hello_ack` carries
+  `"session": "interop"`; a hello with `"resume"` whose session is `"interop"` is
+  answered `"recovered": true` and each of its streams carries on after its position
+  (an event's content depends only on its seq, so a restarted server resumes too); any
+  other session is answered `"recovered": false`.
 - anything else is ignored.
 """
 
@@ -25,6 +33,42 @@ import threading
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+
+
+COUNT = 40
+TICK = 0.025
+SESSION = "interop"
+
+
+def count_event(key, seq):
+    if seq > COUNT:
+        return {"type": "event", "stream": key, "seq": seq, "state": "final"}
+    return {"type": "event", "stream": key, "seq": seq, "state": "delta", "text": f"{seq} "}
+
+
+async def count(ws, key, start, request_id=None):
+    """Sends stream `key` from `start` to its final, one event per TICK."""
+    try:
+        for seq in range(start, COUNT + 2):
+            await ws.send(json.dumps(count_event(key, seq)))
+            if request_id is not None and seq == start:
+                response = {"type": "response", "id": request_id, "result": {"streaming": True}}
+                await ws.send(json.dumps(response))
+            await asyncio.sleep(TICK)
+    except ConnectionClosed:
+        pass
+
+
+def ack_for(hello):
+    ack = {"type": "hello_ack", "session": SESSION}
+    resume = hello.get("resume")
+    streams = {}
+    if isinstance(resume, dict):
+        ok = resume.get("session") == SESSION
+        ack["recovered"] = ok
+        if ok and isinstance(resume.get("streams"), dict):
+            streams = resume["streams"]
+    return ack, streams
 
 
 async def answer(ws, frame):
@@ -60,7 +104,18 @@ async def handler(ws):
                 continue
             kind = frame.get("type")
             if kind == "hello":
-                await ws.send(json.dumps({"type": "hello_ack"}))
+                ack, streams = ack_for(frame)
+                await ws.send(json.dumps(ack))
+                for key, position in streams.items():
+                    start = (position if isinstance(position, int) else 0) + 1
+                    task = asyncio.create_task(count(ws, key, start))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            elif kind == "request" and frame.get("method") == "count":
+                key = str(frame.get("id"))
+                task = asyncio.create_task(count(ws, key, 1, frame.get("id")))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
             elif kind == "request":
                 # Each request on its own task, so a slow one does not hold up the rest.
                 task = asyncio.create_task(answer(ws, frame))

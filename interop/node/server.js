@@ -13,7 +13,15 @@
 // - {"type":"request","id":n,"method":m,"params":p} -> {"type":"response","id":n,"result":p}
 //   - method "slow": the response comes 200 ms later (other requests are not held up);
 //   - method "close4001": after the response, the server closes the connection with
-//     4001 "auth revoked".
+//     4001 "auth revoked";
+//   - method "count" (a stream): events {"type":"event","stream":"<id>","seq":k,
+//     "state":"delta","text":"<k> "} for k = 1..COUNT, one every TICK ms, then the final
+//     at COUNT + 1; the response {"streaming":true} follows the first event.
+// - The recovery dialect (docs/protocols.md): every hello_ack carries
+//   "session": "interop"; a hello with "resume" whose session is "interop" is answered
+//   "recovered": true and each of its streams carries on after its position (an event's
+//   content depends only on its seq, so a restarted server resumes too); any other
+//   session is answered "recovered": false.
 // - anything else is ignored.
 'use strict';
 
@@ -35,6 +43,48 @@ function answer(ws, frame) {
   if (frame.method === 'close4001') ws.close(4001, 'auth revoked');
 }
 
+const COUNT = 40;
+const TICK = 25;
+const SESSION = 'interop';
+
+function countEvent(key, seq) {
+  if (seq > COUNT) return { type: 'event', stream: key, seq, state: 'final' };
+  return { type: 'event', stream: key, seq, state: 'delta', text: `${seq} ` };
+}
+
+// Sends stream `key` from `start` to its final, one event per TICK.
+function count(ws, timers, key, start, requestId) {
+  let seq = start;
+  const step = () => {
+    if (ws.readyState !== ws.OPEN) return;
+    ws.send(JSON.stringify(countEvent(key, seq)));
+    if (requestId !== undefined && seq === start) {
+      ws.send(JSON.stringify({ type: 'response', id: requestId, result: { streaming: true } }));
+    }
+    seq += 1;
+    if (seq <= COUNT + 1) {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        step();
+      }, TICK);
+      timers.add(timer);
+    }
+  };
+  step();
+}
+
+function ackFor(hello) {
+  const ack = { type: 'hello_ack', session: SESSION };
+  const resume = hello.resume;
+  let streams = {};
+  if (resume !== null && typeof resume === 'object' && !Array.isArray(resume)) {
+    const ok = resume.session === SESSION;
+    ack.recovered = ok;
+    if (ok && resume.streams !== null && typeof resume.streams === 'object') streams = resume.streams;
+  }
+  return { ack, streams };
+}
+
 const wss = new WebSocketServer({ host: '127.0.0.1', port });
 
 let connections = 0;
@@ -54,7 +104,14 @@ wss.on('connection', (ws) => {
     }
     if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return;
     if (frame.type === 'hello') {
-      ws.send(JSON.stringify({ type: 'hello_ack' }));
+      const { ack, streams } = ackFor(frame);
+      ws.send(JSON.stringify(ack));
+      for (const [key, position] of Object.entries(streams)) {
+        const start = (Number.isInteger(position) ? position : 0) + 1;
+        count(ws, timers, key, start, undefined);
+      }
+    } else if (frame.type === 'request' && frame.method === 'count') {
+      count(ws, timers, String(frame.id), 1, frame.id);
     } else if (frame.type === 'request') {
       if (frame.method === 'slow') {
         const timer = setTimeout(() => {

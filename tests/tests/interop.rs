@@ -8,6 +8,11 @@
 //! reconnecting by itself, requests again, and finally a fatal close 4001 after which the
 //! session ends `Failed` and never dials again.
 //!
+//! A second scenario proves recovery across reconnect (issue 13, item 1): a resumable
+//! stream of 40 events, the server killed (SIGKILL) part way and restarted on the same
+//! port; the session resumes with the recovery dialect and the stream carries on to its
+//! final with no duplicate and no hole.
+//!
 //! The peers come from `scripts/interop-setup.sh` (a venv in `.interop/venv`, `npm ci` in
 //! `interop/node`). `./scripts/test.sh` runs it and exports `TETHER_INTEROP_PYTHON` and
 //! `TETHER_INTEROP_NODE_DIR`; when they are unset the tests run the script themselves.
@@ -28,7 +33,7 @@ use tether_tests::runtimes::{OnSmol as SmolRt, OnTokio as TokioRt, TestRuntime a
 use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest};
 use tether_tokio::tether_core::{
     AttemptError, CloseClass, CloseCode, ClosePolicy, Config, DisconnectReason, EndReason, Event,
-    Jitter, RequestError, RequestFailure, SessionError, Status, TransportFailure,
+    Jitter, RequestError, RequestFailure, SessionError, Status, StreamEventKind, TransportFailure,
 };
 use tether_tokio::{CallError, Client};
 
@@ -590,7 +595,112 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
     );
 }
 
+/// The count stream's length on both servers.
+const COUNT: u64 = 40;
+
+/// Recovery: a resumable `count` stream, the server killed after event 10 and restarted
+/// on the same port; the session resumes it and the application sees events 1..=40 and
+/// the final exactly once, in order, with no gap and no terminal before the final.
+async fn recovery<R: Rt>(rt: R, peer: Peer) {
+    let Some(peers) = peers() else { return };
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}/tether");
+    let mut server = within(
+        &rt,
+        START,
+        "server start",
+        Server::start(rt, peers, peer, port),
+    )
+    .await;
+    let hello = HelloAck::new(|| json!({ "client": "tether-interop" })).recovering();
+    let client = within(&rt, STEP, "connect", rt.connect(&url, config(), hello))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the {peer:?} server: {e}"));
+    let mut statuses = client.status_changes();
+    let mut call = within(
+        &rt,
+        STEP,
+        "stream",
+        client.stream(req("count", json!({})).resumable(), None),
+    )
+    .await
+    .expect("the stream starts");
+    let mut seen = Vec::new();
+    // Part way: at event 10, the server dies.
+    within(&rt, STEP, "ten events", async {
+        while let Some(ev) = call.events.next().await {
+            let ten = ev.seq == Some(10);
+            seen.push(ev);
+            if ten {
+                return;
+            }
+        }
+        panic!("the stream ended early");
+    })
+    .await;
+    server.kill();
+    let s = within(&rt, STEP, "Reconnecting", statuses.next()).await;
+    assert_eq!(s, Some(Status::Reconnecting));
+    rt.sleep(Duration::from_millis(200)).await;
+    let _server = within(
+        &rt,
+        START,
+        "server restart",
+        Server::start(rt, peers, peer, port),
+    )
+    .await;
+    within(&rt, STEP, "the rest of the stream", async {
+        while let Some(ev) = call.events.next().await {
+            let terminal = ev.kind.is_terminal();
+            seen.push(ev);
+            if terminal {
+                return;
+            }
+        }
+        panic!("the stream ended without a terminal");
+    })
+    .await;
+    let seqs: Vec<u64> = seen.iter().filter_map(|ev| ev.seq).collect();
+    let expected: Vec<u64> = (1..=COUNT + 1).collect();
+    assert_eq!(seqs, expected, "[{peer:?}] every event once, in order");
+    assert!(
+        !seen
+            .iter()
+            .any(|ev| matches!(ev.kind, StreamEventKind::Gap { .. })),
+        "[{peer:?}] no gap"
+    );
+    let whole: String = (1..=COUNT).map(|k| format!("{k} ")).collect();
+    match seen.last().map(|ev| &ev.kind) {
+        Some(StreamEventKind::Final { text, .. }) => {
+            assert_eq!(text.as_deref(), Some(whole.as_str()), "[{peer:?}]");
+        }
+        other => panic!("[{peer:?}] ended with {other:?}"),
+    }
+    assert_eq!(client.status(), Status::Open);
+    within(&rt, STEP, "close", client.close()).await;
+}
+
 // --- the tests ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_recovers_a_stream_from_python_websockets() {
+    recovery(TokioRt, Peer::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_recovers_a_stream_from_node_ws() {
+    recovery(TokioRt, Peer::Node).await;
+}
+
+#[test]
+fn smol_recovers_a_stream_from_python_websockets() {
+    smol::block_on(recovery(SmolRt, Peer::Python));
+}
+
+#[test]
+fn smol_recovers_a_stream_from_node_ws() {
+    smol::block_on(recovery(SmolRt, Peer::Node));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_with_python_websockets() {
