@@ -1,6 +1,7 @@
 //! docs/simulation.md keeps up with the simulator: its fault table names every fault kind
 //! and its oracle table every oracle. docs/protocols.md's complete OpenClaw program is the
 //! example that builds (and that ./scripts/interop-openclaw.sh runs against the gateway).
+//! docs/features.md names, for every behaviour, a test that exists.
 
 const GUIDE: &str = include_str!("../../docs/simulation.md");
 
@@ -70,4 +71,68 @@ fn the_openclaw_guide_shows_the_example_verbatim() {
         "docs/protocols.md's complete program differs from transport-tokio/examples/openclaw.rs; \
          copy the file into the block"
     );
+}
+
+const FEATURES: &str = include_str!("../../docs/features.md");
+
+/// Every `.rs` file of the workspace's crates, as text.
+fn workspace_sources() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = Vec::new();
+    let mut dirs: Vec<std::path::PathBuf> = [
+        "core",
+        "driver",
+        "sim",
+        "tests",
+        "transport-tokio",
+        "transport-smol",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+/// docs/features.md names, for every behaviour, the test that proves it: each of those
+/// tests exists, so renaming or deleting one fails here until the page follows.
+#[test]
+fn every_test_the_feature_list_names_exists() {
+    let sources = workspace_sources();
+    let mut named = 0;
+    for line in FEATURES.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // `| # | behaviour | test | level |` or `| behaviour | test | level |`.
+        let Some(tests) = cells.get(cells.len().saturating_sub(3)) else {
+            continue;
+        };
+        for name in tests.split('`').skip(1).step_by(2) {
+            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                continue;
+            }
+            named += 1;
+            let decl = [format!("fn {name}("), format!("fn {name}<")];
+            assert!(
+                sources
+                    .iter()
+                    .any(|s| decl.iter().any(|d| s.contains(d.as_str()))),
+                "docs/features.md names `{name}`, which no test defines"
+            );
+        }
+    }
+    assert!(named >= 80, "only {named} tests named: is the table still parsed?");
 }
