@@ -58,6 +58,19 @@ fn a_resumable_stream_carries_on_across_a_reconnect_without_duplicates() {
     h.frame("ev sub-1 2 delta ab");
     h.frame("ev sub-1 3 delta abc");
     h.frame("ev sub-1 4 final abc");
+    // The two replayed behind the position are the server's mistake, and said so.
+    let behind = h
+        .events()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Violation { violation: Violation::Malformed { detail }, .. }
+                    if detail.contains("behind the resume position 2")
+            )
+        })
+        .count();
+    assert_eq!(behind, 2);
     let kinds = stream_kinds(&h);
     let texts: Vec<String> = kinds
         .iter()

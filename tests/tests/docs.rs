@@ -121,7 +121,10 @@ fn every_test_the_feature_list_names_exists() {
             continue;
         };
         for name in tests.split('`').skip(1).step_by(2) {
-            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 continue;
             }
             named += 1;
@@ -134,5 +137,8 @@ fn every_test_the_feature_list_names_exists() {
             );
         }
     }
-    assert!(named >= 80, "only {named} tests named: is the table still parsed?");
+    assert!(
+        named >= 80,
+        "only {named} tests named: is the table still parsed?"
+    );
 }

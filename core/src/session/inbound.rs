@@ -112,6 +112,11 @@ impl<P: Protocol> Session<P> {
             token: self.resume_token.clone(),
             streams: self.streams.positions(),
         };
+        self.replay_floor = resume
+            .streams
+            .iter()
+            .filter_map(|(key, seq)| seq.map(|s| (key.clone(), s)))
+            .collect();
         match self.protocol.open_resuming(conn, &resume) {
             Ok(crate::protocol::Opening::Ready) => self.opened(conn, Default::default(), now),
             Ok(crate::protocol::Opening::Hello(frame)) => {
@@ -248,6 +253,26 @@ impl<P: Protocol> Session<P> {
             }
             Decoded::Stream(frame) => {
                 self.last_activity = Some(now);
+                // A server that resumed a stream replays what follows the position the
+                // hello named: an event at or behind it is the server's mistake (still
+                // dropped as a duplicate or stale below).
+                if let Some(seq) = frame.seq
+                    && let Some((_, floor)) =
+                        self.replay_floor.iter().find(|(key, _)| *key == frame.key)
+                    && seq <= *floor
+                {
+                    let floor = *floor;
+                    self.violation(
+                        conn,
+                        Violation::Malformed {
+                            detail: format!(
+                                "stream {} replayed seq {seq}, at or behind the resume \
+                                 position {floor}",
+                                frame.key
+                            ),
+                        },
+                    );
+                }
                 match self.streams.route(&self.cfg.streams, frame, now) {
                     Routed::Deliver(events) => {
                         for ev in events {

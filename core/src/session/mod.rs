@@ -114,6 +114,9 @@ pub struct Session<P: Protocol> {
     closing: Vec<(ConnId, Instant)>,
     /// The session token the server issued, presented on the next connection.
     resume_token: Option<String>,
+    /// The positions the current connection's handshake resumed from: a stream event at
+    /// or behind one is a violation.
+    replay_floor: Vec<(crate::ids::StreamKey, u64)>,
     /// The connection whose handshake challenge was answered (one answer per connection).
     challenged: Option<ConnId>,
     outputs: VecDeque<Output<P>>,
@@ -169,6 +172,7 @@ impl<P: Protocol> Session<P> {
             retrying: Vec::new(),
             closing: Vec::new(),
             resume_token: None,
+            replay_floor: Vec::new(),
             challenged: None,
             outputs: VecDeque::with_capacity(64),
             now: None,
