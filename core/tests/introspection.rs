@@ -151,3 +151,37 @@ fn an_ack_on_an_open_connection_is_a_duplicate() {
     assert!(!evs.iter().any(|e| matches!(e, Event::Opened { .. })));
     assert_eq!(h.s.stats().opens, 1);
 }
+
+/// Each request outcome has its counter: answered, answered with an error, timed out,
+/// lost with its connection, and ended with the session.
+#[test]
+fn request_counters_count_each_outcome() {
+    let mut h = H::default_config();
+    h.open();
+    let ok = h.s.request(Req("a", None), None, h.now).unwrap();
+    let err = h.s.request(Req("b", None), None, h.now).unwrap();
+    h.s.request(Req("c", None), Some(secs(1.0)), h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.frame(&format!("res {} ok fine", ok.get()));
+    h.frame(&format!("res {} err nope", err.get()));
+    let out = h.advance(secs(1.0));
+    h.complete_writes(&out);
+    h.s.request(Req("d", None), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.closed(None, "");
+    h.s.request(Req("e", None), None, h.now).unwrap();
+    h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
+    let s = h.s.stats();
+    assert_eq!(
+        (
+            s.requests_ok,
+            s.requests_remote_error,
+            s.requests_timed_out,
+            s.requests_disconnected,
+            s.requests_aborted
+        ),
+        (1, 1, 1, 1, 1)
+    );
+}
