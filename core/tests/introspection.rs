@@ -185,3 +185,17 @@ fn request_counters_count_each_outcome() {
         (1, 1, 1, 1, 1)
     );
 }
+
+/// A completion for a frame the session never wrote (or already settled) is a stale
+/// input, counted.
+#[test]
+fn a_completion_for_an_unknown_frame_is_a_stale_input() {
+    let mut h = H::default_config();
+    let conn = h.open();
+    let before = h.s.stats().stale_inputs;
+    h.input(tether_core::Input::WriteCompleted {
+        conn,
+        frame: tether_core::FrameId::from_raw(9_999),
+    });
+    assert_eq!(h.s.stats().stale_inputs, before + 1);
+}
