@@ -90,6 +90,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<P: Protocol> Shared<P> {
+    /// Nothing published yet: `Idle`, no activity, no subscriber.
+    pub(crate) fn new(
+        now: Box<dyn Fn() -> Instant + Send + Sync>,
+        subscriber_bytes: usize,
+    ) -> Self {
+        Shared {
+            status: Mutex::new(Status::Idle),
+            last_activity: Mutex::new(None),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            events: Mutex::new(Vec::new()),
+            statuses: Mutex::new(Vec::new()),
+            now,
+            subscriber_bytes,
+        }
+    }
+
     pub(crate) fn set_status(&self, to: Status) {
         *lock(&self.status) = to;
         // Never dropped for a slow subscriber: its full mailbox holds the loop's sources
@@ -344,15 +360,10 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();
         let rt = runtime.clone();
-        let shared = Arc::new(Shared {
-            status: Mutex::new(Status::Idle),
-            last_activity: Mutex::new(None),
-            queued: std::sync::atomic::AtomicUsize::new(0),
-            events: Mutex::new(Vec::new()),
-            statuses: Mutex::new(Vec::new()),
-            now: Box::new(move || rt.now()),
-            subscriber_bytes: options.subscriber_bytes,
-        });
+        let shared = Arc::new(Shared::new(
+            Box::new(move || rt.now()),
+            options.subscriber_bytes,
+        ));
         let driver = Driver::new(
             session,
             options,

@@ -838,15 +838,10 @@ fn dropped_wait_open_callers_are_pruned() {
     let (_cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
     let (_control_tx, control_rx) = mpsc::unbounded();
     let now_rt = rt.clone();
-    let shared = Arc::new(Shared {
-        status: Mutex::new(Status::Idle),
-        last_activity: Mutex::new(None),
-        queued: std::sync::atomic::AtomicUsize::new(0),
-        events: Mutex::new(Vec::new()),
-        statuses: Mutex::new(Vec::new()),
-        now: Box::new(move || now_rt.now()),
-        subscriber_bytes: SUBSCRIBER_BYTES,
-    });
+    let shared = Arc::new(Shared::new(
+        Box::new(move || now_rt.now()),
+        SUBSCRIBER_BYTES,
+    ));
     let gate = Gated {
         open: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         refuse: false,

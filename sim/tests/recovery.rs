@@ -9,23 +9,7 @@ use serde_json::json;
 use tether_core::profiles::{HelloAck, HelloAckRequest};
 use tether_core::{Config, Event, OutFrame, Output, StreamEnd, StreamEventKind};
 use tether_sim::servers::HelloAckServer;
-use tether_sim::{Command, Entry, Fault, FaultPlan, Run, RunConfig, Workload, World, oracle};
-
-struct At(Vec<(Duration, Command<HelloAck>)>);
-
-impl Workload<HelloAck> for At {
-    fn next(
-        &mut self,
-        now: Duration,
-        _rng: &mut fastrand::Rng,
-    ) -> Option<(Duration, Command<HelloAck>)> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let (at, cmd) = self.0.remove(0);
-        Some((at.saturating_sub(now), cmd))
-    }
-}
+use tether_sim::{Command, Entry, Fault, FaultPlan, Run, RunConfig, Script, World, oracle};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -41,7 +25,7 @@ fn run(fault: Fault, forget_on_close: bool) -> Run<HelloAck> {
     World::new(Config::default(), hello, server, 9)
         .expect("valid config")
         .plan(FaultPlan::new(vec![(ms(1030), fault)]))
-        .workload(At(vec![(
+        .workload(Script::new(vec![(
             ms(1000),
             Command::Request {
                 request: HelloAckRequest::new("stream.words", json!({})).resumable(),

@@ -191,19 +191,8 @@ impl<P: Protocol> Session<P> {
             }
         );
         tracing::debug!(%conn, ?reason, "connection lost");
-        self.teardown(conn, how, now);
-        self.link = Link::Down;
-        self.drop_unconfirmed();
         self.stats.disconnects += 1;
-        // Resumable streams wait for the next connection.
-        let ended = self
-            .streams
-            .end_unresumable(&self.cfg.streams, StreamEnd::Disconnected, now);
-        for ev in ended {
-            self.stats.stream_events += 1;
-            self.emit(Event::Stream(ev));
-        }
-        self.fail_sent_on(conn, now);
+        self.leave(conn, how, now);
         let (code, text) = match &reason {
             DisconnectReason::Closed { code, reason } => {
                 (code.unwrap_or(CloseCode::ABNORMAL), reason.clone())
@@ -248,6 +237,24 @@ impl<P: Protocol> Session<P> {
                 }
             }
         }
+    }
+
+    /// Tears `conn` down and lets go of what depended on it, as for a lost connection:
+    /// unconfirmed messages are reported dropped, streams that are not resumable end
+    /// `Disconnected` (resumable ones wait for the next connection), and requests written
+    /// on it fail or, if idempotent, wait to be written again.
+    pub(super) fn leave(&mut self, conn: ConnId, how: Teardown, now: Instant) {
+        self.teardown(conn, how, now);
+        self.link = Link::Down;
+        self.drop_unconfirmed();
+        let ended = self
+            .streams
+            .end_unresumable(&self.cfg.streams, StreamEnd::Disconnected, now);
+        for ev in ended {
+            self.stats.stream_events += 1;
+            self.emit(Event::Stream(ev));
+        }
+        self.fail_sent_on(conn, now);
     }
 
     /// Forgets the writes of the connection that just went and reports every application

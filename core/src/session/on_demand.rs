@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{Link, Session, Teardown};
 use crate::close::CloseCode;
 use crate::error::{ConnectError, DisconnectReason};
-use crate::event::{Event, Retry, StreamEnd};
+use crate::event::{Event, Retry};
 use crate::ids::ConnId;
 use crate::protocol::Protocol;
 use crate::status::Status;
@@ -149,21 +149,10 @@ impl<P: Protocol> Session<P> {
             Link::Handshaking { .. } => (Teardown::Close(CloseCode::NORMAL, close_reason), false),
             _ => (Teardown::Close(CloseCode::NORMAL, close_reason), true),
         };
-        self.teardown(conn, how, now);
-        self.link = Link::Down;
-        self.drop_unconfirmed();
         if open {
             self.stats.disconnects += 1;
         }
-        // Resumable streams wait for the next connection, as after a loss.
-        let ended = self
-            .streams
-            .end_unresumable(&self.cfg.streams, StreamEnd::Disconnected, now);
-        for ev in ended {
-            self.stats.stream_events += 1;
-            self.emit(Event::Stream(ev));
-        }
-        self.fail_sent_on(conn, now);
+        self.leave(conn, how, now);
         open.then_some(conn)
     }
 }
