@@ -198,4 +198,20 @@ fn a_completion_for_an_unknown_frame_is_a_stale_input() {
         frame: tether_core::FrameId::from_raw(9_999),
     });
     assert_eq!(h.s.stats().stale_inputs, before + 1);
+    // So is a second `TransportOpened` for a connection already open.
+    h.input(tether_core::Input::TransportOpened { conn });
+    assert_eq!(h.s.stats().stale_inputs, before + 2);
+}
+
+/// A stream whose request failed ends with a terminal event, counted like any other.
+#[test]
+fn a_stream_ended_by_its_failed_request_is_counted() {
+    let mut h = H::default_config();
+    h.open();
+    let id = h.s.request(Req("w", Some("k")), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.frame(&format!("res {} err no", id.get()));
+    assert_eq!(h.s.stats().stream_events, 1);
+    assert_eq!(h.s.open_streams(), 0);
 }
