@@ -214,4 +214,8 @@ fn a_stream_ended_by_its_failed_request_is_counted() {
     h.frame(&format!("res {} err no", id.get()));
     assert_eq!(h.s.stats().stream_events, 1);
     assert_eq!(h.s.open_streams(), 0);
+    // So does one ended by the session's end.
+    h.s.request(Req("w", Some("k2")), None, h.now).unwrap();
+    h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
+    assert_eq!(h.s.stats().stream_events, 2);
 }
