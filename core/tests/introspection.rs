@@ -201,6 +201,23 @@ fn a_completion_for_an_unknown_frame_is_a_stale_input() {
     // So is a second `TransportOpened` for a connection already open.
     h.input(tether_core::Input::TransportOpened { conn });
     assert_eq!(h.s.stats().stale_inputs, before + 2);
+    // And a frame on a connection the transport has not reported open.
+    let mut h = H::default_config();
+    let conn = h.connect();
+    h.input(tether_core::Input::FrameReceived {
+        conn,
+        frame: text("early"),
+    });
+    assert_eq!(h.s.stats().stale_inputs, 1);
+}
+
+/// A message still queued when the session ends is dropped, and counted.
+#[test]
+fn a_message_queued_at_the_end_is_counted_dropped() {
+    let mut h = H::default_config();
+    h.s.send("never sent".into(), h.now).unwrap();
+    h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
+    assert_eq!(h.s.stats().messages_dropped, 1);
 }
 
 /// A stream whose request failed ends with a terminal event, counted like any other.
