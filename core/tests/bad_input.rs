@@ -30,6 +30,8 @@ fn each_bad_frame_class_is_a_typed_violation_and_the_session_stays_open() {
         InFrame::Text(Bytes::from_static(b"bad")),
         InFrame::Text(Bytes::from_static(&[0x66, 0xff, 0xfe])),
         InFrame::Text(Bytes::from(vec![b'a'; 65])),
+        // Exactly the bound: a message, not a violation.
+        InFrame::Text(Bytes::from(vec![b'a'; 64])),
         InFrame::Binary(Bytes::from_static(b"\x00\x01")),
         InFrame::Text(Bytes::from_static(b"ack")),
         InFrame::Text(Bytes::from_static(b"res 999 ok nobody")),

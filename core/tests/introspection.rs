@@ -236,3 +236,14 @@ fn a_stream_ended_by_its_failed_request_is_counted() {
     h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
     assert_eq!(h.s.stats().stream_events, 2);
 }
+
+/// Every data frame that reaches the protocol is counted, the ack included.
+#[test]
+fn frames_received_counts_each_data_frame() {
+    let mut h = H::default_config();
+    h.open();
+    assert_eq!(h.s.stats().frames_received, 1, "the ack");
+    h.frame("one");
+    h.frame("two");
+    assert_eq!(h.s.stats().frames_received, 3);
+}
