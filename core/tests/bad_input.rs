@@ -37,6 +37,7 @@ fn each_bad_frame_class_is_a_typed_violation_and_the_session_stays_open() {
         InFrame::Text(Bytes::from_static(b"res 999 ok nobody")),
         InFrame::Text(Bytes::from_static(b"res zzz ok nobody")),
         InFrame::Text(Bytes::from_static(b"challenge")),
+        InFrame::Text(Bytes::from_static(b"reject retry=5")),
     ];
     for frame in frames {
         h.input(Input::FrameReceived { conn, frame });
@@ -58,10 +59,11 @@ fn each_bad_frame_class_is_a_typed_violation_and_the_session_stays_open() {
                 wire_id: "zzz".into()
             },
             Violation::UnexpectedHandshake,
+            Violation::UnexpectedHandshake,
         ]
     );
     assert_eq!(h.s.status(), Status::Open);
-    assert_eq!(h.s.stats().violations, 8);
+    assert_eq!(h.s.stats().violations, 9);
 }
 
 #[test]
