@@ -157,6 +157,25 @@ fn a_clock_jump_to_a_dead_peer_aborts_after_the_probe_timeout() {
 }
 
 #[test]
+fn a_driver_exactly_the_threshold_late_is_not_a_clock_jump_and_past_it_is() {
+    for (late, jump) in [(15.0, false), (15.001, true)] {
+        let mut h = H::default_config();
+        h.open();
+        // The first deadline (the first ping), reached `late` seconds late: the jump
+        // threshold is 15 s, and only a delay past it is a jump.
+        let at = h.s.poll_timeout().unwrap();
+        h.now = at + secs(late);
+        h.s.handle_timeout(h.now);
+        h.drain();
+        let jumped = h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }));
+        assert_eq!(jumped, jump, "{late} s late");
+    }
+}
+
+#[test]
 fn a_driver_a_little_late_is_not_a_clock_jump() {
     let mut h = H::default_config();
     h.open();
