@@ -231,10 +231,16 @@ fn a_stream_ended_by_its_failed_request_is_counted() {
     h.frame(&format!("res {} err no", id.get()));
     assert_eq!(h.s.stats().stream_events, 1);
     assert_eq!(h.s.open_streams(), 0);
-    // So does one ended by the session's end.
+    // So does one ended by a lost connection.
+    h.s.request(Req("w", Some("k3")), None, h.now).unwrap();
+    let out = h.drain();
+    h.complete_writes(&out);
+    h.closed(None, "");
+    assert_eq!(h.s.stats().stream_events, 2);
+    // And one ended by the session's end.
     h.s.request(Req("w", Some("k2")), None, h.now).unwrap();
     h.s.close(tether_core::CloseCode::NORMAL, "", h.now);
-    assert_eq!(h.s.stats().stream_events, 2);
+    assert_eq!(h.s.stats().stream_events, 3);
 }
 
 /// Every data frame that reaches the protocol is counted, the ack included.
