@@ -22,6 +22,14 @@ leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per 
   answered `"recovered": true` and each of its streams carries on after its position
   (an event's content depends only on its seq, so a restarted server resumes too); any
   other session is answered `"recovered": false`.
+  - method "headers": the result is the upgrade request's headers (names in lower
+    case) and the subprotocol selected, `{"headers": {...}, "subprotocol": s}`.
+- The upgrade, by request path:
+  - `/reject/CODE` is answered with HTTP CODE (with `Retry-After: 7` for 503);
+  - `/sub/bogus` selects subprotocol `bogus` whatever the client offered;
+  - `/sub/none` selects no subprotocol;
+  - any other path selects the first of `chat.v2`, `chat.v1` the client offered, or
+    none.
 - anything else is ignored.
 """
 
@@ -30,6 +38,8 @@ import json
 import signal
 import sys
 import threading
+
+from http import HTTPStatus
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
@@ -71,10 +81,39 @@ def ack_for(hello):
     return ack, streams
 
 
+SUBPROTOCOLS = ["chat.v2", "chat.v1"]
+
+
+def select_subprotocol(connection, offered):
+    path = connection.request.path
+    if path == "/sub/bogus":
+        return "bogus"
+    if path == "/sub/none":
+        return None
+    for p in SUBPROTOCOLS:
+        if p in offered:
+            return p
+    return None
+
+
+def process_request(connection, request):
+    if request.path.startswith("/reject/"):
+        code = int(request.path.split("/")[2])
+        response = connection.respond(HTTPStatus(code), "rejected\n")
+        if code == 503:
+            response.headers["Retry-After"] = "7"
+        return response
+    return None
+
+
 async def answer(ws, frame):
     if frame.get("method") == "slow":
         await asyncio.sleep(0.2)
-    response = {"type": "response", "id": frame.get("id"), "result": frame.get("params")}
+    result = frame.get("params")
+    if frame.get("method") == "headers":
+        headers = {k.lower(): v for k, v in ws.request.headers.raw_items()}
+        result = {"headers": headers, "subprotocol": ws.subprotocol}
+    response = {"type": "response", "id": frame.get("id"), "result": result}
     try:
         await ws.send(json.dumps(response))
         if frame.get("method") == "close4001":
@@ -148,7 +187,14 @@ async def main(port, exit_with_stdin):
     if exit_with_stdin:
         stop_on_stdin_eof(loop, stop)
     # Pings are the client's business here: the server only answers them.
-    async with serve(handler, "127.0.0.1", port, ping_interval=None) as server:
+    async with serve(
+        handler,
+        "127.0.0.1",
+        port,
+        ping_interval=None,
+        process_request=process_request,
+        select_subprotocol=select_subprotocol,
+    ) as server:
         bound = server.sockets[0].getsockname()[1]
         print(f"READY {bound}", flush=True)
         await stop

@@ -8,6 +8,7 @@
 pub mod guide;
 pub mod logs;
 pub mod loopback;
+pub mod peers;
 pub mod raw_peer;
 pub mod runtimes;
 
