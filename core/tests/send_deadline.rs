@@ -62,6 +62,25 @@ fn slow_writes_are_reported() {
     assert_eq!(h.s.stats().slow_writes, 1);
 }
 
+/// The warning is for a write slower than `slow_write_warning` (2 s): one that takes
+/// exactly that long is not reported.
+#[test]
+fn a_write_exactly_at_the_warning_is_not_slow() {
+    let mut h = H::default_config();
+    h.open();
+    h.s.send("x".into(), h.now).unwrap();
+    let out = h.drain();
+    h.advance(secs(2.0));
+    h.complete_writes(&out);
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::SlowWrite { .. })),
+        "a write of exactly 2 s is not slow"
+    );
+    assert_eq!(h.s.stats().slow_writes, 0);
+}
+
 #[test]
 fn a_failed_write_loses_the_connection() {
     let mut h = H::default_config();

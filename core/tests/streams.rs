@@ -153,6 +153,8 @@ fn idle_streams_end_after_the_stream_idle_timeout() {
         .collect();
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert_eq!(ends[0].kind, StreamEventKind::Ended(StreamEnd::IdleTimeout));
+    // The expiry's terminal is counted like any other stream event.
+    assert_eq!(h.s.stats().stream_events, 1);
 }
 
 /// C4: 2,000 incremental deltas of 64 KiB on one stream. The text held stays within
