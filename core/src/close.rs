@@ -145,8 +145,19 @@ impl fmt::Display for TransportFailure {
         match self {
             TransportFailure::Refused => f.write_str("connection refused"),
             TransportFailure::Dns => f.write_str("host name did not resolve"),
-            TransportFailure::Tls(e) => write!(f, "tls failure: {e}"),
-            TransportFailure::Http { status, .. } => write!(f, "http upgrade answered {status}"),
+            TransportFailure::Tls(e) => write!(f, "tls failed: {e}"),
+            TransportFailure::Http {
+                status,
+                retry_after: None,
+            } => write!(f, "the server answered {status} to the upgrade"),
+            TransportFailure::Http {
+                status,
+                retry_after: Some(after),
+            } => write!(
+                f,
+                "the server answered {status} to the upgrade (retry after {}s)",
+                after.as_secs()
+            ),
             TransportFailure::Io(e) => write!(f, "i/o failure: {e}"),
         }
     }
@@ -552,14 +563,21 @@ mod tests {
             (TransportFailure::Dns, "host name did not resolve"),
             (
                 TransportFailure::Tls("bad cert".into()),
-                "tls failure: bad cert",
+                "tls failed: bad cert",
             ),
             (
                 TransportFailure::Http {
                     status: 503,
                     retry_after: None,
                 },
-                "http upgrade answered 503",
+                "the server answered 503 to the upgrade",
+            ),
+            (
+                TransportFailure::Http {
+                    status: 429,
+                    retry_after: Some(std::time::Duration::from_secs(30)),
+                },
+                "the server answered 429 to the upgrade (retry after 30s)",
             ),
             (TransportFailure::Io("reset".into()), "i/o failure: reset"),
         ];

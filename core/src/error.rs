@@ -125,6 +125,10 @@ pub enum RequestError {
     /// or use another key.
     #[error("a stream with this key is still open")]
     StreamKeyInUse,
+    /// The request's own timeout is zero: it could only time out. A zero timeout is
+    /// refused here as [`Config`](crate::Config) refuses a zero `request_timeout`.
+    #[error("a request timeout must be greater than zero")]
+    ZeroTimeout,
     /// The protocol could not encode the request.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -171,7 +175,7 @@ pub enum RequestFailure<E> {
 #[non_exhaustive]
 pub enum AttemptError {
     /// The transport could not be opened.
-    #[error("transport failed: {0}")]
+    #[error("{0}")]
     Transport(TransportFailure),
     /// The transport did not open within the connect timeout.
     #[error("connect timed out")]
@@ -186,7 +190,7 @@ pub enum AttemptError {
         message: String,
     },
     /// The peer closed before the handshake completed.
-    #[error("closed during the handshake ({code:?})")]
+    #[error("the peer closed during the handshake ({})", ShowClose(code.as_ref(), reason))]
     ClosedDuringHandshake {
         /// The close code, `None` when the connection dropped without one.
         code: Option<CloseCode>,
@@ -204,7 +208,7 @@ pub enum AttemptError {
     #[error("the peer broke the websocket protocol: {0}")]
     ProtocolError(Violation),
     /// A connection that had not yet proved stable was lost.
-    #[error("connection lost before it proved stable: {0:?}")]
+    #[error("the connection was lost before it proved stable: {0}")]
     Disconnected(DisconnectReason),
 }
 
@@ -240,12 +244,49 @@ pub enum DisconnectReason {
     Reconnect,
 }
 
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::Closed { code, reason } => {
+                write!(f, "the peer closed ({})", ShowClose(code.as_ref(), reason))
+            }
+            DisconnectReason::Stale => f.write_str("nothing arrived from the peer in time (stale)"),
+            DisconnectReason::SendDeadline => {
+                f.write_str("a write did not complete within the send deadline")
+            }
+            DisconnectReason::WriteFailed => f.write_str("a write failed"),
+            DisconnectReason::ProtocolError(v) => {
+                write!(f, "the peer broke the websocket protocol: {v}")
+            }
+            DisconnectReason::Idle => f.write_str("closed after the idle timeout"),
+            DisconnectReason::Paused => f.write_str("paused by the application"),
+            DisconnectReason::Reconnect => f.write_str("reconnecting at the application's request"),
+        }
+    }
+}
+
+/// A close as words: `code 1012 "restarting"`, `code 1000`, or no close frame at all.
+pub(crate) struct ShowClose<'a>(pub(crate) Option<&'a CloseCode>, pub(crate) &'a str);
+
+impl std::fmt::Display for ShowClose<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0, self.1) {
+            (None, _) => f.write_str("the connection dropped without a close frame"),
+            (Some(code), "") => write!(f, "code {code}"),
+            (Some(code), reason) => write!(f, "code {code} {reason:?}"),
+        }
+    }
+}
+
 /// Why the session ended in [`Status::Failed`](crate::Status::Failed).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
     /// The peer closed with a code the policy calls fatal.
-    #[error("fatal close {code}: {reason}")]
+    #[error(
+        "the peer closed with a fatal code ({})",
+        ShowClose(Some(code), reason)
+    )]
     FatalClose {
         /// The close code.
         code: CloseCode,
@@ -253,7 +294,7 @@ pub enum SessionError {
         reason: String,
     },
     /// A connection attempt failed in a way the policy calls fatal.
-    #[error("fatal attempt failure: {0}")]
+    #[error("{0} (fatal: not retried)")]
     FatalAttempt(AttemptError),
     /// The attempt limit was reached.
     #[error("gave up after {attempts} attempts; last: {last}")]
@@ -264,7 +305,7 @@ pub enum SessionError {
         last: AttemptError,
     },
     /// The first connect failed and the session is configured not to retry it.
-    #[error("first connect failed: {0}")]
+    #[error("{0} (the first connect is not retried)")]
     FirstConnect(AttemptError),
     /// Not from the session: the loop driving it stopped before the session ended (it
     /// panicked, or its runtime shut down). Nothing more happens on the session.

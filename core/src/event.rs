@@ -1,5 +1,6 @@
 //! What the session asks of its adapter and tells its application.
 
+use std::fmt;
 use std::time::Duration;
 
 use derive_where::derive_where;
@@ -177,6 +178,18 @@ pub struct Retry {
     pub floor: Option<Duration>,
 }
 
+impl fmt::Display for Retry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "retrying in {:?}", self.wait)?;
+        let plural = if self.failures == 1 { "" } else { "s" };
+        write!(f, " after {} failure{plural}", self.failures)?;
+        if let Some(floor) = self.floor {
+            write!(f, " (waiting at least {floor:?}, as the peer asked)")?;
+        }
+        Ok(())
+    }
+}
+
 /// How the session ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -195,6 +208,23 @@ pub enum EndReason {
     /// An error ended the session ([`Status::Failed`]).
     Failed(SessionError),
 }
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::ClosedByUser => f.write_str("closed by the application"),
+            EndReason::ClosedByPeer { code, reason } => write!(
+                f,
+                "the peer closed the session ({})",
+                crate::error::ShowClose(Some(code), reason)
+            ),
+            EndReason::Idle => f.write_str("closed after the idle timeout"),
+            EndReason::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EndReason {}
 
 /// Why an accepted message was dropped (see [`Event::MessageDropped`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,6 +28,40 @@ pub enum DataFrame {
     Binary(Bytes),
 }
 
+impl DataFrame {
+    /// A text frame.
+    ///
+    /// ```
+    /// use tether_core::DataFrame;
+    /// let frame = DataFrame::text(format!("hello #{}", 1));
+    /// assert_eq!(frame.as_text(), Some("hello #1"));
+    /// ```
+    pub fn text(s: impl Into<String>) -> Self {
+        DataFrame::Text(Utf8Bytes::from(s.into()))
+    }
+
+    /// A binary frame.
+    pub fn binary(b: impl Into<Bytes>) -> Self {
+        DataFrame::Binary(b.into())
+    }
+
+    /// The text of a text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            DataFrame::Text(t) => Some(t.as_str()),
+            DataFrame::Binary(_) => None,
+        }
+    }
+
+    /// The payload's bytes, text or binary.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            DataFrame::Text(t) => t.as_str().as_bytes(),
+            DataFrame::Binary(b) => b,
+        }
+    }
+}
+
 /// Bytes known to be valid UTF-8.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Utf8Bytes(Bytes);

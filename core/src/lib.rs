@@ -117,6 +117,9 @@ mod timer;
 mod writes;
 
 pub use backoff::{BackoffConfig, Jitter};
+/// The byte buffer of binary frames, re-exported so that no `bytes` dependency of one's
+/// own is needed.
+pub use bytes::Bytes;
 pub use close::{
     CloseClass, CloseCode, ClosePolicy, FailureKind, MAX_CLOSE_REASON, SERVICE_RESTART_FLOOR,
     TRY_AGAIN_LATER_FLOOR, TransportFailure,
@@ -139,6 +142,9 @@ pub use protocol::{
 };
 pub use queue::{OfflinePolicy, Overflow, QueueConfig};
 pub use resume::{MAX_RESUME_TOKEN, Recovery, Resume};
+/// The JSON library of the built-in profiles (`HelloAck`, `Gateway`), re-exported so that
+/// their payloads can be built and read without a dependency of one's own.
+pub use serde_json;
 pub use session::Session;
 pub use stats::SessionStats;
 pub use status::Status;

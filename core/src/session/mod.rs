@@ -448,7 +448,7 @@ impl<P: Protocol> Session<P> {
     /// [`Event::Response`]: the peer's answer, a timeout (`timeout`, or
     /// [`Config::request_timeout`]), a lost connection, a queue drop, or the session ending.
     ///
-    /// Any `timeout` is accepted. One so long that `now + timeout` lies beyond what
+    /// Any `timeout` but zero is accepted. One so long that `now + timeout` lies beyond what
     /// [`Instant`] can represent (such as `Duration::MAX`) means *no deadline*: the request
     /// waits for its response, its connection's loss or the session's end, and never
     /// fails with [`RequestFailure::Timeout`].
@@ -467,6 +467,9 @@ impl<P: Protocol> Session<P> {
         let now = self.advance(now);
         if self.status.is_terminal() {
             return Err(RequestError::Ended);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Err(RequestError::ZeroTimeout);
         }
         if self.requests.len() >= self.cfg.max_in_flight_requests {
             return Err(RequestError::TooManyInFlight);
