@@ -16,6 +16,7 @@ use crate::runtime::Runtime;
 use crate::stream_events::{self, StreamEvents, StreamSender};
 use crate::task::Driver;
 use crate::transport::Transport;
+use crate::update::Update;
 
 /// Commands that carry application data: bounded, so a flood waits instead of growing.
 pub(crate) enum Cmd<P: Protocol> {
@@ -78,9 +79,20 @@ pub(crate) struct Shared<P: Protocol> {
     queued: std::sync::atomic::AtomicUsize,
     events: Mutex<Vec<Arc<Mailbox<Event<P>>>>>,
     statuses: Mutex<Vec<Arc<Mailbox<Status>>>>,
+    /// The subprotocol of the connection that opened last.
+    subprotocol: Mutex<Option<String>>,
+    /// [`Client::updates`] subscribers: statuses and events in one order.
+    updates: Mutex<UpdateSubs<P>>,
     now: Box<dyn Fn() -> Instant + Send + Sync>,
     /// Each `events()` subscriber's byte budget ([`Options::subscriber_bytes`]).
     subscriber_bytes: usize,
+}
+
+/// The [`Client::updates`] subscribers, and the last status published to them: what a new
+/// subscriber starts from, so that it sees neither a gap nor a change twice.
+pub(crate) struct UpdateSubs<P: Protocol> {
+    subs: Vec<Arc<Mailbox<Update<P>>>>,
+    status: Status,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,6 +113,11 @@ impl<P: Protocol> Shared<P> {
             queued: std::sync::atomic::AtomicUsize::new(0),
             events: Mutex::new(Vec::new()),
             statuses: Mutex::new(Vec::new()),
+            updates: Mutex::new(UpdateSubs {
+                subs: Vec::new(),
+                status: Status::Idle,
+            }),
+            subprotocol: Mutex::new(None),
             now,
             subscriber_bytes,
         }
@@ -113,31 +130,57 @@ impl<P: Protocol> Shared<P> {
         lock(&self.statuses).retain(|sub| sub.push_all([to], 0));
     }
 
+    pub(crate) fn set_subprotocol(&self, subprotocol: Option<&str>) {
+        let mut current = lock(&self.subprotocol);
+        if current.as_deref() != subprotocol {
+            *current = subprotocol.map(str::to_owned);
+        }
+    }
+
     pub(crate) fn touch(&self, last: Option<Instant>, queued: usize) {
         *lock(&self.last_activity) = last;
         self.queued
             .store(queued, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Hands every event of `events` to every subscriber, in order, one lock and one
-    /// wake-up per subscriber, charging each with `bytes`, the inbound frames read to
-    /// produce them; leaves `events` empty.
-    pub(crate) fn publish(&self, events: &mut Vec<Event<P>>, bytes: usize) {
-        if events.is_empty() {
+    /// Hands every update of `updates` to every [`Client::updates`] subscriber and every
+    /// event among them to every [`Client::events`] subscriber, in order, one lock and
+    /// one wake-up per subscriber, charging each with `bytes`, the inbound frames read to
+    /// produce them; leaves `updates` empty.
+    pub(crate) fn publish(&self, updates: &mut Vec<Update<P>>, bytes: usize) {
+        if updates.is_empty() {
+            return;
+        }
+        {
+            let mut subs = lock(&self.updates);
+            if let Some(status) = updates.iter().rev().find_map(Update::status) {
+                subs.status = status;
+            }
+            let mut gone = false;
+            for sub in &subs.subs {
+                gone |= !sub.push_all(updates.iter().cloned(), bytes);
+            }
+            if gone {
+                subs.subs.retain(|sub| !sub.is_abandoned());
+            }
+        }
+        // A batch of status changes alone wakes no event subscriber.
+        if updates.iter().all(|u| u.event().is_none()) {
+            updates.clear();
             return;
         }
         let mut subs = lock(&self.events);
         if let Some((last, rest)) = subs.split_last() {
             let mut gone = false;
             for sub in rest {
-                gone |= !sub.push_all(events.iter().cloned(), bytes);
+                gone |= !sub.push_all(updates.iter().filter_map(|u| u.event().cloned()), bytes);
             }
-            gone |= !last.push_all(events.drain(..), bytes);
+            gone |= !last.push_all(updates.drain(..).filter_map(Update::into_event), bytes);
             if gone {
                 subs.retain(|sub| !sub.is_abandoned());
             }
         }
-        events.clear();
+        updates.clear();
     }
 
     /// Whether every subscriber (events and status changes) has room for more, counting
@@ -147,6 +190,10 @@ impl<P: Protocol> Shared<P> {
         lock(&self.events)
             .iter()
             .all(|sub| sub.has_room_for(cx, owed))
+            && lock(&self.updates)
+                .subs
+                .iter()
+                .all(|sub| sub.has_room_for(cx, owed))
             && lock(&self.statuses).iter().all(|sub| sub.has_room(cx))
     }
 
@@ -161,7 +208,13 @@ impl<P: Protocol> Shared<P> {
         for sub in lock(&self.events).iter() {
             allowance = allowance.min(sub.read_allowance(cx));
             if allowance == 0 {
-                break;
+                return 0;
+            }
+        }
+        for sub in &lock(&self.updates).subs {
+            allowance = allowance.min(sub.read_allowance(cx));
+            if allowance == 0 {
+                return 0;
             }
         }
         allowance
@@ -172,6 +225,10 @@ impl<P: Protocol> Shared<P> {
     /// loop is woken when one comes back for more.
     pub(crate) fn caught_up(&self, cx: &mut std::task::Context<'_>) -> bool {
         lock(&self.events).iter().all(|sub| sub.is_caught_up(cx))
+            && lock(&self.updates)
+                .subs
+                .iter()
+                .all(|sub| sub.is_caught_up(cx))
     }
 
     /// Ends every subscription after what it has queued: the session loop is gone.
@@ -180,6 +237,9 @@ impl<P: Protocol> Shared<P> {
             sub.close();
         }
         for sub in lock(&self.statuses).drain(..) {
+            sub.close();
+        }
+        for sub in lock(&self.updates).subs.drain(..) {
             sub.close();
         }
     }
@@ -195,9 +255,27 @@ pub enum ConnectError {
     /// The URL is not usable.
     #[error(transparent)]
     Url(#[from] crate::ws::UrlError),
+    /// A header or a subprotocol is not valid.
+    #[error(transparent)]
+    Header(#[from] crate::ws::HeaderError),
     /// The session ended before it opened: the first connect's outcome.
-    #[error("the session ended before it opened: {0:?}")]
-    Ended(EndReason),
+    #[error("could not connect to {target}: {reason}")]
+    Ended {
+        /// Where the session was connecting: `host:port` for a WebSocket URL.
+        target: String,
+        /// How the session ended.
+        reason: EndReason,
+    },
+}
+
+impl ConnectError {
+    /// How the session ended, for [`ConnectError::Ended`].
+    pub fn end_reason(&self) -> Option<&EndReason> {
+        match self {
+            ConnectError::Ended { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 /// Why a request through [`Client::request`] produced no response.
@@ -290,7 +368,13 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let lazy = config.lazy;
         let client = Self::start(runtime, transport, config, protocol, seed, "session")?;
         if !lazy {
-            client.wait_open().await.map_err(ConnectError::Ended)?;
+            client
+                .wait_open()
+                .await
+                .map_err(|reason| ConnectError::Ended {
+                    target: "the transport".into(),
+                    reason,
+                })?;
         }
         Ok(client)
     }
@@ -468,12 +552,14 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         &self,
         request: P::Request,
     ) -> Result<P::Response, CallError<P::RemoteError>> {
-        self.request_with_timeout(request, None).await
+        self.call(request, None).await
     }
 
-    /// [`request`](Self::request) with its own timeout. Any `timeout` is accepted: one so
-    /// long that the deadline lies beyond what `Instant` can represent (such as
-    /// `Duration::MAX`) means no deadline, as for
+    /// [`request`](Self::request) with its own timeout instead of
+    /// [`Config::request_timeout`]. A zero timeout is refused
+    /// ([`RequestError::ZeroTimeout`](tether_core::RequestError::ZeroTimeout)), as
+    /// `Config` refuses one. One so long that the deadline lies beyond what `Instant` can
+    /// represent (such as `Duration::MAX`) means no deadline, as for
     /// [`Session::request`](tether_core::Session::request); the call then ends with the
     /// response, the connection's loss or the session's end.
     ///
@@ -481,6 +567,14 @@ impl<P: crate::connect::SendProtocol> Client<P> {
     ///
     /// See [`request`](Self::request).
     pub async fn request_with_timeout(
+        &self,
+        request: P::Request,
+        timeout: Duration,
+    ) -> Result<P::Response, CallError<P::RemoteError>> {
+        self.call(request, Some(timeout)).await
+    }
+
+    async fn call(
         &self,
         request: P::Request,
         timeout: Option<Duration>,
@@ -501,7 +595,8 @@ impl<P: crate::connect::SendProtocol> Client<P> {
 
     /// Sends a request that starts a stream and returns at once with its events. If the
     /// protocol says the request starts no stream, [`StreamCall::events`] ends at once and
-    /// only [`StreamCall::response`] is of interest.
+    /// only [`StreamCall::response`] is of interest. `timeout` is the request's own (see
+    /// [`request_with_timeout`](Self::request_with_timeout)); `None`, the configured one.
     ///
     /// # Errors
     ///
@@ -537,6 +632,13 @@ impl<P: crate::connect::SendProtocol> Client<P> {
                 _ => CallError::Stopped,
             }),
         }
+    }
+
+    /// The subprotocol the server selected on the connection that opened last (`None`
+    /// when it selected none of those offered, or before the first open). It is set
+    /// before that open's [`Status::Open`] and `Opened` event are published.
+    pub fn subprotocol(&self) -> Option<String> {
+        lock(&self.shared.subprotocol).clone()
     }
 
     /// The current status.
@@ -575,6 +677,40 @@ impl<P: crate::connect::SendProtocol> Client<P> {
         let (mailbox, subscription) =
             Mailbox::pair(SUBSCRIBER_CAPACITY, self.shared.subscriber_bytes);
         lock(&self.shared.events).push(mailbox);
+        subscription
+    }
+
+    /// Status changes and events in one stream, in the order the session decided them
+    /// (the same on every runtime), none missed: what a UI that shows both wants. The
+    /// first item is the status as of subscribing ([`Status::Idle`] before the session
+    /// loop first ran), then every change and event after it, none twice. Its
+    /// backpressure is that of [`events`](Self::events): a subscriber that falls behind
+    /// holds the session back, so drop a stream you no longer read.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: tether_driver::Client<tether_driver::tether_core::profiles::Raw>) {
+    /// use futures::StreamExt;
+    /// use tether_driver::Update;
+    /// let mut updates = client.updates();
+    /// while let Some(update) = updates.next().await {
+    ///     match update {
+    ///         Update::Status(status) => println!("status: {status}"),
+    ///         Update::Event(event) => println!("event: {event:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn updates(&self) -> impl Stream<Item = Update<P>> + Send + use<P>
+    where
+        Event<P>: Send,
+    {
+        let (mailbox, subscription) =
+            Mailbox::pair(SUBSCRIBER_CAPACITY, self.shared.subscriber_bytes);
+        let mut subs = lock(&self.shared.updates);
+        // The loop publishes under this lock: the snapshot is exactly what came before.
+        mailbox.push_all([Update::Status(subs.status)], 0);
+        subs.subs.push(mailbox);
         subscription
     }
 

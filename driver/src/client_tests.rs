@@ -129,6 +129,7 @@ impl Transport for Peer {
             sink: Box::pin(sink),
             stream: Box::pin(rx),
             reset: None,
+            subprotocol: None,
         })
     }
 }
@@ -289,7 +290,7 @@ fn an_unpolled_subscriber_bounds_every_event_kind() {
         let (c, done) = (client.clone(), done.clone());
         rt.spawn(Box::pin(async move {
             let r = c
-                .request_with_timeout(None, Some(Duration::from_millis(100)))
+                .request_with_timeout(None, Duration::from_millis(100))
                 .await;
             assert_eq!(r, Err(CallError::Failed(RequestFailure::Timeout)));
             done.fetch_add(1, Ordering::Relaxed);

@@ -72,6 +72,8 @@ pub(crate) struct Conn {
     /// Something was queued or the connection was created since the last poll, so a poll
     /// is owed to start writing (or connecting) and register interest.
     news: bool,
+    /// The subprotocol the upgrade negotiated, once open.
+    subprotocol: Option<String>,
 }
 
 /// What one poll of a connection did.
@@ -113,7 +115,13 @@ impl Conn {
             state: State::Connecting(connecting),
             outbox: VecDeque::new(),
             news: true,
+            subprotocol: None,
         }
+    }
+
+    /// The subprotocol the upgrade negotiated (none before it opened).
+    pub(crate) fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
     }
 
     /// Queues a frame; it is written on the next poll (a frame for a connection still
@@ -231,6 +239,7 @@ impl Conn {
                 Poll::Ready(Ok(link)) => {
                     inputs.push(Input::TransportOpened { conn });
                     step.progressed = true;
+                    self.subprotocol = link.subprotocol;
                     self.state = State::Open {
                         stream: link.stream,
                         writer: Writer {

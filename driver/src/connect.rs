@@ -86,6 +86,7 @@ pub async fn connect_ws_with<R: Runtime, D: Dial, P: SendProtocol>(
 ) -> Result<Client<P>, ConnectError> {
     let transport = WsTransport::new(dial, url)?;
     let label = transport.redacted_url();
+    let target = transport.target();
     let client = Client::start_with(
         runtime,
         transport,
@@ -95,6 +96,9 @@ pub async fn connect_ws_with<R: Runtime, D: Dial, P: SendProtocol>(
         &label,
         options,
     )?;
-    client.wait_open().await.map_err(ConnectError::Ended)?;
+    client
+        .wait_open()
+        .await
+        .map_err(|reason| ConnectError::Ended { target, reason })?;
     Ok(client)
 }

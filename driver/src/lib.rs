@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod alarm;
+mod builder;
 mod client;
 pub mod clock;
 mod conn;
@@ -36,9 +37,12 @@ mod sniff;
 mod stream_events;
 mod task;
 mod transport;
+mod update;
+mod upgrade;
 mod ws;
 mod ws_link;
 
+pub use builder::Builder;
 pub use client::{
     CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_BYTES,
     SUBSCRIBER_CAPACITY, StreamCall,
@@ -51,4 +55,5 @@ pub use runtime::Runtime;
 pub use stream_events::StreamEvents;
 pub use tether_core;
 pub use transport::{FrameSink, FrameStream, InboundLimits, Incoming, Link, Outgoing, Transport};
-pub use ws::{Dial, UrlError, WsTransport, redact};
+pub use update::Update;
+pub use ws::{Dial, HeaderError, HeaderFn, UrlError, WsTransport, redact};

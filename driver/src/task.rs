@@ -24,6 +24,7 @@ use crate::conn::Conn;
 use crate::runtime::Runtime;
 use crate::stream_events::{Sent, StreamSender};
 use crate::transport::Transport;
+use crate::update::Update;
 
 /// Commands taken from the handles in one round before the loop looks at its sockets: a
 /// flood of sends cannot starve reading.
@@ -49,7 +50,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     inputs: Vec<Input>,
     handles_gone: bool,
     /// Events of this drain, handed to the subscribers together at its end.
-    published: Vec<Event<P>>,
+    published: Vec<Update<P>>,
     /// Bytes of the data frames read since the last publish: what the events published
     /// next are charged with in the subscribers' byte budgets.
     read_bytes: usize,
@@ -79,7 +80,9 @@ impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
             tracing::warn!("session loop stopped before the session ended");
             let reason = EndReason::Failed(SessionError::Stopped);
             self.shared.set_status(Status::Failed);
-            self.published.push(Event::Ended(reason.clone()));
+            self.published.push(Update::Status(Status::Failed));
+            self.published
+                .push(Update::Event(Event::Ended(reason.clone())));
             self.shared.publish(&mut self.published, 0);
             for w in self.open_waiters.drain(..) {
                 let _ = w.send(Err(reason.clone()));
@@ -439,6 +442,7 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             Output::StatusChanged { from, to } => {
                 tracing::info!(%from, %to, "status");
                 self.shared.set_status(to);
+                self.published.push(Update::Status(to));
             }
             Output::Event(event) => self.event(event),
             _ => {}
@@ -457,7 +461,9 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
     fn event(&mut self, event: Event<P>) {
         match &event {
             Event::Opened { conn, attempt, .. } => {
-                tracing::info!(%conn, attempt, "open");
+                let subprotocol = self.conns.get(conn).and_then(Conn::subprotocol);
+                tracing::info!(%conn, attempt, subprotocol, "open");
+                self.shared.set_subprotocol(subprotocol);
                 for w in self.open_waiters.drain(..) {
                     let _ = w.send(Ok(()));
                 }
@@ -511,6 +517,6 @@ impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
             }
             _ => {}
         }
-        self.published.push(event);
+        self.published.push(Update::Event(event));
     }
 }

@@ -100,6 +100,8 @@ pub struct Link {
     /// Resets the socket when the connection is aborted rather than closed (`None`: a
     /// transport without a socket, or one that closes gracefully either way).
     pub reset: Option<crate::Reset>,
+    /// The subprotocol the upgrade negotiated, if any (reported on every open).
+    pub subprotocol: Option<String>,
 }
 
 impl std::fmt::Debug for Link {

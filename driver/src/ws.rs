@@ -2,11 +2,8 @@
 //! or smol), optionally wrapped in TLS, upgraded to a WebSocket.
 
 use std::io;
-#[cfg(feature = "rustls")]
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_tungstenite::tungstenite::Error as WsError;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::client::Request;
 use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -46,6 +43,22 @@ impl std::fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
+/// Why a header or a subprotocol given to [`WsTransport`] (or the builder) was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderError(pub String);
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+/// Computes the upgrade request's headers for one connection attempt (see
+/// [`WsTransport::headers_with`]).
+pub type HeaderFn = dyn Fn(ConnId) -> Vec<(String, String)> + Send + Sync;
+
 /// The codec's inbound limit until [`Transport::set_inbound_limits`] sets the session's:
 /// [`Config`](tether_core::Config)'s default `max_inbound_frame`.
 const DEFAULT_MAX_INBOUND: usize = 16 << 20;
@@ -60,6 +73,10 @@ pub struct WsTransport<D> {
     config: WebSocketConfig,
     /// The session's limits, once `Client::start` has set them.
     limits: Option<crate::InboundLimits>,
+    /// Offered in every upgrade, in order of preference.
+    subprotocols: Vec<String>,
+    /// Headers computed afresh for each attempt.
+    headers_with: Option<Arc<HeaderFn>>,
     #[cfg(feature = "rustls")]
     tls_config: Arc<futures_rustls::rustls::ClientConfig>,
 }
@@ -119,23 +136,68 @@ impl<D: Dial> WsTransport<D> {
             tls,
             config,
             limits: None,
+            subprotocols: Vec::new(),
+            headers_with: None,
             #[cfg(feature = "rustls")]
             tls_config: Arc::new(default_tls()),
         })
     }
 
-    /// Adds a header to the upgrade request (an `Authorization`, a subprotocol).
+    /// Adds a header to the upgrade request (an `Authorization`, an `Origin`).
     ///
     /// # Errors
     ///
-    /// A [`UrlError`] naming the invalid header.
-    pub fn header(mut self, name: &str, value: &str) -> Result<Self, UrlError> {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| UrlError(format!("bad header name {name:?}")))?;
-        let v = HeaderValue::from_str(value)
-            .map_err(|_| UrlError(format!("bad value for header {name}")))?;
+    /// A [`HeaderError`] naming the invalid header.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, HeaderError> {
+        let (n, v) = parse_header(name, value)?;
         self.request.headers_mut().insert(n, v);
         Ok(self)
+    }
+
+    /// Computes headers for each connection attempt, added to the upgrade request after
+    /// (and over) those of [`header`](Self::header): a bearer token refreshed on every
+    /// reconnect. `f` gets the attempt's connection id and runs on the session's task, so
+    /// it should not block. An invalid name or value fails that attempt (an I/O failure,
+    /// retried with backoff) and is logged.
+    #[must_use]
+    pub fn headers_with(
+        mut self,
+        f: impl Fn(ConnId) -> Vec<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.headers_with = Some(Arc::new(f));
+        self
+    }
+
+    /// Offers `subprotocols` (most preferred first) in every upgrade. The server may select
+    /// one of them or none (RFC 6455 §4.1); one it selects that was not offered fails the
+    /// attempt. The selected one is reported on every open
+    /// ([`Client::subprotocol`](crate::Client::subprotocol)).
+    ///
+    /// # Errors
+    ///
+    /// A [`HeaderError`] for a name that is not an HTTP token.
+    pub fn subprotocols<I, S>(mut self, subprotocols: I) -> Result<Self, HeaderError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let list: Vec<String> = subprotocols.into_iter().map(Into::into).collect();
+        if let Some(bad) = list.iter().find(|p| !crate::upgrade::is_token(p)) {
+            return Err(HeaderError(format!(
+                "subprotocol {bad:?} is not a valid token"
+            )));
+        }
+        self.subprotocols = list;
+        Ok(self)
+    }
+
+    /// Where this transport connects: `host:port` (an IPv6 host in brackets).
+    pub fn target(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 
     /// The URL without credentials or query (safe to log).
@@ -193,7 +255,17 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn io_failure(e: &io::Error) -> TransportFailure {
+/// A header name and value, checked.
+fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HeaderError> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| HeaderError(format!("invalid header name {name:?}")))?;
+    // The value is not shown: it may be a credential.
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| HeaderError(format!("invalid value for header {name}")))?;
+    Ok((n, v))
+}
+
+pub(crate) fn io_failure(e: &io::Error) -> TransportFailure {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => TransportFailure::Refused,
         // std reports resolver failures as `Other`/`NotFound` with this wording.
@@ -208,7 +280,7 @@ fn io_failure(e: &io::Error) -> TransportFailure {
 /// is still a delay (an absurd one): it reads as `u64::MAX` seconds, which the session's
 /// `BackoffConfig::max_floor` caps like any other long floor. The HTTP-date form is not
 /// read.
-fn retry_after_secs(v: &str) -> Option<u64> {
+pub(crate) fn retry_after_secs(v: &str) -> Option<u64> {
     let v = v.trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -228,26 +300,6 @@ mod retry_after_tests {
         assert_eq!(retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(retry_after_secs("-5"), None);
         assert_eq!(retry_after_secs(""), None);
-    }
-}
-
-fn ws_failure(e: WsError) -> TransportFailure {
-    match e {
-        WsError::Http(resp) => {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(retry_after_secs)
-                .map(Duration::from_secs);
-            TransportFailure::Http {
-                status: resp.status().as_u16(),
-                retry_after,
-            }
-        }
-        WsError::Io(e) => io_failure(&e),
-        WsError::Tls(e) => TransportFailure::Tls(e.to_string()),
-        other => TransportFailure::Io(other.to_string()),
     }
 }
 
@@ -331,14 +383,23 @@ impl<D: Dial> Transport for WsTransport<D> {
         } else {
             MaybeTls::Plain(io)
         };
-        let (ws, _response) = async_tungstenite::client_async_with_config(
-            self.request.clone(),
-            Sniffed::new(io),
-            Some(self.config),
-        )
-        .await
-        .map_err(ws_failure)?;
-        Ok(into_link(ws, reset, self.limits.clone()))
+        let mut request = self.request.clone();
+        if let Some(f) = &self.headers_with {
+            for (name, value) in f(conn) {
+                let (n, v) = parse_header(&name, &value).map_err(|e| {
+                    tracing::warn!(%conn, error = %e, "computed header refused");
+                    TransportFailure::Io(e.0)
+                })?;
+                request.headers_mut().insert(n, v);
+            }
+        }
+        let up =
+            crate::upgrade::upgrade(Sniffed::new(io), request, &self.subprotocols, self.config)
+                .await?;
+        if let Some(p) = &up.subprotocol {
+            tracing::debug!(%conn, subprotocol = %p, "subprotocol selected");
+        }
+        Ok(into_link(up.ws, reset, self.limits.clone(), up.subprotocol))
     }
 
     fn set_inbound_limits(&mut self, limits: crate::InboundLimits) {

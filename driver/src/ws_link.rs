@@ -69,6 +69,7 @@ pub(crate) fn into_link<S>(
     ws: WebSocketStream<Sniffed<S>>,
     reset: Option<crate::Reset>,
     limits: Option<InboundLimits>,
+    subprotocol: Option<String>,
 ) -> Link
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -83,6 +84,7 @@ where
             unfinished: None,
         }),
         reset,
+        subprotocol,
     }
 }
 

@@ -150,6 +150,7 @@ impl Transport for Peer {
             sink: Box::pin(sink),
             stream: Box::pin(rx),
             reset: None,
+            subprotocol: None,
         })
     }
 }

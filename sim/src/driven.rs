@@ -246,6 +246,7 @@ impl<S: Server> State<S> {
                         }),
                         stream: Box::pin(rx),
                         reset: None,
+                        subprotocol: None,
                     }));
                 }
             }
@@ -682,7 +683,10 @@ async fn command<P: SendProtocol>(client: Client<P>, cmd: Command<P>) {
             let _ = client.send(m).await;
         }
         Command::Request { request, timeout } => {
-            let _ = client.request_with_timeout(request, timeout).await;
+            let _ = match timeout {
+                Some(t) => client.request_with_timeout(request, t).await,
+                None => client.request(request).await,
+            };
         }
         Command::Close => client.close().await,
         Command::Terminate => client.terminate(),

@@ -837,9 +837,14 @@ pub async fn close_4001_is_fatal<A: Adapter>(a: &A) {
     )
     .await;
     match r {
-        Err(ConnectError::Ended(EndReason::Failed(SessionError::FatalAttempt(
-            AttemptError::ClosedDuringHandshake { code, .. },
-        )))) => assert_eq!(code, Some(CloseCode::AUTH_FAILED)),
+        Err(ConnectError::Ended {
+            reason:
+                EndReason::Failed(SessionError::FatalAttempt(AttemptError::ClosedDuringHandshake {
+                    code,
+                    ..
+                })),
+            ..
+        }) => assert_eq!(code, Some(CloseCode::AUTH_FAILED)),
         other => panic!(
             "[{}] connect against 4001: {:?}",
             a.name(),
@@ -1127,9 +1132,10 @@ pub async fn hello_never_acked<A: Adapter>(a: &A) {
     .await;
     let took = a.now() - started;
     match r {
-        Err(ConnectError::Ended(EndReason::Failed(SessionError::FirstConnect(
-            AttemptError::HandshakeTimeout,
-        )))) => {}
+        Err(ConnectError::Ended {
+            reason: EndReason::Failed(SessionError::FirstConnect(AttemptError::HandshakeTimeout)),
+            ..
+        }) => {}
         other => panic!("[{}] connect: {:?}", a.name(), other.map(|_| ())),
     }
     assert!(

@@ -12,8 +12,14 @@ use tether_driver::{Client, ConnectError, SendProtocol};
 
 /// What a scenario needs from the adapter under test.
 pub trait TestRuntime: Copy + Send + Sync + 'static {
+    /// The adapter's runtime.
+    type Runtime: tether_driver::Runtime;
+    /// The adapter's dialer.
+    type Dial: tether_driver::Dial;
     /// The runtime's name, for failure messages.
     fn name(&self) -> &'static str;
+    /// The adapter's front door: `tether_tokio::builder(url)` or `tether_smol::builder(url)`.
+    fn builder(&self, url: &str) -> tether_driver::Builder<Self::Runtime, Self::Dial>;
     /// The adapter's `connect`: start a session and wait for the first connect's outcome.
     fn connect<P: SendProtocol>(
         &self,
@@ -103,8 +109,15 @@ const SEED: u64 = 0x7e7e;
 pub struct OnTokio;
 
 impl TestRuntime for OnTokio {
+    type Runtime = tether_tokio::Tokio;
+    type Dial = tether_tokio::TcpDial;
+
     fn name(&self) -> &'static str {
         "tokio"
+    }
+
+    fn builder(&self, url: &str) -> tether_tokio::Builder {
+        tether_tokio::builder(url)
     }
 
     fn connect<P: SendProtocol>(
@@ -144,8 +157,15 @@ impl TestRuntime for OnTokio {
 pub struct OnSmol;
 
 impl TestRuntime for OnSmol {
+    type Runtime = tether_smol::Smol;
+    type Dial = tether_smol::TcpDial;
+
     fn name(&self) -> &'static str {
         "smol"
+    }
+
+    fn builder(&self, url: &str) -> tether_smol::Builder {
+        tether_smol::builder(url)
     }
 
     fn connect<P: SendProtocol>(

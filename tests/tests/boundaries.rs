@@ -1,5 +1,5 @@
 //! Boundary values through the real driver, on tokio and smol (reliability review §7 D1):
-//! `Client::request_with_timeout(.., Some(Duration::MAX))` used to panic inside the
+//! `Client::request_with_timeout(.., Duration::MAX)` used to panic inside the
 //! session task, so that call and every later call on any clone returned `Stopped` while
 //! `status()` still said `Open`. Such a timeout now means no deadline.
 
@@ -26,7 +26,7 @@ async fn a_request_without_a_deadline_is_answered<A: TestRuntime>(a: &A) {
         a,
         LIMIT,
         "a request with a Duration::MAX timeout",
-        client.request_with_timeout(echo(1), Some(Duration::MAX)),
+        client.request_with_timeout(echo(1), Duration::MAX),
     )
     .await;
     assert_eq!(r, Ok(json!({ "n": 1 })), "[{}]", a.name());

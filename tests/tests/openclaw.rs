@@ -814,7 +814,7 @@ async fn wrong_token<R: Rt>(rt: R, label: &'static str) {
     let (url, _) = shared();
     let (gateway, seen) = Logged::new(label, "not-the-token");
     let got = within(&rt, OPEN, "connect", rt.connect(url, config(), gateway)).await;
-    let Err(ConnectError::Ended(reason)) = got else {
+    let Err(ConnectError::Ended { reason, .. }) = got else {
         panic!("a wrong token must not open: {got:?}");
     };
     eprintln!("[{label}] ended: {reason:?}");

@@ -1,18 +1,75 @@
-//! tether on tokio.
+//! tether on tokio: WebSocket sessions that stay healthy on their own. A session
+//! reconnects with backoff and jitter, pings and detects a dead peer, bounds every write
+//! and request in time, queues what is sent while offline, and closes cleanly.
 //!
-//! Supplies the two things the runtime-agnostic driver needs — a [`Runtime`] (spawn, sleep,
-//! now, on [`tether_driver::clock::os_clock`], which counts suspended time so that a
-//! laptop's sleep reaches the session as a clock jump) and a [`Dial`] that opens TCP connections with `TCP_NODELAY` and keepalive (idle
-//! 60 s, interval 10 s, 3 probes) — and re-exports the driver's [`Client`].
+//! # Quick start
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use tether_tokio::{connect, tether_core::{Config, profiles::HelloAck}};
-//! let hello = HelloAck::new(|| serde_json::json!({"type": "hello"}));
-//! let client = connect("ws://127.0.0.1:9000/ws", Config::default(), hello).await?;
+//! [`builder`] is the front door: every option in one place, the same on `tether-smol`.
+//! This example runs as it is: it starts an echo server of its own on loopback.
+//!
+//! ```
+//! # async fn echo_server() -> String {
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     let url = format!("ws://{}/", listener.local_addr().unwrap());
+//! #     tokio::spawn(async move {
+//! #         while let Ok((tcp, _)) = listener.accept().await {
+//! #             tokio::spawn(async move {
+//! #                 let Ok(conn) = tether_tokio::server::accept(tcp, Default::default()).await else { return };
+//! #                 while let Some(frame) = conn.recv().await {
+//! #                     if conn.send(frame).await.is_err() { break; }
+//! #                 }
+//! #             });
+//! #         }
+//! #     });
+//! #     url
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let url = echo_server().await;
+//! use futures::StreamExt;
+//! use tether_tokio::{DataFrame, Event, Update};
+//!
+//! let client = tether_tokio::builder(&url)          // ws://127.0.0.1:port/
+//!     .header("authorization", "Bearer secret")      // on every upgrade
+//!     .connect()                                     // waits for the first open
+//!     .await?;
+//! let mut updates = client.updates();                // statuses and events, in order
+//! client.send(DataFrame::text("hello")).await?;
+//! while let Some(update) = updates.next().await {
+//!     if let Update::Event(Event::Message(frame)) = update {
+//!         assert_eq!(frame.as_text(), Some("hello"));
+//!         break;
+//!     }
+//! }
 //! client.close().await;
 //! # Ok(()) }
 //! ```
+//!
+//! # What is here
+//!
+//! - [`builder`]: a session to a URL with a protocol ([`profiles`]: `Raw` frames, the
+//!   `HelloAck` handshake-and-requests profile, the `Gateway` profile, or your own
+//!   [`Protocol`](tether_core::Protocol)), a [`Config`], upgrade headers (fixed or
+//!   computed per attempt, such as a refreshed token), subprotocols, a flight recorder;
+//!   `connect` waits for the first open, `start` returns the handle at once.
+//! - [`Client`]: the handle. `send`, `request`, `request_with_timeout`, `stream`,
+//!   `updates` (statuses and events in one ordered stream), `events`, `status_changes`,
+//!   `disconnect`/`resume`/`reconnect`, `close`. Cheap to clone.
+//! - [`connect`] and [`connect_with`]: the builder's shortest paths.
+//! - [`server`]: the server side: `accept` a TCP stream as a guarded connection
+//!   (liveness, send deadline, close handshake), and a `Hub` to broadcast to many.
+//! - With the `rustls` feature, `wss://` (rustls with the webpki roots).
+//!
+//! Errors print in plain words with the `host:port` they concern, for example
+//! `could not connect to 127.0.0.1:9: connection refused (the first connect is not
+//! retried)`. `docs/adapters.md` describes the handle and its backpressure in full.
+//!
+//! # The runtime
+//!
+//! This crate supplies the two things the runtime-agnostic driver needs: a [`Runtime`]
+//! (spawn, sleep, now, on [`tether_driver::clock::os_clock`], which counts suspended time
+//! so that a laptop's sleep reaches the session as a clock jump) and a [`Dial`] that opens
+//! TCP connections with `TCP_NODELAY` and keepalive (idle 60 s, interval 10 s, 3 probes).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -23,11 +80,26 @@ use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use futures::future::BoxFuture;
-use tether_driver::tether_core::Config;
-pub use tether_driver::{
-    CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
-    SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, record, tether_core,
+pub use tether_driver::tether_core::{
+    Bytes, Config, DataFrame, Event, Status, profiles, serde_json,
 };
+pub use tether_driver::{
+    CMD_CAPACITY, CallError, Client, ConnectError, Dial, HeaderError, KEEPALIVE, Runtime,
+    STREAM_CAPACITY, SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, Update, UrlError, WsTransport,
+    os_seed, record, tether_core,
+};
+
+/// The builder [`builder`] returns: every option of a client session (see
+/// [`tether_driver::Builder`] for each option and its default).
+pub type Builder<P = profiles::Raw> = tether_driver::Builder<Tokio, TcpDial, P>;
+
+/// Starts building a session to `url` (`ws://`, or `wss://` with the `rustls` feature):
+/// the front door. Set the protocol, configuration, headers, subprotocols and recording,
+/// then [`connect`](tether_driver::Builder::connect) (wait for the first connect's
+/// outcome) or [`start`](tether_driver::Builder::start) (the handle at once).
+pub fn builder(url: impl Into<String>) -> Builder {
+    tether_driver::Builder::new(Tokio, TcpDial, url)
+}
 
 /// The tokio runtime (the one the caller is running in).
 #[derive(Clone, Copy, Debug, Default)]

@@ -163,6 +163,11 @@ impl<P: Protocol> Options<P> {
         self
     }
 
+    /// Whether a recorder is set.
+    pub fn is_recording(&self) -> bool {
+        self.hook.is_some()
+    }
+
     /// Records the session with `recorder`.
     #[must_use]
     pub fn record(mut self, recorder: Recorder) -> Self

@@ -92,7 +92,7 @@ where
     };
     Ok(guard(
         runtime,
-        crate::ws_link::into_link(ws, reset, Some(limits)),
+        crate::ws_link::into_link(ws, reset, Some(limits), None),
         peer,
         config,
     )?)

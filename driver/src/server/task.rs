@@ -551,6 +551,7 @@ mod tests {
             sink: Box::pin(sink),
             stream: Box::pin(rx),
             reset: None,
+            subprotocol: None,
         };
         let conn = guard(rt.clone(), link, None, config).unwrap();
         rt.run();
