@@ -96,7 +96,7 @@ pub use tether_driver::tether_core::{
 pub use tether_driver::{
     CMD_CAPACITY, CallError, Client, ConnectError, Dial, HeaderError, KEEPALIVE, Runtime,
     STREAM_CAPACITY, SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, Update, UrlError, WsTransport,
-    os_seed, record, tether_core,
+    os_seed, record, redact, tether_core,
 };
 
 /// The builder [`builder`] returns: every option of a client session (see

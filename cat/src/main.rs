@@ -1,33 +1,33 @@
 //! `tether-cat`: a WebSocket session on the command line, one JSON line per thing that
-//! happens.
+//! happens. It reconnects by itself, pings, and keeps what is typed while offline.
 //!
 //! ```text
-//! cargo run -p tether-tokio --example tether-cat -- [OPTIONS] URL
-//!
-//!   --profile raw|hello-ack|gateway   the wire format (default raw)
-//!   --token T                         hello-ack: "token" in the hello; gateway: auth.token;
-//!                                     raw: an `Authorization: Bearer T` upgrade header
-//!   --connect-timeout D               default 10s
-//!   --handshake-timeout D             default 5s
-//!   --ping D|off                      default 30s
-//!   --stale D                         default 75s
+//! cargo run -p tether-cat -- [OPTIONS] URL      (or: cargo install --path cat)
 //! ```
 //!
-//! Durations are a number and a unit: `200ms`, `5s`, `1.5s`, `2m` (a bare number is
-//! seconds).
-//!
-//! Every session event and status change is printed on stdout as one JSON object per line.
+//! See `tether-cat --help` for the options. Every session event and status change is
+//! printed on stdout as one JSON object per line, in the order the session decided them.
 //! Each stdin line is sent: with `raw` as a text frame; with `hello-ack` and `gateway` as
 //! the JSON value it holds, or, when it reads `/req METHOD [JSON]`, as a request whose
-//! outcome is printed as a `reply` line. End of input closes the session (after the
-//! replies still awaited) and exits 0; a session that ends by itself exits 0 when closed
-//! and 1 when failed. Neither the token nor the hello is ever printed, and the URL only
-//! without credentials or query.
+//! outcome is printed as a `reply` line.
+//!
+//! How it ends:
+//! - end of input closes the session: at once if it is reconnecting (within the close
+//!   timeout), after the replies still awaited if it is open, and after the first open if
+//!   it never opened yet (lines typed before it go out first);
+//! - the session ending by itself (a fatal close, attempts exhausted) exits at once, even
+//!   while stdin is still open;
+//! - Ctrl-C closes cleanly; a second Ctrl-C exits at once (status 130).
+//!
+//! Exit status: 0 closed, 1 failed, 2 bad arguments, 130 interrupted twice. Neither the
+//! token, the headers' values nor the hello is ever printed, and the URL only without
+//! credentials or query.
 //!
 //! ```text
 //! $ printf '%s\n' '/req echo {"n":1}' '{"type":"note"}' \
-//!     | cargo run -p tether-tokio --example tether-cat -- --profile hello-ack ws://127.0.0.1:9000/
+//!     | tether-cat --profile hello-ack ws://127.0.0.1:9000/
 //! ```
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -44,10 +44,30 @@ use tether_tokio::tether_core::{
     AttemptError, Config, DataFrame, DisconnectReason, DropReason, EndReason, Event, Protocol,
     RequestFailure, Retry, Status, StreamEnd, StreamEvent, StreamEventKind, Utf8Bytes,
 };
-use tether_tokio::{CallError, Client, TcpDial, Tokio, WsTransport};
+use tether_tokio::{CallError, Client, Update};
 
-const USAGE: &str = "usage: tether-cat [--profile raw|hello-ack|gateway] [--token T] \
-[--handshake-timeout 5s] [--ping 30s|off] [--stale 75s] [--connect-timeout 10s] URL";
+const USAGE: &str = "\
+usage: tether-cat [OPTIONS] URL
+
+A WebSocket session on the command line: each stdin line is sent, each thing that
+happens is printed as one JSON line. It reconnects by itself and closes on end of input.
+
+options:
+  --profile raw|hello-ack|gateway   the wire format (default raw)
+  --token T                         hello-ack: \"token\" in the hello; gateway: auth.token;
+                                    raw: an `Authorization: Bearer T` upgrade header
+  -H, --header 'NAME: VALUE'        an upgrade header (repeatable)
+  --subprotocol NAME                offer a subprotocol (repeatable, preferred first)
+  --retry-first-connect             retry a failing first connect instead of exiting
+  --connect-timeout D               default 10s
+  --handshake-timeout D             default 5s
+  --close-timeout D                 default 5s
+  --ping D|off                      default 30s
+  --stale D                         default 75s
+  -h, --help                        this text
+
+Durations are a number and a unit: 200ms, 5s, 1.5s, 2m (a bare number is seconds).
+Exit status: 0 closed, 1 failed, 2 bad arguments, 130 interrupted twice.";
 
 // --- arguments -----------------------------------------------------------------------------
 
@@ -62,7 +82,30 @@ struct Args {
     url: String,
     profile: ProfileName,
     token: Option<String>,
+    headers: Vec<(String, String)>,
+    subprotocols: Vec<String>,
     config: Config,
+}
+
+/// Why the arguments produced no [`Args`].
+#[derive(Debug, PartialEq, Eq)]
+enum ArgsError {
+    /// `--help`: print the usage and exit 0.
+    Help,
+    /// A mistake, explained.
+    Bad(String),
+}
+
+impl From<String> for ArgsError {
+    fn from(e: String) -> Self {
+        ArgsError::Bad(e)
+    }
+}
+
+impl From<&str> for ArgsError {
+    fn from(e: &str) -> Self {
+        ArgsError::Bad(e.to_owned())
+    }
 }
 
 /// Parses a duration: a decimal number and a unit (`ns`, `us`, `ms`, `s`, `m`, `h`; none
@@ -87,21 +130,25 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
 }
 
-fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> {
     let mut argv = argv.into_iter();
     let mut url = None;
     let mut profile = ProfileName::Raw;
     let mut token = None;
+    let mut headers = Vec::new();
+    let mut subprotocols = Vec::new();
     let mut builder = Config::builder();
     while let Some(arg) = argv.next() {
+        let arg = match arg.as_str() {
+            "-h" | "--help" => return Err(ArgsError::Help),
+            "-H" => "--header".to_owned(),
+            _ => arg,
+        };
         if !arg.starts_with("--") {
             if url.replace(arg).is_some() {
                 return Err("more than one URL".into());
             }
             continue;
-        }
-        if arg == "--help" {
-            return Err(String::new());
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
@@ -119,10 +166,20 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     "raw" => ProfileName::Raw,
                     "hello-ack" | "helloack" => ProfileName::HelloAck,
                     "gateway" => ProfileName::Gateway,
-                    other => return Err(format!("unknown profile {other:?}")),
+                    other => return Err(format!("unknown profile {other:?}").into()),
                 }
             }
             "--token" => token = Some(value()?),
+            "--header" => {
+                let v = value()?;
+                let (name, val) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("--header wants 'NAME: VALUE', not {v:?}"))?;
+                headers.push((name.trim().to_owned(), val.trim().to_owned()));
+            }
+            "--subprotocol" => subprotocols.push(value()?),
+            "--retry-first-connect" => builder = builder.retry_first_connect(true),
+            "--close-timeout" => builder = builder.close_timeout(parse_duration(&value()?)?),
             "--connect-timeout" => builder = builder.connect_timeout(parse_duration(&value()?)?),
             "--handshake-timeout" => {
                 builder = builder.handshake_timeout(parse_duration(&value()?)?);
@@ -136,7 +193,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
                 builder = builder.ping_interval(ping);
             }
             "--stale" => builder = builder.stale_after(parse_duration(&value()?)?),
-            other => return Err(format!("unknown option {other}")),
+            other => return Err(format!("unknown option {other}").into()),
         }
     }
     let url = url.ok_or("no URL given")?;
@@ -147,6 +204,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
         url,
         profile,
         token,
+        headers,
+        subprotocols,
         config,
     })
 }
@@ -480,94 +539,160 @@ async fn send<P: Profile>(client: &Client<P>, line: &str) {
     }
 }
 
-async fn run<P: Profile>(args: Args, protocol: P) -> Result<ExitCode, String> {
-    let mut transport = WsTransport::new(TcpDial, &args.url).map_err(|e| e.to_string())?;
-    if args.profile == ProfileName::Raw
-        && let Some(token) = &args.token
-    {
-        transport = transport
-            .header("authorization", &format!("Bearer {token}"))
-            .map_err(|_| "the token is not a valid header value".to_owned())?;
-    }
-    let label = transport.redacted_url();
-    let open_wait = args.config.connect_timeout + args.config.handshake_timeout;
-    emit(&json!({ "type": "start", "url": label, "profile": format!("{:?}", args.profile) }));
-    let client = Client::start(Tokio, transport, args.config, protocol, seed(), &label)
-        .map_err(|e| e.to_string())?;
-    // On a current-thread runtime the session task has not run yet: nothing is missed.
-    let mut statuses = client.status_changes();
-    let mut events = client.events();
-    let mut status = client.status();
-
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut input = String::new();
-    let mut stdin_open = true;
-    let mut closing = false;
-    let mut replies = tokio::task::JoinSet::new();
-    let mut next_req = 0;
-    let mut closer = None;
-    loop {
-        // Input over, every reply in: close (once), and keep printing until it is closed.
-        // Lines typed before the session opened wait in its queue: let them go out first
-        // (a close goes out after every frame already handed to the connection).
-        if !stdin_open && replies.is_empty() && !closing {
-            closing = true;
-            let client = client.clone();
-            closer = Some(tokio::spawn(async move {
-                let _ = tokio::time::timeout(open_wait, client.wait_open()).await;
-                client.close().await;
-            }));
-        }
-        tokio::select! {
-            // A status change first: it comes before the events that go with it.
-            biased;
-            s = statuses.next() => {
-                let Some(s) = s else { break };
-                emit(&json!({ "type": "status", "from": status.to_string(), "to": s.to_string() }));
-                status = s;
-                if s.is_terminal() {
-                    break;
-                }
-            }
-            ev = events.next() => {
-                if let Some(v) = ev.as_ref().and_then(event::<P>) {
-                    emit(&v);
-                }
-            }
-            Some(_) = replies.join_next(), if !replies.is_empty() => {}
-            read = tokio::io::AsyncBufReadExt::read_line(&mut stdin, &mut input), if stdin_open => {
-                match read {
-                    Ok(0) | Err(_) => stdin_open = false,
-                    Ok(_) => {
-                        let text = std::mem::take(&mut input);
-                        let text = text.trim_end_matches(['\n', '\r']).to_owned();
-                        line(&client, &mut replies, &mut next_req, text).await;
-                    }
-                }
-            }
-            _ = tokio::signal::ctrl_c(), if stdin_open => stdin_open = false,
-        }
-    }
-    // The session has ended: show its last events (the `ended` one comes right after the
-    // status change), briefly.
-    let drain = async {
-        while let Some(ev) = events.next().await {
-            if let Some(v) = event::<P>(&ev) {
-                emit(&v);
-            }
-            if matches!(ev, Event::Ended(_)) {
+/// Reads stdin on a thread of its own, line by line, into a channel that closes at end
+/// of input. A thread, not the runtime's blocking pool: a read still waiting at exit must
+/// not hold the process (tokio's runtime waits for its blocking tasks).
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
                 break;
             }
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    });
+    rx
+}
+
+/// Ctrl-C presses, from one listener that lives as long as the program, so that a second
+/// press is never lost between two waits.
+fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut sigint) = signal(SignalKind::interrupt()) else {
+                return;
+            };
+            while sigint.recv().await.is_some() {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Closes `client` in the background: after the first open if it never opened (the lines
+/// typed meanwhile go out first, bounded by `open_wait`), otherwise at once.
+fn close_soon<P: Profile>(
+    client: &Client<P>,
+    ever_opened: bool,
+    open_wait: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if !ever_opened {
+            let _ = tokio::time::timeout(open_wait, client.wait_open()).await;
+        }
+        client.close().await;
+    })
+}
+
+async fn run<P: Profile>(args: Args, protocol: P) -> Result<ExitCode, String> {
+    let mut builder = tether_tokio::builder(&args.url)
+        .protocol(protocol)
+        .config(args.config.clone())
+        .subprotocols(args.subprotocols.clone());
+    for (name, value) in &args.headers {
+        builder = builder.header(name, value);
+    }
+    if args.profile == ProfileName::Raw
+        && let Some(token) = &args.token
+    {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let open_wait = args.config.connect_timeout + args.config.handshake_timeout;
+    let url = tether_tokio::redact(&args.url);
+    emit(&json!({ "type": "start", "url": url, "profile": format!("{:?}", args.profile) }));
+    let client = builder.start().map_err(|e| e.to_string())?;
+    let mut updates = client.updates();
+    let mut status = Status::Idle;
+    let mut ever_opened = false;
+
+    let mut lines = stdin_lines();
+    let mut ctrl_c = interrupts();
+    let mut stdin_open = true;
+    let mut closer: Option<tokio::task::JoinHandle<()>> = None;
+    let mut interrupted = false;
+    let mut replies = tokio::task::JoinSet::new();
+    let mut next_req = 0;
+    loop {
+        // Input over and every reply in: close (once). While reconnecting there is no
+        // reply worth waiting for: each fails with the connection or waits in the queue,
+        // and the close ends it.
+        if !stdin_open && closer.is_none() && (replies.is_empty() || status == Status::Reconnecting)
+        {
+            closer = Some(close_soon(&client, ever_opened, open_wait));
+        }
+        tokio::select! {
+            biased;
+            Some(()) = ctrl_c.recv() => {
+                if interrupted {
+                    emit(&json!({ "type": "interrupted", "again": true }));
+                    std::process::exit(130);
+                }
+                interrupted = true;
+                emit(&json!({ "type": "interrupted", "again": false }));
+                stdin_open = false;
+                if closer.is_none() {
+                    closer = Some(close_soon(&client, true, open_wait));
+                }
+            }
+            update = updates.next() => match update {
+                None => break,
+                Some(Update::Status(s)) => {
+                    if s != status {
+                        emit(&json!({ "type": "status", "from": status.to_string(), "to": s.to_string() }));
+                    }
+                    ever_opened |= s == Status::Open;
+                    status = s;
+                }
+                Some(Update::Event(ev)) => {
+                    if let Some(v) = event::<P>(&ev) {
+                        emit(&v);
+                    }
+                    if matches!(ev, Event::Ended(_)) {
+                        break;
+                    }
+                }
+                Some(_) => {}
+            },
+            Some(_) = replies.join_next(), if !replies.is_empty() => {}
+            read = lines.recv(), if stdin_open => match read {
+                None => stdin_open = false,
+                Some(text) => {
+                    let text = text.trim_end_matches('\r').to_owned();
+                    line(&client, &mut replies, &mut next_req, text).await;
+                }
+            },
+        }
+    }
     // Replies still awaited fail with the session; let them print.
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         while replies.join_next().await.is_some() {}
     })
     .await;
+    // The session has ended; its close handshake may still be under way (bounded by
+    // the close timeout): finish it, unless Ctrl-C comes (again).
     if let Some(closer) = closer {
-        let _ = closer.await;
+        tokio::select! {
+            _ = closer => {}
+            Some(()) = ctrl_c.recv() => {
+                emit(&json!({ "type": "interrupted", "again": interrupted }));
+                std::process::exit(130);
+            }
+        }
     }
     Ok(if status == Status::Failed {
         ExitCode::FAILURE
@@ -576,23 +701,16 @@ async fn run<P: Profile>(args: Args, protocol: P) -> Result<ExitCode, String> {
     })
 }
 
-/// A seed from the OS's randomness (via std's randomly keyed hasher).
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x7e7e);
-    h.finish()
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("tether-cat: {e}");
-            }
-            eprintln!("{USAGE}");
+        Err(ArgsError::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(ArgsError::Bad(e)) => {
+            eprintln!("tether-cat: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -667,5 +785,30 @@ mod tests {
         );
         assert!(args(&["--bogus", "ws://h/"]).is_err());
         assert!(args(&[]).is_err());
+        assert_eq!(args(&["--help"]).err(), Some(ArgsError::Help));
+        assert_eq!(args(&["ws://h/", "-h"]).err(), Some(ArgsError::Help));
+        let a = args(&[
+            "-H",
+            "x-a: 1",
+            "--header=authorization: Bearer t:u",
+            "--subprotocol",
+            "chat.v2",
+            "--retry-first-connect",
+            "--close-timeout",
+            "1s",
+            "ws://h/",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.headers,
+            [
+                ("x-a".to_owned(), "1".to_owned()),
+                ("authorization".to_owned(), "Bearer t:u".to_owned())
+            ]
+        );
+        assert_eq!(a.subprotocols, ["chat.v2"]);
+        assert!(a.config.retry_first_connect);
+        assert_eq!(a.config.close_timeout, Duration::from_secs(1));
+        assert!(args(&["-H", "no colon", "ws://h/"]).is_err());
     }
 }
