@@ -38,7 +38,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tether_tokio::tether_core::profiles::{
     Gateway, GatewayError, GatewayEvent, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest,
-    Raw,
+    JsonPayload, Raw,
 };
 use tether_tokio::tether_core::{
     AttemptError, Config, DataFrame, DisconnectReason, DropReason, EndReason, Event, Protocol,
@@ -268,15 +268,20 @@ impl Profile for HelloAck {
     fn request(method: &str, params: Option<Value>) -> Option<HelloAckRequest> {
         Some(HelloAckRequest::new(method, params.unwrap_or(Value::Null)))
     }
-    fn inbound(value: &Value) -> Value {
-        value.clone()
+    fn inbound(value: &JsonPayload) -> Value {
+        payload(value)
     }
-    fn response(value: &Value) -> Value {
-        value.clone()
+    fn response(value: &JsonPayload) -> Value {
+        payload(value)
     }
-    fn remote_error(value: &Value) -> Value {
-        value.clone()
+    fn remote_error(value: &JsonPayload) -> Value {
+        payload(value)
     }
+}
+
+/// A payload as a `Value`; one that is no `Value` (nested too deep) as its text.
+fn payload(p: &JsonPayload) -> Value {
+    p.value().unwrap_or_else(|_| Value::String(p.to_string()))
 }
 
 impl Profile for Gateway {
@@ -289,13 +294,13 @@ impl Profile for Gateway {
     fn inbound(ev: &GatewayEvent) -> Value {
         json!({
             "event": ev.event,
-            "payload": ev.payload,
+            "payload": payload(&ev.payload),
             "seq": ev.seq,
-            "stateVersion": ev.state_version,
+            "stateVersion": ev.state_version.as_ref().map(payload),
         })
     }
-    fn response(value: &Value) -> Value {
-        value.clone()
+    fn response(value: &JsonPayload) -> Value {
+        payload(value)
     }
     fn remote_error(e: &GatewayError) -> Value {
         json!({

@@ -13,6 +13,12 @@
 //! heap allocations per message over every measured batch (after a warm-up), counted by
 //! the global allocator below.
 //!
+//! The `hello_ack` and `gateway-*` rows measure the session alone: it reads each frame's
+//! envelope and hands the payload over undecoded. `hello_ack-typed` adds what an
+//! application decoding every message into its own struct pays (`JsonPayload::decode`),
+//! and `hello_ack-value` what one reading every message as a `serde_json::Value` pays
+//! (`JsonPayload::value`, what every message cost the session before typed payloads).
+//!
 //! Environment: `TETHER_BENCH_BATCHES` (default 7), `TETHER_BENCH_BATCH_MS` (default 250,
 //! the target length of one batch).
 
@@ -100,6 +106,8 @@ struct Driver<P: Protocol> {
     record: bool,
     /// Outputs seen, by kind.
     seen: Seen,
+    /// What the application does with each message (nothing, by default).
+    consume: fn(&P::Inbound),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -136,6 +144,9 @@ impl<P: Protocol> Driver<P> {
             sent_text: Vec::new(),
             record: true,
             seen: Seen::default(),
+            consume: |m| {
+                black_box(m);
+            },
         };
         d.input(Input::TransportOpened { conn });
         d
@@ -167,6 +178,7 @@ impl<P: Protocol> Driver<P> {
                 match out {
                     Output::Event(Event::Message(m)) => {
                         self.seen.messages += 1;
+                        (self.consume)(&m);
                         black_box(m);
                     }
                     Output::Event(Event::Stream(e)) => {
@@ -449,14 +461,46 @@ fn hello_ack(t0: Instant) -> (Driver<HelloAck>, Source) {
     (d.steady(), Source::Static(HELLO_ACK_MSGS))
 }
 
+/// What a `HelloAck` bench message is to an application that decodes it: text borrowed
+/// from the frame, no allocation.
+#[derive(serde::Deserialize)]
+struct Msg<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    n: u32,
+    body: &'a str,
+}
+
+/// `hello_ack`, the application decoding every message into its own [`Msg`].
+fn hello_ack_typed(t0: Instant) -> (Driver<HelloAck>, Source) {
+    let (mut d, src) = hello_ack(t0);
+    d.consume = |p| {
+        let m: Msg<'_> = p.decode().expect("a bench message");
+        black_box((m.kind, m.n, m.body));
+    };
+    (d, src)
+}
+
+/// `hello_ack`, the application reading every message as a `serde_json::Value` (what
+/// every message cost before typed payloads).
+fn hello_ack_value(t0: Instant) -> (Driver<HelloAck>, Source) {
+    let (mut d, src) = hello_ack(t0);
+    d.consume = |p| {
+        black_box(p.value().expect("JSON"));
+    };
+    (d, src)
+}
+
 /// An open gateway session: challenge, `connect` (its id read from the frame), hello-ok.
+///
+/// The stream text budget is lifted: the chat row's one run grows by 13 bytes per delta,
+/// and the default 1 MiB would end it (`TextTooLong`) after about 80,000 deltas, well
+/// within one measurement.
 fn gateway_open(t0: Instant) -> Driver<Gateway> {
-    let session = Session::new(
-        Config::default(),
-        Gateway::new(GatewayOptions::default()),
-        1,
-    )
-    .expect("default config is valid");
+    let mut config = Config::default();
+    config.streams.max_text = usize::MAX;
+    let session = Session::new(config, Gateway::new(GatewayOptions::default()), 1)
+        .expect("the config is valid");
     let mut d = Driver::start(session, t0);
     d.text_str(r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#);
     let id = d.last_sent_id();
@@ -544,6 +588,14 @@ fn main() {
     if wanted("hello_ack") {
         let (d, src) = hello_ack(t0);
         results.push(measure("hello_ack", d, src, &settings));
+    }
+    if wanted("hello_ack-typed") {
+        let (d, src) = hello_ack_typed(t0);
+        results.push(measure("hello_ack-typed", d, src, &settings));
+    }
+    if wanted("hello_ack-value") {
+        let (d, src) = hello_ack_value(t0);
+        results.push(measure("hello_ack-value", d, src, &settings));
     }
     if wanted("gateway-presence") {
         let (d, src) = gateway_presence(t0);

@@ -114,6 +114,15 @@ impl Utf8Bytes {
         self.0
     }
 
+    /// The part of this buffer that `sub` is, shared without a copy; `None` when `sub`
+    /// does not lie within it. Any `&str` is whole UTF-8, so the slice is too.
+    pub(crate) fn slice_ref(&self, sub: &str) -> Option<Self> {
+        // Addresses only, compared as integers: no pointer is dereferenced.
+        let start = (sub.as_ptr() as usize).checked_sub(self.0.as_ptr() as usize)?;
+        let end = start.checked_add(sub.len())?;
+        (end <= self.0.len()).then(|| Self(self.0.slice(start..end)))
+    }
+
     /// Length in bytes.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, HelloAckRequest};
+use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, HelloAckRequest, JsonPayload};
 use tether_core::server::{ServerConfig, ServerConn};
 use tether_core::{
     BackoffConfig, Config, ConfigError, DisconnectReason, Event, Input, Jitter, LivenessConfig,
@@ -103,7 +103,7 @@ fn c1_a_request_timeout_of_duration_max_means_no_deadline() {
     h.frame(&reply.to_string());
     assert!(h.events().contains(&Event::Response {
         id,
-        result: Ok(json!(1))
+        result: Ok(json!(1).into())
     }));
     assert_eq!(h.s.pending_requests(), 0);
 }
@@ -311,7 +311,7 @@ fn c3_seq_u64_max_then_a_final_is_no_gap_and_no_panic() {
     for e in events {
         h.frame(&e.to_string());
     }
-    let kinds: Vec<StreamEventKind<Value>> = h
+    let kinds: Vec<StreamEventKind<JsonPayload>> = h
         .events()
         .into_iter()
         .filter_map(|e| match e {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tether_core::profiles::{
     ChatAbortResult, ChatHistory, ChatInjectAck, ChatMessage, ChatSendAck, Gateway, GatewayError,
-    GatewayEvent, GatewayOptions, GatewayRequest, UnexpectedPayload,
+    GatewayEvent, GatewayOptions, GatewayRequest, JsonPayload, UnexpectedPayload,
 };
 use tether_core::{
     Acked, AttemptError, Config, ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, Event,
@@ -81,9 +81,14 @@ fn encode(g: &mut Gateway, id: u64, req: GatewayRequest) -> EncodedRequest {
     g.encode_request(meta(id), req).expect("encodable")
 }
 
+/// A payload as a `Value` (the migration from `Value` payloads: `payload.value()`).
+fn value(payload: JsonPayload) -> Value {
+    payload.value().expect("the payload is JSON")
+}
+
 fn response(d: Decoded<Gateway>) -> (Result<RequestId, String>, Result<Value, GatewayError>) {
     match d {
-        Decoded::Response { id, result } => (id, result),
+        Decoded::Response { id, result } => (id, result.map(value)),
         other => panic!("expected a response, got {other:?}"),
     }
 }
@@ -541,12 +546,15 @@ fn malformed_responses_are_violations() {
 fn response_stream_names_the_run_id() {
     let g = opened();
     assert_eq!(
-        g.response_stream(&json!({ "runId": "run-9", "status": "started" })),
+        g.response_stream(&json!({ "runId": "run-9", "status": "started" }).into()),
         Some(StreamKey::from("run-9"))
     );
-    assert_eq!(g.response_stream(&json!({ "status": "started" })), None);
-    assert_eq!(g.response_stream(&json!({ "runId": 9 })), None);
-    assert_eq!(g.response_stream(&Value::Null), None);
+    assert_eq!(
+        g.response_stream(&json!({ "status": "started" }).into()),
+        None
+    );
+    assert_eq!(g.response_stream(&json!({ "runId": 9 }).into()), None);
+    assert_eq!(g.response_stream(&Value::Null.into()), None);
 }
 
 // ---- chat events -------------------------------------------------------------------------
@@ -622,9 +630,9 @@ fn chat_events_decode_every_state_keyed_by_run_with_the_run_seq() {
             f.payload,
             GatewayEvent {
                 event: "chat".into(),
-                payload,
+                payload: payload.into(),
                 seq: Some(77),
-                state_version: Some(json!({ "presence": 2 })),
+                state_version: Some(json!({ "presence": 2 }).into()),
             }
         );
     }
@@ -688,16 +696,16 @@ fn tick_is_a_heartbeat_and_other_events_are_messages() {
             r#"{"type":"event","event":"presence","payload":{"online":2},"seq":6,"stateVersion":{"presence":7}}"#,
             GatewayEvent {
                 event: "presence".into(),
-                payload: json!({ "online": 2 }),
+                payload: json!({ "online": 2 }).into(),
                 seq: Some(6),
-                state_version: Some(json!({ "presence": 7 })),
+                state_version: Some(json!({ "presence": 7 }).into()),
             },
         ),
         (
             r#"{"type":"event","event":"shutdown"}"#,
             GatewayEvent {
                 event: "shutdown".into(),
-                payload: Value::Null,
+                payload: Value::Null.into(),
                 seq: None,
                 state_version: None,
             },
@@ -706,7 +714,7 @@ fn tick_is_a_heartbeat_and_other_events_are_messages() {
             r#"{"type":"event","event":"health","payload":null,"seq":null,"stateVersion":null}"#,
             GatewayEvent {
                 event: "health".into(),
-                payload: Value::Null,
+                payload: Value::Null.into(),
                 seq: None,
                 state_version: None,
             },
@@ -953,7 +961,7 @@ fn a_chat_run_streams_exactly_once_though_its_events_race_the_response() {
     ));
     assert_eq!(
         responses,
-        [(id, Ok(json!({ "runId": run, "status": "started" })))]
+        [(id, Ok(json!({ "runId": run, "status": "started" }).into()))]
     );
     assert_eq!(messages, ["presence"]);
     let stats = d.s.stats();
@@ -1332,7 +1340,7 @@ fn a_real_run_whose_final_shares_the_last_deltas_seq_ends_with_the_whole_text() 
             }
             Event::Response { id: rid, result } => {
                 assert_eq!(rid, id);
-                ack = Some(ChatSendAck::from_payload(&result.unwrap()).unwrap());
+                ack = Some(result.unwrap().decode::<ChatSendAck>().unwrap());
             }
             Event::Message(ev) => {
                 assert_eq!(ev.event, "agent");
@@ -1417,7 +1425,7 @@ fn a_real_aborted_run_ends_aborted_before_the_abort_answer() {
     let answer = |id: RequestId| {
         all.iter()
             .find_map(|e| match e {
-                Event::Response { id: rid, result } if *rid == id => result.clone().ok(),
+                Event::Response { id: rid, result } if *rid == id => result.clone().ok().map(value),
                 _ => None,
             })
             .unwrap()
@@ -1455,9 +1463,10 @@ fn a_real_injected_message_is_an_unsolicited_final_then_the_answer() {
     let [Event::Unsolicited(ev)] = &evs[..] else {
         panic!("expected one unsolicited event, got {evs:?}");
     };
-    assert_eq!(ev.payload["state"], "final");
+    let payload = ev.payload.value().expect("JSON");
+    assert_eq!(payload["state"], "final");
     assert_eq!(
-        ChatMessage::text_of(&ev.payload["message"]).as_deref(),
+        ChatMessage::text_of(&payload["message"]).as_deref(),
         Some("[tether]\n\ninjected text")
     );
     let evs = events(d.receive(&REAL_INJECT_ANSWER.replace("r1", &wire)));
@@ -1472,7 +1481,7 @@ fn a_real_injected_message_is_an_unsolicited_final_then_the_answer() {
     };
     assert_eq!(*rid, id);
     assert_eq!(
-        ChatInjectAck::from_payload(payload),
+        ChatInjectAck::from_payload(&payload.value().expect("JSON")),
         Ok(ChatInjectAck {
             message_id: "66dec7d7-5f17-4ab0-9195-b4be8d2b220a".into()
         })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tether_core::profiles::{HelloAck, HelloAckRequest};
+use tether_core::profiles::{HelloAck, HelloAckRequest, JsonPayload};
 use tether_core::{
     Acked, AttemptError, Config, ConnId, DataFrame, Decoded, EncodeError, Event, InFrame, Input,
     Opening, OutFrame, Output, Phase, Protocol, Rejection, RequestFailure, RequestId, RequestMeta,
@@ -46,7 +46,7 @@ fn malformed(d: Decoded<HelloAck>) -> String {
     }
 }
 
-fn stream_frame(d: Decoded<HelloAck>) -> tether_core::StreamFrame<Value> {
+fn stream_frame(d: Decoded<HelloAck>) -> tether_core::StreamFrame<JsonPayload> {
     match d {
         Decoded::Stream(f) => f,
         other => panic!("expected a stream frame, got {other:?}"),
@@ -285,9 +285,14 @@ fn a_hello_error_with_missing_or_mistyped_fields_is_malformed() {
 
 // ---- responses ---------------------------------------------------------------------------
 
+/// A payload as a `Value` (the migration from `Value` payloads: `payload.value()`).
+fn value(payload: JsonPayload) -> Value {
+    payload.value().expect("the payload is JSON")
+}
+
 fn response(d: Decoded<HelloAck>) -> (Result<RequestId, String>, Result<Value, Value>) {
     match d {
-        Decoded::Response { id, result } => (id, result),
+        Decoded::Response { id, result } => (id, result.map(value).map_err(value)),
         other => panic!("expected a response, got {other:?}"),
     }
 }
@@ -610,7 +615,7 @@ fn events(outs: Vec<Output<HelloAck>>) -> Vec<Event<HelloAck>> {
         .collect()
 }
 
-fn stream_events(outs: Vec<Output<HelloAck>>) -> Vec<StreamEvent<Value>> {
+fn stream_events(outs: Vec<Output<HelloAck>>) -> Vec<StreamEvent<JsonPayload>> {
     events(outs)
         .into_iter()
         .filter_map(|e| match e {
@@ -685,7 +690,7 @@ fn a_session_opens_requests_and_streams_over_hello_ack() {
     assert!(
         evs.contains(&Event::Response {
             id,
-            result: Ok(json!({ "done": true }))
+            result: Ok(json!({ "done": true }).into())
         }),
         "{evs:?}"
     );
@@ -699,7 +704,7 @@ fn a_session_opens_requests_and_streams_over_hello_ack() {
     let evs = events(d.receive(&reply.to_string()));
     assert!(evs.contains(&Event::Response {
         id: id2,
-        result: Err(RequestFailure::Remote(json!("no such method")))
+        result: Err(RequestFailure::Remote(json!("no such method").into()))
     }));
 
     // Messages and heartbeats.
@@ -708,7 +713,9 @@ fn a_session_opens_requests_and_streams_over_hello_ack() {
     let evs = events(d.receive(r#"{"type":"notice","text":"hi"}"#));
     assert_eq!(
         evs,
-        vec![Event::Message(json!({ "type": "notice", "text": "hi" }))]
+        vec![Event::Message(
+            json!({ "type": "notice", "text": "hi" }).into()
+        )]
     );
     assert_eq!(d.s.pending_requests(), 0);
 }

@@ -149,18 +149,23 @@ fn stream_of(
         .collect()
 }
 
-/// The response of request `id`, with its timeline index.
+/// The response of request `id` (its payload as a `Value`), with its timeline index.
 fn response_of(
     run: &Run<Gateway>,
     id: RequestId,
 ) -> (
     usize,
-    &Result<Value, RequestFailure<tether_core::profiles::GatewayError>>,
+    Result<Value, RequestFailure<tether_core::profiles::GatewayError>>,
 ) {
     events(run)
         .into_iter()
         .find_map(|(i, e)| match e {
-            Event::Response { id: rid, result } if *rid == id => Some((i, result)),
+            Event::Response { id: rid, result } if *rid == id => Some((
+                i,
+                result
+                    .clone()
+                    .map(|p| p.value().expect("the answer is JSON")),
+            )),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no response for {id:?}"))
@@ -531,7 +536,7 @@ fn chat_inject_needs_admin_and_arrives_unsolicited_first() {
     let (unsolicited_at, payload) = events(&admin)
         .into_iter()
         .find_map(|(i, e)| match e {
-            Event::Unsolicited(ev) => Some((i, ev.payload.clone())),
+            Event::Unsolicited(ev) => Some((i, ev.payload.value().expect("JSON"))),
             _ => None,
         })
         .expect("the injected message's chat event");
@@ -709,7 +714,7 @@ fn a_graceful_restart_says_shutdown_before_1012() {
     let (_, answered) = response_of(&run, ids[0]);
     assert_eq!(answered.as_ref().unwrap()["ok"], true);
     let (_, lost) = response_of(&run, ids[1]);
-    assert_eq!(lost, &Err(RequestFailure::Disconnected));
+    assert_eq!(lost, Err(RequestFailure::Disconnected));
 }
 
 /// A wrong token: `INVALID_REQUEST`, not retryable, then close 1000 "handshake

@@ -1136,7 +1136,7 @@ fn old_generations_inert_reports_an_effect_of_a_stale_input() {
     insert(
         &mut tl,
         k + 1,
-        Entry::Output(Output::Event(Event::Message(json!({"late": true})))),
+        Entry::Output(Output::Event(Event::Message(json!({"late": true}).into()))),
     );
     assert_reports(oracle::old_generations_inert(&tl), GENERATIONS, k + 1);
     // The status turning open.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_core::profiles::{HelloAck, HelloAckRequest};
+use tether_core::profiles::{HelloAck, HelloAckRequest, JsonPayload};
 use tether_core::{Config, Event, OutFrame, Output, StreamEnd, StreamEventKind};
 use tether_sim::servers::HelloAckServer;
 use tether_sim::{Command, Entry, Fault, FaultPlan, Run, RunConfig, Script, World, oracle};
@@ -35,7 +35,7 @@ fn run(fault: Fault, forget_on_close: bool) -> Run<HelloAck> {
         .run(RunConfig::lasting(Duration::from_secs(120)))
 }
 
-fn stream_events(run: &Run<HelloAck>) -> Vec<(Option<u64>, StreamEventKind<serde_json::Value>)> {
+fn stream_events(run: &Run<HelloAck>) -> Vec<(Option<u64>, StreamEventKind<JsonPayload>)> {
     run.timeline
         .outputs()
         .filter_map(|(_, _, o)| match o {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_core::profiles::{HelloAck, HelloAckRequest};
+use tether_core::profiles::{HelloAck, HelloAckRequest, JsonPayload};
 use tether_core::{Config, Event, OutFrame, Output, RequestFailure};
 use tether_sim::servers::HelloAckServer;
 use tether_sim::{Command, Entry, Fault, FaultPlan, Run, RunConfig, Script, World, oracle};
@@ -48,7 +48,7 @@ fn request_frames(run: &Run<HelloAck>) -> Vec<String> {
         .collect()
 }
 
-fn responses(run: &Run<HelloAck>) -> Vec<Result<(), RequestFailure<serde_json::Value>>> {
+fn responses(run: &Run<HelloAck>) -> Vec<Result<(), RequestFailure<JsonPayload>>> {
     run.timeline
         .outputs()
         .filter_map(|(_, _, o)| match o {

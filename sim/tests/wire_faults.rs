@@ -101,7 +101,7 @@ fn messages(run: &WireRun<HelloAck>) -> Vec<(Duration, Value)> {
     run.events
         .iter()
         .filter_map(|(at, e)| match e {
-            Event::Message(v) => Some((*at, v.clone())),
+            Event::Message(v) => Some((*at, v.value().expect("JSON"))),
             _ => None,
         })
         .collect()

@@ -377,7 +377,12 @@ async fn clock_jump<A: LogRuntime>(a: &A) {
         client.request(HelloAckRequest::new("echo", json!(1))),
     )
     .await;
-    assert_eq!(r, Ok(json!(1)), "[{}] the connection survived", a.name());
+    assert_eq!(
+        r,
+        Ok(json!(1).into()),
+        "[{}] the connection survived",
+        a.name()
+    );
     shut(a, client).await;
 }
 

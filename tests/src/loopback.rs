@@ -669,7 +669,7 @@ async fn echo_works<A: Adapter>(a: &A, client: &Client<HelloAck>, n: usize) {
     let r = within(a, LIMIT, "echo", client.request(echo(n))).await;
     assert_eq!(
         r,
-        Ok(json!({ "n": n })),
+        Ok(json!({ "n": n }).into()),
         "[{}] echo after recovery",
         a.name()
     );
@@ -780,7 +780,7 @@ pub async fn server_killed_with_requests_in_flight<A: Adapter>(a: &A) {
     assert_eq!(back, Status::Open, "[{}] after restart", a.name());
     assert_eq!(
         queued,
-        Ok(json!({"n": 100})),
+        Ok(json!({"n": 100}).into()),
         "[{}] request made while down",
         a.name()
     );

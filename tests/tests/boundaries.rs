@@ -29,11 +29,11 @@ async fn a_request_without_a_deadline_is_answered<A: TestRuntime>(a: &A) {
         client.request_with_timeout(echo(1), Duration::MAX),
     )
     .await;
-    assert_eq!(r, Ok(json!({ "n": 1 })), "[{}]", a.name());
+    assert_eq!(r, Ok(json!({ "n": 1 }).into()), "[{}]", a.name());
     // The session task is alive: a clone's call is answered too.
     let other = client.clone();
     let r = within(a, LIMIT, "a later request", other.request(echo(2))).await;
-    assert_eq!(r, Ok(json!({ "n": 2 })), "[{}]", a.name());
+    assert_eq!(r, Ok(json!({ "n": 2 }).into()), "[{}]", a.name());
     assert_eq!(client.status(), Status::Open);
     within(a, LIMIT, "close", client.close()).await;
     assert!(client.status().is_terminal());

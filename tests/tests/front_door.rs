@@ -33,6 +33,8 @@ async fn seen_by_server<R: Rt>(rt: &R, client: &Client<HelloAck>) -> Value {
     )
     .await
     .expect("the server answers")
+    .value()
+    .expect("JSON")
 }
 
 /// Waits for the next `Status::Open` on `updates`.

@@ -87,8 +87,8 @@ mod raw {
 mod with_tether {
     // --- example start ---
     use tether_tokio::profiles::{HelloAck, HelloAckRequest};
-    use tether_tokio::serde_json::{Value, json};
-    use tether_tokio::{CallError, Client, ConnectError};
+    use tether_tokio::serde_json::json;
+    use tether_tokio::{Client, ConnectError};
 
     /// Connects and says hello; reconnects, pings, times out and fails requests by itself.
     pub async fn connect(url: &str) -> Result<Client<HelloAck>, ConnectError> {
@@ -98,8 +98,20 @@ mod with_tether {
             .await
     }
 
-    pub async fn echo(client: &Client<HelloAck>, params: Value) -> Result<Value, CallError<Value>> {
-        client.request(HelloAckRequest::new("echo", params)).await
+    /// The answer, decoded straight into the application's type.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    pub struct Echo {
+        pub n: u32,
+    }
+
+    pub async fn echo(
+        client: &Client<HelloAck>,
+        n: u32,
+    ) -> Result<Echo, Box<dyn std::error::Error>> {
+        let answer = client
+            .request(HelloAckRequest::new("echo", json!({ "n": n })))
+            .await?;
+        Ok(answer.decode::<Echo>()?)
     }
     // --- example end ---
 }
@@ -158,8 +170,8 @@ async fn both_clients_answer_across_a_server_restart() {
         within(&rt, STEP, "raw 1", raw_echo(1)).await,
         Ok(json!({ "n": 1 }))
     );
-    let got = within(&rt, STEP, "tether 1", with_tether::echo(&client, json!(1))).await;
-    assert_eq!(got, Ok(json!(1)));
+    let got = within(&rt, STEP, "tether 1", with_tether::echo(&client, 1)).await;
+    assert_eq!(got.expect("an answer"), with_tether::Echo { n: 1 });
 
     server.kill();
     let _server = within(
@@ -178,8 +190,8 @@ async fn both_clients_answer_across_a_server_restart() {
     within(&rt, STEP, "tether reopens", client.wait_open())
         .await
         .expect("reopens");
-    let got = within(&rt, STEP, "tether 2", with_tether::echo(&client, json!(2))).await;
-    assert_eq!(got, Ok(json!(2)));
+    let got = within(&rt, STEP, "tether 2", with_tether::echo(&client, 2)).await;
+    assert_eq!(got.expect("an answer"), with_tether::Echo { n: 2 });
 
     raw_client.abort();
     within(&rt, STEP, "close", client.close()).await;

@@ -587,7 +587,7 @@ async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
         // stream's frames.
         let mut seen = Vec::new();
         while let Some(ev) = events.next().await {
-            if matches!(&ev, Event::Message(m) if m["type"] == "marker") {
+            if matches!(&ev, Event::Message(m) if m.value().is_ok_and(|v| v["type"] == "marker")) {
                 break;
             }
             seen.push(ev);
@@ -600,11 +600,13 @@ async fn a_last_seq_then_its_terminal<A: TestRuntime>(a: &A) {
         vec![
             StreamEventKind::Delta {
                 text: Some("a".to_owned()),
-                payload: json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"}),
+                payload:
+                    json!({"type":"event","stream":key,"seq":u64::MAX,"state":"delta","text":"a"})
+                        .into(),
             },
             StreamEventKind::Final {
                 text: Some("a".to_owned()),
-                payload: json!({"type":"event","stream":key,"seq":1,"state":"final"}),
+                payload: json!({"type":"event","stream":key,"seq":1,"state":"final"}).into(),
             },
         ],
         "{tag}: the stream"

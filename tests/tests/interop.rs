@@ -81,7 +81,7 @@ async fn exercise<R: Rt>(rt: R, client: &Client<HelloAck>, round: &str) {
             client.request(req("echo", params.clone())),
         )
         .await;
-        assert_eq!(got, Ok(params), "sequential echo {n} ({round})");
+        assert_eq!(got, Ok(params.into()), "sequential echo {n} ({round})");
     }
     // Eight slow requests (200 ms each on the server) and eight fast ones at once: if the
     // session or the server serialised them this would take at least 1.6 s.
@@ -93,7 +93,7 @@ async fn exercise<R: Rt>(rt: R, client: &Client<HelloAck>, round: &str) {
     });
     let results = within(&rt, STEP, "concurrent batch", join_all(calls)).await;
     for (params, got) in results {
-        assert_eq!(got, Ok(params), "concurrent request ({round})");
+        assert_eq!(got, Ok(params.into()), "concurrent request ({round})");
     }
     let elapsed = started.elapsed();
     assert!(
@@ -251,7 +251,7 @@ async fn scenario<R: Rt>(rt: R, peer: Peer) {
     .await;
     assert_eq!(
         got,
-        Ok(json!({ "bye": 1 })),
+        Ok(json!({ "bye": 1 }).into()),
         "close4001 is answered before the close"
     );
     let s = within(&rt, STEP, "Failed", statuses.next()).await;

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tether_tests::runtimes::{OnSmol as SmolRt, OnTokio as TokioRt, TestRuntime as Rt, within};
 use tether_tokio::tether_core::profiles::{
     ChatAbortResult, ChatHistory, ChatInjectAck, ChatMessage, ChatSendAck, Gateway, GatewayError,
-    GatewayEvent, GatewayOptions, GatewayRequest,
+    GatewayEvent, GatewayOptions, GatewayRequest, JsonPayload,
 };
 use tether_tokio::tether_core::{
     AttemptError, CloseCode, Config, ConnId, DataFrame, Decoded, DisconnectReason, EncodeError,
@@ -490,7 +490,7 @@ impl Protocol for Logged {
     type Inbound = GatewayEvent;
     type Outbound = Value;
     type Request = GatewayRequest;
-    type Response = Value;
+    type Response = JsonPayload;
     type RemoteError = GatewayError;
 
     fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
@@ -548,7 +548,7 @@ impl Protocol for Logged {
         }
     }
 
-    fn response_stream(&self, response: &Value) -> Option<StreamKey> {
+    fn response_stream(&self, response: &JsonPayload) -> Option<StreamKey> {
         self.inner.response_stream(response)
     }
 }
@@ -705,7 +705,7 @@ async fn handshake<R: Rt>(rt: R, label: &'static str) {
     )
     .await
     .unwrap_or_else(|e| panic!("health: {e:?}"));
-    assert_eq!(health["ok"], true, "{health}");
+    assert_eq!(health.value().expect("JSON")["ok"], true, "{health}");
     // An unknown method is the gateway's error, surfaced as such.
     let unknown = within(
         &rt,
@@ -948,7 +948,7 @@ async fn chat_send_streams<R: Rt>(rt: R, label: &'static str) {
     let ack = within(&rt, STEP, "chat.send answer", call.response())
         .await
         .unwrap_or_else(|e| panic!("chat.send: {e:?}"));
-    let ack = ChatSendAck::from_payload(&ack).expect("a chat.send answer");
+    let ack = ack.decode::<ChatSendAck>().expect("a chat.send answer");
     assert_eq!(ack.status, "started");
     let mut got = Collected::default();
     collect(&rt, &mut call.events, &mut got, None, RUN).await;
@@ -997,7 +997,9 @@ async fn chat_send_streams<R: Rt>(rt: R, label: &'static str) {
     )
     .await
     .unwrap_or_else(|e| panic!("chat.history: {e:?}"));
-    let history = ChatHistory::from_payload(&history).expect("a chat.history answer");
+    let history = history
+        .decode::<ChatHistory>()
+        .expect("a chat.history answer");
     assert_eq!(history.session_key, key);
     assert_eq!(history.last_text("assistant"), Some(reply.as_str()));
 
@@ -1015,24 +1017,26 @@ async fn chat_send_streams<R: Rt>(rt: R, label: &'static str) {
     )
     .await
     .unwrap_or_else(|e| panic!("chat.inject: {e:?}"));
-    let answer = ChatInjectAck::from_payload(&answer).expect("a chat.inject answer");
+    let answer = answer
+        .decode::<ChatInjectAck>()
+        .expect("a chat.inject answer");
     // The subscriber thread may lag the answer by a moment.
     let (_, event) = wait_for(&rt, STEP, "the injected message's chat event", || {
         recorder.find(since, |e| match e {
             // Chat events go to every operator connection: other sessions' too.
-            Event::Unsolicited(ev)
-                if ev.payload["state"] == "final" && ev.payload["sessionKey"] == key.as_str() =>
-            {
-                Some(ev.clone())
+            Event::Unsolicited(ev) => {
+                let payload = ev.payload.value().ok()?;
+                (payload["state"] == "final" && payload["sessionKey"] == key.as_str())
+                    .then_some(payload)
             }
             _ => None,
         })
     })
     .await;
-    let text = ChatMessage::text_of(&event.payload["message"]).expect("its text");
+    let text = ChatMessage::text_of(&event["message"]).expect("its text");
     assert!(text.ends_with(&injected), "{text:?}");
     assert!(
-        event.payload["runId"]
+        event["runId"]
             .as_str()
             .is_some_and(|r| r.contains(&answer.message_id)),
         "{event:?}"
@@ -1045,7 +1049,9 @@ async fn chat_send_streams<R: Rt>(rt: R, label: &'static str) {
     )
     .await
     .unwrap_or_else(|e| panic!("chat.history: {e:?}"));
-    let history = ChatHistory::from_payload(&history).expect("a chat.history answer");
+    let history = history
+        .decode::<ChatHistory>()
+        .expect("a chat.history answer");
     assert_eq!(history.last_text("assistant"), Some(text.as_str()));
 
     let violations =
@@ -1094,7 +1100,7 @@ async fn chat_abort<R: Rt>(rt: R, label: &'static str) {
     let ack = within(&rt, STEP, "chat.send answer", call.response())
         .await
         .unwrap_or_else(|e| panic!("chat.send: {e:?}"));
-    let ack = ChatSendAck::from_payload(&ack).expect("a chat.send answer");
+    let ack = ack.decode::<ChatSendAck>().expect("a chat.send answer");
     let mut got = Collected::default();
     collect(&rt, &mut call.events, &mut got, Some(2), RUN).await;
     assert!(got.terminal.is_none(), "the run ended early: {got:?}");
@@ -1107,7 +1113,9 @@ async fn chat_abort<R: Rt>(rt: R, label: &'static str) {
     )
     .await
     .unwrap_or_else(|e| panic!("chat.abort: {e:?}"));
-    let aborted = ChatAbortResult::from_payload(&aborted).expect("a chat.abort answer");
+    let aborted = aborted
+        .decode::<ChatAbortResult>()
+        .expect("a chat.abort answer");
     assert_eq!(
         aborted,
         ChatAbortResult {
@@ -1199,7 +1207,7 @@ async fn model_refusal<R: Rt>(rt: R, label: &'static str) {
     let ack = within(&rt, STEP, "chat.send answer", call.response())
         .await
         .unwrap_or_else(|e| panic!("chat.send: {e:?}"));
-    let ack = ChatSendAck::from_payload(&ack).expect("a chat.send answer");
+    let ack = ack.decode::<ChatSendAck>().expect("a chat.send answer");
     let mut got = Collected::default();
     collect(&rt, &mut call.events, &mut got, None, RUN).await;
     let Some(StreamEventKind::Error { message, .. }) = &got.terminal else {
@@ -1330,7 +1338,10 @@ impl Member {
 async fn hammer<R: Rt>(
     rt: &R,
     member: &Member,
-) -> (Vec<GatewayError>, Result<Value, CallError<GatewayError>>) {
+) -> (
+    Vec<GatewayError>,
+    Result<JsonPayload, CallError<GatewayError>>,
+) {
     within(
         rt,
         Duration::from_secs(60),
@@ -1529,7 +1540,11 @@ async fn a_gateway_starting_stopped_and_restarted_on_tokio_and_smol() {
                 m.label
             )
         });
-        assert_eq!(waited["status"], "timeout", "{waited}");
+        assert_eq!(
+            waited.value().expect("JSON")["status"],
+            "timeout",
+            "{waited}"
+        );
     }
     for (m, (unavailable, last)) in members.iter().zip(outcomes) {
         eprintln!(

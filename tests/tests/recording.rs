@@ -129,7 +129,12 @@ async fn record_full<A: Recording>(a: &A, recorder: impl FnOnce(Shared) -> Recor
     let mut statuses = Box::pin(client.status_changes());
 
     let r = within(a, LIMIT, "echo", client.request(echo(1))).await;
-    assert_eq!(r.map(|v| v["n"].clone()), Ok(json!(1)), "[{}]", a.name());
+    assert_eq!(
+        r.map(|v| v.value().expect("JSON")["n"].clone()),
+        Ok(json!(1)),
+        "[{}]",
+        a.name()
+    );
     client
         .send(json!({ "type": "note", "text": MESSAGE }))
         .await
@@ -178,7 +183,12 @@ async fn record_full<A: Recording>(a: &A, recorder: impl FnOnce(Shared) -> Recor
     let up = within(a, LIMIT, "reopen", statuses.next()).await;
     assert_eq!(up, Some(Status::Open), "[{}]", a.name());
     let r = within(a, LIMIT, "echo after reconnect", client.request(echo(3))).await;
-    assert_eq!(r.map(|v| v["n"].clone()), Ok(json!(3)), "[{}]", a.name());
+    assert_eq!(
+        r.map(|v| v.value().expect("JSON")["n"].clone()),
+        Ok(json!(3)),
+        "[{}]",
+        a.name()
+    );
 
     within(a, LIMIT, "close", client.close()).await;
     drop(statuses);

@@ -90,6 +90,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use smol::Async;
+pub use tether_driver::tether_core::profiles::{JsonPayload, PayloadError};
 pub use tether_driver::tether_core::{
     Bytes, Config, DataFrame, Event, Status, profiles, serde_json,
 };

@@ -154,8 +154,11 @@ async fn demo_client(
     let mut got = Vec::new();
     while got.len() < DEMO_UPDATES as usize {
         match events.next().await {
-            Some(Event::Message(v)) if v["type"] == "update" => {
-                got.extend(v["n"].as_u64());
+            Some(Event::Message(m)) => {
+                let v = m.value().unwrap_or_default();
+                if v["type"] == "update" {
+                    got.extend(v["n"].as_u64());
+                }
             }
             Some(_) => {}
             None => return Err(format!("client {i}: session ended early")),

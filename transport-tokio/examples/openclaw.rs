@@ -66,7 +66,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run.response().await.map(|p| ChatSendAck::from_payload(&p)) {
+    match run.response().await.map(|p| p.decode::<ChatSendAck>()) {
         Ok(Ok(ack)) => eprintln!("run {} {}", ack.run_id, ack.status),
         other => eprintln!("chat.send: {other:?}"),
     }
@@ -92,7 +92,7 @@ async fn main() -> ExitCode {
     match client
         .request(GatewayRequest::chat_history(&session_key, Some(20)))
         .await
-        .map(|p| ChatHistory::from_payload(&p))
+        .map(|p| p.decode::<ChatHistory>())
     {
         Ok(Ok(history)) => eprintln!("{} messages in {session_key}", history.messages.len()),
         other => eprintln!("chat.history: {other:?}"),

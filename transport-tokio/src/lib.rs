@@ -80,6 +80,7 @@ use std::time::Instant;
 
 use async_tungstenite::tokio::TokioAdapter;
 use futures::future::BoxFuture;
+pub use tether_driver::tether_core::profiles::{JsonPayload, PayloadError};
 pub use tether_driver::tether_core::{
     Bytes, Config, DataFrame, Event, Status, profiles, serde_json,
 };

@@ -5,15 +5,18 @@
 //! frame this module writes carries exactly the documented fields. See
 //! `docs/protocols.md` for the full wire format.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::json;
+use super::json::{self, Scalar, Top};
+use super::payload::{JsonPayload, PayloadError};
 use crate::error::{EncodeError, Violation};
-use crate::frame::{DataFrame, OutFrame};
+use crate::frame::{DataFrame, OutFrame, Utf8Bytes};
 use crate::ids::{ConnId, RequestId, StreamKey};
 use crate::protocol::{
     Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta, StreamFrame,
@@ -98,17 +101,57 @@ impl fmt::Debug for GatewayOptions {
 /// A server event: `{"type":"event","event":…,"payload"?:…,"seq"?:n,"stateVersion"?:…}`.
 ///
 /// Delivered as [`Event::Message`](crate::Event::Message) (presence, health, shutdown,
-/// agent, …) or as the payload of a `chat` stream event.
+/// agent, …) or as the payload of a `chat` stream event. The payload is kept as the text
+/// the gateway sent: [`decode`](Self::decode) it into a type of your own, or read it as
+/// a `serde_json::Value` with [`JsonPayload::value`].
+///
+/// ```
+/// use serde::Deserialize;
+/// use tether_core::profiles::{Gateway, GatewayOptions};
+/// use tether_core::{DataFrame, Decoded, Phase, Protocol, Utf8Bytes};
+///
+/// #[derive(Deserialize)]
+/// struct Presence {
+///     presence: Vec<Entry>,
+/// }
+/// #[derive(Deserialize)]
+/// struct Entry {
+///     host: String,
+/// }
+///
+/// let mut gateway = Gateway::new(GatewayOptions::default());
+/// let frame = r#"{"type":"event","event":"presence","payload":{"presence":[{"host":"a1"}]},"seq":7}"#;
+/// let Decoded::Message(event) = gateway.decode(DataFrame::Text(Utf8Bytes::from_static(frame)), Phase::Open)
+/// else { panic!() };
+/// assert_eq!((event.event.as_str(), event.seq), ("presence", Some(7)));
+/// let presence: Presence = event.decode()?;
+/// assert_eq!(presence.presence[0].host, "a1");
+/// // Another shape is an error of this call only.
+/// assert!(event.decode::<Vec<String>>().is_err());
+/// # Ok::<(), tether_core::profiles::PayloadError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayEvent {
     /// The event name (`"chat"`, `"presence"`, …).
     pub event: String,
-    /// The payload, [`Value::Null`] when absent.
-    pub payload: Value,
+    /// The payload as sent (a slice of the frame), `null` when absent.
+    pub payload: JsonPayload,
     /// The per-connection event sequence number.
     pub seq: Option<u64>,
     /// The server's state version, as sent.
-    pub state_version: Option<Value>,
+    pub state_version: Option<JsonPayload>,
+}
+
+impl GatewayEvent {
+    /// Decodes the payload into `T` without building a `serde_json::Value`
+    /// ([`JsonPayload::decode`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`PayloadError`] when the payload does not match `T`; the session is unaffected.
+    pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, PayloadError> {
+        self.payload.decode()
+    }
 }
 
 /// A gateway request: `{"type":"req","id":"t<n>","method":…,"params"?:…}`.
@@ -286,7 +329,8 @@ fn payload_str(
 /// assert_eq!(ack.run_id, "r-1");
 /// assert_eq!(ack.stream_key(), StreamKey("r-1".into()));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatSendAck {
     /// The run's id: the request's idempotency key, which is also its stream key.
     pub run_id: String,
@@ -428,6 +472,28 @@ impl ChatHistory {
     }
 }
 
+/// Reads a `chat.history` payload as [`ChatHistory::from_payload`] does (the entries are
+/// kept as `Value`s, as [`ChatMessage::message`] is), so that a response decodes straight
+/// into it: `payload.decode::<ChatHistory>()`.
+impl<'de> Deserialize<'de> for ChatHistory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            session_key: String,
+            messages: Vec<Value>,
+            #[serde(default)]
+            has_more: Option<Value>,
+        }
+        let wire = Wire::deserialize(d)?;
+        Ok(ChatHistory {
+            session_key: wire.session_key,
+            messages: wire.messages.into_iter().map(ChatMessage::new).collect(),
+            has_more: wire.has_more.as_ref().and_then(Value::as_bool),
+        })
+    }
+}
+
 /// The answer to `chat.abort`: `{ok, aborted, runIds}`.
 ///
 /// ```
@@ -477,6 +543,24 @@ impl ChatAbortResult {
     }
 }
 
+/// Reads a `chat.abort` payload as [`ChatAbortResult::from_payload`] does: `payload.decode::<ChatAbortResult>()`.
+impl<'de> Deserialize<'de> for ChatAbortResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            aborted: bool,
+            #[serde(default)]
+            run_ids: Option<Vec<String>>,
+        }
+        let wire = Wire::deserialize(d)?;
+        Ok(ChatAbortResult {
+            aborted: wire.aborted,
+            run_ids: wire.run_ids.unwrap_or_default(),
+        })
+    }
+}
+
 /// The answer to `chat.inject`: `{ok, messageId}`. The injected message also arrives as
 /// a `chat` event in state `final` under a run id of its own (`inject-<messageId>`),
 /// before this answer; no stream was registered for it, so it is
@@ -489,7 +573,8 @@ impl ChatAbortResult {
 /// let ack = ChatInjectAck::from_payload(&json!({"ok": true, "messageId": "m-1"})).unwrap();
 /// assert_eq!(ack.message_id, "m-1");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatInjectAck {
     /// The id of the transcript entry written.
     pub message_id: String,
@@ -663,72 +748,94 @@ impl Gateway {
 
     fn event(
         &mut self,
-        mut map: Map<String, Value>,
+        frame: &Utf8Bytes,
+        f: &Fields<'_>,
         phase: Phase,
     ) -> Result<Decoded<Self>, Violation> {
-        let Some(Value::String(event)) = map.remove("event") else {
+        let Scalar::Str(name) = Scalar::of(f.get(EVENT)) else {
             return Err(json::malformed("event without a string `event` name"));
         };
-        let seq = json::opt_u64(&map, "seq")?;
-        let ev = GatewayEvent {
-            event,
-            payload: map.remove("payload").unwrap_or(Value::Null),
+        let seq = json::raw_opt_u64(f.get(SEQ), "seq")?;
+        let payload = f.get(PAYLOAD);
+        let event = |name: Cow<'_, str>| GatewayEvent {
+            event: name.into_owned(),
+            payload: payload.map_or_else(
+                || JsonPayload::checked(Utf8Bytes::from_static("null")),
+                |raw| JsonPayload::slice_of(frame, raw),
+            ),
             seq,
-            state_version: map.remove("stateVersion").filter(|v| !v.is_null()),
+            state_version: f
+                .get(STATE_VERSION)
+                .filter(|raw| !json::is_null(raw))
+                .map(|raw| JsonPayload::slice_of(frame, raw)),
         };
-        Ok(match ev.event.as_str() {
+        Ok(match &*name {
             "connect.challenge" => match (phase, &self.connect_frame) {
-                (Phase::Handshake, Some(frame)) => {
+                (Phase::Handshake, Some(connect)) => {
                     self.answered = true;
-                    Decoded::Challenge(frame.clone())
+                    Decoded::Challenge(connect.clone())
                 }
                 _ => Decoded::Violation(Violation::UnexpectedHandshake),
             },
             "tick" => Decoded::Heartbeat,
-            "chat" => Decoded::Stream(json::with_payload(chat_parts(&ev.payload)?, ev)),
-            _ => Decoded::Message(ev),
+            "chat" => {
+                let parts = chat_parts(payload)?;
+                Decoded::Stream(json::with_payload(parts, event(name)))
+            }
+            _ => Decoded::Message(event(name)),
         })
     }
 
     fn response(
         &mut self,
-        mut map: Map<String, Value>,
+        frame: &Utf8Bytes,
+        f: &Fields<'_>,
         phase: Phase,
     ) -> Result<Decoded<Self>, Violation> {
-        let Some(id) = map.remove("id") else {
+        let Some(raw_id) = f.get(ID) else {
             return Err(json::malformed("res without `id`"));
         };
-        let ok = json::opt_bool(&map, "ok")?.ok_or_else(|| json::malformed("res without `ok`"))?;
-        if self.answered && id.as_str() == Some(self.connect_id.as_str()) {
-            return self.connect_response(map, ok, phase);
+        let ok = json::raw_opt_bool(f.get(OK), "ok")?
+            .ok_or_else(|| json::malformed("res without `ok`"))?;
+        let wire = match Scalar::of(Some(raw_id)) {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        };
+        if self.answered && wire.as_deref() == Some(self.connect_id.as_str()) {
+            return self.connect_response(f, ok, phase);
         }
-        let id = id
-            .as_str()
+        let id = wire
+            .as_deref()
             .and_then(request_id)
-            .ok_or_else(|| json::wire_id(&id));
+            .ok_or_else(|| json::raw_wire_id(raw_id));
         let result = if ok {
-            Ok(map.remove("payload").unwrap_or(Value::Null))
+            Ok(f.get(PAYLOAD).map_or_else(
+                || JsonPayload::checked(Utf8Bytes::from_static("null")),
+                |raw| JsonPayload::slice_of(frame, raw),
+            ))
         } else {
-            Err(gateway_error(map.remove("error"))?)
+            Err(gateway_error(f.get(ERROR))?)
         };
         Ok(Decoded::Response { id, result })
     }
 
     fn connect_response(
         &mut self,
-        mut map: Map<String, Value>,
+        f: &Fields<'_>,
         ok: bool,
         phase: Phase,
     ) -> Result<Decoded<Self>, Violation> {
         if !ok {
-            let error = gateway_error(map.remove("error"))?;
+            let error = gateway_error(f.get(ERROR))?;
             return Ok(Decoded::Rejected(Rejection {
                 message: error.message,
                 fatal: error.retryable != Some(true),
                 retry_after: error.retry_after_ms.map(Duration::from_millis),
             }));
         }
-        let payload = map.remove("payload").unwrap_or(Value::Null);
+        // The handshake's payload is kept as a `Value` (`Gateway::hello`): once per
+        // connection, not worth a lazy form.
+        let payload = json::raw_value(f.get(PAYLOAD))?;
         let hello = payload
             .as_object()
             .filter(|p| p.get("type").and_then(Value::as_str) == Some("hello-ok"))
@@ -756,11 +863,42 @@ impl Gateway {
     }
 }
 
+// The envelope fields a decision reads, by index into `KEYS`.
+const TYPE: usize = 0;
+const EVENT: usize = 1;
+const PAYLOAD: usize = 2;
+const SEQ: usize = 3;
+const STATE_VERSION: usize = 4;
+const ID: usize = 5;
+const OK: usize = 6;
+const ERROR: usize = 7;
+
+/// Every top-level field a decision reads; all others are skipped unread.
+const KEYS: [&str; 8] = [
+    "type",
+    "event",
+    "payload",
+    "seq",
+    "stateVersion",
+    "id",
+    "ok",
+    "error",
+];
+
+/// A frame's envelope: the raw values of `KEYS`, borrowed from the frame.
+struct Fields<'a>([Option<&'a RawValue>; KEYS.len()]);
+
+impl<'a> Fields<'a> {
+    fn get(&self, i: usize) -> Option<&'a RawValue> {
+        self.0.get(i).copied().flatten()
+    }
+}
+
 impl Protocol for Gateway {
     type Inbound = GatewayEvent;
     type Outbound = Value;
     type Request = GatewayRequest;
-    type Response = Value;
+    type Response = JsonPayload;
     type RemoteError = GatewayError;
 
     fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
@@ -818,31 +956,36 @@ impl Protocol for Gateway {
     }
 
     fn decode(&mut self, frame: DataFrame, phase: Phase) -> Decoded<Self> {
-        let map = match json::parse(&frame) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => {
+        let DataFrame::Text(text) = frame else {
+            return Decoded::Violation(Violation::UnexpectedBinary);
+        };
+        let fields = match json::pick(text.as_bytes(), &KEYS) {
+            Ok(Top::Object(fields)) => Fields(fields),
+            Ok(Top::Other(kind)) => {
                 return Decoded::Violation(json::malformed(format!(
-                    "a frame must be a JSON object, not {}",
-                    json::kind(&other)
+                    "a frame must be a JSON object, not {kind}"
                 )));
             }
-            Err(v) => return Decoded::Violation(v),
+            Err(e) => return Decoded::Violation(json::malformed(format!("invalid JSON: {e}"))),
         };
-        let decoded = match map.get("type").and_then(Value::as_str) {
-            Some("event") => self.event(map, phase),
-            Some("res") => self.response(map, phase),
-            Some("req") => Err(json::malformed("the server sent a request")),
-            Some(_) => Err(json::malformed("unknown frame type")),
-            None => Err(json::malformed("frame without a string `type`")),
+        let decoded = match Scalar::of(fields.get(TYPE)) {
+            Scalar::Str(kind) => match &*kind {
+                "event" => self.event(&text, &fields, phase),
+                "res" => self.response(&text, &fields, phase),
+                "req" => Err(json::malformed("the server sent a request")),
+                _ => Err(json::malformed("unknown frame type")),
+            },
+            _ => Err(json::malformed("frame without a string `type`")),
         };
         decoded.unwrap_or_else(Decoded::Violation)
     }
 
-    fn response_stream(&self, response: &Value) -> Option<StreamKey> {
-        response
-            .get("runId")
-            .and_then(Value::as_str)
-            .map(|run| StreamKey(run.to_owned()))
+    fn response_stream(&self, response: &JsonPayload) -> Option<StreamKey> {
+        let [run] = json::pick_raw_bytes(response.as_bytes(), &["runId"])?;
+        match Scalar::of(run) {
+            Scalar::Str(run) => Some(StreamKey(run.into_owned())),
+            _ => None,
+        }
     }
 }
 
@@ -859,9 +1002,9 @@ fn request_id(wire: &str) -> Option<RequestId> {
     digits.parse().ok().map(RequestId::from_raw)
 }
 
-/// The `error` object of a `res` with `ok: false`.
-fn gateway_error(error: Option<Value>) -> Result<GatewayError, Violation> {
-    let Some(Value::Object(mut map)) = error else {
+/// The `error` object of a `res` with `ok: false` (read as a `Value`: errors are rare).
+fn gateway_error(error: Option<&RawValue>) -> Result<GatewayError, Violation> {
+    let Value::Object(mut map) = json::raw_value(error)? else {
         return Err(json::malformed(
             "res with ok: false without an `error` object",
         ));
@@ -877,24 +1020,39 @@ fn gateway_error(error: Option<Value>) -> Result<GatewayError, Violation> {
 
 /// A `chat` event's stream fields. Only `runId` and `state` are required; text fields of
 /// an unexpected shape are ignored, so a terminal event always ends its run.
-fn chat_parts(payload: &Value) -> Result<StreamFrame<()>, Violation> {
-    let map = payload
-        .as_object()
+fn chat_parts(payload: Option<&RawValue>) -> Result<StreamFrame<()>, Violation> {
+    let [run_id, seq, state, error_message, message, delta_text] = payload
+        .and_then(|raw| {
+            json::pick_raw(
+                raw,
+                &[
+                    "runId",
+                    "seq",
+                    "state",
+                    "errorMessage",
+                    "message",
+                    "deltaText",
+                ],
+            )
+        })
         .ok_or_else(|| json::malformed("chat event without an object payload"))?;
-    let key = StreamKey(json::req_str(map, "runId")?.to_owned());
-    let seq = json::opt_u64(map, "seq")?;
-    let state = json::stream_state(json::req_str(map, "state")?, || {
-        map.get("errorMessage")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error")
-            .to_owned()
+    let key = StreamKey(json::raw_req_str(run_id, "runId")?.into_owned());
+    let seq = json::raw_opt_u64(seq, "seq")?;
+    let state = json::stream_state(&json::raw_req_str(state, "state")?, || {
+        match Scalar::of(error_message) {
+            Scalar::Str(m) => m.into_owned(),
+            _ => "unknown error".to_owned(),
+        }
     })?;
-    let (text, text_mode) = match map.get("message").and_then(cumulative_text) {
+    // A cumulative `message` has many shapes (see `cumulative_text`): read as a `Value`.
+    let cumulative = message.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+    let (text, text_mode) = match cumulative.as_ref().and_then(cumulative_text) {
         Some(text) => (Some(text), TextMode::Accumulated),
         None => (
-            map.get("deltaText")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            match Scalar::of(delta_text) {
+                Scalar::Str(t) => Some(t.into_owned()),
+                _ => None,
+            },
             TextMode::Incremental,
         ),
     };

@@ -5,14 +5,17 @@
 //! `hello_ack` or `hello_error`, `response`, `event` (stream events), `tick` or
 //! `heartbeat`, and anything else is an application message.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::json;
+use super::json::{self, Scalar, Top};
+use super::payload::JsonPayload;
 use crate::error::{EncodeError, Violation};
-use crate::frame::{DataFrame, OutFrame};
+use crate::frame::{DataFrame, OutFrame, Utf8Bytes};
 use crate::ids::{ConnId, RequestId, StreamKey};
 use crate::protocol::{
     Acked, Decoded, EncodedRequest, Opening, Phase, Protocol, Rejection, RequestMeta, StreamFrame,
@@ -33,11 +36,17 @@ type HelloFn = Box<dyn FnMut() -> Value + Send>;
 /// |---|---|
 /// | `{"type":"hello_ack","heartbeatMs"?:n,"session"?:s,"recovered"?:b}` | [`Decoded::Ack`] |
 /// | `{"type":"hello_error","message":s,"fatal"?:b,"retryAfterMs"?:n}` | [`Decoded::Rejected`] |
-/// | `{"type":"response","id":n,"result":v}` / `"error":v` | [`Decoded::Response`] |
-/// | `{"type":"event","stream":k,"seq"?:n,"state":s,…}` | [`Decoded::Stream`] |
+/// | `{"type":"response","id":n,"result":v}` / `"error":v` | [`Decoded::Response`] with `v` |
+/// | `{"type":"event","stream":k,"seq"?:n,"state":s,…}` | [`Decoded::Stream`] with the whole event |
 /// | `{"type":"tick"}`, `{"type":"heartbeat"}` | [`Decoded::Heartbeat`] |
-/// | any other JSON value | [`Decoded::Message`] |
+/// | any other JSON value | [`Decoded::Message`] with the whole frame |
 /// | binary, invalid JSON, a known type with bad fields | [`Decoded::Violation`] |
+///
+/// Messages, stream events, results and errors are [`JsonPayload`]s: slices of the
+/// received frame, which the profile does not parse beyond the fields above. Decode
+/// them into your own types with [`JsonPayload::decode`] (no `serde_json::Value` in
+/// between), or into a `Value` with [`JsonPayload::value`]. A payload that does not match
+/// your type is an error of that call: the session delivered the event and stays open.
 ///
 /// ```
 /// use tether_core::profiles::{HelloAck, HelloAckRequest};
@@ -55,6 +64,43 @@ type HelloFn = Box<dyn FnMut() -> Value + Send>;
 /// let request = HelloAckRequest::new("generate", json!({ "prompt": "hi" })).streaming();
 /// assert!(request.stream);
 /// # let _ = session;
+/// ```
+///
+/// Typed messages and responses:
+///
+/// ```
+/// use serde::Deserialize;
+/// use tether_core::profiles::HelloAck;
+/// use tether_core::{DataFrame, Decoded, Phase, Protocol, Utf8Bytes};
+///
+/// #[derive(Debug, Deserialize, PartialEq)]
+/// struct Quote<'a> {
+///     symbol: &'a str, // borrowed from the frame
+///     price: f64,
+/// }
+///
+/// let mut protocol = HelloAck::new(|| serde_json::json!({}));
+/// let frame = |s: &'static str| DataFrame::Text(Utf8Bytes::from_static(s));
+///
+/// // In an application: `Event::Message(payload)` from the session.
+/// let Decoded::Message(payload) =
+///     protocol.decode(frame(r#"{"type":"quote","symbol":"ACME","price":12.5}"#), Phase::Open)
+/// else { panic!() };
+/// let quote: Quote<'_> = payload.decode()?;
+/// assert_eq!(quote, Quote { symbol: "ACME", price: 12.5 });
+///
+/// // `Event::Response { result: Ok(payload), .. }`: the `result` alone.
+/// let Decoded::Response { result: Ok(result), .. } =
+///     protocol.decode(frame(r#"{"type":"response","id":1,"result":{"symbol":"X","price":1}}"#), Phase::Open)
+/// else { panic!() };
+/// assert_eq!(result.decode::<Quote<'_>>()?.symbol, "X");
+///
+/// // A message of another shape is still a message; decoding it is what fails.
+/// let Decoded::Message(other) = protocol.decode(frame(r#"{"type":"quote","symbol":7}"#), Phase::Open)
+/// else { panic!() };
+/// assert!(other.decode::<Quote<'_>>().is_err());
+/// assert_eq!(other.value()?["symbol"], 7);
+/// # Ok::<(), tether_core::profiles::PayloadError>(())
 /// ```
 pub struct HelloAck {
     hello: HelloFn,
@@ -172,11 +218,11 @@ struct WireRequest<'a> {
 }
 
 impl Protocol for HelloAck {
-    type Inbound = Value;
+    type Inbound = JsonPayload;
     type Outbound = Value;
     type Request = HelloAckRequest;
-    type Response = Value;
-    type RemoteError = Value;
+    type Response = JsonPayload;
+    type RemoteError = JsonPayload;
 
     fn open(&mut self, conn: ConnId) -> Result<Opening, EncodeError> {
         self.open_resuming(conn, &Resume::default())
@@ -242,107 +288,141 @@ impl Protocol for HelloAck {
     }
 
     fn decode(&mut self, frame: DataFrame, _phase: Phase) -> Decoded<Self> {
-        let value = match json::parse(&frame) {
-            Ok(v) => v,
-            Err(v) => return Decoded::Violation(v),
+        let DataFrame::Text(text) = frame else {
+            return Decoded::Violation(Violation::UnexpectedBinary);
         };
-        let kind = match &value {
-            Value::Object(map) => map.get("type").and_then(Value::as_str),
+        let fields = match json::pick(text.as_bytes(), &KEYS) {
+            Ok(Top::Object(fields)) => Fields(fields),
+            // An array, a string, a number, null: an application message.
+            Ok(Top::Other(_)) => return Decoded::Message(JsonPayload::checked(text)),
+            Err(e) => return Decoded::Violation(json::malformed(format!("invalid JSON: {e}"))),
+        };
+        let kind = match Scalar::of(fields.get(TYPE)) {
+            Scalar::Str(kind) => Some(kind),
             _ => None,
         };
-        let decoded = match kind {
-            Some("hello_ack") => ack(&value),
-            Some("hello_error") => rejection(&value),
-            Some("response") => return response(value),
-            Some("event") => return stream(value),
+        let decoded = match kind.as_deref() {
+            Some("hello_ack") => ack(&fields),
+            Some("hello_error") => rejection(&fields),
+            Some("response") => response(&text, &fields),
+            Some("event") => stream_parts(&fields).map(|parts| {
+                Decoded::Stream(json::with_payload(parts, JsonPayload::checked(text)))
+            }),
             Some("tick" | "heartbeat") => Ok(Decoded::Heartbeat),
-            _ => Ok(Decoded::Message(value)),
+            _ => Ok(Decoded::Message(JsonPayload::checked(text))),
         };
         decoded.unwrap_or_else(Decoded::Violation)
     }
 }
 
-/// The object behind a value whose `type` was read, so it is an object.
-fn fields(value: &Value) -> Result<&Map<String, Value>, Violation> {
-    value
-        .as_object()
-        .ok_or_else(|| json::malformed("expected a JSON object"))
+// The envelope fields a decision reads, by index into `KEYS`.
+const TYPE: usize = 0;
+const HEARTBEAT_MS: usize = 1;
+const SESSION: usize = 2;
+const RECOVERED: usize = 3;
+const MESSAGE: usize = 4;
+const FATAL: usize = 5;
+const RETRY_AFTER_MS: usize = 6;
+const ID: usize = 7;
+const RESULT: usize = 8;
+const ERROR: usize = 9;
+const STREAM: usize = 10;
+const SEQ: usize = 11;
+const STATE: usize = 12;
+const ACCUMULATED: usize = 13;
+const TEXT: usize = 14;
+
+/// Every top-level field any frame type's decision reads; all others are skipped unread.
+const KEYS: [&str; 15] = [
+    "type",
+    "heartbeatMs",
+    "session",
+    "recovered",
+    "message",
+    "fatal",
+    "retryAfterMs",
+    "id",
+    "result",
+    "error",
+    "stream",
+    "seq",
+    "state",
+    "accumulated",
+    "text",
+];
+
+/// A frame's envelope: the raw values of `KEYS`, borrowed from the frame.
+struct Fields<'a>([Option<&'a RawValue>; KEYS.len()]);
+
+impl<'a> Fields<'a> {
+    fn get(&self, i: usize) -> Option<&'a RawValue> {
+        self.0.get(i).copied().flatten()
+    }
 }
 
-fn ack(value: &Value) -> Result<Decoded<HelloAck>, Violation> {
-    let map = fields(value)?;
-    let recovery = match json::opt_bool(map, "recovered")? {
+fn ack(f: &Fields<'_>) -> Result<Decoded<HelloAck>, Violation> {
+    let recovery = match json::raw_opt_bool(f.get(RECOVERED), "recovered")? {
         None => Recovery::NotAsked,
         Some(true) => Recovery::Recovered,
         Some(false) => Recovery::Unrecoverable,
     };
-    let resume_token = match map.get("session") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(json::malformed("`session` must be a string")),
+    let resume_token = match Scalar::of(f.get(SESSION)) {
+        Scalar::Null => None,
+        Scalar::Str(s) => Some(s.into_owned()),
+        _ => return Err(json::malformed("`session` must be a string")),
     };
     Ok(Decoded::Ack(Acked {
-        heartbeat: json::opt_millis(map, "heartbeatMs")?,
+        heartbeat: json::raw_opt_millis(f.get(HEARTBEAT_MS), "heartbeatMs")?,
         resume_token,
         recovery,
     }))
 }
 
-fn rejection(value: &Value) -> Result<Decoded<HelloAck>, Violation> {
-    let map = fields(value)?;
+fn rejection(f: &Fields<'_>) -> Result<Decoded<HelloAck>, Violation> {
     Ok(Decoded::Rejected(Rejection {
-        message: json::req_str(map, "message")?.to_owned(),
-        fatal: json::opt_bool(map, "fatal")?.unwrap_or(false),
-        retry_after: json::opt_millis(map, "retryAfterMs")?,
+        message: json::raw_req_str(f.get(MESSAGE), "message")?.into_owned(),
+        fatal: json::raw_opt_bool(f.get(FATAL), "fatal")?.unwrap_or(false),
+        retry_after: json::raw_opt_millis(f.get(RETRY_AFTER_MS), "retryAfterMs")?,
     }))
 }
 
-fn response(value: Value) -> Decoded<HelloAck> {
-    let Value::Object(mut map) = value else {
-        return Decoded::Violation(json::malformed("expected a JSON object"));
+/// A response; its `result` or `error` is handed over as a slice of `frame`.
+fn response(frame: &Utf8Bytes, f: &Fields<'_>) -> Result<Decoded<HelloAck>, Violation> {
+    let Some(raw_id) = f.get(ID) else {
+        return Err(json::malformed("response without `id`"));
     };
-    let id = match map.get("id") {
-        None => return Decoded::Violation(json::malformed("response without `id`")),
-        Some(id) => id
-            .as_u64()
-            .map(RequestId::from_raw)
-            .ok_or_else(|| json::wire_id(id)),
+    let id = match Scalar::of(Some(raw_id)) {
+        Scalar::U64(n) => Ok(RequestId::from_raw(n)),
+        _ => Err(json::raw_wire_id(raw_id)),
     };
     // `"error": null` next to a result is a success (JSON-RPC style).
-    let result = match (map.remove("result"), map.remove("error")) {
-        (_, Some(error)) if !error.is_null() => Err(error),
-        (Some(result), _) => Ok(result),
-        _ => {
-            return Decoded::Violation(json::malformed("response without `result` or `error`"));
-        }
+    let result = match (f.get(RESULT), f.get(ERROR)) {
+        (_, Some(error)) if !json::is_null(error) => Err(JsonPayload::slice_of(frame, error)),
+        (Some(result), _) => Ok(JsonPayload::slice_of(frame, result)),
+        _ => return Err(json::malformed("response without `result` or `error`")),
     };
-    Decoded::Response { id, result }
+    Ok(Decoded::Response { id, result })
 }
 
-fn stream(value: Value) -> Decoded<HelloAck> {
-    match stream_parts(&value) {
-        Ok(parts) => Decoded::Stream(json::with_payload(parts, value)),
-        Err(v) => Decoded::Violation(v),
-    }
-}
-
-/// Everything of a stream event but its payload (the whole event, moved in afterwards).
-fn stream_parts(value: &Value) -> Result<StreamFrame<()>, Violation> {
-    let map = fields(value)?;
-    let key = StreamKey(json::req_str(map, "stream")?.to_owned());
-    let seq = json::opt_u64(map, "seq")?;
-    let state = json::stream_state(json::req_str(map, "state")?, || {
-        error_message(map).unwrap_or("unknown error").to_owned()
+/// Everything of a stream event but its payload (the whole event, put in afterwards).
+fn stream_parts(f: &Fields<'_>) -> Result<StreamFrame<()>, Violation> {
+    let key = StreamKey(json::raw_req_str(f.get(STREAM), "stream")?.into_owned());
+    let seq = json::raw_opt_u64(f.get(SEQ), "seq")?;
+    let state = json::stream_state(&json::raw_req_str(f.get(STATE), "state")?, || {
+        error_message(f).map_or_else(|| "unknown error".to_owned(), Cow::into_owned)
     })?;
-    let (text, text_mode) = match json::opt_str(map, "accumulated")? {
+    let (text, text_mode) = match json::raw_opt_str(f.get(ACCUMULATED), "accumulated")? {
         Some(acc) => (Some(acc), TextMode::Accumulated),
-        None => (json::opt_str(map, "text")?, TextMode::Incremental),
+        None => (
+            json::raw_opt_str(f.get(TEXT), "text")?,
+            TextMode::Incremental,
+        ),
     };
     Ok(StreamFrame {
         key,
         seq,
         state,
-        text: text.map(str::to_owned),
+        text: text.map(Cow::into_owned),
         text_mode,
         payload: (),
     })
@@ -350,15 +430,20 @@ fn stream_parts(value: &Value) -> Result<StreamFrame<()>, Violation> {
 
 /// An error event's message: `message`, else `error` as a string or an object's
 /// `message`. Lenient on purpose: a terminal must end its stream even when oddly shaped.
-fn error_message(map: &Map<String, Value>) -> Option<&str> {
-    fn text(v: &Value) -> Option<&str> {
-        match v {
-            Value::String(s) => Some(s),
-            Value::Object(o) => o.get("message").and_then(Value::as_str),
-            _ => None,
-        }
+fn error_message<'a>(f: &Fields<'a>) -> Option<Cow<'a, str>> {
+    if let Scalar::Str(m) = Scalar::of(f.get(MESSAGE)) {
+        return Some(m);
     }
-    map.get("message")
-        .and_then(Value::as_str)
-        .or_else(|| map.get("error").and_then(text))
+    let error = f.get(ERROR)?;
+    match Scalar::of(Some(error)) {
+        Scalar::Str(m) => Some(m),
+        Scalar::Other("an object") => {
+            let [message] = json::pick_raw(error, &["message"])?;
+            match Scalar::of(message) {
+                Scalar::Str(m) => Some(m),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }

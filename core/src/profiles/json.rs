@@ -1,33 +1,28 @@
-//! Helpers shared by the JSON profiles: parsing a data frame without copying it, encoding
-//! a text frame, reading optional fields strictly, and stream states.
+//! Helpers shared by the JSON profiles: reading a frame's envelope in one pass with
+//! borrowed fields ([`pick`]), parsing a data frame without copying it, encoding a text
+//! frame, reading optional fields strictly, and stream states.
 //!
 //! Every reader returns a [`Violation::Malformed`] for a field of the wrong type instead of
 //! guessing, and never echoes field *values* into the violation's detail: payloads may
 //! carry credentials, and violations end up in logs.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{EncodeError, Violation};
-use crate::frame::{DataFrame, OutFrame};
+use crate::frame::OutFrame;
 use crate::protocol::{StreamFrame, StreamState};
 
 /// A [`Violation::Malformed`] with this detail.
 pub(crate) fn malformed(detail: impl Into<String>) -> Violation {
     Violation::Malformed {
         detail: detail.into(),
-    }
-}
-
-/// Parses a data frame as JSON, straight from the shared buffer (no UTF-8 re-check, no
-/// copy). A binary frame is [`Violation::UnexpectedBinary`]; invalid JSON is malformed.
-pub(crate) fn parse(frame: &DataFrame) -> Result<Value, Violation> {
-    match frame {
-        DataFrame::Text(text) => serde_json::from_slice(text.as_bytes())
-            .map_err(|e| malformed(format!("invalid JSON: {e}"))),
-        DataFrame::Binary(_) => Err(Violation::UnexpectedBinary),
     }
 }
 
@@ -97,15 +92,6 @@ pub(crate) fn opt_millis(
     Ok(opt_u64(map, key)?.map(Duration::from_millis))
 }
 
-/// The wire spelling of an id the session cannot map back to a request: a string as it
-/// is, anything else as its JSON text.
-pub(crate) fn wire_id(id: &Value) -> String {
-    match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A stream state from its wire name (`status`, `delta`, `final`, `error`, `aborted`);
 /// `error_message` is asked for only when the state is `error`.
 pub(crate) fn stream_state(
@@ -137,11 +123,318 @@ pub(crate) fn with_payload<I>(parts: StreamFrame<()>, payload: I) -> StreamFrame
     }
 }
 
+// ---- envelopes: borrowed, one pass, no `Value` ------------------------------------------
+
+/// The top level of a frame read by [`pick`].
+pub(crate) enum Top<'a, const N: usize> {
+    /// An object: the raw value of each key asked for (absent: `None`; the last one when
+    /// a key repeats, as `serde_json::Value` keeps it), borrowed from the frame.
+    Object([Option<&'a RawValue>; N]),
+    /// Another JSON value, of this kind (see [`kind`]).
+    Other(&'static str),
+}
+
+/// Reads a JSON text in one pass, keeping the raw values of `keys` if it is an object;
+/// every other value is checked and skipped without being built. Nothing is allocated
+/// unless a key is written with escapes.
+///
+/// # Errors
+///
+/// The text is not one JSON value.
+pub(crate) fn pick<'a, const N: usize>(
+    text: &'a [u8],
+    keys: &'static [&'static str; N],
+) -> Result<Top<'a, N>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let top = serde::de::DeserializeSeed::deserialize(Pick { keys }, &mut de)?;
+    de.end()?;
+    Ok(top)
+}
+
+/// Reads `text` as an object, as [`pick`] does; `None` when it is not one (or not JSON).
+pub(crate) fn pick_raw_bytes<'a, const N: usize>(
+    text: &'a [u8],
+    keys: &'static [&'static str; N],
+) -> Option<[Option<&'a RawValue>; N]> {
+    match pick(text, keys) {
+        Ok(Top::Object(fields)) => Some(fields),
+        Ok(Top::Other(_)) | Err(_) => None,
+    }
+}
+
+/// Reads the raw value `raw` as an object, as [`pick`] does; `None` when it is not one.
+pub(crate) fn pick_raw<'a, const N: usize>(
+    raw: &'a RawValue,
+    keys: &'static [&'static str; N],
+) -> Option<[Option<&'a RawValue>; N]> {
+    pick_raw_bytes(raw.get().as_bytes(), keys)
+}
+
+/// Whether a raw value is `null`.
+pub(crate) fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// A raw field as a `Value` (absent: `null`), for the rare frames whose fields are read
+/// as values (a handshake's acknowledgement, an error).
+pub(crate) fn raw_value(raw: Option<&RawValue>) -> Result<Value, Violation> {
+    raw.map_or(Ok(Value::Null), |raw| {
+        serde_json::from_str(raw.get()).map_err(|e| malformed(format!("invalid JSON: {e}")))
+    })
+}
+
+struct Pick<const N: usize> {
+    keys: &'static [&'static str; N],
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Pick<N> {
+    type Value = Top<'de, N>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Pick<N> {
+    type Value = Top<'de, N>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = [None; N];
+        while let Some(key) = map.next_key_seed(KeyIndex { keys: self.keys })? {
+            match key {
+                Some(i) => fields[i] = Some(map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Top::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other("an array"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::Other("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::Other("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Top::Other("null"))
+    }
+}
+
+/// A map key: its index in `keys`, or `None` for a key nobody asked for.
+struct KeyIndex<const N: usize> {
+    keys: &'static [&'static str; N],
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for KeyIndex<N> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<const N: usize> Visitor<'_> for KeyIndex<N> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.keys.iter().position(|k| *k == key))
+    }
+}
+
+/// A field's value, read leniently: its type is judged by the caller.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    /// Borrowed from the frame unless written with escapes.
+    Str(Cow<'a, str>),
+    /// Anything else, by kind (for error details that must not echo the value).
+    Other(&'static str),
+}
+
+impl<'a> Scalar<'a> {
+    /// Reads `raw` (absent reads as `null`).
+    pub(crate) fn of(raw: Option<&'a RawValue>) -> Self {
+        match raw {
+            None => Scalar::Null,
+            // A raw value is valid JSON syntax (checked when it was read); what can still
+            // fail is a number beyond `f64` (`1e400`), which `Value` refuses too.
+            Some(raw) => {
+                serde_json::from_str(raw.get()).unwrap_or(Scalar::Other("a number out of range"))
+            }
+        }
+    }
+
+    /// The kind of value, for error details.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::U64(_) => "a number",
+            Scalar::Str(_) => "a string",
+            Scalar::Other(kind) => kind,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(b))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U64(n))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        // serde_json calls this for negative integers only.
+        Ok(u64::try_from(n).map_or(Scalar::Other("a number"), Scalar::U64))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other("a number"))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
+    }
+}
+
+/// A raw field that is absent or `null` is `None`; one of another type than `T` is
+/// malformed. `key` names the field in the error.
+fn raw_optional<'a, T>(
+    raw: Option<&'a RawValue>,
+    key: &str,
+    expected: &str,
+    read: impl FnOnce(Scalar<'a>) -> Result<T, Scalar<'a>>,
+) -> Result<Option<T>, Violation> {
+    match Scalar::of(raw) {
+        Scalar::Null => Ok(None),
+        s => read(s)
+            .map(Some)
+            .map_err(|s| malformed(format!("`{key}` must be {expected}, not {}", s.kind()))),
+    }
+}
+
+/// An optional string field, borrowed from the frame when it can be.
+pub(crate) fn raw_opt_str<'a>(
+    raw: Option<&'a RawValue>,
+    key: &str,
+) -> Result<Option<Cow<'a, str>>, Violation> {
+    raw_optional(raw, key, "a string", |s| match s {
+        Scalar::Str(s) => Ok(s),
+        other => Err(other),
+    })
+}
+
+/// A required string field.
+pub(crate) fn raw_req_str<'a>(
+    raw: Option<&'a RawValue>,
+    key: &str,
+) -> Result<Cow<'a, str>, Violation> {
+    raw_opt_str(raw, key)?.ok_or_else(|| malformed(format!("missing string `{key}`")))
+}
+
+/// An optional non-negative integer field.
+pub(crate) fn raw_opt_u64(raw: Option<&RawValue>, key: &str) -> Result<Option<u64>, Violation> {
+    raw_optional(raw, key, "a non-negative integer", |s| match s {
+        Scalar::U64(n) => Ok(n),
+        other => Err(other),
+    })
+}
+
+/// An optional boolean field.
+pub(crate) fn raw_opt_bool(raw: Option<&RawValue>, key: &str) -> Result<Option<bool>, Violation> {
+    raw_optional(raw, key, "a boolean", |s| match s {
+        Scalar::Bool(b) => Ok(b),
+        other => Err(other),
+    })
+}
+
+/// An optional duration in milliseconds.
+pub(crate) fn raw_opt_millis(
+    raw: Option<&RawValue>,
+    key: &str,
+) -> Result<Option<Duration>, Violation> {
+    Ok(raw_opt_u64(raw, key)?.map(Duration::from_millis))
+}
+
+/// The wire spelling of a raw id the session cannot map back to a request: a string as
+/// it is, anything else as its JSON text.
+pub(crate) fn raw_wire_id(raw: &RawValue) -> String {
+    match Scalar::of(Some(raw)) {
+        Scalar::Str(s) => s.into_owned(),
+        // As `Value` prints it, whatever whitespace the peer put in.
+        _ => serde_json::from_str::<Value>(raw.get())
+            .map_or_else(|_| raw.get().to_owned(), |v| v.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Utf8Bytes;
-    use bytes::Bytes;
     use serde_json::json;
 
     fn map(v: Value) -> Map<String, Value> {
@@ -151,18 +444,74 @@ mod tests {
         }
     }
 
+    /// The raw values `pick` keeps for `KEYS`, as text.
+    fn picked(text: &str) -> Result<Vec<Option<&str>>, &'static str> {
+        const KEYS: [&str; 3] = ["type", "n", "p"];
+        match pick(text.as_bytes(), &KEYS) {
+            Ok(Top::Object(f)) => Ok(f.iter().map(|r| r.map(RawValue::get)).collect()),
+            Ok(Top::Other(kind)) => Err(kind),
+            Err(_) => Err("invalid"),
+        }
+    }
+
     #[test]
-    fn parse_reads_text_and_refuses_binary_and_garbage() {
-        let ok = parse(&DataFrame::Text(Utf8Bytes::from_static(r#"{"a":1}"#)));
-        assert_eq!(ok, Ok(json!({"a": 1})));
+    fn pick_keeps_asked_fields_raw_and_skips_the_rest() {
         assert_eq!(
-            parse(&DataFrame::Binary(Bytes::from_static(b"{}"))),
-            Err(Violation::UnexpectedBinary)
+            picked(r#"{"x":[1,{"y":2}],"type":"a","p": {"deep":[null]} ,"q":"s"}"#),
+            Ok(vec![Some(r#""a""#), None, Some(r#"{"deep":[null]}"#)])
         );
-        let bad = parse(&DataFrame::Text(Utf8Bytes::from_static("{nope")));
-        assert!(
-            matches!(bad, Err(Violation::Malformed { detail }) if detail.contains("invalid JSON"))
+        // The last of a repeated key wins, as in a `Value`.
+        assert_eq!(picked(r#"{"n":1,"n":2}"#), Ok(vec![None, Some("2"), None]));
+        // A key written with escapes is still recognised.
+        assert_eq!(
+            picked(r#"{"\u0074ype":"b"}"#),
+            Ok(vec![Some(r#""b""#), None, None])
         );
+        assert_eq!(picked("[1,[2]]"), Err("an array"));
+        assert_eq!(picked(r#""s""#), Err("a string"));
+        assert_eq!(picked("-1.5"), Err("a number"));
+        assert_eq!(picked("null"), Err("null"));
+        assert_eq!(picked("true"), Err("a boolean"));
+        for garbage in ["{nope", "{\"a\":1} x", "", "[1,]", "{\"a\":}"] {
+            assert_eq!(picked(garbage), Err("invalid"), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn scalars_borrow_plain_strings_and_judge_kinds() {
+        let raw =
+            |s: &'static str| -> &'static RawValue { serde_json::from_str(s).expect("valid JSON") };
+        assert!(matches!(
+            Scalar::of(Some(raw(r#""plain""#))),
+            Scalar::Str(Cow::Borrowed("plain"))
+        ));
+        assert_eq!(
+            Scalar::of(Some(raw(r#""tab\t""#))),
+            Scalar::Str(Cow::Owned("tab\t".to_owned()))
+        );
+        assert_eq!(Scalar::of(None), Scalar::Null);
+        assert_eq!(Scalar::of(Some(raw("null"))), Scalar::Null);
+        assert_eq!(Scalar::of(Some(raw("7"))), Scalar::U64(7));
+        assert_eq!(Scalar::of(Some(raw("-7"))).kind(), "a number");
+        assert_eq!(Scalar::of(Some(raw("7.5"))).kind(), "a number");
+        assert_eq!(
+            Scalar::of(Some(raw("1e400"))).kind(),
+            "a number out of range"
+        );
+        assert_eq!(Scalar::of(Some(raw(r#"{"a":[1]}"#))).kind(), "an object");
+        assert_eq!(Scalar::of(Some(raw("[[]]"))).kind(), "an array");
+        assert_eq!(raw_opt_u64(Some(raw("5")), "n"), Ok(Some(5)));
+        assert_eq!(raw_opt_bool(Some(raw("null")), "b"), Ok(None));
+        let Err(Violation::Malformed { detail }) = raw_opt_u64(Some(raw(r#""secret-token""#)), "n")
+        else {
+            panic!("a string is not a number")
+        };
+        assert!(detail.contains("`n`") && detail.contains("a string"));
+        assert!(!detail.contains("secret-token"));
+        assert!(raw_req_str(None, "s").is_err());
+        assert_eq!(raw_wire_id(raw(r#""abc""#)), "abc");
+        assert_eq!(raw_wire_id(raw("-3")), "-3");
+        assert_eq!(raw_wire_id(raw("{ \"a\" : 1 }")), r#"{"a":1}"#);
     }
 
     #[test]
@@ -185,10 +534,7 @@ mod tests {
     }
 
     #[test]
-    fn wire_ids_and_states() {
-        assert_eq!(wire_id(&json!("abc")), "abc");
-        assert_eq!(wire_id(&json!(-3)), "-3");
-        assert_eq!(wire_id(&json!(null)), "null");
+    fn stream_states() {
         assert_eq!(
             stream_state("final", || unreachable!()),
             Ok(StreamState::Final)

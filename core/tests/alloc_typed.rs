@@ -1,0 +1,281 @@
+//! Allocation test for typed payloads: a `HelloAck` message decoded into a small struct
+//! of the application's builds no `serde_json::Value` and allocates nothing, where the
+//! `Value` path allocates for every field; and the session's own inbound path for JSON
+//! profiles allocates no `Value` either (it reads only the envelope).
+//!
+//! The counting allocator counts only allocations made by a thread that switched
+//! counting on (a thread-local flag), as in `alloc.rs`. Allocation counts are
+//! deterministic, so the assertions are exact. Nothing here measures time.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, JsonPayload};
+use tether_core::{
+    Config, ConnId, Event, FrameId, InFrame, Input, Output, Protocol, Session, Status,
+};
+
+/// Counts allocations (`alloc`, `alloc_zeroed`, `realloc`) made while the current thread's
+/// flag is on, then defers to [`System`].
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    // Const-initialised, no destructor: reading it never allocates, so the allocator may.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    // `try_with` fails only while the thread is being torn down; nothing is counted then.
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the only addition is reading a const-initialised thread-local
+// `Cell<bool>` and a relaxed atomic increment, neither of which allocates or unwinds.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's guarantees for `layout` are passed through unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` with counting on for this thread; returns what it returned and how many
+/// allocations it made.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (out, ALLOCS.load(Ordering::Relaxed) - before)
+}
+
+const STEP: Duration = Duration::from_micros(2);
+
+/// `HelloAck` application messages (static: no allocation to build the frame).
+const MESSAGES: &[&[u8]] = &[
+    br#"{"type":"msg","n":1,"body":"The quick brown fox jumps over the lazy dog, twice."}"#,
+    br#"{"type":"msg","n":2,"body":"Pack my box with five dozen liquor jugs, said Ann."}"#,
+    br#"{"type":"msg","n":3,"body":"How vexingly quick daft zebras jump over the moon!"}"#,
+];
+
+/// Gateway presence events (static).
+const PRESENCE: &[&[u8]] = &[
+    br#"{"type":"event","event":"presence","payload":{"presence":[{"host":"a1","mode":"cli","ts":1}]},"seq":1}"#,
+    br#"{"type":"event","event":"presence","payload":{"presence":[{"host":"b2","mode":"ui","ts":2}]},"seq":2}"#,
+];
+
+/// The application's message type: borrows its text from the frame.
+#[derive(Deserialize)]
+struct Msg<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    n: u32,
+    body: &'a str,
+}
+
+/// Plays the adapter for an open session; keeps every delivered message.
+struct Driver<P: Protocol> {
+    session: Session<P>,
+    conn: ConnId,
+    now: Instant,
+    written: Vec<FrameId>,
+    messages: Vec<P::Inbound>,
+    violations: u64,
+}
+
+impl<P: Protocol> Driver<P> {
+    fn start(mut session: Session<P>, t0: Instant) -> Self {
+        session.connect(t0).expect("a new session connects");
+        let mut conn = None;
+        while let Some(out) = session.poll_output() {
+            if let Output::OpenTransport { conn: c, .. } = out {
+                conn = Some(c);
+            }
+        }
+        let conn = conn.expect("connect asks for a transport");
+        let mut d = Driver {
+            session,
+            conn,
+            now: t0,
+            written: Vec::with_capacity(16),
+            messages: Vec::with_capacity(4_096),
+            violations: 0,
+        };
+        d.input(Input::TransportOpened { conn });
+        d
+    }
+
+    fn input(&mut self, input: Input) {
+        self.now += STEP;
+        self.session.handle_input(input, self.now);
+        loop {
+            while let Some(out) = self.session.poll_output() {
+                match out {
+                    Output::Event(Event::Message(m)) => self.messages.push(m),
+                    Output::Event(Event::Violation { .. }) => self.violations += 1,
+                    Output::SendFrame { frame, .. } => self.written.push(frame),
+                    other => {
+                        black_box(other);
+                    }
+                }
+            }
+            if self.written.is_empty() {
+                return;
+            }
+            for i in 0..self.written.len() {
+                let frame = self.written[i];
+                let conn = self.conn;
+                self.now += STEP;
+                self.session
+                    .handle_input(Input::WriteCompleted { conn, frame }, self.now);
+            }
+            self.written.clear();
+        }
+    }
+
+    fn text(&mut self, payload: Bytes) {
+        let conn = self.conn;
+        self.input(Input::FrameReceived {
+            conn,
+            frame: InFrame::Text(payload),
+        });
+    }
+
+    fn feed(&mut self, frames: &'static [&'static [u8]], n: usize) {
+        for i in 0..n {
+            self.text(Bytes::from_static(frames[i % frames.len()]));
+        }
+    }
+}
+
+fn hello_ack(t0: Instant) -> Driver<HelloAck> {
+    let protocol = HelloAck::new(|| serde_json::json!({ "client": "alloc" }));
+    let session = Session::new(Config::default(), protocol, 7).expect("default config is valid");
+    let mut d = Driver::start(session, t0);
+    d.text(Bytes::from_static(br#"{"type":"hello_ack"}"#));
+    assert_eq!(d.session.status(), Status::Open);
+    d
+}
+
+fn gateway(t0: Instant) -> Driver<Gateway> {
+    let session = Session::new(
+        Config::default(),
+        Gateway::new(GatewayOptions::default()),
+        7,
+    )
+    .expect("default config is valid");
+    let mut d = Driver::start(session, t0);
+    d.text(Bytes::from_static(
+        br#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n"}}"#,
+    ));
+    // The connect request of the first connection is `connect-<conn>`.
+    let ack = format!(
+        r#"{{"type":"res","id":"connect-{}","ok":true,"payload":{{"type":"hello-ok"}}}}"#,
+        d.conn.get()
+    );
+    d.text(Bytes::from(ack));
+    assert_eq!(d.session.status(), Status::Open);
+    d
+}
+
+#[test]
+fn a_typed_decode_builds_no_value_and_the_session_reads_only_the_envelope() {
+    // The counter works, and only on this thread.
+    let (v, n) = counted(|| black_box(Vec::<u8>::with_capacity(100)));
+    drop(v);
+    assert!(n >= 1, "a Vec::with_capacity(100) was not counted");
+    let ((), n) = counted(|| ());
+    assert_eq!(n, 0, "doing nothing allocated");
+
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    const N: usize = 1_000;
+
+    // HelloAck: the session delivers messages without building anything.
+    let mut d = hello_ack(t0);
+    d.feed(MESSAGES, 100); // warm-up: buffers reach their steady-state capacity
+    d.messages.clear();
+    let ((), session_allocs) = counted(|| d.feed(MESSAGES, N));
+    assert_eq!(d.messages.len(), N, "every frame became a message");
+    assert_eq!(d.violations, 0);
+    assert_eq!(
+        session_allocs, 0,
+        "the HelloAck inbound path allocated {session_allocs} times over {N} messages"
+    );
+
+    // The application decodes them into its own type: not one allocation.
+    let payloads: Vec<JsonPayload> = std::mem::take(&mut d.messages);
+    let (sum, typed_allocs) = counted(|| {
+        let mut sum = 0u64;
+        for p in &payloads {
+            let m: Msg<'_> = p.decode().expect("a Msg");
+            sum += u64::from(m.n) + (m.kind.len() + m.body.len()) as u64;
+        }
+        sum
+    });
+    assert!(sum > 0);
+    assert_eq!(
+        typed_allocs, 0,
+        "decoding {N} messages into a borrowed struct allocated {typed_allocs} times"
+    );
+
+    // The `Value` path builds a map, its keys and its strings: several allocations each.
+    let (values, value_allocs) = counted(|| {
+        payloads
+            .iter()
+            .map(|p| p.value().expect("JSON"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(values.len(), N);
+    let per_value = value_allocs / N as u64;
+    assert!(
+        per_value >= 5,
+        "a Value of 3 fields should cost at least 5 allocations, counted {value_allocs} over {N}"
+    );
+    drop(values);
+
+    // Gateway: the session reads the envelope and keeps the payload as a slice. A presence
+    // event costs two allocations, neither of them a `Value`: its name (a `String`) and
+    // the stack serde_json grows to skip over a payload nested three levels deep.
+    let mut g = gateway(t0);
+    g.feed(PRESENCE, 100);
+    g.messages.clear();
+    let ((), gateway_allocs) = counted(|| g.feed(PRESENCE, N));
+    assert_eq!(g.messages.len(), N);
+    assert_eq!(g.violations, 0);
+    assert_eq!(
+        gateway_allocs,
+        2 * N as u64,
+        "a Gateway presence event should cost two allocations, counted {gateway_allocs} over {N}"
+    );
+}
