@@ -28,6 +28,12 @@ pub use tether_driver::{
     CMD_CAPACITY, CallError, Client, ConnectError, Dial, KEEPALIVE, Runtime, STREAM_CAPACITY,
     SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, WsTransport, record, tether_core,
 };
+// HTTP `CONNECT` proxies for `WsTransport::proxy`.
+pub use tether_driver::{Proxy, UrlError};
+// TLS options for `wss://` (`WsTransport::tls`), and the rustls crate they are built
+// with (feature `rustls`; `native-roots` adds `Tls::native_roots`).
+#[cfg(feature = "rustls")]
+pub use tether_driver::{Tls, TlsError, rustls};
 
 /// The tokio runtime (the one the caller is running in).
 #[derive(Clone, Copy, Debug, Default)]
