@@ -486,37 +486,84 @@ async fn a_refused_proxy_port_is_retried<R: Adapter>(rt: R) {
 
 // --- the tests ------------------------------------------------------------------------------
 
-macro_rules! on_both {
-    ($($tokio:ident, $smol:ident => $scenario:expr;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $tokio() {
-            ($scenario)(TokioRt).await;
-        }
-
-        #[test]
-        fn $smol() {
-            smol::block_on(($scenario)(SmolRt));
-        }
-    )*};
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_wss_with_a_private_ca_opens_and_echoes() {
+    private_ca_opens(TokioRt).await;
 }
 
-on_both! {
-    tokio_wss_with_a_private_ca_opens_and_echoes,
-    smol_wss_with_a_private_ca_opens_and_echoes => private_ca_opens;
-    tokio_webpki_roots_refuse_a_private_ca_fatally,
-    smol_webpki_roots_refuse_a_private_ca_fatally => webpki_roots_refuse_a_private_ca;
-    tokio_a_certificate_for_another_host_is_fatal,
-    smol_a_certificate_for_another_host_is_fatal => another_hosts_certificate_is_refused;
-    tokio_ws_through_proxy_py_opens_and_echoes,
-    smol_ws_through_proxy_py_opens_and_echoes => |rt| through_proxy_opens(rt, false);
-    tokio_wss_through_proxy_py_opens_and_echoes,
-    smol_wss_through_proxy_py_opens_and_echoes => |rt| through_proxy_opens(rt, true);
-    tokio_wrong_proxy_credentials_are_a_fatal_407,
-    smol_wrong_proxy_credentials_are_a_fatal_407 => wrong_proxy_credentials_are_fatal;
-    tokio_a_proxy_answering_502_is_retried,
-    smol_a_proxy_answering_502_is_retried => a_proxy_that_cannot_reach_the_server_is_retried;
-    tokio_a_refused_proxy_port_is_retried,
-    smol_a_refused_proxy_port_is_retried => a_refused_proxy_port_is_retried;
+#[test]
+fn smol_wss_with_a_private_ca_opens_and_echoes() {
+    smol::block_on(private_ca_opens(SmolRt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_webpki_roots_refuse_a_private_ca_fatally() {
+    webpki_roots_refuse_a_private_ca(TokioRt).await;
+}
+
+#[test]
+fn smol_webpki_roots_refuse_a_private_ca_fatally() {
+    smol::block_on(webpki_roots_refuse_a_private_ca(SmolRt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_a_certificate_for_another_host_is_fatal() {
+    another_hosts_certificate_is_refused(TokioRt).await;
+}
+
+#[test]
+fn smol_a_certificate_for_another_host_is_fatal() {
+    smol::block_on(another_hosts_certificate_is_refused(SmolRt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_ws_through_proxy_py_opens_and_echoes() {
+    through_proxy_opens(TokioRt, false).await;
+}
+
+#[test]
+fn smol_ws_through_proxy_py_opens_and_echoes() {
+    smol::block_on(through_proxy_opens(SmolRt, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_wss_through_proxy_py_opens_and_echoes() {
+    through_proxy_opens(TokioRt, true).await;
+}
+
+#[test]
+fn smol_wss_through_proxy_py_opens_and_echoes() {
+    smol::block_on(through_proxy_opens(SmolRt, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_wrong_proxy_credentials_are_a_fatal_407() {
+    wrong_proxy_credentials_are_fatal(TokioRt).await;
+}
+
+#[test]
+fn smol_wrong_proxy_credentials_are_a_fatal_407() {
+    smol::block_on(wrong_proxy_credentials_are_fatal(SmolRt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_a_proxy_answering_502_is_retried() {
+    a_proxy_that_cannot_reach_the_server_is_retried(TokioRt).await;
+}
+
+#[test]
+fn smol_a_proxy_answering_502_is_retried() {
+    smol::block_on(a_proxy_that_cannot_reach_the_server_is_retried(SmolRt));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_a_refused_proxy_port_is_retried() {
+    a_refused_proxy_port_is_retried(TokioRt).await;
+}
+
+#[test]
+fn smol_a_refused_proxy_port_is_retried() {
+    smol::block_on(a_refused_proxy_port_is_retried(SmolRt));
 }
 
 /// The OS store loads, or fails as a typed error: never a panic.
