@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A HelloAck peer on the Python `websockets` library (17.x), for tether's interop tests.
 
-Usage: python_server.py PORT [--exit-with-stdin]
+Usage: python_server.py PORT [--exit-with-stdin] [--tls CERT_PEM KEY_PEM]
 
 Binds 127.0.0.1:PORT only (0: any free port), prints `READY <port>` once listening,
 `CONNECTION <n>` for the n-th accepted WebSocket and `CLOSED <n> <code>` when it ends,
 with the close code the client sent (1006: no close frame arrived), exits on SIGTERM or SIGINT, and with
 `--exit-with-stdin` also when its standard input closes (so a test that dies does not
-leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per text frame:
+leave it behind). With `--tls` it serves `wss://` with that certificate (chain) and key,
+through Python's `ssl` module. The HelloAck profile (docs/protocols.md), one JSON object per text frame:
 
 - `{"type":"hello",...}` -> `{"type":"hello_ack"}`
 - `{"type":"request","id":n,"method":m,"params":p}` -> `{"type":"response","id":n,"result":p}`
@@ -36,6 +37,7 @@ leave it behind). The HelloAck profile (docs/protocols.md), one JSON object per 
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import threading
 
@@ -179,7 +181,7 @@ def stop_on_stdin_eof(loop, stop):
     threading.Thread(target=wait, daemon=True).start()
 
 
-async def main(port, exit_with_stdin):
+async def main(port, exit_with_stdin, tls):
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -187,11 +189,16 @@ async def main(port, exit_with_stdin):
     if exit_with_stdin:
         stop_on_stdin_eof(loop, stop)
     # Pings are the client's business here: the server only answers them.
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
     async with serve(
         handler,
         "127.0.0.1",
         port,
         ping_interval=None,
+        ssl=context,
         process_request=process_request,
         select_subprotocol=select_subprotocol,
     ) as server:
@@ -204,6 +211,11 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     exit_with_stdin = "--exit-with-stdin" in args
     args = [a for a in args if a != "--exit-with-stdin"]
-    if len(args) != 1 or not args[0].isdigit():
-        sys.exit("usage: python_server.py PORT [--exit-with-stdin]")
-    asyncio.run(main(int(args[0]), exit_with_stdin))
+    tls = None
+    if "--tls" in args:
+        i = args.index("--tls")
+        tls = tuple(args[i + 1 : i + 3])
+        del args[i : i + 3]
+    if len(args) != 1 or not args[0].isdigit() or (tls is not None and len(tls) != 2):
+        sys.exit("usage: python_server.py PORT [--exit-with-stdin] [--tls CERT_PEM KEY_PEM]")
+    asyncio.run(main(int(args[0]), exit_with_stdin, tls))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the interop peers the integration tests (tests/tests/interop.rs) run against:
 #
-# - a Python virtualenv in .interop/venv with interop/requirements.txt (`websockets`);
+# - a Python virtualenv in .interop/venv with interop/requirements.txt (`websockets`, and
+#   `proxy.py` for the proxy tests in tests/tests/tls_proxy.rs);
 # - interop/node/node_modules from interop/node/package-lock.json (`ws`).
 #
 # Idempotent: a second run with nothing changed does no network access and takes well
@@ -29,7 +30,7 @@ stamp="${venv}/.requirements.txt"
 
 ensure_venv "${venv}"
 if ! cmp -s "${requirements}" "${stamp}" \
-    || ! "${venv_python}" -c 'import websockets.asyncio.server' >/dev/null 2>&1; then
+    || ! "${venv_python}" -c 'import websockets.asyncio.server, proxy' >/dev/null 2>&1; then
     say "pip install -r interop/requirements.txt"
     "${venv_python}" -m pip install --quiet --disable-pip-version-check -r "${requirements}" >&2
     cp "${requirements}" "${stamp}"

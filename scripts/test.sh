@@ -24,3 +24,6 @@ if [[ "${TETHER_SKIP_INTEROP:-}" != "1" ]]; then
 fi
 
 cargo test --workspace "$@"
+# The workspace builds the driver with TLS (tests/ enables `rustls`); its own tests also
+# run without it, where `wss://` must be refused with the feature named.
+cargo test -p tether-driver --lib "$@"

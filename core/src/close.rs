@@ -138,6 +138,16 @@ pub enum TransportFailure {
     },
     /// Any other I/O failure.
     Io(String),
+    /// The HTTP proxy answered the `CONNECT` with a non-2xx status: the proxy refused the
+    /// tunnel (407 for missing or wrong credentials, 502/503 when it cannot reach the
+    /// server), so the server itself was never asked. Classified by the same status table
+    /// as [`Http`](Self::Http) ([`ClosePolicy::with_http_status`]).
+    Proxy {
+        /// The proxy's status code.
+        status: u16,
+        /// The proxy's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
 }
 
 impl fmt::Display for TransportFailure {
@@ -159,6 +169,7 @@ impl fmt::Display for TransportFailure {
                 after.as_secs()
             ),
             TransportFailure::Io(e) => write!(f, "i/o failure: {e}"),
+            TransportFailure::Proxy { status, .. } => write!(f, "proxy answered {status}"),
         }
     }
 }
@@ -235,6 +246,10 @@ impl FailureKind {
 /// | 408, 5xx | reconnect |
 /// | 429 | reconnect, at least 30 s (or `Retry-After` if longer) |
 /// | other 4xx, 3xx | fatal |
+///
+/// A proxy's answer to `CONNECT` ([`TransportFailure::Proxy`]) is looked up in the same
+/// status table: 407 (proxy credentials missing or wrong) is fatal, 502 and 503 (the proxy
+/// cannot reach the server) reconnect.
 ///
 /// A floor spreads the wait over `[floor, 2 × floor]` (see
 /// [`BackoffConfig::bounds`](crate::BackoffConfig::bounds)), so a fleet of clients told to
@@ -464,6 +479,10 @@ impl ClosePolicy {
             TransportFailure::Http {
                 status,
                 retry_after,
+            }
+            | TransportFailure::Proxy {
+                status,
+                retry_after,
             } => {
                 let class = lookup(&self.http, &self.http_ranges, self.http_default, *status);
                 match class {
@@ -580,6 +599,13 @@ mod tests {
                 "the server answered 429 to the upgrade (retry after 30s)",
             ),
             (TransportFailure::Io("reset".into()), "i/o failure: reset"),
+            (
+                TransportFailure::Proxy {
+                    status: 407,
+                    retry_after: None,
+                },
+                "proxy answered 407",
+            ),
         ];
         for (failure, text) in cases {
             assert_eq!(failure.to_string(), text);
@@ -659,6 +685,27 @@ mod tests {
             p.classify_failure(&TransportFailure::Tls("bad cert".into())),
             CloseClass::Fatal
         );
+    }
+
+    #[test]
+    fn proxy_statuses_use_the_status_table() {
+        let p = ClosePolicy::default();
+        let proxy = |status, retry_after| TransportFailure::Proxy {
+            status,
+            retry_after,
+        };
+        assert_eq!(p.classify_failure(&proxy(407, None)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&proxy(403, None)), CloseClass::Fatal);
+        assert_eq!(p.classify_failure(&proxy(502, None)), CloseClass::RECONNECT);
+        assert_eq!(p.classify_failure(&proxy(503, None)), CloseClass::RECONNECT);
+        assert_eq!(
+            p.classify_failure(&proxy(503, Some(Duration::from_secs(40)))),
+            CloseClass::Reconnect {
+                min_delay: Some(Duration::from_secs(40))
+            }
+        );
+        let p = p.with_http_status(407, CloseClass::RECONNECT);
+        assert_eq!(p.classify_failure(&proxy(407, None)), CloseClass::RECONNECT);
     }
 
     /// Expands runs back to one class per `u16`, checking they tile it in order.

@@ -9,6 +9,7 @@ use tether_core::{Config, ConnId};
 
 use crate::client::{Client, ConnectError};
 use crate::connect::{SendProtocol, os_seed};
+use crate::proxy::Proxy;
 use crate::record::{Options, Recordable, Recorder};
 use crate::runtime::Runtime;
 use crate::ws::{Dial, HeaderFn, WsTransport};
@@ -27,6 +28,8 @@ use crate::ws::{Dial, HeaderFn, WsTransport};
 /// | [`record`](Self::record) | no recording |
 /// | [`subscriber_bytes`](Self::subscriber_bytes) | [`SUBSCRIBER_BYTES`](crate::SUBSCRIBER_BYTES) (8 MiB) |
 /// | [`seed`](Self::seed) | from the OS ([`os_seed`]) |
+/// | `tls` (feature `rustls`) | [`Tls::webpki_roots`](crate::Tls::webpki_roots) for `wss://` |
+/// | [`proxy`](Self::proxy), [`proxy_from_env`](Self::proxy_from_env) | none: direct |
 ///
 /// Nothing is checked until `connect` or `start`: a bad URL, header or subprotocol is
 /// a [`ConnectError`] then.
@@ -43,6 +46,17 @@ pub struct Builder<R, D, P: tether_core::Protocol = Raw> {
     options: Options<P>,
     subscriber_bytes: Option<usize>,
     seed: Option<u64>,
+    #[cfg(feature = "rustls")]
+    tls: Option<crate::Tls>,
+    proxy: ProxyChoice,
+}
+
+/// Where the proxy comes from.
+#[derive(Clone, Debug)]
+enum ProxyChoice {
+    Direct,
+    Given(Proxy),
+    FromEnv,
 }
 
 impl<R, D, P: tether_core::Protocol> std::fmt::Debug for Builder<R, D, P> {
@@ -53,6 +67,7 @@ impl<R, D, P: tether_core::Protocol> std::fmt::Debug for Builder<R, D, P> {
             .field("headers", &self.headers.len())
             .field("headers_with", &self.headers_with.is_some())
             .field("subprotocols", &self.subprotocols)
+            .field("proxy", &self.proxy)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -74,6 +89,9 @@ impl<R: Runtime, D: Dial> Builder<R, D, Raw> {
             options: Options::default(),
             subscriber_bytes: None,
             seed: None,
+            #[cfg(feature = "rustls")]
+            tls: None,
+            proxy: ProxyChoice::Direct,
         }
     }
 }
@@ -98,6 +116,9 @@ impl<R: Runtime, D: Dial, P: SendProtocol> Builder<R, D, P> {
             options: Options::default(),
             subscriber_bytes: self.subscriber_bytes,
             seed: self.seed,
+            #[cfg(feature = "rustls")]
+            tls: self.tls,
+            proxy: self.proxy,
         }
     }
 
@@ -171,6 +192,29 @@ impl<R: Runtime, D: Dial, P: SendProtocol> Builder<R, D, P> {
         self
     }
 
+    /// What `wss://` trusts and presents (default [`Tls::webpki_roots`](crate::Tls::webpki_roots);
+    /// [`Tls::config`](crate::Tls::config) for a private CA or client certificates).
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Connects through an HTTP proxy with `CONNECT` (default: direct); TLS and the
+    /// upgrade run end to end through the tunnel.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = ProxyChoice::Given(proxy);
+        self
+    }
+
+    /// Takes the proxy from the environment when the session starts: `HTTPS_PROXY` for
+    /// `wss://`, `HTTP_PROXY` for `ws://`, `ALL_PROXY`, honouring `NO_PROXY`
+    /// ([`Proxy::from_env`]); direct when none applies.
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = ProxyChoice::FromEnv;
+        self
+    }
+
     /// Starts the session and returns its handle at once, before the first connect's
     /// outcome: watch it with [`Client::updates`] or wait with [`Client::wait_open`].
     ///
@@ -203,6 +247,18 @@ impl<R: Runtime, D: Dial, P: SendProtocol> Builder<R, D, P> {
     /// The transport these options describe, and the session on it.
     fn launch(self) -> Result<(Client<P>, String), ConnectError> {
         let mut transport = WsTransport::new(self.dial, &self.url)?;
+        let proxy = match self.proxy {
+            ProxyChoice::Direct => None,
+            ProxyChoice::Given(p) => Some(p),
+            ProxyChoice::FromEnv => Proxy::from_env(&self.url)?,
+        };
+        if let Some(proxy) = proxy {
+            transport = transport.proxy(proxy);
+        }
+        #[cfg(feature = "rustls")]
+        if let Some(tls) = self.tls {
+            transport = transport.tls(tls);
+        }
         for (name, value) in &self.headers {
             transport = transport.header(name, value)?;
         }

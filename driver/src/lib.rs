@@ -12,7 +12,8 @@
 //! A runtime supplies three things through [`Runtime`] (spawn, sleep until an instant,
 //! now; the [`clock`] module has the clock that counts suspended time, which the tokio and
 //! smol adapters use) and a way to open byte streams through [`Dial`]; [`WsTransport`] turns those into
-//! WebSocket connections with async-tungstenite (and rustls, with the `rustls` feature).
+//! WebSocket connections with async-tungstenite (and rustls, with the `rustls` feature:
+//! `Tls` chooses what `wss://` trusts), directly or through an HTTP [`Proxy`].
 //! `tether-tokio` and `tether-smol` are exactly that, and the simulator supplies a virtual
 //! [`Transport`] and clock to run this same driver.
 //!
@@ -28,6 +29,7 @@ pub mod clock;
 mod conn;
 mod connect;
 mod mailbox;
+mod proxy;
 pub mod record;
 mod reset;
 mod runtime;
@@ -36,6 +38,8 @@ mod session_id;
 mod sniff;
 mod stream_events;
 mod task;
+#[cfg(feature = "rustls")]
+mod tls;
 mod transport;
 mod update;
 mod upgrade;
@@ -50,10 +54,15 @@ pub use client::{
 pub use connect::{
     KEEPALIVE, SendProtocol, configure_socket, connect_ws, connect_ws_with, os_seed,
 };
+#[cfg(feature = "rustls")]
+pub use futures_rustls::rustls;
+pub use proxy::{MAX_CONNECT_HEAD, Proxy};
 pub use reset::Reset;
 pub use runtime::Runtime;
 pub use stream_events::StreamEvents;
 pub use tether_core;
+#[cfg(feature = "rustls")]
+pub use tls::{Tls, TlsError};
 pub use transport::{FrameSink, FrameStream, InboundLimits, Incoming, Link, Outgoing, Transport};
 pub use update::Update;
 pub use ws::{Dial, HeaderError, HeaderFn, UrlError, WsTransport, redact};

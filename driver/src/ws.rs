@@ -1,5 +1,6 @@
 //! A [`Transport`] over async-tungstenite: any byte stream a [`Dial`] opens (TCP from tokio
-//! or smol), optionally wrapped in TLS, upgraded to a WebSocket.
+//! or smol), optionally tunneled through an HTTP proxy and wrapped in TLS, upgraded to a
+//! WebSocket.
 
 use std::io;
 use std::sync::Arc;
@@ -11,7 +12,10 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::{ConnId, TransportFailure};
 
+use crate::proxy::{Prefixed, Proxy, tunnel};
 use crate::sniff::Sniffed;
+#[cfg(feature = "rustls")]
+use crate::tls::Tls;
 use crate::transport::{Link, Transport};
 use crate::ws_link::{codec_config, into_link};
 
@@ -77,8 +81,10 @@ pub struct WsTransport<D> {
     subprotocols: Vec<String>,
     /// Headers computed afresh for each attempt.
     headers_with: Option<Arc<HeaderFn>>,
+    /// The HTTP proxy to tunnel through, if any.
+    proxy: Option<Proxy>,
     #[cfg(feature = "rustls")]
-    tls_config: Arc<futures_rustls::rustls::ClientConfig>,
+    tls_options: Tls,
 }
 
 impl<D: Dial> WsTransport<D> {
@@ -95,7 +101,12 @@ impl<D: Dial> WsTransport<D> {
         let tls = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") if cfg!(feature = "rustls") => true,
-            Some("wss") => return Err(UrlError("wss:// needs the `rustls` feature".into())),
+            Some("wss") => {
+                return Err(UrlError(
+                    "wss:// needs TLS: enable the `rustls` feature of tether-tokio or tether-smol"
+                        .into(),
+                ));
+            }
             _ => return Err(UrlError(format!("{} is not ws:// or wss://", redact(url)))),
         };
         let host = uri
@@ -138,9 +149,28 @@ impl<D: Dial> WsTransport<D> {
             limits: None,
             subprotocols: Vec::new(),
             headers_with: None,
+            proxy: None,
             #[cfg(feature = "rustls")]
-            tls_config: Arc::new(default_tls()),
+            tls_options: Tls::default(),
         })
+    }
+
+    /// The TLS options of `wss://` connections: what they trust, client certificates
+    /// ([`Tls::webpki_roots`] by default). Without effect on `ws://`.
+    #[cfg(feature = "rustls")]
+    #[must_use]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls_options = tls;
+        self
+    }
+
+    /// Connects through an HTTP proxy with `CONNECT` (none by default: direct). TLS and the
+    /// WebSocket upgrade run through the tunnel, end to end with the server.
+    /// [`Proxy::from_env`] reads the usual `HTTPS_PROXY` / `NO_PROXY` variables.
+    #[must_use]
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// Adds a header to the upgrade request (an `Authorization`, an `Origin`).
@@ -204,20 +234,6 @@ impl<D: Dial> WsTransport<D> {
     pub fn redacted_url(&self) -> String {
         redact(&self.request.uri().to_string())
     }
-}
-
-#[cfg(feature = "rustls")]
-fn default_tls() -> futures_rustls::rustls::ClientConfig {
-    let mut roots = futures_rustls::rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    futures_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-        futures_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    // Invariant: ring supports the safe default versions, so this cannot fail.
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth()
 }
 
 /// The port text of an authority (`user@host:port`, `[v6]:port`), if it has one; an empty
@@ -304,7 +320,7 @@ mod retry_after_tests {
 }
 
 /// A plain or TLS byte stream.
-enum MaybeTls<S> {
+pub(crate) enum MaybeTls<S> {
     Plain(S),
     #[cfg(feature = "rustls")]
     Tls(Box<futures_rustls::client::TlsStream<S>>),
@@ -352,37 +368,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
     }
 }
 
+impl<D: Dial> WsTransport<D> {
+    /// Opens the byte stream the WebSocket upgrade runs on: dials the server (or the
+    /// proxy, and asks it for a tunnel to the server), then TLS for `wss://`. Also returns
+    /// the handle that resets the TCP socket.
+    async fn open_stream(
+        &self,
+        conn: ConnId,
+    ) -> Result<(MaybeTls<Prefixed<D::Io>>, Option<crate::Reset>), TransportFailure> {
+        let (io, reset) = match &self.proxy {
+            None => {
+                tracing::debug!(%conn, url = %self.redacted_url(), "dialing");
+                let io = self
+                    .dial
+                    .dial(&self.host, self.port)
+                    .await
+                    .map_err(|e| io_failure(&e))?;
+                let reset = self.dial.reset_handle(&io);
+                (Prefixed::new(Vec::new(), io), reset)
+            }
+            Some(proxy) => {
+                // `proxy` displays as host and port only: never its credentials.
+                tracing::debug!(%conn, url = %self.redacted_url(), %proxy, "dialing through proxy");
+                let io = self
+                    .dial
+                    .dial(proxy.host(), proxy.port())
+                    .await
+                    .map_err(|e| io_failure(&e))?;
+                let reset = self.dial.reset_handle(&io);
+                (tunnel(io, proxy, &self.host, self.port).await?, reset)
+            }
+        };
+        if !self.tls {
+            return Ok((MaybeTls::Plain(io), reset));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let name = futures_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| TransportFailure::Tls(format!("invalid server name: {e}")))?;
+            let tls = futures_rustls::TlsConnector::from(self.tls_options.client_config().clone())
+                .connect(name, io)
+                .await
+                .map_err(|e| crate::tls::handshake_failure(&e, &self.host))?;
+            Ok((MaybeTls::Tls(Box::new(tls)), reset))
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            Err(TransportFailure::Tls(
+                "built without the rustls feature".into(),
+            ))
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl<D: Dial> Transport for WsTransport<D> {
     async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
-        tracing::debug!(%conn, url = %self.redacted_url(), "dialing");
-        let io = self
-            .dial
-            .dial(&self.host, self.port)
-            .await
-            .map_err(|e| io_failure(&e))?;
-        let reset = self.dial.reset_handle(&io);
-        let io = if self.tls {
-            #[cfg(feature = "rustls")]
-            {
-                let name =
-                    futures_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
-                        .map_err(|e| TransportFailure::Tls(e.to_string()))?;
-                let tls = futures_rustls::TlsConnector::from(self.tls_config.clone())
-                    .connect(name, io)
-                    .await
-                    .map_err(|e| TransportFailure::Tls(e.to_string()))?;
-                MaybeTls::Tls(Box::new(tls))
-            }
-            #[cfg(not(feature = "rustls"))]
-            {
-                return Err(TransportFailure::Tls(
-                    "built without the rustls feature".into(),
-                ));
-            }
-        } else {
-            MaybeTls::Plain(io)
-        };
+        let (io, reset) = self.open_stream(conn).await?;
         let mut request = self.request.clone();
         if let Some(f) = &self.headers_with {
             for (name, value) in f(conn) {
@@ -461,6 +503,22 @@ mod tests {
         async fn dial(&self, _host: &str, _port: u16) -> io::Result<Self::Io> {
             Err(io::ErrorKind::Unsupported.into())
         }
+    }
+
+    /// Without TLS support, `wss://` is refused with the feature to enable named (the
+    /// workspace's tests build with `rustls`; `scripts/test.sh` also runs the driver's
+    /// tests without it).
+    #[cfg(not(feature = "rustls"))]
+    #[test]
+    fn wss_without_tls_names_the_feature() {
+        let err = WsTransport::new(NoDial, "wss://example.com/")
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "invalid url: wss:// needs TLS: enable the `rustls` feature of tether-tokio or \
+             tether-smol"
+        );
     }
 
     /// Friction 1: a port that is not 1..=65535 is an error, never the default port.

@@ -94,11 +94,17 @@ pub use tether_driver::tether_core::profiles::{JsonPayload, PayloadError};
 pub use tether_driver::tether_core::{
     Bytes, Config, DataFrame, Event, Status, profiles, serde_json,
 };
+// HTTP `CONNECT` proxies for `Builder::proxy`.
+pub use tether_driver::Proxy;
+// TLS options for `wss://` (`Builder::tls`), and the rustls crate they are built
+// with (feature `rustls`; `native-roots` adds `Tls::native_roots`).
 pub use tether_driver::{
     CMD_CAPACITY, CallError, Client, ConnectError, Dial, HeaderError, KEEPALIVE, Runtime,
     STREAM_CAPACITY, SUBSCRIBER_CAPACITY, SendProtocol, StreamCall, Update, UrlError, WsTransport,
     os_seed, record, redact, tether_core,
 };
+#[cfg(feature = "rustls")]
+pub use tether_driver::{Tls, TlsError, rustls};
 
 /// The builder [`builder`] returns: every option of a client session (see
 /// [`tether_driver::Builder`] for each option and its default).

@@ -552,6 +552,10 @@ fn failure(f: &TransportFailure) -> Value {
             retry_after,
         } => json!({ "http": { "status": status, "retry_after": opt_duration(*retry_after) } }),
         TransportFailure::Io(e) => json!({ "io": e }),
+        TransportFailure::Proxy {
+            status,
+            retry_after,
+        } => json!({ "proxy": { "status": status, "retry_after": opt_duration(*retry_after) } }),
         other => json!({ "io": other.to_string() }),
     }
 }
@@ -576,6 +580,13 @@ fn read_failure(v: &Value) -> Result<TransportFailure, ReadError> {
         return Ok(TransportFailure::Http {
             status: u16::try_from(u64_field(h, "status")?)
                 .map_err(|_| "http status out of range")?,
+            retry_after: opt_dur_field(h, "retry_after")?,
+        });
+    }
+    if let Some(h) = v.get("proxy") {
+        return Ok(TransportFailure::Proxy {
+            status: u16::try_from(u64_field(h, "status")?)
+                .map_err(|_| "proxy status out of range")?,
             retry_after: opt_dur_field(h, "retry_after")?,
         });
     }
@@ -977,6 +988,31 @@ mod tests {
         }
         assert!(read_duration(&json!("1s")).is_err());
         assert!(read_duration(&json!([1, 2_000_000_000])).is_err());
+    }
+
+    #[test]
+    fn every_transport_failure_round_trips() {
+        let failures = [
+            TransportFailure::Refused,
+            TransportFailure::Dns,
+            TransportFailure::Tls("certificate signed by an unknown authority".into()),
+            TransportFailure::Io("reset".into()),
+            TransportFailure::Http {
+                status: 429,
+                retry_after: Some(Duration::from_secs(3)),
+            },
+            TransportFailure::Proxy {
+                status: 407,
+                retry_after: None,
+            },
+            TransportFailure::Proxy {
+                status: 503,
+                retry_after: Some(Duration::from_secs(7)),
+            },
+        ];
+        for f in failures {
+            assert_eq!(read_failure(&failure(&f)).unwrap(), f, "{f}");
+        }
     }
 
     #[test]

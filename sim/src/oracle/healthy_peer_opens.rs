@@ -246,6 +246,10 @@ pub fn healthy_peer_opens<P: Protocol>(tl: &Timeline<P>) -> Option<Violation> {
                             TransportFailure::Http {
                                 status,
                                 retry_after: after,
+                            }
+                            | TransportFailure::Proxy {
+                                status,
+                                retry_after: after,
                             },
                         ..
                     } => {
