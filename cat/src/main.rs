@@ -44,7 +44,7 @@ use tether_tokio::tether_core::{
     AttemptError, Config, DataFrame, DisconnectReason, DropReason, EndReason, Event, Protocol,
     RequestFailure, Retry, Status, StreamEnd, StreamEvent, StreamEventKind, Utf8Bytes,
 };
-use tether_tokio::{CallError, Client, Update};
+use tether_tokio::{CallError, Client, Proxy, Tls, Update, rustls};
 
 const USAGE: &str = "\
 usage: tether-cat [OPTIONS] URL
@@ -59,6 +59,12 @@ options:
   -H, --header 'NAME: VALUE'        an upgrade header (repeatable)
   --subprotocol NAME                offer a subprotocol (repeatable, preferred first)
   --retry-first-connect             retry a failing first connect instead of exiting
+  --tls-ca FILE                     wss://: trust the CA certificates in this PEM file
+                                    (instead of the webpki roots)
+  --native-roots                    wss://: trust the OS certificate store
+  --proxy URL                       connect through this HTTP proxy (http://user:pw@host:port)
+  --proxy-from-env                  take the proxy from HTTPS_PROXY / HTTP_PROXY /
+                                    ALL_PROXY, honouring NO_PROXY
   --connect-timeout D               default 10s
   --handshake-timeout D             default 5s
   --close-timeout D                 default 5s
@@ -84,7 +90,28 @@ struct Args {
     token: Option<String>,
     headers: Vec<(String, String)>,
     subprotocols: Vec<String>,
+    trust: Trust,
+    proxy: ProxyFrom,
     config: Config,
+}
+
+/// What `wss://` trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Trust {
+    /// The webpki roots (the default).
+    Webpki,
+    /// The CA certificates of a PEM file.
+    CaFile(String),
+    /// The OS store.
+    Native,
+}
+
+/// Where the proxy comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ProxyFrom {
+    Direct,
+    Url(String),
+    Env,
 }
 
 /// Why the arguments produced no [`Args`].
@@ -137,6 +164,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
     let mut token = None;
     let mut headers = Vec::new();
     let mut subprotocols = Vec::new();
+    let mut trust = Trust::Webpki;
+    let mut proxy = ProxyFrom::Direct;
     let mut builder = Config::builder();
     while let Some(arg) = argv.next() {
         let arg = match arg.as_str() {
@@ -179,6 +208,10 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
             }
             "--subprotocol" => subprotocols.push(value()?),
             "--retry-first-connect" => builder = builder.retry_first_connect(true),
+            "--tls-ca" => trust = Trust::CaFile(value()?),
+            "--native-roots" => trust = Trust::Native,
+            "--proxy" => proxy = ProxyFrom::Url(value()?),
+            "--proxy-from-env" => proxy = ProxyFrom::Env,
             "--close-timeout" => builder = builder.close_timeout(parse_duration(&value()?)?),
             "--connect-timeout" => builder = builder.connect_timeout(parse_duration(&value()?)?),
             "--handshake-timeout" => {
@@ -206,6 +239,8 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
         token,
         headers,
         subprotocols,
+        trust,
+        proxy,
         config,
     })
 }
@@ -544,6 +579,28 @@ async fn send<P: Profile>(client: &Client<P>, line: &str) {
     }
 }
 
+/// Trusts the CA certificates of a PEM file, and nothing else.
+fn tls_from_pem(path: &str) -> Result<Tls, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{path}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{path}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{path}: no certificate in it"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Tls::config(std::sync::Arc::new(config)))
+}
+
 /// Reads stdin on a thread of its own, line by line, into a channel that closes at end
 /// of input. A thread, not the runtime's blocking pool: a read still waiting at exit must
 /// not hold the process (tokio's runtime waits for its blocking tasks).
@@ -616,6 +673,18 @@ async fn run<P: Profile>(args: Args, protocol: P) -> Result<ExitCode, String> {
         && let Some(token) = &args.token
     {
         builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    match &args.trust {
+        Trust::Webpki => {}
+        Trust::CaFile(path) => builder = builder.tls(tls_from_pem(path)?),
+        Trust::Native => builder = builder.tls(Tls::native_roots().map_err(|e| e.to_string())?),
+    }
+    match &args.proxy {
+        ProxyFrom::Direct => {}
+        ProxyFrom::Url(url) => {
+            builder = builder.proxy(Proxy::http(url).map_err(|e| e.to_string())?)
+        }
+        ProxyFrom::Env => builder = builder.proxy_from_env(),
     }
     let open_wait = args.config.connect_timeout + args.config.handshake_timeout;
     let url = tether_tokio::redact(&args.url);
@@ -815,5 +884,11 @@ mod tests {
         assert!(a.config.retry_first_connect);
         assert_eq!(a.config.close_timeout, Duration::from_secs(1));
         assert!(args(&["-H", "no colon", "ws://h/"]).is_err());
+        let a = args(&["--tls-ca", "ca.pem", "--proxy-from-env", "wss://h/"]).unwrap();
+        assert_eq!(a.trust, Trust::CaFile("ca.pem".into()));
+        assert_eq!(a.proxy, ProxyFrom::Env);
+        let a = args(&["--native-roots", "--proxy", "http://p:3128", "wss://h/"]).unwrap();
+        assert_eq!(a.trust, Trust::Native);
+        assert_eq!(a.proxy, ProxyFrom::Url("http://p:3128".into()));
     }
 }

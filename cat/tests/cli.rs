@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use tether_tests::peers::{Peer, Server, free_port, peers};
 use tether_tests::runtimes::OnTokio;
+use tether_tests::tls_peers::{Certs, proxy_py, python, python_server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether-cat");
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,8 +29,21 @@ struct Cat {
 
 impl Cat {
     fn start(args: &[&str]) -> Cat {
+        Cat::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Cat {
         let mut child = Command::new(BIN)
             .args(args)
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -263,4 +277,66 @@ fn end_of_input_during_a_reconnect_closes_within_the_close_timeout() {
     let (status, took) = cat.exit_within(Duration::from_secs(2));
     assert!(status.success(), "{status}");
     assert!(took <= Duration::from_secs(2), "{took:?}");
+}
+
+/// `--tls-ca` trusts a private CA for `wss://` (Python `websockets` serving TLS with a
+/// certificate the test makes); without it the webpki roots refuse the server, fatally.
+#[test]
+fn tls_ca_trusts_a_private_ca() {
+    let Some(python) = python() else { return };
+    let certs = Certs::new();
+    let server = python_server(python, &certs.server_args("good"));
+    let url = format!("wss://localhost:{}/", server.port);
+    let ca = certs.ca_pem().display().to_string();
+    let mut cat = Cat::start(&["--profile", "hello-ack", "--tls-ca", &ca, &url]);
+    cat.send(r#"/req echo {"n":7}"#);
+    let reply = cat.expect(r#"{"type":"reply","method":"echo""#);
+    assert!(reply.contains(r#""result":{"n":7}"#), "{reply}");
+    cat.close_stdin();
+    let (status, _) = cat.exit_within(WAIT);
+    assert!(status.success(), "{status}");
+
+    let mut cat = Cat::start(&["--profile", "hello-ack", &url]);
+    let ended = cat.expect(r#""type":"ended""#);
+    assert!(
+        ended.contains("certificate signed by an unknown authority"),
+        "{ended}"
+    );
+    let (status, _) = cat.exit_within(WAIT);
+    assert_eq!(status.code(), Some(1));
+}
+
+/// `--proxy-from-env` reads `HTTP_PROXY` (credentials included) and tunnels through
+/// proxy.py; wrong credentials end the session with the proxy's 407.
+#[test]
+fn proxy_from_env_tunnels_through_proxy_py() {
+    let Some(python) = python() else { return };
+    let server = python_server(python, &[]);
+    let proxy = proxy_py(python, "user:secret");
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let good = format!("http://user:secret@127.0.0.1:{}", proxy.port);
+    let mut cat = Cat::start_with_env(
+        &["--profile", "hello-ack", "--proxy-from-env", &url],
+        &[("HTTP_PROXY", &good)],
+    );
+    cat.send(r#"/req echo {"n":8}"#);
+    let reply = cat.expect(r#"{"type":"reply","method":"echo""#);
+    assert!(reply.contains(r#""result":{"n":8}"#), "{reply}");
+    cat.close_stdin();
+    let (status, _) = cat.exit_within(WAIT);
+    assert!(status.success(), "{status}");
+    assert!(
+        !cat.seen.iter().any(|l| l.contains("secret")),
+        "the proxy's password is never printed"
+    );
+
+    let bad = format!("http://user:wrong@127.0.0.1:{}", proxy.port);
+    let mut cat = Cat::start_with_env(
+        &["--profile", "hello-ack", "--proxy-from-env", &url],
+        &[("HTTP_PROXY", &bad)],
+    );
+    let ended = cat.expect(r#""type":"ended""#);
+    assert!(ended.contains("proxy answered 407"), "{ended}");
+    let (status, _) = cat.exit_within(WAIT);
+    assert_eq!(status.code(), Some(1));
 }

@@ -11,6 +11,8 @@ pub mod loopback;
 pub mod peers;
 pub mod raw_peer;
 pub mod runtimes;
+#[cfg(unix)]
+pub mod tls_peers;
 
 use std::fmt::Display;
 
