@@ -120,6 +120,21 @@ impl Peer {
     }
 }
 
+/// Collects what `pipe` carries, on a thread of its own, into a string the caller can
+/// read at any time (a process's stderr, shown when a test fails).
+pub fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = String::new();
+        let _ = pipe.read_to_string(&mut buf);
+        sink.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(&buf);
+    });
+    text
+}
+
 /// A free port on 127.0.0.1: bound, then released for the server to take.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -170,7 +185,7 @@ impl Server {
             .spawn()
             .map_err(|e| format!("spawn: {e}"))?;
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -181,15 +196,7 @@ impl Server {
             }
             let _ = tx.send(None);
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stderr_pipe.read_to_string(&mut buf);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&buf);
-        });
+        let stderr = collect(stderr_pipe);
         let mut server = Server {
             peer,
             port,

@@ -2,7 +2,7 @@
 //! (the Python server serving `wss://`, proxy.py), run in a process group of their own,
 //! and the certificates they serve, made at run time with `rcgen`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tether_tokio::{Tls, rustls};
 
-use crate::peers::{peers, workspace_root};
+use crate::peers::{collect, peers, workspace_root};
 
 /// The venv's Python, or `None` when `TETHER_SKIP_INTEROP=1` (see [`peers`]).
 pub fn python() -> Option<&'static Path> {
@@ -46,7 +46,7 @@ impl Script {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {script}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
         let (tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -57,15 +57,7 @@ impl Script {
             }
             let _ = tx.send(None);
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stderr_pipe.read_to_string(&mut buf);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&buf);
-        });
+        let stderr = collect(stderr_pipe);
         let mut peer = Script {
             name,
             port: 0,

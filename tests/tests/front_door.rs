@@ -110,18 +110,12 @@ async fn subprotocols<R: Rt>(rt: R) {
     .await;
     let offer = ["chat.v1", "chat.v2"];
 
-    let url = format!("ws://127.0.0.1:{port}/");
-    let client = within(
-        &rt,
-        STEP,
-        "connect",
-        rt.builder(&url)
-            .protocol(hello())
-            .subprotocols(offer)
-            .connect(),
-    )
-    .await
-    .expect("opens");
+    let connect = |path: &str| {
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let builder = rt.builder(&url).protocol(hello()).subprotocols(offer);
+        within(&rt, STEP, "connect", builder.connect())
+    };
+    let client = connect("/").await.expect("opens");
     // The server prefers chat.v2 among those offered.
     assert_eq!(
         client.subprotocol().as_deref(),
@@ -137,18 +131,9 @@ async fn subprotocols<R: Rt>(rt: R) {
     );
     within(&rt, STEP, "close", client.close()).await;
 
-    let url = format!("ws://127.0.0.1:{port}/sub/none");
-    let client = within(
-        &rt,
-        STEP,
-        "connect",
-        rt.builder(&url)
-            .protocol(hello())
-            .subprotocols(offer)
-            .connect(),
-    )
-    .await
-    .expect("a server that selects none is accepted");
+    let client = connect("/sub/none")
+        .await
+        .expect("a server that selects none is accepted");
     assert_eq!(client.subprotocol(), None);
     assert_eq!(
         seen_by_server(&rt, &client).await["subprotocol"],
@@ -156,24 +141,15 @@ async fn subprotocols<R: Rt>(rt: R) {
     );
     within(&rt, STEP, "close", client.close()).await;
 
-    let url = format!("ws://127.0.0.1:{port}/sub/bogus");
-    let err = within(
-        &rt,
-        STEP,
-        "connect",
-        rt.builder(&url)
-            .protocol(hello())
-            .subprotocols(offer)
-            .connect(),
-    )
-    .await
-    .expect_err("a subprotocol not offered fails the attempt");
+    let err = connect("/sub/bogus")
+        .await
+        .expect_err("a subprotocol not offered fails the attempt");
     let text = err.to_string();
     assert!(text.contains("\"bogus\", which was not offered"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
 
     let err = rt
-        .builder(&url)
+        .builder(&format!("ws://127.0.0.1:{port}/"))
         .subprotocols(["has space"])
         .start()
         .expect_err("not a token");
