@@ -86,6 +86,7 @@ fn workspace_sources() -> Vec<String> {
         "tests",
         "transport-tokio",
         "transport-smol",
+        "cat",
     ]
     .iter()
     .map(|d| root.join(d))
