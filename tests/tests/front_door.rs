@@ -291,6 +291,55 @@ async fn ordered_updates<R: Rt>(rt: R) -> Vec<String> {
     seen
 }
 
+/// The builder's recorder writes the session's trace (here into a ring buffer), and its
+/// seed is the one given.
+async fn records<R: Rt>(rt: R) {
+    use tether_tokio::record::{Recorder, RingBuffer};
+    let Some(peers) = peers() else { return };
+    let port = free_port();
+    let _server = within(
+        &rt,
+        START,
+        "server",
+        Server::start(rt, peers, Peer::Python, port),
+    )
+    .await;
+    let ring = RingBuffer::new(Duration::from_secs(600), 1 << 20);
+    let client = within(
+        &rt,
+        STEP,
+        "connect",
+        rt.builder(&format!("ws://127.0.0.1:{port}/"))
+            .protocol(hello())
+            .record(Recorder::to_ring(&ring))
+            .seed(42)
+            .connect(),
+    )
+    .await
+    .expect("opens");
+    let _ = seen_by_server(&rt, &client).await;
+    within(&rt, STEP, "close", client.close()).await;
+    drop(client);
+    let trace = String::from_utf8(ring.dump()).expect("JSON lines");
+    let header = trace.lines().next().expect("a header line");
+    assert!(header.contains("\"seed\":42"), "{header}");
+    assert!(
+        header.contains(r#""profile":{"name":"hello-ack"}"#),
+        "{header}"
+    );
+    assert!(trace.lines().count() > 5, "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_the_builder_records_a_session() {
+    records(OnTokio).await;
+}
+
+#[test]
+fn smol_the_builder_records_a_session() {
+    smol::block_on(records(OnSmol));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_headers_are_computed_per_attempt() {
     headers_per_attempt(OnTokio).await;
