@@ -47,6 +47,14 @@ pub enum ConfigError {
         /// Its ceiling.
         max: Duration,
     },
+    /// A number is below its documented floor.
+    #[error("{field} must be at least {min}")]
+    TooSmall {
+        /// The field, as named in the configuration.
+        field: &'static str,
+        /// Its floor.
+        min: u64,
+    },
     /// A number exceeds its documented ceiling.
     #[error("{field} must be at most {max}")]
     TooLarge {

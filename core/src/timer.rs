@@ -29,6 +29,9 @@ pub enum TimerKind {
     StreamExpiry,
     /// A queued message reaches its time to live.
     QueueExpiry,
+    /// A server connection's peer has not sent its first data message yet
+    /// ([`ServerConfig::first_message_timeout`](crate::server::ServerConfig::first_message_timeout)).
+    FirstMessage,
 }
 
 /// Keeps the earliest of a set of candidate deadlines; ties keep the first offered, so the

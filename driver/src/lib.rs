@@ -28,6 +28,7 @@ mod client;
 pub mod clock;
 mod conn;
 mod connect;
+mod http_head;
 mod mailbox;
 mod proxy;
 pub mod record;

@@ -13,8 +13,10 @@ use async_tungstenite::tungstenite::handshake::client::{Request, generate_key, g
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tether_core::TransportFailure;
+
+use crate::http_head::{HeadError, read_head};
 
 /// The longest upgrade response head read: a server that sends more is refused rather
 /// than buffered.
@@ -55,7 +57,15 @@ where
     io.write_all(&bytes).await.map_err(|e| io_failure(&e))?;
     io.flush().await.map_err(|e| io_failure(&e))?;
 
-    let (head, rest) = read_head(&mut io).await?;
+    let (head, rest) = read_head(&mut io, MAX_HEAD).await.map_err(|e| match e {
+        HeadError::Closed => {
+            TransportFailure::Io("the server closed the connection during the upgrade".into())
+        }
+        HeadError::TooLarge => TransportFailure::Io(format!(
+            "the server's upgrade response head exceeds {MAX_HEAD} bytes"
+        )),
+        HeadError::Io(e) => io_failure(&e),
+    })?;
     let subprotocol = judge(&head, &key, subprotocols)?;
     let ws = WebSocketStream::from_partially_read(io, rest, Role::Client, Some(config)).await;
     Ok(Upgraded { ws, subprotocol })
@@ -63,42 +73,6 @@ where
 
 fn io_failure(e: &std::io::Error) -> TransportFailure {
     crate::ws::io_failure(e)
-}
-
-/// Reads up to the blank line that ends the response head; returns the head and what
-/// was read past it (the first frames, if the server wrote them at once).
-async fn read_head<S: AsyncRead + Unpin>(
-    io: &mut S,
-) -> Result<(Vec<u8>, Vec<u8>), TransportFailure> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = io.read(&mut chunk).await.map_err(|e| io_failure(&e))?;
-        if n == 0 {
-            return Err(TransportFailure::Io(
-                "the server closed the connection during the upgrade".into(),
-            ));
-        }
-        let from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_blank_line(&buf[from..]) {
-            let rest = buf.split_off(from + end);
-            return Ok((buf, rest));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(TransportFailure::Io(format!(
-                "the server's upgrade response head exceeds {MAX_HEAD} bytes"
-            )));
-        }
-    }
-}
-
-/// The index just past the first `\r\n\r\n` in `bytes`.
-fn find_blank_line(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
 }
 
 /// Judges the response head as RFC 6455 §4.1 asks; the selected subprotocol if it is
@@ -239,33 +213,6 @@ mod tests {
                 retry_after: Some(std::time::Duration::from_secs(7))
             })
         );
-    }
-
-    #[test]
-    fn the_head_ends_at_the_blank_line_and_keeps_what_follows() {
-        futures::executor::block_on(async {
-            let mut bytes = head("");
-            bytes.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
-            let mut io = futures::io::Cursor::new(bytes);
-            let (h, rest) = read_head(&mut io).await.unwrap();
-            assert_eq!(h, head(""));
-            assert_eq!(rest, [0x81, 0x02, b'h', b'i']);
-        });
-    }
-
-    #[test]
-    fn an_endless_head_is_refused_at_the_bound() {
-        futures::executor::block_on(async {
-            let mut bytes = b"HTTP/1.1 101 OK\r\n".to_vec();
-            bytes.resize(MAX_HEAD * 4, b'a');
-            let mut io = futures::io::Cursor::new(bytes);
-            let err = read_head(&mut io).await.err().unwrap();
-            assert!(err.to_string().contains("exceeds"), "{err}");
-            assert!(
-                io.position() < (MAX_HEAD + 2048) as u64,
-                "read past the bound"
-            );
-        });
     }
 
     #[test]

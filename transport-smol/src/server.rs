@@ -22,8 +22,8 @@
 //! ```
 
 pub use tether_driver::server::{
-    AcceptError, Broadcast, DeliveryError, Departure, GuardConfig, Guarded, Hub, HubConfig,
-    HubStats, LeaveReason,
+    AcceptError, Admission, Admit, Broadcast, DeliveryError, Departure, Gate, GateConfig,
+    GateStats, GuardConfig, Guarded, Hub, HubConfig, HubStats, LeaveReason, Limit, UpgradeRequest,
 };
 
 use crate::Smol;

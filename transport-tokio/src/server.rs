@@ -20,8 +20,8 @@
 
 use async_tungstenite::tokio::TokioAdapter;
 pub use tether_driver::server::{
-    AcceptError, Broadcast, DeliveryError, Departure, GuardConfig, Guarded, Hub, HubConfig,
-    HubStats, LeaveReason,
+    AcceptError, Admission, Admit, Broadcast, DeliveryError, Departure, Gate, GateConfig,
+    GateStats, GuardConfig, Guarded, Hub, HubConfig, HubStats, LeaveReason, Limit, UpgradeRequest,
 };
 
 use crate::Tokio;

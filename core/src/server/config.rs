@@ -59,6 +59,13 @@ pub struct ServerConfig {
     /// [`Violation::Oversized`](crate::Violation::Oversized). Default 1 MiB: a server
     /// reads from peers it does not control.
     pub max_inbound_frame: usize,
+    /// The peer's first data message (its authentication, typically) must arrive within
+    /// this time of the upgrade, or the connection is closed with 1008 (policy violation)
+    /// and ends with [`EndCause::NoFirstMessage`](super::EndCause::NoFirstMessage): a
+    /// peer that upgrades and then only answers pings does not hold a connection for
+    /// ever. Pings and pongs do not count. Default `None` (no limit); at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION).
+    pub first_message_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +77,7 @@ impl Default for ServerConfig {
             max_pending_writes: 1024,
             close_timeout: Duration::from_secs(5),
             max_inbound_frame: 1 << 20,
+            first_message_timeout: None,
         }
     }
 }
@@ -92,10 +100,17 @@ impl ServerConfig {
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::Zero(name));
         }
+        if self.first_message_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::Zero("first_message_timeout"));
+        }
         check_ceiling(&[
             ("send_deadline", self.send_deadline),
             ("slow_write_warning", self.slow_write_warning),
             ("close_timeout", self.close_timeout),
+            (
+                "first_message_timeout",
+                self.first_message_timeout.unwrap_or_default(),
+            ),
         ])?;
         if self.slow_write_warning >= self.send_deadline {
             return Err(ConfigError::SlowWarningAfterDeadline);
@@ -141,6 +156,25 @@ mod tests {
         let mut no_pings = d.clone();
         no_pings.liveness.ping_interval = None;
         assert!(no_pings.validate().is_ok());
+        let no_wait = ServerConfig {
+            first_message_timeout: Some(Duration::ZERO),
+            ..d.clone()
+        };
+        assert_eq!(
+            no_wait.validate(),
+            Err(ConfigError::Zero("first_message_timeout"))
+        );
+        let patient = ServerConfig {
+            first_message_timeout: Some(crate::MAX_DURATION + Duration::from_secs(1)),
+            ..d.clone()
+        };
+        assert!(matches!(
+            patient.validate(),
+            Err(ConfigError::TooLong {
+                field: "first_message_timeout",
+                ..
+            })
+        ));
         let forever = ServerConfig {
             close_timeout: Duration::MAX,
             ..d.clone()

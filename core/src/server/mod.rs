@@ -87,13 +87,19 @@ const MAX_FIRINGS_PER_CALL: usize = 10_000;
 /// disarms its timers.
 #[derive(Debug)]
 enum State {
-    /// Frames flow both ways.
-    Open { liveness: Liveness },
+    /// Frames flow both ways. `first_message` is the deadline of the peer's first data
+    /// message while it has sent none and a timeout is configured.
+    Open {
+        liveness: Liveness,
+        first_message: Option<Instant>,
+    },
     /// A close frame was sent; waiting for the peer's until `deadline`.
     Closing {
         deadline: Instant,
         code: CloseCode,
         reason: String,
+        /// Closed by the first-message timeout rather than the application.
+        no_first_message: bool,
     },
     /// Ended; the transport is gone or told to go.
     Closed,
@@ -136,10 +142,16 @@ impl ServerConn {
     pub fn new(config: ServerConfig, conn: ConnId, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let liveness = Liveness::new(&config.liveness, now);
+        let first_message = config
+            .first_message_timeout
+            .and_then(|d| crate::timer::after(now, d));
         Ok(ServerConn {
             cfg: config,
             conn,
-            state: State::Open { liveness },
+            state: State::Open {
+                liveness,
+                first_message,
+            },
             writes: Writes::with_capacity(16),
             next_frame: 0,
             outputs: VecDeque::with_capacity(8),
@@ -299,8 +311,14 @@ impl ServerConn {
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), CloseError> {
         CloseError::check(code, reason)?;
         let now = self.advance(now);
+        self.start_close(code, reason, false, now);
+        Ok(())
+    }
+
+    /// Starts the close handshake unless the connection is already closing or ended.
+    fn start_close(&mut self, code: CloseCode, reason: &str, no_first_message: bool, now: Instant) {
         if !self.is_open() {
-            return Ok(());
+            return;
         }
         tracing::debug!(conn = %self.conn, %code, "closing");
         // The driver may discard frames not yet on the wire; their deadlines no longer
@@ -312,13 +330,13 @@ impl ServerConn {
             deadline: crate::timer::saturating_after(now, self.cfg.close_timeout),
             code,
             reason: reason.to_owned(),
+            no_first_message,
         };
         self.outputs.push_back(ServerOutput::CloseTransport {
             conn: self.conn,
             code,
             reason: reason.to_owned(),
         });
-        Ok(())
     }
 
     /// Ends the connection at once, without a close handshake (for a watchdog that finds
@@ -340,7 +358,11 @@ impl ServerConn {
     fn next_timer(&self) -> Option<(Instant, TimerKind)> {
         let mut e = Earliest::default();
         match &self.state {
-            State::Open { liveness } => {
+            State::Open {
+                liveness,
+                first_message,
+            } => {
+                e.offer(*first_message, TimerKind::FirstMessage);
                 if let Some((at, which)) = liveness.next_deadline() {
                     let kind = match which {
                         LivenessTimer::Ping => TimerKind::Ping,
@@ -393,10 +415,22 @@ impl ServerConn {
     /// Silence and unreported writes from before the sleep say nothing about the peer
     /// now, so it is probed, exactly as the client session does.
     fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
-        let State::Open { liveness } = &mut self.state else {
+        let State::Open {
+            liveness,
+            first_message,
+        } = &mut self.state
+        else {
             return;
         };
         liveness.probe(&self.cfg.liveness, now);
+        // The first message may be among what arrived while the host slept: it gets the
+        // probe's time to be read, as the silence does.
+        if let Some(at) = first_message {
+            *at = (*at).max(crate::timer::saturating_after(
+                now,
+                self.cfg.liveness.probe_timeout,
+            ));
+        }
         self.writes.rebase(now);
         self.stats.clock_jumps += 1;
         tracing::debug!(conn = %self.conn, ?overshoot, "clock jump; probing the peer");
@@ -407,7 +441,7 @@ impl ServerConn {
     fn fire(&mut self, kind: TimerKind, now: Instant) {
         match kind {
             TimerKind::Ping | TimerKind::Liveness => {
-                let State::Open { liveness } = &mut self.state else {
+                let State::Open { liveness, .. } = &mut self.state else {
                     return;
                 };
                 match liveness.on_timeout(&self.cfg.liveness, now) {
@@ -433,6 +467,14 @@ impl ServerConn {
                     self.finish_close(false, true);
                 }
             }
+            TimerKind::FirstMessage => {
+                if let State::Open { first_message, .. } = &mut self.state {
+                    *first_message = None;
+                    tracing::info!(conn = %self.conn, "no first message in time; closing");
+                    self.stats.first_message_timeouts += 1;
+                    self.start_close(CloseCode::POLICY, "no message in time", true, now);
+                }
+            }
             // No other timer is ever armed by the server role.
             _ => {}
         }
@@ -441,10 +483,17 @@ impl ServerConn {
     fn on_frame(&mut self, frame: InFrame, now: Instant) {
         // While closing, the peer may still send until it sees the close frame; the
         // application asked to stop, so those frames are dropped.
-        let State::Open { liveness } = &mut self.state else {
+        let State::Open {
+            liveness,
+            first_message,
+        } = &mut self.state
+        else {
             return;
         };
         liveness.on_rx(now);
+        if matches!(frame, InFrame::Text(_) | InFrame::Binary(_)) {
+            *first_message = None;
+        }
         let data = match frame {
             InFrame::Ping(_) | InFrame::Pong(_) => return,
             InFrame::Text(b) | InFrame::Binary(b) if b.len() > self.cfg.max_inbound_frame => {
@@ -523,7 +572,12 @@ impl ServerConn {
 
     /// The close under way is over: answered (`confirmed`) or not.
     fn finish_close(&mut self, confirmed: bool, abort: bool) {
-        let State::Closing { code, reason, .. } = std::mem::replace(&mut self.state, State::Closed)
+        let State::Closing {
+            code,
+            reason,
+            no_first_message,
+            ..
+        } = std::mem::replace(&mut self.state, State::Closed)
         else {
             return;
         };
@@ -532,10 +586,14 @@ impl ServerConn {
                 .push_back(ServerOutput::AbortTransport { conn: self.conn });
         }
         self.writes.clear();
-        self.end(EndCause::Closed {
-            code,
-            reason,
-            confirmed,
+        self.end(if no_first_message {
+            EndCause::NoFirstMessage { confirmed }
+        } else {
+            EndCause::Closed {
+                code,
+                reason,
+                confirmed,
+            }
         });
     }
 

@@ -85,6 +85,13 @@ pub enum EndCause {
     },
     /// The application called [`terminate`](super::ServerConn::terminate).
     Terminated,
+    /// The peer sent no data message within
+    /// [`first_message_timeout`](super::ServerConfig::first_message_timeout): the
+    /// connection was closed with 1008 (policy violation). `confirmed` as for `Closed`.
+    NoFirstMessage {
+        /// Whether the peer completed the close handshake.
+        confirmed: bool,
+    },
     /// The peer or the network ended it: the peer's close frame or a dropped socket, no
     /// sign of life within the stale threshold, a write that missed the send deadline,
     /// or a failed write. The same reasons the client session reports.
@@ -121,6 +128,9 @@ impl std::fmt::Display for EndCause {
                 write!(f, "closed with {code} ({how})")
             }
             EndCause::Terminated => f.write_str("terminated"),
+            EndCause::NoFirstMessage { .. } => {
+                f.write_str("closed with 1008: no first message in time")
+            }
             EndCause::Lost(DisconnectReason::Closed { code: Some(c), .. }) => {
                 write!(f, "peer closed with {c}")
             }
@@ -165,4 +175,6 @@ pub struct ServerStats {
     pub stale_inputs: u64,
     /// Clock jumps detected.
     pub clock_jumps: u64,
+    /// Connections closed because the peer's first message did not come in time (0 or 1).
+    pub first_message_timeouts: u64,
 }

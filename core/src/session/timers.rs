@@ -181,6 +181,8 @@ impl<P: Protocol> Session<P> {
                     self.emit(Event::Stream(ev));
                 }
             }
+            // Armed by the server role only.
+            TimerKind::FirstMessage => {}
             TimerKind::QueueExpiry => {
                 for owner in self.queue.take_expired(now) {
                     self.dropped_from_queue(owner, DropReason::Expired, now);

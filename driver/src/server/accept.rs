@@ -12,8 +12,13 @@ use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::server::ServerConn;
 use tether_core::{ConfigError, ConnId};
 
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::Role;
+
+use super::gate::{Limit, Outcome, Ticket};
 use super::guard::{GuardConfig, Guarded, State};
 use super::task::{self, Parts};
+use super::upgrade::{self, Refused, Rules};
 use crate::reset::Reset;
 use crate::runtime::Runtime;
 use crate::transport::Link;
@@ -28,12 +33,34 @@ pub enum AcceptError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The WebSocket upgrade failed (not an upgrade request, a bad header, I/O).
+    /// The socket closed or failed before its upgrade was answered; nothing was sent.
     #[error("websocket upgrade failed: {0}")]
     Upgrade(String),
-    /// The upgrade did not complete within `upgrade_timeout`.
-    #[error("websocket upgrade not completed within {0:?}")]
+    /// The upgrade did not complete within `upgrade_timeout`; the client was answered
+    /// 408 (if it still read).
+    #[error("websocket upgrade not completed within {0:?} (answered 408)")]
     Timeout(Duration),
+    /// The request was not a valid WebSocket upgrade; the client was answered with
+    /// `status`: 400 (malformed), 405 (not `GET`), 426 (not an upgrade to WebSocket
+    /// version 13), 431 (head over `max_request_head`, or too many headers).
+    #[error("upgrade request refused with HTTP {status}: {reason}")]
+    BadRequest {
+        /// The status sent.
+        status: u16,
+        /// Why, in words (also the response's body).
+        reason: &'static str,
+    },
+    /// A limit of the [`Gate`](super::Gate): over `max_pending_upgrades` the socket was
+    /// closed unanswered, over the others the client was answered 503 with `Retry-After`.
+    #[error("upgrade refused: {0}")]
+    Limited(Limit),
+    /// The admission hook ([`GuardConfig::admit`]) refused the upgrade; the client was
+    /// answered with this HTTP status.
+    #[error("upgrade rejected by the admission hook with HTTP {status}")]
+    Rejected {
+        /// The status sent.
+        status: u16,
+    },
 }
 
 /// Performs the server side of the WebSocket upgrade on `io` (an accepted socket whose
@@ -76,26 +103,82 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     config.validate()?;
+    let ticket = match &config.gate {
+        Some(gate) => match gate.arrive(peer) {
+            Ok(ticket) => Some(ticket),
+            Err(limit) => {
+                tracing::debug!(peer = ?peer, %limit, "socket dropped unread");
+                return Err(AcceptError::Limited(limit));
+            }
+        },
+        None => None,
+    };
+    let mut ticket = ticket;
+    let mut io = crate::sniff::Sniffed::new(io);
+    let rules = Rules {
+        max_head: config.max_request_head,
+        admit: config.admit.as_ref(),
+        retry_after_secs: config.gate.as_ref().map_or(5, |g| {
+            let d = g.config().retry_after;
+            d.as_secs() + u64::from(d.subsec_nanos() > 0)
+        }),
+    };
+    let outcome = {
+        let upgrade = upgrade::upgrade(&mut io, peer, &rules, ticket.as_mut()).fuse();
+        let timeout = runtime
+            .sleep_until(runtime.now() + config.upgrade_timeout)
+            .fuse();
+        futures::pin_mut!(upgrade, timeout);
+        futures::select_biased! {
+            r = upgrade => Some(r),
+            () = timeout => None,
+        }
+    };
+    let accepted = match outcome {
+        Some(Ok(accepted)) => accepted,
+        Some(Err(refused)) => return Err(refused.into()),
+        None => {
+            if let Some(t) = ticket.as_mut() {
+                t.count(Outcome::Timeout);
+            }
+            // A peer that does not read cannot hold the socket past the close timeout.
+            let answer = upgrade::timeout_answer();
+            let send = upgrade::send_refusal(&mut io, &answer).fuse();
+            let limit = runtime
+                .sleep_until(runtime.now() + config.server.close_timeout)
+                .fuse();
+            futures::pin_mut!(send, limit);
+            futures::select_biased! {
+                () = send => {},
+                () = limit => {},
+            }
+            return Err(AcceptError::Timeout(config.upgrade_timeout));
+        }
+    };
     let cap = config.server.max_inbound_frame;
     let limits =
         crate::InboundLimits::new(runtime.clone(), cap, config.server.liveness.message_timeout);
-    let ws = crate::ws_link::codec_config(cap);
-    let upgrade =
-        async_tungstenite::accept_async_with_config(crate::sniff::Sniffed::new(io), Some(ws))
-            .fuse();
-    let deadline = runtime.now() + config.upgrade_timeout;
-    let timeout = runtime.sleep_until(deadline).fuse();
-    futures::pin_mut!(upgrade, timeout);
-    let ws = futures::select_biased! {
-        r = upgrade => r.map_err(|e| AcceptError::Upgrade(e.to_string()))?,
-        () = timeout => return Err(AcceptError::Timeout(config.upgrade_timeout)),
-    };
-    Ok(guard(
-        runtime,
-        crate::ws_link::into_link(ws, reset, Some(limits), None),
-        peer,
-        config,
-    )?)
+    let ws = WebSocketStream::from_partially_read(
+        io,
+        accepted.rest,
+        Role::Server,
+        Some(crate::ws_link::codec_config(cap)),
+    )
+    .await;
+    let mut link = crate::ws_link::into_link(ws, reset, Some(limits), None);
+    link.subprotocol = accepted.subprotocol;
+    Ok(guard_with_ticket(runtime, link, peer, config, ticket)?)
+}
+
+impl From<Refused> for AcceptError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::BadRequest { status, reason } => AcceptError::BadRequest { status, reason },
+            Refused::Limited(limit) => AcceptError::Limited(limit),
+            Refused::Rejected { status } => AcceptError::Rejected { status },
+            Refused::Failed(why) => AcceptError::Upgrade(why),
+        }
+    }
 }
 
 /// Starts guarding an already open connection (a [`Link`] from any transport: the
@@ -109,6 +192,17 @@ pub fn guard<R: Runtime>(
     link: Link,
     peer: Option<SocketAddr>,
     config: GuardConfig,
+) -> Result<Guarded, ConfigError> {
+    guard_with_ticket(runtime, link, peer, config, None)
+}
+
+/// [`guard`], holding the connection's place at the gate until its task ends.
+fn guard_with_ticket<R: Runtime>(
+    runtime: R,
+    link: Link,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+    ticket: Option<Ticket>,
 ) -> Result<Guarded, ConfigError> {
     config.validate()?;
     let id = ConnId::from_raw(NEXT_ID.fetch_add(1, Ordering::Relaxed));
@@ -131,6 +225,11 @@ pub fn guard<R: Runtime>(
         cmds: cmds_rx,
         inbound: inbound_tx,
     });
+    let task = async move {
+        task.await;
+        // The connection's place at the gate is free once its task has ended.
+        drop(ticket);
+    };
     let span = tracing::debug_span!("server_conn", conn = %id, peer = ?peer);
     runtime.spawn(tracing::Instrument::instrument(task, span).boxed());
     tracing::debug!(conn = %id, peer = ?peer, "accepted");

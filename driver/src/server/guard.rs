@@ -49,6 +49,19 @@ pub struct GuardConfig {
     /// reach the application: at most `max(inbound_bytes, server.max_inbound_frame)`
     /// bytes are held per connection. Default 4 MiB; at most [`MAX_INBOUND_BYTES`].
     pub inbound_bytes: usize,
+    /// The admission hook: sees each upgrade request (path, headers, `Origin`, offered
+    /// subprotocols, peer address) and accepts it, optionally with a subprotocol and
+    /// response headers, or rejects it with an HTTP status and body. Default `None`:
+    /// every well-formed upgrade is accepted, with no subprotocol.
+    pub admit: Option<super::admission::Admit>,
+    /// Limits on connections and pending upgrades, shared with every accept given a clone
+    /// of the same [`Gate`](super::Gate), and its counters of refusals. Default `None`:
+    /// no limit, nothing counted.
+    pub gate: Option<super::gate::Gate>,
+    /// The longest upgrade request head read (request line and headers): a longer one is
+    /// answered 431 and nothing more of it is held. Default 16 KiB; at most
+    /// [`MAX_REQUEST_HEAD`].
+    pub max_request_head: usize,
 }
 
 impl Default for GuardConfig {
@@ -58,6 +71,9 @@ impl Default for GuardConfig {
             upgrade_timeout: Duration::from_secs(10),
             inbound_capacity: 256,
             inbound_bytes: 4 << 20,
+            admit: None,
+            gate: None,
+            max_request_head: 16 * 1024,
         }
     }
 }
@@ -66,6 +82,9 @@ impl Default for GuardConfig {
 /// behind it cannot be built with a capacity near `usize::MAX`, and a buffer of a million
 /// messages is already more than a connection should hold.
 pub const MAX_INBOUND_CAPACITY: usize = 1 << 20;
+
+/// The ceiling of [`GuardConfig::max_request_head`]: 1 MiB, beyond any browser's request.
+pub const MAX_REQUEST_HEAD: usize = 1 << 20;
 
 /// The ceiling of [`GuardConfig::inbound_bytes`]: 1 GiB. More than that per connection is
 /// a mistake, and the ceiling keeps the byte accounting far from overflow.
@@ -98,6 +117,18 @@ impl GuardConfig {
             return Err(ConfigError::TooLarge {
                 field: "inbound_capacity",
                 max: MAX_INBOUND_CAPACITY as u64,
+            });
+        }
+        if self.max_request_head < 64 {
+            return Err(ConfigError::TooSmall {
+                field: "max_request_head",
+                min: 64,
+            });
+        }
+        if self.max_request_head > MAX_REQUEST_HEAD {
+            return Err(ConfigError::TooLarge {
+                field: "max_request_head",
+                max: MAX_REQUEST_HEAD as u64,
             });
         }
         if self.inbound_bytes == 0 {

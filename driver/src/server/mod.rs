@@ -23,13 +23,20 @@
 //! [`Runtime`](crate::Runtime). [`guard`] starts the same task over any [`Link`](crate::Link).
 
 mod accept;
+mod admission;
 mod catch_up;
+mod gate;
 mod guard;
 mod hub;
 mod task;
+mod upgrade;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
-pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY};
+pub use admission::{Admission, Admit, UpgradeRequest};
+pub use gate::{Gate, GateConfig, GateStats, Limit, MAX_RETRY_AFTER};
+pub use guard::{
+    DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY, MAX_REQUEST_HEAD,
+};
 pub use hub::{
     Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason, MAX_DEPARTURE_CAPACITY,
 };
