@@ -1,7 +1,10 @@
 //! A broadcast server on tether's server side: it accepts WebSocket connections, speaks
 //! the `HelloAck` profile (each client's `hello` is answered with a `hello_ack`), then
 //! adds the connection to a `Hub` that broadcasts an update every interval. Slow or dead
-//! clients are evicted by their guards, never waited on.
+//! clients are evicted by their guards, never waited on. The way in is guarded too: an
+//! admission hook refuses browser pages of other origins (403), a `Gate` bounds
+//! connections, pending upgrades and connections per address (503 with `Retry-After`),
+//! and a client that does not say hello within 5 s is closed with 1008.
 //!
 //! ```text
 //! cargo run -p tether-tokio --example hub_server -- 127.0.0.1:9000   # serve until Ctrl-C
@@ -10,8 +13,9 @@
 //!
 //! `--demo` serves on a free loopback port, connects three tether clients (the `HelloAck`
 //! profile, so each session opens only once its hello is acknowledged), broadcasts 10
-//! updates, checks that every client received all of them in order, closes, and exits 0
-//! (1 if anything goes wrong or takes longer than 20 s).
+//! updates, checks that every client received all of them in order and that a page of
+//! another origin is refused with 403, closes, and exits 0 (1 if anything goes wrong or
+//! takes longer than 20 s).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,7 +23,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tether_tokio::server::{GuardConfig, Guarded, Hub, HubConfig};
+use tether_tokio::server::{
+    Admission, Admit, Gate, GateConfig, GuardConfig, Guarded, Hub, HubConfig, UpgradeRequest,
+};
 use tether_tokio::tether_core::profiles::HelloAck;
 use tether_tokio::tether_core::{CloseCode, Config, DataFrame, Event, Utf8Bytes};
 use tokio::net::TcpListener;
@@ -32,10 +38,43 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const DEMO_CLIENTS: usize = 3;
 const DEMO_UPDATES: u64 = 10;
 
-/// The guard of every connection: pings every 10 s, dead after 25 s of silence, a frame
-/// not written within 5 s means the client is gone, at most 256 frames queued.
-fn guard_config() -> GuardConfig {
-    let mut config = GuardConfig::default();
+/// The pages allowed to open a connection. Browsers send their page's `Origin`; a page of
+/// any other site could otherwise open a socket carrying its visitor's cookies
+/// (cross-site WebSocket hijacking). Clients that are not browsers send none.
+const ALLOWED_ORIGINS: &[&str] = &["http://localhost:8080", "https://app.example"];
+
+/// The admission hook: an upgrade from a page of another origin is refused with 403.
+fn admit(request: &UpgradeRequest<'_>) -> Admission {
+    match request.origin() {
+        Some(origin) if !ALLOWED_ORIGINS.contains(&origin) => {
+            Admission::reject(403, "origin not allowed")
+        }
+        _ => Admission::accept(),
+    }
+}
+
+/// The limits of the way in: 10,000 connections, 256 upgrades under way, 100 connections
+/// per address; over them, 503 with `Retry-After: 5`.
+fn gate() -> Gate {
+    Gate::new(GateConfig {
+        max_connections: Some(10_000),
+        max_pending_upgrades: Some(256),
+        max_per_ip: Some(100),
+        retry_after: Duration::from_secs(5),
+    })
+    .expect("the limits are valid")
+}
+
+/// The guard of every connection: the admission hook and the gate, pings every 10 s, dead
+/// after 25 s of silence, a frame not written within 5 s means the client is gone, at
+/// most 256 frames queued, and the hello due within 5 s.
+fn guard_config(gate: &Gate) -> GuardConfig {
+    let mut config = GuardConfig {
+        admit: Some(Admit::new(admit)),
+        gate: Some(gate.clone()),
+        ..GuardConfig::default()
+    };
+    config.server.first_message_timeout = Some(HELLO_TIMEOUT);
     config.server.liveness.ping_interval = Some(Duration::from_secs(10));
     config.server.liveness.stale_after = Duration::from_secs(25);
     config.server.send_deadline = Duration::from_secs(5);
@@ -50,11 +89,12 @@ fn text(value: &Value) -> DataFrame {
 
 /// The `HelloAck` handshake, server side: the first frame must be `{"type":"hello",…}`;
 /// it is answered with `{"type":"hello_ack"}` and the connection joins the hub. Anything
-/// else is closed with 1008 (policy violation), which tether's clients treat as fatal.
+/// else is closed with 1008 (policy violation), which tether's clients treat as fatal; no
+/// message at all within `HELLO_TIMEOUT` is closed the same way by the guard
+/// (`first_message_timeout`), and `recv` then returns `None`.
 async fn greet(conn: Guarded, hub: Hub) {
-    let first = tokio::time::timeout(HELLO_TIMEOUT, conn.recv()).await;
-    let hello = match first {
-        Ok(Some(DataFrame::Text(t))) => serde_json::from_slice::<Value>(t.as_bytes()).ok(),
+    let hello = match conn.recv().await {
+        Some(DataFrame::Text(t)) => serde_json::from_slice::<Value>(t.as_bytes()).ok(),
         _ => None,
     };
     if hello.as_ref().and_then(|v| v["type"].as_str()) != Some("hello") {
@@ -78,7 +118,7 @@ async fn greet(conn: Guarded, hub: Hub) {
 }
 
 /// Accepts forever, greeting each connection in its own task.
-async fn accept_loop(listener: TcpListener, hub: Hub) {
+async fn accept_loop(listener: TcpListener, hub: Hub, gate: Gate) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -88,9 +128,9 @@ async fn accept_loop(listener: TcpListener, hub: Hub) {
                 continue;
             }
         };
-        let hub = hub.clone();
+        let (hub, config) = (hub.clone(), guard_config(&gate));
         tokio::spawn(async move {
-            match tether_tokio::server::accept(stream, guard_config()).await {
+            match tether_tokio::server::accept(stream, config).await {
                 Ok(conn) => greet(conn, hub).await,
                 Err(e) => eprintln!("{peer}: {e}"),
             }
@@ -126,7 +166,8 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     println!("serving on ws://{}/", listener.local_addr()?);
     let hub = Hub::new(HubConfig::default()).expect("the default close code is valid");
     log_departures(&hub);
-    tokio::spawn(accept_loop(listener, hub.clone()));
+    let gate = gate();
+    tokio::spawn(accept_loop(listener, hub.clone(), gate.clone()));
     let mut tick = tokio::time::interval(EVERY);
     for n in 0.. {
         tokio::select! {
@@ -135,6 +176,7 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
         }
     }
     let _ = hub.close_all(CloseCode::GOING_AWAY, "server stopping");
+    println!("{:?}", gate.stats());
     Ok(())
 }
 
@@ -177,7 +219,17 @@ async fn demo() -> Result<(), String> {
     println!("demo: serving on {url}");
     let hub = Hub::new(HubConfig::default()).map_err(|e| e.to_string())?;
     log_departures(&hub);
-    tokio::spawn(accept_loop(listener, hub.clone()));
+    let gate = gate();
+    tokio::spawn(accept_loop(listener, hub.clone(), gate.clone()));
+    // A page of another site is turned away at the door.
+    match tether_tokio::builder(&url)
+        .header("origin", "https://elsewhere.example")
+        .connect()
+        .await
+    {
+        Err(e) if e.to_string().contains("403") => println!("another origin: {e}"),
+        other => return Err(format!("another origin was not refused: {other:?}")),
+    }
     let (ready_tx, mut ready) = tokio::sync::mpsc::channel(DEMO_CLIENTS);
     let clients: Vec<_> = (0..DEMO_CLIENTS)
         .map(|i| tokio::spawn(demo_client(url.clone(), i, ready_tx.clone())))
@@ -207,6 +259,10 @@ async fn demo() -> Result<(), String> {
     // The clients closed (1000); their connections leave the hub.
     while !hub.is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = gate.stats();
+    if (stats.admitted, stats.rejected) != (DEMO_CLIENTS as u64, 1) {
+        return Err(format!("the gate counted {stats:?}"));
     }
     println!("demo: ok");
     Ok(())
