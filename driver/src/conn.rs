@@ -1,4 +1,5 @@
-//! One connection generation, polled by the session loop itself: opening it, reading from
+//! One connection, polled by the loop that owns it (a client session's generation, or a
+//! guarded server connection): opening it, reading from
 //! it and writing to it are three independent steps of one `poll`, so a write the peer
 //! never drains leaves reading untouched, and the session's send deadline drops the whole
 //! connection.
@@ -42,6 +43,22 @@ enum State {
         linger: Option<BoxFuture<'static, ()>>,
         reset: Option<crate::Reset>,
     },
+}
+
+impl State {
+    fn open(link: Link) -> Self {
+        State::Open {
+            stream: link.stream,
+            writer: Writer {
+                sink: link.sink,
+                unflushed: Vec::new(),
+                dirty: false,
+                broken: false,
+            },
+            reset: link.reset,
+            held: None,
+        }
+    }
 }
 
 /// A protocol error held back until the application has answered what came before it:
@@ -117,6 +134,30 @@ impl Conn {
             news: true,
             subprotocol: None,
         }
+    }
+
+    /// A connection already open (a server's accepted one): no `TransportOpened` is
+    /// reported for it.
+    pub(crate) fn open(id: ConnId, link: Link) -> Self {
+        Conn {
+            id,
+            subprotocol: link.subprotocol.clone(),
+            state: State::open(link),
+            outbox: VecDeque::new(),
+            news: true,
+        }
+    }
+
+    /// Drops the data frames queued and not yet handed to the socket: a server that
+    /// closes waits for nothing but the peer's close frame. Nothing is reported for them.
+    pub(crate) fn discard_queued(&mut self) {
+        self.outbox.retain(|q| matches!(q, Queued::Close(..)));
+    }
+
+    /// Whether the session has been told the connection ended and the link is finishing
+    /// the close handshake.
+    pub(crate) fn is_ending(&self) -> bool {
+        matches!(self.state, State::Ending { .. })
     }
 
     /// The subprotocol the upgrade negotiated (none before it opened).
@@ -236,21 +277,11 @@ impl Conn {
                     step.finished = true;
                     return step;
                 }
-                Poll::Ready(Ok(link)) => {
+                Poll::Ready(Ok(mut link)) => {
                     inputs.push(Input::TransportOpened { conn });
                     step.progressed = true;
-                    self.subprotocol = link.subprotocol;
-                    self.state = State::Open {
-                        stream: link.stream,
-                        writer: Writer {
-                            sink: link.sink,
-                            unflushed: Vec::new(),
-                            dirty: false,
-                            broken: false,
-                        },
-                        reset: link.reset,
-                        held: None,
-                    };
+                    self.subprotocol = link.subprotocol.take();
+                    self.state = State::open(link);
                 }
             }
         }

@@ -63,12 +63,6 @@ impl Incoming {
     }
 }
 
-/// Whether `input` reports a protocol error the link has not answered yet (see
-/// [`Incoming::is_unanswered_violation`]).
-pub(crate) fn is_unanswered_violation(input: &tether_core::Input) -> bool {
-    matches!(input, tether_core::Input::ProtocolError { violation, .. } if unanswered(violation))
-}
-
 fn unanswered(violation: &Violation) -> bool {
     !matches!(violation, Violation::InvalidCloseCode(_))
 }

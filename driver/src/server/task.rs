@@ -1,36 +1,32 @@
-//! The task of one guarded connection: it owns the [`ServerConn`], feeds it one thing at a
-//! time (a transport input, a command from a handle, an expired deadline), drains its
-//! outputs and carries them out. Reading and writing run concurrently inside the task, so
-//! a write the peer never drains does not stop reading (pongs still count as life) and
-//! the connection's send deadline can abort it.
+//! The task of one guarded connection: it owns the [`ServerConn`] and the connection's
+//! [`Conn`], and polls them in one loop, as the client's session task does: commands from
+//! the handles, the socket (reading, writing, the close handshake), the machine's next
+//! deadline. Reading and writing are independent steps of one poll (the same
+//! [`Conn`] as the client's), so a write the peer never drains does not stop reading
+//! (pongs still count as life) and the connection's send deadline can abort it; a burst
+//! of frames goes out with one flush, and nothing crosses a channel between reading and
+//! the machine.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
-use futures::channel::{mpsc, oneshot};
-use futures::future::BoxFuture;
-use futures::{FutureExt, SinkExt, StreamExt, select_biased};
+use futures::channel::mpsc;
+use futures::{Future, StreamExt};
 use tether_core::server::{EndCause, ServerConn, ServerEvent, ServerOutput};
-use tether_core::{CloseCode, ConnId, DataFrame, FrameId, Input};
+use tether_core::{CloseCode, DataFrame, FrameId, Input};
 
 use super::guard::{Cmd, DeliveryError, Reply, State, payload_len};
 use crate::alarm::Alarm;
+use crate::conn::Conn;
 use crate::runtime::Runtime;
-use crate::transport::{
-    FrameSink, FrameStream, Incoming, Link, Outgoing, dropped, is_unanswered_violation,
-};
+use crate::task::CMD_BUDGET;
+use crate::transport::Link;
 
-/// Reports in flight from the reader and writer to the loop. A full channel makes them
-/// wait, which pushes back on the socket instead of buffering without bound.
-const INPUT_CAPACITY: usize = 256;
-
-/// At most this many frames are handed to the WebSocket before one flush: one system
-/// call for a burst of broadcasts, and a bounded amount fed past a stuck socket.
-const MAX_BATCH: usize = 64;
-
-/// What the loop hands the writer: a frame (with the id to report) or a close frame.
-type WriteItem = (Option<FrameId>, Outgoing);
+/// Rounds of one wake-up before the loop yields to the runtime.
+const ROUND_BUDGET: usize = 16;
 
 /// Everything the task needs, built by the accept helper.
 pub(crate) struct Parts<R> {
@@ -53,186 +49,210 @@ impl Drop for FinishOnDrop {
     }
 }
 
-/// Runs the connection until it has ended; the socket closes when this returns.
+/// Runs the connection until it has ended and its socket is closed (the close handshake
+/// finished, bounded by the close timeout) or reset.
 pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
-    let Parts {
-        rt,
-        machine,
-        link,
-        state,
-        cmds,
-        inbound,
-    } = parts;
-    let conn = machine.conn();
-    let _finish = FinishOnDrop(state.clone());
-    let (inputs_tx, inputs_rx) = mpsc::channel(INPUT_CAPACITY);
-    let (writes_tx, writes_rx) = mpsc::unbounded();
-    let discard = Arc::new(AtomicBool::new(false));
-    let link_reset = link.reset;
-    let (release_tx, release_rx) = oneshot::channel();
-    let reader = read(conn, link.stream, inputs_tx.clone(), release_rx);
-    let writer = write(conn, link.sink, writes_rx, inputs_tx, discard.clone());
-    let linger_rt = rt.clone();
-    let control = Control {
-        rt,
-        machine,
-        state,
-        cmds,
-        inbound,
-        inputs: inputs_rx,
-        writes: writes_tx,
-        discard,
-        waiters: BTreeMap::new(),
-        refused: Vec::new(),
-        alarm: Alarm::new(),
-        abort: false,
-        warned_inbound: false,
-        held: None,
-        release: Some(release_tx),
-    };
-    let control = std::pin::pin!(control.run());
-    let io = std::pin::pin!(futures::future::join(reader, writer));
-    let futures::future::Either::Left((end, io)) = futures::future::select(control, io).await
-    else {
-        return;
-    };
-    let abandoned = match end.linger {
-        // The peer closed (or broke the protocol): reading on sends tungstenite's
-        // answering close frame (or the link's 1002/1007/1009), then the stream ends.
-        // Bounded: a peer that stopped reading gets no answer.
-        Some(linger) if !end.abort => {
-            let deadline = linger_rt.now() + linger;
-            let finished = futures::future::select(io, linger_rt.sleep_until(deadline)).await;
-            matches!(finished, futures::future::Either::Right(_))
-        }
-        _ => end.abort,
-    };
-    if abandoned && let Some(reset) = link_reset {
-        // The kernel would go on sending what this peer will never read.
-        reset.now();
-    }
+    let mut task = Task::new(parts);
+    futures::future::poll_fn(|cx| task.poll(cx)).await;
 }
 
-/// How the connection's loop ended.
-struct End {
-    /// How long to let the transport finish a close handshake the peer started.
-    linger: Option<std::time::Duration>,
-    /// The machine aborted the connection.
-    abort: bool,
-}
-
-struct Control<R> {
+struct Task<R> {
     rt: R,
     machine: ServerConn,
     state: Arc<State>,
     cmds: mpsc::UnboundedReceiver<Cmd>,
+    /// Every handle is gone (the command channel ended).
+    handles_gone: bool,
     inbound: mpsc::Sender<DataFrame>,
-    inputs: mpsc::Receiver<Input>,
-    writes: mpsc::UnboundedSender<WriteItem>,
-    discard: Arc<AtomicBool>,
+    /// The socket, until it is closed or dropped.
+    conn: Option<Conn>,
+    /// What polling the connection learned, for the machine, in order.
+    inputs: Vec<Input>,
     /// Admitted frames handed to the machine and not yet written: their senders' replies.
     waiters: BTreeMap<FrameId, Option<Reply>>,
     /// Replies to frames refused because the connection was already closing.
     refused: Vec<Reply>,
     alarm: Alarm,
-    abort: bool,
     warned_inbound: bool,
-    /// A protocol error held back until the application has caught up (see
-    /// [`CatchUp`](super::catch_up::CatchUp)), and the bound of the hold.
-    held: Option<(Input, BoxFuture<'static, ()>)>,
-    /// Lets the reader go on to fail the connection once the held error is reported.
-    release: Option<oneshot::Sender<()>>,
+    /// The end has been reported to the handles.
+    finished: bool,
+    _finish: FinishOnDrop,
 }
 
-impl<R: Runtime> Control<R> {
-    /// Runs until the connection has ended.
-    async fn run(mut self) -> End {
-        loop {
+impl<R: Runtime> Task<R> {
+    fn new(parts: Parts<R>) -> Self {
+        let Parts {
+            rt,
+            machine,
+            link,
+            state,
+            cmds,
+            inbound,
+        } = parts;
+        let conn = Conn::open(machine.conn(), link);
+        Task {
+            rt,
+            machine,
+            _finish: FinishOnDrop(state.clone()),
+            state,
+            cmds,
+            handles_gone: false,
+            inbound,
+            conn: Some(conn),
+            inputs: Vec::new(),
+            waiters: BTreeMap::new(),
+            refused: Vec::new(),
+            alarm: Alarm::new(),
+            warned_inbound: false,
+            finished: false,
+        }
+    }
+
+    /// One wake-up: rounds of taking whatever is ready and acting on it, until a round
+    /// finds nothing (every source has registered the waker) or the round budget is spent
+    /// (the loop then wakes itself and yields).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUND_BUDGET {
+            let mut progressed = false;
+            if !self.finished {
+                progressed |= self.poll_cmds(cx);
+                self.drain();
+            }
+            progressed |= self.poll_conn(cx);
             self.drain();
-            if self.machine.is_closed() || self.abort {
+            if !self.finished && self.machine.is_closed() {
                 self.finish();
-                // The peer's close frame is answered, and a peer that broke the protocol
-                // is sent its 1002/1007/1009, by reading on.
-                let peer_closed = matches!(
-                    self.machine.end_cause(),
-                    Some(EndCause::Lost(
-                        tether_core::DisconnectReason::Closed { code: Some(_), .. }
-                            | tether_core::DisconnectReason::ProtocolError(_)
-                    ))
-                );
-                let linger = self.machine.config().close_timeout;
-                return End {
-                    linger: peer_closed.then_some(linger),
-                    abort: self.abort,
-                };
             }
-            self.alarm.aim(self.machine.poll_timeout(), &self.rt);
-            let (held, state) = (&mut self.held, &self.state);
-            let caught_up = futures::future::poll_fn(|cx| match held {
-                Some((_, bound)) => {
-                    if state.catch_up.poll_caught_up(cx).is_ready() {
-                        return std::task::Poll::Ready(());
-                    }
-                    bound.as_mut().poll(cx)
+            if self.finished {
+                // The socket closes once its close handshake is over (or abandoned); a
+                // connection that ended any other way has nothing left to say.
+                if !self.conn.as_ref().is_some_and(Conn::is_ending) {
+                    self.conn = None;
                 }
-                None => std::task::Poll::Pending,
-            });
-            select_biased! {
-                () = caught_up.fuse() => self.release_held(),
-                input = self.inputs.next() => {
-                    // The reader and writer hold senders until the task ends.
-                    if let Some(input) = input {
-                        self.input(input);
-                    }
+                if self.conn.is_none() {
+                    return Poll::Ready(());
                 }
-                cmd = self.cmds.next() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => {
-                        // Every handle is gone: nobody can use the connection any more.
-                        let now = self.rt.now();
-                        let _ = self.machine.close(CloseCode::GOING_AWAY, "", now);
-                    }
-                },
-                () = &mut self.alarm => {
+            }
+            progressed |= self.conn.as_ref().is_some_and(Conn::has_news);
+            if !self.finished && self.poll_alarm(cx) {
+                progressed = true;
+                self.drain();
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes up to [`CMD_BUDGET`] commands from the handles; whether any was taken.
+    fn poll_cmds(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.handles_gone {
+            return false;
+        }
+        for _ in 0..CMD_BUDGET {
+            match self.cmds.poll_next_unpin(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Some(cmd)) => self.command(cmd),
+                Poll::Ready(None) => {
+                    // Every handle is gone: nobody can use the connection any more.
+                    self.handles_gone = true;
                     let now = self.rt.now();
-                    self.machine.handle_timeout(now);
+                    let _ = self.machine.close(CloseCode::GOING_AWAY, "", now);
+                    return true;
                 }
             }
         }
+        // More may be waiting: come back after the other sources.
+        cx.waker().wake_by_ref();
+        true
     }
 
-    /// Reports the held protocol error, and lets the reader send the close frame it
-    /// calls for.
-    fn release_held(&mut self) {
-        if let Some((input, _)) = self.held.take() {
-            if let Some(release) = self.release.take() {
-                let _ = release.send(());
-            }
-            let now = self.rt.now();
-            self.machine.handle_input(input, now);
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        if is_unanswered_violation(&input) {
-            // The application may still be answering what came before it: held back,
-            // bounded like a close.
-            let close_timeout = self.machine.config().close_timeout;
+    /// Polls the socket and hands the machine what it learned, in order.
+    fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(holding) = self.conn.as_ref().map(Conn::is_holding) else {
+            return false;
+        };
+        // A protocol error is held back until the application has taken every message
+        // delivered before it and waits for the next; commands it sent before that are
+        // taken first, so its answers are queued ahead of the failing close frame.
+        let caught_up =
+            holding && self.state.catch_up.poll_caught_up(cx).is_ready() && !self.cmds_pending(cx);
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let step = conn.poll(cx, usize::MAX, caught_up, &mut self.inputs);
+        let close_timeout = self.machine.config().close_timeout;
+        if step.holding || step.ending {
             // Validated: close_timeout is at most a year, well within the clock.
-            let bound = self.rt.sleep_until(self.rt.now() + close_timeout);
-            self.held = Some((input, bound));
-            return;
-        }
-        if let Input::WriteCompleted { frame, .. } = &input
-            && let Some(reply) = self.waiters.remove(frame)
-        {
-            self.state.outstanding.fetch_sub(1, Ordering::AcqRel);
-            if let Some(reply) = reply {
-                let _ = reply.send(Ok(()));
+            let deadline = self.rt.now() + close_timeout;
+            if step.holding {
+                // Bounded like a close: an application that never reads does not keep a
+                // peer that broke the protocol connected.
+                conn.bound_hold(self.rt.sleep_until(deadline));
+            } else if !step.finished {
+                // The peer's close is being answered (or its protocol error failed with a
+                // close frame): bounded like a close of our own.
+                conn.linger(self.rt.sleep_until(deadline));
             }
+        }
+        if step.finished
+            && let Some(conn) = self.conn.take()
+            && step.abandoned
+        {
+            // The kernel would go on sending what this peer will never read.
+            conn.abort();
+        }
+        self.feed();
+        step.progressed
+    }
+
+    /// Whether commands are waiting (taking them first); wakes the loop to act on them.
+    fn cmds_pending(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.finished || self.handles_gone {
+            return false;
+        }
+        let took = self.poll_cmds(cx);
+        if took {
+            self.drain();
+            cx.waker().wake_by_ref();
+        }
+        took
+    }
+
+    /// Aims the alarm at the machine's next deadline; whether it fired (the machine has
+    /// then handled the timeout).
+    fn poll_alarm(&mut self, cx: &mut Context<'_>) -> bool {
+        self.alarm.aim(self.machine.poll_timeout(), &self.rt);
+        if Pin::new(&mut self.alarm).poll(cx).is_pending() {
+            return false;
         }
         let now = self.rt.now();
-        self.machine.handle_input(input, now);
+        self.machine.handle_timeout(now);
+        true
+    }
+
+    /// Hands the machine every input learned so far.
+    fn feed(&mut self) {
+        if self.inputs.is_empty() {
+            return;
+        }
+        let now = self.rt.now();
+        let mut inputs = std::mem::take(&mut self.inputs);
+        for input in inputs.drain(..) {
+            if let Input::WriteCompleted { frame, .. } = &input
+                && let Some(reply) = self.waiters.remove(frame)
+            {
+                self.state.outstanding.fetch_sub(1, Ordering::AcqRel);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            self.machine.handle_input(input, now);
+        }
+        // The buffer keeps its allocation.
+        self.inputs = inputs;
     }
 
     fn command(&mut self, cmd: Cmd) {
@@ -264,26 +284,45 @@ impl<R: Runtime> Control<R> {
         }
     }
 
+    /// Carries out every output of the machine, feeding back what acting learned (a
+    /// write to a broken socket fails at once), until it has nothing more to say.
     fn drain(&mut self) {
-        while let Some(out) = self.machine.poll_output() {
-            match out {
-                ServerOutput::SendFrame { frame, payload, .. } => {
-                    let _ = self
-                        .writes
-                        .unbounded_send((Some(frame), Outgoing::Frame(payload)));
-                }
-                ServerOutput::CloseTransport { code, reason, .. } => {
+        loop {
+            while let Some(out) = self.machine.poll_output() {
+                self.act(out);
+            }
+            if self.inputs.is_empty() {
+                return;
+            }
+            self.feed();
+        }
+    }
+
+    fn act(&mut self, out: ServerOutput) {
+        match out {
+            ServerOutput::SendFrame { frame, payload, .. } => match self.conn.as_mut() {
+                Some(conn) => conn.send(frame, payload, &mut self.inputs),
+                None => self.inputs.push(Input::WriteFailed {
+                    conn: self.machine.conn(),
+                    frame,
+                }),
+            },
+            ServerOutput::CloseTransport { code, reason, .. } => {
+                if let Some(conn) = self.conn.as_mut() {
                     // Frames not yet handed to the socket are dropped: a closing
                     // connection waits for nothing but the peer's close frame.
-                    self.discard.store(true, Ordering::Release);
-                    let _ = self
-                        .writes
-                        .unbounded_send((None, Outgoing::Close(code, reason)));
+                    conn.discard_queued();
+                    conn.close(code, reason);
                 }
-                ServerOutput::AbortTransport { .. } => self.abort = true,
-                ServerOutput::Event(event) => self.event(event),
-                _ => {}
             }
+            ServerOutput::AbortTransport { .. } => {
+                // Reset, so the kernel does not keep sending to a peer given up on.
+                if let Some(conn) = self.conn.take() {
+                    conn.abort();
+                }
+            }
+            ServerOutput::Event(event) => self.event(event),
+            _ => {}
         }
     }
 
@@ -336,6 +375,7 @@ impl<R: Runtime> Control<R> {
 
     /// Reports the end to everyone waiting: senders, `closed()`, the hub.
     fn finish(&mut self) {
+        self.finished = true;
         let cause = self
             .machine
             .end_cause()
@@ -364,106 +404,6 @@ impl<R: Runtime> Control<R> {
             }
         }
     }
-}
-
-/// Reads frames until the connection ends, then reports how. Completes only after that
-/// report, so the task never ends before the loop has heard of the end.
-///
-/// After a protocol error, the link's failing close frame waits for `release`: the loop
-/// sends it (or drops it) once the application has answered what came before.
-async fn read(
-    conn: ConnId,
-    mut stream: FrameStream,
-    mut inputs: mpsc::Sender<Input>,
-    release: oneshot::Receiver<()>,
-) {
-    let last = loop {
-        match stream.next().await {
-            Some(Ok(Incoming::Frame(frame))) => {
-                if inputs
-                    .send(Input::FrameReceived { conn, frame })
-                    .await
-                    .is_err()
-                {
-                    break dropped(conn);
-                }
-            }
-            // The peer's close frame, or its protocol error: the last input.
-            Some(Ok(ending)) => break ending.into_input(conn),
-            Some(Err(e)) => {
-                tracing::debug!(%conn, error = %e, "read failed");
-                break dropped(conn);
-            }
-            None => break dropped(conn),
-        }
-    };
-    let held = is_unanswered_violation(&last);
-    if inputs.send(last).await.is_ok() {
-        if held {
-            // Dropped unsent when the loop ends first: reading on is then all that is left.
-            let _ = release.await;
-        }
-        // Reading on finishes the close handshake: the link flushes tungstenite's answer to
-        // a close frame, or the close frame it fails the connection with; the stream then
-        // ends.
-        while let Some(Ok(_)) = stream.next().await {}
-    }
-}
-
-/// Writes what the loop hands over in batches (feed up to [`MAX_BATCH`], flush once) and
-/// reports each frame written when the flush returns.
-async fn write(
-    conn: ConnId,
-    mut sink: FrameSink,
-    mut items: mpsc::UnboundedReceiver<WriteItem>,
-    mut inputs: mpsc::Sender<Input>,
-    discard: Arc<AtomicBool>,
-) {
-    let mut batch: Vec<FrameId> = Vec::with_capacity(MAX_BATCH);
-    'outer: while let Some(first) = items.next().await {
-        let mut next = Some(first);
-        let mut fed = 0;
-        let mut failed = None;
-        while let Some((id, out)) = next.take() {
-            let data = matches!(out, Outgoing::Frame(_));
-            if !(data && discard.load(Ordering::Acquire)) {
-                if let Err(e) = sink.feed(out).await {
-                    tracing::debug!(%conn, error = %e, "write failed");
-                    failed = Some(id.or(batch.first().copied()));
-                    break;
-                }
-                fed += 1;
-                batch.extend(id);
-            }
-            if fed >= MAX_BATCH {
-                break;
-            }
-            next = items.try_recv().ok();
-        }
-        if failed.is_none()
-            && let Err(e) = sink.flush().await
-        {
-            tracing::debug!(%conn, error = %e, "flush failed");
-            failed = Some(batch.first().copied());
-        }
-        if let Some(id) = failed {
-            // The machine ends the connection on any failed write; the id is for logs.
-            let frame = id.unwrap_or(FrameId::from_raw(u64::MAX));
-            let _ = inputs.send(Input::WriteFailed { conn, frame }).await;
-            break 'outer;
-        }
-        for frame in batch.drain(..) {
-            if inputs
-                .send(Input::WriteCompleted { conn, frame })
-                .await
-                .is_err()
-            {
-                break 'outer;
-            }
-        }
-    }
-    // The loop has ended (or a write failed, which ends it): nothing more to write. The
-    // socket lives on in the reader's half until the task ends.
 }
 
 #[cfg(test)]
