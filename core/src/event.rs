@@ -14,13 +14,31 @@ use crate::ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};
 use crate::protocol::Protocol;
 use crate::status::Status;
 
-/// One thing the session wants done or known. Drain with
-/// [`Session::poll_output`](crate::Session::poll_output) after every call.
-#[derive_where(Clone, Debug, PartialEq)]
+/// Whose outputs an [`Output`] carries, and so what its [`Output::Event`] holds: a
+/// client [`Session`](crate::Session) of a protocol `P` (every [`Protocol`] is a role,
+/// its events are [`Event<P>`]) or the server role
+/// ([`ServerRole`](crate::server::ServerRole), events
+/// [`ServerEvent`](crate::server::ServerEvent)). The transport work both sides ask of
+/// their adapter is one set of variants, carried out by one piece of code.
+pub trait Role {
+    /// The events of this role.
+    type Event: Clone + fmt::Debug + PartialEq;
+}
+
+impl<P: Protocol> Role for P {
+    type Event = Event<P>;
+}
+
+/// One thing the machine wants done or known. Drain with
+/// [`Session::poll_output`](crate::Session::poll_output) (or the server role's
+/// [`ServerConn::poll_output`](crate::server::ServerConn::poll_output), where `Output`
+/// is [`ServerOutput`](crate::server::ServerOutput)) after every call.
+#[derive_where(Clone, Debug, PartialEq; R::Event)]
 #[non_exhaustive]
-pub enum Output<P: Protocol> {
+pub enum Output<R: Role> {
     /// Open a transport (TCP, TLS, HTTP upgrade) for this connection generation. Report
     /// `TransportOpened` or `TransportFailed`; the session enforces the connect timeout.
+    /// A client session's only: a server connection is open from the start.
     OpenTransport {
         /// The generation the transport belongs to.
         conn: ConnId,
@@ -51,7 +69,7 @@ pub enum Output<P: Protocol> {
         /// The connection to drop.
         conn: ConnId,
     },
-    /// The status changed (reported once per change, in order).
+    /// The status changed (reported once per change, in order). A client session's only.
     StatusChanged {
         /// The previous status.
         from: Status,
@@ -59,7 +77,7 @@ pub enum Output<P: Protocol> {
         to: Status,
     },
     /// Something for the application.
-    Event(Event<P>),
+    Event(R::Event),
 }
 
 /// Something the application should know.

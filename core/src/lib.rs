@@ -130,7 +130,7 @@ pub use error::{
     RequestError, RequestFailure, SendError, SessionError, Violation,
 };
 pub use event::{
-    DropReason, EndReason, Event, Output, Retry, StreamEnd, StreamEvent, StreamEventKind,
+    DropReason, EndReason, Event, Output, Retry, Role, StreamEnd, StreamEvent, StreamEventKind,
 };
 pub use frame::{DataFrame, InFrame, OutFrame, Utf8Bytes};
 pub use ids::{ConnId, FrameId, MessageId, RequestId, StreamKey};

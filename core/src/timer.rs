@@ -34,6 +34,65 @@ pub enum TimerKind {
     FirstMessage,
 }
 
+/// A machine driven by deadlines (the client session, the server connection): what
+/// [`advance`] needs of it. One piece of code clamps time, detects a clock jump and fires
+/// what is due, for both.
+pub(crate) trait Timed {
+    /// The earliest armed deadline and its kind.
+    fn next_timer(&self) -> Option<(std::time::Instant, TimerKind)>;
+    /// Acts on a deadline that is due; it must disarm or move that deadline.
+    fn fire(&mut self, kind: TimerKind, now: std::time::Instant);
+    /// `now` is more than the clock-jump threshold past the earliest deadline: the host
+    /// slept, so evidence from before the sleep is re-examined instead of acted on.
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: std::time::Instant);
+    /// How far past a deadline `now` must be to count as a clock jump.
+    fn clock_jump_threshold(&self) -> std::time::Duration;
+    /// The latest `now` seen, kept by [`advance`].
+    fn last_now(&mut self) -> &mut Option<std::time::Instant>;
+}
+
+/// More timers than this firing in one call means a timer that does not move its own
+/// deadline: a bug, stopped here instead of spinning. Far above what a real call fires
+/// (every request of a session can share one deadline, and fires in one firing).
+const MAX_FIRINGS_PER_CALL: usize = 100_000;
+
+/// Clamps `now` to the latest time `machine` has seen (a `now` earlier than one already
+/// seen is treated as that one), then fires every timer due by then, probing first when
+/// `now` is far past the earliest deadline. Returns the clamped `now`.
+#[inline]
+pub(crate) fn advance<T: Timed>(machine: &mut T, now: std::time::Instant) -> std::time::Instant {
+    let last = machine.last_now();
+    let now = match *last {
+        Some(last) if now < last => {
+            tracing::debug!(behind = ?(last - now), "time went backwards; clamped");
+            last
+        }
+        _ => now,
+    };
+    *last = Some(now);
+    // The next deadline is computed once per firing, not once more for the jump check:
+    // this is the hot path of every inbound frame.
+    let mut next = machine.next_timer();
+    if let Some((at, _)) = next
+        && at < now
+        && now - at > machine.clock_jump_threshold()
+    {
+        machine.clock_jumped(now - at, now);
+        next = machine.next_timer();
+    }
+    for _ in 0..MAX_FIRINGS_PER_CALL {
+        match next {
+            Some((at, kind)) if at <= now => {
+                machine.fire(kind, now);
+                next = machine.next_timer();
+            }
+            _ => return now,
+        }
+    }
+    debug_assert!(false, "a timer did not move its deadline");
+    now
+}
+
 /// Keeps the earliest of a set of candidate deadlines; ties keep the first offered, so the
 /// order of `offer` calls is the tie-break order.
 #[derive(Clone, Copy, Debug, Default)]

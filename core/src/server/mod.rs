@@ -68,7 +68,7 @@ use bytes::Bytes;
 
 pub use crate::close::{CloseError, MAX_CLOSE_REASON};
 pub use config::ServerConfig;
-pub use output::{EndCause, ServerEvent, ServerOutput, ServerStats};
+pub use output::{EndCause, ServerEvent, ServerOutput, ServerRole, ServerStats};
 
 use crate::close::CloseCode;
 use crate::error::{ConfigError, DisconnectReason, SendError, Violation};
@@ -76,12 +76,8 @@ use crate::frame::{DataFrame, InFrame, OutFrame, Utf8Bytes};
 use crate::ids::{ConnId, FrameId};
 use crate::input::Input;
 use crate::liveness::{Liveness, LivenessAction, LivenessTimer};
-use crate::timer::{Earliest, TimerKind};
+use crate::timer::{Earliest, Timed, TimerKind};
 use crate::writes::Writes;
-
-/// More timers than this firing in one call means a timer that does not move its own
-/// deadline: a bug, stopped here instead of spinning.
-const MAX_FIRINGS_PER_CALL: usize = 10_000;
 
 /// Where the connection is. Every deadline lives inside its state, so leaving a state
 /// disarms its timers.
@@ -117,7 +113,7 @@ pub struct ServerConn {
     writes: Writes,
     next_frame: u64,
     outputs: VecDeque<ServerOutput>,
-    now: Instant,
+    now: Option<Instant>,
     stats: ServerStats,
     end: Option<EndCause>,
 }
@@ -155,7 +151,7 @@ impl ServerConn {
             writes: Writes::with_capacity(16),
             next_frame: 0,
             outputs: VecDeque::with_capacity(8),
-            now,
+            now: Some(now),
             stats: ServerStats::default(),
             end: None,
         })
@@ -219,14 +215,14 @@ impl ServerConn {
     /// connection has ended. Changes after any call that takes `now`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timer().map(|(t, _)| t)
+        self.earliest_timer().map(|(t, _)| t)
     }
 
     /// Which timer [`poll_timeout`](Self::poll_timeout) is waiting for: [`TimerKind::Ping`],
     /// [`TimerKind::Liveness`], [`TimerKind::SendDeadline`] or [`TimerKind::CloseTimeout`].
     #[must_use]
     pub fn timeout_reason(&self) -> Option<TimerKind> {
-        self.next_timer().map(|(_, k)| k)
+        self.earliest_timer().map(|(_, k)| k)
     }
 
     // ---- inputs --------------------------------------------------------------------------
@@ -355,7 +351,7 @@ impl ServerConn {
 
     // ---- internals -----------------------------------------------------------------------
 
-    fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+    fn earliest_timer(&self) -> Option<(Instant, TimerKind)> {
         let mut e = Earliest::default();
         match &self.state {
             State::Open {
@@ -383,38 +379,13 @@ impl ServerConn {
 
     /// Clamps `now` to the latest time seen and fires every timer due by then.
     fn advance(&mut self, now: Instant) -> Instant {
-        let now = if now < self.now {
-            tracing::debug!(behind = ?(self.now - now), "time went backwards; clamped");
-            self.now
-        } else {
-            now
-        };
-        self.now = now;
-        let mut next = self.next_timer();
-        if let Some((at, _)) = next
-            && at < now
-            && now - at > self.cfg.liveness.clock_jump_threshold
-        {
-            self.clock_jumped(now - at, now);
-            next = self.next_timer();
-        }
-        for _ in 0..MAX_FIRINGS_PER_CALL {
-            match next {
-                Some((at, kind)) if at <= now => {
-                    self.fire(kind, now);
-                    next = self.next_timer();
-                }
-                _ => return now,
-            }
-        }
-        debug_assert!(false, "a timer did not move its deadline");
-        now
+        crate::timer::advance(self, now)
     }
 
     /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
     /// Silence and unreported writes from before the sleep say nothing about the peer
     /// now, so it is probed, exactly as the client session does.
-    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+    fn probe_after_jump(&mut self, overshoot: std::time::Duration, now: Instant) {
         let State::Open {
             liveness,
             first_message,
@@ -438,7 +409,7 @@ impl ServerConn {
         self.ping(now);
     }
 
-    fn fire(&mut self, kind: TimerKind, now: Instant) {
+    fn fire_timer(&mut self, kind: TimerKind, now: Instant) {
         match kind {
             TimerKind::Ping | TimerKind::Liveness => {
                 let State::Open { liveness, .. } = &mut self.state else {
@@ -611,5 +582,30 @@ impl ServerConn {
         self.stats.violations += 1;
         tracing::debug!(conn = %self.conn, %violation, "protocol violation");
         self.emit(ServerEvent::Violation(violation));
+    }
+}
+
+impl Timed for ServerConn {
+    #[inline]
+    fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+        self.earliest_timer()
+    }
+
+    fn fire(&mut self, kind: TimerKind, now: Instant) {
+        self.fire_timer(kind, now);
+    }
+
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+        self.probe_after_jump(overshoot, now);
+    }
+
+    #[inline]
+    fn clock_jump_threshold(&self) -> std::time::Duration {
+        self.cfg.liveness.clock_jump_threshold
+    }
+
+    #[inline]
+    fn last_now(&mut self) -> &mut Option<Instant> {
+        &mut self.now
     }
 }

@@ -4,43 +4,28 @@ use std::time::Duration;
 
 use crate::close::CloseCode;
 use crate::error::{DisconnectReason, Violation};
-use crate::frame::{DataFrame, OutFrame};
-use crate::ids::{ConnId, FrameId};
+use crate::event::{Output, Role};
+use crate::frame::DataFrame;
+use crate::ids::FrameId;
 
-/// One thing the connection wants done or known. Drain with
-/// [`ServerConn::poll_output`](super::ServerConn::poll_output) after every call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ServerOutput {
-    /// Write this frame; report `WriteCompleted` (or `WriteFailed`) with its id.
-    SendFrame {
-        /// The connection.
-        conn: ConnId,
-        /// The id to echo back.
-        frame: FrameId,
-        /// The frame.
-        payload: OutFrame,
-    },
-    /// Send a close frame and keep reading until the peer answers (report
-    /// `TransportClosed`) or the connection says `AbortTransport`. Frames handed over
-    /// earlier and not yet on the wire may be discarded: the connection no longer waits
-    /// for them.
-    CloseTransport {
-        /// The connection.
-        conn: ConnId,
-        /// The close code.
-        code: CloseCode,
-        /// The close reason.
-        reason: String,
-    },
-    /// Drop the socket now, without a close handshake.
-    AbortTransport {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Something for the application.
-    Event(ServerEvent),
+/// The server role of [`Output`]: its events are [`ServerEvent`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerRole;
+
+impl Role for ServerRole {
+    type Event = ServerEvent;
 }
+
+/// One thing the connection wants done or known: the same transport work as a client
+/// session's ([`SendFrame`](Output::SendFrame), [`CloseTransport`](Output::CloseTransport),
+/// [`AbortTransport`](Output::AbortTransport)) and [`Event`](Output::Event)s of its own;
+/// never `OpenTransport` or `StatusChanged`. Drain with
+/// [`ServerConn::poll_output`](super::ServerConn::poll_output) after every call.
+///
+/// A frame handed over with `SendFrame` is reported `WriteCompleted` (or `WriteFailed`);
+/// after `CloseTransport`, frames handed over earlier and not yet on the wire may be
+/// discarded: the connection no longer waits for them.
+pub type ServerOutput = Output<ServerRole>;
 
 /// Something the application should know about its connection.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,15 +10,11 @@ use crate::frame::OutFrame;
 use crate::liveness::{LivenessAction, LivenessTimer};
 use crate::protocol::Protocol;
 use crate::status::Status;
-use crate::timer::{Earliest, TimerKind, after};
-
-/// More timers than this firing in one call means a timer that does not move its own
-/// deadline: a bug, stopped here instead of spinning.
-const MAX_FIRINGS_PER_CALL: usize = 100_000;
+use crate::timer::{Earliest, Timed, TimerKind, after};
 
 impl<P: Protocol> Session<P> {
     /// The earliest armed deadline and its kind.
-    pub(super) fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+    pub(super) fn earliest_timer(&self) -> Option<(Instant, TimerKind)> {
         let mut e = Earliest::default();
         match &self.link {
             Link::Down => {}
@@ -68,42 +64,14 @@ impl<P: Protocol> Session<P> {
 
     /// Clamps `now` to the latest time seen and fires every timer due by then.
     pub(super) fn advance(&mut self, now: Instant) -> Instant {
-        let now = match self.now {
-            Some(last) if now < last => {
-                tracing::debug!(behind = ?(last - now), "time went backwards; clamped");
-                last
-            }
-            _ => now,
-        };
-        self.now = Some(now);
-        // The next deadline is computed once per firing, not once more for the jump check:
-        // this is the hot path of every inbound frame.
-        let mut next = self.next_timer();
-        if let Some((at, _)) = next
-            && at < now
-            && now - at > self.cfg.liveness.clock_jump_threshold
-        {
-            self.clock_jumped(now - at, now);
-            next = self.next_timer();
-        }
-        for _ in 0..MAX_FIRINGS_PER_CALL {
-            match next {
-                Some((at, kind)) if at <= now => {
-                    self.fire(kind, now);
-                    next = self.next_timer();
-                }
-                _ => return now,
-            }
-        }
-        debug_assert!(false, "a timer did not move its deadline");
-        now
+        crate::timer::advance(self, now)
     }
 
     /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
     /// Evidence gathered before the sleep (silence, unreported writes) says nothing about
     /// the peer now, so an open connection is probed rather than condemned. Timers that do
     /// not judge the peer (requests, backoff, queue) fire as usual.
-    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+    fn probe_after_jump(&mut self, overshoot: std::time::Duration, now: Instant) {
         let Link::Open { conn, liveness, .. } = &mut self.link else {
             return;
         };
@@ -116,7 +84,7 @@ impl<P: Protocol> Session<P> {
         self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
     }
 
-    fn fire(&mut self, kind: TimerKind, now: Instant) {
+    fn fire_timer(&mut self, kind: TimerKind, now: Instant) {
         match kind {
             TimerKind::ConnectTimeout => {
                 if let Link::Opening { conn, .. } = self.link {
@@ -235,5 +203,30 @@ impl<P: Protocol> Session<P> {
             ),
             Link::Down => self.drop_unconfirmed(),
         }
+    }
+}
+
+impl<P: Protocol> Timed for Session<P> {
+    #[inline]
+    fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+        self.earliest_timer()
+    }
+
+    fn fire(&mut self, kind: TimerKind, now: Instant) {
+        self.fire_timer(kind, now);
+    }
+
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+        self.probe_after_jump(overshoot, now);
+    }
+
+    #[inline]
+    fn clock_jump_threshold(&self) -> std::time::Duration {
+        self.cfg.liveness.clock_jump_threshold
+    }
+
+    #[inline]
+    fn last_now(&mut self) -> &mut Option<Instant> {
+        &mut self.now
     }
 }
