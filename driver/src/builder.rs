@@ -7,11 +7,13 @@ use std::sync::Arc;
 use tether_core::profiles::Raw;
 use tether_core::{Config, ConnId};
 
-use crate::client::{Client, ConnectError};
-use crate::connect::{SendProtocol, os_seed};
+use crate::client::Client;
+use crate::connect::os_seed;
+use crate::error::ConnectError;
 use crate::proxy::Proxy;
 use crate::record::{Options, Recordable, Recorder};
 use crate::runtime::Runtime;
+use crate::send_protocol::SendProtocol;
 use crate::ws::{Dial, HeaderFn, WsTransport};
 
 /// Builds a client session to a WebSocket URL: protocol, configuration, upgrade headers

@@ -4,19 +4,22 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::task::noop_waker_ref;
 use futures::{FutureExt, StreamExt};
 use tether_core::{
     ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, InFrame, Opening, OutFrame, Phase,
-    RequestMeta, SessionError, StreamEnd, StreamEventKind, StreamFrame, StreamKey, StreamState,
-    TextMode, TransportFailure,
+    RequestFailure, RequestMeta, SessionError, StreamEnd, StreamEventKind, StreamFrame, StreamKey,
+    StreamState, TextMode, TransportFailure,
 };
 
 use super::*;
+use crate::shared::SUBSCRIBER_BYTES;
 use crate::transport::{Incoming, Link};
 
 // ---- a manual runtime --------------------------------------------------------------------

@@ -2,28 +2,14 @@
 
 use std::time::Duration;
 
-use tether_core::{Config, Protocol};
+use tether_core::Config;
 
-use crate::client::{Client, ConnectError};
+use crate::client::Client;
+use crate::error::ConnectError;
 use crate::record::Options;
 use crate::runtime::Runtime;
+use crate::send_protocol::SendProtocol;
 use crate::ws::{Dial, WsTransport};
-
-/// A protocol whose values can cross to the session loop's task: what the driver needs of
-/// a [`Protocol`] (implemented for every protocol that qualifies).
-pub trait SendProtocol:
-    Protocol<Inbound: Send, Outbound: Send, Request: Send, Response: Send, RemoteError: Send>
-    + Send
-    + 'static
-{
-}
-
-impl<P> SendProtocol for P where
-    P: Protocol<Inbound: Send, Outbound: Send, Request: Send, Response: Send, RemoteError: Send>
-        + Send
-        + 'static
-{
-}
 
 /// TCP keepalive set on every socket: idle 60 s, interval 10 s, 3 probes, so a dead peer
 /// is detected in about 90 s where the OS default would take hours.

@@ -28,14 +28,17 @@ mod client;
 pub mod clock;
 mod conn;
 mod connect;
+mod error;
 mod http_head;
 mod mailbox;
 mod proxy;
 pub mod record;
 mod reset;
 mod runtime;
+mod send_protocol;
 pub mod server;
 mod session_id;
+mod shared;
 mod sniff;
 mod stream_events;
 mod task;
@@ -48,18 +51,16 @@ mod ws;
 mod ws_link;
 
 pub use builder::Builder;
-pub use client::{
-    CMD_CAPACITY, CallError, Client, ConnectError, STREAM_CAPACITY, SUBSCRIBER_BYTES,
-    SUBSCRIBER_CAPACITY, StreamCall,
-};
-pub use connect::{
-    KEEPALIVE, SendProtocol, configure_socket, connect_ws, connect_ws_with, os_seed,
-};
+pub use client::{Client, StreamCall};
+pub use connect::{KEEPALIVE, configure_socket, connect_ws, connect_ws_with, os_seed};
+pub use error::{CallError, ConnectError};
 #[cfg(feature = "rustls")]
 pub use futures_rustls::rustls;
 pub use proxy::{MAX_CONNECT_HEAD, Proxy};
 pub use reset::Reset;
 pub use runtime::Runtime;
+pub use send_protocol::SendProtocol;
+pub use shared::{CMD_CAPACITY, STREAM_CAPACITY, SUBSCRIBER_BYTES, SUBSCRIBER_CAPACITY};
 pub use stream_events::StreamEvents;
 pub use tether_core;
 #[cfg(feature = "rustls")]

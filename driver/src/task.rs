@@ -19,9 +19,10 @@ use tether_core::{
 use crate::record::{OnDemand, Options, Tap};
 
 use crate::alarm::Alarm;
-use crate::client::{CallError, Cmd, Control, Shared};
 use crate::conn::Conn;
+use crate::error::CallError;
 use crate::runtime::Runtime;
+use crate::shared::{Cmd, Control, Shared};
 use crate::stream_events::{Sent, StreamSender};
 use crate::transport::Transport;
 use crate::update::Update;
@@ -92,7 +93,7 @@ impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
     }
 }
 
-impl<P: crate::connect::SendProtocol, R: Runtime> Driver<P, R> {
+impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
     #[allow(clippy::too_many_arguments)] // One call site, in `Client::start_with`.
     pub(crate) fn new(
         session: Session<P>,

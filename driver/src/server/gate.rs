@@ -134,8 +134,14 @@ pub enum Limit {
 }
 
 /// Limits and counters shared by every accept whose [`GuardConfig::gate`] is a clone of
-/// this one (a handle: clones share the counts). See the [module docs](self) for what
-/// happens over each limit.
+/// this one (a handle: clones share the counts).
+///
+/// Over `max_pending_upgrades` a socket is closed at once, unread and unanswered:
+/// answering would mean holding it while its request arrives, the very thing that limit
+/// bounds (a slowloris flood). Over `max_connections` or `max_per_ip`, the request head is
+/// read (within `upgrade_timeout` and `max_request_head`, as for every upgrade) and
+/// answered `503 Service Unavailable` with `Retry-After`, so a well-behaved client learns
+/// to come back later instead of seeing a reset it would retry at once.
 ///
 /// [`GuardConfig::gate`]: super::GuardConfig::gate
 #[derive(Clone)]
