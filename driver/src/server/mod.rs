@@ -11,8 +11,8 @@
 //!
 //! ```text
 //!  Hub::broadcast ─► try_send ─► bounded queue ─►┌─────────────────────────┐
-//!  Guarded::send ──────────────────────────────►│ connection task         │──► writer: feed, flush, report
-//!  Guarded::close / terminate ─────────────────►│  ServerConn (sans-IO)   │◄── reader: frames, pongs, close
+//!  Guarded::send ──────────────────────────────►│ connection task         │──► Conn: write, one flush, report
+//!  Guarded::close / terminate ─────────────────►│  ServerConn (sans-IO)   │◄── Conn: read frames, pongs, close
 //!  Guarded::recv ◄── bounded inbound ◄──────────│  sleeps until its       │──► abort: stale, deadline, close timeout
 //!  departures ◄── end hook ◄────────────────────└──── poll_timeout() ─────┘
 //! ```
