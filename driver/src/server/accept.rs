@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_tungstenite::WebSocketStream;
 use futures::FutureExt;
 use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
@@ -16,6 +17,7 @@ use super::guard::{GuardConfig, Guarded, State};
 use super::task::{self, Parts};
 use crate::reset::Reset;
 use crate::runtime::Runtime;
+use crate::sniff::Sniffed;
 use crate::transport::Link;
 
 /// Ids of accepted connections, unique in the process.
@@ -76,10 +78,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     config.validate()?;
-    let cap = config.server.max_inbound_frame;
-    let limits =
-        crate::InboundLimits::new(runtime.clone(), cap, config.server.liveness.message_timeout);
-    let ws = crate::ws_link::codec_config(cap);
+    let ws = crate::ws_link::codec_config(config.server.max_inbound_frame);
     let upgrade =
         async_tungstenite::accept_async_with_config(crate::sniff::Sniffed::new(io), Some(ws))
             .fuse();
@@ -90,12 +89,33 @@ where
         r = upgrade => r.map_err(|e| AcceptError::Upgrade(e.to_string()))?,
         () = timeout => return Err(AcceptError::Timeout(config.upgrade_timeout)),
     };
-    Ok(guard(
-        runtime,
-        crate::ws_link::into_link(ws, reset, Some(limits), None),
-        peer,
-        config,
-    )?)
+    Ok(guard_ws(runtime, ws, reset, peer, config)?)
+}
+
+/// The tail every way in shares once the upgrade is done, however it was done: the
+/// codec (made with [`codec_config`](crate::ws_link::codec_config) of
+/// `max_inbound_frame`, over a byte stream wrapped in [`Sniffed`] before the upgrade, so
+/// close codes are read as sent) becomes a link with the connection's inbound limits,
+/// guarded by [`guard`]. [`accept_ws_with`] and
+/// [`guard_upgraded`](super::guard_upgraded) both end here.
+pub(super) fn guard_ws<R, S>(
+    runtime: R,
+    ws: WebSocketStream<Sniffed<S>>,
+    reset: Option<Reset>,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, ConfigError>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = crate::InboundLimits::new(
+        runtime.clone(),
+        config.server.max_inbound_frame,
+        config.server.liveness.message_timeout,
+    );
+    let link = crate::ws_link::into_link(ws, reset, Some(limits), None);
+    guard(runtime, link, peer, config)
 }
 
 /// Starts guarding an already open connection (a [`Link`] from any transport: the
