@@ -4,10 +4,12 @@
 //! (`hyper::upgrade::on`); on smol, a minimal hand-written HTTP exchange over
 //! `smol::net::TcpStream` does. Both answer with `upgrade_response`.
 //!
-//! Every scenario runs both ways in ([`Way::Accept`] and [`Way::Upgraded`]) and asserts
-//! the same outcome, but one: a connection the guard gives up on is reset by `accept`
-//! (it holds a reset handle on its socket) and closed by `guard_upgraded` (foreign I/O
-//! has none). The clients are async-tungstenite's (a client this project did not write)
+//! The scenarios run both ways in ([`Way::Accept`] and [`Way::Upgraded`]) and assert the
+//! same outcome — echo, close codes both ways, liveness, the send deadline, 1009 — but
+//! for one documented difference: a connection the guard gives up on is reset by
+//! `accept` (it holds a reset handle on its socket) and closed by `guard_upgraded`
+//! (foreign I/O has none). Two are for the upgraded way alone: the HTTP server's
+//! refusals, and a frame sent with the request (which tungstenite's accept refuses). The clients are async-tungstenite's (a client this project did not write)
 //! and a raw peer that writes frames no library would (`tether_tests::raw_peer`).
 //!
 //! Timing bounds are correctness bounds: the configured (shortened) timeout plus
@@ -28,8 +30,10 @@ use futures::future::BoxFuture;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use tether_core::server::EndCause;
 use tether_core::{CloseCode, DataFrame, DisconnectReason, Utf8Bytes, Violation};
-use tether_driver::server::{GuardConfig, Guarded, http, upgrade_response};
-use tether_tests::raw_peer::{Answer, MASK, client_case, header};
+use tether_driver::server::{DeliveryError, GuardConfig, Guarded, http, upgrade_response};
+use tether_tests::raw_peer::{
+    Answer, MASK, client_case, close_payload, frame, header, read_answer,
+};
 use tether_tests::runtimes::{OnSmol, OnTokio, TestRuntime, within};
 
 /// Scheduling slack on top of a configured deadline on a loaded shared machine.
@@ -57,12 +61,22 @@ type Ws = WebSocketStream<Box<dyn Io>>;
 /// What the scenarios need beyond [`TestRuntime`].
 trait Byo: TestRuntime {
     /// Serves on a free port of 127.0.0.1, guarding each connection `way` with `config`
-    /// and handing it over.
+    /// and handing it over; each accepted socket's send buffer is shrunk to `sndbuf`
+    /// bytes if given.
+    fn serve_with(
+        &self,
+        way: Way,
+        config: GuardConfig,
+        sndbuf: Option<usize>,
+    ) -> (SocketAddr, mpsc::UnboundedReceiver<Guarded>);
+    /// [`serve_with`](Self::serve_with) with the system's buffers.
     fn serve(
         &self,
         way: Way,
         config: GuardConfig,
-    ) -> (SocketAddr, mpsc::UnboundedReceiver<Guarded>);
+    ) -> (SocketAddr, mpsc::UnboundedReceiver<Guarded>) {
+        self.serve_with(way, config, None)
+    }
     /// Wraps a connected std socket in the runtime's async socket.
     fn wrap(&self, s: std::net::TcpStream) -> Box<dyn Io>;
     /// Runs `f` in a task of the runtime.
@@ -99,10 +113,11 @@ async fn hyper_upgrade(
 }
 
 impl Byo for OnTokio {
-    fn serve(
+    fn serve_with(
         &self,
         way: Way,
         config: GuardConfig,
+        sndbuf: Option<usize>,
     ) -> (SocketAddr, mpsc::UnboundedReceiver<Guarded>) {
         let std = listener();
         let addr = std.local_addr().expect("address");
@@ -113,6 +128,11 @@ impl Byo for OnTokio {
                 let Ok((tcp, peer)) = listener.accept().await else {
                     return;
                 };
+                if let Some(n) = sndbuf {
+                    socket2::SockRef::from(&tcp)
+                        .set_send_buffer_size(n)
+                        .expect("SO_SNDBUF");
+                }
                 let (tx, config) = (tx.clone(), config.clone());
                 tokio::spawn(async move {
                     match way {
@@ -205,10 +225,11 @@ async fn upgrade_by_hand(tcp: &mut smol::net::TcpStream) -> std::io::Result<bool
 }
 
 impl Byo for OnSmol {
-    fn serve(
+    fn serve_with(
         &self,
         way: Way,
         config: GuardConfig,
+        sndbuf: Option<usize>,
     ) -> (SocketAddr, mpsc::UnboundedReceiver<Guarded>) {
         let std = listener();
         let addr = std.local_addr().expect("address");
@@ -219,6 +240,11 @@ impl Byo for OnSmol {
                 let Ok((mut tcp, peer)) = listener.accept().await else {
                     return;
                 };
+                if let Some(n) = sndbuf {
+                    socket2::SockRef::from(&tcp)
+                        .set_send_buffer_size(n)
+                        .expect("SO_SNDBUF");
+                }
                 let (tx, config) = (tx.clone(), config.clone());
                 smol::spawn(async move {
                     let conn = match way {
@@ -442,6 +468,152 @@ async fn an_oversized_frame_is_refused_with_1009<R: Byo>(rt: &R, way: Way) {
     );
 }
 
+/// The application's `close(4321, …)` reaches the client with its code, and the
+/// client's answer completes the handshake: the connection ends `Closed { confirmed }`.
+async fn the_applications_close_is_answered<R: Byo>(rt: &R, way: Way) {
+    let tag = tag(rt, way);
+    let (addr, mut conns) = rt.serve(way, GuardConfig::default());
+    let mut ws = connect(rt, addr).await;
+    let conn = accepted(rt, &mut conns).await;
+    conn.close(CloseCode(4321), "bye").expect("a valid close");
+    let mut got = None;
+    for _ in 0..16 {
+        // Reading also sends tungstenite's answering close frame.
+        match within(rt, LIMIT, "the close frame", ws.next()).await {
+            Some(Ok(Message::Close(frame))) => {
+                got = frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert_eq!(got, Some((4321, "bye".to_owned())), "{tag}");
+    let cause = within(rt, LIMIT, "the end", conn.closed()).await;
+    assert_eq!(
+        cause,
+        EndCause::Closed {
+            code: CloseCode(4321),
+            reason: "bye".to_owned(),
+            confirmed: true,
+        },
+        "{tag}"
+    );
+}
+
+/// A client that stops reading (4 KiB receive buffer; the server's send buffer is 4 KiB
+/// too): every `send` returns within the send deadline plus the margin, the last with
+/// the connection dead of the missed deadline.
+async fn a_stalled_reader_misses_the_send_deadline<R: Byo>(rt: &R, way: Way) {
+    const SMALL_BUF: usize = 4096;
+    let tag = tag(rt, way);
+    let deadline = Duration::from_millis(400);
+    let mut config = GuardConfig::default();
+    config.server.send_deadline = deadline;
+    config.server.slow_write_warning = deadline / 4;
+    config.server.liveness.ping_interval = None;
+    let (addr, mut conns) = rt.serve_with(way, config, Some(SMALL_BUF));
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(SMALL_BUF).expect("SO_RCVBUF");
+    // A loopback connect completes in the kernel at once.
+    s.connect(&addr.into()).expect("connect");
+    let io = rt.wrap(s.into());
+    let (stalled, _) = within(
+        rt,
+        LIMIT,
+        "the client's upgrade",
+        async_tungstenite::client_async(format!("ws://{addr}/ws"), io),
+    )
+    .await
+    .expect("upgraded");
+    let conn = accepted(rt, &mut conns).await;
+    let payload = "x".repeat(16 << 10);
+    let mut outcome = None;
+    for _ in 0..1_000 {
+        let start = rt.now();
+        let r = conn
+            .send(DataFrame::Text(Utf8Bytes::from_string(payload.clone())))
+            .await;
+        let took = rt.now() - start;
+        assert!(
+            took <= deadline + MARGIN,
+            "{tag}: a send blocked for {took:?}"
+        );
+        if let Err(e) = r {
+            outcome = Some(e);
+            break;
+        }
+    }
+    assert_eq!(
+        outcome,
+        Some(DeliveryError::Dead(EndCause::Lost(
+            DisconnectReason::SendDeadline
+        ))),
+        "{tag}"
+    );
+    drop(stalled);
+}
+
+/// A client that writes its first frame in the same packet as its upgrade request
+/// (before the 101, which RFC 6455 §4.1 forbids, and tungstenite's own accept refuses as
+/// junk after the request, so only the upgraded way is tried): an HTTP server may read
+/// past the request's head (hyper does, and hands those bytes back first from its
+/// upgraded connection), and the frame is still read and echoed, and the frames after
+/// it followed: a close 1014 sent next is seen as sent.
+async fn a_frame_sent_with_the_request_is_not_lost<R: Byo>(rt: &R) {
+    let way = Way::Upgraded;
+    let tag = tag(rt, way);
+    let (addr, mut conns) = rt.serve(way, GuardConfig::default());
+    let peer = on_thread(rt, "the eager client", move || -> std::io::Result<_> {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(LIMIT))?;
+        let mut out = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\n\r\n"
+            .to_vec();
+        out.extend(frame(0x81, b"early", Some(MASK)));
+        s.write_all(&out)?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < MAX_HEAD {
+            s.read_exact(&mut byte)?;
+            head.push(byte[0]);
+        }
+        // The echo: an unmasked text frame of 5 bytes.
+        let mut echo = [0u8; 7];
+        s.read_exact(&mut echo)?;
+        s.write_all(&frame(0x88, &close_payload(1014, b"late"), Some(MASK)))?;
+        Ok((
+            String::from_utf8_lossy(&head).into_owned(),
+            echo,
+            read_answer(&mut s),
+        ))
+    });
+    let conn = async {
+        let conn = accepted(rt, &mut conns).await;
+        rt.spawn(Box::pin(echo(conn.clone())));
+        conn
+    };
+    let (peer, conn) = futures::join!(peer, conn);
+    let (head, echoed, answer) = peer.unwrap_or_else(|e| panic!("{tag}: {e}"));
+    assert!(head.starts_with("HTTP/1.1 101"), "{tag}: {head}");
+    assert_eq!(&echoed, b"\x81\x05early", "{tag}");
+    let cause = within(rt, LIMIT, "the end", conn.closed()).await;
+    assert_eq!(
+        cause,
+        EndCause::Lost(DisconnectReason::Closed {
+            code: Some(CloseCode(1014)),
+            reason: "late".to_owned(),
+        }),
+        "{tag}"
+    );
+    assert_eq!(
+        answer,
+        Answer::Close(Some(1002)),
+        "{tag}: tungstenite's answer to 1014"
+    );
+}
+
 /// Sends `request` on a fresh socket and returns the response head (bounded).
 fn http_head(addr: SocketAddr, request: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
@@ -550,6 +722,46 @@ fn an_oversized_frame_is_refused_with_1009_smol() {
     smol::block_on(both_ways(OnSmol, |rt, way| async move {
         an_oversized_frame_is_refused_with_1009(&rt, way).await;
     }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applications_close_is_answered_tokio() {
+    both_ways(OnTokio, |rt, way| async move {
+        the_applications_close_is_answered(&rt, way).await
+    })
+    .await;
+}
+
+#[test]
+fn the_applications_close_is_answered_smol() {
+    smol::block_on(both_ways(OnSmol, |rt, way| async move {
+        the_applications_close_is_answered(&rt, way).await;
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_misses_the_send_deadline_tokio() {
+    both_ways(OnTokio, |rt, way| async move {
+        a_stalled_reader_misses_the_send_deadline(&rt, way).await
+    })
+    .await;
+}
+
+#[test]
+fn a_stalled_reader_misses_the_send_deadline_smol() {
+    smol::block_on(both_ways(OnSmol, |rt, way| async move {
+        a_stalled_reader_misses_the_send_deadline(&rt, way).await;
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_sent_with_the_request_is_not_lost_tokio() {
+    a_frame_sent_with_the_request_is_not_lost(&OnTokio).await;
+}
+
+#[test]
+fn a_frame_sent_with_the_request_is_not_lost_smol() {
+    smol::block_on(a_frame_sent_with_the_request_is_not_lost(&OnSmol));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
