@@ -9,8 +9,12 @@
 //! for one documented difference: a connection the guard gives up on is reset by
 //! `accept` (it holds a reset handle on its socket) and closed by `guard_upgraded`
 //! (foreign I/O has none). Two are for the upgraded way alone: the HTTP server's
-//! refusals, and a frame sent with the request (which tungstenite's accept refuses). The clients are async-tungstenite's (a client this project did not write)
-//! and a raw peer that writes frames no library would (`tether_tests::raw_peer`).
+//! refusals, and a frame sent with the request (which tungstenite's accept refuses).
+//!
+//! The clients are clients this project did not write — async-tungstenite's, and Python
+//! `websockets`' (`interop/python_client.py`, from the interop venv; skipped with
+//! `TETHER_SKIP_INTEROP=1`) — and a raw peer that writes frames no library would
+//! (`tether_tests::raw_peer`).
 //!
 //! Timing bounds are correctness bounds: the configured (shortened) timeout plus
 //! [`MARGIN`]. Every wait is bounded, every loop counted, nothing sleeps to wait for a
@@ -614,6 +618,51 @@ async fn a_frame_sent_with_the_request_is_not_lost<R: Byo>(rt: &R) {
     );
 }
 
+/// Python `websockets`' client, an implementation this project did not write (which
+/// offers permessage-deflate, declined by the 101 both ways): its messages are echoed,
+/// and its close 1014 is seen as sent and answered (with tungstenite's 1002, the same
+/// both ways). Skipped with `TETHER_SKIP_INTEROP=1`.
+async fn python_websockets_client<R: Byo>(rt: &R, way: Way) {
+    let Some(peers) = tether_tests::peers::peers() else {
+        return;
+    };
+    let tag = tag(rt, way);
+    let (addr, mut conns) = rt.serve(way, GuardConfig::default());
+    let python = peers.python.clone();
+    let script = tether_tests::peers::workspace_root().join("interop/python_client.py");
+    let client = on_thread(rt, "the python client", move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(format!("ws://{addr}/ws"))
+            .args(["1014", "bad gateway"])
+            .output()
+    });
+    let conn = async {
+        let conn = accepted(rt, &mut conns).await;
+        rt.spawn(Box::pin(echo(conn.clone())));
+        conn
+    };
+    let (out, conn) = futures::join!(client, conn);
+    let out = out.unwrap_or_else(|e| panic!("{tag}: cannot run python: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{tag}: {stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["ECHOED 3", "CLOSED 1002"],
+        "{tag}: {stderr}"
+    );
+    let cause = within(rt, LIMIT, "the end", conn.closed()).await;
+    assert_eq!(
+        cause,
+        EndCause::Lost(DisconnectReason::Closed {
+            code: Some(CloseCode(1014)),
+            reason: "bad gateway".to_owned(),
+        }),
+        "{tag}"
+    );
+}
+
 /// Sends `request` on a fresh socket and returns the response head (bounded).
 fn http_head(addr: SocketAddr, request: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
@@ -762,6 +811,21 @@ async fn a_frame_sent_with_the_request_is_not_lost_tokio() {
 #[test]
 fn a_frame_sent_with_the_request_is_not_lost_smol() {
     smol::block_on(a_frame_sent_with_the_request_is_not_lost(&OnSmol));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_client_tokio() {
+    both_ways(OnTokio, |rt, way| async move {
+        python_websockets_client(&rt, way).await
+    })
+    .await;
+}
+
+#[test]
+fn python_websockets_client_smol() {
+    smol::block_on(both_ways(OnSmol, |rt, way| async move {
+        python_websockets_client(&rt, way).await;
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
