@@ -11,6 +11,9 @@ use async_tungstenite::tungstenite::http::header::{
 };
 use async_tungstenite::tungstenite::http::{Method, Request, Response, StatusCode, Version};
 
+/// The most of an unsupported `Sec-WebSocket-Version` a refusal repeats, in characters.
+const MAX_VERSION_SHOWN: usize = 32;
+
 /// Why a request cannot be upgraded, and the HTTP status that says so
 /// ([`status`](Self::status)): 426 Upgrade Required when the request is not a WebSocket
 /// upgrade of version 13 (the response names the version this server speaks), 400 Bad
@@ -31,7 +34,8 @@ pub enum UpgradeRefusal {
     /// `Upgrade: websocket` without `Connection: upgrade` (400).
     #[error("a websocket upgrade without `connection: upgrade`")]
     NoConnectionUpgrade,
-    /// `Sec-WebSocket-Version` is missing or not 13 (426, with `Sec-WebSocket-Version: 13`).
+    /// `Sec-WebSocket-Version` is missing (`None`), repeated or not 13 (what the client
+    /// sent, at most 32 characters) (426, with `Sec-WebSocket-Version: 13`).
     #[error("unsupported websocket version {0:?} (13 is supported)")]
     Version(Option<String>),
     /// `Sec-WebSocket-Key` is missing, repeated, or not 16 bytes in base64 (400).
@@ -139,13 +143,20 @@ pub fn upgrade_headers(method: &Method, headers: &HeaderMap) -> Result<HeaderMap
     if !has_token(headers, &CONNECTION, "upgrade") {
         return Err(UpgradeRefusal::NoConnectionUpgrade);
     }
-    let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION).iter();
-    match (versions.next(), versions.next()) {
+    let versions = headers.get_all(SEC_WEBSOCKET_VERSION);
+    let mut iter = versions.iter();
+    match (iter.next(), iter.next()) {
         (Some(v), None) if v.as_bytes() == b"13" => {}
-        (v, _) => {
-            return Err(UpgradeRefusal::Version(
-                v.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            ));
+        (None, _) => return Err(UpgradeRefusal::Version(None)),
+        _ => {
+            // What the client asked for, as it said it (all of it if repeated), cut short:
+            // the refusal's body repeats it.
+            let asked: Vec<_> = versions
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            let asked = asked.join(", ").chars().take(MAX_VERSION_SHOWN).collect();
+            return Err(UpgradeRefusal::Version(Some(asked)));
         }
     }
     let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
@@ -262,7 +273,13 @@ mod tests {
             .body(())
             .unwrap();
         // `header` appends: 13 and 8 together are not one version either.
-        assert_eq!(refusal(old), UpgradeRefusal::Version(Some("13".into())));
+        assert_eq!(refusal(old), UpgradeRefusal::Version(Some("13, 8".into())));
+        let mut long = upgrade().body(()).unwrap();
+        long.headers_mut().insert(
+            SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_str(&"9".repeat(1000)).unwrap(),
+        );
+        assert_eq!(refusal(long), UpgradeRefusal::Version(Some("9".repeat(32))));
         let mut eight = upgrade().body(()).unwrap();
         eight
             .headers_mut()
