@@ -30,8 +30,8 @@ use crate::sniff::Sniffed;
 ///   it (and deciding whom to admit) was the HTTP server's job;
 /// - socket options (`TCP_NODELAY`, keepalive) are the HTTP server's to set.
 ///
-/// The response must not have offered extensions (permessage-deflate): the codec speaks
-/// none. [`upgrade_response`](super::upgrade_response) makes a 101 that offers none.
+/// The 101 must not have accepted an extension (permessage-deflate): the codec speaks
+/// none. [`upgrade_response`](super::upgrade_response) makes a 101 that accepts none.
 ///
 /// # Errors
 ///
