@@ -90,6 +90,19 @@ impl<S> Sniffed<S> {
         }
     }
 
+    /// Watches `inner` from its first byte, the first frame header: a stream that
+    /// something else upgraded (the HTTP exchange is behind it), so there is no blank line
+    /// to wait for and the frames are followed from the start.
+    pub(crate) fn upgraded(inner: S) -> Self {
+        Sniffed {
+            stage: Stage::Header {
+                buf: [0; 14],
+                len: 0,
+            },
+            ..Sniffed::new(inner)
+        }
+    }
+
     /// Whether the bytes read so far end inside a frame or a fragmented message, and how
     /// many data messages were read whole before it: a link bounds how long one message
     /// may stay unfinished.
@@ -344,6 +357,28 @@ mod tests {
             assert_eq!(close.code(), Some(1014), "split {split}");
             assert_eq!(close.reason(), "bad gateway");
         }
+    }
+
+    /// A stream upgraded elsewhere starts at its first frame: waiting for a blank line
+    /// there would follow no frame and never keep the close.
+    #[test]
+    fn an_upgraded_stream_is_followed_from_its_first_byte() {
+        let mut bytes = frame(0x1, b"hi", Some([1, 2, 3, 4]));
+        bytes.extend(frame(
+            0x8,
+            &close_payload(1014, "gateway"),
+            Some([5, 6, 7, 8]),
+        ));
+        let mut s = Sniffed::upgraded(());
+        s.observe(&bytes);
+        let close = s.close.clone().expect("close kept");
+        assert_eq!(close.code(), Some(1014));
+        assert_eq!(close.reason(), "gateway");
+        assert_eq!(
+            watch(&[&bytes]),
+            None,
+            "read as an HTTP head, nothing is kept"
+        );
     }
 
     #[test]

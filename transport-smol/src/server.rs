@@ -25,6 +25,7 @@ pub use tether_driver::server::{
     AcceptError, Admission, Admit, Broadcast, DeliveryError, Departure, Gate, GateConfig,
     GateStats, GuardConfig, Guarded, Hub, HubConfig, HubStats, LeaveReason, Limit, UpgradeRequest,
 };
+pub use tether_driver::server::{UpgradeRefusal, http, upgrade_headers, upgrade_response};
 
 use crate::Smol;
 
@@ -44,6 +45,31 @@ pub async fn accept(
     let peer = stream.peer_addr().ok();
     let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
     tether_driver::server::accept_ws_with(Smol, stream, reset, peer, config).await
+}
+
+/// Starts guarding, on smol's global executor, a WebSocket connection that another HTTP
+/// server upgraded: `io` is the raw I/O right after the `101` (any futures
+/// `AsyncRead + AsyncWrite`), `peer` the client's address if the server knows it.
+/// Answer the request with [`upgrade_response`] first.
+///
+/// The connection then behaves as one from [`accept`] (liveness, send deadline, close
+/// handshake, inbound limits, close codes as sent), except that there is no reset
+/// handle on foreign I/O, and the upgrade timeout, admission and socket options are the
+/// HTTP server's business. See
+/// [`tether_driver::server::guard_upgraded`].
+///
+/// # Errors
+///
+/// An invalid configuration.
+pub async fn guard_upgraded<S>(
+    io: S,
+    peer: Option<std::net::SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, tether_driver::tether_core::ConfigError>
+where
+    S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tether_driver::server::guard_upgraded(Smol, io, peer, config).await
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub use tether_driver::server::{
     AcceptError, Admission, Admit, Broadcast, DeliveryError, Departure, Gate, GateConfig,
     GateStats, GuardConfig, Guarded, Hub, HubConfig, HubStats, LeaveReason, Limit, UpgradeRequest,
 };
+pub use tether_driver::server::{UpgradeRefusal, http, upgrade_headers, upgrade_response};
 
 use crate::Tokio;
 
@@ -43,4 +44,41 @@ pub async fn accept(
     let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
     tether_driver::server::accept_ws_with(Tokio, TokioAdapter::new(stream), reset, peer, config)
         .await
+}
+
+/// Starts guarding, on the current tokio runtime, a WebSocket connection that another
+/// HTTP server upgraded: `io` is the raw I/O right after the `101` (for hyper and axum,
+/// `hyper_util::rt::TokioIo::new(hyper::upgrade::on(request).await?)`), `peer` the
+/// client's address if the server knows it. Answer the request with
+/// [`upgrade_response`] first.
+///
+/// The connection then behaves as one from [`accept`] (liveness, send deadline, close
+/// handshake, inbound limits, close codes as sent), except that there is no reset
+/// handle on foreign I/O, and the upgrade timeout, admission and socket options are the
+/// HTTP server's business. See
+/// [`tether_driver::server::guard_upgraded`].
+///
+/// ```no_run
+/// # async fn demo(io: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+/// // `io`: hyper's upgraded connection, or any tokio byte stream after a 101.
+/// let conn = tether_tokio::server::guard_upgraded(io, None, Default::default()).await?;
+/// while let Some(frame) = conn.recv().await {
+///     conn.send(frame).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// An invalid configuration.
+pub async fn guard_upgraded<S>(
+    io: S,
+    peer: Option<std::net::SocketAddr>,
+    config: GuardConfig,
+) -> Result<Guarded, tether_driver::tether_core::ConfigError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tether_driver::server::guard_upgraded(Tokio, TokioAdapter::new(io), peer, config).await
 }

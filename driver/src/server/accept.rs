@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_tungstenite::WebSocketStream;
 use futures::FutureExt;
 use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::server::ServerConn;
 use tether_core::{ConfigError, ConnId};
 
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
 
 use super::gate::{Limit, Outcome, Ticket};
@@ -21,6 +21,7 @@ use super::task::{self, Parts};
 use super::upgrade::{self, Refused, Rules};
 use crate::reset::Reset;
 use crate::runtime::Runtime;
+use crate::sniff::Sniffed;
 use crate::transport::Link;
 
 /// Ids of accepted connections, unique in the process.
@@ -114,7 +115,7 @@ where
         None => None,
     };
     let mut ticket = ticket;
-    let mut io = crate::sniff::Sniffed::new(io);
+    let mut io = Sniffed::new(io);
     let rules = Rules {
         max_head: config.max_request_head,
         admit: config.admit.as_ref(),
@@ -155,19 +156,53 @@ where
             return Err(AcceptError::Timeout(config.upgrade_timeout));
         }
     };
-    let cap = config.server.max_inbound_frame;
-    let limits =
-        crate::InboundLimits::new(runtime.clone(), cap, config.server.liveness.message_timeout);
-    let ws = WebSocketStream::from_partially_read(
-        io,
-        accepted.rest,
-        Role::Server,
-        Some(crate::ws_link::codec_config(cap)),
-    )
-    .await;
-    let mut link = crate::ws_link::into_link(ws, reset, Some(limits), None);
-    link.subprotocol = accepted.subprotocol;
-    Ok(guard_with_ticket(runtime, link, peer, config, ticket)?)
+    let codec = crate::ws_link::codec_config(config.server.max_inbound_frame);
+    let ws =
+        WebSocketStream::from_partially_read(io, accepted.rest, Role::Server, Some(codec)).await;
+    let upgrade = Upgrade {
+        reset,
+        subprotocol: accepted.subprotocol,
+        ticket,
+    };
+    Ok(guard_ws(runtime, ws, peer, config, upgrade)?)
+}
+
+/// What the upgrade leaves for the connection besides its WebSocket.
+#[derive(Default)]
+pub(super) struct Upgrade {
+    /// Resets the socket when the guard gives up on it.
+    pub(super) reset: Option<Reset>,
+    /// The subprotocol the upgrade selected.
+    pub(super) subprotocol: Option<String>,
+    /// The connection's place at the gate, held until its task ends.
+    pub(super) ticket: Option<Ticket>,
+}
+
+/// The tail every way in shares once the upgrade is done, however it was done: the
+/// codec (made with [`codec_config`](crate::ws_link::codec_config) of
+/// `max_inbound_frame`, over a byte stream wrapped in [`Sniffed`] before the upgrade, so
+/// close codes are read as sent) becomes a link with the connection's inbound limits,
+/// guarded by [`guard`]. [`accept_ws_with`] and
+/// [`guard_upgraded`](super::guard_upgraded) both end here.
+pub(super) fn guard_ws<R, S>(
+    runtime: R,
+    ws: WebSocketStream<Sniffed<S>>,
+    peer: Option<SocketAddr>,
+    config: GuardConfig,
+    upgrade: Upgrade,
+) -> Result<Guarded, ConfigError>
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = crate::InboundLimits::new(
+        runtime.clone(),
+        config.server.max_inbound_frame,
+        config.server.liveness.message_timeout,
+    );
+    let mut link = crate::ws_link::into_link(ws, upgrade.reset, Some(limits), None);
+    link.subprotocol = upgrade.subprotocol;
+    guard_with_ticket(runtime, link, peer, config, upgrade.ticket)
 }
 
 impl From<Refused> for AcceptError {

@@ -21,22 +21,31 @@
 //! `tether_smol::server::accept`): socket options through
 //! [`configure_socket`](crate::configure_socket), then [`accept_ws`] with their
 //! [`Runtime`](crate::Runtime). [`guard`] starts the same task over any [`Link`](crate::Link).
+//!
+//! An application with an HTTP server of its own (axum, hyper) answers the upgrade with
+//! [`upgrade_response`] and hands the upgraded I/O to [`guard_upgraded`]: the same
+//! connection from there on, minus the reset handle (see `docs/server.md`).
 
 mod accept;
 mod admission;
 mod catch_up;
 mod gate;
 mod guard;
+mod handshake;
 mod hub;
 mod task;
 mod upgrade;
+mod upgraded;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
 pub use admission::{Admission, Admit, UpgradeRequest};
+pub use async_tungstenite::tungstenite::http;
 pub use gate::{Gate, GateConfig, GateStats, Limit, MAX_RETRY_AFTER};
 pub use guard::{
     DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY, MAX_REQUEST_HEAD,
 };
+pub use handshake::{UpgradeRefusal, upgrade_headers, upgrade_response};
 pub use hub::{
     Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason, MAX_DEPARTURE_CAPACITY,
 };
+pub use upgraded::guard_upgraded;

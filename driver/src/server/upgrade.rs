@@ -6,15 +6,14 @@
 use std::net::SocketAddr;
 
 use async_tungstenite::tungstenite::handshake::machine::TryParse;
-use async_tungstenite::tungstenite::handshake::server::{
-    ErrorResponse, Request, create_response, write_response,
-};
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, write_response};
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::{Error as WsError, error::ProtocolError};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::admission::{Admit, UpgradeRequest, plain};
 use super::gate::{Limit, Outcome, Ticket};
+use super::handshake::upgrade_response;
 use crate::http_head::{HeadError, read_head};
 
 /// An upgrade that was answered `101`.
@@ -73,11 +72,19 @@ where
             return Err(bad(io, status, reason, &mut ticket).await);
         }
     };
-    let response = match create_response(&request) {
+    let response = match upgrade_response(&request) {
         Ok(response) => response,
-        Err(e) => {
-            let (status, reason) = judge(&e);
-            return Err(bad(io, status, reason, &mut ticket).await);
+        Err(refusal) => {
+            tracing::debug!(%refusal, "upgrade request refused");
+            if let Some(t) = ticket.as_deref_mut() {
+                t.count(Outcome::BadRequest);
+            }
+            let (parts, body) = refusal.response().into_parts();
+            send_refusal(io, &ErrorResponse::from_parts(parts, Some(body))).await;
+            return Err(Refused::BadRequest {
+                status: refusal.status().as_u16(),
+                reason: refusal.reason(),
+            });
         }
     };
     if let Some(ticket) = ticket.as_deref_mut()
@@ -137,28 +144,13 @@ where
     Ok(Accepted { rest, subprotocol })
 }
 
-/// The status and reason for a request tungstenite refused: 426 (with the headers that say
-/// what to upgrade to) when the request is not a WebSocket upgrade of version 13, 405 for
-/// another method, 431 for too many headers, 400 for anything else malformed.
+/// The status and reason for a request head that does not parse: 405 for a method other
+/// than `GET` (tungstenite's parser refuses it before anything else), 431 for too many
+/// headers, 400 for anything else. A request that parses is judged by
+/// [`upgrade_response`], the check an application's own HTTP server uses too.
 fn judge(error: &WsError) -> (u16, &'static str) {
     match error {
         WsError::Protocol(ProtocolError::WrongHttpMethod) => (405, "only GET may upgrade"),
-        WsError::Protocol(ProtocolError::MissingConnectionUpgradeHeader) => {
-            (426, "missing `Connection: Upgrade`")
-        }
-        WsError::Protocol(ProtocolError::MissingUpgradeWebSocketHeader) => {
-            (426, "missing `Upgrade: websocket`")
-        }
-        WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader) => {
-            (426, "WebSocket version 13 required")
-        }
-        WsError::Protocol(ProtocolError::MissingSecWebSocketKey) => {
-            (400, "missing Sec-WebSocket-Key")
-        }
-        WsError::Protocol(ProtocolError::InvalidSecWebSocketKey) => {
-            (400, "invalid Sec-WebSocket-Key")
-        }
-        WsError::HttpFormat(_) => (400, "malformed request"),
         WsError::Protocol(ProtocolError::HttparseError(httparse::Error::TooManyHeaders)) => {
             (431, "too many headers")
         }
