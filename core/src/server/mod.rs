@@ -215,14 +215,14 @@ impl ServerConn {
     /// connection has ended. Changes after any call that takes `now`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.earliest_timer().map(|(t, _)| t)
+        self.next_timer().map(|(t, _)| t)
     }
 
     /// Which timer [`poll_timeout`](Self::poll_timeout) is waiting for: [`TimerKind::Ping`],
     /// [`TimerKind::Liveness`], [`TimerKind::SendDeadline`] or [`TimerKind::CloseTimeout`].
     #[must_use]
     pub fn timeout_reason(&self) -> Option<TimerKind> {
-        self.earliest_timer().map(|(_, k)| k)
+        self.next_timer().map(|(_, k)| k)
     }
 
     // ---- inputs --------------------------------------------------------------------------
@@ -351,104 +351,9 @@ impl ServerConn {
 
     // ---- internals -----------------------------------------------------------------------
 
-    fn earliest_timer(&self) -> Option<(Instant, TimerKind)> {
-        let mut e = Earliest::default();
-        match &self.state {
-            State::Open {
-                liveness,
-                first_message,
-            } => {
-                e.offer(*first_message, TimerKind::FirstMessage);
-                if let Some((at, which)) = liveness.next_deadline() {
-                    let kind = match which {
-                        LivenessTimer::Ping => TimerKind::Ping,
-                        LivenessTimer::Stale => TimerKind::Liveness,
-                    };
-                    e.offer(Some(at), kind);
-                }
-            }
-            State::Closing { deadline, .. } => e.offer(Some(*deadline), TimerKind::CloseTimeout),
-            State::Closed => return None,
-        }
-        e.offer(
-            self.writes.next_deadline(self.cfg.send_deadline),
-            TimerKind::SendDeadline,
-        );
-        e.get()
-    }
-
     /// Clamps `now` to the latest time seen and fires every timer due by then.
     fn advance(&mut self, now: Instant) -> Instant {
         crate::timer::advance(self, now)
-    }
-
-    /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
-    /// Silence and unreported writes from before the sleep say nothing about the peer
-    /// now, so it is probed, exactly as the client session does.
-    fn probe_after_jump(&mut self, overshoot: std::time::Duration, now: Instant) {
-        let State::Open {
-            liveness,
-            first_message,
-        } = &mut self.state
-        else {
-            return;
-        };
-        liveness.probe(&self.cfg.liveness, now);
-        // The first message may be among what arrived while the host slept: it gets the
-        // probe's time to be read, as the silence does.
-        if let Some(at) = first_message {
-            *at = (*at).max(crate::timer::saturating_after(
-                now,
-                self.cfg.liveness.probe_timeout,
-            ));
-        }
-        self.writes.rebase(now);
-        self.stats.clock_jumps += 1;
-        tracing::debug!(conn = %self.conn, ?overshoot, "clock jump; probing the peer");
-        self.emit(ServerEvent::ClockJump { overshoot });
-        self.ping(now);
-    }
-
-    fn fire_timer(&mut self, kind: TimerKind, now: Instant) {
-        match kind {
-            TimerKind::Ping | TimerKind::Liveness => {
-                let State::Open { liveness, .. } = &mut self.state else {
-                    return;
-                };
-                match liveness.on_timeout(&self.cfg.liveness, now) {
-                    LivenessAction::Nothing => {}
-                    LivenessAction::Ping => self.ping(now),
-                    LivenessAction::Dead => {
-                        tracing::info!(conn = %self.conn, "peer silent; aborting");
-                        self.lose(DisconnectReason::Stale, true);
-                    }
-                }
-            }
-            TimerKind::SendDeadline => match self.state {
-                State::Open { .. } => {
-                    tracing::warn!(conn = %self.conn, "send deadline missed; aborting");
-                    self.lose(DisconnectReason::SendDeadline, true);
-                }
-                State::Closing { .. } => self.finish_close(false, true),
-                State::Closed => self.writes.clear(),
-            },
-            TimerKind::CloseTimeout => {
-                if matches!(self.state, State::Closing { .. }) {
-                    tracing::debug!(conn = %self.conn, "close not confirmed; aborting");
-                    self.finish_close(false, true);
-                }
-            }
-            TimerKind::FirstMessage => {
-                if let State::Open { first_message, .. } = &mut self.state {
-                    *first_message = None;
-                    tracing::info!(conn = %self.conn, "no first message in time; closing");
-                    self.stats.first_message_timeouts += 1;
-                    self.start_close(CloseCode::POLICY, "no message in time", true, now);
-                }
-            }
-            // No other timer is ever armed by the server role.
-            _ => {}
-        }
     }
 
     fn on_frame(&mut self, frame: InFrame, now: Instant) {
@@ -586,17 +491,99 @@ impl ServerConn {
 }
 
 impl Timed for ServerConn {
-    #[inline]
     fn next_timer(&self) -> Option<(Instant, TimerKind)> {
-        self.earliest_timer()
+        let mut e = Earliest::default();
+        match &self.state {
+            State::Open {
+                liveness,
+                first_message,
+            } => {
+                e.offer(*first_message, TimerKind::FirstMessage);
+                if let Some((at, which)) = liveness.next_deadline() {
+                    let kind = match which {
+                        LivenessTimer::Ping => TimerKind::Ping,
+                        LivenessTimer::Stale => TimerKind::Liveness,
+                    };
+                    e.offer(Some(at), kind);
+                }
+            }
+            State::Closing { deadline, .. } => e.offer(Some(*deadline), TimerKind::CloseTimeout),
+            State::Closed => return None,
+        }
+        e.offer(
+            self.writes.next_deadline(self.cfg.send_deadline),
+            TimerKind::SendDeadline,
+        );
+        e.get()
+    }
+
+    /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
+    /// Silence and unreported writes from before the sleep say nothing about the peer
+    /// now, so it is probed, exactly as the client session does.
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
+        let State::Open {
+            liveness,
+            first_message,
+        } = &mut self.state
+        else {
+            return;
+        };
+        liveness.probe(&self.cfg.liveness, now);
+        // The first message may be among what arrived while the host slept: it gets the
+        // probe's time to be read, as the silence does.
+        if let Some(at) = first_message {
+            *at = (*at).max(crate::timer::saturating_after(
+                now,
+                self.cfg.liveness.probe_timeout,
+            ));
+        }
+        self.writes.rebase(now);
+        self.stats.clock_jumps += 1;
+        tracing::debug!(conn = %self.conn, ?overshoot, "clock jump; probing the peer");
+        self.emit(ServerEvent::ClockJump { overshoot });
+        self.ping(now);
     }
 
     fn fire(&mut self, kind: TimerKind, now: Instant) {
-        self.fire_timer(kind, now);
-    }
-
-    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
-        self.probe_after_jump(overshoot, now);
+        match kind {
+            TimerKind::Ping | TimerKind::Liveness => {
+                let State::Open { liveness, .. } = &mut self.state else {
+                    return;
+                };
+                match liveness.on_timeout(&self.cfg.liveness, now) {
+                    LivenessAction::Nothing => {}
+                    LivenessAction::Ping => self.ping(now),
+                    LivenessAction::Dead => {
+                        tracing::info!(conn = %self.conn, "peer silent; aborting");
+                        self.lose(DisconnectReason::Stale, true);
+                    }
+                }
+            }
+            TimerKind::SendDeadline => match self.state {
+                State::Open { .. } => {
+                    tracing::warn!(conn = %self.conn, "send deadline missed; aborting");
+                    self.lose(DisconnectReason::SendDeadline, true);
+                }
+                State::Closing { .. } => self.finish_close(false, true),
+                State::Closed => self.writes.clear(),
+            },
+            TimerKind::CloseTimeout => {
+                if matches!(self.state, State::Closing { .. }) {
+                    tracing::debug!(conn = %self.conn, "close not confirmed; aborting");
+                    self.finish_close(false, true);
+                }
+            }
+            TimerKind::FirstMessage => {
+                if let State::Open { first_message, .. } = &mut self.state {
+                    *first_message = None;
+                    tracing::info!(conn = %self.conn, "no first message in time; closing");
+                    self.stats.first_message_timeouts += 1;
+                    self.start_close(CloseCode::POLICY, "no message in time", true, now);
+                }
+            }
+            // No other timer is ever armed by the server role.
+            _ => {}
+        }
     }
 
     #[inline]

@@ -21,7 +21,7 @@ use crate::requests::{Pending, Requests};
 use crate::stats::SessionStats;
 use crate::status::Status;
 use crate::streams::Streams;
-use crate::timer::{TimerKind, after};
+use crate::timer::{Timed, TimerKind, after};
 use crate::writes::Writes;
 
 /// The state of the current connection generation. Every deadline that belongs to a
@@ -302,13 +302,13 @@ impl<P: Protocol> Session<P> {
     /// Changes after any call that takes `now`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.earliest_timer().map(|(t, _)| t)
+        self.next_timer().map(|(t, _)| t)
     }
 
     /// Which timer [`poll_timeout`](Self::poll_timeout) is waiting for.
     #[must_use]
     pub fn timeout_reason(&self) -> Option<TimerKind> {
-        self.earliest_timer().map(|(_, k)| k)
+        self.next_timer().map(|(_, k)| k)
     }
 
     /// Fires every timer due at or before `now`. Safe to call early, late or spuriously;

@@ -13,8 +13,61 @@ use crate::status::Status;
 use crate::timer::{Earliest, Timed, TimerKind, after};
 
 impl<P: Protocol> Session<P> {
+    /// Clamps `now` to the latest time seen and fires every timer due by then.
+    pub(super) fn advance(&mut self, now: Instant) -> Instant {
+        crate::timer::advance(self, now)
+    }
+
+    fn fire_liveness(&mut self, now: Instant) {
+        let Link::Open { conn, liveness, .. } = &mut self.link else {
+            return;
+        };
+        let conn = *conn;
+        match liveness.on_timeout(&self.cfg.liveness, now) {
+            LivenessAction::Nothing => {}
+            LivenessAction::Ping => {
+                self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
+            }
+            LivenessAction::Dead => {
+                tracing::warn!(%conn, "peer silent past the stale threshold; aborting");
+                self.lost(
+                    conn,
+                    DisconnectReason::Stale,
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                );
+            }
+        }
+    }
+
+    fn fire_send_deadline(&mut self, now: Instant) {
+        match self.link {
+            Link::Open { conn, .. } => {
+                tracing::warn!(%conn, "send deadline missed; aborting");
+                self.lost(
+                    conn,
+                    DisconnectReason::SendDeadline,
+                    CloseClass::RECONNECT,
+                    Teardown::Abort,
+                    now,
+                );
+            }
+            Link::Handshaking { conn, .. } | Link::Opening { conn, .. } => self.attempt_failed(
+                conn,
+                AttemptError::SendDeadline,
+                CloseClass::RECONNECT,
+                Teardown::Abort,
+                now,
+            ),
+            Link::Down => self.drop_unconfirmed(),
+        }
+    }
+}
+
+impl<P: Protocol> Timed for Session<P> {
     /// The earliest armed deadline and its kind.
-    pub(super) fn earliest_timer(&self) -> Option<(Instant, TimerKind)> {
+    fn next_timer(&self) -> Option<(Instant, TimerKind)> {
         let mut e = Earliest::default();
         match &self.link {
             Link::Down => {}
@@ -62,16 +115,11 @@ impl<P: Protocol> Session<P> {
         e.get()
     }
 
-    /// Clamps `now` to the latest time seen and fires every timer due by then.
-    pub(super) fn advance(&mut self, now: Instant) -> Instant {
-        crate::timer::advance(self, now)
-    }
-
     /// `now` is far past the earliest deadline: the host slept, and so did the adapter.
     /// Evidence gathered before the sleep (silence, unreported writes) says nothing about
     /// the peer now, so an open connection is probed rather than condemned. Timers that do
     /// not judge the peer (requests, backoff, queue) fire as usual.
-    fn probe_after_jump(&mut self, overshoot: std::time::Duration, now: Instant) {
+    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
         let Link::Open { conn, liveness, .. } = &mut self.link else {
             return;
         };
@@ -84,7 +132,7 @@ impl<P: Protocol> Session<P> {
         self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
     }
 
-    fn fire_timer(&mut self, kind: TimerKind, now: Instant) {
+    fn fire(&mut self, kind: TimerKind, now: Instant) {
         match kind {
             TimerKind::ConnectTimeout => {
                 if let Link::Opening { conn, .. } = self.link {
@@ -157,67 +205,6 @@ impl<P: Protocol> Session<P> {
                 }
             }
         }
-    }
-
-    fn fire_liveness(&mut self, now: Instant) {
-        let Link::Open { conn, liveness, .. } = &mut self.link else {
-            return;
-        };
-        let conn = *conn;
-        match liveness.on_timeout(&self.cfg.liveness, now) {
-            LivenessAction::Nothing => {}
-            LivenessAction::Ping => {
-                self.write(conn, OutFrame::Ping(bytes::Bytes::new()), now);
-            }
-            LivenessAction::Dead => {
-                tracing::warn!(%conn, "peer silent past the stale threshold; aborting");
-                self.lost(
-                    conn,
-                    DisconnectReason::Stale,
-                    CloseClass::RECONNECT,
-                    Teardown::Abort,
-                    now,
-                );
-            }
-        }
-    }
-
-    fn fire_send_deadline(&mut self, now: Instant) {
-        match self.link {
-            Link::Open { conn, .. } => {
-                tracing::warn!(%conn, "send deadline missed; aborting");
-                self.lost(
-                    conn,
-                    DisconnectReason::SendDeadline,
-                    CloseClass::RECONNECT,
-                    Teardown::Abort,
-                    now,
-                );
-            }
-            Link::Handshaking { conn, .. } | Link::Opening { conn, .. } => self.attempt_failed(
-                conn,
-                AttemptError::SendDeadline,
-                CloseClass::RECONNECT,
-                Teardown::Abort,
-                now,
-            ),
-            Link::Down => self.drop_unconfirmed(),
-        }
-    }
-}
-
-impl<P: Protocol> Timed for Session<P> {
-    #[inline]
-    fn next_timer(&self) -> Option<(Instant, TimerKind)> {
-        self.earliest_timer()
-    }
-
-    fn fire(&mut self, kind: TimerKind, now: Instant) {
-        self.fire_timer(kind, now);
-    }
-
-    fn clock_jumped(&mut self, overshoot: std::time::Duration, now: Instant) {
-        self.probe_after_jump(overshoot, now);
     }
 
     #[inline]
