@@ -34,6 +34,7 @@ mod mailbox;
 mod proxy;
 pub mod record;
 mod reset;
+mod rounds;
 mod runtime;
 mod send_protocol;
 pub mod server;

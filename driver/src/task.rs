@@ -21,6 +21,7 @@ use crate::record::{OnDemand, Options, Tap};
 use crate::alarm::Alarm;
 use crate::conn::Conn;
 use crate::error::CallError;
+use crate::rounds::{Round, poll_rounds};
 use crate::runtime::Runtime;
 use crate::shared::{Cmd, Control, Shared};
 use crate::stream_events::{Sent, StreamSender};
@@ -30,9 +31,6 @@ use crate::update::Update;
 /// Commands taken from the handles in one round before the loop looks at its sockets: a
 /// flood of sends cannot starve reading.
 pub(crate) const CMD_BUDGET: usize = 128;
-/// Rounds in one wake-up before the loop yields to the runtime, so a busy session cannot
-/// monopolise its thread.
-const ROUND_BUDGET: usize = 16;
 
 type Reply<P> =
     oneshot::Sender<Result<<P as Protocol>::Response, CallError<<P as Protocol>::RemoteError>>>;
@@ -140,38 +138,35 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         futures::future::poll_fn(|cx| self.poll(cx)).await;
     }
 
-    /// One wake-up: rounds of taking whatever is ready and acting on it, until a round
-    /// finds nothing (every source has registered the waker) or the round budget is spent
-    /// (the loop then wakes itself and yields).
+    /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        for _ in 0..ROUND_BUDGET {
-            // One clock read per round: everything taken in a round happened "now".
-            self.now = self.rt.now();
-            let mut progressed = self.poll_handles(cx);
-            progressed |= self.poll_conns(cx);
-            self.drain();
-            if self.session.is_closed() {
-                for w in self.close_waiters.drain(..) {
-                    let _ = w.send(());
-                }
-                // Connections still finishing a close handshake end within their linger.
-                if self.handles_gone && self.conns.is_empty() {
-                    return Poll::Ready(());
-                }
+        poll_rounds(cx, |cx| self.round(cx))
+    }
+
+    /// One round: the handles, the connections, the session's alarm.
+    fn round(&mut self, cx: &mut Context<'_>) -> Round {
+        // One clock read per round: everything taken in a round happened "now".
+        self.now = self.rt.now();
+        let mut progressed = self.poll_handles(cx);
+        progressed |= self.poll_conns(cx);
+        self.drain();
+        if self.session.is_closed() {
+            for w in self.close_waiters.drain(..) {
+                let _ = w.send(());
             }
-            // Acting may have queued writes or opened connections, which only register
-            // interest when polled.
-            progressed |= self.conns.values().any(Conn::has_news);
-            if self.poll_sleep(cx) {
-                progressed = true;
-                self.drain();
-            }
-            if !progressed {
-                return Poll::Pending;
+            // Connections still finishing a close handshake end within their linger.
+            if self.handles_gone && self.conns.is_empty() {
+                return Round::Done;
             }
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        // Acting may have queued writes or opened connections, which only register
+        // interest when polled.
+        progressed |= self.conns.values().any(Conn::has_news);
+        if self.poll_sleep(cx) {
+            progressed = true;
+            self.drain();
+        }
+        Round::progressed(progressed)
     }
 
     /// Takes lifecycle controls, then up to [`CMD_BUDGET`] data commands. Returns whether

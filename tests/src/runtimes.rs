@@ -208,3 +208,25 @@ pub async fn within<R: TestRuntime, T>(
         }
     }
 }
+
+/// Runs a scenario `async fn scenario<R: …>(rt: R)` as two tests: `$tokio` on a
+/// two-worker tokio runtime and `$smol` under `smol::block_on`.
+///
+/// ```ignore
+/// tether_tests::on_both_runtimes!(bad_upgrades_get_an_http_answer:
+///     tokio_bad_upgrades_get_an_http_answer, smol_bad_upgrades_get_an_http_answer);
+/// ```
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($scenario:ident: $tokio:ident, $smol:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $tokio() {
+            $scenario($crate::runtimes::OnTokio).await;
+        }
+
+        #[test]
+        fn $smol() {
+            smol::block_on($scenario($crate::runtimes::OnSmol));
+        }
+    };
+}

@@ -268,15 +268,11 @@ async fn the_hook_checks_origin_and_picks_a_subprotocol<R: Net>(rt: R) {
     assert_eq!((s.rejected, s.admitted), (2, 2), "{s:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_the_hook_checks_origin_and_picks_a_subprotocol() {
-    the_hook_checks_origin_and_picks_a_subprotocol(OnTokio).await;
-}
-
-#[test]
-fn smol_the_hook_checks_origin_and_picks_a_subprotocol() {
-    smol::block_on(the_hook_checks_origin_and_picks_a_subprotocol(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    the_hook_checks_origin_and_picks_a_subprotocol:
+    tokio_the_hook_checks_origin_and_picks_a_subprotocol,
+    smol_the_hook_checks_origin_and_picks_a_subprotocol
+);
 
 /// Python `websockets` as the browser: refused from another origin with the status it
 /// reports, accepted from the right one with the subprotocol it reports.
@@ -347,15 +343,11 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> BoxFut
     async move { rx.await.expect("the thread reports") }.boxed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_a_foreign_client_sees_the_hook() {
-    a_foreign_client_sees_the_hook(OnTokio).await;
-}
-
-#[test]
-fn smol_a_foreign_client_sees_the_hook() {
-    smol::block_on(a_foreign_client_sees_the_hook(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    a_foreign_client_sees_the_hook:
+    tokio_a_foreign_client_sees_the_hook,
+    smol_a_foreign_client_sees_the_hook
+);
 
 // ---- malformed and slow upgrades ------------------------------------------------------
 
@@ -422,15 +414,11 @@ async fn bad_upgrades_get_an_http_answer<R: Net>(rt: R) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_bad_upgrades_get_an_http_answer() {
-    bad_upgrades_get_an_http_answer(OnTokio).await;
-}
-
-#[test]
-fn smol_bad_upgrades_get_an_http_answer() {
-    smol::block_on(bad_upgrades_get_an_http_answer(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    bad_upgrades_get_an_http_answer:
+    tokio_bad_upgrades_get_an_http_answer,
+    smol_bad_upgrades_get_an_http_answer
+);
 
 // ---- the gate's limits -----------------------------------------------------------------
 
@@ -491,15 +479,11 @@ async fn slowloris_is_bounded_by_pending_upgrades<R: Net>(rt: R) {
     client.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_slowloris_is_bounded_by_pending_upgrades() {
-    slowloris_is_bounded_by_pending_upgrades(OnTokio).await;
-}
-
-#[test]
-fn smol_slowloris_is_bounded_by_pending_upgrades() {
-    smol::block_on(slowloris_is_bounded_by_pending_upgrades(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    slowloris_is_bounded_by_pending_upgrades:
+    tokio_slowloris_is_bounded_by_pending_upgrades,
+    smol_slowloris_is_bounded_by_pending_upgrades
+);
 
 /// A connection flood with the limits on: 60 upgrades against `max_connections` 50. The
 /// first 50 are guarded, the 10 beyond are answered 503 with `Retry-After` (which tether's
@@ -570,15 +554,11 @@ async fn a_connection_flood_is_answered_503<R: Net>(rt: R) {
     drop(open);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_a_connection_flood_is_answered_503() {
-    a_connection_flood_is_answered_503(OnTokio).await;
-}
-
-#[test]
-fn smol_a_connection_flood_is_answered_503() {
-    smol::block_on(a_connection_flood_is_answered_503(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    a_connection_flood_is_answered_503:
+    tokio_a_connection_flood_is_answered_503,
+    smol_a_connection_flood_is_answered_503
+);
 
 /// `max_per_ip` 2: from one address, the third connection is answered 503 while two are
 /// open (loopback clients all come from 127.0.0.1).
@@ -610,15 +590,11 @@ async fn one_address_is_capped<R: Net>(rt: R) {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_one_address_is_capped() {
-    one_address_is_capped(OnTokio).await;
-}
-
-#[test]
-fn smol_one_address_is_capped() {
-    smol::block_on(one_address_is_capped(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    one_address_is_capped:
+    tokio_one_address_is_capped,
+    smol_one_address_is_capped
+);
 
 // ---- the first-message timeout ---------------------------------------------------------
 

@@ -21,12 +21,10 @@ use tether_core::{CloseCode, DataFrame, FrameId, Input};
 use super::guard::{Cmd, DeliveryError, Reply, State, payload_len};
 use crate::alarm::Alarm;
 use crate::conn::Conn;
+use crate::rounds::{Round, poll_rounds};
 use crate::runtime::Runtime;
 use crate::task::CMD_BUDGET;
 use crate::transport::Link;
-
-/// Rounds of one wake-up before the loop yields to the runtime.
-const ROUND_BUDGET: usize = 16;
 
 /// Everything the task needs, built by the accept helper.
 pub(crate) struct Parts<R> {
@@ -108,42 +106,39 @@ impl<R: Runtime> Task<R> {
         }
     }
 
-    /// One wake-up: rounds of taking whatever is ready and acting on it, until a round
-    /// finds nothing (every source has registered the waker) or the round budget is spent
-    /// (the loop then wakes itself and yields).
+    /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        for _ in 0..ROUND_BUDGET {
-            let mut progressed = false;
-            if !self.finished {
-                progressed |= self.poll_cmds(cx);
-                self.drain();
-            }
-            progressed |= self.poll_conn(cx);
+        poll_rounds(cx, |cx| self.round(cx))
+    }
+
+    /// One round: the handles' commands, the socket, the machine's alarm.
+    fn round(&mut self, cx: &mut Context<'_>) -> Round {
+        let mut progressed = false;
+        if !self.finished {
+            progressed |= self.poll_cmds(cx);
             self.drain();
-            if !self.finished && self.machine.is_closed() {
-                self.finish();
+        }
+        progressed |= self.poll_conn(cx);
+        self.drain();
+        if !self.finished && self.machine.is_closed() {
+            self.finish();
+        }
+        if self.finished {
+            // The socket closes once its close handshake is over (or abandoned); a
+            // connection that ended any other way has nothing left to say.
+            if !self.conn.as_ref().is_some_and(Conn::is_ending) {
+                self.conn = None;
             }
-            if self.finished {
-                // The socket closes once its close handshake is over (or abandoned); a
-                // connection that ended any other way has nothing left to say.
-                if !self.conn.as_ref().is_some_and(Conn::is_ending) {
-                    self.conn = None;
-                }
-                if self.conn.is_none() {
-                    return Poll::Ready(());
-                }
-            }
-            progressed |= self.conn.as_ref().is_some_and(Conn::has_news);
-            if !self.finished && self.poll_alarm(cx) {
-                progressed = true;
-                self.drain();
-            }
-            if !progressed {
-                return Poll::Pending;
+            if self.conn.is_none() {
+                return Round::Done;
             }
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        progressed |= self.conn.as_ref().is_some_and(Conn::has_news);
+        if !self.finished && self.poll_alarm(cx) {
+            progressed = true;
+            self.drain();
+        }
+        Round::progressed(progressed)
     }
 
     /// Takes up to [`CMD_BUDGET`] commands from the handles; whether any was taken.
