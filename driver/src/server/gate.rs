@@ -447,6 +447,17 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_after_of_up_to_a_day_is_taken() {
+        for hours in [2, 24] {
+            let config = GateConfig {
+                retry_after: Duration::from_secs(hours * 3600),
+                ..GateConfig::default()
+            };
+            assert!(Gate::new(config).is_ok(), "{hours} h");
+        }
+    }
+
+    #[test]
     fn zero_limits_and_retry_afters_are_refused() {
         for bad in [
             GateConfig {
