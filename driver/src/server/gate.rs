@@ -447,6 +447,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_shows_its_config_and_counts_and_equals_only_its_clones() {
+        let config = GateConfig {
+            max_per_ip: Some(7),
+            ..GateConfig::default()
+        };
+        let gate = Gate::new(config.clone()).unwrap();
+        assert_eq!(gate.config(), &config);
+        let _pending = gate.arrive(None).unwrap();
+        let shown = format!("{gate:?}");
+        assert!(shown.contains("max_per_ip: Some(7)"), "{shown}");
+        assert!(shown.contains("pending_upgrades: 1"), "{shown}");
+        assert_eq!(gate, gate.clone());
+        assert_ne!(gate, Gate::new(config).unwrap(), "same limits, other counts");
+    }
+
+    #[test]
     fn a_retry_after_of_up_to_a_day_is_taken() {
         for hours in [2, 24] {
             let config = GateConfig {
