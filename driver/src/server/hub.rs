@@ -10,6 +10,7 @@ use tether_core::server::{CloseError, EndCause};
 use tether_core::{CloseCode, ConnId, DataFrame};
 
 use super::guard::{DeliveryError, Guarded};
+use super::roster::Roster;
 
 /// How a [`Hub`] treats its members.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +27,24 @@ pub struct HubConfig {
     /// [`HubStats::departures_dropped`]). Default 1024; a larger value than
     /// [`MAX_DEPARTURE_CAPACITY`] counts as that ceiling.
     pub departure_capacity: usize,
+    /// The most members the hub holds; a [`join`](Hub::join) beyond it is refused with
+    /// [`DeliveryError::HubFull`]. Default [`DEFAULT_MAX_MEMBERS`] (100,000); a larger
+    /// value than [`MAX_MEMBERS`] counts as that ceiling, and 0 refuses every join.
+    ///
+    /// A limit by default, not an unbounded set: a server that joins every accepted
+    /// connection would otherwise grow its hub (and the cost of each broadcast, a few
+    /// atomic operations per member) with whatever the internet sends. 100,000 is well
+    /// above what one process serves with the usual file-descriptor limits, so only a
+    /// runaway hits it; split larger audiences into topics or processes.
+    pub max_members: usize,
 }
+
+/// The default of [`HubConfig::max_members`].
+pub const DEFAULT_MAX_MEMBERS: usize = 100_000;
+
+/// The ceiling of [`HubConfig::max_members`]: 16,777,216 members. A broadcast to more
+/// would take a noticeable fraction of a second of one core.
+pub const MAX_MEMBERS: usize = 1 << 24;
 
 /// The ceiling of [`HubConfig::departure_capacity`]: 1,048,576 departures per subscriber.
 /// The channel behind a subscription cannot be made arbitrarily large, and a subscriber
@@ -39,6 +57,7 @@ impl Default for HubConfig {
             overflow_code: CloseCode::TRY_AGAIN_LATER,
             overflow_reason: "slow consumer".to_owned(),
             departure_capacity: 1024,
+            max_members: DEFAULT_MAX_MEMBERS,
         }
     }
 }
@@ -110,24 +129,32 @@ pub struct HubStats {
     pub ended: u64,
     /// Departures a lagging subscriber missed.
     pub departures_dropped: u64,
+    /// Joins refused because the hub had [`HubConfig::max_members`] members.
+    pub refused_full: u64,
+    /// Member snapshots built for broadcasts: at most one per broadcast, and only after
+    /// the membership changed (joins and leaves copy nothing).
+    pub snapshots: u64,
 }
 
 struct Inner {
     cfg: HubConfig,
-    /// Copy on write: a broadcast iterates a snapshot without holding the lock, so joins
-    /// and leaves never wait for a broadcast and never disturb one under way.
-    members: Mutex<Arc<Vec<Guarded>>>,
+    /// O(1) join and leave; a broadcast takes the lock only to fetch (or, after a change,
+    /// build) a shared snapshot and iterates it without the lock, so joins and leaves
+    /// never wait for a broadcast under way and never disturb one.
+    members: Mutex<Roster>,
     subscribers: Mutex<Vec<mpsc::Sender<Departure>>>,
     broadcasts: AtomicU64,
     queued: AtomicU64,
     evicted_overflow: AtomicU64,
     ended: AtomicU64,
     departures_dropped: AtomicU64,
+    refused_full: AtomicU64,
+    snapshots: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Each critical section swaps an `Arc` or pushes a sender; a panic cannot leave
-    // either half-done, so poisoning is ignored.
+    // Each critical section pushes or swaps an entry and its index, or pushes a sender;
+    // none calls out to code that can panic between the two, so poisoning is ignored.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -182,34 +209,42 @@ impl Hub {
         Ok(Hub {
             inner: Arc::new(Inner {
                 cfg: config,
-                members: Mutex::new(Arc::new(Vec::new())),
+                members: Mutex::new(Roster::default()),
                 subscribers: Mutex::new(Vec::new()),
                 broadcasts: AtomicU64::new(0),
                 queued: AtomicU64::new(0),
                 evicted_overflow: AtomicU64::new(0),
                 ended: AtomicU64::new(0),
                 departures_dropped: AtomicU64::new(0),
+                refused_full: AtomicU64::new(0),
+                snapshots: AtomicU64::new(0),
             }),
         })
     }
 
     /// Adds a connection; it receives every broadcast from now on, until it leaves.
-    /// Joining a member twice does nothing.
+    /// Joining a member twice does nothing. O(1) (amortized): nothing is copied until
+    /// the next broadcast.
     ///
     /// # Errors
     ///
-    /// [`DeliveryError::Dead`] if the connection has already ended.
+    /// [`DeliveryError::Dead`] if the connection has already ended;
+    /// [`DeliveryError::HubFull`] if the hub has [`HubConfig::max_members`] members.
     pub fn join(&self, member: Guarded) -> Result<ConnId, DeliveryError> {
         let id = member.id();
         {
             let mut members = lock(&self.inner.members);
-            if members.iter().any(|m| m.id() == id) {
+            if members.contains(id) {
                 return Ok(id);
             }
-            let mut next = Vec::with_capacity(members.len() + 1);
-            next.extend(members.iter().cloned());
-            next.push(member.clone());
-            *members = Arc::new(next);
+            let max = self.inner.cfg.max_members.min(MAX_MEMBERS);
+            if members.len() >= max {
+                drop(members);
+                self.inner.refused_full.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(member = %id, max, "hub full; join refused");
+                return Err(DeliveryError::HubFull { max });
+            }
+            members.insert(member.clone());
         }
         // Registered after the member is in the set, so a departure can always find it;
         // a connection that ended in between is taken out again here.
@@ -228,7 +263,7 @@ impl Hub {
     }
 
     /// Takes a member out without touching its connection; `None` if it is not a member.
-    /// Reported as [`LeaveReason::Removed`].
+    /// Reported as [`LeaveReason::Removed`]. O(1).
     pub fn remove(&self, id: ConnId) -> Option<Guarded> {
         let member = self.take(id)?;
         let at = member.now();
@@ -242,9 +277,11 @@ impl Hub {
 
     /// Queues `frame` for every member without waiting on any of them, and evicts every
     /// member whose queue is full. The payload is shared by all members (a reference
-    /// count, not a copy). Never blocks: its cost is a few atomic operations per member.
+    /// count, not a copy). Never blocks: its cost is a few atomic operations per member,
+    /// plus one copy of the member list (reference counts) if it changed since the last
+    /// broadcast.
     pub fn broadcast(&self, frame: DataFrame) -> Broadcast {
-        let members = lock(&self.inner.members).clone();
+        let members = self.snapshot();
         let mut report = Broadcast::default();
         let mut full = Vec::new();
         for m in members.iter() {
@@ -285,7 +322,7 @@ impl Hub {
     /// A [`CloseError`] for a code or reason that cannot be sent; nothing happened then.
     pub fn close_all(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         CloseError::check(code, reason)?;
-        let members = lock(&self.inner.members).clone();
+        let members = self.snapshot();
         for m in members.iter() {
             let _ = m.close(code, reason);
         }
@@ -308,13 +345,13 @@ impl Hub {
     /// The members' ids.
     #[must_use]
     pub fn members(&self) -> Vec<ConnId> {
-        lock(&self.inner.members).iter().map(Guarded::id).collect()
+        lock(&self.inner.members).ids()
     }
 
     /// Whether `id` is a member.
     #[must_use]
     pub fn contains(&self, id: ConnId) -> bool {
-        lock(&self.inner.members).iter().any(|m| m.id() == id)
+        lock(&self.inner.members).contains(id)
     }
 
     /// How many members there are.
@@ -340,17 +377,21 @@ impl Hub {
             evicted_overflow: i.evicted_overflow.load(Ordering::Relaxed),
             ended: i.ended.load(Ordering::Relaxed),
             departures_dropped: i.departures_dropped.load(Ordering::Relaxed),
+            refused_full: i.refused_full.load(Ordering::Relaxed),
+            snapshots: i.snapshots.load(Ordering::Relaxed),
         }
+    }
+
+    /// The members now, shared: built once after each change in membership.
+    fn snapshot(&self) -> Arc<[Guarded]> {
+        lock(&self.inner.members).snapshot(|| {
+            self.inner.snapshots.fetch_add(1, Ordering::Relaxed);
+        })
     }
 
     /// Takes `id` out of the set; the member if it was in.
     fn take(&self, id: ConnId) -> Option<Guarded> {
-        let mut members = lock(&self.inner.members);
-        let pos = members.iter().position(|m| m.id() == id)?;
-        let mut next: Vec<Guarded> = members.as_ref().clone();
-        let member = next.remove(pos);
-        *members = Arc::new(next);
-        Some(member)
+        lock(&self.inner.members).remove(id)
     }
 
     /// A member's connection ended.
@@ -383,8 +424,56 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::convert::Infallible;
+
+    use futures::SinkExt;
+    use futures::future::BoxFuture;
+
     use super::*;
+    use crate::runtime::Runtime;
+    use crate::server::{GuardConfig, guard};
+    use crate::transport::Link;
+
+    /// A runtime whose clock stands still and whose tasks are kept but never run:
+    /// members that are never written to and never end.
+    #[derive(Clone)]
+    pub(crate) struct Still(Instant, Arc<Mutex<Vec<BoxFuture<'static, ()>>>>);
+
+    impl Runtime for Still {
+        fn spawn(&self, future: BoxFuture<'static, ()>) {
+            lock(&self.1).push(future);
+        }
+        fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+            Box::pin(futures::future::pending())
+        }
+        fn now(&self) -> Instant {
+            self.0
+        }
+    }
+
+    /// `n` guarded connections over links that never yield and swallow writes.
+    pub(crate) fn members(n: usize) -> Vec<Guarded> {
+        // The one clock read: an arbitrary epoch for a clock that never moves.
+        let rt = Still(Instant::now(), Arc::default());
+        (0..n)
+            .map(|_| {
+                let sink = futures::sink::drain()
+                    .sink_map_err(|never: Infallible| -> std::io::Error { match never {} });
+                let link = Link {
+                    sink: Box::pin(sink),
+                    stream: Box::pin(futures::stream::pending()),
+                    reset: None,
+                    subprotocol: None,
+                };
+                guard(rt.clone(), link, None, GuardConfig::default()).expect("valid config")
+            })
+            .collect()
+    }
+
+    fn text() -> DataFrame {
+        DataFrame::Text(tether_core::Utf8Bytes::from_static("x"))
+    }
 
     /// No panic from any config: a departure capacity the channel cannot hold counts as
     /// the ceiling.
@@ -396,5 +485,88 @@ mod tests {
         })
         .expect("valid close code");
         let _departures = hub.departures();
+    }
+
+    /// Building a hub of n members copies nothing (the old copy-on-write set cloned the
+    /// whole vector on every join: n²/2 clones); the first broadcast builds one snapshot,
+    /// a second with no change in between none, and a change makes the next build one.
+    #[test]
+    fn joins_and_leaves_build_no_snapshot_and_broadcasts_at_most_one() {
+        const N: usize = 2000;
+        let hub = Hub::new(HubConfig::default()).expect("valid close code");
+        let conns = members(N);
+        for c in &conns {
+            hub.join(c.clone()).expect("room for all");
+        }
+        assert_eq!(hub.len(), N);
+        assert_eq!(hub.stats().snapshots, 0, "joins must not copy the set");
+        assert_eq!(hub.broadcast(text()).queued, N);
+        assert_eq!(hub.broadcast(text()).queued, N);
+        assert_eq!(hub.stats().snapshots, 1);
+        // Leaves from the middle, the front and the back keep the index right.
+        for c in [&conns[N / 2], &conns[0], &conns[N - 1]] {
+            assert!(hub.remove(c.id()).is_some());
+            assert!(hub.remove(c.id()).is_none());
+        }
+        assert_eq!(hub.stats().snapshots, 1, "leaves must not copy the set");
+        for (i, c) in conns.iter().enumerate() {
+            assert_eq!(hub.contains(c.id()), ![0, N / 2, N - 1].contains(&i), "{i}");
+        }
+        assert_eq!(hub.broadcast(text()).queued, N - 3);
+        assert_eq!(hub.stats().snapshots, 2);
+        let mut ids = hub.members();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), N - 3);
+    }
+
+    /// A join beyond `max_members` is refused with a typed error and counted, the member
+    /// set unchanged; a leave makes room again. Joining a member twice is not a new
+    /// member, even at the limit.
+    #[test]
+    fn a_join_beyond_max_members_is_refused() {
+        let hub = Hub::new(HubConfig {
+            max_members: 2,
+            ..HubConfig::default()
+        })
+        .expect("valid close code");
+        let conns = members(3);
+        hub.join(conns[0].clone()).expect("room");
+        hub.join(conns[1].clone()).expect("room");
+        hub.join(conns[1].clone()).expect("already a member");
+        let refused = hub.join(conns[2].clone());
+        assert_eq!(refused, Err(DeliveryError::HubFull { max: 2 }));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "the hub is full: it already has its maximum of 2 members"
+        );
+        assert!(!hub.contains(conns[2].id()));
+        assert_eq!((hub.len(), hub.stats().refused_full), (2, 1));
+        assert!(!conns[2].is_closed(), "a refused member is left as it is");
+        hub.remove(conns[0].id());
+        hub.join(conns[2].clone()).expect("room again");
+        assert_eq!(hub.len(), 2);
+    }
+
+    /// The ceiling: an absurd `max_members` counts as `MAX_MEMBERS`, and 0 refuses all.
+    #[test]
+    fn max_members_is_capped_and_zero_refuses_all() {
+        let conns = members(1);
+        let none = Hub::new(HubConfig {
+            max_members: 0,
+            ..HubConfig::default()
+        })
+        .expect("valid close code");
+        assert_eq!(
+            none.join(conns[0].clone()),
+            Err(DeliveryError::HubFull { max: 0 })
+        );
+        let huge = Hub::new(HubConfig {
+            max_members: usize::MAX,
+            ..HubConfig::default()
+        })
+        .expect("valid close code");
+        huge.join(conns[0].clone()).expect("room");
+        assert_eq!(HubConfig::default().max_members, DEFAULT_MAX_MEMBERS);
     }
 }

@@ -26,10 +26,12 @@ mod accept;
 mod catch_up;
 mod guard;
 mod hub;
+mod roster;
 mod task;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
 pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY};
 pub use hub::{
-    Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason, MAX_DEPARTURE_CAPACITY,
+    Broadcast, DEFAULT_MAX_MEMBERS, Departure, Hub, HubConfig, HubStats, LeaveReason,
+    MAX_DEPARTURE_CAPACITY, MAX_MEMBERS,
 };
