@@ -9,8 +9,9 @@ use futures::channel::mpsc;
 use tether_core::server::{CloseError, EndCause};
 use tether_core::{CloseCode, ConnId, DataFrame};
 
+use super::backplane::Outbox;
 use super::guard::{DeliveryError, Guarded};
-use super::roster::Roster;
+use super::roster::Members;
 
 /// How a [`Hub`] treats its members.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,59 @@ pub struct HubConfig {
     /// above what one process serves with the usual file-descriptor limits, so only a
     /// runaway hits it; split larger audiences into topics or processes.
     pub max_members: usize,
+    /// The most topics one member is in at a time; a
+    /// [`join_topic`](Hub::join_topic) beyond it is refused with
+    /// [`TopicError::TooMany`]. Default 64; a larger value than
+    /// [`MAX_TOPICS_PER_MEMBER`] counts as that ceiling. Topics are often named by what
+    /// clients ask for, so a client must not be able to put itself in millions of them.
+    pub max_topics_per_member: usize,
+}
+
+/// The ceiling of [`HubConfig::max_topics_per_member`].
+pub const MAX_TOPICS_PER_MEMBER: usize = 4096;
+
+/// The longest topic name, in bytes. Names travel in the backplane's channel names and
+/// often come from clients, so they are bounded.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Why a member could not join a topic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The connection is not a member of the hub (join it first).
+    #[error("not a member of the hub")]
+    NotMember,
+    /// The topic's name is empty.
+    #[error("the topic name is empty")]
+    Empty,
+    /// The topic's name is longer than [`MAX_TOPIC_LEN`].
+    #[error("the topic name is {len} bytes long, more than {max}")]
+    TooLong {
+        /// The name's length.
+        len: usize,
+        /// [`MAX_TOPIC_LEN`].
+        max: usize,
+    },
+    /// The member is already in [`HubConfig::max_topics_per_member`] topics.
+    #[error("the member is already in its maximum of {max} topics")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Checks a topic's name.
+pub(crate) fn check_topic(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong {
+            len: topic.len(),
+            max: MAX_TOPIC_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// The default of [`HubConfig::max_members`].
@@ -58,6 +112,7 @@ impl Default for HubConfig {
             overflow_reason: "slow consumer".to_owned(),
             departure_capacity: 1024,
             max_members: DEFAULT_MAX_MEMBERS,
+            max_topics_per_member: 64,
         }
     }
 }
@@ -119,6 +174,8 @@ pub struct Broadcast {
 pub struct HubStats {
     /// Members now.
     pub members: usize,
+    /// Topics with at least one member now.
+    pub topics: usize,
     /// Broadcasts so far.
     pub broadcasts: u64,
     /// Frames queued for members so far.
@@ -141,7 +198,10 @@ struct Inner {
     /// O(1) join and leave; a broadcast takes the lock only to fetch (or, after a change,
     /// build) a shared snapshot and iterates it without the lock, so joins and leaves
     /// never wait for a broadcast under way and never disturb one.
-    members: Mutex<Roster>,
+    members: Mutex<Members>,
+    /// Where [`Hub::broadcast_to`] hands frames for other processes, when a backplane is
+    /// attached.
+    pub(crate) outbox: Mutex<Option<Arc<Outbox>>>,
     subscribers: Mutex<Vec<mpsc::Sender<Departure>>>,
     broadcasts: AtomicU64,
     queued: AtomicU64,
@@ -209,7 +269,8 @@ impl Hub {
         Ok(Hub {
             inner: Arc::new(Inner {
                 cfg: config,
-                members: Mutex::new(Roster::default()),
+                members: Mutex::new(Members::default()),
+                outbox: Mutex::new(None),
                 subscribers: Mutex::new(Vec::new()),
                 broadcasts: AtomicU64::new(0),
                 queued: AtomicU64::new(0),
@@ -234,17 +295,17 @@ impl Hub {
         let id = member.id();
         {
             let mut members = lock(&self.inner.members);
-            if members.contains(id) {
+            if members.all.contains(id) {
                 return Ok(id);
             }
             let max = self.inner.cfg.max_members.min(MAX_MEMBERS);
-            if members.len() >= max {
+            if members.all.len() >= max {
                 drop(members);
                 self.inner.refused_full.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(member = %id, max, "hub full; join refused");
                 return Err(DeliveryError::HubFull { max });
             }
-            members.insert(member.clone());
+            members.all.insert(member.clone());
         }
         // Registered after the member is in the set, so a departure can always find it;
         // a connection that ended in between is taken out again here.
@@ -282,6 +343,96 @@ impl Hub {
     /// broadcast.
     pub fn broadcast(&self, frame: DataFrame) -> Broadcast {
         let members = self.snapshot();
+        self.deliver(&members, &frame)
+    }
+
+    /// Puts member `id` in `topic`: it receives every [`broadcast_to`](Self::broadcast_to)
+    /// that topic from now on, from this process or (with a backplane) any other, until it
+    /// leaves the topic or the hub. A member may be in several topics; joining one twice
+    /// does nothing. O(its topics).
+    ///
+    /// # Errors
+    ///
+    /// See [`TopicError`].
+    pub fn join_topic(&self, id: ConnId, topic: &str) -> Result<(), TopicError> {
+        check_topic(topic)?;
+        let max = self
+            .inner
+            .cfg
+            .max_topics_per_member
+            .min(MAX_TOPICS_PER_MEMBER);
+        let mut members = lock(&self.inner.members);
+        if !members.all.contains(id) {
+            return Err(TopicError::NotMember);
+        }
+        match members.join_topic(id, topic, max) {
+            Ok(joined) => {
+                if joined {
+                    tracing::debug!(member = %id, topic, "joined topic");
+                }
+                Ok(())
+            }
+            Err(()) => Err(TopicError::TooMany { max }),
+        }
+    }
+
+    /// Takes member `id` out of `topic`; whether it was in. Leaving the hub leaves every
+    /// topic.
+    pub fn leave_topic(&self, id: ConnId, topic: &str) -> bool {
+        lock(&self.inner.members).leave_topic(id, topic)
+    }
+
+    /// The topics member `id` is in.
+    #[must_use]
+    pub fn topics_of(&self, id: ConnId) -> Vec<String> {
+        lock(&self.inner.members).topics_of(id)
+    }
+
+    /// The members of `topic` in this process.
+    #[must_use]
+    pub fn topic_members(&self, topic: &str) -> Vec<ConnId> {
+        lock(&self.inner.members)
+            .topic(topic)
+            .map(|r| r.ids())
+            .unwrap_or_default()
+    }
+
+    /// Queues `frame` for every member of `topic` in this process, as
+    /// [`broadcast`](Self::broadcast) does for the whole hub (a full member is evicted from
+    /// the hub), and, when a backplane is attached, hands it to the backplane for the
+    /// members of `topic` in every other process. Never blocks and never waits on the
+    /// backplane: local members have the frame at once, and the backplane's queue is
+    /// bounded (a frame that does not fit, or comes while Redis is unreachable, is counted
+    /// in [`BackplaneStats`](super::BackplaneStats) and reaches only the local members).
+    /// An invalid topic name reaches no one.
+    pub fn broadcast_to(&self, topic: &str, frame: DataFrame) -> Broadcast {
+        if check_topic(topic).is_err() {
+            return Broadcast::default();
+        }
+        let outbox = lock(&self.inner.outbox).clone();
+        if let Some(outbox) = outbox {
+            outbox.publish(topic, &frame);
+        }
+        self.broadcast_local(topic, &frame)
+    }
+
+    /// Queues `frame` for the members of `topic` in this process only.
+    pub(crate) fn broadcast_local(&self, topic: &str, frame: &DataFrame) -> Broadcast {
+        let members = {
+            let mut members = lock(&self.inner.members);
+            let snapshots = &self.inner.snapshots;
+            match members.topic(topic) {
+                Some(roster) => roster.snapshot(|| {
+                    snapshots.fetch_add(1, Ordering::Relaxed);
+                }),
+                None => return Broadcast::default(),
+            }
+        };
+        self.deliver(&members, frame)
+    }
+
+    /// Queues `frame` for `members`, evicting those whose queue is full.
+    fn deliver(&self, members: &[Guarded], frame: &DataFrame) -> Broadcast {
         let mut report = Broadcast::default();
         let mut full = Vec::new();
         for m in members.iter() {
@@ -345,19 +496,19 @@ impl Hub {
     /// The members' ids.
     #[must_use]
     pub fn members(&self) -> Vec<ConnId> {
-        lock(&self.inner.members).ids()
+        lock(&self.inner.members).all.ids()
     }
 
     /// Whether `id` is a member.
     #[must_use]
     pub fn contains(&self, id: ConnId) -> bool {
-        lock(&self.inner.members).contains(id)
+        lock(&self.inner.members).all.contains(id)
     }
 
     /// How many members there are.
     #[must_use]
     pub fn len(&self) -> usize {
-        lock(&self.inner.members).len()
+        lock(&self.inner.members).all.len()
     }
 
     /// Whether there are no members.
@@ -372,6 +523,7 @@ impl Hub {
         let i = &self.inner;
         HubStats {
             members: self.len(),
+            topics: lock(&self.inner.members).topic_count(),
             broadcasts: i.broadcasts.load(Ordering::Relaxed),
             queued: i.queued.load(Ordering::Relaxed),
             evicted_overflow: i.evicted_overflow.load(Ordering::Relaxed),
@@ -382,9 +534,32 @@ impl Hub {
         }
     }
 
+    /// A reference that does not keep the hub alive (the backplane's tasks hold one).
+    pub(crate) fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    /// Attaches a backplane's outbox; `false` if one is attached already.
+    pub(crate) fn attach(&self, outbox: Arc<Outbox>) -> bool {
+        let mut slot = lock(&self.inner.outbox);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(outbox);
+        true
+    }
+
+    /// Detaches `outbox` if it is the one attached.
+    pub(crate) fn detach(&self, outbox: &Arc<Outbox>) {
+        let mut slot = lock(&self.inner.outbox);
+        if slot.as_ref().is_some_and(|o| Arc::ptr_eq(o, outbox)) {
+            *slot = None;
+        }
+    }
+
     /// The members now, shared: built once after each change in membership.
     fn snapshot(&self) -> Arc<[Guarded]> {
-        lock(&self.inner.members).snapshot(|| {
+        lock(&self.inner.members).all.snapshot(|| {
             self.inner.snapshots.fetch_add(1, Ordering::Relaxed);
         })
     }
@@ -420,6 +595,15 @@ impl Hub {
                 true
             }
         });
+    }
+}
+
+/// A [`Hub`] that may have been dropped.
+pub(crate) struct WeakHub(Weak<Inner>);
+
+impl WeakHub {
+    pub(crate) fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
     }
 }
 

@@ -23,6 +23,7 @@
 //! [`Runtime`](crate::Runtime). [`guard`] starts the same task over any [`Link`](crate::Link).
 
 mod accept;
+mod backplane;
 mod catch_up;
 mod guard;
 mod hub;
@@ -30,8 +31,12 @@ mod roster;
 mod task;
 
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
+pub use backplane::{
+    Backplane, BackplaneConfig, BackplaneError, BackplaneEvent, BackplaneStats, DialRedis,
+    MAX_MESSAGE_BYTES, MAX_QUEUE_BYTES, MAX_QUEUE_LEN, RedisStream, Side, redis_addr,
+};
 pub use guard::{DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY};
 pub use hub::{
     Broadcast, DEFAULT_MAX_MEMBERS, Departure, Hub, HubConfig, HubStats, LeaveReason,
-    MAX_DEPARTURE_CAPACITY, MAX_MEMBERS,
+    MAX_DEPARTURE_CAPACITY, MAX_MEMBERS, MAX_TOPIC_LEN, MAX_TOPICS_PER_MEMBER, TopicError,
 };

@@ -44,6 +44,10 @@ impl Roster {
         Some(member)
     }
 
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Guarded> {
+        self.members.get(*self.index.get(&id)?)
+    }
+
     pub(crate) fn contains(&self, id: ConnId) -> bool {
         self.index.contains_key(&id)
     }
@@ -66,5 +70,89 @@ impl Roster {
         let s: Arc<[Guarded]> = self.members.iter().cloned().collect();
         self.snapshot = Some(s.clone());
         s
+    }
+}
+
+/// The hub's members and its topics: each topic a roster of its own, and for each member
+/// the topics it is in (so a leave takes it out of each in O(its topics)). A topic with
+/// no member left is forgotten.
+#[derive(Default)]
+pub(crate) struct Members {
+    pub(crate) all: Roster,
+    topics: HashMap<Arc<str>, Roster>,
+    of: HashMap<ConnId, Vec<Arc<str>>>,
+}
+
+impl Members {
+    /// Puts member `id` (already in `all`) in `topic`; `Ok(false)` if it was in already,
+    /// `Err(())` if it is in `max` topics.
+    pub(crate) fn join_topic(&mut self, id: ConnId, topic: &str, max: usize) -> Result<bool, ()> {
+        let Some(member) = self.all.get(id) else {
+            return Ok(false);
+        };
+        let member = member.clone();
+        let mine = self.of.entry(id).or_default();
+        if mine.iter().any(|t| &**t == topic) {
+            return Ok(false);
+        }
+        if mine.len() >= max {
+            return Err(());
+        }
+        let name: Arc<str> = match self.topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        mine.push(name.clone());
+        self.topics.entry(name).or_default().insert(member);
+        Ok(true)
+    }
+
+    /// Takes member `id` out of `topic`; whether it was in.
+    pub(crate) fn leave_topic(&mut self, id: ConnId, topic: &str) -> bool {
+        let Some(mine) = self.of.get_mut(&id) else {
+            return false;
+        };
+        let Some(i) = mine.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        mine.swap_remove(i);
+        if mine.is_empty() {
+            self.of.remove(&id);
+        }
+        self.out_of(id, topic);
+        true
+    }
+
+    fn out_of(&mut self, id: ConnId, topic: &str) {
+        if let Some(roster) = self.topics.get_mut(topic) {
+            roster.remove(id);
+            if roster.len() == 0 {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
+    /// Takes `id` out of the hub and every topic it is in; the member if it was in.
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Guarded> {
+        let member = self.all.remove(id)?;
+        for topic in self.of.remove(&id).unwrap_or_default() {
+            self.out_of(id, &topic);
+        }
+        Some(member)
+    }
+
+    pub(crate) fn topic(&mut self, topic: &str) -> Option<&mut Roster> {
+        self.topics.get_mut(topic)
+    }
+
+    pub(crate) fn topics_of(&self, id: ConnId) -> Vec<String> {
+        self.of
+            .get(&id)
+            .map(|ts| ts.iter().map(|t| t.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn topic_count(&self) -> usize {
+        self.topics.len()
     }
 }
