@@ -16,8 +16,10 @@
 #
 #   TETHER_REDIS_SERVER=<absolute path of .redis/bin/redis-server>
 #
-# Needs apt-get and dpkg (Debian or a derivative). When the package lists are empty (a
-# fresh container) and we run as root, `apt-get update` is run first.
+# Needs apt-get and dpkg (Debian or a derivative), not root. When the system's package
+# lists do not know the packages (a fresh container never updated), the lists are
+# fetched into .redis/apt instead (`apt-get update` with a private state directory: no
+# root, nothing changed for the rest of the system) and the download retried from them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
@@ -34,19 +36,17 @@ works() { [[ -x "${wrapper}" ]] && "${wrapper}" --version >/dev/null 2>&1; }
 if ! works || [[ "$(cat "${stamp}" 2>/dev/null)" != "${packages[*]}" ]]; then
     command -v apt-get >/dev/null 2>&1 || { say "apt-get not found (Debian needed)"; exit 1; }
     command -v dpkg >/dev/null 2>&1 || { say "dpkg not found (Debian needed)"; exit 1; }
-    rm -rf "${dir}"
+    rm -rf "${dir}/debs" "${dir}/root" "${dir}/bin"
     mkdir -p "${dir}/debs" "${dir}/root" "${dir}/bin"
-    download() { (cd "${dir}/debs" && apt-get download "${packages[@]}" >&2); }
+    download() { (cd "${dir}/debs" && apt-get "$@" download "${packages[@]}" >&2); }
     say "apt-get download ${packages[*]}"
     if ! download; then
-        if [[ "$(id -u)" == "0" ]]; then
-            say "download failed; apt-get update, then again"
-            apt-get update >&2
-            download
-        else
-            say "apt-get download failed; run 'apt-get update' as root first"
-            exit 1
-        fi
+        say "not in the system's package lists; fetching lists into .redis/apt"
+        apt="${dir}/apt"
+        mkdir -p "${apt}/lists/partial" "${apt}/cache/archives/partial"
+        private=(-o "Dir::State::Lists=${apt}/lists" -o "Dir::Cache=${apt}/cache" -o Debug::NoLocking=1)
+        apt-get "${private[@]}" update >&2
+        download "${private[@]}"
     fi
     for deb in "${dir}"/debs/*.deb; do
         dpkg -x "${deb}" "${dir}/root"
