@@ -753,4 +753,74 @@ pub(crate) mod tests {
         huge.join(conns[0].clone()).expect("room");
         assert_eq!(HubConfig::default().max_members, DEFAULT_MAX_MEMBERS);
     }
+
+    /// Topics: a member may be in several; a topic broadcast reaches exactly its members;
+    /// leaving the hub leaves every topic, and an empty topic is forgotten. Names and
+    /// counts are bounded, and only members can join.
+    #[test]
+    fn topics_reach_their_members_only() {
+        let hub = Hub::new(HubConfig {
+            max_topics_per_member: 2,
+            ..HubConfig::default()
+        })
+        .expect("valid close code");
+        let conns = members(4);
+        for c in &conns[..3] {
+            hub.join(c.clone()).expect("room");
+        }
+        let [a, b, c, outsider] = [0, 1, 2, 3].map(|i| conns[i].id());
+        hub.join_topic(a, "red").expect("ok");
+        hub.join_topic(a, "blue").expect("ok");
+        hub.join_topic(a, "blue").expect("twice is once");
+        hub.join_topic(b, "red").expect("ok");
+        assert_eq!(
+            hub.join_topic(a, "green"),
+            Err(TopicError::TooMany { max: 2 })
+        );
+        assert_eq!(hub.join_topic(outsider, "red"), Err(TopicError::NotMember));
+        assert_eq!(hub.join_topic(c, ""), Err(TopicError::Empty));
+        let long = "x".repeat(MAX_TOPIC_LEN + 1);
+        assert_eq!(
+            hub.join_topic(c, &long),
+            Err(TopicError::TooLong {
+                len: MAX_TOPIC_LEN + 1,
+                max: MAX_TOPIC_LEN
+            })
+        );
+        assert_eq!(hub.broadcast_to("red", text()).queued, 2);
+        assert_eq!(hub.broadcast_to("blue", text()).queued, 1);
+        assert_eq!(hub.broadcast_to("nobody", text()).queued, 0);
+        assert_eq!(hub.broadcast_to(&long, text()).queued, 0);
+        assert_eq!(
+            (conns[0].queued(), conns[1].queued(), conns[2].queued()),
+            (2, 1, 0)
+        );
+        let mut topics = hub.topics_of(a);
+        topics.sort();
+        assert_eq!(topics, ["blue", "red"]);
+        assert!(hub.leave_topic(a, "red"));
+        assert!(!hub.leave_topic(a, "red"));
+        assert_eq!(hub.topic_members("red"), [b]);
+        hub.remove(a);
+        assert!(hub.topics_of(a).is_empty());
+        assert!(hub.topic_members("blue").is_empty());
+        assert_eq!(hub.stats().topics, 1, "blue is forgotten, red has b");
+        assert_eq!(hub.broadcast_to("blue", text()).queued, 0);
+        assert_eq!(hub.broadcast_to("red", text()).queued, 1);
+    }
+
+    /// Topic broadcasts build their snapshot lazily too: joining a topic copies nothing.
+    #[test]
+    fn topic_joins_build_no_snapshot() {
+        const N: usize = 1000;
+        let hub = Hub::new(HubConfig::default()).expect("valid close code");
+        for c in members(N) {
+            let id = hub.join(c).expect("room");
+            hub.join_topic(id, "t").expect("ok");
+        }
+        assert_eq!(hub.stats().snapshots, 0);
+        assert_eq!(hub.broadcast_to("t", text()).queued, N);
+        assert_eq!(hub.broadcast_to("t", text()).queued, N);
+        assert_eq!(hub.stats().snapshots, 1);
+    }
 }

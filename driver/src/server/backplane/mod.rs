@@ -901,3 +901,110 @@ pub fn redis_addr(url: &str) -> Result<String, BackplaneError> {
         format!("{rest}:6379")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_core::Utf8Bytes;
+
+    fn outbox(
+        queue_len: usize,
+        max_bytes: usize,
+    ) -> (Outbox, async_channel::Receiver<(Bytes, Bytes)>) {
+        let (tx, rx) = async_channel::bounded(queue_len);
+        let counters = Arc::new(Counters::default());
+        counters.publisher_up.store(true, Ordering::Relaxed);
+        let outbox = Outbox {
+            origin: 1,
+            seq: AtomicU64::new(0),
+            prefix: "p:".to_owned(),
+            max_message: 100,
+            max_bytes,
+            tx,
+            counters,
+        };
+        (outbox, rx)
+    }
+
+    fn frame(n: usize) -> DataFrame {
+        DataFrame::Text(Utf8Bytes::from_string("x".repeat(n)))
+    }
+
+    /// The outbox never waits and never grows past its bounds: a frame that does not fit
+    /// in messages or bytes, or is over the size limit, or comes while the publisher is
+    /// down, is counted and dropped.
+    #[test]
+    fn the_outbox_is_bounded_and_counts_what_it_drops() {
+        let (o, rx) = outbox(3, 200);
+        let one = "p:t".len() + wire::HEADER + 50;
+        o.publish("t", &frame(50));
+        o.publish("t", &frame(50));
+        assert_eq!(o.counters.queued_bytes.load(Ordering::Relaxed), 2 * one);
+        o.publish("t", &frame(50));
+        assert_eq!(o.counters.queue_full.load(Ordering::Relaxed), 1, "bytes");
+        o.publish("t", &frame(1));
+        o.publish("t", &frame(1));
+        assert_eq!(o.counters.queue_full.load(Ordering::Relaxed), 2, "messages");
+        o.publish("t", &frame(101));
+        assert_eq!(o.counters.too_large.load(Ordering::Relaxed), 1);
+        o.counters.publisher_up.store(false, Ordering::Relaxed);
+        o.publish("t", &frame(1));
+        assert_eq!(o.counters.dropped_down.load(Ordering::Relaxed), 1);
+        assert_eq!(rx.len(), 3);
+        let (channel, message) = rx.try_recv().expect("queued");
+        assert_eq!(&channel[..], b"p:t");
+        let decoded = wire::decode(message).expect("decodes");
+        assert_eq!((decoded.origin, decoded.seq), (1, 0));
+    }
+
+    #[test]
+    fn configs_out_of_bounds_are_refused() {
+        let d = BackplaneConfig::default();
+        d.validate().expect("the default is valid");
+        for prefix in ["", "a*", "a?", "[x]", "a\\b"] {
+            let c = BackplaneConfig {
+                channel_prefix: prefix.to_owned(),
+                ..d.clone()
+            };
+            assert_eq!(c.validate(), Err(BackplaneError::Prefix), "{prefix:?}");
+        }
+        let c = BackplaneConfig {
+            queue_bytes: MAX_QUEUE_BYTES + 1,
+            ..d.clone()
+        };
+        assert!(matches!(c.validate(), Err(BackplaneError::Config(_))));
+        let c = BackplaneConfig {
+            max_message_bytes: 0,
+            ..d.clone()
+        };
+        assert!(matches!(c.validate(), Err(BackplaneError::Config(_))));
+        let mut c = d.clone();
+        c.backoff.schedule.clear();
+        assert!(matches!(c.validate(), Err(BackplaneError::Config(_))));
+        let c = BackplaneConfig {
+            ping_interval: Duration::MAX,
+            ..d
+        };
+        assert!(matches!(c.validate(), Err(BackplaneError::Config(_))));
+    }
+
+    #[test]
+    fn redis_urls() {
+        assert_eq!(
+            redis_addr("redis://127.0.0.1:7000").as_deref(),
+            Ok("127.0.0.1:7000")
+        );
+        assert_eq!(redis_addr("redis://cache/").as_deref(), Ok("cache:6379"));
+        assert_eq!(redis_addr("cache:1").as_deref(), Ok("cache:1"));
+        assert_eq!(redis_addr("[::1]:7000").as_deref(), Ok("[::1]:7000"));
+        for bad in [
+            "",
+            "redis://",
+            "redis://u:p@host",
+            "redis://h:99999",
+            "redis://h/0",
+        ] {
+            assert!(redis_addr(bad).is_err(), "{bad:?}");
+        }
+    }
+}
