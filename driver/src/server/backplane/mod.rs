@@ -1007,4 +1007,361 @@ mod tests {
             assert!(redis_addr(bad).is_err(), "{bad:?}");
         }
     }
+
+    // ---- the tasks on a manual clock, against a Redis the test plays -------------------
+
+    use std::task::{Context, Poll};
+
+    use futures::StreamExt;
+    use futures::task::noop_waker_ref;
+
+    use crate::server::HubConfig;
+
+    fn lock_t<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    struct RtState {
+        now: Instant,
+        spawned: Vec<BoxFuture<'static, ()>>,
+    }
+
+    /// Time moves only when the test says; tasks run only in `run`.
+    #[derive(Clone)]
+    struct Manual(Arc<Mutex<RtState>>);
+
+    impl Runtime for Manual {
+        fn spawn(&self, future: BoxFuture<'static, ()>) {
+            lock_t(&self.0).spawned.push(future);
+        }
+        fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+            let rt = self.clone();
+            // Polled again by `run` after every clock move: no waker needed.
+            Box::pin(futures::future::poll_fn(move |_| {
+                if lock_t(&rt.0).now >= deadline {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }))
+        }
+        fn now(&self) -> Instant {
+            lock_t(&self.0).now
+        }
+    }
+
+    impl Manual {
+        fn advance(&self, d: Duration) {
+            lock_t(&self.0).now += d;
+            self.run();
+        }
+        /// Polls every task a bounded number of times.
+        fn run(&self) {
+            let mut cx = Context::from_waker(noop_waker_ref());
+            for _ in 0..32 {
+                let mut tasks = std::mem::take(&mut lock_t(&self.0).spawned);
+                tasks.retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
+                lock_t(&self.0).spawned.extend(tasks);
+            }
+        }
+    }
+
+    /// One end of an in-memory byte stream.
+    struct End {
+        rx: mpsc::UnboundedReceiver<Vec<u8>>,
+        pending: Vec<u8>,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+    }
+
+    fn pipe() -> (End, End) {
+        let (a_tx, a_rx) = mpsc::unbounded();
+        let (b_tx, b_rx) = mpsc::unbounded();
+        let a = End {
+            rx: a_rx,
+            pending: Vec::new(),
+            tx: b_tx,
+        };
+        let b = End {
+            rx: b_rx,
+            pending: Vec::new(),
+            tx: a_tx,
+        };
+        (a, b)
+    }
+
+    impl AsyncRead for End {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.pending.is_empty() {
+                match self.rx.poll_next_unpin(cx) {
+                    Poll::Ready(Some(v)) => self.pending = v,
+                    Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for End {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.tx.unbounded_send(buf.to_vec()) {
+                Ok(()) => Poll::Ready(Ok(buf.len())),
+                Err(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.tx.close_channel();
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl End {
+        /// Everything the other side wrote so far.
+        fn written(&mut self) -> Vec<u8> {
+            let mut out = Vec::new();
+            while let Ok(v) = self.rx.try_recv() {
+                out.extend(v);
+            }
+            out
+        }
+        fn say(&self, bytes: &[u8]) {
+            let _ = self.tx.unbounded_send(bytes.to_vec());
+        }
+    }
+
+    /// The Redis side of every connection the backplane opened, in order.
+    type Server = Arc<Mutex<Vec<End>>>;
+
+    fn start(rt: &Manual, hub: &Hub) -> (Backplane, Server) {
+        let server: Server = Arc::default();
+        let accepted = server.clone();
+        let dial: DialRedis = Arc::new(move || {
+            let (client, redis) = pipe();
+            lock_t(&accepted).push(redis);
+            async move { Ok(Box::new(client) as Box<dyn RedisStream>) }.boxed()
+        });
+        let config = BackplaneConfig {
+            backoff: BackoffConfig {
+                schedule: vec![Duration::from_secs(1), Duration::from_secs(2)],
+                jitter: tether_core::Jitter::None,
+                ..BackoffConfig::default()
+            },
+            ping_interval: Duration::from_secs(10),
+            seed: Some(7),
+            ..BackplaneConfig::default()
+        };
+        let backplane = Backplane::start(hub, rt.clone(), dial, config).expect("valid config");
+        (backplane, server)
+    }
+
+    fn events(stream: &mut (impl Stream<Item = BackplaneEvent> + Unpin)) -> Vec<BackplaneEvent> {
+        let mut out = Vec::new();
+        while let Some(Some(e)) = stream.next().now_or_never() {
+            out.push(e);
+        }
+        out
+    }
+
+    const SUBSCRIBED: &[u8] = b"*3\r\n$10\r\npsubscribe\r\n$12\r\ntether:hub:*\r\n:1\r\n";
+
+    /// A Redis that accepts the subscription and then says nothing, not even to pings:
+    /// the subscriber pings every interval and gives up after three silent ones — not
+    /// before — reports it, and dials again after the backoff schedule's first step. A
+    /// Redis that answers the pings keeps the subscription up.
+    #[test]
+    fn a_silent_redis_is_given_up_after_three_pings_and_dialled_again_after_the_backoff() {
+        let rt = Manual(Arc::new(Mutex::new(RtState {
+            // The one clock read: an arbitrary epoch, only offsets matter.
+            now: Instant::now(),
+            spawned: Vec::new(),
+        })));
+        let hub = Hub::new(HubConfig::default()).expect("valid close code");
+        let (backplane, server) = start(&rt, &hub);
+        let mut stream = backplane.events();
+        rt.run();
+        assert_eq!(lock_t(&server).len(), 2, "publisher and subscriber dialled");
+        let sub = {
+            let mut conns = lock_t(&server);
+            let i = (0..2)
+                .find(|&i| conns[i].written().starts_with(b"*2\r\n$10\r\nPSUBSCRIBE"))
+                .expect("a PSUBSCRIBE");
+            conns[i].say(SUBSCRIBED);
+            i
+        };
+        rt.run();
+        let up = events(&mut stream);
+        assert!(
+            up.contains(&BackplaneEvent::Up {
+                side: Side::Subscriber
+            }),
+            "{up:?}"
+        );
+        assert!(
+            up.contains(&BackplaneEvent::Up {
+                side: Side::Publisher
+            }),
+            "{up:?}"
+        );
+
+        // Answered pings keep it up.
+        for _ in 0..5 {
+            rt.advance(Duration::from_secs(10));
+            let mut conns = lock_t(&server);
+            assert_eq!(conns[sub].written(), b"*1\r\n$4\r\nPING\r\n");
+            conns[sub].say(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+        }
+        rt.run();
+        assert!(events(&mut stream).is_empty());
+        assert!(backplane.stats().subscriber_up);
+
+        // Silence from now on. The interval the last pong came in was heard from; two
+        // silent intervals after it are not yet an outage, the third is.
+        for _ in 0..3 {
+            rt.advance(Duration::from_secs(10));
+        }
+        assert!(
+            events(&mut stream).is_empty(),
+            "not before three silent intervals"
+        );
+        rt.advance(Duration::from_secs(10));
+        let down = events(&mut stream);
+        assert!(
+            matches!(
+                down.as_slice(),
+                [BackplaneEvent::Down { side: Side::Subscriber, failures: 1, retry_in, .. }]
+                    if *retry_in == Duration::from_secs(1)
+            ),
+            "{down:?}"
+        );
+        assert!(!backplane.stats().subscriber_up);
+        assert_eq!(backplane.stats().failures, 1);
+        assert!(
+            backplane.stats().publisher_up,
+            "the publisher is not concerned"
+        );
+
+        // The backoff's first step, then a new connection and subscription.
+        rt.advance(Duration::from_millis(999));
+        assert_eq!(lock_t(&server).len(), 2, "not before the wait");
+        rt.advance(Duration::from_millis(1));
+        assert_eq!(lock_t(&server).len(), 3, "dialled again");
+        {
+            let mut conns = lock_t(&server);
+            assert!(conns[2].written().starts_with(b"*2\r\n$10\r\nPSUBSCRIBE"));
+            conns[2].say(SUBSCRIBED);
+        }
+        rt.run();
+        assert_eq!(
+            events(&mut stream),
+            [BackplaneEvent::Up {
+                side: Side::Subscriber
+            }]
+        );
+        drop(backplane);
+        rt.run();
+        assert!(
+            lock_t(&rt.0).spawned.is_empty(),
+            "dropping the handle ends both tasks"
+        );
+    }
+
+    fn manual() -> Manual {
+        Manual(Arc::new(Mutex::new(RtState {
+            // The one clock read: an arbitrary epoch, only offsets matter.
+            now: Instant::now(),
+            spawned: Vec::new(),
+        })))
+    }
+
+    /// The publisher sees a closed connection at once, while idle (not at the next
+    /// broadcast); broadcasts meanwhile are local and counted; its waits follow the
+    /// backoff schedule (1 s, then 2 s), and the attempt counter resets after a connection
+    /// that stayed up for `stable_after` (5 s).
+    #[test]
+    fn a_closed_publisher_is_seen_at_once_and_its_waits_follow_the_schedule() {
+        let rt = manual();
+        let hub = Hub::new(HubConfig::default()).expect("valid close code");
+        let (backplane, server) = start(&rt, &hub);
+        let mut stream = backplane.events();
+        rt.run();
+        let publisher = {
+            let mut conns = lock_t(&server);
+            let sub = (0..2)
+                .find(|&i| conns[i].written().starts_with(b"*2\r\n$10\r\nPSUBSCRIBE"))
+                .expect("a PSUBSCRIBE");
+            conns[sub].say(SUBSCRIBED);
+            1 - sub
+        };
+        rt.run();
+        let frame = DataFrame::Text(Utf8Bytes::from_static("hi"));
+        hub.broadcast_to("t", frame.clone());
+        rt.run();
+        {
+            let mut conns = lock_t(&server);
+            let written = conns[publisher].written();
+            assert!(written.starts_with(b"*3\r\n$7\r\nPUBLISH\r\n$12\r\ntether:hub:t\r\n"));
+            conns[publisher].say(b":1\r\n");
+        }
+        rt.run();
+        assert_eq!(backplane.stats().published, 1);
+        let _ = events(&mut stream);
+
+        let close = |i: usize| lock_t(&server)[i].tx.close_channel();
+        let retry = |events: Vec<BackplaneEvent>| match events.as_slice() {
+            [
+                BackplaneEvent::Down {
+                    side: Side::Publisher,
+                    failures,
+                    retry_in,
+                    ..
+                },
+            ] => (*failures, *retry_in),
+            other => panic!("{other:?}"),
+        };
+        close(publisher);
+        rt.run();
+        assert_eq!(retry(events(&mut stream)), (1, Duration::from_secs(1)));
+        hub.broadcast_to("t", frame.clone());
+        assert_eq!(backplane.stats().dropped_down, 1, "local only meanwhile");
+
+        rt.advance(Duration::from_secs(1));
+        assert_eq!(lock_t(&server).len(), 3);
+        assert_eq!(
+            events(&mut stream),
+            [BackplaneEvent::Up {
+                side: Side::Publisher
+            }]
+        );
+        close(2);
+        rt.run();
+        assert_eq!(retry(events(&mut stream)), (2, Duration::from_secs(2)));
+        rt.advance(Duration::from_millis(1999));
+        assert_eq!(lock_t(&server).len(), 3, "not before the second step");
+        rt.advance(Duration::from_millis(1));
+        assert_eq!(lock_t(&server).len(), 4);
+        // Up for stable_after: the next failure counts as the first again.
+        rt.advance(Duration::from_secs(5));
+        close(3);
+        rt.run();
+        let got = events(&mut stream);
+        assert_eq!(
+            retry(got[1..].to_vec()),
+            (1, Duration::from_secs(1)),
+            "{got:?}"
+        );
+    }
 }
