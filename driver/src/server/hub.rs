@@ -226,8 +226,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// the configured code. A member whose connection misses its send deadline, goes silent
 /// or fails a write is aborted by its own guard and leaves the hub. Every departure is
 /// reported on [`departures`](Self::departures) with its reason. Joining, leaving and
-/// evictions are safe while broadcasts run, from any number of tasks or threads; the
-/// frames of one broadcaster reach each member in order.
+/// evictions are O(1), and safe while broadcasts run, from any number of tasks or
+/// threads; the frames of one broadcaster reach each member in order. Members may also
+/// join topics ([`join_topic`](Self::join_topic), [`broadcast_to`](Self::broadcast_to)),
+/// which a [`Backplane`](super::Backplane) extends across processes.
 ///
 /// ```no_run
 /// # async fn demo(accepted: tether_driver::server::Guarded) {

@@ -17,6 +17,11 @@
 //!  departures ◄── end hook ◄────────────────────└──── poll_timeout() ─────┘
 //! ```
 //!
+//! A hub has topics ([`Hub::join_topic`], [`Hub::broadcast_to`]), and a [`Backplane`]
+//! makes a topic broadcast reach the topic's members in every process attached to the same
+//! Redis (pub/sub through a small RESP client of its own, spawned on the hub's
+//! [`Runtime`](crate::Runtime); local members never wait on it).
+//!
 //! The runtime adapters accept on their own sockets (`tether_tokio::server::accept`,
 //! `tether_smol::server::accept`): socket options through
 //! [`configure_socket`](crate::configure_socket), then [`accept_ws`] with their
