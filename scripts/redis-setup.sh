@@ -54,8 +54,10 @@ if ! works || [[ "$(cat "${stamp}" 2>/dev/null)" != "${packages[*]}" ]]; then
     bin="${dir}/root/usr/bin/redis-check-rdb"
     [[ -x "${bin}" ]] || bin="${dir}/root/usr/bin/redis-server"
     [[ -x "${bin}" ]] || { say "no redis binary in the unpacked packages"; exit 1; }
-    multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
-    libs="${dir}/root/usr/lib/${multiarch}"
+    # The multiarch directory the libraries unpacked into (x86_64-linux-gnu,
+    # aarch64-linux-gnu, …): whichever the packages brought.
+    libs="$(find "${dir}/root/usr/lib" -mindepth 1 -maxdepth 1 -type d -name '*-linux-gnu*' | head -n 1)"
+    [[ -n "${libs}" ]] || { say "no library directory in the unpacked packages"; exit 1; }
     # Redis picks its mode from argv[0]: it must end in redis-server, or it runs as
     # redis-check-rdb. `exec -a` names it so.
     cat >"${wrapper}" <<EOF
