@@ -10,6 +10,8 @@ pub mod logs;
 pub mod loopback;
 pub mod peers;
 pub mod raw_peer;
+#[cfg(unix)]
+pub mod redis;
 pub mod runtimes;
 #[cfg(unix)]
 pub mod tls_peers;

@@ -129,7 +129,14 @@ fn every_test_the_feature_list_names_exists() {
                 continue;
             }
             named += 1;
-            let decl = [format!("fn {name}("), format!("fn {name}<")];
+            // A test declared by hand, or one of the pair `on_both_runtimes!` declares
+            // (its names follow the scenario, each on a line of its own).
+            let decl = [
+                format!("fn {name}("),
+                format!("fn {name}<"),
+                format!("    {name},\n"),
+                format!("    {name}\n);"),
+            ];
             assert!(
                 sources
                     .iter()

@@ -28,6 +28,12 @@ pub use tether_driver::server::{
 pub use tether_driver::server::{UpgradeRefusal, http, upgrade_headers, upgrade_response};
 
 use crate::Smol;
+// Topics and the Redis backplane of a hub (see `docs/server.md`).
+pub use crate::backplane::backplane;
+pub use tether_driver::server::{
+    Backplane, BackplaneConfig, BackplaneError, BackplaneEvent, BackplaneStats,
+    DEFAULT_MAX_MEMBERS, MAX_MEMBERS, MAX_TOPIC_LEN, MAX_TOPICS_PER_MEMBER, Side, TopicError,
+};
 
 /// Sets `TCP_NODELAY` and keepalive on an accepted socket (through
 /// [`configure_socket`](tether_driver::configure_socket)), performs the WebSocket upgrade

@@ -16,6 +16,17 @@
 //! updates, checks that every client received all of them in order and that a page of
 //! another origin is refused with 403, closes, and exits 0 (1 if anything goes wrong or
 //! takes longer than 20 s).
+//!
+//! Greeted clients join the topic `updates`, and updates go to that topic. With
+//! `TETHER_REDIS_URL=redis://host:port` set, the hub gets a Redis backplane: run two
+//! servers against the same Redis and every client of either receives the updates of
+//! both (each says which server sent it). Without it (as in CI's `--demo`) the topic is
+//! local and nothing needs Redis.
+//!
+//! ```text
+//! TETHER_REDIS_URL=redis://127.0.0.1:6379 cargo run -p tether-tokio --example hub_server -- 127.0.0.1:9000
+//! TETHER_REDIS_URL=redis://127.0.0.1:6379 cargo run -p tether-tokio --example hub_server -- 127.0.0.1:9001
+//! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,12 +35,15 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tether_tokio::server::{
-    Admission, Admit, Gate, GateConfig, GuardConfig, Guarded, Hub, HubConfig, UpgradeRequest,
+    Admission, Admit, Backplane, BackplaneConfig, BackplaneEvent, Gate, GateConfig, GuardConfig,
+    Guarded, Hub, HubConfig, UpgradeRequest,
 };
 use tether_tokio::tether_core::profiles::HelloAck;
 use tether_tokio::tether_core::{CloseCode, Config, DataFrame, Event, Utf8Bytes};
 use tokio::net::TcpListener;
 
+/// The topic every greeted client joins and every update goes to.
+const TOPIC: &str = "updates";
 /// How often the server broadcasts.
 const EVERY: Duration = Duration::from_millis(200);
 /// How long a new connection has to say hello.
@@ -110,7 +124,12 @@ async fn greet(conn: Guarded, hub: Hub) {
     }
     let client = hello.and_then(|v| v["client"].as_str().map(str::to_owned));
     match hub.join(conn.clone()) {
-        Ok(id) => println!("{id} joined ({})", client.as_deref().unwrap_or("anonymous")),
+        Ok(id) => {
+            println!("{id} joined ({})", client.as_deref().unwrap_or("anonymous"));
+            if let Err(e) = hub.join_topic(id, TOPIC) {
+                println!("{id} could not join {TOPIC}: {e}");
+            }
+        }
         Err(e) => println!("{} could not join: {e}", conn.id()),
     }
     // The clients have nothing more to say; reading keeps the inbound queue drained.
@@ -138,12 +157,44 @@ async fn accept_loop(listener: TcpListener, hub: Hub, gate: Gate) {
     }
 }
 
-/// Broadcasts update `n` to everyone.
+/// Broadcasts update `n` to the topic: this process's members at once, and those of every
+/// other process through the backplane, if there is one.
 fn broadcast(hub: &Hub, n: u64) {
-    let report = hub.broadcast(text(&json!({"type": "update", "n": n})));
+    let server = std::process::id();
+    let report = hub.broadcast_to(
+        TOPIC,
+        text(&json!({"type": "update", "n": n, "server": server})),
+    );
     if report.evicted > 0 {
         println!("update {n}: {} evicted (queue full)", report.evicted);
     }
+}
+
+/// A Redis backplane for `hub` when `TETHER_REDIS_URL` names one; its outages and
+/// recoveries are logged. Keep the handle: dropping it stops the backplane.
+fn backplane(hub: &Hub) -> Result<Option<Backplane>, String> {
+    let Ok(url) = std::env::var("TETHER_REDIS_URL") else {
+        return Ok(None);
+    };
+    let backplane = tether_tokio::server::backplane(hub, &url, BackplaneConfig::default())
+        .map_err(|e| e.to_string())?;
+    println!("backplane through {url}");
+    let mut events = backplane.events();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            match e {
+                BackplaneEvent::Up { side } => println!("backplane {side} up"),
+                BackplaneEvent::Down {
+                    side,
+                    error,
+                    retry_in,
+                    ..
+                } => println!("backplane {side} down ({error}); retrying in {retry_in:?}"),
+                _ => {}
+            }
+        }
+    });
+    Ok(Some(backplane))
 }
 
 /// Logs every departure with its reason.
@@ -165,6 +216,7 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     println!("serving on ws://{}/", listener.local_addr()?);
     let hub = Hub::new(HubConfig::default()).expect("the default close code is valid");
+    let _backplane = backplane(&hub).map_err(std::io::Error::other)?;
     log_departures(&hub);
     let gate = gate();
     tokio::spawn(accept_loop(listener, hub.clone(), gate.clone()));
@@ -198,7 +250,8 @@ async fn demo_client(
         match events.next().await {
             Some(Event::Message(m)) => {
                 let v = m.value().unwrap_or_default();
-                if v["type"] == "update" {
+                // Only this server's: with a backplane, others' come too.
+                if v["type"] == "update" && v["server"] == std::process::id() {
                     got.extend(v["n"].as_u64());
                 }
             }
@@ -218,6 +271,7 @@ async fn demo() -> Result<(), String> {
     let url = format!("ws://{addr}/");
     println!("demo: serving on {url}");
     let hub = Hub::new(HubConfig::default()).map_err(|e| e.to_string())?;
+    let _backplane = backplane(&hub)?;
     log_departures(&hub);
     let gate = gate();
     tokio::spawn(accept_loop(listener, hub.clone(), gate.clone()));
@@ -241,8 +295,8 @@ async fn demo() -> Result<(), String> {
             .await
             .ok_or("a client failed before it was ready")?;
     }
-    // ...and has joined the hub (just after its acknowledgement was written).
-    while hub.len() < DEMO_CLIENTS {
+    // ...and has joined the hub and the topic (just after its acknowledgement was written).
+    while hub.topic_members(TOPIC).len() < DEMO_CLIENTS {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for n in 0..DEMO_UPDATES {

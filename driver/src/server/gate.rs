@@ -459,7 +459,11 @@ mod tests {
         assert!(shown.contains("max_per_ip: Some(7)"), "{shown}");
         assert!(shown.contains("pending_upgrades: 1"), "{shown}");
         assert_eq!(gate, gate.clone());
-        assert_ne!(gate, Gate::new(config).unwrap(), "same limits, other counts");
+        assert_ne!(
+            gate,
+            Gate::new(config).unwrap(),
+            "same limits, other counts"
+        );
     }
 
     #[test]

@@ -171,6 +171,13 @@ pub enum DeliveryError {
     /// The connection has ended (or ended before the frame was written).
     #[error("the connection is dead: {0}")]
     Dead(EndCause),
+    /// [`Hub::join`](super::Hub::join) refused a new member: the hub already has its
+    /// [`max_members`](super::HubConfig::max_members). The connection is left as it is.
+    #[error("the hub is full: it already has its maximum of {max} members")]
+    HubFull {
+        /// The hub's limit.
+        max: usize,
+    },
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<(), DeliveryError>>;

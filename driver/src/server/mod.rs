@@ -17,6 +17,11 @@
 //!  departures ◄── end hook ◄────────────────────└──── poll_timeout() ─────┘
 //! ```
 //!
+//! A hub has topics ([`Hub::join_topic`], [`Hub::broadcast_to`]), and a [`Backplane`]
+//! makes a topic broadcast reach the topic's members in every process attached to the same
+//! Redis (pub/sub through a small RESP client of its own, spawned on the hub's
+//! [`Runtime`](crate::Runtime); local members never wait on it).
+//!
 //! The runtime adapters accept on their own sockets (`tether_tokio::server::accept`,
 //! `tether_smol::server::accept`): socket options through
 //! [`configure_socket`](crate::configure_socket), then [`accept_ws`] with their
@@ -28,11 +33,13 @@
 
 mod accept;
 mod admission;
+mod backplane;
 mod catch_up;
 mod gate;
 mod guard;
 mod handshake;
 mod hub;
+mod roster;
 mod task;
 mod upgrade;
 mod upgraded;
@@ -40,12 +47,17 @@ mod upgraded;
 pub use accept::{AcceptError, accept_ws, accept_ws_with, guard};
 pub use admission::{Admission, Admit, UpgradeRequest};
 pub use async_tungstenite::tungstenite::http;
+pub use backplane::{
+    Backplane, BackplaneConfig, BackplaneError, BackplaneEvent, BackplaneStats, DialRedis,
+    MAX_MESSAGE_BYTES, MAX_QUEUE_BYTES, MAX_QUEUE_LEN, RedisStream, Side, redis_addr,
+};
 pub use gate::{Gate, GateConfig, GateStats, Limit, MAX_RETRY_AFTER};
 pub use guard::{
     DeliveryError, GuardConfig, Guarded, MAX_INBOUND_BYTES, MAX_INBOUND_CAPACITY, MAX_REQUEST_HEAD,
 };
 pub use handshake::{UpgradeRefusal, upgrade_headers, upgrade_response};
 pub use hub::{
-    Broadcast, Departure, Hub, HubConfig, HubStats, LeaveReason, MAX_DEPARTURE_CAPACITY,
+    Broadcast, DEFAULT_MAX_MEMBERS, Departure, Hub, HubConfig, HubStats, LeaveReason,
+    MAX_DEPARTURE_CAPACITY, MAX_MEMBERS, MAX_TOPIC_LEN, MAX_TOPICS_PER_MEMBER, TopicError,
 };
 pub use upgraded::guard_upgraded;
