@@ -61,8 +61,14 @@ struct Active {
 /// What became of an inbound stream frame.
 #[derive(Debug)]
 pub(crate) enum Routed<I> {
-    /// Deliver these events (a gap, then the event), in order.
-    Deliver(Vec<StreamEvent<I>>),
+    /// Deliver these events, in order: the gap before the frame if one was found, then
+    /// the frame's event (no `Vec`: this is every stream frame's path).
+    Deliver {
+        /// Seqs were skipped before this frame.
+        gap: Option<StreamEvent<I>>,
+        /// The frame's own event.
+        event: StreamEvent<I>,
+    },
     /// A `(stream, seq)` pair seen before.
     Duplicate,
     /// Older than the stream's last delivered event.
@@ -160,14 +166,21 @@ impl Streams {
         frame: StreamFrame<I>,
         now: Instant,
     ) -> Routed<I> {
+        // The key every map holds and every event carries: the active stream's own (a
+        // shared clone, no copy), or for a stream not active a copy of its own, so that
+        // nothing stored pins the frame the key was read from.
+        let resolved = self.resolve(&frame.key);
+        let key = match self.active.get_key_value(resolved) {
+            Some((own, _)) => own.clone(),
+            None => resolved.detached(),
+        };
         if let Some(seq) = frame.seq {
-            let pair = (frame.key.clone(), seq);
+            let pair = (key.clone(), seq);
             if self.seen.contains_key(&pair) {
                 return Routed::Duplicate;
             }
             self.remember(cfg, pair, now);
         }
-        let key = self.resolve(&frame.key).clone();
         let Some(active) = self.active.get_mut(&key) else {
             if self.completed.get(&key).is_some_and(|until| *until > now) {
                 return Routed::Late;
@@ -175,13 +188,13 @@ impl Streams {
             return Routed::Unsolicited(frame.payload);
         };
         let terminal = frame.state.is_terminal();
-        let mut out = Vec::with_capacity(1);
+        let mut gap = None;
         if let Some(seq) = frame.seq {
             match active.last_seq {
                 Some(last) if seq <= last && !terminal => return Routed::Stale,
                 // After `u64::MAX` no seq can follow, so nothing is missing.
                 Some(last) if last.checked_add(1).is_some_and(|next| seq > next) => {
-                    out.push(StreamEvent {
+                    gap = Some(StreamEvent {
                         key: key.clone(),
                         request: active.request,
                         seq: Some(seq),
@@ -204,14 +217,14 @@ impl Streams {
             if grown > cfg.max_text {
                 // Past the budget: the stream ends here, typed, and its text is freed,
                 // rather than the session holding whatever the peer keeps sending.
-                out.push(StreamEvent {
+                let event = StreamEvent {
                     key: key.clone(),
                     request: active.request,
                     seq: frame.seq,
                     kind: StreamEventKind::Ended(StreamEnd::TextTooLong),
-                });
+                };
                 self.finish(cfg, &key, now);
-                return Routed::Deliver(out);
+                return Routed::Deliver { gap, event };
             }
         }
         let text = frame
@@ -233,16 +246,16 @@ impl Streams {
             },
             StreamState::Aborted => StreamEventKind::Aborted(frame.payload),
         };
-        out.push(StreamEvent {
+        let event = StreamEvent {
             key: key.clone(),
             request: active.request,
             seq: frame.seq,
             kind,
-        });
+        };
         if terminal {
             self.finish(cfg, &key, now);
         }
-        Routed::Deliver(out)
+        Routed::Deliver { gap, event }
     }
 
     fn remember(&mut self, cfg: &StreamConfig, pair: (StreamKey, u64), now: Instant) {
@@ -442,7 +455,9 @@ mod tests {
 
     fn delivered(r: Routed<u64>) -> Vec<StreamEventKind<u64>> {
         match r {
-            Routed::Deliver(v) => v.into_iter().map(|e| e.kind).collect(),
+            Routed::Deliver { gap, event } => {
+                gap.into_iter().chain([event]).map(|e| e.kind).collect()
+            }
             other => panic!("expected delivery, got {other:?}"),
         }
     }

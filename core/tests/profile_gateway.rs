@@ -395,7 +395,7 @@ fn chat_send_gets_an_idempotency_key_that_is_its_stream_key() {
             "params": { "sessionKey": "main", "message": "hi", "idempotencyKey": key },
         })
     );
-    assert_eq!(encoded.stream, Some(StreamKey(key)));
+    assert_eq!(encoded.stream, Some(StreamKey::from(key)));
 
     // A null key is replaced too.
     let req = GatewayRequest::new(
@@ -403,7 +403,7 @@ fn chat_send_gets_an_idempotency_key_that_is_its_stream_key() {
         json!({ "sessionKey": "main", "message": "hi", "idempotencyKey": null }),
     );
     let encoded = encode(&mut g, 13, req);
-    assert_eq!(encoded.stream, Some(StreamKey(meta(13).nonce_uuid())));
+    assert_eq!(encoded.stream, Some(StreamKey::from(meta(13).nonce_uuid())));
 }
 
 #[test]
@@ -1231,7 +1231,7 @@ fn a_real_failed_run_decodes_every_event() {
     ];
     for (frame, seq) in frames {
         let f = chat(decode(&mut g, frame));
-        assert_eq!(f.key, StreamKey(run.into()));
+        assert_eq!(f.key, StreamKey::from(run));
         assert_eq!(f.seq, seq);
         assert_eq!(f.state, StreamState::Status);
         assert_eq!(f.text, None);
@@ -1252,7 +1252,7 @@ fn a_real_failed_run_decodes_every_event() {
         &mut g,
         r#"{"type":"event","event":"chat","payload":{"runId":"idem-probe-1","sessionKey":"agent:main:main","seq":1,"state":"error","errorMessage":"⚠️ Agent failed before reply: No route-compatible authentication source is configured for openai.\nTo view logs, run `openclaw logs --follow` in a terminal."},"seq":12}"#,
     ));
-    assert_eq!(second.key, StreamKey(run.into()));
+    assert_eq!(second.key, StreamKey::from(run));
     assert!(matches!(second.state, StreamState::Error { .. }));
 }
 

@@ -154,7 +154,10 @@ fn requests_carry_the_numeric_id_and_stream_under_its_decimal_string() {
         frame_json(&streaming.frame),
         json!({ "type": "request", "id": u64::MAX, "method": "generate", "params": { "prompt": "hi" } })
     );
-    assert_eq!(streaming.stream, Some(StreamKey(u64::MAX.to_string())));
+    assert_eq!(
+        streaming.stream,
+        Some(StreamKey::from(u64::MAX.to_string()))
+    );
     assert!(!plain.idempotent && !streaming.idempotent);
 }
 

@@ -35,7 +35,7 @@ fn stream_kinds(h: &H) -> Vec<StreamEventKind<String>> {
     h.events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::Stream(ev) if ev.key.0 == "sub-1" => Some(ev.kind),
+            Event::Stream(ev) if ev.key.as_str() == "sub-1" => Some(ev.kind),
             _ => None,
         })
         .collect()

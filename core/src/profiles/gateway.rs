@@ -132,8 +132,10 @@ impl fmt::Debug for GatewayOptions {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GatewayEvent {
-    /// The event name (`"chat"`, `"presence"`, …).
-    pub event: String,
+    /// The event name (`"chat"`, `"presence"`, …): a slice of the frame, shared without a
+    /// copy. Compares with a `&str` (`event.event == "presence"`); `event.event.as_str()`
+    /// reads it.
+    pub event: Utf8Bytes,
     /// The payload as sent (a slice of the frame), `null` when absent.
     pub payload: JsonPayload,
     /// The per-connection event sequence number.
@@ -327,7 +329,7 @@ fn payload_str(
 ///
 /// let ack = ChatSendAck::from_payload(&json!({"runId": "r-1", "status": "started"})).unwrap();
 /// assert_eq!(ack.run_id, "r-1");
-/// assert_eq!(ack.stream_key(), StreamKey("r-1".into()));
+/// assert_eq!(ack.stream_key(), StreamKey::from("r-1"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -356,7 +358,7 @@ impl ChatSendAck {
     /// The key the run's events arrive under.
     #[must_use]
     pub fn stream_key(&self) -> StreamKey {
-        StreamKey(self.run_id.clone())
+        StreamKey::from(self.run_id.clone())
     }
 }
 
@@ -758,7 +760,7 @@ impl Gateway {
         let seq = json::raw_opt_u64(f.get(SEQ), "seq")?;
         let payload = f.get(PAYLOAD);
         let event = |name: Cow<'_, str>| GatewayEvent {
-            event: name.into_owned(),
+            event: json::text_of(frame, name),
             payload: payload.map_or_else(
                 || JsonPayload::checked(Utf8Bytes::from_static("null")),
                 |raw| JsonPayload::slice_of(frame, raw),
@@ -779,7 +781,7 @@ impl Gateway {
             },
             "tick" => Decoded::Heartbeat,
             "chat" => {
-                let parts = chat_parts(payload)?;
+                let parts = chat_parts(frame, payload)?;
                 Decoded::Stream(json::with_payload(parts, event(name)))
             }
             _ => Decoded::Message(event(name)),
@@ -939,7 +941,7 @@ impl Protocol for Gateway {
                     )));
                 }
             };
-            stream = Some(StreamKey(key));
+            stream = Some(StreamKey::from(key));
         }
         let frame = json::text_frame(&WireRequest {
             kind: "req",
@@ -983,7 +985,7 @@ impl Protocol for Gateway {
     fn response_stream(&self, response: &JsonPayload) -> Option<StreamKey> {
         let [run] = json::pick_raw_bytes(response.as_bytes(), &["runId"])?;
         match Scalar::of(run) {
-            Scalar::Str(run) => Some(StreamKey(run.into_owned())),
+            Scalar::Str(run) => Some(StreamKey::from(run.into_owned())),
             _ => None,
         }
     }
@@ -1020,7 +1022,7 @@ fn gateway_error(error: Option<&RawValue>) -> Result<GatewayError, Violation> {
 
 /// A `chat` event's stream fields. Only `runId` and `state` are required; text fields of
 /// an unexpected shape are ignored, so a terminal event always ends its run.
-fn chat_parts(payload: Option<&RawValue>) -> Result<StreamFrame<()>, Violation> {
+fn chat_parts(frame: &Utf8Bytes, payload: Option<&RawValue>) -> Result<StreamFrame<()>, Violation> {
     let [run_id, seq, state, error_message, message, delta_text] = payload
         .and_then(|raw| {
             json::pick_raw(
@@ -1036,7 +1038,7 @@ fn chat_parts(payload: Option<&RawValue>) -> Result<StreamFrame<()>, Violation> 
             )
         })
         .ok_or_else(|| json::malformed("chat event without an object payload"))?;
-    let key = StreamKey(json::raw_req_str(run_id, "runId")?.into_owned());
+    let key = json::key_of(frame, json::raw_req_str(run_id, "runId")?);
     let seq = json::raw_opt_u64(seq, "seq")?;
     let state = json::stream_state(&json::raw_req_str(state, "state")?, || {
         match Scalar::of(error_message) {

@@ -241,7 +241,12 @@ impl Protocol for HelloAck {
             let streams: Map<String, Value> = resume
                 .streams()
                 .iter()
-                .map(|(key, seq)| (key.0.clone(), seq.map_or(Value::Null, Value::from)))
+                .map(|(key, seq)| {
+                    (
+                        key.as_str().to_owned(),
+                        seq.map_or(Value::Null, Value::from),
+                    )
+                })
                 .collect();
             map.insert(
                 "resume".to_owned(),
@@ -281,7 +286,7 @@ impl Protocol for HelloAck {
         })?;
         Ok(EncodedRequest {
             frame,
-            stream: request.stream.then(|| StreamKey(id.to_string())),
+            stream: request.stream.then(|| StreamKey::from(id.to_string())),
             idempotent: key.is_some(),
             resumable: request.resumable && request.stream,
         })
@@ -305,7 +310,7 @@ impl Protocol for HelloAck {
             Some("hello_ack") => ack(&fields),
             Some("hello_error") => rejection(&fields),
             Some("response") => response(&text, &fields),
-            Some("event") => stream_parts(&fields).map(|parts| {
+            Some("event") => stream_parts(&text, &fields).map(|parts| {
                 Decoded::Stream(json::with_payload(parts, JsonPayload::checked(text)))
             }),
             Some("tick" | "heartbeat") => Ok(Decoded::Heartbeat),
@@ -405,8 +410,8 @@ fn response(frame: &Utf8Bytes, f: &Fields<'_>) -> Result<Decoded<HelloAck>, Viol
 }
 
 /// Everything of a stream event but its payload (the whole event, put in afterwards).
-fn stream_parts(f: &Fields<'_>) -> Result<StreamFrame<()>, Violation> {
-    let key = StreamKey(json::raw_req_str(f.get(STREAM), "stream")?.into_owned());
+fn stream_parts(frame: &Utf8Bytes, f: &Fields<'_>) -> Result<StreamFrame<()>, Violation> {
+    let key = json::key_of(frame, json::raw_req_str(f.get(STREAM), "stream")?);
     let seq = json::raw_opt_u64(f.get(SEQ), "seq")?;
     let state = json::stream_state(&json::raw_req_str(f.get(STATE), "state")?, || {
         error_message(f).map_or_else(|| "unknown error".to_owned(), Cow::into_owned)

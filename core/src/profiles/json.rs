@@ -16,7 +16,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{EncodeError, Violation};
-use crate::frame::OutFrame;
+use crate::frame::{OutFrame, Utf8Bytes};
+use crate::ids::StreamKey;
 use crate::protocol::{StreamFrame, StreamState};
 
 /// A [`Violation::Malformed`] with this detail.
@@ -112,6 +113,22 @@ pub(crate) fn stream_state(
 }
 
 /// A stream frame decoded without its payload, with the payload put in.
+/// Text read from `frame`: a slice of it, shared without a copy, when the text is
+/// borrowed from it (written without escapes); a buffer of its own otherwise.
+pub(crate) fn text_of(frame: &Utf8Bytes, text: Cow<'_, str>) -> Utf8Bytes {
+    match text {
+        Cow::Borrowed(s) => frame
+            .slice_ref(s)
+            .unwrap_or_else(|| Utf8Bytes::from_string(s.to_owned())),
+        Cow::Owned(s) => Utf8Bytes::from_string(s),
+    }
+}
+
+/// A stream key read from `frame`, as [`text_of`] reads text.
+pub(crate) fn key_of(frame: &Utf8Bytes, text: Cow<'_, str>) -> StreamKey {
+    StreamKey::from(text_of(frame, text))
+}
+
 pub(crate) fn with_payload<I>(parts: StreamFrame<()>, payload: I) -> StreamFrame<I> {
     StreamFrame {
         key: parts.key,

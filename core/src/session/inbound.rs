@@ -274,8 +274,8 @@ impl<P: Protocol> Session<P> {
                     );
                 }
                 match self.streams.route(&self.cfg.streams, frame, now) {
-                    Routed::Deliver(events) => {
-                        for ev in events {
+                    Routed::Deliver { gap, event } => {
+                        for ev in gap.into_iter().chain([event]) {
                             if matches!(ev.kind, StreamEventKind::Gap { .. }) {
                                 self.stats.gaps += 1;
                             }

@@ -60,7 +60,7 @@ impl Protocol for Lines {
         }
         for (key, seq) in resume.streams() {
             let seq = seq.map_or("-".to_owned(), |s| s.to_string());
-            hello.push_str(&format!(" {}={seq}", key.0));
+            hello.push_str(&format!(" {}={seq}", key));
         }
         Ok(Opening::Hello(OutFrame::text(hello)))
     }
@@ -72,7 +72,7 @@ impl Protocol for Lines {
     ) -> Result<Option<OutFrame>, EncodeError> {
         Ok(self.resubscribe.then(|| {
             let seq = last_seq.map_or("-".to_owned(), |s| s.to_string());
-            OutFrame::text(format!("resub {} {seq}", key.0))
+            OutFrame::text(format!("resub {} {seq}", key))
         }))
     }
 
