@@ -172,3 +172,27 @@ fn after_the_end_inputs_are_ignored_and_commands_refused() {
         "no timer fires after the end"
     );
 }
+
+/// Every end cause reads in plain words, the first-message timeout's included.
+#[test]
+fn end_causes_read_in_plain_words() {
+    let cases = [
+        (
+            EndCause::Closed {
+                code: CloseCode::NORMAL,
+                reason: "bye".into(),
+                confirmed: true,
+            },
+            "closed with 1000 (confirmed)",
+        ),
+        (EndCause::Terminated, "terminated"),
+        (
+            EndCause::NoFirstMessage { confirmed: false },
+            "closed with 1008: no first message in time",
+        ),
+        (EndCause::Lost(DisconnectReason::Stale), "peer went silent"),
+    ];
+    for (cause, words) in cases {
+        assert_eq!(cause.to_string(), words);
+    }
+}

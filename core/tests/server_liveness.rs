@@ -143,3 +143,39 @@ fn frames_of_another_connection_are_no_evidence_of_life() {
         )]
     );
 }
+
+/// A `now` earlier than one already seen is treated as that one: a frame reported with a
+/// stale timestamp cannot move the peer's last sign of life back and make it look dead.
+#[test]
+fn time_that_goes_backwards_is_clamped_to_the_latest_seen() {
+    let mut config = short();
+    config.liveness.ping_interval = None;
+    let mut h = Harness::new(config);
+    h.pong(ms(2500));
+    // Reported at 1 s, after 2.5 s was seen: counted at 2.5 s.
+    h.pong(ms(1000));
+    assert_eq!(
+        h.deadline(),
+        Some(ms(5500)),
+        "stale 3 s after the latest sign of life"
+    );
+    let out = h.timeout(ms(4500));
+    assert!(!aborted(&out), "alive: the last frame was at 2.5 s");
+    assert!(h.c.is_open());
+}
+
+/// A deadline passed by less than the clock-jump threshold (5 s here) is just late: it
+/// fires as usual, no probe. Past the threshold it is a jump (`a_clock_jump_probes…`).
+#[test]
+fn a_timer_late_by_less_than_the_threshold_is_no_clock_jump() {
+    let mut config = short();
+    config.liveness.ping_interval = None;
+    let mut h = Harness::new(config);
+    // Stale at 3 s, handled at 7.9 s: 4.9 s late, under the 5 s threshold.
+    let out = h.timeout(ms(7900));
+    assert!(
+        aborted(&out),
+        "the silent peer is dead, not probed: {out:?}"
+    );
+    assert_eq!(h.c.stats().clock_jumps, 0);
+}
