@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{MAX_HEARTBEAT_FACTOR, check_ceiling};
 use crate::error::ConfigError;
-use crate::timer::after;
+use crate::timer::{TimerKind, after};
 
 /// The liveness part of [`Config`](crate::Config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,13 +117,6 @@ pub(crate) enum LivenessAction {
     Dead,
 }
 
-/// Which liveness deadline is next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LivenessTimer {
-    Ping,
-    Stale,
-}
-
 /// Liveness of one open connection.
 #[derive(Clone, Debug)]
 pub(crate) struct Liveness {
@@ -173,11 +166,13 @@ impl Liveness {
 
     /// The next liveness deadline; `None` when neither a ping nor staleness can come due
     /// (both lie beyond the clock's range).
-    pub(crate) fn next_deadline(&self) -> Option<(Instant, LivenessTimer)> {
+    /// The next liveness deadline and its kind, as both roles arm it: the ping
+    /// ([`TimerKind::Ping`]) or the stale threshold ([`TimerKind::Liveness`]).
+    pub(crate) fn next_deadline(&self) -> Option<(Instant, TimerKind)> {
         match (self.next_ping, self.stale_deadline()) {
-            (Some(p), Some(stale)) if p < stale => Some((p, LivenessTimer::Ping)),
-            (Some(p), None) => Some((p, LivenessTimer::Ping)),
-            (_, Some(stale)) => Some((stale, LivenessTimer::Stale)),
+            (Some(p), Some(stale)) if p < stale => Some((p, TimerKind::Ping)),
+            (Some(p), None) => Some((p, TimerKind::Ping)),
+            (_, Some(stale)) => Some((stale, TimerKind::Liveness)),
             (None, None) => None,
         }
     }
@@ -220,15 +215,12 @@ mod tests {
         let cfg = LivenessConfig::default();
         let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
-        assert_eq!(
-            l.next_deadline(),
-            Some((t0 + secs(30), LivenessTimer::Ping))
-        );
+        assert_eq!(l.next_deadline(), Some((t0 + secs(30), TimerKind::Ping)));
         assert_eq!(l.on_timeout(&cfg, t0 + secs(30)), LivenessAction::Ping);
         assert_eq!(l.on_timeout(&cfg, t0 + secs(60)), LivenessAction::Ping);
         assert_eq!(
             l.next_deadline(),
-            Some((t0 + secs(75), LivenessTimer::Stale))
+            Some((t0 + secs(75), TimerKind::Liveness))
         );
         assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Dead);
     }
@@ -302,7 +294,7 @@ mod tests {
         l.probe(&cfg, woke);
         assert_eq!(
             l.next_deadline(),
-            Some((woke + secs(10), LivenessTimer::Stale))
+            Some((woke + secs(10), TimerKind::Liveness))
         );
         assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Dead);
         // Any frame during the probe keeps the connection.

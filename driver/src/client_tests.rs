@@ -2,14 +2,11 @@
 //! spawned loop, time moves only when a test says so, and the peer is a channel.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use futures::future::BoxFuture;
 use futures::task::noop_waker_ref;
 use futures::{FutureExt, StreamExt};
 use tether_core::{
@@ -19,75 +16,9 @@ use tether_core::{
 };
 
 use super::*;
+use crate::manual_rt::Manual;
 use crate::shared::SUBSCRIBER_BYTES;
 use crate::transport::{Incoming, Link};
-
-// ---- a manual runtime --------------------------------------------------------------------
-
-struct RtState {
-    now: Instant,
-    spawned: Vec<BoxFuture<'static, ()>>,
-}
-
-#[derive(Clone)]
-struct Manual(Arc<Mutex<RtState>>);
-
-impl Runtime for Manual {
-    fn spawn(&self, future: BoxFuture<'static, ()>) {
-        lock(&self.0).spawned.push(future);
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        let rt = self.clone();
-        // Polled again by `run` after every clock move: no waker needed.
-        Box::pin(futures::future::poll_fn(move |_| {
-            if lock(&rt.0).now >= deadline {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }))
-    }
-
-    fn now(&self) -> Instant {
-        lock(&self.0).now
-    }
-}
-
-impl Manual {
-    fn new() -> Self {
-        // The one clock read: an arbitrary epoch, only offsets matter.
-        let now = Instant::now();
-        Manual(Arc::new(Mutex::new(RtState {
-            now,
-            spawned: Vec::new(),
-        })))
-    }
-
-    fn advance(&self, d: Duration) {
-        lock(&self.0).now += d;
-    }
-
-    /// Polls every task a bounded number of times. A task that panics is dropped, as a
-    /// runtime drops a panicked task.
-    fn run(&self) {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        for _ in 0..32 {
-            let mut tasks = std::mem::take(&mut lock(&self.0).spawned);
-            tasks.retain_mut(|t| {
-                matches!(
-                    std::panic::catch_unwind(AssertUnwindSafe(|| t.as_mut().poll(&mut cx))),
-                    Ok(Poll::Pending)
-                )
-            });
-            lock(&self.0).spawned.extend(tasks);
-        }
-    }
-
-    fn tasks(&self) -> usize {
-        lock(&self.0).spawned.len()
-    }
-}
 
 // ---- a peer that is a channel ------------------------------------------------------------
 
@@ -225,14 +156,14 @@ fn finish<F: Future + Unpin>(rt: &Manual, mut f: F) -> F::Output {
         if let Poll::Ready(out) = Pin::new(&mut f).poll(&mut cx) {
             return out;
         }
-        rt.run();
+        rt.run_dropping_panics();
     }
     panic!("the future did not complete");
 }
 
 fn start(rt: &Manual, peer: &Peer, config: Config) -> Client<T> {
     let client = Client::start(rt.clone(), peer.clone(), config, T, 1, "test").unwrap();
-    rt.run();
+    rt.run_dropping_panics();
     client
 }
 
@@ -249,7 +180,7 @@ fn start_with_budget(rt: &Manual, peer: &Peer, bytes: usize) -> Client<T> {
         options,
     )
     .unwrap();
-    rt.run();
+    rt.run_dropping_panics();
     client
 }
 
@@ -302,9 +233,9 @@ fn an_unpolled_subscriber_bounds_every_event_kind() {
     let bound = SUBSCRIBER_CAPACITY + crate::task::CMD_BUDGET;
     let mut max_held = 0;
     for _ in 0..20 {
-        rt.run();
+        rt.run_dropping_panics();
         rt.advance(Duration::from_millis(100));
-        rt.run();
+        rt.run_dropping_panics();
         max_held = max_held.max(mailbox_len(&client));
     }
     assert!(
@@ -325,9 +256,9 @@ fn an_unpolled_subscriber_bounds_every_event_kind() {
         if done.load(Ordering::Relaxed) == REQUESTS && responses == REQUESTS {
             break;
         }
-        rt.run();
+        rt.run_dropping_panics();
         rt.advance(Duration::from_millis(100));
-        rt.run();
+        rt.run_dropping_panics();
         max_held = max_held.max(mailbox_len(&client));
     }
     assert_eq!(done.load(Ordering::Relaxed), REQUESTS);
@@ -357,7 +288,7 @@ fn a_status_subscriber_far_behind_misses_no_change() {
     // Every 10 ms a connection opens and drops: two changes. Read only twice.
     for round in 0..3_000 {
         rt.advance(Duration::from_millis(10));
-        rt.run();
+        rt.run_dropping_panics();
         if round == 1_499 {
             let got = take_ready(&mut statuses);
             assert!(got.len() >= SUBSCRIBER_CAPACITY, "{} behind", got.len());
@@ -387,7 +318,7 @@ fn a_panicking_loop_leaves_the_handles_failed_with_an_ended_event() {
     let mut statuses = client.status_changes();
     assert_eq!(client.status(), Status::Open);
     peer.say("boom");
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(rt.tasks(), 0, "the loop is gone");
     assert_eq!(client.status(), Status::Failed);
     let got = take_ready(&mut events);
@@ -413,9 +344,9 @@ fn a_loop_that_ends_normally_adds_no_failure() {
     let client = start(&rt, &peer, Config::default());
     let mut events = client.events();
     client.terminate();
-    rt.run();
+    rt.run_dropping_panics();
     drop(client);
-    rt.run();
+    rt.run_dropping_panics();
     let got = take_ready(&mut events);
     let ended: Vec<_> = got
         .iter()
@@ -432,10 +363,10 @@ fn a_stream_call_without_a_stream_does_not_hang() {
     let peer = Peer::default();
     let client = start(&rt, &peer, Config::default());
     let mut call = finish(&rt, Box::pin(client.stream(None, None))).expect("accepted");
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(call.events.next().now_or_never(), Some(None), "no stream");
     peer.say(&format!("res {}", call.id.get()));
-    rt.run();
+    rt.run_dropping_panics();
     let r = call.response().now_or_never();
     assert_eq!(r, Some(Ok(format!("res {}", call.id.get()))));
 }
@@ -448,9 +379,9 @@ fn a_stream_call_ends_when_the_session_closes() {
     let client = start(&rt, &peer, Config::default());
     let mut call = finish(&rt, Box::pin(client.stream(Some("s"), None))).expect("accepted");
     peer.say("delta s");
-    rt.run();
+    rt.run_dropping_panics();
     client.terminate();
-    rt.run();
+    rt.run_dropping_panics();
     let got = take_ready(&mut call.events);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(
@@ -473,7 +404,7 @@ fn a_lagging_stream_consumer_gets_a_final_lagged_event() {
         peer.say("delta s");
     }
     peer.say("final s");
-    rt.run();
+    rt.run_dropping_panics();
     let got = take_ready(&mut call.events);
     assert_eq!(
         call.events.next().now_or_never(),
@@ -511,7 +442,7 @@ fn a_stream_consumer_is_bounded_in_bytes() {
     for _ in 0..64 {
         peer.say(&frame);
     }
-    rt.run();
+    rt.run_dropping_panics();
     let got = take_ready(&mut call.events);
     let deltas = got
         .iter()
@@ -560,10 +491,10 @@ fn every_concurrent_wait_open_gets_the_outcome() {
             }));
         }
         // Every waiter is registered while the connect is still under way.
-        rt.run();
+        rt.run_dropping_panics();
         assert_eq!(answered.load(Ordering::Relaxed), 0);
         gate.open.store(true, Ordering::Relaxed);
-        rt.run();
+        rt.run_dropping_panics();
         assert_eq!(answered.load(Ordering::Relaxed), 5, "refuse={refuse}");
     }
 }
@@ -603,7 +534,7 @@ fn idle_reports_the_time_since_the_last_activity() {
     rt.advance(Duration::from_secs(7));
     assert_eq!(client.idle(), Duration::from_secs(7));
     peer.say("hello");
-    rt.run();
+    rt.run_dropping_panics();
     rt.advance(Duration::from_secs(2));
     assert_eq!(
         client.idle(),
@@ -640,7 +571,7 @@ fn an_unpolled_subscriber_holds_reading_back_by_bytes() {
     };
     let bound = SUBSCRIBER_BYTES + SIZE;
     for _ in 0..4 {
-        rt.run();
+        rt.run_dropping_panics();
         assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
     }
     assert!(
@@ -658,7 +589,7 @@ fn an_unpolled_subscriber_holds_reading_back_by_bytes() {
         if seen.len() == SENT {
             break;
         }
-        rt.run();
+        rt.run_dropping_panics();
         assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
     }
     assert_eq!(seen, (0..SENT).collect::<Vec<_>>());
@@ -691,7 +622,7 @@ fn the_subscriber_byte_budget_is_configurable() {
     let bound = BUDGET + SIZE;
     let mut seen = Vec::new();
     for round in 0..1_000 {
-        rt.run();
+        rt.run_dropping_panics();
         assert!(bytes() <= bound, "{} bytes held (bound {bound})", bytes());
         if round < 4 {
             // Nobody reads yet: reading is held back well below the 4 MiB sent.
@@ -737,7 +668,7 @@ fn the_idle_timeout_closes_an_unused_session_through_the_driver() {
     assert_eq!(client.status(), Status::Open);
     rt.advance(Duration::from_secs(30));
     client.reconnect();
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 2, "reconnected");
     assert_eq!(client.status(), Status::Open);
     assert_eq!(
@@ -746,7 +677,7 @@ fn the_idle_timeout_closes_an_unused_session_through_the_driver() {
         "the reconnect is not activity"
     );
     rt.advance(Duration::from_secs(30));
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(client.status(), Status::Closed);
     assert!(peer.written().contains(&"close 1000 idle".to_owned()));
     let got = take_ready(&mut events);
@@ -772,26 +703,26 @@ fn a_lazy_client_connects_on_first_use_and_sleeps_when_idle() {
         .unwrap();
     let connect = Client::connect(rt.clone(), peer.clone(), config, T, 1);
     let client = finish(&rt, Box::pin(connect)).expect("returns at once");
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 0, "no dial before first use");
     assert_eq!(client.status(), Status::Idle);
     assert_eq!(
         finish(&rt, Box::pin(client.send("one".into()))),
         Ok(MessageId::from_raw(0))
     );
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 1);
     assert_eq!(client.status(), Status::Open);
     assert_eq!(peer.written(), ["one"]);
     rt.advance(Duration::from_secs(60));
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(client.status(), Status::Idle, "asleep, not ended");
     assert_eq!(peer.written(), ["one", "close 1000 idle"]);
     rt.advance(Duration::from_secs(3600));
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 1, "asleep until used");
     let _ = finish(&rt, Box::pin(client.send("two".into())));
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 2);
     assert_eq!(client.status(), Status::Open);
     assert_eq!(peer.written(), ["one", "close 1000 idle", "two"]);
@@ -807,24 +738,24 @@ fn disconnect_resume_and_reconnect_through_the_driver() {
     let client = start(&rt, &peer, Config::default());
     assert_eq!(client.status(), Status::Open);
     client.disconnect();
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(client.status(), Status::Idle);
     assert_eq!(peer.written(), ["close 1000 paused"]);
     for m in ["a", "b", "c"] {
         finish(&rt, Box::pin(client.send(m.into()))).unwrap();
     }
     rt.advance(Duration::from_secs(30));
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 1, "paused: no redial");
     assert_eq!(client.queued(), 3);
     client.resume();
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 2, "resume dials at once");
     assert_eq!(client.status(), Status::Open);
     assert_eq!(client.queued(), 0);
     assert_eq!(peer.written(), ["close 1000 paused", "a", "b", "c"]);
     client.reconnect();
-    rt.run();
+    rt.run_dropping_panics();
     assert_eq!(peer.connects(), 3, "reconnect dials at once");
     assert_eq!(client.status(), Status::Open);
     assert_eq!(

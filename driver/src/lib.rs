@@ -31,6 +31,8 @@ mod connect;
 mod error;
 mod http_head;
 mod mailbox;
+#[cfg(test)]
+mod manual_rt;
 mod proxy;
 pub mod record;
 mod reset;

@@ -75,7 +75,7 @@ use crate::error::{ConfigError, DisconnectReason, SendError, Violation};
 use crate::frame::{DataFrame, InFrame, OutFrame, Utf8Bytes};
 use crate::ids::{ConnId, FrameId};
 use crate::input::Input;
-use crate::liveness::{Liveness, LivenessAction, LivenessTimer};
+use crate::liveness::{Liveness, LivenessAction};
 use crate::timer::{Earliest, Timed, TimerKind};
 use crate::writes::Writes;
 
@@ -499,11 +499,7 @@ impl Timed for ServerConn {
                 first_message,
             } => {
                 e.offer(*first_message, TimerKind::FirstMessage);
-                if let Some((at, which)) = liveness.next_deadline() {
-                    let kind = match which {
-                        LivenessTimer::Ping => TimerKind::Ping,
-                        LivenessTimer::Stale => TimerKind::Liveness,
-                    };
+                if let Some((at, kind)) = liveness.next_deadline() {
                     e.offer(Some(at), kind);
                 }
             }

@@ -7,7 +7,7 @@ use crate::close::{CloseClass, CloseCode, FailureKind};
 use crate::error::{AttemptError, DisconnectReason, RequestFailure};
 use crate::event::{DropReason, EndReason, Event, Output};
 use crate::frame::OutFrame;
-use crate::liveness::{LivenessAction, LivenessTimer};
+use crate::liveness::LivenessAction;
 use crate::protocol::Protocol;
 use crate::status::Status;
 use crate::timer::{Earliest, Timed, TimerKind, after};
@@ -81,11 +81,7 @@ impl<P: Protocol> Timed for Session<P> {
                 ..
             } => {
                 e.offer(*stable_at, TimerKind::StableReset);
-                if let Some((at, which)) = liveness.next_deadline() {
-                    let kind = match which {
-                        LivenessTimer::Ping => TimerKind::Ping,
-                        LivenessTimer::Stale => TimerKind::Liveness,
-                    };
+                if let Some((at, kind)) = liveness.next_deadline() {
                     e.offer(Some(at), kind);
                 }
             }

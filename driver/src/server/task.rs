@@ -404,81 +404,28 @@ impl<R: Runtime> Task<R> {
 #[cfg(test)]
 mod tests {
     //! The inbound byte budget through [`guard`](super::super::guard) with a channel for a
-    //! peer, on a clock that never moves (no ping, no deadline fires) and a tiny executor
-    //! that polls the connection's task a bounded number of times.
+    //! peer, on a manual clock that never moves (no ping, no deadline fires), the
+    //! connection's task polled a bounded number of times.
 
     use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
     use std::task::{Context, Poll};
-    use std::time::Instant;
 
     use bytes::Bytes;
     use futures::SinkExt;
     use futures::channel::mpsc;
-    use futures::future::BoxFuture;
     use futures::task::noop_waker_ref;
     use tether_core::{DataFrame, InFrame};
 
     use super::super::{GuardConfig, Guarded, guard};
-    use crate::runtime::Runtime;
+    use crate::manual_rt::Manual;
     use crate::transport::{Incoming, Link};
 
     type PeerTx = mpsc::UnboundedSender<Result<Incoming, std::io::Error>>;
 
-    /// A runtime whose clock stands still and whose tasks run only in [`Still::run`].
-    #[derive(Clone)]
-    struct Still {
-        epoch: Instant,
-        tasks: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
-    }
-
-    impl Runtime for Still {
-        fn spawn(&self, future: BoxFuture<'static, ()>) {
-            self.tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(future);
-        }
-
-        fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-            // The clock never moves: no deadline is ever reached.
-            Box::pin(futures::future::pending())
-        }
-
-        fn now(&self) -> Instant {
-            self.epoch
-        }
-    }
-
-    impl Still {
-        /// Polls every task a bounded number of times: enough for the task to take in
-        /// everything the peer has sent (the reader hands frames to the loop one by one
-        /// through a channel of `INPUT_CAPACITY`).
-        fn run(&self) {
-            let mut cx = Context::from_waker(noop_waker_ref());
-            let mut tasks = std::mem::take(
-                &mut *self
-                    .tasks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            for _ in 0..64 {
-                tasks.retain_mut(|t| t.as_mut().poll(&mut cx) == Poll::Pending);
-            }
-            self.tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(tasks);
-        }
-    }
-
     /// A guarded connection whose peer is `PeerTx` and whose writes go nowhere.
-    fn connection(config: GuardConfig) -> (Still, PeerTx, Guarded) {
-        let rt = Still {
-            // The one clock read: an arbitrary epoch.
-            epoch: Instant::now(),
-            tasks: Arc::default(),
-        };
+    fn connection(config: GuardConfig) -> (Manual, PeerTx, Guarded) {
+        // The clock is never moved: no ping, no deadline fires.
+        let rt = Manual::new();
         let (tx, rx) = mpsc::unbounded();
         let sink = futures::sink::drain()
             .sink_map_err(|never: Infallible| -> std::io::Error { match never {} });

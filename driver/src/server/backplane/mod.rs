@@ -1013,57 +1013,18 @@ mod tests {
     use std::task::{Context, Poll};
 
     use futures::StreamExt;
-    use futures::task::noop_waker_ref;
 
+    use crate::manual_rt::Manual;
     use crate::server::HubConfig;
 
     fn lock_t<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    struct RtState {
-        now: Instant,
-        spawned: Vec<BoxFuture<'static, ()>>,
-    }
-
-    /// Time moves only when the test says; tasks run only in `run`.
-    #[derive(Clone)]
-    struct Manual(Arc<Mutex<RtState>>);
-
-    impl Runtime for Manual {
-        fn spawn(&self, future: BoxFuture<'static, ()>) {
-            lock_t(&self.0).spawned.push(future);
-        }
-        fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-            let rt = self.clone();
-            // Polled again by `run` after every clock move: no waker needed.
-            Box::pin(futures::future::poll_fn(move |_| {
-                if lock_t(&rt.0).now >= deadline {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }))
-        }
-        fn now(&self) -> Instant {
-            lock_t(&self.0).now
-        }
-    }
-
-    impl Manual {
-        fn advance(&self, d: Duration) {
-            lock_t(&self.0).now += d;
-            self.run();
-        }
-        /// Polls every task a bounded number of times.
-        fn run(&self) {
-            let mut cx = Context::from_waker(noop_waker_ref());
-            for _ in 0..32 {
-                let mut tasks = std::mem::take(&mut lock_t(&self.0).spawned);
-                tasks.retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
-                lock_t(&self.0).spawned.extend(tasks);
-            }
-        }
+    /// Moves the clock and lets every task act on it.
+    fn advance(rt: &Manual, d: Duration) {
+        rt.advance(d);
+        rt.run();
     }
 
     /// One end of an in-memory byte stream.
@@ -1184,11 +1145,7 @@ mod tests {
     /// Redis that answers the pings keeps the subscription up.
     #[test]
     fn a_silent_redis_is_given_up_after_three_pings_and_dialled_again_after_the_backoff() {
-        let rt = Manual(Arc::new(Mutex::new(RtState {
-            // The one clock read: an arbitrary epoch, only offsets matter.
-            now: Instant::now(),
-            spawned: Vec::new(),
-        })));
+        let rt = Manual::new();
         let hub = Hub::new(HubConfig::default()).expect("valid close code");
         let (backplane, server) = start(&rt, &hub);
         let mut stream = backplane.events();
@@ -1219,7 +1176,7 @@ mod tests {
 
         // Answered pings keep it up.
         for _ in 0..5 {
-            rt.advance(Duration::from_secs(10));
+            advance(&rt, Duration::from_secs(10));
             let mut conns = lock_t(&server);
             assert_eq!(conns[sub].written(), b"*1\r\n$4\r\nPING\r\n");
             conns[sub].say(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
@@ -1231,13 +1188,13 @@ mod tests {
         // Silence from now on. The interval the last pong came in was heard from; two
         // silent intervals after it are not yet an outage, the third is.
         for _ in 0..3 {
-            rt.advance(Duration::from_secs(10));
+            advance(&rt, Duration::from_secs(10));
         }
         assert!(
             events(&mut stream).is_empty(),
             "not before three silent intervals"
         );
-        rt.advance(Duration::from_secs(10));
+        advance(&rt, Duration::from_secs(10));
         let down = events(&mut stream);
         assert!(
             matches!(
@@ -1255,9 +1212,9 @@ mod tests {
         );
 
         // The backoff's first step, then a new connection and subscription.
-        rt.advance(Duration::from_millis(999));
+        advance(&rt, Duration::from_millis(999));
         assert_eq!(lock_t(&server).len(), 2, "not before the wait");
-        rt.advance(Duration::from_millis(1));
+        advance(&rt, Duration::from_millis(1));
         assert_eq!(lock_t(&server).len(), 3, "dialled again");
         {
             let mut conns = lock_t(&server);
@@ -1273,18 +1230,11 @@ mod tests {
         );
         drop(backplane);
         rt.run();
-        assert!(
-            lock_t(&rt.0).spawned.is_empty(),
-            "dropping the handle ends both tasks"
-        );
+        assert!(rt.tasks() == 0, "dropping the handle ends both tasks");
     }
 
     fn manual() -> Manual {
-        Manual(Arc::new(Mutex::new(RtState {
-            // The one clock read: an arbitrary epoch, only offsets matter.
-            now: Instant::now(),
-            spawned: Vec::new(),
-        })))
+        Manual::new()
     }
 
     /// The publisher sees a closed connection at once, while idle (not at the next
@@ -1338,7 +1288,7 @@ mod tests {
         hub.broadcast_to("t", frame.clone());
         assert_eq!(backplane.stats().dropped_down, 1, "local only meanwhile");
 
-        rt.advance(Duration::from_secs(1));
+        advance(&rt, Duration::from_secs(1));
         assert_eq!(lock_t(&server).len(), 3);
         assert_eq!(
             events(&mut stream),
@@ -1349,12 +1299,12 @@ mod tests {
         close(2);
         rt.run();
         assert_eq!(retry(events(&mut stream)), (2, Duration::from_secs(2)));
-        rt.advance(Duration::from_millis(1999));
+        advance(&rt, Duration::from_millis(1999));
         assert_eq!(lock_t(&server).len(), 3, "not before the second step");
-        rt.advance(Duration::from_millis(1));
+        advance(&rt, Duration::from_millis(1));
         assert_eq!(lock_t(&server).len(), 4);
         // Up for stable_after: the next failure counts as the first again.
-        rt.advance(Duration::from_secs(5));
+        advance(&rt, Duration::from_secs(5));
         close(3);
         rt.run();
         let got = events(&mut stream);
