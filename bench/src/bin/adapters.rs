@@ -1,25 +1,50 @@
 //! End-to-end adapter benchmarks: tether on tokio and on smol, side by side with raw
-//! async-tungstenite over the same runtime, against one in-process echo server.
+//! async-tungstenite over the same runtime and, on the tokio rows, with two peer clients
+//! (tokio-tungstenite and ezsockets), all against one in-process echo server.
 //!
 //! ```sh
 //! cargo run --release -p tether-bench --bin adapters
 //! ```
 //!
-//! Two loops per runtime, each run once for raw async-tungstenite and once for tether:
+//! Two loops per runtime, each run once for every client of the row:
 //!
 //! - **throughput**: pipelined echo of 100-byte text frames with a fixed window in flight
 //!   (a new frame goes out for every echo that comes back). Raw: `WebSocketStream::send`
-//!   (which flushes) and `next()` on one stream. Tether: `Client<Raw>::send(DataFrame::Text)`
+//!   (which flushes) and `next()` on one stream. Tether: `Client<Raw>::feed(DataFrame::Text)`
 //!   and `Event::Message` from `client.events()`.
 //! - **latency**: one round trip at a time. Raw: send a text frame the size of tether's
 //!   request frame and await its echo. Tether: `Client<HelloAck>::request`, which the server
 //!   answers with a `response` frame.
 //!
+//! The peers, on the tokio rows only (both are tokio-only libraries):
+//!
+//! - **tokio-tungstenite** (0.30, the same tungstenite 0.30 as async-tungstenite 0.35, so
+//!   the protocol code is one copy) runs the very same loop functions as raw
+//!   async-tungstenite (they are generic over the stream): `send` per frame, `feed` plus
+//!   `flush` when nothing is readable (batched), the echo and the JSON request round trips,
+//!   over a `TcpStream` with `TCP_NODELAY` handed to `client_async`.
+//! - **ezsockets** (0.7, default `ClientConfig`, `ezsockets::connect`) is driven the way
+//!   its documentation shows: a `ClientExt` whose `on_text` forwards each frame into an
+//!   unbounded tokio `mpsc` channel that the measuring loop reads, and `Client::text` per
+//!   frame out. Throughput keeps the same window (a new `text` per echo received); latency
+//!   sends one frame (the echo frame, or the JSON request encoded and its answer parsed and
+//!   checked, as raw does) and awaits it from the channel. Per message ezsockets hops
+//!   through its own tasks over unbounded `async_channel`s: outbound, `text` (which also
+//!   allocates an `Arc<AtomicU8>` delivery signal) → channel → client actor → channel →
+//!   sink actor, which `send`s (a flush, so a write call, per frame) on its half of a
+//!   `split` tokio-tungstenite stream; inbound, a stream actor reads the frame, stamps
+//!   `Instant::now()` into an `Arc<futures::lock::Mutex>` (the liveness clock of its 5 s
+//!   heartbeat) and forwards it through a channel to the client actor, which calls
+//!   `on_text`; the client actor's `select!` builds fresh receive futures on every turn.
+//!   ezsockets uses tokio-tungstenite 0.26 with tungstenite 0.26 (a second copy of
+//!   tungstenite in this binary), and its `connect` does not set `TCP_NODELAY` (only a
+//!   `ClientConnector` of one's own could); every other client here sets it.
+//!
 //! Where things run. The echo server has its own thread and its own (current-thread) tokio
-//! runtime, so it never shares an executor with the client being measured: both clients of
-//! a row talk to the same server, and server work can neither hide nor inflate a client's
-//! cost. On the client side each row places the measured loop one way, for raw and tether
-//! alike:
+//! runtime, so it never shares an executor with the client being measured: every client of
+//! a row talks to the same server, and server work can neither hide nor inflate a client's
+//! cost. On the client side each row places the measured loop one way, for every client
+//! alike (ezsockets' and tether's own tasks are spawned on the same runtime):
 //!
 //! - `tokio, task`: a current-thread runtime; the measured loop is a spawned task, next to
 //!   tether's session-loop and connection tasks (the usual shape of an application).
@@ -33,8 +58,9 @@
 //!   tether-smol's example; every event and command then crosses threads.
 //!
 //! Every figure is the median over `TETHER_BENCH_ROUNDS` rounds (default 5); within a
-//! round raw and tether alternate which goes first. Client CPU (Linux) is the CPU time of
-//! every thread but the server's over the measured section, per frame or per round trip.
+//! round the clients take turns going first (the order rotates by one client per round).
+//! Client CPU (Linux) is the CPU time of every thread but the server's over the measured
+//! section, per frame or per round trip.
 //!
 //! Environment: `TETHER_BENCH_FRAMES` and `TETHER_BENCH_RUN_MS` (a throughput run stops
 //! sending after 100,000 frames or 1,000 ms, whichever comes first, and waits for the
@@ -42,16 +68,16 @@
 //! `TETHER_BENCH_WINDOW` (64), `TETHER_BENCH_TRIPS` (5,000 round trips after 500 of
 //! warm-up), `TETHER_BENCH_ROUNDS` (5), `TETHER_BENCH_ONLY` (a row-key prefix:
 //! `tokio`, `tokio-task`, `tokio-block_on`, `smol`, `smol-task`, `smol-block_on`),
-//! `TETHER_BENCH_CLIENT` (`raw` or `tether`: one client only, for profiling).
+//! `TETHER_BENCH_CLIENT` (`raw`, `tether`, `tokio-tungstenite` or `ezsockets`: one client
+//! only, for profiling).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::{Message, Utf8Bytes};
-use futures::io::{AsyncRead, AsyncWrite};
-use futures::{FutureExt, SinkExt, StreamExt};
+use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde_json::Value;
 use tether_tokio::Client;
 use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest, Raw};
@@ -244,8 +270,25 @@ struct Measured {
 }
 
 // ---------------------------------------------------------------------------------------
-// Raw async-tungstenite loops (generic over the runtime's byte stream)
+// Raw loops (generic over the WebSocket stream: async-tungstenite on either runtime's
+// byte stream, or tokio-tungstenite)
 // ---------------------------------------------------------------------------------------
+
+/// A WebSocket stream of tungstenite 0.30 messages: async-tungstenite's `WebSocketStream`
+/// over any byte stream, and tokio-tungstenite's.
+trait Ws:
+    Sink<Message, Error = tungstenite::Error>
+    + Stream<Item = Result<Message, tungstenite::Error>>
+    + Unpin
+{
+}
+
+impl<W> Ws for W where
+    W: Sink<Message, Error = tungstenite::Error>
+        + Stream<Item = Result<Message, tungstenite::Error>>
+        + Unpin
+{
+}
 
 /// The bookkeeping of a pipelined run: up to `limit` frames, or fewer once the time budget
 /// is spent (then nothing new goes out and the frames in flight are awaited).
@@ -285,10 +328,7 @@ impl Pipeline {
 /// `s.budget`, after a warm-up. Plain: `send` per frame (a flush, so a write call, each).
 /// Batched: `feed` per frame and one `flush` whenever no echo is ready to read, which is
 /// what a hand-tuned client does and what tether's loop does for its writes.
-async fn raw_throughput<S>(mut ws: WebSocketStream<S>, s: Settings, batched: bool) -> Measured
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn raw_throughput<W: Ws>(mut ws: W, s: Settings, batched: bool) -> Measured {
     let payload = Utf8Bytes::from_static(FRAME);
     let mut run = async |p: &mut Pipeline| {
         while p.filling(s.window) {
@@ -333,7 +373,7 @@ where
     let clock = Clock::start();
     run(&mut p).await;
     let measured = clock.stop(p.got);
-    let _ = ws.close(None).await;
+    let _ = SinkExt::close(&mut ws).await;
     measured
 }
 
@@ -342,10 +382,7 @@ where
 /// its echo, nothing else. Request (`json` true): what the least a request client does
 /// over raw async-tungstenite — encode a `HelloAck` request with serde_json, parse the
 /// answer and check its id — so the difference to tether is tether's own machinery.
-async fn raw_latency<S>(mut ws: WebSocketStream<S>, s: Settings, len: usize, json: bool) -> Trips
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn raw_latency<W: Ws>(mut ws: W, s: Settings, len: usize, json: bool) -> Trips {
     let payload = Utf8Bytes::from("x".repeat(len));
     let mut samples = Vec::with_capacity(s.trips);
     let mut clock = None;
@@ -355,10 +392,7 @@ where
         }
         let start = Instant::now();
         let frame = if json {
-            let id = 1000 + i as u64;
-            let request =
-                serde_json::json!({"type": "request", "id": id, "method": "echo", "params": null});
-            Utf8Bytes::from(request.to_string())
+            Utf8Bytes::from(json_request(1000 + i as u64))
         } else {
             payload.clone()
         };
@@ -367,8 +401,7 @@ where
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
                     if json {
-                        let answer: Value = serde_json::from_str(t.as_str()).expect("raw answer");
-                        assert_eq!(answer["id"], 1000 + i as u64, "raw answer id");
+                        check_answer(t.as_str(), 1000 + i as u64);
                     }
                     break;
                 }
@@ -381,8 +414,20 @@ where
         }
     }
     let cpu = clock.and_then(|c| c.stop(s.trips).cpu);
-    let _ = ws.close(None).await;
+    let _ = SinkExt::close(&mut ws).await;
     Trips { samples, cpu }
+}
+
+/// A `HelloAck` request frame with this id, encoded with serde_json as a request client
+/// over a raw stream would.
+fn json_request(id: u64) -> String {
+    serde_json::json!({"type": "request", "id": id, "method": "echo", "params": null}).to_string()
+}
+
+/// Parses the server's answer to a [`json_request`] and checks its id.
+fn check_answer(text: &str, id: u64) {
+    let answer: Value = serde_json::from_str(text).expect("JSON answer");
+    assert_eq!(answer["id"], id, "answer id");
 }
 
 /// The round trips of a latency run.
@@ -452,9 +497,7 @@ async fn tether_latency(client: Client<HelloAck>, s: Settings) -> Trips {
 /// The length of the request frame tether writes (with a four-digit id), so the raw
 /// latency loop moves frames of the same size.
 fn request_frame_len() -> usize {
-    serde_json::json!({"type": "request", "id": 1000, "method": "echo", "params": null})
-        .to_string()
-        .len()
+    json_request(1000).len()
 }
 
 fn hello() -> HelloAck {
@@ -463,6 +506,159 @@ fn hello() -> HelloAck {
 
 fn url(addr: SocketAddr) -> String {
     format!("ws://{addr}/")
+}
+
+// ---------------------------------------------------------------------------------------
+// ezsockets loops (tokio only)
+// ---------------------------------------------------------------------------------------
+
+/// The `ClientExt` of the ezsockets rows: every text frame goes into a channel that the
+/// measuring loop reads, and the first `on_connect` is signalled (ezsockets discards the
+/// frames queued when a connection attempt begins, so the loop waits for it).
+struct EzClient {
+    echoes: tokio::sync::mpsc::UnboundedSender<ezsockets::Utf8Bytes>,
+    connected: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[async_trait::async_trait]
+impl ezsockets::ClientExt for EzClient {
+    type Call = ();
+
+    async fn on_text(&mut self, text: ezsockets::Utf8Bytes) -> Result<(), ezsockets::Error> {
+        self.echoes
+            .send(text)
+            .map_err(|_| "the measuring loop is gone".into())
+    }
+
+    async fn on_binary(&mut self, _bytes: ezsockets::Bytes) -> Result<(), ezsockets::Error> {
+        Ok(())
+    }
+
+    async fn on_call(&mut self, (): ()) -> Result<(), ezsockets::Error> {
+        Ok(())
+    }
+
+    async fn on_connect(&mut self) -> Result<(), ezsockets::Error> {
+        if let Some(connected) = self.connected.take() {
+            let _ = connected.send(());
+        }
+        Ok(())
+    }
+
+    // A lost connection ends the run (the loop then sees its channel close) instead of
+    // reconnecting after ezsockets' 5 s interval.
+    async fn on_close(
+        &mut self,
+        _frame: Option<ezsockets::CloseFrame>,
+    ) -> Result<ezsockets::client::ClientCloseMode, ezsockets::Error> {
+        Ok(ezsockets::client::ClientCloseMode::Close)
+    }
+
+    async fn on_disconnect(
+        &mut self,
+    ) -> Result<ezsockets::client::ClientCloseMode, ezsockets::Error> {
+        Ok(ezsockets::client::ClientCloseMode::Close)
+    }
+}
+
+/// A connected ezsockets client: its handle, the channel of echoes and the actor's result.
+struct Ez<F> {
+    client: ezsockets::Client<EzClient>,
+    echoes: tokio::sync::mpsc::UnboundedReceiver<ezsockets::Utf8Bytes>,
+    done: F,
+}
+
+/// Connects with ezsockets' defaults and waits until the connection is up.
+async fn ez_connect(
+    addr: SocketAddr,
+) -> Ez<impl Future<Output = Result<(), ezsockets::Error>> + Send + 'static> {
+    let (tx, echoes) = tokio::sync::mpsc::unbounded_channel();
+    let (connected, up) = tokio::sync::oneshot::channel();
+    let config = ezsockets::ClientConfig::new(url(addr).as_str());
+    let (client, done) = ezsockets::connect(
+        |_| EzClient {
+            echoes: tx,
+            connected: Some(connected),
+        },
+        config,
+    )
+    .await;
+    up.await.expect("ezsockets connect");
+    Ez {
+        client,
+        echoes,
+        done,
+    }
+}
+
+impl<F: Future<Output = Result<(), ezsockets::Error>>> Ez<F> {
+    fn text(&self, text: ezsockets::Utf8Bytes) {
+        let _signal = self.client.text(text).expect("ezsockets text");
+    }
+
+    async fn echo(&mut self) -> ezsockets::Utf8Bytes {
+        self.echoes.recv().await.expect("ezsockets ended")
+    }
+
+    async fn close(self) {
+        let _ = self.client.close(None);
+        let _ = self.done.await;
+    }
+}
+
+/// Pipelined echo through ezsockets: `Client::text` out, `on_text` back through a channel.
+async fn ez_throughput(addr: SocketAddr, s: Settings) -> Measured {
+    let mut ez = ez_connect(addr).await;
+    let payload = ezsockets::Utf8Bytes::from_static(FRAME);
+    let mut run = async |p: &mut Pipeline| {
+        while p.filling(s.window) {
+            ez.text(payload.clone());
+            p.sent += 1;
+        }
+        while p.got < p.sent {
+            ez.echo().await;
+            p.got += 1;
+            if p.refill() {
+                ez.text(payload.clone());
+                p.sent += 1;
+            }
+        }
+    };
+    run(&mut Pipeline::new(WARMUP_FRAMES, None)).await;
+    let mut p = Pipeline::new(s.frames, Some(s.budget));
+    let clock = Clock::start();
+    run(&mut p).await;
+    let measured = clock.stop(p.got);
+    ez.close().await;
+    measured
+}
+
+/// One round trip at a time through ezsockets, after a warm-up: the echo frame, or the
+/// JSON request with its answer parsed and checked, as [`raw_latency`] does.
+async fn ez_latency(addr: SocketAddr, s: Settings, len: usize, json: bool) -> Trips {
+    let mut ez = ez_connect(addr).await;
+    let payload = ezsockets::Utf8Bytes::from("x".repeat(len));
+    let mut samples = Vec::with_capacity(s.trips);
+    let mut clock = None;
+    for i in 0..WARMUP_TRIPS + s.trips {
+        if i == WARMUP_TRIPS {
+            clock = Some(Clock::start());
+        }
+        let start = Instant::now();
+        if json {
+            ez.text(json_request(1000 + i as u64).into());
+            check_answer(ez.echo().await.as_str(), 1000 + i as u64);
+        } else {
+            ez.text(payload.clone());
+            ez.echo().await;
+        }
+        if i >= WARMUP_TRIPS {
+            samples.push(start.elapsed());
+        }
+    }
+    let cpu = clock.and_then(|c| c.stop(s.trips).cpu);
+    ez.close().await;
+    Trips { samples, cpu }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -476,6 +672,31 @@ trait Bed {
     fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize, json: bool) -> Trips;
     fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
     fn tether_latency(&self, addr: SocketAddr, s: Settings) -> Trips;
+    /// Whether the row also measures the peers (the tokio rows).
+    fn has_peers(&self) -> bool {
+        false
+    }
+    /// A peer's throughput loop (`batched` only for tokio-tungstenite).
+    fn peer_throughput(
+        &self,
+        _peer: Who,
+        _addr: SocketAddr,
+        _s: Settings,
+        _batched: bool,
+    ) -> Measured {
+        unreachable!("no peers on this row")
+    }
+    /// A peer's latency loop.
+    fn peer_latency(
+        &self,
+        _peer: Who,
+        _addr: SocketAddr,
+        _s: Settings,
+        _len: usize,
+        _json: bool,
+    ) -> Trips {
+        unreachable!("no peers on this row")
+    }
 }
 
 /// Runs futures on one runtime: as a spawned task, or as the `block_on` future itself.
@@ -539,8 +760,10 @@ async fn smol_raw(addr: SocketAddr) -> WebSocketStream<smol::Async<std::net::Tcp
 
 /// Implements [`Bed`] for an [`Exec`] with the runtime's raw connect and tether connect.
 macro_rules! bed {
-    ($ty:ty, $name:expr, $raw:path, $tether:path) => {
+    ($ty:ty, $name:expr, $raw:path, $tether:path $(, { $($extra:tt)* })?) => {
         impl Bed for $ty {
+            $($($extra)*)?
+
             fn name(&self) -> &'static str {
                 $name(self.spawned)
             }
@@ -582,7 +805,48 @@ fn smol_name(spawned: bool) -> &'static str {
     }
 }
 
-bed!(TokioExec, tokio_name, tokio_raw, tether_tokio::connect);
+async fn tokio_tungstenite(
+    addr: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    tokio_tungstenite::client_async(url(addr), tcp)
+        .await
+        .expect("tokio-tungstenite handshake")
+        .0
+}
+
+bed!(TokioExec, tokio_name, tokio_raw, tether_tokio::connect, {
+    fn has_peers(&self) -> bool {
+        true
+    }
+    fn peer_throughput(&self, peer: Who, addr: SocketAddr, s: Settings, batched: bool) -> Measured {
+        match peer {
+            Who::TokioTungstenite => {
+                self.run(
+                    async move { raw_throughput(tokio_tungstenite(addr).await, s, batched).await },
+                )
+            }
+            Who::Ezsockets => self.run(ez_throughput(addr, s)),
+            Who::Raw | Who::Tether => unreachable!("not a peer"),
+        }
+    }
+    fn peer_latency(
+        &self,
+        peer: Who,
+        addr: SocketAddr,
+        s: Settings,
+        len: usize,
+        json: bool,
+    ) -> Trips {
+        match peer {
+            Who::TokioTungstenite => self
+                .run(async move { raw_latency(tokio_tungstenite(addr).await, s, len, json).await }),
+            Who::Ezsockets => self.run(ez_latency(addr, s, len, json)),
+            Who::Raw | Who::Tether => unreachable!("not a peer"),
+        }
+    }
+});
 bed!(SmolExec, smol_name, smol_raw, tether_smol::connect);
 
 // ---------------------------------------------------------------------------------------
@@ -682,78 +946,113 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
 }
 
-/// Which clients a run measures (`TETHER_BENCH_CLIENT`), for profiling one of them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Clients {
-    Both,
+/// The clients of a row, in the order of a round's turns before rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
     Raw,
     Tether,
+    TokioTungstenite,
+    Ezsockets,
 }
 
-/// Runs every round for one row; returns the (raw, tether) medians.
-fn measure(
-    bed: &dyn Bed,
-    addr: SocketAddr,
-    s: Settings,
-    len: usize,
-    clients: Clients,
-) -> (Figures, Figures) {
-    let mut raw = Vec::new();
-    let mut tether = Vec::new();
-    for round in 0..s.rounds {
-        let mut r = Figures::default();
-        let mut t = Figures::default();
-        let run_raw = |r: &mut Figures| {
-            if clients != Clients::Tether {
-                r.throughput(bed.raw_throughput(addr, s, false));
-                r.batched(bed.raw_throughput(addr, s, true));
-                r.latency(bed.raw_latency(addr, s, len, false));
-                r.json_latency(bed.raw_latency(addr, s, len, true));
-            }
-        };
-        let run_tether = |t: &mut Figures| {
-            if clients != Clients::Raw {
-                t.throughput(bed.tether_throughput(addr, s));
-                t.latency(bed.tether_latency(addr, s));
-            }
-        };
-        // Alternate which client goes first, so drift over a round hits both alike.
-        if round % 2 == 0 {
-            run_raw(&mut r);
-            run_tether(&mut t);
-        } else {
-            run_tether(&mut t);
-            run_raw(&mut r);
+impl Who {
+    const ALL: [Who; 4] = [Who::Raw, Who::Tether, Who::TokioTungstenite, Who::Ezsockets];
+
+    fn key(self) -> &'static str {
+        match self {
+            Who::Raw => "raw",
+            Who::Tether => "tether",
+            Who::TokioTungstenite => "tokio-tungstenite",
+            Who::Ezsockets => "ezsockets",
         }
-        eprintln!(
-            "  {:<16} round {}: raw {:>9} (batched {:>9}) frames/s, {:>6} µs p50; tether {:>9} frames/s, {:>6} µs p50",
-            bed.name(),
-            round + 1,
-            thousands(r.frames_per_s),
-            thousands(r.batched_per_s),
-            micros(r.p50),
-            thousands(t.frames_per_s),
-            micros(t.p50),
-        );
-        raw.push(r);
-        tether.push(t);
     }
-    (medians(&raw), medians(&tether))
+}
+
+/// Runs one client's loops once.
+fn run_client(bed: &dyn Bed, who: Who, addr: SocketAddr, s: Settings, len: usize) -> Figures {
+    let mut f = Figures::default();
+    match who {
+        Who::Raw => {
+            f.throughput(bed.raw_throughput(addr, s, false));
+            f.batched(bed.raw_throughput(addr, s, true));
+            f.latency(bed.raw_latency(addr, s, len, false));
+            f.json_latency(bed.raw_latency(addr, s, len, true));
+        }
+        Who::Tether => {
+            f.throughput(bed.tether_throughput(addr, s));
+            f.latency(bed.tether_latency(addr, s));
+        }
+        Who::TokioTungstenite => {
+            f.throughput(bed.peer_throughput(who, addr, s, false));
+            f.batched(bed.peer_throughput(who, addr, s, true));
+            f.latency(bed.peer_latency(who, addr, s, len, false));
+            f.json_latency(bed.peer_latency(who, addr, s, len, true));
+        }
+        Who::Ezsockets => {
+            f.throughput(bed.peer_throughput(who, addr, s, false));
+            f.latency(bed.peer_latency(who, addr, s, len, false));
+            f.json_latency(bed.peer_latency(who, addr, s, len, true));
+        }
+    }
+    f
+}
+
+/// One row's medians per client (zero for a client the run left out; `None` for the peers
+/// on a row without them).
+struct Row {
+    name: &'static str,
+    raw: Figures,
+    tether: Figures,
+    tokio_tungstenite: Option<Figures>,
+    ezsockets: Option<Figures>,
+}
+
+/// Runs every round for one row.
+fn measure(bed: &dyn Bed, addr: SocketAddr, s: Settings, len: usize, only: Option<Who>) -> Row {
+    let peers = bed.has_peers();
+    let mut turns: Vec<Who> = Who::ALL[..if peers { 4 } else { 2 }].to_vec();
+    turns.retain(|&w| only.is_none_or(|o| o == w));
+    let mut rounds: Vec<[Figures; 4]> = Vec::new();
+    for round in 0..s.rounds {
+        let mut f = [Figures::default(); 4];
+        // Rotate which client goes first, so drift over a round hits all alike.
+        for k in 0..turns.len() {
+            let who = turns[(round + k) % turns.len()];
+            f[who as usize] = run_client(bed, who, addr, s, len);
+        }
+        let mut line = format!("  {:<16} round {}:", bed.name(), round + 1);
+        for who in &turns {
+            let x = &f[*who as usize];
+            line += &format!(
+                " {} {} frames/s, {} µs p50;",
+                who.key(),
+                thousands(x.frames_per_s),
+                micros(x.p50)
+            );
+        }
+        eprintln!("{}", line.trim_end_matches(';'));
+        rounds.push(f);
+    }
+    let med = |who: Who| medians(&rounds.iter().map(|f| f[who as usize]).collect::<Vec<_>>());
+    Row {
+        name: bed.name(),
+        raw: med(Who::Raw),
+        tether: med(Who::Tether),
+        tokio_tungstenite: peers.then(|| med(Who::TokioTungstenite)),
+        ezsockets: peers.then(|| med(Who::Ezsockets)),
+    }
 }
 
 fn main() {
     let s = Settings::from_env();
     let only = std::env::var("TETHER_BENCH_ONLY").ok();
-    let clients = match std::env::var("TETHER_BENCH_CLIENT").as_deref() {
-        Ok("raw") => Clients::Raw,
-        Ok("tether") => Clients::Tether,
-        _ => Clients::Both,
-    };
+    let client = std::env::var("TETHER_BENCH_CLIENT").ok();
+    let client = client.and_then(|c| Who::ALL.into_iter().find(|w| w.key() == c));
     let len = request_frame_len();
     let addr = start_server();
     println!("cargo run --release -p tether-bench --bin adapters");
     println!(
-        "echo server {addr} on its own thread (current-thread tokio). Throughput: up to {} frames of {} bytes or {} ms per run, {} in flight, after {WARMUP_FRAMES} of warm-up. Latency: {} round trips after {WARMUP_TRIPS} of warm-up ({len}-byte text frames raw, HelloAck requests tether). Median of {} rounds.",
+        "echo server {addr} on its own thread (current-thread tokio). Throughput: up to {} frames of {} bytes or {} ms per run, {} in flight, after {WARMUP_FRAMES} of warm-up. Latency: {} round trips after {WARMUP_TRIPS} of warm-up ({len}-byte text frames and JSON requests raw, tokio-tungstenite and ezsockets; HelloAck requests tether). Median of {} rounds.",
         s.frames,
         FRAME.len(),
         s.budget.as_millis(),
@@ -791,15 +1090,17 @@ fn main() {
         if only.as_deref().is_some_and(|o| !key.starts_with(o)) {
             continue;
         }
-        let (raw, tether) = measure(bed.as_ref(), addr, s, len, clients);
-        rows.push((bed.name(), raw, tether));
+        rows.push(measure(bed.as_ref(), addr, s, len, client));
     }
     println!();
     println!(
         "| runtime, measured loop | raw `send` frames/s | raw batched frames/s | tether frames/s | tether/raw `send` (target ≥ 0.90) | tether/raw batched | CPU µs/frame: raw `send`, batched, tether |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    for (name, raw, tether) in &rows {
+    for Row {
+        name, raw, tether, ..
+    } in &rows
+    {
         println!(
             "| {name} | {} | {} | {} | {:.2}× | {:.2}× | {}, {}, {} |",
             thousands(raw.frames_per_s),
@@ -817,7 +1118,10 @@ fn main() {
         "| runtime, measured loop | p50 µs: raw echo, raw JSON request, tether | tether/raw echo p50 | tether/raw request p50 (target ≤ 1.10) | p99 µs: raw echo, raw request, tether | raw echo CPU µs/trip | tether CPU µs/trip |"
     );
     println!("|---|---|---:|---:|---|---:|---:|");
-    for (name, raw, tether) in &rows {
+    for Row {
+        name, raw, tether, ..
+    } in &rows
+    {
         println!(
             "| {name} | {}, {}, {} | {:.2}× | {:.2}× | {}, {}, {} | {} | {} |",
             micros(raw.p50),
@@ -831,6 +1135,68 @@ fn main() {
             opt(raw.cpu_per_trip),
             opt(tether.cpu_per_trip),
         );
+    }
+    let peers: Vec<(&str, &Figures, &Figures, &Figures)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.name,
+                r.tokio_tungstenite.as_ref()?,
+                r.ezsockets.as_ref()?,
+                &r.tether,
+            ))
+        })
+        .collect();
+    if !peers.is_empty() {
+        println!();
+        println!(
+            "| runtime, measured loop | tokio-tungstenite `send` frames/s | tokio-tungstenite batched frames/s | ezsockets frames/s | tether frames/s | tether/tokio-tungstenite `send` | tether/tokio-tungstenite batched | tether/ezsockets | CPU µs/frame: tokio-tungstenite `send`, batched, ezsockets, tether |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        for (name, tt, ez, tether) in &peers {
+            println!(
+                "| {name} | {} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× | {}, {}, {}, {} |",
+                thousands(tt.frames_per_s),
+                thousands(tt.batched_per_s),
+                thousands(ez.frames_per_s),
+                thousands(tether.frames_per_s),
+                tether.frames_per_s / tt.frames_per_s,
+                tether.frames_per_s / tt.batched_per_s,
+                tether.frames_per_s / ez.frames_per_s,
+                opt(tt.cpu_per_frame),
+                opt(tt.batched_cpu_per_frame),
+                opt(ez.cpu_per_frame),
+                opt(tether.cpu_per_frame),
+            );
+        }
+        println!();
+        println!(
+            "| runtime, measured loop | p50 µs: tokio-tungstenite echo, request; ezsockets echo, request; tether | tether/tokio-tungstenite p50: echo, request | tether/ezsockets p50: echo, request | p99 µs: tokio-tungstenite echo, request; ezsockets echo, request; tether | CPU µs/trip: tokio-tungstenite echo, ezsockets echo, tether |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        for (name, tt, ez, tether) in &peers {
+            println!(
+                "| {name} | {}, {}; {}, {}; {} | {:.2}×, {:.2}× | {:.2}×, {:.2}× | {}, {}; {}, {}; {} | {}, {}, {} |",
+                micros(tt.p50),
+                micros(tt.json_p50),
+                micros(ez.p50),
+                micros(ez.json_p50),
+                micros(tether.p50),
+                ratio(tether.p50, tt.p50),
+                ratio(tether.p50, tt.json_p50),
+                ratio(tether.p50, ez.p50),
+                ratio(tether.p50, ez.json_p50),
+                micros(tt.p99),
+                micros(tt.json_p99),
+                micros(ez.p99),
+                micros(ez.json_p99),
+                micros(tether.p99),
+                opt(tt.cpu_per_trip),
+                opt(ez.cpu_per_trip),
+                opt(tether.cpu_per_trip),
+            );
+        }
     }
     println!();
     println!("total {:.1} s", started.elapsed().as_secs_f64());
