@@ -164,10 +164,9 @@ impl Liveness {
             .or_else(|| after(self.last_rx, self.stale_after))
     }
 
-    /// The next liveness deadline; `None` when neither a ping nor staleness can come due
-    /// (both lie beyond the clock's range).
     /// The next liveness deadline and its kind, as both roles arm it: the ping
-    /// ([`TimerKind::Ping`]) or the stale threshold ([`TimerKind::Liveness`]).
+    /// ([`TimerKind::Ping`]) or the stale threshold ([`TimerKind::Liveness`]); `None` when
+    /// neither can come due (both lie beyond the clock's range).
     pub(crate) fn next_deadline(&self) -> Option<(Instant, TimerKind)> {
         match (self.next_ping, self.stale_deadline()) {
             (Some(p), Some(stale)) if p < stale => Some((p, TimerKind::Ping)),
