@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use tether_core::{
     CloseCode, ConnId, EndReason, Event, InFrame, Input, Output, Protocol, RequestId, Session,
     SessionError, Status,
@@ -42,7 +42,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) rt: R,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shared: Arc<Shared<P>>,
-    pub(crate) cmds: Pin<Box<async_channel::Receiver<Cmd<P>>>>,
+    pub(crate) cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     conns: BTreeMap<ConnId, Conn>,
     /// Facts learned from the connections in this round, in order; reused across rounds.
@@ -100,7 +100,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         rt: R,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared<P>>,
-        cmds: async_channel::Receiver<Cmd<P>>,
+        cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
         let now = rt.now();
@@ -109,7 +109,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             rt,
             transport,
             shared,
-            cmds: Box::pin(cmds),
+            cmds,
             control,
             conns: BTreeMap::new(),
             inputs: Vec::new(),
@@ -186,7 +186,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             return progressed;
         }
         for _ in 0..CMD_BUDGET {
-            match self.cmds.as_mut().poll_next(cx) {
+            match self.cmds.poll_next(cx) {
                 Poll::Pending => return progressed,
                 Poll::Ready(Some(cmd)) => self.command(cmd),
                 Poll::Ready(None) => {
