@@ -10,8 +10,9 @@
 //! one before. The side under test is in that process; its peers (a raw echo server for
 //! the client rows, N raw clients for the server rows) are in another one (this binary
 //! again, `TETHER_MEM_ROLE=peer-server` or `peer-clients`), so each process holds about
-//! N sockets and both fit under the open-file limit. Everything runs on 127.0.0.1 and on
-//! a current-thread tokio runtime.
+//! N sockets and both fit under the open-file limit. Everything runs on 127.0.0.1. The
+//! harness of every process is a current-thread tokio runtime; the tokio rows' connections
+//! run on it, the smol rows' on smol's global executor (as `tether-smol` spawns them).
 //!
 //! A row first opens `WARMUP` (100) connections, so that one-time costs (runtime
 //! drivers, lazily built statics, the first slab pages) are paid before the baseline; then
@@ -30,9 +31,10 @@
 //! where the bytes go; `TETHER_MEM_TRACE=<size>` prints a backtrace of the first three
 //! allocations of exactly that size after the baseline (who allocates a block).
 //!
-//! Environment: `TETHER_MEM_N` (10,000 connections), `TETHER_MEM_ONLY` (a row-key
-//! prefix: `client`, `client-raw`, `client-tether`, `client-tether-helloack`, `server`,
-//! `server-raw`, `server-tether`). Every wait is bounded; a row that cannot open its
+//! Environment: `TETHER_MEM_N` (10,000 connections, lowered to fit the open-file limit),
+//! `TETHER_MEM_ONLY` (a row-key prefix: `client`, `client-raw`, `client-tether`,
+//! `client-tether-helloack`, `client-smol`, `server`, `server-raw`, `server-tether`,
+//! `server-smol`). Every wait is bounded; a row that cannot open its
 //! connections in time exits non-zero, and so does the bench.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -461,12 +463,28 @@ const ROWS: &[(&str, &str)] = &[
         "client, tether `HelloAck` (default config)",
     ),
     (
+        "client-smol-raw",
+        "client on smol, raw async-tungstenite (a read task each)",
+    ),
+    (
+        "client-smol-tether",
+        "client on smol, tether `Raw` (default config)",
+    ),
+    (
         "server-raw",
         "server, raw async-tungstenite `accept_async` (a read task each)",
     ),
     (
         "server-tether",
         "server, tether `server::accept` (`GuardConfig::default()`)",
+    ),
+    (
+        "server-smol-raw",
+        "server on smol, raw async-tungstenite `accept_async` (a read task each)",
+    ),
+    (
+        "server-smol-tether",
+        "server on smol, tether `server::accept` (`GuardConfig::default()`)",
     ),
 ];
 
@@ -570,6 +588,30 @@ async fn client_row(kind: &str, n: usize) -> (Reading, Reading) {
                     })
                     .await
                 }
+                "smol-raw" => {
+                    open_all(count, || async {
+                        let tcp = smol::net::TcpStream::connect(addr)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let (mut ws, _) = async_tungstenite::client_async(&url, tcp)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        smol::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
+                            .detach();
+                        Ok(Box::new(()) as Box<dyn std::any::Any>)
+                    })
+                    .await
+                }
+                "smol-tether" => {
+                    open_all(count, || async {
+                        let client = tether_smol::builder(&url)
+                            .connect()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(Box::new(client) as Box<dyn std::any::Any>)
+                    })
+                    .await
+                }
                 "tether-helloack" => {
                     open_all(count, || async {
                         let client = tether_tokio::builder(&url)
@@ -598,18 +640,56 @@ async fn client_row(kind: &str, n: usize) -> (Reading, Reading) {
 }
 
 async fn server_row(kind: &str, n: usize) -> (Reading, Reading) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
     let addr = listener.local_addr().expect("local address");
     let accepted = Arc::new(AtomicUsize::new(0));
     let held: Arc<Mutex<Vec<tether_tokio::server::Guarded>>> = Arc::default();
-    let tether = match kind {
-        "raw" => false,
-        "tether" => true,
+    let (tether, smol) = match kind {
+        "raw" => (false, false),
+        "tether" => (true, false),
+        "smol-raw" => (false, true),
+        "smol-tether" => (true, true),
         other => fail(&format!("unknown server row {other}")),
     };
-    {
+    if smol {
+        let listener = smol::net::TcpListener::try_from(listener).expect("smol listener");
+        let accepted = accepted.clone();
+        let held = held.clone();
+        smol::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let accepted = accepted.clone();
+                let held = held.clone();
+                smol::spawn(async move {
+                    if tether {
+                        match tether_smol::server::accept(tcp, GuardConfig::default()).await {
+                            Ok(conn) => {
+                                held.lock().expect("held lock").push(conn);
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => fail(&format!("tether accept: {e}")),
+                        }
+                    } else {
+                        match async_tungstenite::accept_async(tcp).await {
+                            Ok(mut ws) => {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                                while let Some(Ok(_)) = ws.next().await {}
+                            }
+                            Err(e) => fail(&format!("raw accept: {e}")),
+                        }
+                    }
+                })
+                .detach();
+            }
+        })
+        .detach();
+    } else {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
         let accepted = accepted.clone();
         let held = held.clone();
         tokio::spawn(async move {
