@@ -29,7 +29,8 @@
 //! With `TETHER_MEM_CLASSES=1` each row also prints the heap growth per connection by
 //! allocation size class (powers of two) and, from 128 B up, by exact size, which shows
 //! where the bytes go; `TETHER_MEM_TRACE=<size>` prints a backtrace of the first three
-//! allocations of exactly that size after the baseline (who allocates a block).
+//! (`TETHER_MEM_TRACE_COUNT`) allocations of exactly that size after the baseline (who
+//! allocates a block).
 //!
 //! Environment: `TETHER_MEM_N` (10,000 connections, lowered to fit the open-file limit),
 //! `TETHER_MEM_ONLY` (a row-key prefix: `client`, `client-raw`, `client-tether`,
@@ -107,6 +108,7 @@ fn track_sized(size: usize, sign: i64) {
 /// that size print a backtrace (a debugging aid for finding who holds a block).
 static TRACE_SIZE: AtomicUsize = AtomicUsize::new(0);
 static TRACED: AtomicUsize = AtomicUsize::new(0);
+static TRACE_COUNT: AtomicUsize = AtomicUsize::new(3);
 
 thread_local! {
     // Const-initialised, no destructor: reading it never allocates, so the allocator may.
@@ -117,7 +119,7 @@ fn trace(size: usize) {
     if size != TRACE_SIZE.load(Ordering::Relaxed) || TRACING.try_with(|t| t.get()) != Ok(false) {
         return;
     }
-    if TRACED.fetch_add(1, Ordering::Relaxed) >= 3 {
+    if TRACED.fetch_add(1, Ordering::Relaxed) >= TRACE_COUNT.load(Ordering::Relaxed) {
         return;
     }
     TRACING.with(|t| t.set(true));
@@ -554,6 +556,12 @@ fn arm_trace() {
         .and_then(|v| v.parse().ok())
     {
         TRACE_SIZE.store(size, Ordering::Relaxed);
+    }
+    if let Some(count) = std::env::var("TETHER_MEM_TRACE_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        TRACE_COUNT.store(count, Ordering::Relaxed);
     }
 }
 
