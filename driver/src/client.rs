@@ -53,7 +53,7 @@ impl<P: Protocol> StreamCall<P> {
 /// A running session. Cheap to clone; every clone drives the same session. The session
 /// closes when the last clone is dropped.
 pub struct Client<P: Protocol> {
-    cmds: async_channel::Sender<Cmd<P>>,
+    cmds: crate::cmd_channel::CmdSender<Cmd<P>>,
     control: mpsc::UnboundedSender<Control>,
     shared: Arc<Shared<P>>,
 }
@@ -169,7 +169,7 @@ impl<P: crate::send_protocol::SendProtocol> Client<P> {
             config.liveness.message_timeout,
         ));
         let session = Session::new(config, protocol, seed)?;
-        let (cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
+        let (cmds_tx, cmds_rx) = crate::cmd_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();
         let rt = runtime.clone();
         let shared = Arc::new(Shared::new(

@@ -770,7 +770,7 @@ fn disconnect_resume_and_reconnect_through_the_driver() {
 fn dropped_wait_open_callers_are_pruned() {
     let rt = Manual::new();
     let session = Session::new(Config::default(), T, 1).unwrap();
-    let (_cmds_tx, cmds_rx) = async_channel::bounded(CMD_CAPACITY);
+    let (_cmds_tx, cmds_rx) = crate::cmd_channel::bounded(CMD_CAPACITY);
     let (_control_tx, control_rx) = mpsc::unbounded();
     let now_rt = rt.clone();
     let shared = Arc::new(Shared::new(

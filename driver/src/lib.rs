@@ -26,6 +26,7 @@ mod alarm;
 mod builder;
 mod client;
 pub mod clock;
+mod cmd_channel;
 mod conn;
 mod connect;
 mod error;

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use tether_core::{
     CloseCode, ConnId, EndReason, Event, InFrame, Input, Output, Protocol, RequestId, Session,
     SessionError, Status,
@@ -42,9 +42,12 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) rt: R,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shared: Arc<Shared<P>>,
-    pub(crate) cmds: Pin<Box<async_channel::Receiver<Cmd<P>>>>,
+    pub(crate) cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
-    conns: BTreeMap<ConnId, Conn>,
+    // Boxed: a B-tree leaf holds room for 11 entries however few are in it, and with
+    // `Conn` (208 bytes) inline that node cost every session 2.3 KiB for its one
+    // connection (`bench/src/bin/memory.rs`); boxed, it holds 11 pointers.
+    conns: BTreeMap<ConnId, Box<Conn>>,
     /// Facts learned from the connections in this round, in order; reused across rounds.
     inputs: Vec<Input>,
     handles_gone: bool,
@@ -100,7 +103,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         rt: R,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared<P>>,
-        cmds: async_channel::Receiver<Cmd<P>>,
+        cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
         let now = rt.now();
@@ -109,7 +112,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             rt,
             transport,
             shared,
-            cmds: Box::pin(cmds),
+            cmds,
             control,
             conns: BTreeMap::new(),
             inputs: Vec::new(),
@@ -161,7 +164,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         }
         // Acting may have queued writes or opened connections, which only register
         // interest when polled.
-        progressed |= self.conns.values().any(Conn::has_news);
+        progressed |= self.conns.values().any(|c| c.has_news());
         if self.poll_sleep(cx) {
             progressed = true;
             self.drain();
@@ -186,7 +189,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             return progressed;
         }
         for _ in 0..CMD_BUDGET {
-            match self.cmds.as_mut().poll_next(cx) {
+            match self.cmds.poll_next(cx) {
                 Poll::Pending => return progressed,
                 Poll::Ready(Some(cmd)) => self.command(cmd),
                 Poll::Ready(None) => {
@@ -215,7 +218,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         } else {
             self.shared.read_allowance(cx)
         };
-        let caught_up = self.conns.values().any(Conn::is_holding) && self.caught_up(cx);
+        let caught_up = self.conns.values().any(|c| c.is_holding()) && self.caught_up(cx);
         for (id, conn) in &mut self.conns {
             let step = conn.poll(cx, allowance, caught_up, &mut self.inputs);
             self.read_bytes = self.read_bytes.saturating_add(step.read);
@@ -432,7 +435,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             Output::AbortTransport { conn } => {
                 // Dropping the connection drops its socket (or its unfinished connect),
                 // reset so the kernel does not keep sending to a peer given up on.
-                let live = self.conns.remove(&conn).map(Conn::abort).is_some();
+                let live = self.conns.remove(&conn).map(|c| c.abort()).is_some();
                 tracing::debug!(%conn, live, "abort");
             }
             Output::StatusChanged { from, to } => {
@@ -451,13 +454,14 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         let span = tracing::debug_span!("conn", %conn, attempt);
         let connecting =
             tracing::Instrument::instrument(async move { transport.connect(conn).await }, span);
-        self.conns.insert(conn, Conn::new(conn, connecting.boxed()));
+        self.conns
+            .insert(conn, Box::new(Conn::new(conn, connecting.boxed())));
     }
 
     fn event(&mut self, event: Event<P>) {
         match &event {
             Event::Opened { conn, attempt, .. } => {
-                let subprotocol = self.conns.get(conn).and_then(Conn::subprotocol);
+                let subprotocol = self.conns.get(conn).and_then(|c| c.subprotocol());
                 tracing::info!(%conn, attempt, subprotocol, "open");
                 self.shared.set_subprotocol(subprotocol);
                 for w in self.open_waiters.drain(..) {

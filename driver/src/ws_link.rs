@@ -58,8 +58,13 @@ pub(crate) fn codec_config(max_message: usize) -> WebSocketConfig {
     config.max_frame_size = Some(max_message);
     // tungstenite zeroes its whole read chunk before every read, including reads that
     // find nothing; at the 128 KiB default that cost ~1.6 µs per round trip, and a hub
-    // holds thousands of connections.
-    config.read_buffer_size = 16 << 10;
+    // holds thousands of connections. The buffer is also allocated up front and written
+    // by the first read, so every idle connection keeps all of it resident: 8 KiB halves
+    // what 16 KiB cost each idle session and server connection (`bench/src/bin/memory.rs`)
+    // and still takes the adapters bench's 64-frame window (~6.8 KiB) in one read, while
+    // 4 KiB needed two and cost ~60% more CPU per frame there. A larger frame still
+    // grows the buffer to its length; only each read is capped at 8 KiB.
+    config.read_buffer_size = 8 << 10;
     config
 }
 
