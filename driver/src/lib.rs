@@ -61,7 +61,7 @@ pub use error::{CallError, ConnectError};
 #[cfg(feature = "rustls")]
 pub use futures_rustls::rustls;
 pub use proxy::{MAX_CONNECT_HEAD, Proxy};
-pub use reset::Reset;
+pub use reset::{Reset, Resettable, linger_zero};
 pub use runtime::Runtime;
 pub use send_protocol::SendProtocol;
 pub use shared::{CMD_CAPACITY, STREAM_CAPACITY, SUBSCRIBER_BYTES, SUBSCRIBER_CAPACITY};

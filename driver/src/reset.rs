@@ -7,34 +7,118 @@
 //! driver resets the socket instead: `SO_LINGER` 0, then close, which sends RST and frees
 //! the buffers at once.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// A handle on a connection's socket that can reset it: a duplicate of its descriptor,
-/// dropped with the connection. Adapters make one with [`Reset::of`] when they open or
-/// accept a socket.
+use futures::io::{AsyncRead, AsyncWrite};
+
+/// Arms the reset of one connection's socket. Made with its stream by
+/// [`Resettable::new`]; the session calls [`now`](Self::now) when it aborts the
+/// connection, and the socket is reset as the stream is dropped right after.
+///
+/// It holds no descriptor of its own (an earlier version kept a duplicate, which halved
+/// how many connections fit under a process's open-file limit).
 #[derive(Debug)]
-pub struct Reset(socket2::Socket);
+pub struct Reset(Arc<AtomicBool>);
 
 impl Reset {
-    /// A handle on `socket`; `None` if the descriptor cannot be duplicated (the
-    /// connection then closes gracefully on abort, as it would without a handle).
-    #[must_use]
-    pub fn of(socket: socket2::SockRef<'_>) -> Option<Reset> {
-        match socket.try_clone() {
-            Ok(dup) => Some(Reset(dup)),
-            Err(e) => {
-                tracing::debug!(error = %e, "socket not duplicated; aborts close gracefully");
-                None
-            }
-        }
+    /// Arms the reset: when the connection's stream is dropped (right after), its socket
+    /// gets `SO_LINGER` 0 first, so the kernel sends RST and discards unsent data.
+    pub fn now(self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A byte stream whose socket is reset, rather than closed gracefully, when it is dropped
+/// after its [`Reset`] was armed. Reads and writes go straight through.
+pub struct Resettable<S> {
+    io: S,
+    armed: Arc<AtomicBool>,
+    linger: fn(&S),
+}
+
+impl<S> std::fmt::Debug for Resettable<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resettable")
+            .field("armed", &self.armed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Resettable<S> {
+    /// Wraps `io`; `linger` sets `SO_LINGER` 0 on its socket (see [`linger_zero`]) and is
+    /// called as the stream is dropped, once the returned [`Reset`] is armed.
+    pub fn new(io: S, linger: fn(&S)) -> (Self, Reset) {
+        let armed = Arc::new(AtomicBool::new(false));
+        (
+            Resettable {
+                io,
+                armed: armed.clone(),
+                linger,
+            },
+            Reset(armed),
+        )
     }
 
-    /// Arms the reset: when the last descriptor of the socket closes (the connection is
-    /// dropped right after), the kernel sends RST and discards unsent data.
-    pub fn now(self) {
-        if let Err(e) = self.0.set_linger(Some(Duration::ZERO)) {
-            tracing::debug!(error = %e, "SO_LINGER not set");
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+}
+
+impl<S> Drop for Resettable<S> {
+    fn drop(&mut self) {
+        // Before the stream's own drop closes the descriptor.
+        if self.armed.load(Ordering::Acquire) {
+            (self.linger)(&self.io);
         }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Resettable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Resettable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_close(cx)
+    }
+}
+
+/// Sets `SO_LINGER` 0 on `socket`: closing it then sends RST and frees its buffers at
+/// once. A failure is logged; the socket then closes gracefully.
+pub fn linger_zero(socket: socket2::SockRef<'_>) {
+    if let Err(e) = socket.set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER not set");
     }
 }
 
@@ -43,7 +127,11 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
-    use super::Reset;
+    use super::{Resettable, linger_zero};
+
+    fn resettable(s: TcpStream) -> (Resettable<TcpStream>, super::Reset) {
+        Resettable::new(s, |s| linger_zero(socket2::SockRef::from(s)))
+    }
 
     /// Reads until the socket ends: how it ended.
     fn ending(s: &mut TcpStream) -> std::io::ErrorKind {
@@ -69,13 +157,13 @@ mod tests {
     #[test]
     fn a_reset_socket_ends_with_rst_and_a_dropped_one_with_fin() {
         let (a, mut b) = pair();
-        let reset = Reset::of(socket2::SockRef::from(&a)).unwrap();
+        let (a, reset) = resettable(a);
         reset.now();
         drop(a);
         assert_eq!(ending(&mut b), std::io::ErrorKind::ConnectionReset);
 
         let (a, mut b) = pair();
-        let reset = Reset::of(socket2::SockRef::from(&a)).unwrap();
+        let (a, reset) = resettable(a);
         drop(reset);
         drop(a);
         assert_eq!(ending(&mut b), std::io::ErrorKind::UnexpectedEof);

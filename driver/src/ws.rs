@@ -13,6 +13,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::{ConnId, TransportFailure};
 
 use crate::proxy::{Prefixed, Proxy, tunnel};
+use crate::reset::Resettable;
 use crate::sniff::Sniffed;
 #[cfg(feature = "rustls")]
 use crate::tls::Tls;
@@ -27,11 +28,12 @@ pub trait Dial: Send + Sync + 'static {
     /// Opens a TCP connection to `host:port` (with the socket options the adapter sets).
     async fn dial(&self, host: &str, port: u16) -> io::Result<Self::Io>;
 
-    /// A handle that resets `io`'s socket when the session aborts the connection
-    /// ([`Reset::of`](crate::Reset::of) on the TCP socket); `None` by default.
-    fn reset_handle(&self, io: &Self::Io) -> Option<crate::Reset> {
+    /// Sets `SO_LINGER` 0 on `io`'s TCP socket ([`linger_zero`](crate::linger_zero)), so
+    /// that dropping it right after resets the connection: called when the session
+    /// aborts a connection it gave up on. The default does nothing (an aborted
+    /// connection then closes gracefully).
+    fn linger_zero(io: &Self::Io) {
         let _ = io;
-        None
     }
 }
 
@@ -375,7 +377,8 @@ impl<D: Dial> WsTransport<D> {
     async fn open_stream(
         &self,
         conn: ConnId,
-    ) -> Result<(MaybeTls<Prefixed<D::Io>>, Option<crate::Reset>), TransportFailure> {
+    ) -> Result<(MaybeTls<Prefixed<Resettable<D::Io>>>, Option<crate::Reset>), TransportFailure>
+    {
         let (io, reset) = match &self.proxy {
             None => {
                 tracing::debug!(%conn, url = %self.redacted_url(), "dialing");
@@ -384,8 +387,8 @@ impl<D: Dial> WsTransport<D> {
                     .dial(&self.host, self.port)
                     .await
                     .map_err(|e| io_failure(&e))?;
-                let reset = self.dial.reset_handle(&io);
-                (Prefixed::new(Vec::new(), io), reset)
+                let (io, reset) = Resettable::new(io, D::linger_zero);
+                (Prefixed::new(Vec::new(), io), Some(reset))
             }
             Some(proxy) => {
                 // `proxy` displays as host and port only: never its credentials.
@@ -395,8 +398,8 @@ impl<D: Dial> WsTransport<D> {
                     .dial(proxy.host(), proxy.port())
                     .await
                     .map_err(|e| io_failure(&e))?;
-                let reset = self.dial.reset_handle(&io);
-                (tunnel(io, proxy, &self.host, self.port).await?, reset)
+                let (io, reset) = Resettable::new(io, D::linger_zero);
+                (tunnel(io, proxy, &self.host, self.port).await?, Some(reset))
             }
         };
         if !self.tls {

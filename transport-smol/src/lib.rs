@@ -172,8 +172,8 @@ impl Dial for TcpDial {
         }))
     }
 
-    fn reset_handle(&self, io: &Self::Io) -> Option<tether_driver::Reset> {
-        tether_driver::Reset::of(socket2::SockRef::from(io.get_ref()))
+    fn linger_zero(io: &Self::Io) {
+        tether_driver::linger_zero(socket2::SockRef::from(io.get_ref()));
     }
 }
 

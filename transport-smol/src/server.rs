@@ -49,8 +49,10 @@ pub async fn accept(
 ) -> Result<Guarded, AcceptError> {
     tether_driver::configure_socket(socket2::SockRef::from(&stream));
     let peer = stream.peer_addr().ok();
-    let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
-    tether_driver::server::accept_ws_with(Smol, stream, reset, peer, config).await
+    let (io, reset) = tether_driver::Resettable::new(stream, |s| {
+        tether_driver::linger_zero(socket2::SockRef::from(s));
+    });
+    tether_driver::server::accept_ws_with(Smol, io, Some(reset), peer, config).await
 }
 
 /// Starts guarding, on smol's global executor, a WebSocket connection that another HTTP

@@ -47,9 +47,10 @@ pub async fn accept(
 ) -> Result<Guarded, AcceptError> {
     crate::configure(&stream);
     let peer = stream.peer_addr().ok();
-    let reset = tether_driver::Reset::of(socket2::SockRef::from(&stream));
-    tether_driver::server::accept_ws_with(Tokio, TokioAdapter::new(stream), reset, peer, config)
-        .await
+    let (io, reset) = tether_driver::Resettable::new(TokioAdapter::new(stream), |io| {
+        tether_driver::linger_zero(socket2::SockRef::from(io.get_ref()));
+    });
+    tether_driver::server::accept_ws_with(Tokio, io, Some(reset), peer, config).await
 }
 
 /// Starts guarding, on the current tokio runtime, a WebSocket connection that another

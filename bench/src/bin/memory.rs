@@ -824,17 +824,13 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    // A tether connection holds two descriptors (the socket and the duplicate its reset
-    // handle keeps to abort with an RST), so each row process holds twice its N
-    // connections and the warm-up ones, and a few dozen others.
+    // A connection holds one descriptor, its socket (the reset handle holds none), so
+    // each row process holds its N connections, the warm-up ones, and a few dozen others.
     let limit = raise_nofile();
-    let fit = ((limit as usize).saturating_sub(64) / 2).saturating_sub(WARMUP);
+    let fit = (limit as usize).saturating_sub(64).saturating_sub(WARMUP);
     let n = n_asked.min(fit);
     if n < n_asked {
-        println!(
-            "note: open-file limit {limit} and two descriptors per tether connection: \
-             N lowered from {n_asked} to {n}"
-        );
+        println!("note: open-file limit {limit}: N lowered from {n_asked} to {n}");
     }
     let only = std::env::var("TETHER_MEM_ONLY").unwrap_or_default();
     println!(
