@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// A WebSocket close code (RFC 6455 §7.4).
@@ -281,17 +282,28 @@ impl FailureKind {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosePolicy {
-    codes: BTreeMap<u16, CloseClass>,
-    ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
+    /// The exact entries and ranges, shared: every session of the default policy points
+    /// at one copy (about 1 KiB saved per session), and a builder copies them on write.
+    tables: Arc<Tables>,
     default_class: CloseClass,
-    http: BTreeMap<u16, CloseClass>,
-    http_ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
     http_default: CloseClass,
     tls: CloseClass,
     violation: CloseClass,
     /// The class of each [`FailureKind`], by its index.
     failures: [CloseClass; FailureKind::ALL.len()],
 }
+
+/// The exact entries and ranges of a [`ClosePolicy`], close codes and HTTP statuses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Tables {
+    codes: BTreeMap<u16, CloseClass>,
+    ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
+    http: BTreeMap<u16, CloseClass>,
+    http_ranges: Vec<(RangeInclusive<u16>, CloseClass)>,
+}
+
+/// The default policy's tables, built once per process.
+static DEFAULT_TABLES: LazyLock<Arc<Tables>> = LazyLock::new(|| Arc::new(default_tables()));
 
 /// The floor the defaults put on 1013 and 429.
 pub const TRY_AGAIN_LATER_FLOOR: Duration = Duration::from_secs(30);
@@ -301,43 +313,50 @@ pub const SERVICE_RESTART_FLOOR: Duration = Duration::from_secs(10);
 
 impl Default for ClosePolicy {
     fn default() -> Self {
-        let later = CloseClass::Reconnect {
-            min_delay: Some(TRY_AGAIN_LATER_FLOOR),
-        };
-        let mut codes = BTreeMap::new();
-        codes.insert(1000, CloseClass::Normal);
-        for c in [1001, 1005, 1006, 1011] {
-            codes.insert(c, CloseClass::RECONNECT);
-        }
-        codes.insert(
-            1012,
-            CloseClass::Reconnect {
-                min_delay: Some(SERVICE_RESTART_FLOOR),
-            },
-        );
-        codes.insert(1013, later);
-        for c in [1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003] {
-            codes.insert(c, CloseClass::Fatal);
-        }
-        let mut http = BTreeMap::new();
-        http.insert(401, CloseClass::Fatal);
-        http.insert(403, CloseClass::Fatal);
-        http.insert(408, CloseClass::RECONNECT);
-        http.insert(429, later);
         ClosePolicy {
-            codes,
-            ranges: Vec::new(),
+            tables: DEFAULT_TABLES.clone(),
             default_class: CloseClass::RECONNECT,
-            http,
-            http_ranges: vec![
-                (300..=499, CloseClass::Fatal),
-                (500..=599, CloseClass::RECONNECT),
-            ],
             http_default: CloseClass::Fatal,
             tls: CloseClass::Fatal,
             violation: CloseClass::RECONNECT,
             failures: [CloseClass::RECONNECT; FailureKind::ALL.len()],
         }
+    }
+}
+
+/// The table of the default policy (see [`ClosePolicy`]).
+fn default_tables() -> Tables {
+    let later = CloseClass::Reconnect {
+        min_delay: Some(TRY_AGAIN_LATER_FLOOR),
+    };
+    let mut codes = BTreeMap::new();
+    codes.insert(1000, CloseClass::Normal);
+    for c in [1001, 1005, 1006, 1011] {
+        codes.insert(c, CloseClass::RECONNECT);
+    }
+    codes.insert(
+        1012,
+        CloseClass::Reconnect {
+            min_delay: Some(SERVICE_RESTART_FLOOR),
+        },
+    );
+    codes.insert(1013, later);
+    for c in [1002, 1003, 1007, 1008, 1009, 1010, 4001, 4003] {
+        codes.insert(c, CloseClass::Fatal);
+    }
+    let mut http = BTreeMap::new();
+    http.insert(401, CloseClass::Fatal);
+    http.insert(403, CloseClass::Fatal);
+    http.insert(408, CloseClass::RECONNECT);
+    http.insert(429, later);
+    Tables {
+        codes,
+        ranges: Vec::new(),
+        http,
+        http_ranges: vec![
+            (300..=499, CloseClass::Fatal),
+            (500..=599, CloseClass::RECONNECT),
+        ],
     }
 }
 
@@ -359,11 +378,8 @@ impl ClosePolicy {
     #[must_use]
     pub fn uniform(class: CloseClass) -> Self {
         ClosePolicy {
-            codes: BTreeMap::new(),
-            ranges: Vec::new(),
+            tables: Arc::default(),
             default_class: class,
-            http: BTreeMap::new(),
-            http_ranges: Vec::new(),
             http_default: class,
             tls: class,
             violation: class,
@@ -377,25 +393,29 @@ impl ClosePolicy {
     /// answers, however the policy was built (a recording writes the policy this way).
     #[must_use]
     pub fn close_runs(&self) -> Vec<(u16, u16, CloseClass)> {
-        runs(&self.codes, &self.ranges, self.default_class)
+        runs(&self.tables.codes, &self.tables.ranges, self.default_class)
     }
 
     /// The class of every HTTP upgrade status without `Retry-After`, as runs like
     /// [`close_runs`](Self::close_runs).
     #[must_use]
     pub fn http_runs(&self) -> Vec<(u16, u16, CloseClass)> {
-        runs(&self.http, &self.http_ranges, self.http_default)
+        runs(
+            &self.tables.http,
+            &self.tables.http_ranges,
+            self.http_default,
+        )
     }
 
     /// Classifies one close code.
     pub fn with_code(mut self, code: u16, class: CloseClass) -> Self {
-        self.codes.insert(code, class);
+        Arc::make_mut(&mut self.tables).codes.insert(code, class);
         self
     }
 
     /// Classifies a range of close codes (exact codes still win).
     pub fn with_range(mut self, range: RangeInclusive<u16>, class: CloseClass) -> Self {
-        self.ranges.push((range, class));
+        Arc::make_mut(&mut self.tables).ranges.push((range, class));
         self
     }
 
@@ -407,13 +427,15 @@ impl ClosePolicy {
 
     /// Classifies one HTTP upgrade status.
     pub fn with_http_status(mut self, status: u16, class: CloseClass) -> Self {
-        self.http.insert(status, class);
+        Arc::make_mut(&mut self.tables).http.insert(status, class);
         self
     }
 
     /// Classifies a range of HTTP upgrade statuses (exact statuses still win).
     pub fn with_http_range(mut self, range: RangeInclusive<u16>, class: CloseClass) -> Self {
-        self.http_ranges.push((range, class));
+        Arc::make_mut(&mut self.tables)
+            .http_ranges
+            .push((range, class));
         self
     }
 
@@ -464,7 +486,12 @@ impl ClosePolicy {
     /// The class of a close code.
     #[must_use]
     pub fn classify_close(&self, code: CloseCode) -> CloseClass {
-        lookup(&self.codes, &self.ranges, self.default_class, code.0)
+        lookup(
+            &self.tables.codes,
+            &self.tables.ranges,
+            self.default_class,
+            code.0,
+        )
     }
 
     /// The class of a failure before the WebSocket opened. A server's `Retry-After` raises
@@ -484,7 +511,8 @@ impl ClosePolicy {
                 status,
                 retry_after,
             } => {
-                let class = lookup(&self.http, &self.http_ranges, self.http_default, *status);
+                let t = &self.tables;
+                let class = lookup(&t.http, &t.http_ranges, self.http_default, *status);
                 match class {
                     CloseClass::Reconnect { min_delay } => CloseClass::Reconnect {
                         min_delay: max_opt(min_delay, *retry_after),
