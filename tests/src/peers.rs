@@ -57,34 +57,39 @@ pub fn peers() -> Option<&'static Peers> {
 
 /// Runs `scripts/interop-setup.sh` and reads the peers it names.
 pub fn run_setup() -> Peers {
-    let script = workspace_root().join("scripts/interop-setup.sh");
-    eprintln!(
-        "{PYTHON_VAR}/{NODE_DIR_VAR} unset: running {}",
-        script.display()
-    );
+    let [python, node_dir] = setup_script("interop-setup.sh", SKIP_VAR, [PYTHON_VAR, NODE_DIR_VAR]);
+    Peers { python, node_dir }
+}
+
+/// Runs `scripts/<script>` (a setup script that prints `NAME=value` lines on stdout) and
+/// returns the value of each of `names`; panics, naming `skip_var`, when it fails or
+/// leaves one out.
+pub fn setup_script<const N: usize>(
+    script: &str,
+    skip_var: &str,
+    names: [&str; N],
+) -> [PathBuf; N] {
+    let path = workspace_root().join("scripts").join(script);
+    eprintln!("{} unset: running {}", names.join("/"), path.display());
     let out = Command::new("bash")
-        .arg(&script)
+        .arg(&path)
         .stderr(Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
     assert!(
         out.status.success(),
-        "{} failed ({}); set {SKIP_VAR}=1 to skip the interop tests",
-        script.display(),
+        "{} failed ({}); set {skip_var}=1 to skip the tests that need it",
+        path.display(),
         out.status
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let var = |name: &str| -> PathBuf {
+    names.map(|name| {
         stdout
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("interop-setup.sh printed no {name}= line:\n{stdout}"))
+            .unwrap_or_else(|| panic!("{script} printed no {name}= line:\n{stdout}"))
             .into()
-    };
-    Peers {
-        python: var(PYTHON_VAR),
-        node_dir: var(NODE_DIR_VAR),
-    }
+    })
 }
 
 /// A server this project did not write.

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::peers::{collect, free_port, workspace_root};
+use crate::peers::{collect, free_port, setup_script};
 
 /// Names the `redis-server` to run (what `scripts/redis-setup.sh` prints).
 pub const SERVER_VAR: &str = "TETHER_REDIS_SERVER";
@@ -29,25 +29,8 @@ pub fn server_binary() -> Option<&'static PathBuf> {
         if let Some(path) = std::env::var_os(SERVER_VAR) {
             return path.into();
         }
-        let script = workspace_root().join("scripts/redis-setup.sh");
-        eprintln!("{SERVER_VAR} unset: running {}", script.display());
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}); set {SKIP_VAR}=1 to skip the redis tests",
-            script.display(),
-            out.status
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(SERVER_VAR)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("redis-setup.sh printed no {SERVER_VAR}= line:\n{stdout}"))
-            .into()
+        let [path] = setup_script("redis-setup.sh", SKIP_VAR, [SERVER_VAR]);
+        path
     }))
 }
 
