@@ -728,112 +728,79 @@ async fn both_ways<R: Byo, F: Future<Output = ()>>(rt: R, scenario: impl Fn(R, W
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_then_the_peers_close_code_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        echo_then_the_peers_close_code(&rt, way).await
-    })
-    .await;
+/// Declares `scenario` as a tokio test and a smol test: run both ways in (`both ways`),
+/// or once (`once`) for a scenario of one way only.
+macro_rules! byo_tests {
+    (both ways $scenario:ident: $tokio:ident, $smol:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $tokio() {
+            both_ways(OnTokio, |rt, way| async move { $scenario(&rt, way).await }).await;
+        }
+
+        #[test]
+        fn $smol() {
+            smol::block_on(both_ways(OnSmol, |rt, way| async move {
+                $scenario(&rt, way).await;
+            }));
+        }
+    };
+    (once $scenario:ident: $tokio:ident, $smol:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $tokio() {
+            $scenario(&OnTokio).await;
+        }
+
+        #[test]
+        fn $smol() {
+            smol::block_on($scenario(&OnSmol));
+        }
+    };
 }
 
-#[test]
-fn echo_then_the_peers_close_code_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        echo_then_the_peers_close_code(&rt, way).await;
-    }));
-}
+byo_tests!(
+    both ways echo_then_the_peers_close_code:
+    echo_then_the_peers_close_code_tokio,
+    echo_then_the_peers_close_code_smol
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_peer_is_dropped_by_liveness_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        a_silent_peer_is_dropped_by_liveness(&rt, way).await
-    })
-    .await;
-}
+byo_tests!(
+    both ways a_silent_peer_is_dropped_by_liveness:
+    a_silent_peer_is_dropped_by_liveness_tokio,
+    a_silent_peer_is_dropped_by_liveness_smol
+);
 
-#[test]
-fn a_silent_peer_is_dropped_by_liveness_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        a_silent_peer_is_dropped_by_liveness(&rt, way).await;
-    }));
-}
+byo_tests!(
+    both ways an_oversized_frame_is_refused_with_1009:
+    an_oversized_frame_is_refused_with_1009_tokio,
+    an_oversized_frame_is_refused_with_1009_smol
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_frame_is_refused_with_1009_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        an_oversized_frame_is_refused_with_1009(&rt, way).await
-    })
-    .await;
-}
+byo_tests!(
+    both ways the_applications_close_is_answered:
+    the_applications_close_is_answered_tokio,
+    the_applications_close_is_answered_smol
+);
 
-#[test]
-fn an_oversized_frame_is_refused_with_1009_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        an_oversized_frame_is_refused_with_1009(&rt, way).await;
-    }));
-}
+byo_tests!(
+    both ways a_stalled_reader_misses_the_send_deadline:
+    a_stalled_reader_misses_the_send_deadline_tokio,
+    a_stalled_reader_misses_the_send_deadline_smol
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_applications_close_is_answered_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        the_applications_close_is_answered(&rt, way).await
-    })
-    .await;
-}
+byo_tests!(
+    once a_frame_sent_with_the_request_is_not_lost:
+    a_frame_sent_with_the_request_is_not_lost_tokio,
+    a_frame_sent_with_the_request_is_not_lost_smol
+);
 
-#[test]
-fn the_applications_close_is_answered_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        the_applications_close_is_answered(&rt, way).await;
-    }));
-}
+byo_tests!(
+    both ways python_websockets_client:
+    python_websockets_client_tokio,
+    python_websockets_client_smol
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_reader_misses_the_send_deadline_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        a_stalled_reader_misses_the_send_deadline(&rt, way).await
-    })
-    .await;
-}
-
-#[test]
-fn a_stalled_reader_misses_the_send_deadline_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        a_stalled_reader_misses_the_send_deadline(&rt, way).await;
-    }));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_sent_with_the_request_is_not_lost_tokio() {
-    a_frame_sent_with_the_request_is_not_lost(&OnTokio).await;
-}
-
-#[test]
-fn a_frame_sent_with_the_request_is_not_lost_smol() {
-    smol::block_on(a_frame_sent_with_the_request_is_not_lost(&OnSmol));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_websockets_client_tokio() {
-    both_ways(OnTokio, |rt, way| async move {
-        python_websockets_client(&rt, way).await
-    })
-    .await;
-}
-
-#[test]
-fn python_websockets_client_smol() {
-    smol::block_on(both_ways(OnSmol, |rt, way| async move {
-        python_websockets_client(&rt, way).await;
-    }));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_upgrades_are_refused_with_their_status_tokio() {
-    bad_upgrades_are_refused_with_their_status(&OnTokio).await;
-}
-
-#[test]
-fn bad_upgrades_are_refused_with_their_status_smol() {
-    smol::block_on(bad_upgrades_are_refused_with_their_status(&OnSmol));
-}
+byo_tests!(
+    once bad_upgrades_are_refused_with_their_status:
+    bad_upgrades_are_refused_with_their_status_tokio,
+    bad_upgrades_are_refused_with_their_status_smol
+);
