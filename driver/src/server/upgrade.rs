@@ -75,16 +75,10 @@ where
     let response = match upgrade_response(&request) {
         Ok(response) => response,
         Err(refusal) => {
-            tracing::debug!(%refusal, "upgrade request refused");
-            if let Some(t) = ticket.as_deref_mut() {
-                t.count(Outcome::BadRequest);
-            }
             let (parts, body) = refusal.response().into_parts();
-            send_refusal(io, &ErrorResponse::from_parts(parts, Some(body))).await;
-            return Err(Refused::BadRequest {
-                status: refusal.status().as_u16(),
-                reason: refusal.reason(),
-            });
+            let answer = ErrorResponse::from_parts(parts, Some(body));
+            let (status, reason) = (refusal.status().as_u16(), refusal.reason());
+            return Err(refuse(io, &answer, status, reason, &mut ticket).await);
         }
     };
     if let Some(ticket) = ticket.as_deref_mut()
@@ -158,9 +152,24 @@ fn judge(error: &WsError) -> (u16, &'static str) {
     }
 }
 
-/// Answers a malformed request with `status` and counts it.
+/// Answers a request head that does not parse (or is too long) with `status`: a plain
+/// refusal, with `Allow: GET` for a 405 (the 426s come from [`upgrade_response`]).
 async fn bad<S: AsyncWrite + Unpin>(
     io: &mut S,
+    status: u16,
+    reason: &'static str,
+    ticket: &mut Option<&mut Ticket>,
+) -> Refused {
+    let allow = [("allow".to_owned(), "GET".to_owned())];
+    let headers: &[(String, String)] = if status == 405 { &allow } else { &[] };
+    let (answer, _) = plain(status, reason, headers);
+    refuse(io, &answer, status, reason, ticket).await
+}
+
+/// Sends `answer` to a malformed request and counts it.
+async fn refuse<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    answer: &ErrorResponse,
     status: u16,
     reason: &'static str,
     ticket: &mut Option<&mut Ticket>,
@@ -169,17 +178,7 @@ async fn bad<S: AsyncWrite + Unpin>(
     if let Some(t) = ticket.as_deref_mut() {
         t.count(Outcome::BadRequest);
     }
-    let headers: &[(String, String)] = match status {
-        426 => &[
-            ("upgrade".to_owned(), "websocket".to_owned()),
-            ("connection".to_owned(), "Upgrade".to_owned()),
-            ("sec-websocket-version".to_owned(), "13".to_owned()),
-        ],
-        405 => &[("allow".to_owned(), "GET".to_owned())],
-        _ => &[],
-    };
-    let (answer, _) = plain(status, reason, headers);
-    send_refusal(io, &answer).await;
+    send_refusal(io, answer).await;
     Refused::BadRequest { status, reason }
 }
 
