@@ -330,45 +330,29 @@ async fn records<R: Rt>(rt: R) {
     assert!(trace.lines().count() > 5, "{trace}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_the_builder_records_a_session() {
-    records(OnTokio).await;
-}
+tether_tests::on_both_runtimes!(
+    records:
+    tokio_the_builder_records_a_session,
+    smol_the_builder_records_a_session
+);
 
-#[test]
-fn smol_the_builder_records_a_session() {
-    smol::block_on(records(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    headers_per_attempt:
+    tokio_headers_are_computed_per_attempt,
+    smol_headers_are_computed_per_attempt
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_headers_are_computed_per_attempt() {
-    headers_per_attempt(OnTokio).await;
-}
+tether_tests::on_both_runtimes!(
+    subprotocols:
+    tokio_subprotocols_as_the_rfc_says,
+    smol_subprotocols_as_the_rfc_says
+);
 
-#[test]
-fn smol_headers_are_computed_per_attempt() {
-    smol::block_on(headers_per_attempt(OnSmol));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_subprotocols_as_the_rfc_says() {
-    subprotocols(OnTokio).await;
-}
-
-#[test]
-fn smol_subprotocols_as_the_rfc_says() {
-    smol::block_on(subprotocols(OnSmol));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_errors_read_well() {
-    errors_read_well(OnTokio).await;
-}
-
-#[test]
-fn smol_errors_read_well() {
-    smol::block_on(errors_read_well(OnSmol));
-}
+tether_tests::on_both_runtimes!(
+    errors_read_well:
+    tokio_errors_read_well,
+    smol_errors_read_well
+);
 
 #[test]
 fn updates_come_in_the_session_order_on_both_runtimes() {
