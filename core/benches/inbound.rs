@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench -p tether-core --bench inbound
 //! cargo bench -p tether-core --bench inbound -- raw      # only profiles whose name contains "raw"
+//! cargo bench -p tether-core --bench inbound -- =hello_ack   # that profile alone
 //! ```
 //!
 //! For each profile the bench opens a session by playing both the adapter and the peer,
@@ -562,7 +563,14 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
+    // `=name` asks for that profile alone; any other filter for every name containing it.
+    let wanted = |name: &str| {
+        filters.is_empty()
+            || filters.iter().any(|f| match f.strip_prefix('=') {
+                Some(exact) => name == exact,
+                None => name.contains(f.as_str()),
+            })
+    };
     let settings = Settings {
         batches: env_or("TETHER_BENCH_BATCHES", 7usize).max(1),
         batch_time: Duration::from_millis(env_or("TETHER_BENCH_BATCH_MS", 250u64)),

@@ -1,6 +1,7 @@
 //! WebSocket frames as the session sees them: payloads are shared byte buffers.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 /// A frame the adapter received from the peer.
 ///
@@ -62,9 +63,10 @@ impl DataFrame {
     }
 }
 
-/// Bytes known to be valid UTF-8.
+/// Bytes known to be valid UTF-8: checked once, when built, and read as `&str` for free
+/// after that.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Utf8Bytes(Bytes);
+pub struct Utf8Bytes(ByteString);
 
 impl Utf8Bytes {
     /// Checks `bytes` and wraps them, or gives them back if they are not UTF-8.
@@ -73,54 +75,51 @@ impl Utf8Bytes {
     ///
     /// Returns the bytes unchanged when they are not valid UTF-8.
     pub fn try_from_bytes(bytes: Bytes) -> Result<Self, Bytes> {
-        if std::str::from_utf8(&bytes).is_ok() {
-            Ok(Self(bytes))
-        } else {
-            Err(bytes)
-        }
+        // The check consumes what it checks; a second handle on the buffer (a count, not
+        // a copy) gives the bytes back when it fails.
+        let back = bytes.clone();
+        ByteString::try_from(bytes).map(Self).map_err(|_| back)
     }
 
     /// Wraps a string without copying it.
     #[must_use]
     pub fn from_string(s: String) -> Self {
-        Self(Bytes::from(s))
+        Self(ByteString::from(s))
     }
 
     /// Wraps a static string.
     #[must_use]
     pub const fn from_static(s: &'static str) -> Self {
-        Self(Bytes::from_static(s.as_bytes()))
+        Self(ByteString::from_static(s))
     }
 
-    /// The text.
-    ///
-    /// Validates again (safe code cannot skip the check); JSON profiles decode from
-    /// [`as_bytes`](Self::as_bytes) instead and never pay for it.
+    /// The text, without checking it again.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        // Invariant: every constructor checked or was given UTF-8, so this cannot fail.
-        std::str::from_utf8(&self.0).expect("Utf8Bytes holds valid UTF-8")
+        &self.0
     }
 
     /// The raw bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// The shared buffer, without a copy.
     #[must_use]
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.0.into_bytes()
     }
 
     /// The part of this buffer that `sub` is, shared without a copy; `None` when `sub`
     /// does not lie within it. Any `&str` is whole UTF-8, so the slice is too.
     pub(crate) fn slice_ref(&self, sub: &str) -> Option<Self> {
         // Addresses only, compared as integers: no pointer is dereferenced.
-        let start = (sub.as_ptr() as usize).checked_sub(self.0.as_ptr() as usize)?;
+        let start = (sub.as_ptr() as usize).checked_sub(self.as_bytes().as_ptr() as usize)?;
         let end = start.checked_add(sub.len())?;
-        (end <= self.0.len()).then(|| Self(self.0.slice(start..end)))
+        // Checked to lie within, so `ByteString::slice_ref` (which panics otherwise)
+        // cannot panic.
+        (end <= self.len()).then(|| Self(self.0.slice_ref(sub)))
     }
 
     /// Length in bytes.
@@ -151,7 +150,7 @@ impl PartialOrd for Utf8Bytes {
 
 impl Ord for Utf8Bytes {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp(&other.0)
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 

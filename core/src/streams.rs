@@ -2,7 +2,7 @@
 //! exactly-once terminal events, late-event cooldown, gap detection and accumulated text
 //! turned into increments.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::event::{StreamEnd, StreamEvent, StreamEventKind};
@@ -85,12 +85,23 @@ pub(crate) struct Streams {
     /// Keys a response named for a registered stream (a run id for an idempotency key).
     aliases: BTreeMap<StreamKey, StreamKey>,
     completed: BTreeMap<StreamKey, Instant>,
-    seen: BTreeMap<(StreamKey, u64), Instant>,
+    /// The `(stream, seq)` pairs of [`seen_order`](Self::seen_order), to look up. Hashed
+    /// with a seed of the session's, so that a peer cannot choose keys that collide; never
+    /// iterated, so the hash's order decides nothing.
+    seen: HashSet<(StreamKey, u64), foldhash::fast::FixedState>,
     /// Seen pairs in insertion order; time only moves forward, so this is expiry order.
     seen_order: VecDeque<(Instant, StreamKey, u64)>,
 }
 
 impl Streams {
+    /// No streams; the de-duplication memory hashed with `hash_seed`.
+    pub(crate) fn new(hash_seed: u64) -> Self {
+        Streams {
+            seen: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(hash_seed)),
+            ..Streams::default()
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.active.len()
     }
@@ -176,7 +187,7 @@ impl Streams {
         };
         if let Some(seq) = frame.seq {
             let pair = (key.clone(), seq);
-            if self.seen.contains_key(&pair) {
+            if self.seen.contains(&pair) {
                 return Routed::Duplicate;
             }
             self.remember(cfg, pair, now);
@@ -246,15 +257,16 @@ impl Streams {
             },
             StreamState::Aborted => StreamEventKind::Aborted(frame.payload),
         };
-        let event = StreamEvent {
-            key: key.clone(),
-            request: active.request,
-            seq: frame.seq,
-            kind,
-        };
+        let request = active.request;
         if terminal {
             self.finish(cfg, &key, now);
         }
+        let event = StreamEvent {
+            key,
+            request,
+            seq: frame.seq,
+            kind,
+        };
         Routed::Deliver { gap, event }
     }
 
@@ -268,7 +280,7 @@ impl Streams {
             }
         }
         self.seen_order.push_back((now, pair.0.clone(), pair.1));
-        self.seen.insert(pair, saturating_after(now, cfg.dedup_ttl));
+        self.seen.insert(pair);
     }
 
     fn finish(&mut self, cfg: &StreamConfig, key: &StreamKey, now: Instant) {
@@ -367,7 +379,12 @@ impl Streams {
 
     /// Forgets everything (the session ended).
     pub(crate) fn clear(&mut self) {
-        *self = Streams::default();
+        // The hash seed stays: it is the session's, not the connection's.
+        let hasher = self.seen.hasher().clone();
+        *self = Streams {
+            seen: HashSet::with_hasher(hasher),
+            ..Streams::default()
+        };
     }
 
     /// The next time bookkeeping expires.

@@ -10,10 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::json::{self, Scalar, Top};
+use super::json::{self, Raw, Scalar, Top};
 use super::payload::{JsonPayload, PayloadError};
 use crate::error::{EncodeError, Violation};
 use crate::frame::{DataFrame, OutFrame, Utf8Bytes};
@@ -768,7 +767,7 @@ impl Gateway {
             seq,
             state_version: f
                 .get(STATE_VERSION)
-                .filter(|raw| !json::is_null(raw))
+                .filter(|raw| !raw.is_null())
                 .map(|raw| JsonPayload::slice_of(frame, raw)),
         };
         Ok(match &*name {
@@ -781,7 +780,7 @@ impl Gateway {
             },
             "tick" => Decoded::Heartbeat,
             "chat" => {
-                let parts = chat_parts(frame, payload)?;
+                let parts = chat_parts(frame, f.payload)?;
                 Decoded::Stream(json::with_payload(parts, event(name)))
             }
             _ => Decoded::Message(event(name)),
@@ -887,12 +886,26 @@ const KEYS: [&str; 8] = [
     "error",
 ];
 
-/// A frame's envelope: the raw values of `KEYS`, borrowed from the frame.
-struct Fields<'a>([Option<&'a RawValue>; KEYS.len()]);
+/// The fields of an object `payload` a `chat` event reads, read with the envelope.
+const CHAT_KEYS: [&str; 6] = [
+    "runId",
+    "seq",
+    "state",
+    "errorMessage",
+    "message",
+    "deltaText",
+];
+
+/// A frame's envelope: the raw values of `KEYS`, and of `CHAT_KEYS` in an object
+/// `payload`, borrowed from the frame.
+struct Fields<'a> {
+    envelope: [Option<Raw<'a>>; KEYS.len()],
+    payload: Option<[Option<Raw<'a>>; CHAT_KEYS.len()]>,
+}
 
 impl<'a> Fields<'a> {
-    fn get(&self, i: usize) -> Option<&'a RawValue> {
-        self.0.get(i).copied().flatten()
+    fn get(&self, i: usize) -> Option<Raw<'a>> {
+        self.envelope.get(i).copied().flatten()
     }
 }
 
@@ -961,9 +974,11 @@ impl Protocol for Gateway {
         let DataFrame::Text(text) = frame else {
             return Decoded::Violation(Violation::UnexpectedBinary);
         };
-        let fields = match json::pick(text.as_bytes(), &KEYS) {
-            Ok(Top::Object(fields)) => Fields(fields),
-            Ok(Top::Other(kind)) => {
+        // Every event's object payload is read for the chat fields in the same pass: the
+        // event's name may come after it.
+        let fields = match json::pick_nested(text.as_str(), &KEYS, PAYLOAD, &CHAT_KEYS) {
+            Ok((Top::Object(envelope), payload)) => Fields { envelope, payload },
+            Ok((Top::Other(kind), _)) => {
                 return Decoded::Violation(json::malformed(format!(
                     "a frame must be a JSON object, not {kind}"
                 )));
@@ -983,7 +998,7 @@ impl Protocol for Gateway {
     }
 
     fn response_stream(&self, response: &JsonPayload) -> Option<StreamKey> {
-        let [run] = json::pick_raw_bytes(response.as_bytes(), &["runId"])?;
+        let [run] = json::pick_object(response.as_str(), &["runId"])?;
         match Scalar::of(run) {
             Scalar::Str(run) => Some(StreamKey::from(run.into_owned())),
             _ => None,
@@ -1005,7 +1020,7 @@ fn request_id(wire: &str) -> Option<RequestId> {
 }
 
 /// The `error` object of a `res` with `ok: false` (read as a `Value`: errors are rare).
-fn gateway_error(error: Option<&RawValue>) -> Result<GatewayError, Violation> {
+fn gateway_error(error: Option<Raw<'_>>) -> Result<GatewayError, Violation> {
     let Value::Object(mut map) = json::raw_value(error)? else {
         return Err(json::malformed(
             "res with ok: false without an `error` object",
@@ -1022,22 +1037,12 @@ fn gateway_error(error: Option<&RawValue>) -> Result<GatewayError, Violation> {
 
 /// A `chat` event's stream fields. Only `runId` and `state` are required; text fields of
 /// an unexpected shape are ignored, so a terminal event always ends its run.
-fn chat_parts(frame: &Utf8Bytes, payload: Option<&RawValue>) -> Result<StreamFrame<()>, Violation> {
-    let [run_id, seq, state, error_message, message, delta_text] = payload
-        .and_then(|raw| {
-            json::pick_raw(
-                raw,
-                &[
-                    "runId",
-                    "seq",
-                    "state",
-                    "errorMessage",
-                    "message",
-                    "deltaText",
-                ],
-            )
-        })
-        .ok_or_else(|| json::malformed("chat event without an object payload"))?;
+fn chat_parts(
+    frame: &Utf8Bytes,
+    payload: Option<[Option<Raw<'_>>; CHAT_KEYS.len()]>,
+) -> Result<StreamFrame<()>, Violation> {
+    let [run_id, seq, state, error_message, message, delta_text] =
+        payload.ok_or_else(|| json::malformed("chat event without an object payload"))?;
     let key = json::key_of(frame, json::raw_req_str(run_id, "runId")?);
     let seq = json::raw_opt_u64(seq, "seq")?;
     let state = json::stream_state(&json::raw_req_str(state, "state")?, || {

@@ -9,10 +9,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::json::{self, Scalar, Top};
+use super::json::{self, Raw, Scalar, Top};
 use super::payload::JsonPayload;
 use crate::error::{EncodeError, Violation};
 use crate::frame::{DataFrame, OutFrame, Utf8Bytes};
@@ -296,7 +295,7 @@ impl Protocol for HelloAck {
         let DataFrame::Text(text) = frame else {
             return Decoded::Violation(Violation::UnexpectedBinary);
         };
-        let fields = match json::pick(text.as_bytes(), &KEYS) {
+        let fields = match json::pick(text.as_str(), &KEYS) {
             Ok(Top::Object(fields)) => Fields(fields),
             // An array, a string, a number, null: an application message.
             Ok(Top::Other(_)) => return Decoded::Message(JsonPayload::checked(text)),
@@ -306,15 +305,20 @@ impl Protocol for HelloAck {
             Scalar::Str(kind) => Some(kind),
             _ => None,
         };
+        // Each arm builds its `Decoded` in place: a `Result` around it would be copied
+        // out again, on every message's path.
         let decoded = match kind.as_deref() {
             Some("hello_ack") => ack(&fields),
             Some("hello_error") => rejection(&fields),
             Some("response") => response(&text, &fields),
-            Some("event") => stream_parts(&text, &fields).map(|parts| {
-                Decoded::Stream(json::with_payload(parts, JsonPayload::checked(text)))
-            }),
-            Some("tick" | "heartbeat") => Ok(Decoded::Heartbeat),
-            _ => Ok(Decoded::Message(JsonPayload::checked(text))),
+            Some("event") => match stream_parts(&text, &fields) {
+                Ok(parts) => {
+                    return Decoded::Stream(json::with_payload(parts, JsonPayload::checked(text)));
+                }
+                Err(violation) => Err(violation),
+            },
+            Some("tick" | "heartbeat") => return Decoded::Heartbeat,
+            _ => return Decoded::Message(JsonPayload::checked(text)),
         };
         decoded.unwrap_or_else(Decoded::Violation)
     }
@@ -357,10 +361,10 @@ const KEYS: [&str; 15] = [
 ];
 
 /// A frame's envelope: the raw values of `KEYS`, borrowed from the frame.
-struct Fields<'a>([Option<&'a RawValue>; KEYS.len()]);
+struct Fields<'a>([Option<Raw<'a>>; KEYS.len()]);
 
 impl<'a> Fields<'a> {
-    fn get(&self, i: usize) -> Option<&'a RawValue> {
+    fn get(&self, i: usize) -> Option<Raw<'a>> {
         self.0.get(i).copied().flatten()
     }
 }
@@ -402,7 +406,7 @@ fn response(frame: &Utf8Bytes, f: &Fields<'_>) -> Result<Decoded<HelloAck>, Viol
     };
     // `"error": null` next to a result is a success (JSON-RPC style).
     let result = match (f.get(RESULT), f.get(ERROR)) {
-        (_, Some(error)) if !json::is_null(error) => Err(JsonPayload::slice_of(frame, error)),
+        (_, Some(error)) if !error.is_null() => Err(JsonPayload::slice_of(frame, error)),
         (Some(result), _) => Ok(JsonPayload::slice_of(frame, result)),
         _ => return Err(json::malformed("response without `result` or `error`")),
     };
@@ -443,7 +447,7 @@ fn error_message<'a>(f: &Fields<'a>) -> Option<Cow<'a, str>> {
     match Scalar::of(Some(error)) {
         Scalar::Str(m) => Some(m),
         Scalar::Other("an object") => {
-            let [message] = json::pick_raw(error, &["message"])?;
+            let [message] = error.pick(&["message"])?;
             match Scalar::of(message) {
                 Scalar::Str(m) => Some(m),
                 _ => None,

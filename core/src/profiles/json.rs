@@ -10,9 +10,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{EncodeError, Violation};
@@ -142,149 +141,14 @@ pub(crate) fn with_payload<I>(parts: StreamFrame<()>, payload: I) -> StreamFrame
 
 // ---- envelopes: borrowed, one pass, no `Value` ------------------------------------------
 
-/// The top level of a frame read by [`pick`].
-pub(crate) enum Top<'a, const N: usize> {
-    /// An object: the raw value of each key asked for (absent: `None`; the last one when
-    /// a key repeats, as `serde_json::Value` keeps it), borrowed from the frame.
-    Object([Option<&'a RawValue>; N]),
-    /// Another JSON value, of this kind (see [`kind`]).
-    Other(&'static str),
-}
-
-/// Reads a JSON text in one pass, keeping the raw values of `keys` if it is an object;
-/// every other value is checked and skipped without being built. Nothing is allocated
-/// unless a key is written with escapes.
-///
-/// # Errors
-///
-/// The text is not one JSON value.
-pub(crate) fn pick<'a, const N: usize>(
-    text: &'a [u8],
-    keys: &'static [&'static str; N],
-) -> Result<Top<'a, N>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let top = serde::de::DeserializeSeed::deserialize(Pick { keys }, &mut de)?;
-    de.end()?;
-    Ok(top)
-}
-
-/// Reads `text` as an object, as [`pick`] does; `None` when it is not one (or not JSON).
-pub(crate) fn pick_raw_bytes<'a, const N: usize>(
-    text: &'a [u8],
-    keys: &'static [&'static str; N],
-) -> Option<[Option<&'a RawValue>; N]> {
-    match pick(text, keys) {
-        Ok(Top::Object(fields)) => Some(fields),
-        Ok(Top::Other(_)) | Err(_) => None,
-    }
-}
-
-/// Reads the raw value `raw` as an object, as [`pick`] does; `None` when it is not one.
-pub(crate) fn pick_raw<'a, const N: usize>(
-    raw: &'a RawValue,
-    keys: &'static [&'static str; N],
-) -> Option<[Option<&'a RawValue>; N]> {
-    pick_raw_bytes(raw.get().as_bytes(), keys)
-}
-
-/// Whether a raw value is `null`.
-pub(crate) fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
-}
+pub(crate) use super::scan::{Raw, Top, pick, pick_nested, pick_object};
 
 /// A raw field as a `Value` (absent: `null`), for the rare frames whose fields are read
 /// as values (a handshake's acknowledgement, an error).
-pub(crate) fn raw_value(raw: Option<&RawValue>) -> Result<Value, Violation> {
+pub(crate) fn raw_value(raw: Option<Raw<'_>>) -> Result<Value, Violation> {
     raw.map_or(Ok(Value::Null), |raw| {
         serde_json::from_str(raw.get()).map_err(|e| malformed(format!("invalid JSON: {e}")))
     })
-}
-
-struct Pick<const N: usize> {
-    keys: &'static [&'static str; N],
-}
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Pick<N> {
-    type Value = Top<'de, N>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Pick<N> {
-    type Value = Top<'de, N>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = [None; N];
-        while let Some(key) = map.next_key_seed(KeyIndex { keys: self.keys })? {
-            match key {
-                Some(i) => fields[i] = Some(map.next_value::<&'de RawValue>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Top::Object(fields))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Top::Other("an array"))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Top::Other("a boolean"))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Top::Other("a string"))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Top::Other("null"))
-    }
-}
-
-/// A map key: its index in `keys`, or `None` for a key nobody asked for.
-struct KeyIndex<const N: usize> {
-    keys: &'static [&'static str; N],
-}
-
-impl<'de, const N: usize> DeserializeSeed<'de> for KeyIndex<N> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<const N: usize> Visitor<'_> for KeyIndex<N> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.keys.iter().position(|k| *k == key))
-    }
 }
 
 /// A field's value, read leniently: its type is judged by the caller.
@@ -300,16 +164,39 @@ pub(crate) enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
-    /// Reads `raw` (absent reads as `null`).
-    pub(crate) fn of(raw: Option<&'a RawValue>) -> Self {
-        match raw {
-            None => Scalar::Null,
-            // A raw value is valid JSON syntax (checked when it was read); what can still
-            // fail is a number beyond `f64` (`1e400`), which `Value` refuses too.
-            Some(raw) => {
-                serde_json::from_str(raw.get()).unwrap_or(Scalar::Other("a number out of range"))
-            }
+    /// Reads `raw` (absent reads as `null`). The common fields (a string without
+    /// escapes, a small non-negative integer, a literal) are read straight off the
+    /// scanned text; anything else goes through `serde_json`.
+    pub(crate) fn of(raw: Option<Raw<'a>>) -> Self {
+        let Some(raw) = raw else {
+            return Scalar::Null;
+        };
+        let text = raw.get();
+        if let Some(s) = raw.plain_str() {
+            return Scalar::Str(Cow::Borrowed(s));
         }
+        match text.as_bytes() {
+            b"null" => return Scalar::Null,
+            b"true" => return Scalar::Bool(true),
+            b"false" => return Scalar::Bool(false),
+            [b'[', ..] => return Scalar::Other("an array"),
+            [b'{', ..] => return Scalar::Other("an object"),
+            // Up to 19 digits always fit a `u64`; the scanner refused leading zeros.
+            digits if digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) => {
+                if let Ok(n) = text.parse() {
+                    return Scalar::U64(n);
+                }
+            }
+            _ => {}
+        }
+        // The value is valid JSON syntax (the scanner checked it); what can still fail
+        // is a number beyond `f64` (`1e400`), which `Value` refuses too, or a string
+        // with a lone surrogate escape.
+        serde_json::from_str(text).unwrap_or(if text.starts_with('"') {
+            Scalar::Other("a string with an invalid escape")
+        } else {
+            Scalar::Other("a number out of range")
+        })
     }
 
     /// The kind of value, for error details.
@@ -382,7 +269,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 /// A raw field that is absent or `null` is `None`; one of another type than `T` is
 /// malformed. `key` names the field in the error.
 fn raw_optional<'a, T>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     key: &str,
     expected: &str,
     read: impl FnOnce(Scalar<'a>) -> Result<T, Scalar<'a>>,
@@ -397,7 +284,7 @@ fn raw_optional<'a, T>(
 
 /// An optional string field, borrowed from the frame when it can be.
 pub(crate) fn raw_opt_str<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     key: &str,
 ) -> Result<Option<Cow<'a, str>>, Violation> {
     raw_optional(raw, key, "a string", |s| match s {
@@ -407,15 +294,12 @@ pub(crate) fn raw_opt_str<'a>(
 }
 
 /// A required string field.
-pub(crate) fn raw_req_str<'a>(
-    raw: Option<&'a RawValue>,
-    key: &str,
-) -> Result<Cow<'a, str>, Violation> {
+pub(crate) fn raw_req_str<'a>(raw: Option<Raw<'a>>, key: &str) -> Result<Cow<'a, str>, Violation> {
     raw_opt_str(raw, key)?.ok_or_else(|| malformed(format!("missing string `{key}`")))
 }
 
 /// An optional non-negative integer field.
-pub(crate) fn raw_opt_u64(raw: Option<&RawValue>, key: &str) -> Result<Option<u64>, Violation> {
+pub(crate) fn raw_opt_u64(raw: Option<Raw<'_>>, key: &str) -> Result<Option<u64>, Violation> {
     raw_optional(raw, key, "a non-negative integer", |s| match s {
         Scalar::U64(n) => Ok(n),
         other => Err(other),
@@ -423,7 +307,7 @@ pub(crate) fn raw_opt_u64(raw: Option<&RawValue>, key: &str) -> Result<Option<u6
 }
 
 /// An optional boolean field.
-pub(crate) fn raw_opt_bool(raw: Option<&RawValue>, key: &str) -> Result<Option<bool>, Violation> {
+pub(crate) fn raw_opt_bool(raw: Option<Raw<'_>>, key: &str) -> Result<Option<bool>, Violation> {
     raw_optional(raw, key, "a boolean", |s| match s {
         Scalar::Bool(b) => Ok(b),
         other => Err(other),
@@ -432,7 +316,7 @@ pub(crate) fn raw_opt_bool(raw: Option<&RawValue>, key: &str) -> Result<Option<b
 
 /// An optional duration in milliseconds.
 pub(crate) fn raw_opt_millis(
-    raw: Option<&RawValue>,
+    raw: Option<Raw<'_>>,
     key: &str,
 ) -> Result<Option<Duration>, Violation> {
     Ok(raw_opt_u64(raw, key)?.map(Duration::from_millis))
@@ -440,7 +324,7 @@ pub(crate) fn raw_opt_millis(
 
 /// The wire spelling of a raw id the session cannot map back to a request: a string as
 /// it is, anything else as its JSON text.
-pub(crate) fn raw_wire_id(raw: &RawValue) -> String {
+pub(crate) fn raw_wire_id(raw: Raw<'_>) -> String {
     match Scalar::of(Some(raw)) {
         Scalar::Str(s) => s.into_owned(),
         // As `Value` prints it, whatever whitespace the peer put in.
@@ -464,8 +348,8 @@ mod tests {
     /// The raw values `pick` keeps for `KEYS`, as text.
     fn picked(text: &str) -> Result<Vec<Option<&str>>, &'static str> {
         const KEYS: [&str; 3] = ["type", "n", "p"];
-        match pick(text.as_bytes(), &KEYS) {
-            Ok(Top::Object(f)) => Ok(f.iter().map(|r| r.map(RawValue::get)).collect()),
+        match pick(text, &KEYS) {
+            Ok(Top::Object(f)) => Ok(f.iter().map(|r| r.map(Raw::get)).collect()),
             Ok(Top::Other(kind)) => Err(kind),
             Err(_) => Err("invalid"),
         }
@@ -496,8 +380,14 @@ mod tests {
 
     #[test]
     fn scalars_borrow_plain_strings_and_judge_kinds() {
-        let raw =
-            |s: &'static str| -> &'static RawValue { serde_json::from_str(s).expect("valid JSON") };
+        // A scanned value, as the profiles get it.
+        let raw = |s: &str| -> Raw<'static> {
+            let text: &'static str = Box::leak(format!(r#"{{"v":{s}}}"#).into_boxed_str());
+            match pick(text, &["v"]) {
+                Ok(Top::Object([Some(v)])) => v,
+                _ => panic!("valid JSON: {s}"),
+            }
+        };
         assert!(matches!(
             Scalar::of(Some(raw(r#""plain""#))),
             Scalar::Str(Cow::Borrowed("plain"))

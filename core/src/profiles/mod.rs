@@ -22,6 +22,7 @@ mod hello_ack;
 mod json;
 mod payload;
 mod raw;
+mod scan;
 
 pub use gateway::{
     ChatAbortResult, ChatHistory, ChatInjectAck, ChatMessage, ChatSendAck, Gateway, GatewayError,

@@ -71,7 +71,7 @@ impl JsonPayload {
     /// `raw`, borrowed from `frame`'s bytes while reading it, as a slice of `frame`
     /// (no copy). Falls back to a copy if `raw` does not lie within `frame`, which a
     /// borrowed read of `frame` never produces.
-    pub(crate) fn slice_of(frame: &Utf8Bytes, raw: &serde_json::value::RawValue) -> Self {
+    pub(crate) fn slice_of(frame: &Utf8Bytes, raw: super::json::Raw<'_>) -> Self {
         let text = frame
             .slice_ref(raw.get())
             .unwrap_or_else(|| Utf8Bytes::from_string(raw.get().to_owned()));

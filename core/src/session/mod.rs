@@ -138,6 +138,16 @@ impl<P: Protocol> std::fmt::Debug for Session<P> {
     }
 }
 
+/// The seed of the session's hash tables, derived from its own seed (one SplitMix64
+/// step) rather than drawn from its generator, so that the jitter and nonces a seed gives
+/// stay what they were.
+fn hash_seed(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl<P: Protocol> Session<P> {
     /// Creates a session in [`Status::Idle`]. `seed` drives backoff jitter and request
     /// nonces: the same config, seed and timestamped inputs give the same outputs.
@@ -172,7 +182,7 @@ impl<P: Protocol> Session<P> {
             // opens without a frame) write its first ping without allocating.
             writes: Writes::with_capacity(4),
             requests: Requests::default(),
-            streams: Streams::default(),
+            streams: Streams::new(hash_seed(seed)),
             queue: OfflineQueue::default(),
             retrying: Vec::new(),
             closing: Vec::new(),
