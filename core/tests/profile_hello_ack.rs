@@ -528,6 +528,29 @@ fn binary_and_invalid_json_are_violations() {
     }
 }
 
+#[test]
+fn a_frame_nested_deeper_than_a_value_can_be_is_malformed() {
+    let mut p = protocol();
+    // The envelope is the first level: 127 in all is what a `Value` can hold.
+    let nested = |levels: usize| {
+        format!(
+            r#"{{"type":"msg","p":{}{}}}"#,
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    };
+    let ok = nested(127);
+    assert!(serde_json::from_str::<Value>(&ok).is_ok());
+    assert!(
+        matches!(decode(&mut p, &ok), Decoded::Message(_)),
+        "127 levels are a message"
+    );
+    let deep = nested(128);
+    assert!(serde_json::from_str::<Value>(&deep).is_err());
+    let detail = malformed(decode(&mut p, &deep));
+    assert!(detail.contains("invalid JSON"), "{detail}");
+}
+
 // ---- end to end --------------------------------------------------------------------------
 
 /// Drives a session by hand with virtual time.

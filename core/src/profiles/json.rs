@@ -183,9 +183,11 @@ impl<'a> Scalar<'a> {
             [b'{', ..] => return Scalar::Other("an object"),
             // Up to 19 digits always fit a `u64`; the scanner refused leading zeros.
             digits if digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) => {
-                if let Ok(n) = text.parse() {
-                    return Scalar::U64(n);
-                }
+                // At most 19 digits: below 10^19 < 2^64, so this cannot overflow.
+                let n = digits
+                    .iter()
+                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                return Scalar::U64(n);
             }
             _ => {}
         }
@@ -399,6 +401,23 @@ mod tests {
         assert_eq!(Scalar::of(None), Scalar::Null);
         assert_eq!(Scalar::of(Some(raw("null"))), Scalar::Null);
         assert_eq!(Scalar::of(Some(raw("7"))), Scalar::U64(7));
+        assert_eq!(Scalar::of(Some(raw("0"))), Scalar::U64(0));
+        // Read off the text up to 19 digits, by serde_json beyond: the same numbers.
+        for n in [
+            "9999999999999999999",
+            "10000000000000000000",
+            "18446744073709551615",
+        ] {
+            assert_eq!(
+                Scalar::of(Some(raw(n))),
+                Scalar::U64(n.parse().expect("a u64")),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            Scalar::of(Some(raw("18446744073709551616"))).kind(),
+            "a number"
+        );
         assert_eq!(Scalar::of(Some(raw("-7"))).kind(), "a number");
         assert_eq!(Scalar::of(Some(raw("7.5"))).kind(), "a number");
         assert_eq!(

@@ -27,9 +27,11 @@ use crate::frame::Utf8Bytes;
 /// A payload that does not match `T` is a [`PayloadError`] returned by that call, and
 /// nothing else: the session accepted the frame, delivered the event and stays open.
 ///
-/// The text is valid JSON syntax (the profile checked it while reading the envelope), but
-/// may still fail to become a `Value`: nesting deeper than 128 levels, a number out of
-/// range. Those are `PayloadError`s too.
+/// The text is valid JSON syntax (the profile checked it while reading the envelope, and
+/// refused a frame nested deeper than a `Value` can be), but may still fail to become a
+/// `Value`: a number out of range, or, in a payload of your own from
+/// [`from_text`](Self::from_text), nesting deeper than 128 levels. Those are
+/// `PayloadError`s too.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize, Serializer};

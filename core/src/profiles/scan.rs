@@ -123,12 +123,7 @@ fn read<'a, const N: usize, const M: usize>(
     keys: &[&str; N],
     nest: Option<(usize, &[&str; M])>,
 ) -> Result<Nested<'a, N, M>, ScanError> {
-    let mut s = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-        why: "",
-    };
+    let mut s = Scanner::new(text);
     // The fields are written in place: arrays of them moved through `Result`s were a
     // copy per call on every frame's path.
     let mut fields = [None; N];
@@ -155,6 +150,10 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     at: usize,
     why: &'static str,
+    /// String bytes read one at a time, so that tests can check the fast path takes the
+    /// rest (the slow path alone would give the same results, only slower).
+    #[cfg(test)]
+    slow_bytes: usize,
 }
 
 /// One word of eight `b` bytes.
@@ -185,6 +184,17 @@ fn position<const N: usize>(keys: &[&str; N], key: &str) -> Option<usize> {
 }
 
 impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            why: "",
+            #[cfg(test)]
+            slow_bytes: 0,
+        }
+    }
+
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
@@ -460,6 +470,10 @@ impl<'a> Scanner<'a> {
                     break;
                 }
                 i += 8;
+            }
+            #[cfg(test)]
+            {
+                self.slow_bytes += 1;
             }
             match bytes.get(i) {
                 Some(b'"') => {
@@ -822,6 +836,27 @@ mod tests {
             assert_eq!(pick(&text, &KEYS).is_ok(), n <= MAX_DEPTH, "{n} levels");
         }
         assert!(pick_nested(r#"{"p":{"n":}}"#, &KEYS, 2, &KEYS).is_err());
+    }
+
+    #[test]
+    fn plain_strings_take_the_fast_path() {
+        // Strings without escapes, each with eight bytes or more after it: the eight-byte
+        // path reads every one of them to its end.
+        let text = format!(
+            r#"{{"type":"{}","p":["a","bc","def","ghij"],"n":"x"}}{}"#,
+            "plain text, no escapes: ".repeat(3),
+            " ".repeat(16)
+        );
+        let mut s = Scanner::new(&text);
+        let (mut fields, mut inner) = ([None; 4], None);
+        assert!(s.top::<4, 0>(&KEYS, None, &mut fields, &mut inner).is_ok());
+        assert_eq!(s.slow_bytes, 0, "every string on the fast path");
+        // An escape, or the text's last bytes, take the slow path.
+        for text in [r#"{"p":"a\nb"}        "#, r#"{"p":"x"}"#] {
+            let mut s = Scanner::new(text);
+            assert!(s.top::<4, 0>(&KEYS, None, &mut fields, &mut inner).is_ok());
+            assert!(s.slow_bytes > 0, "{text:?}");
+        }
     }
 
     #[test]
