@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::handshake::client::Request;
-use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures::io::{AsyncRead, AsyncWrite};
 use tether_core::{ConnId, TransportFailure};
@@ -72,7 +72,12 @@ const DEFAULT_MAX_INBOUND: usize = 16 << 20;
 /// A WebSocket client transport over `D`'s byte streams.
 pub struct WsTransport<D> {
     dial: D,
-    request: Request,
+    /// The URL, parsed. Each attempt builds its upgrade request from it afresh rather
+    /// than cloning a template: a whole `http::Request` held its standard headers in a
+    /// `HeaderMap` of 624 bytes, plus blocks for their values, for every idle session.
+    uri: Uri,
+    /// The fixed headers of [`header`](Self::header), in order, one per name.
+    headers: Vec<(HeaderName, HeaderValue)>,
     host: String,
     port: u16,
     tls: bool,
@@ -96,10 +101,13 @@ impl<D: Dial> WsTransport<D> {
     ///
     /// A [`UrlError`] for a URL that is not a WebSocket URL with a host.
     pub fn new(dial: D, url: &str) -> Result<Self, UrlError> {
-        let request = url
+        // The request is made here only to check the URL as each attempt will.
+        let uri = url
             .into_client_request()
-            .map_err(|e| UrlError(format!("{}: {e}", redact(url))))?;
-        let uri = request.uri();
+            .map_err(|e| UrlError(format!("{}: {e}", redact(url))))?
+            .into_parts()
+            .0
+            .uri;
         let tls = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") if cfg!(feature = "rustls") => true,
@@ -143,7 +151,8 @@ impl<D: Dial> WsTransport<D> {
         let config = codec_config(DEFAULT_MAX_INBOUND);
         Ok(WsTransport {
             dial,
-            request,
+            uri,
+            headers: Vec::new(),
             host,
             port,
             tls,
@@ -175,14 +184,19 @@ impl<D: Dial> WsTransport<D> {
         self
     }
 
-    /// Adds a header to the upgrade request (an `Authorization`, an `Origin`).
+    /// Adds a header to the upgrade request (an `Authorization`, an `Origin`); a later
+    /// header of the same name replaces an earlier one.
     ///
     /// # Errors
     ///
     /// A [`HeaderError`] naming the invalid header.
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, HeaderError> {
         let (n, v) = parse_header(name, value)?;
-        self.request.headers_mut().insert(n, v);
+        match self.headers.iter_mut().find(|(name, _)| *name == n) {
+            // In its place: the request gets the headers in the order first given.
+            Some((_, old)) => *old = v,
+            None => self.headers.push((n, v)),
+        }
         Ok(self)
     }
 
@@ -234,7 +248,7 @@ impl<D: Dial> WsTransport<D> {
 
     /// The URL without credentials or query (safe to log).
     pub fn redacted_url(&self) -> String {
-        redact(&self.request.uri().to_string())
+        redact(&self.uri.to_string())
     }
 }
 
@@ -371,6 +385,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
 }
 
 impl<D: Dial> WsTransport<D> {
+    /// The upgrade request of an attempt, before its computed headers: the URL's (`Host`,
+    /// `Upgrade` and the rest), then the fixed headers over them.
+    fn request(&self) -> Result<Request, TransportFailure> {
+        // The same URL made a request in `new`, so this does not fail; an error is
+        // reported rather than assumed away all the same.
+        let mut request = (&self.uri)
+            .into_client_request()
+            .map_err(|e| TransportFailure::Io(e.to_string()))?;
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        Ok(request)
+    }
+
     /// Opens the byte stream the WebSocket upgrade runs on: dials the server (or the
     /// proxy, and asks it for a tunnel to the server), then TLS for `wss://`. Also returns
     /// the handle that resets the TCP socket.
@@ -428,7 +456,7 @@ impl<D: Dial> WsTransport<D> {
 impl<D: Dial> Transport for WsTransport<D> {
     async fn connect(&self, conn: ConnId) -> Result<Link, TransportFailure> {
         let (io, reset) = self.open_stream(conn).await?;
-        let mut request = self.request.clone();
+        let mut request = self.request()?;
         if let Some(f) = &self.headers_with {
             for (name, value) in f(conn) {
                 let (n, v) = parse_header(&name, &value).map_err(|e| {
@@ -522,6 +550,35 @@ mod tests {
             "invalid url: wss:// needs TLS: enable the `rustls` feature of tether-tokio or \
              tether-smol"
         );
+    }
+
+    /// Each attempt's request is the URL's, with the fixed headers over its own in the
+    /// order first given, a name given again replaced in its place.
+    #[test]
+    fn fixed_headers_go_over_the_urls_in_the_order_first_given() {
+        let t = WsTransport::new(NoDial, "ws://u:pw@example.com:9000/ws?x=1")
+            .and_then(|t| t.header("x-a", "1").map_err(|e| UrlError(e.0)))
+            .and_then(|t| t.header("Host", "other").map_err(|e| UrlError(e.0)))
+            .and_then(|t| t.header("X-A", "2").map_err(|e| UrlError(e.0)))
+            .unwrap();
+        let request = t.request().unwrap();
+        assert_eq!(request.uri(), "ws://u:pw@example.com:9000/ws?x=1");
+        let names: Vec<&str> = request.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host",
+                "connection",
+                "upgrade",
+                "sec-websocket-version",
+                "sec-websocket-key",
+                "x-a"
+            ]
+        );
+        assert_eq!(request.headers()["host"], "other");
+        assert_eq!(request.headers()["x-a"], "2");
+        assert_eq!(request.headers()["upgrade"], "websocket");
+        assert_eq!(t.redacted_url(), "ws://example.com:9000/ws");
     }
 
     /// Friction 1: a port that is not 1..=65535 is an error, never the default port.

@@ -252,6 +252,9 @@ fn guard_with_ticket<R: Runtime>(
     ));
     let (cmds_tx, cmds_rx) = mpsc::unbounded();
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity);
+    // The connection's place at the gate is free once its task has ended. Not an `async`
+    // block awaiting the task: that would hold the task's future twice, as the block's
+    // capture and as the future it awaits.
     let task = task::run(Parts {
         rt: runtime.clone(),
         machine,
@@ -259,12 +262,8 @@ fn guard_with_ticket<R: Runtime>(
         state: state.clone(),
         cmds: cmds_rx,
         inbound: inbound_tx,
-    });
-    let task = async move {
-        task.await;
-        // The connection's place at the gate is free once its task has ended.
-        drop(ticket);
-    };
+    })
+    .map(move |()| drop(ticket));
     let span = tracing::debug_span!("server_conn", conn = %id, peer = ?peer);
     runtime.spawn(tracing::Instrument::instrument(task, span).boxed());
     tracing::debug!(conn = %id, peer = ?peer, "accepted");

@@ -49,9 +49,15 @@ impl Drop for FinishOnDrop {
 
 /// Runs the connection until it has ended and its socket is closed (the close handshake
 /// finished, bounded by the close timeout) or reset.
-pub(crate) async fn run<R: Runtime>(parts: Parts<R>) {
+///
+/// A plain function returning a `poll_fn` future rather than an `async fn`: the state
+/// machine of an `async fn` keeps its by-value argument apart from its locals, so it held
+/// the `Parts` and the `Task` made of them side by side, in every idle connection's heap.
+/// The task is made at once, so its [`FinishOnDrop`] also covers a future dropped before
+/// its first poll.
+pub(crate) fn run<R: Runtime>(parts: Parts<R>) -> impl Future<Output = ()> + Send + 'static {
     let mut task = Task::new(parts);
-    futures::future::poll_fn(|cx| task.poll(cx)).await;
+    futures::future::poll_fn(move |cx| task.poll(cx))
 }
 
 struct Task<R> {
@@ -545,5 +551,19 @@ mod tests {
         }
         assert_eq!(taken, buffered);
         assert_eq!(conn.inbound_bytes(), 0);
+    }
+
+    /// The connection's future holds its `Task` once: every idle connection's heap holds
+    /// this future, and as an `async fn` it held the `Parts` the task is made of beside it.
+    #[test]
+    fn the_connection_future_holds_its_task_once() {
+        fn output_size<A, O, F: FnOnce(A) -> O>(_: &F) -> usize {
+            std::mem::size_of::<O>()
+        }
+        let size = output_size(&|parts: super::Parts<Manual>| super::run(parts));
+        assert!(
+            size <= size_of::<super::Task<Manual>>() + 16,
+            "{size} bytes"
+        );
     }
 }
