@@ -513,19 +513,19 @@ fn corrupted_traces_are_refused_with_their_line_number() {
 #[test]
 fn an_unknown_version_is_refused_clearly() {
     let mut good = lines(sample());
-    good[0] = good[0].replace(r#""version":1"#, r#""version":7"#);
+    good[0] = good[0].replace(r#""version":2"#, r#""version":7"#);
     let err = replay(join(&good).as_slice()).unwrap_err();
     match &err {
         TraceError::Version {
             line: 1,
             found,
-            supported: 1,
+            supported: 2,
         } => assert_eq!(found, &json!(7)),
         other => panic!("{other:?}"),
     }
     assert_eq!(
         err.to_string(),
-        "line 1: trace format version 7 is not supported (this build reads version 1)"
+        "line 1: trace format version 7 is not supported (this build reads versions 1 to 2)"
     );
     let mut header: serde_json::Value = serde_json::from_str(&good[0]).expect("JSON");
     header.as_object_mut().expect("an object").remove("version");
@@ -562,7 +562,8 @@ proptest! {
                     | TraceError::Version { line, .. }
                     | TraceError::UnknownProfile { line, .. }
                     | TraceError::Malformed { line, .. }
-                    | TraceError::Gap { line, .. } => *line,
+                    | TraceError::Gap { line, .. }
+                    | TraceError::Lost { line, .. } => *line,
                     other => panic!("unexpected error {other:?}"),
                 };
                 prop_assert!(line >= 1 && line <= lines, "{e} (of {lines} lines)");

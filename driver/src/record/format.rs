@@ -14,8 +14,13 @@ use tether_core::{ConnId, FrameId, FrameViolation, Violation};
 
 use super::redact::{Direction, Redaction, Redactor, Wire, unhex};
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this build writes: 2 added the `lost` line (records the writer
+/// dropped because it fell behind).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The oldest format version this build reads: every version from this one to
+/// [`FORMAT_VERSION`] (a version-1 trace is a version-2 trace without `lost` lines).
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
 
 /// Why a value could not be read back from a trace: a message for a human, turned into
 /// a typed error with the line number by the replayer.

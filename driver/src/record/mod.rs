@@ -41,7 +41,7 @@ use tether_core::{
     SendError, Session,
 };
 
-pub use format::{FORMAT_VERSION, ReadError};
+pub use format::{FORMAT_VERSION, OLDEST_FORMAT_VERSION, ReadError};
 pub use recordable::{GATEWAY_ENVELOPE, HELLO_ACK_ENVELOPE, Recordable};
 pub use redact::{Direction, JsonWire, Redaction, Redactor, Wire, fingerprint};
 pub use ring::RingBuffer;
