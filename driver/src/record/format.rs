@@ -900,8 +900,13 @@ pub fn read_status(name: &str) -> Option<Status> {
 pub fn result<T, E: std::fmt::Debug>(r: &Result<T, E>, id: impl Fn(&T) -> Value) -> Value {
     match r {
         Ok(t) => json!({ "ok": id(t) }),
-        Err(e) => json!({ "err": strip_strings(&format!("{e:?}")) }),
+        Err(e) => json!({ "err": error_text(e) }),
     }
+}
+
+/// An error as [`result`] writes it: its `Debug` rendering with the text of strings removed.
+pub(crate) fn error_text(e: &impl std::fmt::Debug) -> String {
+    strip_strings(&format!("{e:?}"))
 }
 
 #[cfg(test)]
