@@ -2,6 +2,7 @@
 //! and its implementations for the three ready profiles.
 
 use std::convert::Infallible;
+use std::io;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -68,6 +69,22 @@ pub trait Recordable: Protocol {
     /// A message passed to `send` or `feed`, redacted by `r`.
     fn record_outbound(message: &Self::Outbound, r: &Redactor) -> Value;
 
+    /// Writes [`record_outbound`](Self::record_outbound)'s JSON to `w`, byte for byte.
+    /// The default renders that value; a protocol whose messages are frames writes them
+    /// with [`Redactor::write_frame`] and builds no tree (a file recorder writes one per
+    /// `send` and `feed`, on its writer thread).
+    ///
+    /// # Errors
+    ///
+    /// `w`'s.
+    fn write_outbound(
+        message: &Self::Outbound,
+        r: &Redactor,
+        w: &mut dyn io::Write,
+    ) -> io::Result<()> {
+        serde_json::to_writer(w, &Self::record_outbound(message, r)).map_err(io::Error::from)
+    }
+
     /// Rebuilds a message from what [`record_outbound`](Self::record_outbound) wrote
     /// (redacted: a stand-in the session treats alike).
     ///
@@ -130,6 +147,13 @@ fn data_frame(f: &DataFrame, r: &Redactor) -> Value {
     }
 }
 
+fn write_data_frame(f: &DataFrame, r: &Redactor, w: &mut dyn io::Write) -> io::Result<()> {
+    match f {
+        DataFrame::Text(t) => r.write_frame("text", t.as_bytes(), Direction::Outbound, w),
+        DataFrame::Binary(b) => r.write_frame("binary", b, Direction::Outbound, w),
+    }
+}
+
 fn read_data_frame(v: &Value) -> Result<DataFrame, ReadError> {
     let (kind, bytes) = frame_bytes(v)?;
     match kind.as_str() {
@@ -152,6 +176,10 @@ impl Recordable for Raw {
 
     fn record_outbound(message: &DataFrame, r: &Redactor) -> Value {
         data_frame(message, r)
+    }
+
+    fn write_outbound(message: &DataFrame, r: &Redactor, w: &mut dyn io::Write) -> io::Result<()> {
+        write_data_frame(message, r, w)
     }
 
     fn replay_outbound(value: &Value) -> Result<DataFrame, ReadError> {

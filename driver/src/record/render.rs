@@ -5,12 +5,12 @@ use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tether_core::{Input, Session};
+use tether_core::{InFrame, Input, OutFrame, Output, Session};
 
 use super::capture::{Call, Capture, Final, Msg, Ret};
 use super::format::{self, FORMAT_VERSION, ReadError};
 use super::recordable::Recordable;
-use super::redact::Redactor;
+use super::redact::{Direction, Redactor};
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -94,8 +94,28 @@ impl Renderer {
                 self.last_t = *t;
                 self.call(*t, call, w)
             }
-            // The most frequent output of a busy session, written without building a tree.
+            // The most frequent outputs of a busy session, written without building a tree.
             Capture::Event(kind) => writeln!(w, "{{\"k\":\"out\",\"o\":{{\"event\":\"{kind}\"}}}}"),
+            Capture::Output(Output::SendFrame {
+                conn,
+                frame,
+                payload,
+            }) => {
+                let (kind, bytes) = match payload {
+                    OutFrame::Text(t) => ("text", t.as_bytes()),
+                    OutFrame::Binary(b) => ("binary", &b[..]),
+                    OutFrame::Ping(b) => ("ping", &b[..]),
+                };
+                write!(
+                    w,
+                    "{{\"k\":\"out\",\"o\":{{\"send\":{{\"conn\":{},\"frame\":{},\"p\":",
+                    conn.get(),
+                    frame.get()
+                )?;
+                self.redactor
+                    .write_frame(kind, bytes, Direction::Outbound, w)?;
+                w.write_all(b"}}}\n")
+            }
             Capture::Output(out) => line(
                 w,
                 &json!({ "k": "out", "o": format::output(&self.redactor, out) }),
@@ -119,6 +139,17 @@ impl Renderer {
         }
     }
 
+    fn write_outbound<P: Recordable>(
+        &self,
+        m: &Msg<P::Outbound>,
+        w: &mut impl Write,
+    ) -> io::Result<()> {
+        match m {
+            Msg::Copy(v, _) => P::write_outbound(v, &self.redactor, w),
+            Msg::Rendered(v) => serde_json::to_writer(w, v).map_err(io::Error::from),
+        }
+    }
+
     fn call<P: Recordable>(
         &self,
         t: Duration,
@@ -136,23 +167,51 @@ impl Renderer {
                     nanos(t)
                 );
             }
+            Call::Input(Input::FrameReceived { conn, frame }) => {
+                let (kind, bytes) = match frame {
+                    InFrame::Text(b) => ("text", b),
+                    InFrame::Binary(b) => ("binary", b),
+                    InFrame::Ping(b) => ("ping", b),
+                    InFrame::Pong(b) => ("pong", b),
+                };
+                write!(w, "{{\"in\":{{\"frame\":{{\"conn\":{},\"f\":", conn.get())?;
+                self.redactor
+                    .write_frame(kind, bytes, Direction::Inbound, w)?;
+                return writeln!(w, "}}}},\"k\":\"in\",\"t\":{}}}", nanos(t));
+            }
             Call::Input(input) => {
                 json!({ "k": "in", "in": format::input(&self.redactor, input) })
             }
             Call::Connect(r) => json!({ "k": "connect", "ret": ret(r) }),
             Call::Timeout => json!({ "k": "timeout" }),
             Call::Send { msg, ttl, ret: r } => {
-                let mut v = json!({
-                    "k": "send",
-                    "msg": self.msg(msg, P::record_outbound),
-                    "ret": ret(r),
-                });
-                if let Some(ttl) = ttl {
-                    v["ttl"] = format::duration(*ttl);
+                w.write_all(b"{\"k\":\"send\",\"msg\":")?;
+                self.write_outbound::<P>(msg, w)?;
+                w.write_all(b",\"ret\":")?;
+                match r {
+                    Ok(v) => {
+                        w.write_all(b"{\"ok\":")?;
+                        serde_json::to_writer(&mut *w, v).map_err(io::Error::from)?;
+                    }
+                    Err(e) => {
+                        w.write_all(b"{\"err\":")?;
+                        serde_json::to_writer(&mut *w, e).map_err(io::Error::from)?;
+                    }
                 }
-                v
+                write!(w, "}},\"t\":{}", nanos(t))?;
+                if let Some(ttl) = ttl {
+                    w.write_all(b",\"ttl\":")?;
+                    serde_json::to_writer(&mut *w, &format::duration(*ttl))
+                        .map_err(io::Error::from)?;
+                }
+                return w.write_all(b"}\n");
             }
-            Call::Feed(msg) => json!({ "k": "feed", "msg": self.msg(msg, P::record_outbound) }),
+            // A busy session's other frequent lines, written without building a tree.
+            Call::Feed(msg) => {
+                w.write_all(b"{\"k\":\"feed\",\"msg\":")?;
+                self.write_outbound::<P>(msg, w)?;
+                return writeln!(w, ",\"t\":{}}}", nanos(t));
+            }
             Call::Request {
                 req,
                 timeout,
@@ -203,4 +262,102 @@ fn end(f: &Final) -> Value {
 fn line(w: &mut impl Write, v: &Value) -> io::Result<()> {
     serde_json::to_writer(&mut *w, v).map_err(io::Error::from)?;
     w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tether_core::profiles::Raw;
+    use tether_core::{ConnId, DataFrame, FrameId};
+
+    use super::*;
+    use crate::record::redact::{Redaction, Wire};
+
+    /// The lines written by hand are those the generic path renders from trees.
+    #[test]
+    fn hand_written_lines_are_the_rendered_ones() {
+        let conn = ConnId::from_raw(3);
+        let frame = FrameId::from_raw(41);
+        let payloads = [
+            Bytes::from_static(b"hello \"there\""),
+            Bytes::from_static(b"\xff\x00"),
+        ];
+        let t = Duration::from_nanos(1_234_567);
+        for mode in [Redaction::Keep, Redaction::Hash, Redaction::Drop] {
+            let r = Redactor::new(mode, Wire::Opaque);
+            let mut renderer = Renderer::new(r);
+            for p in &payloads {
+                let inputs = [
+                    Input::FrameReceived {
+                        conn,
+                        frame: InFrame::Text(p.clone()),
+                    },
+                    Input::FrameReceived {
+                        conn,
+                        frame: InFrame::Pong(p.clone()),
+                    },
+                    Input::WriteCompleted { conn, frame },
+                ];
+                for input in inputs {
+                    let mut got = Vec::new();
+                    let c = Capture::<Raw>::Call(t, Call::Input(input.clone()));
+                    renderer.render(&c, &mut got).expect("into a Vec");
+                    let mut want = json!({ "k": "in", "in": format::input(&r, &input) });
+                    want["t"] = nanos(t).into();
+                    assert_eq!(String::from_utf8(got).expect("UTF-8"), format!("{want}\n"));
+                }
+                let outs = [
+                    OutFrame::text("caf\u{e9} \"quoted\""),
+                    OutFrame::Binary(p.clone()),
+                    OutFrame::Ping(p.clone()),
+                ];
+                for payload in outs.clone() {
+                    let out = Output::<Raw>::SendFrame {
+                        conn,
+                        frame,
+                        payload,
+                    };
+                    let mut got = Vec::new();
+                    renderer
+                        .render(&Capture::Output(out.clone()), &mut got)
+                        .expect("into a Vec");
+                    let want = json!({ "k": "out", "o": format::output(&r, &out) });
+                    assert_eq!(String::from_utf8(got).expect("UTF-8"), format!("{want}\n"));
+                }
+                let m = DataFrame::Binary(p.clone());
+                let msg = || Msg::Copy(m.clone(), 0);
+                let calls = [
+                    (Call::<Raw>::Feed(msg()), json!({ "k": "feed" })),
+                    (
+                        Call::Send {
+                            msg: msg(),
+                            ttl: None,
+                            ret: Ok(7.into()),
+                        },
+                        json!({ "k": "send", "ret": { "ok": 7 } }),
+                    ),
+                    (
+                        Call::Send {
+                            msg: Msg::Rendered(Raw::record_outbound(&m, &r)),
+                            ttl: Some(Duration::from_secs(30)),
+                            ret: Err("Offline \"q\"".to_owned()),
+                        },
+                        json!({
+                            "k": "send", "ret": { "err": "Offline \"q\"" },
+                            "ttl": format::duration(Duration::from_secs(30)),
+                        }),
+                    ),
+                ];
+                for (call, mut want) in calls {
+                    let mut got = Vec::new();
+                    renderer
+                        .render(&Capture::Call(t, call), &mut got)
+                        .expect("into a Vec");
+                    want["msg"] = Raw::record_outbound(&m, &r);
+                    want["t"] = nanos(t).into();
+                    assert_eq!(String::from_utf8(got).expect("UTF-8"), format!("{want}\n"));
+                }
+            }
+        }
+    }
 }
