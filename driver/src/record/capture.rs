@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_core::{CloseCode, Event, InFrame, Input, Output, Protocol, Session, Status};
+use tether_core::{
+    CloseCode, ConnId, Event, FrameId, InFrame, Input, OutFrame, Output, Protocol, Session, Status,
+};
 
 use super::OnDemand;
 
@@ -94,12 +96,21 @@ impl Final {
     }
 }
 
-/// One record: a line of the trace.
+/// One record: a line of the trace. Kept small, since every record is moved twice (into
+/// the channel, out of it) and the most frequent ones are small: a frame written has a
+/// variant of its own, and the other outputs (`Output` is the largest value here, and
+/// rare beside frames) are boxed.
 pub(crate) enum Capture<P: Protocol> {
     /// A call at session time `t`.
     Call(Duration, Call<P>),
-    /// An output.
-    Output(Output<P>),
+    /// `Output::SendFrame`.
+    Sent {
+        conn: ConnId,
+        frame: FrameId,
+        payload: OutFrame,
+    },
+    /// Any other output.
+    Output(Box<Output<P>>),
     /// An event written as its kind alone (`Message`, `Unsolicited`): its payload is not
     /// copied.
     Event(&'static str),
@@ -111,9 +122,18 @@ impl<P: Protocol> Capture<P> {
     /// The output `out` as recorded.
     pub(crate) fn output(out: &Output<P>) -> Self {
         match out {
+            Output::SendFrame {
+                conn,
+                frame,
+                payload,
+            } => Capture::Sent {
+                conn: *conn,
+                frame: *frame,
+                payload: payload.clone(),
+            },
             Output::Event(Event::Message(_)) => Capture::Event("Message"),
             Output::Event(Event::Unsolicited(_)) => Capture::Event("Unsolicited"),
-            other => Capture::Output(other.clone()),
+            other => Capture::Output(Box::new(other.clone())),
         }
     }
 
@@ -128,9 +148,61 @@ impl<P: Protocol> Capture<P> {
             },
             Capture::Call(_, Call::Send { msg, .. } | Call::Feed(msg)) => msg.bytes(),
             Capture::Call(_, Call::Request { req, .. }) => req.bytes(),
-            Capture::Output(Output::SendFrame { payload, .. }) => payload.len(),
+            Capture::Sent { payload, .. } => payload.len(),
             _ => 0,
         };
         std::mem::size_of::<Self>().saturating_add(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tether_core::profiles::{HelloAck, HelloAckRequest, Raw};
+    use tether_core::{DataFrame, Utf8Bytes};
+
+    use super::*;
+
+    /// A record is charged its size and every payload byte it keeps alive, whichever
+    /// kind of record holds them.
+    #[test]
+    fn a_record_is_charged_the_payload_it_holds() {
+        const SLOT: usize = std::mem::size_of::<Capture<Raw>>();
+        let t = Duration::ZERO;
+        let conn = ConnId::from_raw(1);
+        let payload = Bytes::from(vec![b'x'; 1000]);
+        let input =
+            |frame| Capture::<Raw>::Call(t, Call::Input(Input::FrameReceived { conn, frame }));
+        assert_eq!(input(InFrame::Text(payload.clone())).bytes(), SLOT + 1000);
+        assert_eq!(input(InFrame::Pong(payload.slice(..10))).bytes(), SLOT + 10);
+        let sent = Capture::<Raw>::Sent {
+            conn,
+            frame: FrameId::from_raw(1),
+            payload: OutFrame::Binary(payload.slice(..300)),
+        };
+        assert_eq!(sent.bytes(), SLOT + 300);
+        let msg = || Msg::Copy(DataFrame::Text(Utf8Bytes::from_static("hello")), 700);
+        assert_eq!(
+            Capture::<Raw>::Call(t, Call::Feed(msg())).bytes(),
+            SLOT + 700
+        );
+        let send = Call::Send {
+            msg: msg(),
+            ttl: None,
+            ret: Ok(Value::Null),
+        };
+        assert_eq!(Capture::<Raw>::Call(t, send).bytes(), SLOT + 700);
+        let rendered = Msg::Rendered(Value::Null);
+        assert_eq!(Capture::<Raw>::Call(t, Call::Feed(rendered)).bytes(), SLOT);
+        let request = Call::<HelloAck>::Request {
+            req: Msg::Copy(HelloAckRequest::new("echo", Value::Null), 90),
+            timeout: None,
+            ret: Ok(1.into()),
+        };
+        assert_eq!(
+            Capture::Call(t, request).bytes(),
+            std::mem::size_of::<Capture<HelloAck>>() + 90
+        );
+        assert_eq!(Capture::<Raw>::Call(t, Call::Timeout).bytes(), SLOT);
     }
 }

@@ -68,10 +68,10 @@ pub use ring::RingBuffer;
 
 /// The default bound of a file recorder's channel, in bytes: what the session's task may
 /// have handed its writer thread and the writer not yet written (each record is charged
-/// its size in memory, about 150 bytes, plus the payload bytes it keeps alive). 8 MiB holds
-/// some 8,500 echoed frames of 100 bytes (five records each): seconds of a session
-/// exchanging a thousand frames a second, 50 ms of the busiest one the benchmark runs.
-/// Set per recorder with [`Recorder::channel_bytes`].
+/// its size in memory, 100 to 160 bytes by protocol, plus the payload bytes it keeps
+/// alive). 8 MiB holds some 9,000 echoed frames of 100 bytes (five records each): seconds
+/// of a session exchanging a thousand frames a second, 50 ms of the busiest one the
+/// benchmark runs. Set per recorder with [`Recorder::channel_bytes`].
 pub const CHANNEL_BYTES: usize = 8 << 20;
 
 /// Where a [`Recorder`] writes.
@@ -309,7 +309,7 @@ impl<P: Recordable + SendProtocol> Hook<P> for Rec<P> {
                 }
             }
             Sink::Writer(w) => {
-                let (tx, rx) = channel::bounded(recorder.channel_bytes);
+                let (tx, rx) = channel::bounded(recorder.channel_bytes, Capture::bytes);
                 let started = writer::spawn(
                     w,
                     Renderer::new(redactor),

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tether_core::{InFrame, Input, OutFrame, Output, Session};
+use tether_core::{InFrame, Input, OutFrame, Session};
 
 use super::capture::{Call, Capture, Final, Msg, Ret};
 use super::format::{self, FORMAT_VERSION, ReadError};
@@ -96,11 +96,11 @@ impl Renderer {
             }
             // The most frequent outputs of a busy session, written without building a tree.
             Capture::Event(kind) => writeln!(w, "{{\"k\":\"out\",\"o\":{{\"event\":\"{kind}\"}}}}"),
-            Capture::Output(Output::SendFrame {
+            Capture::Sent {
                 conn,
                 frame,
                 payload,
-            }) => {
+            } => {
                 let (kind, bytes) = match payload {
                     OutFrame::Text(t) => ("text", t.as_bytes()),
                     OutFrame::Binary(b) => ("binary", &b[..]),
@@ -118,7 +118,7 @@ impl Renderer {
             }
             Capture::Output(out) => line(
                 w,
-                &json!({ "k": "out", "o": format::output(&self.redactor, out) }),
+                &json!({ "k": "out", "o": format::output(&self.redactor, &**out) }),
             ),
             Capture::End(f) => {
                 self.last_t = f.t;
@@ -268,7 +268,7 @@ fn line(w: &mut impl Write, v: &Value) -> io::Result<()> {
 mod tests {
     use bytes::Bytes;
     use tether_core::profiles::Raw;
-    use tether_core::{ConnId, DataFrame, FrameId};
+    use tether_core::{ConnId, DataFrame, FrameId, Output};
 
     use super::*;
     use crate::record::redact::{Redaction, Wire};
@@ -319,7 +319,7 @@ mod tests {
                     };
                     let mut got = Vec::new();
                     renderer
-                        .render(&Capture::Output(out.clone()), &mut got)
+                        .render(&Capture::output(&out), &mut got)
                         .expect("into a Vec");
                     let want = json!({ "k": "out", "o": format::output(&r, &out) });
                     assert_eq!(String::from_utf8(got).expect("UTF-8"), format!("{want}\n"));

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use super::capture::Capture;
-use super::channel::{Receiver, Slot, Take};
+use super::channel::{Batch, Receiver, Slot, Take};
 use super::progress::Progress;
 use super::recordable::Recordable;
 use super::render::Renderer;
@@ -73,13 +73,13 @@ struct Writer {
 impl Writer {
     fn run<P: Recordable>(mut self, header: &[u8], rx: &Receiver<Capture<P>>) {
         self.guarded(|w| w.write_all(header).and_then(|()| w.flush()));
-        let mut batch = VecDeque::new();
+        let (mut batches, mut spent) = (VecDeque::new(), Vec::new());
         while self.sink.is_some() {
             let idle = self.dirty.then_some(FLUSH_EVERY);
-            let taken = rx.take(&mut batch, idle);
+            let taken = rx.take(&mut batches, &mut spent, idle);
             match taken {
                 Take::Records(bytes) => {
-                    self.write_batch(&mut batch);
+                    self.write_batches(&mut batches, &mut spent);
                     if bytes < rx.bound() / 4 && self.sink.is_some() {
                         std::thread::sleep(GATHER);
                     }
@@ -91,23 +91,31 @@ impl Writer {
         self.finish();
     }
 
-    fn write_batch<P: Recordable>(&mut self, batch: &mut VecDeque<Slot<Capture<P>>>) {
+    /// Writes `batches`, leaving each emptied one in `spent` for reuse.
+    fn write_batches<P: Recordable>(
+        &mut self,
+        batches: &mut VecDeque<Batch<Capture<P>>>,
+        spent: &mut Vec<Batch<Capture<P>>>,
+    ) {
         let Writer { sink, renderer, .. } = self;
         let Some(w) = sink.as_mut() else {
-            batch.clear();
+            batches.clear();
             return;
         };
         // Rendering runs the protocol's `Recordable` code; writing, the user's `Write`.
         let r = catch_unwind(AssertUnwindSafe(|| -> io::Result<()> {
-            for slot in batch.drain(..) {
-                match slot {
-                    Slot::Record(c) => renderer.render(&c, w)?,
-                    Slot::Lost(n) => Renderer::lost(n, w)?,
+            while let Some(mut batch) = batches.pop_front() {
+                for slot in batch.drain(..) {
+                    match slot {
+                        Slot::Record(c) => renderer.render(&c, w)?,
+                        Slot::Lost(n) => Renderer::lost(n, w)?,
+                    }
                 }
+                spent.push(batch);
             }
             Ok(())
         }));
-        batch.clear();
+        batches.clear();
         self.dirty = true;
         self.outcome(r);
         if self.sink.is_some() && self.renderer.last_t() >= self.flushed_at + FLUSH_EVERY {
