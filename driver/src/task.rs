@@ -153,9 +153,12 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         })
     }
 
-    /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]).
+    /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]); then what was
+    /// recorded goes to the recorder's writer in one batch.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        poll_rounds(cx, |cx| self.round(cx))
+        let poll = poll_rounds(cx, |cx| self.round(cx));
+        self.session.flush_records();
+        poll
     }
 
     /// One round: the handles, the connections, the session's alarm.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_core::profiles::{Gateway, GatewayOptions, HelloAck, Raw};
 use tether_core::{CloseCode, Output, Session};
-use tether_driver::record::format::{self, FORMAT_VERSION};
+use tether_driver::record::format::{self, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use tether_driver::record::{Recordable, Redaction, Redactor};
 
 use crate::fault::Fault;
@@ -61,14 +61,15 @@ pub enum TraceError {
     },
     /// The trace was written in a format version this build does not read.
     #[error(
-        "line {line}: trace format version {found} is not supported (this build reads version {supported})"
+        "line {line}: trace format version {found} is not supported (this build reads versions {OLDEST_FORMAT_VERSION} to {supported})"
     )]
     Version {
         /// The line (the header).
         line: usize,
         /// The version found (`null` if missing).
         found: Value,
-        /// The version this build reads.
+        /// The newest version this build reads (it reads every one from
+        /// [`OLDEST_FORMAT_VERSION`] to this).
         supported: u64,
     },
     /// The profile is not one this replayer can build.
@@ -107,6 +108,19 @@ pub enum TraceError {
         /// The line of the `gap` record.
         line: usize,
         /// How many lines were evicted.
+        dropped: u64,
+    },
+    /// The recorder's writer fell behind the session and dropped records here: the trace
+    /// is incomplete from this line on, so a replay past it would report a divergence
+    /// that never happened. Everything before it was checked (a divergence there is
+    /// reported as such).
+    #[error(
+        "line {line}: the trace is incomplete: {dropped} records were dropped here (the recorder's writer fell behind the session); a replay needs every record"
+    )]
+    Lost {
+        /// The line of the `lost` record.
+        line: usize,
+        /// How many records were dropped.
         dropped: u64,
     },
 }
@@ -348,7 +362,12 @@ impl<R: BufRead> Lines<R> {
             return Err(TraceError::NoHeader { line });
         }
         match h.get("version") {
-            Some(v) if v.as_u64() == Some(FORMAT_VERSION) => Ok(h),
+            Some(v)
+                if v.as_u64()
+                    .is_some_and(|v| (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&v)) =>
+            {
+                Ok(h)
+            }
             found => Err(TraceError::Version {
                 line,
                 found: found.cloned().unwrap_or(Value::Null),
@@ -450,6 +469,12 @@ fn run_timeline<P: Recordable>(
             }
             "gap" => {
                 return Err(TraceError::Gap {
+                    line,
+                    dropped: v.get("dropped").and_then(Value::as_u64).unwrap_or(0),
+                });
+            }
+            "lost" => {
+                return Err(TraceError::Lost {
                     line,
                     dropped: v.get("dropped").and_then(Value::as_u64).unwrap_or(0),
                 });
@@ -803,6 +828,42 @@ mod tests {
 
     fn default_config() -> Value {
         format::config(&tether_core::Config::default()).expect("the defaults can be written")
+    }
+
+    /// A trace with a `lost` line (its writer fell behind) is refused at that line, as
+    /// incomplete, not replayed into a divergence that never happened; the calls before
+    /// it are replayed (a divergence there is still reported as one).
+    #[test]
+    fn a_trace_with_lost_records_is_refused_as_incomplete() {
+        let connect = json!({ "k": "connect", "t": 0, "ret": { "ok": null } });
+        let lost = json!({ "k": "lost", "dropped": 12 });
+        let t = trace(default_config(), &[connect.clone(), lost.clone()]);
+        let e = replay(&t[..]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TraceError::Lost {
+                    line: 3,
+                    dropped: 12
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("incomplete"), "{e}");
+        let refused = json!({ "k": "connect", "t": 0, "ret": { "err": "NotIdle" } });
+        let t = trace(default_config(), &[refused, lost]);
+        let report = replay(&t[..]).expect("a divergence before the hole");
+        assert_eq!(report.divergence.map(|d| d.line), Some(2));
+    }
+
+    /// A trace written before the `lost` line existed (version 1) is still read.
+    #[test]
+    fn a_version_1_trace_is_read() {
+        let mut t = String::from_utf8(trace(default_config(), &[])).expect("UTF-8");
+        t = t.replace(&format!("\"version\":{FORMAT_VERSION}"), "\"version\":1");
+        assert!(t.contains("\"version\":1"), "{t}");
+        let report = replay(t.as_bytes()).expect("a version-1 trace");
+        assert!(!report.complete);
     }
 
     /// Reliability review §7 T1: a `connect_timeout` of `Duration::MAX` in the header used

@@ -57,6 +57,11 @@ pub const MAX_INBOUND: usize = 64 << 10;
 /// fits a run.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a judged run waits for the recorder's writer thread to finish the trace
+/// after the session loop ended (real time: the writer is a thread, not a task of the
+/// virtual runtime). Generous: it renders a short run in milliseconds.
+const TRACE_WAIT: Duration = Duration::from_secs(30);
+
 /// A wire campaign: `seeds` consecutive seeds from `start`, each `duration` long.
 #[derive(Clone, Debug)]
 pub struct WireCampaign {
@@ -611,9 +616,13 @@ where
     S: Server + Send + 'static,
 {
     let trace = Trace::default();
+    // Unbounded: a virtual run is short and records faster than any writer, and a judged
+    // run must record every call.
     let recorder = Recorder::to_writer(trace.clone())
         .redaction(Redaction::Keep)
-        .with_secrets(true);
+        .with_secrets(true)
+        .channel_bytes(usize::MAX);
+    let progress = recorder.progress();
     let mut report = WireVerdict::default();
     let run = run_driver_wire_with(
         config,
@@ -638,6 +647,11 @@ where
             report.error = Some(format!("the run: {e}"));
             return report;
         }
+    }
+    // The recorder's writer finishes the trace on its own thread once the loop ended.
+    if !progress.wait(TRACE_WAIT) {
+        report.error = Some(format!("the trace was not finished within {TRACE_WAIT:?}"));
+        return report;
     }
     let bytes = std::mem::take(
         &mut *trace

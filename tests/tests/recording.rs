@@ -344,6 +344,107 @@ async fn a_ring_buffer_dump_replays_and_an_evicted_one_is_refused() {
     assert!(matches!(err, TraceError::Gap { line: 2, .. }), "{err}");
 }
 
+/// A trace writer whose writes wait until the test opens it: a stalled disk.
+#[derive(Clone, Default)]
+struct Stalled {
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    sink: Shared,
+}
+
+impl Stalled {
+    fn open(&self) {
+        *self.open.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl Write for Stalled {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (open, changed) = &*self.open;
+        // Bounded by the tests' limit: a writer never opened fails instead of hanging.
+        let (open, _) = changed
+            .wait_timeout_while(
+                open.lock().unwrap_or_else(PoisonError::into_inner),
+                LIMIT,
+                |open| !*open,
+            )
+            .unwrap_or_else(PoisonError::into_inner);
+        if !*open {
+            return Err(std::io::Error::other("never opened"));
+        }
+        self.sink.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 16, item 5: a real session whose trace writer stalls while it sends 300
+/// messages: the session is not held back, the channel's overflow is dropped and
+/// counted, and the trace, finished once the writer catches up, is refused by the
+/// replayer at its `lost` line as incomplete, not reported as a divergence.
+#[tokio::test]
+async fn a_trace_that_lost_records_is_refused_as_incomplete() {
+    let a = &OnTokio;
+    let server = Server::start();
+    let writer = Stalled::default();
+    let recorder = Recorder::to_writer(writer.clone()).channel_bytes(8 << 10);
+    let progress = recorder.progress();
+    let config = loopback::config().build().expect("valid configuration");
+    let client = within(
+        a,
+        LIMIT,
+        "connect",
+        a.connect_with(
+            &server.url(),
+            config,
+            hello(),
+            Options::new().record(recorder),
+        ),
+    )
+    .await
+    .expect("connect");
+    for n in 0..300 {
+        client
+            .send(json!({ "type": "note", "n": n }))
+            .await
+            .expect("send while open");
+    }
+    let r = within(a, LIMIT, "echo", client.request(echo(1))).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert!(progress.lost() > 0, "8 KiB holds far fewer than 300 sends");
+    writer.open();
+    within(a, LIMIT, "close", client.close()).await;
+    drop(client);
+    let trace = finished(a, || writer.sink.bytes()).await;
+    assert!(progress.wait(LIMIT) && !progress.failed());
+    let t = text(&trace);
+    let said: u64 = t
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["k"] == "lost")
+        .filter_map(|v| v["dropped"].as_u64())
+        .sum();
+    assert_eq!(
+        said,
+        progress.lost(),
+        "the trace counts every record dropped"
+    );
+    let first = t
+        .lines()
+        .position(|l| l.contains(r#""k":"lost""#))
+        .expect("a lost line")
+        + 1;
+    match replay(trace.as_slice()) {
+        Err(TraceError::Lost { line, dropped }) => {
+            assert_eq!(line, first);
+            assert!(dropped > 0);
+        }
+        other => panic!("expected a refusal at line {first}: {other:?}"),
+    }
+}
+
 // ---- bad traces -------------------------------------------------------------------------
 
 /// A recorded trace, shared by the corruption tests.
@@ -513,19 +614,19 @@ fn corrupted_traces_are_refused_with_their_line_number() {
 #[test]
 fn an_unknown_version_is_refused_clearly() {
     let mut good = lines(sample());
-    good[0] = good[0].replace(r#""version":1"#, r#""version":7"#);
+    good[0] = good[0].replace(r#""version":2"#, r#""version":7"#);
     let err = replay(join(&good).as_slice()).unwrap_err();
     match &err {
         TraceError::Version {
             line: 1,
             found,
-            supported: 1,
+            supported: 2,
         } => assert_eq!(found, &json!(7)),
         other => panic!("{other:?}"),
     }
     assert_eq!(
         err.to_string(),
-        "line 1: trace format version 7 is not supported (this build reads version 1)"
+        "line 1: trace format version 7 is not supported (this build reads versions 1 to 2)"
     );
     let mut header: serde_json::Value = serde_json::from_str(&good[0]).expect("JSON");
     header.as_object_mut().expect("an object").remove("version");
@@ -562,7 +663,8 @@ proptest! {
                     | TraceError::Version { line, .. }
                     | TraceError::UnknownProfile { line, .. }
                     | TraceError::Malformed { line, .. }
-                    | TraceError::Gap { line, .. } => *line,
+                    | TraceError::Gap { line, .. }
+                    | TraceError::Lost { line, .. } => *line,
                     other => panic!("unexpected error {other:?}"),
                 };
                 prop_assert!(line >= 1 && line <= lines, "{e} (of {lines} lines)");

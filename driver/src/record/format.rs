@@ -14,8 +14,13 @@ use tether_core::{ConnId, FrameId, FrameViolation, Violation};
 
 use super::redact::{Direction, Redaction, Redactor, Wire, unhex};
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this build writes: 2 added the `lost` line (records the writer
+/// dropped because it fell behind).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The oldest format version this build reads: every version from this one to
+/// [`FORMAT_VERSION`] (a version-1 trace is a version-2 trace without `lost` lines).
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
 
 /// Why a value could not be read back from a trace: a message for a human, turned into
 /// a typed error with the line number by the replayer.
@@ -895,8 +900,13 @@ pub fn read_status(name: &str) -> Option<Status> {
 pub fn result<T, E: std::fmt::Debug>(r: &Result<T, E>, id: impl Fn(&T) -> Value) -> Value {
     match r {
         Ok(t) => json!({ "ok": id(t) }),
-        Err(e) => json!({ "err": strip_strings(&format!("{e:?}")) }),
+        Err(e) => json!({ "err": error_text(e) }),
     }
+}
+
+/// An error as [`result`] writes it: its `Debug` rendering with the text of strings removed.
+pub(crate) fn error_text(e: &impl std::fmt::Debug) -> String {
+    strip_strings(&format!("{e:?}"))
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@
 //! Off by default, and nearly free when off (one `Option` check per call). Turn it on
 //! per session with [`Options::record`]; `docs/recording.md` is the guide.
 //!
+//! When on, the session's task only copies what it records (refcounted payloads, ids,
+//! the session time) and, for a file, hands the copies to a writer thread through a
+//! channel bounded in bytes ([`CHANNEL_BYTES`]); rendering (JSON, SHA-1 fingerprints) and
+//! writing happen there, so a slow disk never holds the session back. A full channel
+//! drops records and the trace says so (a `lost` line). A ring buffer is rendered on the
+//! task, so that a dump is exact up to the moment it is taken.
+//!
 //! ```
 //! use tether_driver::record::{Options, Recorder, Redaction, RingBuffer};
 //! use tether_driver::tether_core::profiles::Raw;
@@ -26,32 +33,50 @@
 //! # let _ = (options, ring.dump());
 //! ```
 
+mod capture;
+mod channel;
 pub mod format;
+mod progress;
 mod recordable;
 mod redact;
+mod render;
 mod ring;
+#[cfg(test)]
+mod tests;
+mod writer;
 
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::ops::Deref;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tether_core::{
     CloseCode, ConnectError, Input, MessageId, Output, Protocol, RequestError, RequestId,
     SendError, Session,
 };
 
-pub use format::{FORMAT_VERSION, ReadError};
+use crate::SendProtocol;
+use capture::{Call, Capture, Final, Msg, ret};
+use channel::{Flushed, Sender};
+use render::Renderer;
+
+pub use format::{FORMAT_VERSION, OLDEST_FORMAT_VERSION, ReadError};
+pub use progress::Progress;
 pub use recordable::{GATEWAY_ENVELOPE, HELLO_ACK_ENVELOPE, Recordable};
 pub use redact::{Direction, JsonWire, Redaction, Redactor, Wire, fingerprint};
 pub use ring::RingBuffer;
 
-/// How often (in session time) a file recorder flushes its buffer at the latest.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// The default bound of a file recorder's channel, in bytes: what the session's task may
+/// have handed its writer thread and the writer not yet written (each record is charged
+/// its size in memory, 100 to 160 bytes by protocol, plus the payload bytes it keeps
+/// alive). 8 MiB holds some 9,000 echoed frames of 100 bytes (five records each): seconds
+/// of a session exchanging a thousand frames a second, 50 ms of the busiest one the
+/// benchmark runs. Set per recorder with [`Recorder::channel_bytes`].
+pub const CHANNEL_BYTES: usize = 8 << 20;
 
 /// Where a [`Recorder`] writes.
 enum Sink {
-    Writer(BufWriter<Box<dyn Write + Send>>),
+    Writer(writer::Sink),
     Ring(RingBuffer),
 }
 
@@ -59,11 +84,18 @@ enum Sink {
 /// `std::io::Write + Send`) or a [`RingBuffer`], a [`Redaction`] mode (default
 /// [`Redaction::Hash`]) and whether secrets may be written (default never).
 ///
-/// A writer's error stops the recording (logged once); the session goes on.
+/// A writer is written by a thread of the recorder's own, fed through a channel bounded
+/// in bytes ([`channel_bytes`](Self::channel_bytes)): a slow or stalled writer never
+/// stalls the session. When the channel is full, records are dropped, counted
+/// ([`Progress::lost`]) and marked in the trace by a `lost` line, which the replayer
+/// refuses to replay past. A writer's error or panic stops the recording (logged once);
+/// the session goes on.
 pub struct Recorder {
     sink: Sink,
     mode: Redaction,
     secrets: bool,
+    channel_bytes: usize,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -76,30 +108,39 @@ impl std::fmt::Debug for Recorder {
             .field("sink", &sink)
             .field("mode", &self.mode)
             .field("secrets", &self.secrets)
-            .finish()
+            .field("channel_bytes", &self.channel_bytes)
+            .finish_non_exhaustive()
     }
 }
 
 impl Recorder {
-    /// Records to `writer` (buffered; flushed at least every 200 ms of session time and
-    /// when the session loop ends).
-    #[must_use]
-    pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
+    fn new(sink: Sink) -> Self {
         Recorder {
-            sink: Sink::Writer(BufWriter::with_capacity(64 << 10, Box::new(writer))),
+            sink,
             mode: Redaction::default(),
             secrets: false,
+            channel_bytes: CHANNEL_BYTES,
+            progress: Progress::new(),
         }
     }
 
-    /// Records into `ring` (which it shares; keep a clone to dump it).
+    /// Records to `writer`, on a thread of its own (buffered; flushed at least every
+    /// 200 ms of session time while records come, 200 ms after the last one, and when the
+    /// session loop ends). The thread ends once the trace is complete
+    /// ([`Progress::wait`]).
+    #[must_use]
+    pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
+        Recorder::new(Sink::Writer(BufWriter::with_capacity(
+            64 << 10,
+            Box::new(writer),
+        )))
+    }
+
+    /// Records into `ring` (which it shares; keep a clone to dump it). Lines are rendered
+    /// on the session's task, so a dump holds every record up to the moment it is taken.
     #[must_use]
     pub fn to_ring(ring: &RingBuffer) -> Self {
-        Recorder {
-            sink: Sink::Ring(ring.clone()),
-            mode: Redaction::default(),
-            secrets: false,
-        }
+        Recorder::new(Sink::Ring(ring.clone()))
     }
 
     /// Sets the redaction mode.
@@ -116,6 +157,23 @@ impl Recorder {
     pub fn with_secrets(mut self, yes: bool) -> Self {
         self.secrets = yes;
         self
+    }
+
+    /// The bound of a writer's channel, in bytes (default [`CHANNEL_BYTES`]): how far the
+    /// writer may fall behind the session before records are dropped. A record larger
+    /// than the bound is taken when the channel is empty. `usize::MAX` never drops, and
+    /// then holds whatever a stalled writer has not written: for tests and simulations,
+    /// whose runs are short and must record every call. A ring buffer has no channel.
+    #[must_use]
+    pub fn channel_bytes(mut self, bytes: usize) -> Self {
+        self.channel_bytes = bytes;
+        self
+    }
+
+    /// A handle on this recording: records lost, and whether the trace is complete.
+    #[must_use]
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 }
 
@@ -172,15 +230,14 @@ impl<P: Protocol> Options<P> {
     #[must_use]
     pub fn record(mut self, recorder: Recorder) -> Self
     where
-        P: Recordable + Send + 'static,
+        P: Recordable + SendProtocol,
     {
+        let progress = recorder.progress();
         self.hook = Some(Box::new(Rec::<P> {
-            recorder,
-            redactor: None,
-            failed: false,
-            last_t: Duration::ZERO,
-            flushed_at: Duration::ZERO,
-            _p: std::marker::PhantomData,
+            route: Route::Unstarted(recorder),
+            redactor: Redactor::new(Redaction::default(), Wire::Opaque),
+            progress,
+            warned: false,
         }));
         self
     }
@@ -189,211 +246,159 @@ impl<P: Protocol> Options<P> {
 /// What the session loop tells a recording. Object-safe, so that the loop only holds an
 /// `Option<Box<dyn Hook<P>>>` and a session without recording pays one check per call.
 pub(crate) trait Hook<P: Protocol>: Send {
+    /// The session starts: the header.
     fn begin(&mut self, session: &Session<P>, seed: u64);
-    fn outbound(&self, message: &P::Outbound) -> Value;
-    fn request(&self, request: &P::Request) -> Value;
-    /// An `in` line at session time `t`.
-    fn input(&mut self, t: Duration, input: &Input);
-    /// A call line at session time `t`.
-    fn call(&mut self, t: Duration, line: Value);
-    fn output(&mut self, out: &Output<P>);
+    /// A message about to be sent, taken before the session consumes it.
+    fn outbound(&self, message: &P::Outbound) -> Msg<P::Outbound>;
+    /// A request about to be made, taken before the session consumes it.
+    fn request(&self, request: &P::Request) -> Msg<P::Request>;
+    /// A call or an output.
+    fn record(&mut self, capture: Capture<P>);
+    /// The loop is about to wait: hand over what is held.
+    fn flush(&mut self);
+    /// The loop ended at session time `t`: the last record.
     fn end(&mut self, t: Duration, session: &Session<P>);
 }
 
-struct Rec<P> {
-    recorder: Recorder,
-    redactor: Option<Redactor>,
-    failed: bool,
-    last_t: Duration,
-    flushed_at: Duration,
-    _p: std::marker::PhantomData<fn() -> P>,
+/// Where a recording's records go.
+enum Route<P: Protocol> {
+    /// Before the session starts.
+    Unstarted(Recorder),
+    /// Rendered on the task into a ring buffer.
+    Ring {
+        ring: RingBuffer,
+        renderer: Renderer,
+    },
+    /// Sent to the writer thread.
+    Writer(Sender<Capture<P>>),
+    /// Over, or stopped.
+    Off,
 }
 
-impl<P> Rec<P> {
-    fn redactor(&self) -> Redactor {
-        // `begin` sets it before any other call; a trace without it would be headless.
-        self.redactor
-            .unwrap_or_else(|| Redactor::new(self.recorder.mode, Wire::Opaque))
-    }
-
-    fn write(&mut self, line: &Value, header: bool) {
-        if self.failed {
-            return;
-        }
-        if let (Sink::Writer(w), false) = (&mut self.recorder.sink, header) {
-            // Straight into the buffer: no intermediate string.
-            let r = serde_json::to_writer(&mut *w, line)
-                .map_err(io::Error::from)
-                .and_then(|()| w.write_all(b"\n"));
-            if let Err(e) = r {
-                self.fail(&e);
-            } else {
-                self.maybe_flush();
-            }
-            return;
-        }
-        let mut text = line.to_string();
-        text.push('\n');
-        self.write_text(text, header);
-    }
-
-    /// Writes a line already rendered (with its newline).
-    fn write_str(&mut self, text: String) {
-        self.write_text(text, false);
-    }
-
-    fn maybe_flush(&mut self) {
-        if let Sink::Writer(w) = &mut self.recorder.sink
-            && self.last_t >= self.flushed_at + FLUSH_EVERY
-        {
-            self.flushed_at = self.last_t;
-            if let Err(e) = w.flush() {
-                self.fail(&e);
-            }
-        }
-    }
-
-    fn write_text(&mut self, text: String, header: bool) {
-        if self.failed {
-            return;
-        }
-        let result = match &mut self.recorder.sink {
-            Sink::Writer(w) => {
-                let mut r = w.write_all(text.as_bytes());
-                if r.is_ok() && (header || self.last_t >= self.flushed_at + FLUSH_EVERY) {
-                    self.flushed_at = self.last_t;
-                    r = w.flush();
-                }
-                r
-            }
-            Sink::Ring(ring) if header => {
-                ring.begin(text);
-                Ok(())
-            }
-            Sink::Ring(ring) => {
-                ring.push(self.last_t, text);
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            self.fail(&e);
-        }
-    }
-
-    fn fail(&mut self, e: &io::Error) {
-        tracing::warn!(error = %e, "flight recorder stopped: cannot write the trace");
-        self.failed = true;
-    }
+struct Rec<P: Protocol> {
+    route: Route<P>,
+    /// For the messages a protocol does not copy, rendered on the task.
+    redactor: Redactor,
+    progress: Progress,
+    /// Whether dropping records was logged.
+    warned: bool,
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl<P: Recordable + Send> Hook<P> for Rec<P> {
+impl<P: Recordable + SendProtocol> Hook<P> for Rec<P> {
     fn begin(&mut self, session: &Session<P>, seed: u64) {
-        let protocol = session.protocol();
+        let Route::Unstarted(recorder) = std::mem::replace(&mut self.route, Route::Off) else {
+            return;
+        };
         let redactor =
-            Redactor::new(self.recorder.mode, protocol.wire()).with_secrets(self.recorder.secrets);
-        self.redactor = Some(redactor);
-        let config = match format::config(session.config()) {
-            Ok(c) => c,
+            Redactor::new(recorder.mode, session.protocol().wire()).with_secrets(recorder.secrets);
+        self.redactor = redactor;
+        let header = match render::header(session, seed, &redactor) {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "flight recorder off: configuration not recordable");
-                self.failed = true;
+                self.progress.finish(true);
                 return;
             }
         };
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let header = json!({
-            "k": "header",
-            "version": FORMAT_VERSION,
-            "tether": env!("CARGO_PKG_VERSION"),
-            "seed": seed,
-            "profile": protocol.profile(),
-            "redaction": redactor.mode().name(),
-            "secrets": redactor.secrets(),
-            "started_unix_ms": wall_ms,
-            "config": config,
-        });
-        self.write(&header, true);
+        self.route = match recorder.sink {
+            Sink::Ring(ring) => {
+                ring.begin(header);
+                Route::Ring {
+                    ring,
+                    renderer: Renderer::new(redactor),
+                }
+            }
+            Sink::Writer(w) => {
+                let (tx, rx) = channel::bounded(recorder.channel_bytes, Capture::bytes);
+                let started = writer::spawn(
+                    w,
+                    Renderer::new(redactor),
+                    header,
+                    rx,
+                    self.progress.clone(),
+                );
+                match started {
+                    Ok(()) => Route::Writer(tx),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "flight recorder off: cannot start its writer thread");
+                        self.progress.finish(true);
+                        Route::Off
+                    }
+                }
+            }
+        };
     }
 
-    fn outbound(&self, message: &P::Outbound) -> Value {
-        P::record_outbound(message, &self.redactor())
+    fn outbound(&self, message: &P::Outbound) -> Msg<P::Outbound> {
+        render::outbound::<P>(message, &self.redactor)
     }
 
-    fn request(&self, request: &P::Request) -> Value {
-        P::record_request(request, &self.redactor())
+    fn request(&self, request: &P::Request) -> Msg<P::Request> {
+        render::request::<P>(request, &self.redactor)
     }
 
-    fn input(&mut self, t: Duration, input: &Input) {
-        if self.failed {
-            return;
+    fn record(&mut self, capture: Capture<P>) {
+        match &mut self.route {
+            Route::Writer(tx) => {
+                let bytes = capture.bytes();
+                let flushed = tx.send(capture, bytes);
+                self.flushed(flushed);
+            }
+            Route::Ring { ring, renderer } => {
+                let mut line = Vec::new();
+                // Into a `Vec`: cannot fail.
+                let _ = renderer.render(&capture, &mut line);
+                ring.push(renderer.last_t(), line);
+            }
+            Route::Unstarted(_) | Route::Off => {}
         }
-        self.last_t = t;
-        // The most frequent line of a busy session, written without building a tree.
-        if let Input::WriteCompleted { conn, frame } = input {
-            let line = format!(
-                "{{\"in\":{{\"written\":{{\"conn\":{},\"frame\":{}}}}},\"k\":\"in\",\"t\":{}}}\n",
-                conn.get(),
-                frame.get(),
-                nanos(t)
-            );
-            self.write_str(line);
-            return;
-        }
-        let line =
-            json!({ "k": "in", "in": format::input(&self.redactor(), input), "t": nanos(t) });
-        self.write(&line, false);
     }
 
-    fn call(&mut self, t: Duration, mut line: Value) {
-        self.last_t = t;
-        if let Value::Object(m) = &mut line {
-            m.insert("t".into(), nanos(t).into());
+    fn flush(&mut self) {
+        if let Route::Writer(tx) = &mut self.route {
+            let flushed = tx.flush();
+            self.flushed(flushed);
         }
-        self.write(&line, false);
-    }
-
-    fn output(&mut self, out: &Output<P>) {
-        if self.failed {
-            return;
-        }
-        if let Output::Event(tether_core::Event::Message(_)) = out {
-            self.write_str("{\"k\":\"out\",\"o\":{\"event\":\"Message\"}}\n".to_owned());
-            return;
-        }
-        let line = json!({ "k": "out", "o": format::output(&self.redactor(), out) });
-        self.write(&line, false);
     }
 
     fn end(&mut self, t: Duration, session: &Session<P>) {
-        self.last_t = t;
-        let line = json!({
-            "k": "end",
-            "t": nanos(t),
-            "status": format::status_name(session.status()),
-            "closed": session.is_closed(),
-            "timer": session.poll_timeout().is_some(),
-            "sizes": {
-                "pending_requests": session.pending_requests(),
-                "queued": session.queued(),
-                "open_streams": session.open_streams(),
-                "remembered": session.remembered_events(),
-                "pending_writes": session.pending_writes(),
-            },
-        });
-        self.write(&line, false);
-        if let Sink::Writer(w) = &mut self.recorder.sink
-            && !self.failed
-            && let Err(e) = w.flush()
-        {
-            self.fail(&e);
+        let last = Capture::End(Final::of(t, session));
+        match std::mem::replace(&mut self.route, Route::Off) {
+            // The writer writes it after everything accepted, flushes, and says it is done.
+            Route::Writer(tx) => {
+                let flushed = tx.send_last(last);
+                self.flushed(flushed);
+            }
+            Route::Ring { ring, mut renderer } => {
+                let mut line = Vec::new();
+                // Into a `Vec`: cannot fail.
+                let _ = renderer.render(&last, &mut line);
+                ring.push(renderer.last_t(), line);
+                self.progress.finish(false);
+            }
+            Route::Unstarted(_) | Route::Off => {}
         }
     }
+}
+
+impl<P: Protocol> Rec<P> {
+    /// Counts what the channel dropped; stops sending once the writer is gone.
+    fn flushed(&mut self, f: Flushed) {
+        if f.lost > 0 {
+            self.progress.lose(f.lost);
+            if !std::mem::replace(&mut self.warned, true) {
+                tracing::warn!("flight recorder behind: dropping records (the trace says where)");
+            }
+        }
+        if f.stopped {
+            // The writer failed and said so.
+            self.route = Route::Off;
+        }
+    }
+}
+
+fn at(start: Instant, now: Instant) -> Duration {
+    now.saturating_duration_since(start)
 }
 
 /// The session as the loop sees it: every mutating call goes through here, so a recording
@@ -428,36 +433,30 @@ impl<P: Protocol> Tap<P> {
         }
     }
 
-    fn at(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.start)
+    fn call(&mut self, now: Instant, call: Call<P>) {
+        if let Some(h) = &mut self.hook {
+            h.record(Capture::Call(at(self.start, now), call));
+        }
     }
 
     pub(crate) fn connect(&mut self, now: Instant) -> Result<(), ConnectError> {
         let r = self.session.connect(now);
-        if let Some(h) = &mut self.hook {
-            let t = now.saturating_duration_since(self.start);
-            h.call(
-                t,
-                json!({ "k": "connect", "ret": format::result(&r, |_| Value::Null) }),
-            );
+        if self.hook.is_some() {
+            self.call(now, Call::Connect(ret(&r, |_| Value::Null)));
         }
         r
     }
 
     pub(crate) fn handle_input(&mut self, input: Input, now: Instant) {
-        if let Some(h) = &mut self.hook {
-            h.input(now.saturating_duration_since(self.start), &input);
+        if self.hook.is_some() {
+            // A frame's payload is shared, not copied.
+            self.call(now, Call::Input(input.clone()));
         }
         self.session.handle_input(input, now);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if let Some(h) = &mut self.hook {
-            h.call(
-                now.saturating_duration_since(self.start),
-                json!({ "k": "timeout" }),
-            );
-        }
+        self.call(now, Call::Timeout);
         self.session.handle_timeout(now);
     }
 
@@ -472,27 +471,20 @@ impl<P: Protocol> Tap<P> {
             Some(ttl) => s.send_with_ttl(message, ttl, now),
             None => s.send(message, now),
         };
-        let Some(h) = &mut self.hook else {
+        let Some(h) = &self.hook else {
             return send(&mut self.session, message);
         };
         let msg = h.outbound(&message);
         let r = send(&mut self.session, message);
-        let ret = format::result(&r, |id| id.get().into());
-        let mut line = json!({ "k": "send", "msg": msg, "ret": ret });
-        if let Some(ttl) = ttl {
-            line["ttl"] = format::duration(ttl);
-        }
-        h.call(now.saturating_duration_since(self.start), line);
+        let ret = ret(&r, |id| id.get().into());
+        self.call(now, Call::Send { msg, ttl, ret });
         r
     }
 
     pub(crate) fn feed(&mut self, message: P::Outbound, now: Instant) {
-        if let Some(h) = &mut self.hook {
+        if let Some(h) = &self.hook {
             let msg = h.outbound(&message);
-            h.call(
-                now.saturating_duration_since(self.start),
-                json!({ "k": "feed", "msg": msg }),
-            );
+            self.call(now, Call::Feed(msg));
         }
         self.session.feed(message, now);
     }
@@ -503,31 +495,18 @@ impl<P: Protocol> Tap<P> {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<RequestId, RequestError> {
-        let Some(h) = &mut self.hook else {
+        let Some(h) = &self.hook else {
             return self.session.request(request, timeout, now);
         };
         let req = h.request(&request);
         let r = self.session.request(request, timeout, now);
-        let ret = format::result(&r, |id| id.get().into());
-        h.call(
-            now.saturating_duration_since(self.start),
-            json!({
-                "k": "request",
-                "req": req,
-                "timeout": timeout.map(format::duration),
-                "ret": ret,
-            }),
-        );
+        let ret = ret(&r, |id| id.get().into());
+        self.call(now, Call::Request { req, timeout, ret });
         r
     }
 
     pub(crate) fn close(&mut self, code: CloseCode, reason: &'static str, now: Instant) {
-        if let Some(h) = &mut self.hook {
-            h.call(
-                now.saturating_duration_since(self.start),
-                json!({ "k": "close", "code": code.0, "reason": reason }),
-            );
-        }
+        self.call(now, Call::Close { code, reason });
         self.session.close(code, reason, now);
     }
 
@@ -538,22 +517,14 @@ impl<P: Protocol> Tap<P> {
             OnDemand::Resume => self.session.resume(now),
             OnDemand::Reconnect => self.session.reconnect(now),
         };
-        if let Some(h) = &mut self.hook {
-            h.call(
-                now.saturating_duration_since(self.start),
-                json!({ "k": kind.name(), "ret": format::result(&r, |_| Value::Null) }),
-            );
+        if self.hook.is_some() {
+            self.call(now, Call::OnDemand(kind, ret(&r, |_| Value::Null)));
         }
         r
     }
 
     pub(crate) fn terminate(&mut self, now: Instant) {
-        if let Some(h) = &mut self.hook {
-            h.call(
-                now.saturating_duration_since(self.start),
-                json!({ "k": "terminate" }),
-            );
-        }
+        self.call(now, Call::Terminate);
         self.session.terminate(now);
     }
 
@@ -562,18 +533,27 @@ impl<P: Protocol> Tap<P> {
     pub(crate) fn poll_output(&mut self) -> Option<Output<P>> {
         let out = self.session.poll_output();
         if let (Some(h), Some(o)) = (&mut self.hook, &out) {
-            h.output(o);
+            h.record(Capture::output(o));
         }
         out
     }
 
-    /// Writes the `end` line (once) and flushes: the loop is done with the session.
+    /// Hands the records of this wake-up to the recorder's writer: the loop is about to
+    /// wait.
+    pub(crate) fn flush_records(&mut self) {
+        if let Some(h) = &mut self.hook {
+            h.flush();
+        }
+    }
+
+    /// Records the `end` (once): the loop is done with the session. A file recorder's
+    /// writer then writes what it still holds, the `end` line last, and flushes.
     pub(crate) fn end(&mut self, now: Instant) {
         if self.ended {
             return;
         }
         self.ended = true;
-        let t = self.at(now);
+        let t = at(self.start, now);
         if let Some(h) = &mut self.hook {
             h.end(t, &self.session);
         }

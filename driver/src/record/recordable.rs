@@ -2,6 +2,7 @@
 //! and its implementations for the three ready profiles.
 
 use std::convert::Infallible;
+use std::io;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -68,6 +69,22 @@ pub trait Recordable: Protocol {
     /// A message passed to `send` or `feed`, redacted by `r`.
     fn record_outbound(message: &Self::Outbound, r: &Redactor) -> Value;
 
+    /// Writes [`record_outbound`](Self::record_outbound)'s JSON to `w`, byte for byte.
+    /// The default renders that value; a protocol whose messages are frames writes them
+    /// with [`Redactor::write_frame`] and builds no tree (a file recorder writes one per
+    /// `send` and `feed`, on its writer thread).
+    ///
+    /// # Errors
+    ///
+    /// `w`'s.
+    fn write_outbound(
+        message: &Self::Outbound,
+        r: &Redactor,
+        w: &mut dyn io::Write,
+    ) -> io::Result<()> {
+        serde_json::to_writer(w, &Self::record_outbound(message, r)).map_err(io::Error::from)
+    }
+
     /// Rebuilds a message from what [`record_outbound`](Self::record_outbound) wrote
     /// (redacted: a stand-in the session treats alike).
     ///
@@ -85,12 +102,55 @@ pub trait Recordable: Protocol {
     ///
     /// A malformed record.
     fn replay_request(value: &Value) -> Result<Self::Request, ReadError>;
+
+    /// A copy of `message` for a file recorder to render on its writer thread rather than
+    /// on the session's task, with the bytes the copy holds (charged against the
+    /// recorder's channel bound, [`Recorder::channel_bytes`](super::Recorder::channel_bytes)).
+    /// Worth it when copying is cheaper than [`record_outbound`](Self::record_outbound):
+    /// a refcounted buffer, a JSON value (a copy costs no fingerprint).
+    ///
+    /// The default, `None`, renders the message on the session's task.
+    fn copy_outbound(message: &Self::Outbound) -> Option<(Self::Outbound, usize)> {
+        let _ = message;
+        None
+    }
+
+    /// [`copy_outbound`](Self::copy_outbound) for a request. The default, `None`, renders
+    /// the request on the session's task.
+    fn copy_request(request: &Self::Request) -> Option<(Self::Request, usize)> {
+        let _ = request;
+        None
+    }
+}
+
+/// About the bytes a JSON value holds: its strings and keys, and a word per value. Walks
+/// the value once, which is cheaper than the copy it sizes.
+fn json_bytes(v: &Value) -> usize {
+    const WORD: usize = 8;
+    match v {
+        Value::String(s) => WORD + s.len(),
+        Value::Array(a) => WORD + a.iter().map(json_bytes).sum::<usize>(),
+        Value::Object(m) => {
+            WORD + m
+                .iter()
+                .map(|(k, v)| k.len() + json_bytes(v))
+                .sum::<usize>()
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => WORD,
+    }
 }
 
 fn data_frame(f: &DataFrame, r: &Redactor) -> Value {
     match f {
         DataFrame::Text(t) => r.frame("text", t.as_bytes(), Direction::Outbound),
         DataFrame::Binary(b) => r.frame("binary", b, Direction::Outbound),
+    }
+}
+
+fn write_data_frame(f: &DataFrame, r: &Redactor, w: &mut dyn io::Write) -> io::Result<()> {
+    match f {
+        DataFrame::Text(t) => r.write_frame("text", t.as_bytes(), Direction::Outbound, w),
+        DataFrame::Binary(b) => r.write_frame("binary", b, Direction::Outbound, w),
     }
 }
 
@@ -118,6 +178,10 @@ impl Recordable for Raw {
         data_frame(message, r)
     }
 
+    fn write_outbound(message: &DataFrame, r: &Redactor, w: &mut dyn io::Write) -> io::Result<()> {
+        write_data_frame(message, r, w)
+    }
+
     fn replay_outbound(value: &Value) -> Result<DataFrame, ReadError> {
         read_data_frame(value)
     }
@@ -128,6 +192,11 @@ impl Recordable for Raw {
 
     fn replay_request(_: &Value) -> Result<Infallible, ReadError> {
         Err("the raw profile has no requests".to_owned())
+    }
+
+    /// A refcount: the payload is shared, not copied.
+    fn copy_outbound(message: &DataFrame) -> Option<(DataFrame, usize)> {
+        Some((message.clone(), message.as_bytes().len()))
     }
 }
 
@@ -187,6 +256,14 @@ impl Recordable for HelloAck {
                 request
             },
         )
+    }
+
+    fn copy_outbound(message: &Value) -> Option<(Value, usize)> {
+        Some((message.clone(), json_bytes(message)))
+    }
+
+    fn copy_request(request: &HelloAckRequest) -> Option<(HelloAckRequest, usize)> {
+        Some((request.clone(), json_bytes(&request.params)))
     }
 }
 
@@ -285,5 +362,14 @@ impl Recordable for Gateway {
             .ok_or("a request needs a string `method`")?;
         let params = value.get("params").cloned().filter(|p| !p.is_null());
         Ok(GatewayRequest::new(method, params))
+    }
+
+    fn copy_outbound(message: &Value) -> Option<(Value, usize)> {
+        Some((message.clone(), json_bytes(message)))
+    }
+
+    fn copy_request(request: &GatewayRequest) -> Option<(GatewayRequest, usize)> {
+        let bytes = request.params.as_ref().map_or(0, json_bytes);
+        Some((request.clone(), bytes))
     }
 }

@@ -1,7 +1,7 @@
 //! Redaction: what of a payload reaches a trace, and the protocol knowledge that keeps a
 //! redacted trace replayable.
 
-use std::fmt::Write as _;
+use std::io;
 
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
@@ -202,6 +202,52 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// Writes [`frame`](Self::frame)'s JSON to `w`, byte for byte, without building a
+    /// tree when the frame is not read as JSON (an opaque wire, a binary or control
+    /// frame): what a busy session's recorder writes most.
+    ///
+    /// # Errors
+    ///
+    /// `w`'s.
+    pub fn write_frame(
+        &self,
+        kind: &'static str,
+        bytes: &[u8],
+        dir: Direction,
+        w: &mut (impl io::Write + ?Sized),
+    ) -> io::Result<()> {
+        let text = std::str::from_utf8(bytes).ok();
+        let is_text = kind == "text";
+        if let (Wire::Json(_), true, Some(_)) = (self.wire, is_text, text) {
+            return serde_json::to_writer(w, &self.frame(kind, bytes, dir))
+                .map_err(io::Error::from);
+        }
+        // Keys in `frame`'s (sorted) order: h, k, len, s, utf8, x.
+        w.write_all(b"{")?;
+        if self.mode == Redaction::Hash {
+            w.write_all(b"\"h\":\"")?;
+            write_hex(w, &Sha1::digest(bytes)[..8])?;
+            w.write_all(b"\",")?;
+        }
+        write!(w, "\"k\":\"{kind}\",\"len\":{}", bytes.len())?;
+        let kept_text = text.filter(|_| is_text && self.mode == Redaction::Keep);
+        if let Some(t) = kept_text {
+            w.write_all(b",\"s\":")?;
+            serde_json::to_writer(&mut *w, t).map_err(io::Error::from)?;
+        }
+        if is_text && text.is_none() {
+            w.write_all(b",\"utf8\":false")?;
+        }
+        if self.mode == Redaction::Keep && kept_text.is_none() {
+            w.write_all(b",\"x\":\"")?;
+            write_hex(w, bytes)?;
+            w.write_all(b"\"")?;
+        }
+        w.write_all(b"}")
+    }
+}
+
 /// How strings outside the envelope are replaced.
 #[derive(Clone, Copy)]
 enum Strings {
@@ -243,6 +289,28 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     hex(&digest[..8])
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The two lower-case hex digits of `b`.
+fn hex_pair(b: u8) -> [u8; 2] {
+    [
+        HEX_DIGITS[usize::from(b >> 4)],
+        HEX_DIGITS[usize::from(b & 0xf)],
+    ]
+}
+
+/// [`hex`] straight into `w`.
+fn write_hex(w: &mut (impl io::Write + ?Sized), bytes: &[u8]) -> io::Result<()> {
+    let mut chunk = [0u8; 64];
+    for part in bytes.chunks(chunk.len() / 2) {
+        for (i, b) in part.iter().enumerate() {
+            chunk[2 * i..2 * i + 2].copy_from_slice(&hex_pair(*b));
+        }
+        w.write_all(&chunk[..2 * part.len()])?;
+    }
+    Ok(())
+}
+
 /// A fingerprinted string: `#` and its [`fingerprint`].
 fn fingerprint_str(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(17);
@@ -256,8 +324,9 @@ fn fingerprint_str(bytes: &[u8]) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
+        let [hi, lo] = hex_pair(*b);
+        s.push(char::from(hi));
+        s.push(char::from(lo));
     }
     s
 }
@@ -320,6 +389,38 @@ mod tests {
                 .to_string()
                 .contains("tok-123")
         );
+    }
+
+    /// The hand-written frame is `frame`'s JSON, byte for byte, in every mode, for every
+    /// kind, valid UTF-8 or not, opaque or JSON.
+    #[test]
+    fn a_written_frame_is_the_frame_rendered() {
+        let payloads: [&[u8]; 5] = [
+            b"",
+            b"plain \"quoted\" text\n\t\\ \x01",
+            "caf\u{e9} \u{1f600}".as_bytes(),
+            b"\xff\xfe not utf-8",
+            br#"{"type":"msg","id":"a1","body":"private"}"#,
+        ];
+        for wire in [Wire::Opaque, Wire::Json(WIRE)] {
+            for mode in [Redaction::Keep, Redaction::Hash, Redaction::Drop] {
+                let r = Redactor::new(mode, wire);
+                for kind in ["text", "binary", "ping", "pong"] {
+                    for bytes in payloads {
+                        let mut written = Vec::new();
+                        r.write_frame(kind, bytes, Direction::Inbound, &mut written)
+                            .expect("into a Vec");
+                        let rendered = r.frame(kind, bytes, Direction::Inbound).to_string();
+                        assert_eq!(
+                            String::from_utf8(written).expect("JSON is UTF-8"),
+                            rendered,
+                            "{mode:?} {kind} {bytes:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

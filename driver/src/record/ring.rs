@@ -33,8 +33,8 @@ pub struct RingBuffer {
 struct Ring {
     window: Duration,
     max_bytes: usize,
-    header: Option<String>,
-    lines: VecDeque<(Duration, String)>,
+    header: Option<Vec<u8>>,
+    lines: VecDeque<(Duration, Vec<u8>)>,
     bytes: usize,
     dropped: u64,
 }
@@ -62,7 +62,7 @@ impl RingBuffer {
     }
 
     /// Starts a new trace: a header line (with its newline); earlier lines are gone.
-    pub(crate) fn begin(&self, header: String) {
+    pub(crate) fn begin(&self, header: Vec<u8>) {
         let mut r = self.lock();
         r.header = Some(header);
         r.lines.clear();
@@ -72,7 +72,7 @@ impl RingBuffer {
 
     /// Appends a line (with its newline) written at session time `at`, evicting what the
     /// bounds no longer allow.
-    pub(crate) fn push(&self, at: Duration, line: String) {
+    pub(crate) fn push(&self, at: Duration, line: Vec<u8>) {
         let mut r = self.lock();
         r.bytes += line.len();
         r.lines.push_back((at, line));
@@ -107,13 +107,13 @@ impl RingBuffer {
     pub fn write_to(&self, mut w: impl Write) -> io::Result<()> {
         let r = self.lock();
         if let Some(h) = &r.header {
-            w.write_all(h.as_bytes())?;
+            w.write_all(h)?;
         }
         if r.dropped > 0 {
             writeln!(w, "{{\"k\":\"gap\",\"dropped\":{}}}", r.dropped)?;
         }
         for (_, l) in &r.lines {
-            w.write_all(l.as_bytes())?;
+            w.write_all(l)?;
         }
         Ok(())
     }
@@ -138,9 +138,12 @@ mod tests {
     #[test]
     fn evicts_by_time_and_by_bytes() {
         let ring = RingBuffer::new(Duration::from_secs(60), 100);
-        ring.begin("{\"k\":\"header\"}\n".into());
+        ring.begin(b"{\"k\":\"header\"}\n".to_vec());
         for s in 0..10u64 {
-            ring.push(Duration::from_secs(s * 20), format!("{{\"t\":{s}}}\n"));
+            ring.push(
+                Duration::from_secs(s * 20),
+                format!("{{\"t\":{s}}}\n").into(),
+            );
         }
         // 180 s: lines from before 120 s are too old.
         let dump = String::from_utf8(ring.dump()).unwrap();
@@ -148,7 +151,7 @@ mod tests {
         assert!(dump.ends_with("{\"t\":9}\n"));
         assert_eq!(ring.dropped(), 6);
         for _ in 0..20 {
-            ring.push(Duration::from_secs(200), "0123456789\n".into());
+            ring.push(Duration::from_secs(200), b"0123456789\n".to_vec());
         }
         assert!(ring.bytes() <= 100);
     }
