@@ -835,6 +835,15 @@ mod tests {
             );
             assert_eq!(pick(&text, &KEYS).is_ok(), n <= MAX_DEPTH, "{n} levels");
         }
+        // A nested member that is not an object counts alike.
+        for n in [127, 128] {
+            let text = format!(r#"{{"p":{}{}}}"#, "[".repeat(n - 1), "]".repeat(n - 1));
+            assert_eq!(
+                pick_nested(&text, &KEYS, 2, &KEYS).is_ok(),
+                n <= MAX_DEPTH,
+                "{n} levels, arrays"
+            );
+        }
         assert!(pick_nested(r#"{"p":{"n":}}"#, &KEYS, 2, &KEYS).is_err());
     }
 
