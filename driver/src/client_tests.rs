@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use futures::task::noop_waker_ref;
 use futures::{FutureExt, StreamExt};
 use tether_core::{
-    ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, InFrame, Opening, OutFrame, Phase,
+    ConnId, DataFrame, Decoded, EncodeError, EncodedRequest, Opening, OutFrame, Phase,
     RequestFailure, RequestMeta, SessionError, StreamEnd, StreamEventKind, StreamFrame, StreamKey,
     StreamState, TextMode, TransportFailure,
 };
@@ -18,11 +18,11 @@ use tether_core::{
 use super::*;
 use crate::manual_rt::Manual;
 use crate::shared::SUBSCRIBER_BYTES;
-use crate::transport::{Incoming, Link};
+use crate::transport::Link;
 
 // ---- a peer that is a channel ------------------------------------------------------------
 
-type PeerTx = futures::channel::mpsc::UnboundedSender<Result<Incoming, std::io::Error>>;
+use crate::test_peer::PeerTx;
 
 /// Every connection's inbound side, for the test to speak as the peer. With `drop_at_once`
 /// every connection drops as soon as it is open (a flapping peer).
@@ -59,21 +59,13 @@ impl Transport for Peer {
                 Ok::<_, std::io::Error>(())
             }
         });
-        Ok(Link {
-            sink: Box::pin(sink),
-            stream: Box::pin(rx),
-            reset: None,
-            subprotocol: None,
-        })
+        Ok(crate::test_peer::link(sink, rx))
     }
 }
 
 impl Peer {
     fn say(&self, text: &str) {
-        let links = lock(&self.links);
-        let tx = links.last().expect("a connection");
-        let frame = InFrame::Text(bytes::Bytes::copy_from_slice(text.as_bytes()));
-        let _ = tx.unbounded_send(Ok(Incoming::Frame(frame)));
+        crate::test_peer::say(&self.links, text);
     }
 }
 

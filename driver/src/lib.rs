@@ -46,6 +46,8 @@ mod shared;
 mod sniff;
 mod stream_events;
 mod task;
+#[cfg(test)]
+mod test_peer;
 #[cfg(feature = "rustls")]
 mod tls;
 mod transport;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 
-use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::channel::mpsc::unbounded;
 use futures::{FutureExt, StreamExt};
 use tether_core::profiles::Raw;
 use tether_core::{Config, ConnId, DataFrame, Event, InFrame, OutFrame, Status, TransportFailure};
@@ -35,7 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 // ---- a peer that answers pings -----------------------------------------------------------
 
-type PeerTx = UnboundedSender<Result<Incoming, io::Error>>;
+use crate::test_peer::PeerTx;
 
 /// Every connection's inbound side, for the test to speak as the peer; every ping the
 /// session writes is counted and answered with a pong.
@@ -58,21 +58,13 @@ impl Transport for Peer {
             }
             async { Ok::<_, io::Error>(()) }
         });
-        Ok(Link {
-            sink: Box::pin(sink),
-            stream: Box::pin(rx),
-            reset: None,
-            subprotocol: None,
-        })
+        Ok(crate::test_peer::link(sink, rx))
     }
 }
 
 impl Peer {
     fn say(&self, text: &str) {
-        let links = lock(&self.links);
-        let tx = links.last().expect("a connection");
-        let frame = InFrame::Text(bytes::Bytes::copy_from_slice(text.as_bytes()));
-        let _ = tx.unbounded_send(Ok(Incoming::Frame(frame)));
+        crate::test_peer::say(&self.links, text);
     }
 
     fn pings(&self) -> usize {
