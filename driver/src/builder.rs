@@ -10,6 +10,7 @@ use tether_core::{Config, ConnId};
 use crate::client::Client;
 use crate::connect::os_seed;
 use crate::error::ConnectError;
+use crate::inline::Inline;
 use crate::proxy::Proxy;
 use crate::record::{Options, Recordable, Recorder};
 use crate::runtime::Runtime;
@@ -246,8 +247,43 @@ impl<R: Runtime, D: Dial, P: SendProtocol> Builder<R, D, P> {
         Ok(client)
     }
 
+    /// Starts the session to be driven by the calling task ([`Inline`]): no task of its
+    /// own and no channel between the application and the session, the fastest way to run
+    /// one. It connects as it is polled.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Url`], [`ConnectError::Header`] or [`ConnectError::Config`].
+    pub fn inline(self) -> Result<Inline<P, R>, ConnectError> {
+        let (parts, _target) = self.parts()?;
+        Inline::start_with(
+            parts.runtime,
+            parts.transport,
+            parts.config,
+            parts.protocol,
+            parts.seed,
+            &parts.label,
+            parts.options,
+        )
+    }
+
     /// The transport these options describe, and the session on it.
     fn launch(self) -> Result<(Client<P>, String), ConnectError> {
+        let (parts, target) = self.parts()?;
+        let client = Client::start_with(
+            parts.runtime,
+            parts.transport,
+            parts.config,
+            parts.protocol,
+            parts.seed,
+            &parts.label,
+            parts.options,
+        )?;
+        Ok((client, target))
+    }
+
+    /// What a session is started from, and the `host:port` it connects to.
+    fn parts(self) -> Result<(Parts<R, D, P>, String), ConnectError> {
         let mut transport = WsTransport::new(self.dial, &self.url)?;
         let proxy = match self.proxy {
             ProxyChoice::Direct => None,
@@ -274,15 +310,26 @@ impl<R: Runtime, D: Dial, P: SendProtocol> Builder<R, D, P> {
         if let Some(bytes) = self.subscriber_bytes {
             options = options.subscriber_bytes(bytes);
         }
-        let client = Client::start_with(
-            self.runtime,
+        let parts = Parts {
+            runtime: self.runtime,
             transport,
-            self.config,
-            self.protocol,
-            self.seed.unwrap_or_else(os_seed),
-            &label,
+            config: self.config,
+            protocol: self.protocol,
+            seed: self.seed.unwrap_or_else(os_seed),
+            label,
             options,
-        )?;
-        Ok((client, target))
+        };
+        Ok((parts, target))
     }
+}
+
+/// A session's makings, as the builder's options describe them.
+struct Parts<R, D: Dial, P: tether_core::Protocol> {
+    runtime: R,
+    transport: WsTransport<D>,
+    config: Config,
+    protocol: P,
+    seed: u64,
+    label: String,
+    options: Options<P>,
 }

@@ -17,7 +17,7 @@ use crate::shared::{
     CMD_CAPACITY, Cmd, Control, Outcome, STREAM_CAPACITY, SUBSCRIBER_CAPACITY, Shared, lock,
 };
 use crate::stream_events::{self, StreamEvents};
-use crate::task::Driver;
+use crate::task::{Driver, Front};
 use crate::transport::Transport;
 use crate::update::Update;
 
@@ -160,32 +160,22 @@ impl<P: crate::send_protocol::SendProtocol> Client<P> {
         label: &str,
         options: Options<P>,
     ) -> Result<Self, ConnectError> {
-        let mut transport = transport;
-        // The codec's limits are the session's: nothing is buffered past the size limit,
-        // and no message stays unfinished past the message timeout.
-        transport.set_inbound_limits(crate::InboundLimits::new(
-            runtime.clone(),
-            config.max_inbound_frame,
-            config.liveness.message_timeout,
-        ));
-        let session = Session::new(config, protocol, seed)?;
         let (cmds_tx, cmds_rx) = crate::cmd_channel::bounded(CMD_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded();
-        let rt = runtime.clone();
-        let shared = Arc::new(Shared::new(
-            Box::new(move || rt.now()),
-            options.subscriber_bytes,
-        ));
-        let driver = Driver::new(
-            session,
-            options,
-            seed,
+        let front = Front::Handles {
+            cmds: cmds_rx,
+            control: control_rx,
+        };
+        let driver = assemble(
             runtime.clone(),
-            Arc::new(transport),
-            shared.clone(),
-            cmds_rx,
-            control_rx,
-        );
+            transport,
+            config,
+            protocol,
+            seed,
+            options,
+            front,
+        )?;
+        let shared = driver.shared.clone();
         // Not the seed: jitter and idempotency keys derive from it (see `session_id`).
         let id = crate::session_id::SessionId::next();
         let span = tracing::info_span!("tether", session = %id, url = %label);
@@ -506,4 +496,40 @@ impl<P: crate::send_protocol::SendProtocol> Client<P> {
 
 #[cfg(test)]
 #[path = "client_tests.rs"]
-mod tests;
+pub(crate) mod tests;
+
+/// The session on `transport` and the loop that will drive it behind `front`, not yet
+/// connecting: what [`Client::start_with`] spawns and [`Inline`](crate::Inline) polls.
+pub(crate) fn assemble<P: crate::send_protocol::SendProtocol, R: Runtime>(
+    runtime: R,
+    transport: impl Transport,
+    config: Config,
+    protocol: P,
+    seed: u64,
+    options: Options<P>,
+    front: Front<P>,
+) -> Result<Driver<P, R>, ConnectError> {
+    let mut transport = transport;
+    // The codec's limits are the session's: nothing is buffered past the size limit,
+    // and no message stays unfinished past the message timeout.
+    transport.set_inbound_limits(crate::InboundLimits::new(
+        runtime.clone(),
+        config.max_inbound_frame,
+        config.liveness.message_timeout,
+    ));
+    let session = Session::new(config, protocol, seed)?;
+    let rt = runtime.clone();
+    let shared = Arc::new(Shared::new(
+        Box::new(move || rt.now()),
+        options.subscriber_bytes,
+    ));
+    Ok(Driver::new(
+        session,
+        options,
+        seed,
+        runtime,
+        Arc::new(transport),
+        shared,
+        front,
+    ))
+}

@@ -27,13 +27,13 @@ use crate::test_peer::PeerTx;
 /// Every connection's inbound side, for the test to speak as the peer. With `drop_at_once`
 /// every connection drops as soon as it is open (a flapping peer).
 #[derive(Clone, Default)]
-struct Peer {
-    links: Arc<Mutex<Vec<PeerTx>>>,
+pub(crate) struct Peer {
+    pub(crate) links: Arc<Mutex<Vec<PeerTx>>>,
     drop_at_once: bool,
-    connects: Arc<AtomicUsize>,
+    pub(crate) connects: Arc<AtomicUsize>,
     /// Every text frame written to any connection, and close frames as `close CODE
     /// REASON`, in order.
-    written: Arc<Mutex<Vec<String>>>,
+    pub(crate) written: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait::async_trait]
@@ -64,7 +64,7 @@ impl Transport for Peer {
 }
 
 impl Peer {
-    fn say(&self, text: &str) {
+    pub(crate) fn say(&self, text: &str) {
         crate::test_peer::say(&self.links, text);
     }
 }
@@ -75,7 +75,7 @@ impl Peer {
 /// Inbound: `res ID`, `delta KEY [padding]`, `final KEY`, `boom` (decode panics: a protocol bug),
 /// anything else a message.
 #[derive(Clone, Debug, Default)]
-struct T;
+pub(crate) struct T;
 
 impl Protocol for T {
     type Inbound = String;
@@ -780,8 +780,10 @@ fn dropped_wait_open_callers_are_pruned() {
         rt.clone(),
         Arc::new(gate),
         shared,
-        cmds_rx,
-        control_rx,
+        crate::task::Front::Handles {
+            cmds: cmds_rx,
+            control: control_rx,
+        },
     );
     let mut live = Vec::new();
     for i in 0..10_000 {

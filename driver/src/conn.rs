@@ -227,6 +227,15 @@ impl Conn {
         }
     }
 
+    /// Whether everything handed to the connection has been written and flushed (true of
+    /// one not open: it takes no frames).
+    pub(crate) fn is_written(&self) -> bool {
+        match &self.state {
+            State::Open { writer, .. } => self.outbox.is_empty() && !writer.dirty,
+            State::Connecting(_) | State::Ending { .. } => true,
+        }
+    }
+
     /// Whether the connection must be polled before the loop may sleep: it was created or
     /// given something to write since its last poll.
     pub(crate) fn has_news(&self) -> bool {

@@ -31,6 +31,7 @@ mod conn;
 mod connect;
 mod error;
 mod http_head;
+mod inline;
 mod mailbox;
 #[cfg(test)]
 mod manual_rt;
@@ -62,6 +63,7 @@ pub use connect::{KEEPALIVE, configure_socket, connect_ws, connect_ws_with, os_s
 pub use error::{CallError, ConnectError};
 #[cfg(feature = "rustls")]
 pub use futures_rustls::rustls;
+pub use inline::Inline;
 pub use proxy::{MAX_CONNECT_HEAD, Proxy};
 pub use reset::{Reset, Resettable, linger_zero};
 pub use runtime::Runtime;

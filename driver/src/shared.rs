@@ -3,6 +3,7 @@
 //! the subscribers' state. Both sides depend on this module; neither on the other's
 //! internals.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,7 +144,7 @@ impl<P: Protocol> Shared<P> {
     /// event among them to every [`Client::events`](crate::Client::events) subscriber, in order, one lock and
     /// one wake-up per subscriber, charging each with `bytes`, the inbound frames read to
     /// produce them; leaves `updates` empty.
-    pub(crate) fn publish(&self, updates: &mut Vec<Update<P>>, bytes: usize) {
+    pub(crate) fn publish(&self, updates: &mut VecDeque<Update<P>>, bytes: usize) {
         if updates.is_empty() {
             return;
         }

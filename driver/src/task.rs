@@ -3,7 +3,7 @@
 //! session in order, and carries out what the session decided — all without leaving the
 //! task, so a frame costs no hop between tasks on its way in or out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,8 +43,7 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     pub(crate) rt: R,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) shared: Arc<Shared<P>>,
-    pub(crate) cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
-    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    front: Front<P>,
     // Boxed: a B-tree leaf holds room for 11 entries however few are in it, and with
     // `Conn` (208 bytes) inline that node cost every session 2.3 KiB for its one
     // connection (`bench/src/bin/memory.rs`); boxed, it holds 11 pointers.
@@ -52,8 +51,9 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     /// Facts learned from the connections in this round, in order; reused across rounds.
     inputs: Vec<Input>,
     handles_gone: bool,
-    /// Events of this drain, handed to the subscribers together at its end.
-    published: Vec<Update<P>>,
+    /// Events of this drain, handed to the subscribers together at its end; with an
+    /// [`Front::Inline`] front, kept here until the application takes them.
+    pub(crate) published: VecDeque<Update<P>>,
     /// Bytes of the data frames read since the last publish: what the events published
     /// next are charged with in the subscribers' byte budgets.
     read_bytes: usize,
@@ -72,20 +72,41 @@ pub(crate) struct Driver<P: Protocol, R: Runtime> {
     alarm: Alarm,
 }
 
+/// Who uses the session, and how its calls and events travel.
+pub(crate) enum Front<P: Protocol> {
+    /// [`Client`](crate::Client) handles in other tasks: their calls come through a
+    /// bounded command channel and a control channel, and events go to their subscribers'
+    /// mailboxes.
+    Handles {
+        cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
+        control: mpsc::UnboundedReceiver<Control>,
+    },
+    /// The application polls the loop from its own task ([`Inline`](crate::Inline)): its
+    /// calls reach the session directly and the events stay in `published` until it takes
+    /// them. Reading waits while any are untaken, so they never outgrow one read batch.
+    Inline,
+}
+
 impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
     fn drop(&mut self) {
         let now = self.rt.now();
         self.session.end(now);
         if self.ended.is_none() {
             // The loop is gone before the session ended: it panicked (a bug, or protocol
-            // code that panicked) or its runtime shut down. Say so, rather than leave the
-            // handles reporting the last status of a session nobody drives.
-            tracing::warn!("session loop stopped before the session ended");
+            // code that panicked) or its runtime shut down, or the inline application let
+            // go of it. Say so, rather than leave the handles reporting the last status of
+            // a session nobody drives.
+            match self.front {
+                Front::Handles { .. } => {
+                    tracing::warn!("session loop stopped before the session ended");
+                }
+                Front::Inline => tracing::debug!("inline session dropped before it ended"),
+            }
             let reason = EndReason::Failed(SessionError::Stopped);
             self.shared.set_status(Status::Failed);
-            self.published.push(Update::Status(Status::Failed));
+            self.published.push_back(Update::Status(Status::Failed));
             self.published
-                .push(Update::Event(Event::Ended(reason.clone())));
+                .push_back(Update::Event(Event::Ended(reason.clone())));
             self.shared.publish(&mut self.published, 0);
             for w in self.open_waiters.drain(..) {
                 let _ = w.send(Err(reason.clone()));
@@ -96,7 +117,6 @@ impl<P: Protocol, R: Runtime> Drop for Driver<P, R> {
 }
 
 impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
-    #[allow(clippy::too_many_arguments)] // One call site, in `Client::start_with`.
     pub(crate) fn new(
         session: Session<P>,
         options: Options<P>,
@@ -104,22 +124,23 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         rt: R,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared<P>>,
-        cmds: crate::cmd_channel::CmdReceiver<Cmd<P>>,
-        control: mpsc::UnboundedReceiver<Control>,
+        front: Front<P>,
     ) -> Self {
         let now = rt.now();
+        // An inline application is the session's only handle: once the session is closed
+        // and its connections are done, nothing more can happen.
+        let handles_gone = matches!(front, Front::Inline);
         Driver {
             session: Tap::new(session, options, seed, now),
             rt,
             transport,
             shared,
-            cmds,
-            control,
+            front,
             conns: BTreeMap::new(),
             inputs: Vec::new(),
-            handles_gone: false,
+            handles_gone,
             now,
-            published: Vec::new(),
+            published: VecDeque::new(),
             read_bytes: 0,
             calls: BTreeMap::new(),
             streams: BTreeMap::new(),
@@ -155,7 +176,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
 
     /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]); then what was
     /// recorded goes to the recorder's writer in one batch.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let poll = poll_rounds(cx, |cx| self.round(cx));
         self.session.flush_records();
         poll
@@ -191,7 +212,14 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
     /// any was taken.
     fn poll_handles(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progressed = false;
-        while let Poll::Ready(Some(ctl)) = self.control.poll_next_unpin(cx) {
+        loop {
+            let Front::Handles { control, .. } = &mut self.front else {
+                // An inline application calls the session itself.
+                return false;
+            };
+            let Poll::Ready(Some(ctl)) = control.poll_next_unpin(cx) else {
+                break;
+            };
             self.control(ctl);
             progressed = true;
         }
@@ -204,7 +232,10 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             return progressed;
         }
         for _ in 0..CMD_BUDGET {
-            match self.cmds.poll_next(cx) {
+            let Front::Handles { cmds, .. } = &mut self.front else {
+                return progressed;
+            };
+            match cmds.poll_next(cx) {
                 Poll::Pending => return progressed,
                 Poll::Ready(Some(cmd)) => self.command(cmd),
                 Poll::Ready(None) => {
@@ -213,7 +244,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
                     let now = self.now;
                     self.session
                         .close(CloseCode::GOING_AWAY, "client dropped", now);
-                    return true;
+                    return self.published.is_empty();
                 }
             }
             progressed = true;
@@ -231,7 +262,12 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         let allowance = if self.conns.is_empty() {
             0
         } else {
-            self.shared.read_allowance(cx)
+            match self.front {
+                Front::Handles { .. } => self.shared.read_allowance(cx),
+                // The application polls for more once it has taken these.
+                Front::Inline if !self.published.is_empty() => 0,
+                Front::Inline => self.shared.subscriber_bytes,
+            }
         };
         let caught_up = self.conns.values().any(|c| c.is_holding()) && self.caught_up(cx);
         for (id, conn) in &mut self.conns {
@@ -274,12 +310,17 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
     fn caught_up(&mut self, cx: &mut Context<'_>) -> bool {
         // The commands taken in this round reach the connections first.
         self.drain();
+        let Front::Handles { cmds, .. } = &self.front else {
+            // An inline application's calls reached the session as it made them; it has
+            // answered once it has taken every event and polls for more.
+            return self.published.is_empty();
+        };
         if !self.shared.caught_up(cx) {
             return false;
         }
         // A command sent before the subscriber came back (a `feed` is not waited for) and
         // not taken yet: take it in the next round.
-        if !self.cmds.is_empty() {
+        if !cmds.is_empty() {
             cx.waker().wake_by_ref();
             return false;
         }
@@ -292,7 +333,11 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         // Timers produce events too (timeouts, reconnects): a full subscriber holds them
         // back like reading. Not once the session is over: then the only timers are close
         // timeouts, which produce no event and must not wait for a reader.
-        if !self.session.status().is_terminal() && !self.shared.have_room(cx, 0) {
+        // An inline application takes them when it polls again.
+        if matches!(self.front, Front::Handles { .. })
+            && !self.session.status().is_terminal()
+            && !self.shared.have_room(cx, 0)
+        {
             return false;
         }
         self.alarm.aim(self.session.poll_timeout(), &self.rt);
@@ -302,6 +347,17 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         self.now = self.rt.now();
         self.session.handle_timeout(self.now);
         true
+    }
+
+    /// Whether every open connection has written and flushed everything it was handed.
+    pub(crate) fn is_written(&self) -> bool {
+        self.conns.values().all(|c| c.is_written())
+    }
+
+    /// Reads the clock for a call the application makes between wake-ups.
+    pub(crate) fn tick(&mut self) -> Instant {
+        self.now = self.rt.now();
+        self.now
     }
 
     /// `wait_open` callers waiting for the outcome (cancelled ones included until pruned).
@@ -387,7 +443,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
 
     /// Carries out every output, feeding back what acting on them learned (a write to a
     /// connection already gone fails), until the session has nothing more to say.
-    fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         loop {
             while let Some(out) = self.session.poll_output() {
                 self.act(out);
@@ -396,6 +452,10 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
                 break;
             }
             self.feed();
+        }
+        if matches!(self.front, Front::Inline) {
+            // Nothing to publish: the application reads the session directly.
+            return;
         }
         let bytes = std::mem::take(&mut self.read_bytes);
         self.shared.publish(&mut self.published, bytes);
@@ -456,7 +516,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             Output::StatusChanged { from, to } => {
                 tracing::info!(%from, %to, "status");
                 self.shared.set_status(to);
-                self.published.push(Update::Status(to));
+                self.published.push_back(Update::Status(to));
             }
             Output::Event(event) => self.event(event),
             _ => {}
@@ -532,7 +592,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             }
             _ => {}
         }
-        self.published.push(Update::Event(event));
+        self.published.push_back(Update::Event(event));
     }
 }
 

@@ -109,8 +109,43 @@ async fn a_client_that_never_reads_fails_after_the_bound<A: TestRuntime>(a: &A) 
     client.terminate();
 }
 
+/// The same with the session polled by the application's own task (`Builder::inline`):
+/// the echoes are written on the poll that comes back for more, before the close frame.
+async fn the_inline_client_echoes_before_failing<A: TestRuntime>(a: &A) {
+    let tag = format!("[{}] inline echo", a.name());
+    let server = scripted_server();
+    let mut session = a
+        .builder(&server.url())
+        .config(client_config())
+        .inline()
+        .expect("start");
+    let reason = within(a, LIMIT, &tag, async {
+        while let Some(ev) = session.next().await {
+            match ev {
+                Event::Message(frame) => {
+                    session.send(frame).expect("accepted");
+                }
+                Event::Disconnected { reason, .. } => return reason,
+                _ => {}
+            }
+        }
+        panic!("events ended")
+    })
+    .await;
+    assert_eq!(
+        reason,
+        DisconnectReason::ProtocolError(Violation::Frame(FrameViolation::ReservedBits)),
+        "{tag}"
+    );
+    let (texts, answer) = server.result(LIMIT).expect("the script ends");
+    assert_eq!(texts, ["one", "two"], "{tag}: the echoes came first");
+    assert_eq!(answer, Answer::Close(Some(1002)), "{tag}");
+    session.terminate();
+}
+
 async fn client_cases<A: TestRuntime>(a: &A) {
     the_client_echoes_before_failing(a).await;
+    the_inline_client_echoes_before_failing(a).await;
     a_client_that_never_reads_fails_after_the_bound(a).await;
 }
 

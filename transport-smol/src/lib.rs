@@ -111,6 +111,10 @@ pub use tether_driver::{Tls, TlsError, rustls};
 /// [`tether_driver::Builder`] for each option and its default).
 pub type Builder<P = profiles::Raw> = tether_driver::Builder<Smol, TcpDial, P>;
 
+/// A session driven by the application's own task (see [`tether_driver::Inline`]), as
+/// [`Builder::inline`](tether_driver::Builder::inline) starts it.
+pub type Inline<P = profiles::Raw> = tether_driver::Inline<P, Smol>;
+
 /// Starts building a session to `url` (`ws://`, or `wss://` with the `rustls` feature):
 /// the front door. Set the protocol, configuration, headers, subprotocols and recording,
 /// then [`connect`](tether_driver::Builder::connect) (wait for the first connect's

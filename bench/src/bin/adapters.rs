@@ -79,6 +79,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde_json::Value;
+use tether_driver::Inline;
 use tether_tokio::Client;
 use tether_tokio::tether_core::profiles::{HelloAck, HelloAckRequest, Raw};
 use tether_tokio::tether_core::{self as core, Config, DataFrame, Event};
@@ -494,6 +495,99 @@ async fn tether_latency(client: Client<HelloAck>, s: Settings) -> Trips {
     Trips { samples, cpu }
 }
 
+/// Waits for an inline session's first connection to open.
+async fn inline_open<P: tether_tokio::SendProtocol, R: tether_tokio::Runtime>(
+    session: &mut Inline<P, R>,
+) {
+    loop {
+        match session.next().await {
+            Some(Event::Opened { .. }) => return,
+            Some(_) => {}
+            None => panic!("inline session ended before it opened"),
+        }
+    }
+}
+
+/// Closes an inline session and drives the close handshake to its end.
+async fn inline_close<P: tether_tokio::SendProtocol, R: tether_tokio::Runtime>(
+    mut session: Inline<P, R>,
+) {
+    session.close();
+    while session.next().await.is_some() {}
+}
+
+/// Pipelined echo through `Inline<Raw>`, the session polled by the measured loop itself:
+/// `send` out (its verdict at once; written on the next poll), `Event::Message` back.
+async fn inline_throughput<R: tether_tokio::Runtime>(
+    mut session: Inline<Raw, R>,
+    s: Settings,
+) -> Measured {
+    inline_open(&mut session).await;
+    let frame = DataFrame::Text(core::Utf8Bytes::from_static(FRAME));
+    let mut run = async |p: &mut Pipeline| {
+        while p.filling(s.window) {
+            session.send(frame.clone()).expect("inline send");
+            p.sent += 1;
+        }
+        while p.got < p.sent {
+            match session.next().await {
+                Some(Event::Message(_)) => {
+                    p.got += 1;
+                    if p.refill() {
+                        session.send(frame.clone()).expect("inline send");
+                        p.sent += 1;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("inline session ended"),
+            }
+        }
+    };
+    run(&mut Pipeline::new(WARMUP_FRAMES, None)).await;
+    let mut p = Pipeline::new(s.frames, Some(s.budget));
+    let clock = Clock::start();
+    run(&mut p).await;
+    let measured = clock.stop(p.got);
+    inline_close(session).await;
+    measured
+}
+
+/// One `HelloAck` request at a time through `Inline<HelloAck>`: the id at once, the
+/// response as the `Event::Response` with that id.
+async fn inline_latency<R: tether_tokio::Runtime>(
+    mut session: Inline<HelloAck, R>,
+    s: Settings,
+) -> Trips {
+    inline_open(&mut session).await;
+    let mut samples = Vec::with_capacity(s.trips);
+    let mut clock = None;
+    for i in 0..WARMUP_TRIPS + s.trips {
+        if i == WARMUP_TRIPS {
+            clock = Some(Clock::start());
+        }
+        let start = Instant::now();
+        let id = session
+            .request(HelloAckRequest::new("echo", Value::Null))
+            .expect("inline request");
+        loop {
+            match session.next().await {
+                Some(Event::Response { id: got, result }) if got == id => {
+                    result.expect("inline response");
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("inline session ended"),
+            }
+        }
+        if i >= WARMUP_TRIPS {
+            samples.push(start.elapsed());
+        }
+    }
+    let cpu = clock.and_then(|c| c.stop(s.trips).cpu);
+    inline_close(session).await;
+    Trips { samples, cpu }
+}
+
 /// The length of the request frame tether writes (with a four-digit id), so the raw
 /// latency loop moves frames of the same size.
 fn request_frame_len() -> usize {
@@ -672,6 +766,8 @@ trait Bed {
     fn raw_latency(&self, addr: SocketAddr, s: Settings, len: usize, json: bool) -> Trips;
     fn tether_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
     fn tether_latency(&self, addr: SocketAddr, s: Settings) -> Trips;
+    fn inline_throughput(&self, addr: SocketAddr, s: Settings) -> Measured;
+    fn inline_latency(&self, addr: SocketAddr, s: Settings) -> Trips;
     /// Whether the row also measures the peers (the tokio rows).
     fn has_peers(&self) -> bool {
         false
@@ -760,7 +856,7 @@ async fn smol_raw(addr: SocketAddr) -> WebSocketStream<smol::Async<std::net::Tcp
 
 /// Implements [`Bed`] for an [`Exec`] with the runtime's raw connect and tether connect.
 macro_rules! bed {
-    ($ty:ty, $name:expr, $raw:path, $tether:path $(, { $($extra:tt)* })?) => {
+    ($ty:ty, $name:expr, $raw:path, $tether:path, $builder:path $(, { $($extra:tt)* })?) => {
         impl Bed for $ty {
             $($($extra)*)?
 
@@ -783,6 +879,18 @@ macro_rules! bed {
                 self.run(async move {
                     let client = $tether(&url(addr), Config::default(), hello()).await;
                     tether_latency(client.expect("tether connect"), s).await
+                })
+            }
+            fn inline_throughput(&self, addr: SocketAddr, s: Settings) -> Measured {
+                self.run(async move {
+                    let session = $builder(url(addr)).inline().expect("inline start");
+                    inline_throughput(session, s).await
+                })
+            }
+            fn inline_latency(&self, addr: SocketAddr, s: Settings) -> Trips {
+                self.run(async move {
+                    let session = $builder(url(addr)).protocol(hello()).inline();
+                    inline_latency(session.expect("inline start"), s).await
                 })
             }
         }
@@ -816,38 +924,56 @@ async fn tokio_tungstenite(
         .0
 }
 
-bed!(TokioExec, tokio_name, tokio_raw, tether_tokio::connect, {
-    fn has_peers(&self) -> bool {
-        true
-    }
-    fn peer_throughput(&self, peer: Who, addr: SocketAddr, s: Settings, batched: bool) -> Measured {
-        match peer {
-            Who::TokioTungstenite => {
-                self.run(
-                    async move { raw_throughput(tokio_tungstenite(addr).await, s, batched).await },
-                )
+bed!(
+    TokioExec,
+    tokio_name,
+    tokio_raw,
+    tether_tokio::connect,
+    tether_tokio::builder,
+    {
+        fn has_peers(&self) -> bool {
+            true
+        }
+        fn peer_throughput(
+            &self,
+            peer: Who,
+            addr: SocketAddr,
+            s: Settings,
+            batched: bool,
+        ) -> Measured {
+            match peer {
+                Who::TokioTungstenite => self.run(async move {
+                    raw_throughput(tokio_tungstenite(addr).await, s, batched).await
+                }),
+                Who::Ezsockets => self.run(ez_throughput(addr, s)),
+                Who::Raw | Who::Tether | Who::Inline => unreachable!("not a peer"),
             }
-            Who::Ezsockets => self.run(ez_throughput(addr, s)),
-            Who::Raw | Who::Tether => unreachable!("not a peer"),
+        }
+        fn peer_latency(
+            &self,
+            peer: Who,
+            addr: SocketAddr,
+            s: Settings,
+            len: usize,
+            json: bool,
+        ) -> Trips {
+            match peer {
+                Who::TokioTungstenite => self.run(async move {
+                    raw_latency(tokio_tungstenite(addr).await, s, len, json).await
+                }),
+                Who::Ezsockets => self.run(ez_latency(addr, s, len, json)),
+                Who::Raw | Who::Tether | Who::Inline => unreachable!("not a peer"),
+            }
         }
     }
-    fn peer_latency(
-        &self,
-        peer: Who,
-        addr: SocketAddr,
-        s: Settings,
-        len: usize,
-        json: bool,
-    ) -> Trips {
-        match peer {
-            Who::TokioTungstenite => self
-                .run(async move { raw_latency(tokio_tungstenite(addr).await, s, len, json).await }),
-            Who::Ezsockets => self.run(ez_latency(addr, s, len, json)),
-            Who::Raw | Who::Tether => unreachable!("not a peer"),
-        }
-    }
-});
-bed!(SmolExec, smol_name, smol_raw, tether_smol::connect);
+);
+bed!(
+    SmolExec,
+    smol_name,
+    smol_raw,
+    tether_smol::connect,
+    tether_smol::builder
+);
 
 // ---------------------------------------------------------------------------------------
 // Measuring and reporting
@@ -951,17 +1077,25 @@ fn opt(v: Option<f64>) -> String {
 enum Who {
     Raw,
     Tether,
+    Inline,
     TokioTungstenite,
     Ezsockets,
 }
 
 impl Who {
-    const ALL: [Who; 4] = [Who::Raw, Who::Tether, Who::TokioTungstenite, Who::Ezsockets];
+    const ALL: [Who; 5] = [
+        Who::Raw,
+        Who::Tether,
+        Who::Inline,
+        Who::TokioTungstenite,
+        Who::Ezsockets,
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Who::Raw => "raw",
             Who::Tether => "tether",
+            Who::Inline => "inline",
             Who::TokioTungstenite => "tokio-tungstenite",
             Who::Ezsockets => "ezsockets",
         }
@@ -981,6 +1115,10 @@ fn run_client(bed: &dyn Bed, who: Who, addr: SocketAddr, s: Settings, len: usize
         Who::Tether => {
             f.throughput(bed.tether_throughput(addr, s));
             f.latency(bed.tether_latency(addr, s));
+        }
+        Who::Inline => {
+            f.throughput(bed.inline_throughput(addr, s));
+            f.latency(bed.inline_latency(addr, s));
         }
         Who::TokioTungstenite => {
             f.throughput(bed.peer_throughput(who, addr, s, false));
@@ -1003,6 +1141,7 @@ struct Row {
     name: &'static str,
     raw: Figures,
     tether: Figures,
+    inline: Figures,
     tokio_tungstenite: Option<Figures>,
     ezsockets: Option<Figures>,
 }
@@ -1010,11 +1149,11 @@ struct Row {
 /// Runs every round for one row.
 fn measure(bed: &dyn Bed, addr: SocketAddr, s: Settings, len: usize, only: Option<Who>) -> Row {
     let peers = bed.has_peers();
-    let mut turns: Vec<Who> = Who::ALL[..if peers { 4 } else { 2 }].to_vec();
+    let mut turns: Vec<Who> = Who::ALL[..if peers { 5 } else { 3 }].to_vec();
     turns.retain(|&w| only.is_none_or(|o| o == w));
-    let mut rounds: Vec<[Figures; 4]> = Vec::new();
+    let mut rounds: Vec<[Figures; 5]> = Vec::new();
     for round in 0..s.rounds {
-        let mut f = [Figures::default(); 4];
+        let mut f = [Figures::default(); 5];
         // Rotate which client goes first, so drift over a round hits all alike.
         for k in 0..turns.len() {
             let who = turns[(round + k) % turns.len()];
@@ -1038,6 +1177,7 @@ fn measure(bed: &dyn Bed, addr: SocketAddr, s: Settings, len: usize, only: Optio
         name: bed.name(),
         raw: med(Who::Raw),
         tether: med(Who::Tether),
+        inline: med(Who::Inline),
         tokio_tungstenite: peers.then(|| med(Who::TokioTungstenite)),
         ezsockets: peers.then(|| med(Who::Ezsockets)),
     }
@@ -1134,6 +1274,33 @@ fn main() {
             micros(tether.p99),
             opt(raw.cpu_per_trip),
             opt(tether.cpu_per_trip),
+        );
+    }
+    println!();
+    println!(
+        "| runtime, measured loop | raw batched frames/s | inline frames/s | inline/raw batched (target ≥ 0.95) | CPU µs/frame: raw batched, inline | inline/raw batched CPU (target ≤ 1.10) | p50 µs: raw JSON request, inline | inline/raw request p50 (target ≤ 1.05) | p99 µs: raw request, inline |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---|---:|---|");
+    for Row {
+        name, raw, inline, ..
+    } in &rows
+    {
+        let cpu = match (inline.cpu_per_frame, raw.batched_cpu_per_frame) {
+            (Some(a), Some(b)) => format!("{:.2}×", a / b),
+            _ => "–".to_owned(),
+        };
+        println!(
+            "| {name} | {} | {} | {:.2}× | {}, {} | {cpu} | {}, {} | {:.2}× | {}, {} |",
+            thousands(raw.batched_per_s),
+            thousands(inline.frames_per_s),
+            inline.frames_per_s / raw.batched_per_s,
+            opt(raw.batched_cpu_per_frame),
+            opt(inline.cpu_per_frame),
+            micros(raw.json_p50),
+            micros(inline.p50),
+            inline.p50.as_secs_f64() / raw.json_p50.as_secs_f64(),
+            micros(raw.json_p99),
+            micros(inline.p99),
         );
     }
     let peers: Vec<(&str, &Figures, &Figures, &Figures)> = rows
