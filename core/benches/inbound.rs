@@ -109,7 +109,13 @@ struct Driver<P: Protocol> {
     seen: Seen,
     /// What the application does with each message (nothing, by default).
     consume: fn(&P::Inbound),
+    /// The application's answer to each message, sent back through the session (none, by
+    /// default): the `raw-echo` profile's send, its frame written and reported written.
+    echo: Option<Echo<P>>,
 }
+
+/// An application's answer to a message: it sends something back through the session.
+type Echo<P> = fn(&mut Session<P>, <P as Protocol>::Inbound, Instant);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
@@ -148,6 +154,7 @@ impl<P: Protocol> Driver<P> {
             consume: |m| {
                 black_box(m);
             },
+            echo: None,
         };
         d.input(Input::TransportOpened { conn });
         d
@@ -180,7 +187,12 @@ impl<P: Protocol> Driver<P> {
                     Output::Event(Event::Message(m)) => {
                         self.seen.messages += 1;
                         (self.consume)(&m);
-                        black_box(m);
+                        match self.echo {
+                            Some(echo) => echo(&mut self.session, m, self.now),
+                            None => {
+                                black_box(m);
+                            }
+                        }
                     }
                     Output::Event(Event::Stream(e)) => {
                         self.seen.stream += 1;
@@ -446,6 +458,16 @@ fn raw(t0: Instant) -> (Driver<Raw>, Source) {
     )
 }
 
+/// `raw`, with every message sent back: what an echoing application costs the session per
+/// message, in and out (the send, its frame, its `WriteCompleted`).
+fn raw_echo(t0: Instant) -> (Driver<Raw>, Source) {
+    let (mut d, src) = raw(t0);
+    d.echo = Some(|session, m, now| {
+        let _ = black_box(session.send(m, now));
+    });
+    (d, src)
+}
+
 const HELLO_ACK_MSGS: &[&[u8]] = &[
     br#"{"type":"msg","n":1,"body":"The quick brown fox jumps over the lazy dog, twice."}"#,
     br#"{"type":"msg","n":2,"body":"Pack my box with five dozen liquor jugs, said Ann."}"#,
@@ -592,6 +614,10 @@ fn main() {
     if wanted("raw") {
         let (d, src) = raw(t0);
         results.push(measure("raw", d, src, &settings));
+    }
+    if wanted("raw-echo") {
+        let (d, src) = raw_echo(t0);
+        results.push(measure("raw-echo", d, src, &settings));
     }
     if wanted("hello_ack") {
         let (d, src) = hello_ack(t0);

@@ -69,7 +69,9 @@ impl DataFrame {
 pub struct Utf8Bytes(ByteString);
 
 impl Utf8Bytes {
-    /// Checks `bytes` and wraps them, or gives them back if they are not UTF-8.
+    /// Checks `bytes` and wraps them, or gives them back if they are not UTF-8. When the
+    /// bytes are not wanted back, `Utf8Bytes::try_from(bytes)` does the same without the
+    /// second handle this keeps on the buffer meanwhile.
     ///
     /// # Errors
     ///
@@ -132,6 +134,16 @@ impl Utf8Bytes {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Checks `bytes` and wraps them: every text frame the session and the server read
+/// goes through this once.
+impl TryFrom<Bytes> for Utf8Bytes {
+    type Error = std::str::Utf8Error;
+
+    fn try_from(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
+        ByteString::try_from(bytes).map(Self)
     }
 }
 

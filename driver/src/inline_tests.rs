@@ -59,20 +59,22 @@ fn calls_act_at_once_and_write_on_the_next_poll() {
     let mut s = start(&rt, &peer, Config::default());
     // Before the first poll: queued, the session is connecting.
     s.send("early".into()).expect("queued while connecting");
-    assert_eq!(s.queued(), 1);
+    s.send("early too".into()).expect("queued while connecting");
+    assert_eq!(s.queued(), 2);
     assert!(written(&peer).is_empty());
     open(&mut s);
-    assert_eq!(written(&peer), ["early"]);
+    assert_eq!(s.queued(), 0);
+    assert_eq!(written(&peer), ["early", "early too"]);
     let a = s.send("a".into()).expect("accepted");
     let b = s.send("b".into()).expect("accepted");
     assert!(b.get() > a.get());
     assert_eq!(
         written(&peer),
-        ["early"],
+        ["early", "early too"],
         "nothing is written between polls"
     );
     assert!(ready(&mut s).is_empty());
-    assert_eq!(written(&peer), ["early", "a", "b"]);
+    assert_eq!(written(&peer), ["early", "early too", "a", "b"]);
     peer.say("hi");
     assert_eq!(poll(&mut s), Poll::Ready(Some(Event::Message("hi".into()))));
     assert_eq!(poll(&mut s), Poll::Pending);
@@ -244,4 +246,56 @@ fn disconnect_and_resume_act_at_once() {
     s.resume();
     open(&mut s);
     assert_eq!(peer.connects.load(Ordering::Relaxed), 2);
+}
+
+/// `reconnect` drops the connection and dials again at once; the session opens anew.
+#[test]
+fn reconnect_dials_again_at_once() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let mut s = start(&rt, &peer, Config::default());
+    open(&mut s);
+    s.reconnect();
+    open(&mut s);
+    assert_eq!(peer.connects.load(Ordering::Relaxed), 2);
+}
+
+/// `idle` is the time since the peer was last heard from, on the session's clock; the
+/// `Debug` form names the status.
+#[test]
+fn idle_and_debug_read_the_session() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let mut s = start(&rt, &peer, Config::default());
+    open(&mut s);
+    rt.advance(Duration::from_secs(7));
+    assert_eq!(s.idle(), Duration::from_secs(7));
+    peer.say("hello");
+    assert_eq!(ready(&mut s), [Event::Message("hello".into())]);
+    rt.advance(Duration::from_secs(2));
+    assert_eq!(s.idle(), Duration::from_secs(2), "a message is activity");
+    let debug = format!("{s:?}");
+    assert!(
+        debug.contains("Inline") && debug.contains("Open"),
+        "{debug}"
+    );
+}
+
+/// `next_event` and `flush` are the async forms of the stream and of `poll_flush`.
+#[test]
+fn next_event_and_flush_are_the_async_forms() {
+    use futures::FutureExt;
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let mut s = start(&rt, &peer, Config::default());
+    open(&mut s);
+    s.send("x".into()).expect("accepted");
+    assert_eq!(s.flush().now_or_never(), Some(()));
+    assert_eq!(written(&peer), ["x"]);
+    peer.say("y");
+    assert_eq!(
+        s.next_event().now_or_never(),
+        Some(Some(Event::Message("y".into())))
+    );
+    assert_eq!(s.next_event().now_or_never(), None, "nothing more yet");
 }

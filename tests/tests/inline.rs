@@ -154,6 +154,7 @@ async fn inline_session<R: Rt>(rt: R, peer: Peer) {
         .builder(&url)
         .protocol(hello)
         .config(config())
+        .subprotocols(["chat.v2"])
         .inline()
         .expect("valid options");
 
@@ -163,6 +164,7 @@ async fn inline_session<R: Rt>(rt: R, peer: Peer) {
     })
     .await;
     assert_eq!(session.status(), Status::Open, "{tag}");
+    assert_eq!(session.subprotocol().as_deref(), Some("chat.v2"), "{tag}");
     assert_eq!(server.connections(rt, 1).await, 1, "{tag}");
 
     // 2. Requests.

@@ -377,7 +377,7 @@ impl ServerConn {
                 self.violation(Violation::Oversized { len: b.len(), max });
                 return;
             }
-            InFrame::Text(b) => match Utf8Bytes::try_from_bytes(b) {
+            InFrame::Text(b) => match Utf8Bytes::try_from(b) {
                 Ok(t) => DataFrame::Text(t),
                 Err(_) => {
                     self.violation(Violation::InvalidUtf8);

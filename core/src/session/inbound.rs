@@ -204,7 +204,7 @@ impl<P: Protocol> Session<P> {
                 self.violation(conn, Violation::Oversized { len: b.len(), max });
                 return;
             }
-            InFrame::Text(b) => match Utf8Bytes::try_from_bytes(b) {
+            InFrame::Text(b) => match Utf8Bytes::try_from(b) {
                 Ok(t) => DataFrame::Text(t),
                 Err(_) => {
                     self.violation(conn, Violation::InvalidUtf8);

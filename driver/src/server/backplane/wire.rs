@@ -57,7 +57,7 @@ pub(crate) fn decode(bytes: Bytes) -> Option<Message> {
     let seq = word(12)?;
     let data = bytes.slice(HEADER..);
     let frame = match bytes[20] {
-        0 => DataFrame::Text(Utf8Bytes::try_from_bytes(data).ok()?),
+        0 => DataFrame::Text(Utf8Bytes::try_from(data).ok()?),
         1 => DataFrame::Binary(data),
         _ => return None,
     };
