@@ -19,6 +19,9 @@ use tether_tests::runtimes::{AcceptOne, OnSmol, OnTokio, TestRuntime, within};
 const LIMIT: Duration = Duration::from_secs(10);
 /// The close timeout of both roles here: the bound of a hold.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(400);
+/// The close timeout of a client that echoes: a hold that ran to this bound (rather than
+/// ending when the application caught up) would show as a wait this long.
+const LONG_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A text frame with RSV1 set, which no extension was negotiated for.
 fn reserved_bits(mask: Option<[u8; 4]>) -> Vec<u8> {
@@ -33,19 +36,28 @@ fn case(mask: Option<[u8; 4]>) -> Vec<u8> {
     bytes
 }
 
-fn client_config() -> Config {
+fn client_config(close_timeout: Duration) -> Config {
     Config::builder()
         .backoff_schedule(vec![Duration::from_secs(60)])
         .jitter(Jitter::None)
-        .close_timeout(CLOSE_TIMEOUT)
+        .close_timeout(close_timeout)
         .build()
         .expect("valid test configuration")
 }
 
 /// The server writes the case, then reads what the client sends until its close frame.
 fn scripted_server() -> Scripted<(Vec<String>, Answer)> {
-    Scripted::start(2, |c| {
-        if c.write_raw(&case(None)).is_err() {
+    let (go, gate) = std::sync::mpsc::channel();
+    let _ = go.send(());
+    scripted_server_after(gate)
+}
+
+/// [`scripted_server`], writing the case only once `go` says so: a `Client`'s test
+/// subscribes to its events first, or the loop might read and publish the case before
+/// the subscriber exists, to nobody.
+fn scripted_server_after(go: std::sync::mpsc::Receiver<()>) -> Scripted<(Vec<String>, Answer)> {
+    Scripted::start(2, move |c| {
+        if go.recv_timeout(LIMIT).is_err() || c.write_raw(&case(None)).is_err() {
             return (Vec::new(), Answer::Dropped);
         }
         c.texts_and_answer()
@@ -55,9 +67,14 @@ fn scripted_server() -> Scripted<(Vec<String>, Answer)> {
 /// The client echoes every message; the server reads both echoes, then 1002.
 async fn the_client_echoes_before_failing<A: TestRuntime>(a: &A) {
     let tag = format!("[{}] client echo", a.name());
-    let server = scripted_server();
-    let client = a.start(&server.url(), client_config(), Raw).expect("start");
+    let (go, gate) = std::sync::mpsc::channel();
+    let server = scripted_server_after(gate);
+    let client = a
+        .start(&server.url(), client_config(LONG_CLOSE_TIMEOUT), Raw)
+        .expect("start");
     let mut events = Box::pin(client.events());
+    go.send(()).expect("the server waits");
+    let start = Instant::now();
     let reason = within(a, LIMIT, &tag, async {
         while let Some(ev) = events.next().await {
             match ev {
@@ -71,16 +88,22 @@ async fn the_client_echoes_before_failing<A: TestRuntime>(a: &A) {
         panic!("events ended")
     })
     .await;
-    the_echoes_came_first(&tag, &reason, &server);
+    the_echoes_came_first(&tag, &reason, &server, start);
     client.terminate();
 }
 
-/// The session saw the broken frame, and the server read both echoes before the 1002.
+/// The session saw the broken frame, and the server read both echoes before the 1002;
+/// the hold ended when the application caught up, not at its bound.
 fn the_echoes_came_first(
     tag: &str,
     reason: &DisconnectReason,
     server: &Scripted<(Vec<String>, Answer)>,
+    start: Instant,
 ) {
+    assert!(
+        start.elapsed() < LONG_CLOSE_TIMEOUT,
+        "{tag}: the hold ran to its bound"
+    );
     assert_eq!(
         *reason,
         DisconnectReason::ProtocolError(Violation::Frame(FrameViolation::ReservedBits)),
@@ -95,10 +118,14 @@ fn the_echoes_came_first(
 /// error is reported when the close timeout runs out.
 async fn a_client_that_never_reads_fails_after_the_bound<A: TestRuntime>(a: &A) {
     let tag = format!("[{}] client not reading", a.name());
-    let server = scripted_server();
-    let client = a.start(&server.url(), client_config(), Raw).expect("start");
+    let (go, gate) = std::sync::mpsc::channel();
+    let server = scripted_server_after(gate);
+    let client = a
+        .start(&server.url(), client_config(CLOSE_TIMEOUT), Raw)
+        .expect("start");
     // Subscribed and never read: the subscriber never catches up.
     let _events = client.events();
+    go.send(()).expect("the server waits");
     let start = Instant::now();
     let (texts, answer) = within(a, LIMIT, &tag, async {
         loop {
@@ -125,9 +152,10 @@ async fn the_inline_client_echoes_before_failing<A: TestRuntime>(a: &A) {
     let server = scripted_server();
     let mut session = a
         .builder(&server.url())
-        .config(client_config())
+        .config(client_config(LONG_CLOSE_TIMEOUT))
         .inline()
         .expect("start");
+    let start = Instant::now();
     let reason = within(a, LIMIT, &tag, async {
         while let Some(ev) = session.next().await {
             match ev {
@@ -141,7 +169,7 @@ async fn the_inline_client_echoes_before_failing<A: TestRuntime>(a: &A) {
         panic!("events ended")
     })
     .await;
-    the_echoes_came_first(&tag, &reason, &server);
+    the_echoes_came_first(&tag, &reason, &server, start);
     session.terminate();
 }
 
