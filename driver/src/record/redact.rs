@@ -227,10 +227,13 @@ impl Redactor {
         w.write_all(b"{")?;
         if self.mode == Redaction::Hash {
             w.write_all(b"\"h\":\"")?;
-            write_hex(w, &Sha1::digest(bytes)[..8])?;
+            write_hex(w, &digest8(bytes))?;
             w.write_all(b"\",")?;
         }
-        write!(w, "\"k\":\"{kind}\",\"len\":{}", bytes.len())?;
+        w.write_all(b"\"k\":\"")?;
+        w.write_all(kind.as_bytes())?;
+        w.write_all(b"\",\"len\":")?;
+        w.write_all(itoa::Buffer::new().format(bytes.len()).as_bytes())?;
         let kept_text = text.filter(|_| is_text && self.mode == Redaction::Keep);
         if let Some(t) = kept_text {
             w.write_all(b",\"s\":")?;
@@ -285,8 +288,46 @@ fn structure(value: &Value, envelope: &[&str], strings: Strings) -> Value {
 /// The first 8 bytes of the SHA-1 of `bytes`, in hex.
 #[must_use]
 pub fn fingerprint(bytes: &[u8]) -> String {
-    let digest = Sha1::digest(bytes);
-    hex(&digest[..8])
+    hex(&digest8(bytes))
+}
+
+/// Payloads up to this long are remembered by [`digest8`]: a copy this size is what the
+/// memo holds at most, and comparing it costs far less than hashing it again.
+const MEMO_MAX: usize = 4 << 10;
+
+thread_local! {
+    /// The payload [`digest8`] hashed last on this thread, and its digest.
+    static MEMO: std::cell::RefCell<(Vec<u8>, [u8; 8])> =
+        const { std::cell::RefCell::new((Vec::new(), [0; 8])) };
+}
+
+/// The first 8 bytes of the SHA-1 of `bytes`. A busy trace fingerprints most payloads twice
+/// in a row (a message fed, then the frame that carries it), so the last payload hashed on
+/// this thread is kept, by its content, and its digest reused when the next is the same.
+fn digest8(bytes: &[u8]) -> [u8; 8] {
+    let hash = |bytes: &[u8]| {
+        let mut d = [0; 8];
+        d.copy_from_slice(&Sha1::digest(bytes)[..8]);
+        d
+    };
+    if bytes.len() > MEMO_MAX {
+        return hash(bytes);
+    }
+    MEMO.with(|memo| {
+        // A fingerprint asked for while another is being computed on this thread cannot
+        // happen (hashing calls nothing back); if it did, it would simply not be memoized.
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return hash(bytes);
+        };
+        let (last, digest) = &mut *memo;
+        if !last.is_empty() && last.as_slice() == bytes {
+            return *digest;
+        }
+        *digest = hash(bytes);
+        last.clear();
+        last.extend_from_slice(bytes);
+        *digest
+    })
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -346,6 +387,23 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memo gives every payload its own digest: the same bytes again, other bytes of
+    /// the same length right after them, the first again, and a payload past the memo's
+    /// size all match SHA-1 computed afresh.
+    #[test]
+    fn a_remembered_digest_is_only_reused_for_the_same_bytes() {
+        let direct = |b: &[u8]| hex(&Sha1::digest(b)[..8]);
+        let big = vec![7u8; MEMO_MAX + 1];
+        let mut big_other = big.clone();
+        big_other[MEMO_MAX] = 8;
+        let payloads: [&[u8]; 8] = [
+            b"hello", b"hello", b"jello", b"hello", b"", b"", &big, &big_other,
+        ];
+        for p in payloads {
+            assert_eq!(fingerprint(p), direct(p), "{:?}", &p[..p.len().min(8)]);
+        }
+    }
     use serde_json::json;
 
     const WIRE: JsonWire = JsonWire {

@@ -16,6 +16,27 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Writes `parts` in order: literal text and numbers, without `core::fmt` (the hot lines'
+/// numbers are most of what formatting cost the recorder's thread).
+fn put(w: &mut (impl Write + ?Sized), parts: &[Part<'_>]) -> io::Result<()> {
+    let mut digits = itoa::Buffer::new();
+    for part in parts {
+        match part {
+            Part::S(s) => w.write_all(s.as_bytes())?,
+            Part::N(n) => w.write_all(digits.format(*n).as_bytes())?,
+        }
+    }
+    Ok(())
+}
+
+/// A piece of a trace line for [`put`].
+enum Part<'a> {
+    /// Literal text.
+    S(&'a str),
+    /// A number.
+    N(u64),
+}
+
 /// The header line (with its newline): the session's identity, read from it on its task.
 ///
 /// # Errors
@@ -95,7 +116,14 @@ impl Renderer {
                 self.call(*t, call, w)
             }
             // The most frequent outputs of a busy session, written without building a tree.
-            Capture::Event(kind) => writeln!(w, "{{\"k\":\"out\",\"o\":{{\"event\":\"{kind}\"}}}}"),
+            Capture::Event(kind) => put(
+                w,
+                &[
+                    Part::S("{\"k\":\"out\",\"o\":{\"event\":\""),
+                    Part::S(kind),
+                    Part::S("\"}}\n"),
+                ],
+            ),
             Capture::Sent {
                 conn,
                 frame,
@@ -106,11 +134,15 @@ impl Renderer {
                     OutFrame::Binary(b) => ("binary", &b[..]),
                     OutFrame::Ping(b) => ("ping", &b[..]),
                 };
-                write!(
+                put(
                     w,
-                    "{{\"k\":\"out\",\"o\":{{\"send\":{{\"conn\":{},\"frame\":{},\"p\":",
-                    conn.get(),
-                    frame.get()
+                    &[
+                        Part::S("{\"k\":\"out\",\"o\":{\"send\":{\"conn\":"),
+                        Part::N(conn.get()),
+                        Part::S(",\"frame\":"),
+                        Part::N(frame.get()),
+                        Part::S(",\"p\":"),
+                    ],
                 )?;
                 self.redactor
                     .write_frame(kind, bytes, Direction::Outbound, w)?;
@@ -159,12 +191,17 @@ impl Renderer {
         let mut v = match call {
             // The most frequent line of a busy session, written without building a tree.
             Call::Input(Input::WriteCompleted { conn, frame }) => {
-                return writeln!(
+                return put(
                     w,
-                    "{{\"in\":{{\"written\":{{\"conn\":{},\"frame\":{}}}}},\"k\":\"in\",\"t\":{}}}",
-                    conn.get(),
-                    frame.get(),
-                    nanos(t)
+                    &[
+                        Part::S("{\"in\":{\"written\":{\"conn\":"),
+                        Part::N(conn.get()),
+                        Part::S(",\"frame\":"),
+                        Part::N(frame.get()),
+                        Part::S("}},\"k\":\"in\",\"t\":"),
+                        Part::N(nanos(t)),
+                        Part::S("}\n"),
+                    ],
                 );
             }
             Call::Input(Input::FrameReceived { conn, frame }) => {
@@ -174,10 +211,24 @@ impl Renderer {
                     InFrame::Ping(b) => ("ping", b),
                     InFrame::Pong(b) => ("pong", b),
                 };
-                write!(w, "{{\"in\":{{\"frame\":{{\"conn\":{},\"f\":", conn.get())?;
+                put(
+                    w,
+                    &[
+                        Part::S("{\"in\":{\"frame\":{\"conn\":"),
+                        Part::N(conn.get()),
+                        Part::S(",\"f\":"),
+                    ],
+                )?;
                 self.redactor
                     .write_frame(kind, bytes, Direction::Inbound, w)?;
-                return writeln!(w, "}}}},\"k\":\"in\",\"t\":{}}}", nanos(t));
+                return put(
+                    w,
+                    &[
+                        Part::S("}},\"k\":\"in\",\"t\":"),
+                        Part::N(nanos(t)),
+                        Part::S("}\n"),
+                    ],
+                );
             }
             Call::Input(input) => {
                 json!({ "k": "in", "in": format::input(&self.redactor, input) })
@@ -198,7 +249,7 @@ impl Renderer {
                         serde_json::to_writer(&mut *w, e).map_err(io::Error::from)?;
                     }
                 }
-                write!(w, "}},\"t\":{}", nanos(t))?;
+                put(w, &[Part::S("},\"t\":"), Part::N(nanos(t))])?;
                 if let Some(ttl) = ttl {
                     w.write_all(b",\"ttl\":")?;
                     serde_json::to_writer(&mut *w, &format::duration(*ttl))
@@ -210,7 +261,7 @@ impl Renderer {
             Call::Feed(msg) => {
                 w.write_all(b"{\"k\":\"feed\",\"msg\":")?;
                 self.write_outbound::<P>(msg, w)?;
-                return writeln!(w, ",\"t\":{}}}", nanos(t));
+                return put(w, &[Part::S(",\"t\":"), Part::N(nanos(t)), Part::S("}\n")]);
             }
             Call::Request {
                 req,
