@@ -16,6 +16,11 @@
 //!   request frame and await its echo. Tether: `Client<HelloAck>::request`, which the server
 //!   answers with a `response` frame.
 //!
+//! Tether runs twice per row: as a `Client` (its session loop a task of its own, reached
+//! through a command channel and an event mailbox) and as an `Inline` session polled by
+//! the measured loop itself (`send` out, `next()` for the `Event::Message` or the
+//! `Event::Response` with the request's id).
+//!
 //! The peers, on the tokio rows only (both are tokio-only libraries):
 //!
 //! - **tokio-tungstenite** (0.30, the same tungstenite 0.30 as async-tungstenite 0.35, so
@@ -68,8 +73,8 @@
 //! `TETHER_BENCH_WINDOW` (64), `TETHER_BENCH_TRIPS` (5,000 round trips after 500 of
 //! warm-up), `TETHER_BENCH_ROUNDS` (5), `TETHER_BENCH_ONLY` (a row-key prefix:
 //! `tokio`, `tokio-task`, `tokio-block_on`, `smol`, `smol-task`, `smol-block_on`),
-//! `TETHER_BENCH_CLIENT` (`raw`, `tether`, `tokio-tungstenite` or `ezsockets`: one client
-//! only, for profiling).
+//! `TETHER_BENCH_CLIENT` (`raw`, `tether`, `inline`, `tokio-tungstenite` or `ezsockets`:
+//! one client only, for profiling).
 
 use std::future::Future;
 use std::net::SocketAddr;
