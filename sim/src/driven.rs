@@ -34,7 +34,7 @@ use futures::task::ArcWake;
 use futures::{Sink, StreamExt};
 use tether_core::{CloseCode, Config, ConfigError, ConnId, Event, TransportFailure};
 use tether_driver::record::Options;
-use tether_driver::{Client, Incoming, Link, Outgoing, Runtime, SendProtocol, Transport};
+use tether_driver::{Client, Incoming, Inline, Link, Outgoing, Runtime, SendProtocol, Transport};
 
 use crate::fault::Fault;
 use crate::link::{self, Lane, Latency};
@@ -484,6 +484,53 @@ where
     P: SendProtocol,
     S: Server + Send + 'static,
 {
+    run_virtual(
+        config, protocol, server, seed, net, commands, duration, false,
+    )
+}
+
+/// [`run_driver`] with the session an [`Inline`] one: a task of the run's own polls it for
+/// events and makes the commands' calls on it directly, as an application that drives its
+/// session from its own task does. The same scenario yields the same events at the same
+/// instants as through a [`Client`] (`tests/tests/driver_equivalence.rs`).
+///
+/// # Errors
+///
+/// The session's [`ConfigError`].
+pub fn run_driver_inline<P, S>(
+    config: Config,
+    protocol: P,
+    server: S,
+    seed: u64,
+    net: DrivenNet,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+) -> Result<Vec<(Duration, Event<P>)>, ConfigError>
+where
+    P: SendProtocol,
+    S: Server + Send + 'static,
+{
+    run_virtual(
+        config, protocol, server, seed, net, commands, duration, true,
+    )
+}
+
+/// [`run_driver`] or [`run_driver_inline`], by `inline`.
+#[allow(clippy::too_many_arguments)] // The two public entry points' arguments and the mode.
+fn run_virtual<P, S>(
+    config: Config,
+    protocol: P,
+    server: S,
+    seed: u64,
+    net: DrivenNet,
+    commands: Vec<(Duration, Command<P>)>,
+    duration: Duration,
+    inline: bool,
+) -> Result<Vec<(Duration, Event<P>)>, ConfigError>
+where
+    P: SendProtocol,
+    S: Server + Send + 'static,
+{
     let (state, session_seed) = new_state(server, seed, net, None);
     let transport = VirtualTransport(state.clone());
     let run = Run {
@@ -493,6 +540,7 @@ where
         commands,
         duration,
         options: Options::default(),
+        inline,
     };
     drive(&state, transport, run)
 }
@@ -545,6 +593,9 @@ struct Run<P: SendProtocol> {
     duration: Duration,
     /// The session's options (a flight recorder, say).
     options: Options<P>,
+    /// Whether the session is an [`Inline`] one, polled by a task of the run's own,
+    /// rather than a [`Client`] with a task of its own.
+    inline: bool,
 }
 
 /// Runs the client over `transport` on the virtual clock of `state`: connects at t = 0,
@@ -567,40 +618,63 @@ where
         commands,
         duration,
         options,
+        inline,
     } = run;
     CURRENT.with(|c| *c.borrow_mut() = Some(Box::new(Host(state.clone()))));
     let rt = VirtualRuntime(state.clone());
-    let client = Client::start_with(
-        rt.clone(),
-        transport,
-        config.clone(),
-        protocol,
-        session_seed,
-        "sim",
-        options,
-    )
-    .map_err(|e| match e {
-        tether_driver::ConnectError::Config(c) => c,
-        // Invariant: start() fails only on configuration.
-        _ => ConfigError::Zero("unexpected"),
-    })?;
     let events: Arc<Mutex<Timed<P>>> = Arc::default();
-    let sink = events.clone();
-    let clock = state.clone();
-    let mut subscription = client.events();
-    rt.spawn(Box::pin(async move {
-        while let Some(e) = subscription.next().await {
-            let now = lock(&clock).now;
-            lock(&sink).push((now, e));
-        }
-    }));
+    let not_config = |e| match e {
+        tether_driver::ConnectError::Config(c) => c,
+        // Invariant: starting fails only on configuration.
+        _ => ConfigError::Zero("unexpected"),
+    };
+    let mut front = if inline {
+        let session = Inline::start_with(
+            rt.clone(),
+            transport,
+            config.clone(),
+            protocol,
+            session_seed,
+            "sim",
+            options,
+        )
+        .map_err(not_config)?;
+        let (tx, rx) = mpsc::unbounded();
+        rt.spawn(Box::pin(poll_inline(
+            session,
+            rx,
+            events.clone(),
+            state.clone(),
+        )));
+        Front::Inline(tx)
+    } else {
+        let client = Client::start_with(
+            rt.clone(),
+            transport,
+            config.clone(),
+            protocol,
+            session_seed,
+            "sim",
+            options,
+        )
+        .map_err(not_config)?;
+        let sink = events.clone();
+        let clock = state.clone();
+        let mut subscription = client.events();
+        rt.spawn(Box::pin(async move {
+            while let Some(e) = subscription.next().await {
+                let now = lock(&clock).now;
+                lock(&sink).push((now, e));
+            }
+        }));
+        Front::Client(Some(client))
+    };
     let mut commands: VecDeque<(Duration, Command<P>)> = commands.into();
     let mut tasks: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let flag = Arc::new(Flag(AtomicBool::new(true)));
     let waker = futures::task::waker(flag.clone());
     let grace = duration + config.close_timeout + Duration::from_secs(2);
     let mut closed = false;
-    let mut client = Some(client);
     loop {
         // Run every task until none can make progress.
         loop {
@@ -645,19 +719,15 @@ where
         }
         drop(st);
         if next_cmd == Some(next) && next_cmd <= close_at.or(Some(next)) {
-            if let (Some((_, cmd)), Some(c)) = (commands.pop_front(), client.clone()) {
-                lock(state).spawned.push(Box::pin(command(c, cmd)));
+            if let Some((_, cmd)) = commands.pop_front() {
+                front.command(state, cmd);
             }
             continue;
         }
         if close_at == Some(next) {
             closed = true;
             commands.clear();
-            if let Some(c) = client.take() {
-                lock(state)
-                    .spawned
-                    .push(Box::pin(async move { c.close().await }));
-            }
+            front.close(state);
             continue;
         }
         let due: Vec<Waker> = {
@@ -675,6 +745,86 @@ where
     drop(tasks);
     let out = std::mem::take(&mut *lock(&events));
     Ok(out)
+}
+
+/// How the run reaches its session.
+enum Front<P: SendProtocol> {
+    /// A [`Client`]: each command a task of its own, as an application's would be.
+    Client(Option<Client<P>>),
+    /// An [`Inline`] session, owned by [`poll_inline`]'s task: commands go to it.
+    Inline(mpsc::UnboundedSender<Command<P>>),
+}
+
+impl<P: SendProtocol> Front<P> {
+    fn command<S: Server>(&mut self, state: &SharedState<S>, cmd: Command<P>) {
+        match self {
+            Front::Client(Some(c)) => lock(state).spawned.push(Box::pin(command(c.clone(), cmd))),
+            Front::Client(None) => {}
+            Front::Inline(tx) => {
+                let _ = tx.unbounded_send(cmd);
+            }
+        }
+    }
+
+    fn close<S: Server>(&mut self, state: &SharedState<S>) {
+        match self {
+            Front::Client(c) => {
+                if let Some(c) = c.take() {
+                    lock(state)
+                        .spawned
+                        .push(Box::pin(async move { c.close().await }));
+                }
+            }
+            Front::Inline(tx) => {
+                let _ = tx.unbounded_send(Command::Close);
+                tx.close_channel();
+            }
+        }
+    }
+}
+
+/// The application's task of an inline run: polls the session for events (recording each
+/// with its instant) and carries out the run's commands as they come, until the session's
+/// events end.
+async fn poll_inline<P: SendProtocol, S: Server + Send + 'static>(
+    mut session: Inline<P, VirtualRuntime<S>>,
+    mut commands: mpsc::UnboundedReceiver<Command<P>>,
+    events: Arc<Mutex<Timed<P>>>,
+    clock: SharedState<S>,
+) {
+    let mut commands_open = true;
+    loop {
+        let next = if commands_open {
+            match futures::future::select(session.next(), commands.next()).await {
+                futures::future::Either::Left((ev, _)) => Ok(ev),
+                futures::future::Either::Right((cmd, _)) => Err(cmd),
+            }
+        } else {
+            Ok(session.next().await)
+        };
+        match next {
+            Ok(Some(e)) => {
+                let now = lock(&clock).now;
+                lock(&events).push((now, e));
+            }
+            Ok(None) => return,
+            Err(None) => commands_open = false,
+            Err(Some(cmd)) => match cmd {
+                Command::Send(m) => {
+                    let _ = session.send(m);
+                }
+                Command::Request { request, timeout } => {
+                    let _ = match timeout {
+                        Some(t) => session.request_with_timeout(request, t),
+                        None => session.request(request),
+                    };
+                }
+                Command::Close => session.close(),
+                Command::Terminate => session.terminate(),
+                Command::Connect => {}
+            },
+        }
+    }
 }
 
 async fn command<P: SendProtocol>(client: Client<P>, cmd: Command<P>) {

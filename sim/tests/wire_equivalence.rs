@@ -8,7 +8,7 @@ use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest};
 use tether_core::{Config, Event, Protocol};
 use tether_sim::Command;
-use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_wire};
+use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_inline, run_driver_wire};
 use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::ws_frames::PeerRead;
@@ -318,6 +318,21 @@ fn server_closes_drops_and_refusals_are_the_same_on_the_wire_as_by_value() {
             for (i, (v, w)) in value.iter().zip(&wire.events).enumerate() {
                 assert_eq!(v, w, "{name}, seed {seed}: event {i} differs");
             }
+            // The same through an inline session, polled by the application's task.
+            let inline = run_driver_inline(
+                Config::default(),
+                hello(),
+                ending(end, reject.clone()),
+                seed,
+                value_net(),
+                requests(),
+                duration,
+            )
+            .unwrap();
+            assert_eq!(
+                value, inline,
+                "{name}, seed {seed}: Client and Inline differ"
+            );
             assert_eq!(value.len(), wire.events.len(), "{name}, seed {seed}");
         }
     }

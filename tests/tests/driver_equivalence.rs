@@ -1,14 +1,15 @@
 //! The simulator runs the same driver the adapters run: a scripted scenario yields the same
 //! event sequence, at the same instants, through `tether-driver` on virtual time as through
-//! `Session` driven directly by the world — and through the driver's real WebSocket
-//! transport over the simulated wire (`run_driver_wire`) too.
+//! `Session` driven directly by the world — through a `Client` and through an `Inline`
+//! session polled by the application's task (`run_driver_inline`) alike, and through the
+//! driver's real WebSocket transport over the simulated wire (`run_driver_wire`) too.
 
 use std::time::Duration;
 
 use serde_json::json;
 use tether_core::profiles::{Gateway, GatewayOptions, GatewayRequest, HelloAck, HelloAckRequest};
 use tether_core::{Config, Event, Output, Protocol};
-use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_wire};
+use tether_sim::driven::{DrivenNet, WireSetup, run_driver, run_driver_inline, run_driver_wire};
 use tether_sim::pipe::PipeConfig;
 use tether_sim::servers::{GatewayServer, HelloAckServer};
 use tether_sim::wire_peer::WireFault;
@@ -179,6 +180,17 @@ fn hello_ack_scenario_is_identical_through_the_driver() {
         );
         assert!(direct.iter().any(|(_, e)| matches!(e, Event::Stream(_))));
         assert_same(&direct, &driven);
+        let inline = run_driver_inline(
+            Config::default(),
+            hello(),
+            HelloAckServer::default(),
+            seed,
+            NET,
+            hello_script(),
+            duration,
+        )
+        .unwrap();
+        assert_same(&direct, &inline);
         let wire = run_driver_wire(
             Config::default(),
             hello(),
@@ -249,6 +261,17 @@ fn gateway_scenario_is_identical_through_the_driver() {
             > 5
     );
     assert_same(&direct, &driven);
+    let inline = run_driver_inline(
+        Config::default(),
+        gw(),
+        GatewayServer::default(),
+        9,
+        NET,
+        gateway_script(),
+        duration,
+    )
+    .unwrap();
+    assert_same(&direct, &inline);
     let wire = run_driver_wire(
         Config::default(),
         gw(),

@@ -206,6 +206,7 @@ where
         commands,
         duration,
         options,
+        inline: false,
     };
     let events = drive(&state, transport, run)?;
     let peer_reads = std::mem::take(&mut *lock(&log));
