@@ -299,3 +299,12 @@ fn next_event_and_flush_are_the_async_forms() {
     );
     assert_eq!(s.next_event().now_or_never(), None, "nothing more yet");
 }
+
+/// An inline session moves between threads with the task that owns it (a multi-threaded
+/// runtime may move that task).
+#[test]
+fn an_inline_session_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Inline<T, Manual>>();
+    assert_send::<Inline<tether_core::profiles::Raw, Manual>>();
+}
