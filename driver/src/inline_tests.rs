@@ -308,3 +308,19 @@ fn an_inline_session_is_send() {
     assert_send::<Inline<T, Manual>>();
     assert_send::<Inline<tether_core::profiles::Raw, Manual>>();
 }
+
+/// Closed before it ever opened: the stream ends after `Ended`, with nothing written.
+#[test]
+fn a_session_closed_while_connecting_ends_its_stream() {
+    let rt = Manual::new();
+    let peer = Peer::default();
+    let mut s = start(&rt, &peer, Config::default());
+    s.close();
+    let events = ready(&mut s);
+    assert!(
+        matches!(events.last(), Some(Event::Ended(EndReason::ClosedByUser))),
+        "{events:?}"
+    );
+    assert_eq!(poll(&mut s), Poll::Ready(None));
+    assert!(written(&peer).is_empty());
+}
