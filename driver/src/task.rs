@@ -244,7 +244,7 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
                     let now = self.now;
                     self.session
                         .close(CloseCode::GOING_AWAY, "client dropped", now);
-                    return self.published.is_empty();
+                    return true;
                 }
             }
             progressed = true;
