@@ -176,12 +176,9 @@ impl<P: crate::send_protocol::SendProtocol> Client<P> {
             front,
         )?;
         let shared = driver.shared.clone();
-        // Not the seed: jitter and idempotency keys derive from it (see `session_id`).
-        let id = crate::session_id::SessionId::next();
-        let span = tracing::info_span!("tether", session = %id, url = %label);
         runtime.spawn(Box::pin(tracing::Instrument::instrument(
             driver.run(),
-            span,
+            session_span(label),
         )));
         Ok(Client {
             cmds: cmds_tx,
@@ -532,4 +529,11 @@ pub(crate) fn assemble<P: crate::send_protocol::SendProtocol, R: Runtime>(
         shared,
         front,
     ))
+}
+
+/// The span a session's loop runs in, named by a fresh id and `label` (the redacted URL).
+pub(crate) fn session_span(label: &str) -> tracing::Span {
+    // Not the seed: jitter and idempotency keys derive from it (see `session_id`).
+    let id = crate::session_id::SessionId::next();
+    tracing::info_span!("tether", session = %id, url = %label)
 }

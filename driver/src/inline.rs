@@ -17,7 +17,7 @@ use tether_core::{
     CloseCode, Config, Event, MessageId, RequestError, RequestId, SendError, Status,
 };
 
-use crate::client::assemble;
+use crate::client::{assemble, session_span};
 use crate::error::ConnectError;
 use crate::record::Options;
 use crate::runtime::Runtime;
@@ -140,15 +140,10 @@ impl<P: SendProtocol, R: Runtime> Inline<P, R> {
             options,
             Front::Inline,
         )?;
-        // Not the seed: jitter and idempotency keys derive from it (see `session_id`).
-        let id = crate::session_id::SessionId::next();
-        let span = tracing::info_span!("tether", session = %id, url = %label);
+        let span = session_span(label);
         {
             let _entered = span.enter();
-            let now = driver.tick();
-            if let Err(e) = driver.session.connect(now) {
-                tracing::debug!(error = %e, "connect refused");
-            }
+            driver.connect();
             driver.drain();
         }
         Ok(Inline {

@@ -165,13 +165,18 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
         futures::future::poll_fn(move |cx| {
             if !started {
                 started = true;
-                let now = self.rt.now();
-                if let Err(e) = self.session.connect(now) {
-                    tracing::debug!(error = %e, "connect refused");
-                }
+                self.connect();
             }
             self.poll(cx)
         })
+    }
+
+    /// Starts the session's first connect (a lazy session waits for its first use).
+    pub(crate) fn connect(&mut self) {
+        let now = self.tick();
+        if let Err(e) = self.session.connect(now) {
+            tracing::debug!(error = %e, "connect refused");
+        }
     }
 
     /// One wake-up: rounds until nothing is ready (see [`poll_rounds`]); then what was

@@ -163,34 +163,26 @@ fn hello_ack_scenario_is_identical_through_the_driver() {
             hello_script(),
             duration,
         );
-        let driven = run_driver(
-            Config::default(),
-            hello(),
-            HelloAckServer::default(),
-            seed,
-            NET,
-            hello_script(),
-            duration,
-        )
-        .unwrap();
         assert!(
             direct.len() > 10,
             "a substantial scenario: {}",
             direct.len()
         );
         assert!(direct.iter().any(|(_, e)| matches!(e, Event::Stream(_))));
-        assert_same(&direct, &driven);
-        let inline = run_driver_inline(
-            Config::default(),
-            hello(),
-            HelloAckServer::default(),
-            seed,
-            NET,
-            hello_script(),
-            duration,
-        )
-        .unwrap();
-        assert_same(&direct, &inline);
+        // Through a `Client`, and through an `Inline` session.
+        for run in [run_driver, run_driver_inline] {
+            let driven = run(
+                Config::default(),
+                hello(),
+                HelloAckServer::default(),
+                seed,
+                NET,
+                hello_script(),
+                duration,
+            )
+            .unwrap();
+            assert_same(&direct, &driven);
+        }
         let wire = run_driver_wire(
             Config::default(),
             hello(),
@@ -243,16 +235,6 @@ fn gateway_scenario_is_identical_through_the_driver() {
         gateway_script(),
         duration,
     );
-    let driven = run_driver(
-        Config::default(),
-        gw(),
-        GatewayServer::default(),
-        9,
-        NET,
-        gateway_script(),
-        duration,
-    )
-    .unwrap();
     assert!(
         direct
             .iter()
@@ -260,18 +242,20 @@ fn gateway_scenario_is_identical_through_the_driver() {
             .count()
             > 5
     );
-    assert_same(&direct, &driven);
-    let inline = run_driver_inline(
-        Config::default(),
-        gw(),
-        GatewayServer::default(),
-        9,
-        NET,
-        gateway_script(),
-        duration,
-    )
-    .unwrap();
-    assert_same(&direct, &inline);
+    // Through a `Client`, and through an `Inline` session.
+    for run in [run_driver, run_driver_inline] {
+        let driven = run(
+            Config::default(),
+            gw(),
+            GatewayServer::default(),
+            9,
+            NET,
+            gateway_script(),
+            duration,
+        )
+        .unwrap();
+        assert_same(&direct, &driven);
+    }
     let wire = run_driver_wire(
         Config::default(),
         gw(),
