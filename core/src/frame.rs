@@ -142,6 +142,7 @@ impl Utf8Bytes {
 impl TryFrom<Bytes> for Utf8Bytes {
     type Error = std::str::Utf8Error;
 
+    #[inline]
     fn try_from(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
         ByteString::try_from(bytes).map(Self)
     }

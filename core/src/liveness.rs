@@ -137,11 +137,13 @@ impl Liveness {
         }
     }
 
-    /// Any inbound frame is evidence of life.
+    /// Any inbound frame is evidence of life. Returns whether it ended a probe: the stale
+    /// deadline then goes back to `now + stale_after`, which can be earlier than the
+    /// probe's own deadline (a probe timeout longer than the stale threshold).
     #[inline]
-    pub(crate) fn on_rx(&mut self, now: Instant) {
+    pub(crate) fn on_rx(&mut self, now: Instant) -> bool {
         self.last_rx = now;
-        self.probe_deadline = None;
+        self.probe_deadline.take().is_some()
     }
 
     /// The protocol declared an application heartbeat of this interval (the peer's word,

@@ -47,8 +47,77 @@ pub(crate) trait Timed {
     fn clock_jumped(&mut self, overshoot: std::time::Duration, now: std::time::Instant);
     /// How far past a deadline `now` must be to count as a clock jump.
     fn clock_jump_threshold(&self) -> std::time::Duration;
-    /// The latest `now` seen, kept by [`advance`].
-    fn last_now(&mut self) -> &mut Option<std::time::Instant>;
+    /// The latest `now` seen and the deadline floor, both kept by [`advance`].
+    fn clock(&mut self) -> &mut Clock;
+}
+
+/// What [`advance`] keeps of a machine between calls.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Clock {
+    /// The latest `now` seen.
+    pub(crate) now: Option<std::time::Instant>,
+    /// A lower bound on the earliest armed deadline, or `Unknown`.
+    pub(crate) floor: Floor,
+}
+
+/// A lower bound on a machine's earliest armed deadline, kept from one call to the next
+/// so that a call whose `now` lies before it knows nothing is due without looking at every
+/// timer: on the path of every frame, that look was half of what a `Raw` message cost.
+///
+/// [`advance`] sets it from the deadlines it has just looked at. A call that then arms a
+/// deadline must lower it ([`lower`](Self::lower)) or forget it
+/// ([`forget`](Self::forget)); moving a deadline later or disarming one needs neither.
+/// The machines forget it after every call but the few frequent ones that keep it, each of
+/// which lowers it for what it arms (see `Session::advance_keeping`), so a path no one
+/// reviewed can only cost the full look, never skip a timer. Debug builds check the bound
+/// against every timer each time it is relied on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Floor {
+    /// Not known: the next call looks at every timer.
+    #[default]
+    Unknown,
+    /// No deadline is armed before this instant.
+    At(std::time::Instant),
+    /// No deadline is armed at all.
+    Unarmed,
+}
+
+impl Floor {
+    /// Forgets the bound: the next call looks at every timer.
+    #[inline]
+    pub(crate) fn forget(&mut self) {
+        *self = Floor::Unknown;
+    }
+
+    /// A deadline at `at` was armed (`None`: beyond the clock's range, so never).
+    #[inline]
+    pub(crate) fn lower(&mut self, at: Option<std::time::Instant>) {
+        let Some(at) = at else { return };
+        match *self {
+            Floor::At(floor) if floor <= at => {}
+            Floor::Unknown => {}
+            Floor::At(_) | Floor::Unarmed => *self = Floor::At(at),
+        }
+    }
+
+    /// Whether no deadline can be due at `now`.
+    #[inline]
+    fn holds_at(self, now: std::time::Instant) -> bool {
+        match self {
+            Floor::At(floor) => now < floor,
+            Floor::Unarmed => true,
+            Floor::Unknown => false,
+        }
+    }
+
+    /// Whether `next`, the earliest armed deadline, respects the bound.
+    fn bounds(self, next: Option<(std::time::Instant, TimerKind)>) -> bool {
+        match (self, next) {
+            (Floor::Unknown, _) | (_, None) => true,
+            (Floor::At(floor), Some((at, _))) => floor <= at,
+            (Floor::Unarmed, Some(_)) => false,
+        }
+    }
 }
 
 /// More timers than this firing in one call means a timer that does not move its own
@@ -61,15 +130,24 @@ const MAX_FIRINGS_PER_CALL: usize = 100_000;
 /// `now` is far past the earliest deadline. Returns the clamped `now`.
 #[inline]
 pub(crate) fn advance<T: Timed>(machine: &mut T, now: std::time::Instant) -> std::time::Instant {
-    let last = machine.last_now();
-    let now = match *last {
+    let clock = machine.clock();
+    let now = match clock.now {
         Some(last) if now < last => {
             tracing::debug!(behind = ?(last - now), "time went backwards; clamped");
             last
         }
         _ => now,
     };
-    *last = Some(now);
+    clock.now = Some(now);
+    let floor = clock.floor;
+    if floor.holds_at(now) {
+        debug_assert!(
+            floor.bounds(machine.next_timer()),
+            "a deadline was armed below the floor {floor:?} without lowering it: {:?}",
+            machine.next_timer()
+        );
+        return now;
+    }
     // The next deadline is computed once per firing, not once more for the jump check:
     // this is the hot path of every inbound frame.
     let mut next = machine.next_timer();
@@ -86,10 +164,14 @@ pub(crate) fn advance<T: Timed>(machine: &mut T, now: std::time::Instant) -> std
                 machine.fire(kind, now);
                 next = machine.next_timer();
             }
-            _ => return now,
+            _ => {
+                machine.clock().floor = next.map_or(Floor::Unarmed, |(at, _)| Floor::At(at));
+                return now;
+            }
         }
     }
     debug_assert!(false, "a timer did not move its deadline");
+    machine.clock().floor = Floor::Unknown;
     now
 }
 

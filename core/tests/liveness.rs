@@ -197,3 +197,53 @@ fn a_driver_a_little_late_is_not_a_clock_jump() {
             .any(|e| matches!(e, Event::ClockJump { .. }))
     );
 }
+
+#[test]
+fn a_frame_that_ends_a_long_probe_brings_the_stale_deadline_forward() {
+    // A probe longer than the stale threshold: the frame that ends it puts the stale
+    // deadline back at 10 s after that frame, 50 s before the probe's own.
+    let cfg = Config::builder()
+        .ping_interval(None)
+        .stale_after(secs(10.0))
+        .build()
+        .unwrap();
+    let mut cfg = cfg;
+    cfg.liveness.probe_timeout = secs(60.0);
+    // No other deadline before the probe's: the stale one is the only early one.
+    cfg.send_deadline = secs(120.0);
+    let mut h = H::new(cfg);
+    h.open();
+    let conn = h.conn();
+    // The host slept: a probe, due 60 s from now.
+    let out = h.advance(secs(7200.0));
+    h.complete_writes(&out);
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, Event::ClockJump { .. }))
+    );
+    h.now += secs(1.0);
+    h.input(Input::FrameReceived {
+        conn,
+        frame: InFrame::Pong(bytes::Bytes::new()),
+    });
+    // 20 s on, a message: the peer went stale 9 s ago (1 + 10 s after the probe
+    // started), which the session acts on before it reads anything more.
+    h.now += secs(20.0);
+    let out = h.input(Input::FrameReceived {
+        conn,
+        frame: text("late"),
+    });
+    assert!(has_abort(&out), "stale at +11 s, before the frame at +21 s");
+    assert!(
+        !events(&out).iter().any(|e| matches!(e, Event::Message(_))),
+        "the frame of a connection already given up is not delivered"
+    );
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::Stale,
+            ..
+        }
+    )));
+}

@@ -111,3 +111,34 @@ fn pending_writes_are_bounded() {
     h.complete_writes(&out);
     assert!(h.s.send("x".into(), h.now).is_ok());
 }
+
+#[test]
+fn a_frame_after_a_missed_send_deadline_finds_the_connection_gone() {
+    // No pings: once the connection is stable, the stale threshold (75 s) is the only
+    // deadline, and the write below arms one before it.
+    let cfg = Config::builder().ping_interval(None).build().unwrap();
+    let mut h = H::new(cfg);
+    h.open();
+    h.run_for(secs(60.0));
+    h.s.send("stuck".to_owned(), h.now).unwrap();
+    assert_eq!(sent_texts(&h.drain()).len(), 1);
+    // The write is never reported; a frame comes 11 s later, 1 s past its deadline.
+    h.now += secs(11.0);
+    let out = h.frame("after");
+    assert!(
+        has_abort(&out),
+        "the send deadline passed before this frame"
+    );
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::SendDeadline,
+            ..
+        }
+    )));
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Message(_))),
+        "the frame of a connection already given up is not delivered"
+    );
+}

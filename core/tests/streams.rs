@@ -293,3 +293,32 @@ fn accumulated_text_past_the_budget_ends_the_stream() {
         ]
     );
 }
+
+#[test]
+fn an_event_repeated_after_the_dedup_memory_expired_is_delivered_again() {
+    // No pings: the stale threshold (75 s after the last frame) is the only other
+    // deadline, so the de-duplication memory (30 s) is the first to come due, and the
+    // session must see it pass before it reads the repeat.
+    let cfg = tether_core::Config::builder()
+        .ping_interval(None)
+        .build()
+        .unwrap();
+    let mut h = H::new(cfg);
+    h.open();
+    h.run_for(secs(40.0));
+    h.frame("ev proactive 1 delta hi");
+    h.now += secs(29.0);
+    h.frame("ev proactive 1 delta hi");
+    h.now += secs(2.0);
+    h.frame("ev proactive 1 delta hi");
+    let unsolicited = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Unsolicited(_)))
+        .count();
+    assert_eq!(
+        unsolicited, 2,
+        "dropped once within 30 s, delivered again after"
+    );
+    assert_eq!(h.s.stats().duplicates_dropped, 1);
+}

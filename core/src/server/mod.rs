@@ -113,7 +113,8 @@ pub struct ServerConn {
     writes: Writes,
     next_frame: u64,
     outputs: VecDeque<ServerOutput>,
-    now: Option<Instant>,
+    /// The latest `now` seen and the deadline floor (`timer::advance` keeps both).
+    clock: crate::timer::Clock,
     stats: ServerStats,
     end: Option<EndCause>,
 }
@@ -151,7 +152,10 @@ impl ServerConn {
             writes: Writes::with_capacity(16),
             next_frame: 0,
             outputs: VecDeque::with_capacity(8),
-            now: Some(now),
+            clock: crate::timer::Clock {
+                now: Some(now),
+                floor: crate::timer::Floor::Unknown,
+            },
             stats: ServerStats::default(),
             end: None,
         })
@@ -351,9 +355,12 @@ impl ServerConn {
 
     // ---- internals -----------------------------------------------------------------------
 
-    /// Clamps `now` to the latest time seen and fires every timer due by then.
+    /// Clamps `now` to the latest time seen and fires every timer due by then. The
+    /// deadline floor is forgotten: what the caller does next may arm a deadline.
     fn advance(&mut self, now: Instant) -> Instant {
-        crate::timer::advance(self, now)
+        let now = crate::timer::advance(self, now);
+        self.clock.floor.forget();
+        now
     }
 
     fn on_frame(&mut self, frame: InFrame, now: Instant) {
@@ -588,7 +595,7 @@ impl Timed for ServerConn {
     }
 
     #[inline]
-    fn last_now(&mut self) -> &mut Option<Instant> {
-        &mut self.now
+    fn clock(&mut self) -> &mut crate::timer::Clock {
+        &mut self.clock
     }
 }

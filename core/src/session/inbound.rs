@@ -25,12 +25,50 @@ impl<P: Protocol> Session<P> {
     /// late `TransportOpened` of an abandoned attempt is answered with `AbortTransport`, so
     /// the socket does not leak).
     pub fn handle_input(&mut self, input: Input, now: Instant) {
-        let now = self.advance(now);
+        let now = self.advance_keeping(now);
         let conn = input.conn();
         if self.link.conn() != Some(conn) {
+            // Disarms a closing connection's timer at most: the floor holds.
             self.foreign_input(input);
             return;
         }
+        // Whether the deadline floor still holds after this input (see `timer::Floor`):
+        // only the inputs of an open connection's steady state keep it.
+        let floor_holds = match input {
+            Input::FrameReceived { conn, frame } => self.on_frame(conn, frame, now),
+            Input::WriteCompleted { conn, frame } => {
+                self.write_completed(conn, frame, now);
+                true
+            }
+            other => {
+                self.connection_input(other, now);
+                false
+            }
+        };
+        if !floor_holds {
+            self.clock.floor.forget();
+        }
+    }
+
+    /// A write reported done: it no longer has a send deadline.
+    fn write_completed(&mut self, conn: ConnId, frame: crate::ids::FrameId, now: Instant) {
+        match self.writes.complete(frame, now) {
+            Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
+                self.stats.slow_writes += 1;
+                tracing::warn!(%conn, %frame, ?elapsed, "slow write");
+                self.emit(Event::SlowWrite {
+                    conn,
+                    frame,
+                    elapsed,
+                });
+            }
+            Some(_) => {}
+            None => self.stats.stale_inputs += 1,
+        }
+    }
+
+    /// The inputs that open, fail or close the current connection.
+    fn connection_input(&mut self, input: Input, now: Instant) {
         match input {
             Input::TransportOpened { conn } => self.on_transport_opened(conn, now),
             Input::TransportFailed { conn, failure } => {
@@ -42,26 +80,16 @@ impl<P: Protocol> Session<P> {
                     self.on_closed(conn, None, String::new(), now);
                 }
             }
-            Input::FrameReceived { conn, frame } => self.on_frame(conn, frame, now),
             Input::TransportClosed { conn, code, reason } => {
                 self.on_closed(conn, code, reason, now)
             }
             Input::ProtocolError { conn, violation } => {
                 self.on_protocol_error(conn, violation, now)
             }
-            Input::WriteCompleted { conn, frame } => match self.writes.complete(frame, now) {
-                Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
-                    self.stats.slow_writes += 1;
-                    tracing::warn!(%conn, %frame, ?elapsed, "slow write");
-                    self.emit(Event::SlowWrite {
-                        conn,
-                        frame,
-                        elapsed,
-                    });
-                }
-                Some(_) => {}
-                None => self.stats.stale_inputs += 1,
-            },
+            Input::FrameReceived { conn, frame } => {
+                self.on_frame(conn, frame, now);
+            }
+            Input::WriteCompleted { conn, frame } => self.write_completed(conn, frame, now),
             Input::WriteFailed { conn, .. } => match self.link {
                 Link::Open { .. } => self.lost(
                     conn,
@@ -184,47 +212,56 @@ impl<P: Protocol> Session<P> {
         }
     }
 
-    fn on_frame(&mut self, conn: ConnId, frame: InFrame, now: Instant) {
+    /// A frame of the current connection; returns whether the deadline floor still holds.
+    fn on_frame(&mut self, conn: ConnId, frame: InFrame, now: Instant) -> bool {
         let phase = match &mut self.link {
             Link::Open { liveness, .. } => {
-                liveness.on_rx(now);
+                // Ending a probe puts the stale deadline back at `now + stale_after`,
+                // which can come before the probe's own.
+                if liveness.on_rx(now) {
+                    self.clock.floor.forget();
+                }
                 Phase::Open
             }
             Link::Handshaking { .. } => Phase::Handshake,
             // A frame before the transport reported open: the adapter broke its contract.
             _ => {
                 self.stats.stale_inputs += 1;
-                return;
+                return true;
             }
         };
         let data = match frame {
-            InFrame::Ping(_) | InFrame::Pong(_) => return,
+            InFrame::Ping(_) | InFrame::Pong(_) => return true,
             InFrame::Text(b) | InFrame::Binary(b) if b.len() > self.cfg.max_inbound_frame => {
                 let max = self.cfg.max_inbound_frame;
                 self.violation(conn, Violation::Oversized { len: b.len(), max });
-                return;
+                return true;
             }
             InFrame::Text(b) => match Utf8Bytes::try_from(b) {
                 Ok(t) => DataFrame::Text(t),
                 Err(_) => {
                     self.violation(conn, Violation::InvalidUtf8);
-                    return;
+                    return true;
                 }
             },
             InFrame::Binary(b) => DataFrame::Binary(b),
         };
         self.stats.frames_received += 1;
         let decoded = self.protocol.decode(data, phase);
-        self.dispatch(conn, decoded, now);
+        self.dispatch(conn, decoded, now)
     }
 
-    fn dispatch(&mut self, conn: ConnId, decoded: Decoded<P>, now: Instant) {
+    /// Acts on a decoded frame; returns whether the deadline floor still holds: yes for
+    /// messages, stream events (which lower it for what they arm), heartbeats and
+    /// violations, no for anything that resolves a request or moves the handshake.
+    fn dispatch(&mut self, conn: ConnId, decoded: Decoded<P>, now: Instant) -> bool {
         let handshaking = matches!(self.link, Link::Handshaking { .. });
         match decoded {
             Decoded::Message(m) => {
                 self.stats.messages += 1;
                 self.last_activity = Some(now);
                 self.emit(Event::Message(m));
+                true
             }
             Decoded::Response { id, result } => {
                 let known = id
@@ -250,6 +287,7 @@ impl<P: Protocol> Session<P> {
                         },
                     ),
                 }
+                false
             }
             Decoded::Stream(frame) => {
                 self.last_activity = Some(now);
@@ -291,15 +329,24 @@ impl<P: Protocol> Session<P> {
                         self.emit(Event::Unsolicited(payload));
                     }
                 }
+                // Routing arms the streams' own expiries (de-duplication memory,
+                // cooldown, an idle stream), and nothing else.
+                let expiry = self.streams.next_expiry(&self.cfg.streams);
+                self.clock.floor.lower(expiry);
+                true
             }
-            Decoded::Heartbeat | Decoded::Ignore => {}
+            Decoded::Heartbeat | Decoded::Ignore => true,
             // One challenge answered per connection: a peer repeating it would otherwise
             // make the session write a reply for each, past `max_pending_writes`.
             Decoded::Challenge(reply) if handshaking && self.challenged != Some(conn) => {
                 self.challenged = Some(conn);
                 self.write(conn, reply, now);
+                false
             }
-            Decoded::Ack(acked) if handshaking => self.opened(conn, acked, now),
+            Decoded::Ack(acked) if handshaking => {
+                self.opened(conn, acked, now);
+                false
+            }
             Decoded::Rejected(r) if handshaking => {
                 let class = if r.fatal {
                     CloseClass::Fatal
@@ -311,12 +358,21 @@ impl<P: Protocol> Session<P> {
                 let error = AttemptError::HandshakeRejected { message: r.message };
                 let how = Teardown::Close(CloseCode::NORMAL, "handshake rejected");
                 self.attempt_failed(conn, error, class, how, now);
+                false
             }
-            Decoded::Ack(_) => self.violation(conn, Violation::DuplicateAck),
+            // A violation is reported, and arms nothing.
+            Decoded::Ack(_) => {
+                self.violation(conn, Violation::DuplicateAck);
+                true
+            }
             Decoded::Challenge(_) | Decoded::Rejected(_) => {
                 self.violation(conn, Violation::UnexpectedHandshake);
+                true
             }
-            Decoded::Violation(v) => self.violation(conn, v),
+            Decoded::Violation(v) => {
+                self.violation(conn, v);
+                true
+            }
         }
     }
 

@@ -120,7 +120,8 @@ pub struct Session<P: Protocol> {
     /// The connection whose handshake challenge was answered (one answer per connection).
     challenged: Option<ConnId>,
     outputs: VecDeque<Output<P>>,
-    now: Option<Instant>,
+    /// The latest `now` seen and the deadline floor (`timer::advance` keeps both).
+    clock: crate::timer::Clock,
     last_activity: Option<Instant>,
     stats: SessionStats,
 }
@@ -190,7 +191,7 @@ impl<P: Protocol> Session<P> {
             replay_floor: Vec::new(),
             challenged: None,
             outputs: VecDeque::new(),
-            now: None,
+            clock: crate::timer::Clock::default(),
             last_activity: None,
             stats: SessionStats::default(),
         })
@@ -329,7 +330,12 @@ impl<P: Protocol> Session<P> {
     /// Fires every timer due at or before `now`. Safe to call early, late or spuriously;
     /// drain [`poll_output`](Self::poll_output) afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
+        // Always a full look, whatever the floor says: the driver calls this when
+        // `poll_timeout` (never from the floor) says a deadline is due, so a deadline
+        // armed below the floor by a path that failed to lower it still fires on time.
+        // Firing re-reads the deadlines after each timer, so the floor it leaves holds.
+        self.clock.floor.forget();
+        self.advance_keeping(now);
     }
 
     // ---- commands ------------------------------------------------------------------------
@@ -408,7 +414,7 @@ impl<P: Protocol> Session<P> {
         ttl: Option<Duration>,
         now: Instant,
     ) -> Result<MessageId, SendError> {
-        let now = self.advance(now);
+        let now = self.advance_keeping(now);
         if self.status.is_terminal() {
             return Err(SendError::Ended);
         }
@@ -420,8 +426,15 @@ impl<P: Protocol> Session<P> {
                     return Err(SendError::Backpressure);
                 }
                 self.write_message(conn, frame, id, now);
+                // The one deadline a write arms: its send deadline (the idle deadline
+                // below only moves later).
+                let due = crate::timer::after(now, self.cfg.send_deadline);
+                self.clock.floor.lower(due);
             }
-            _ => self.enqueue(Queued::Message(id), frame, ttl, now)?,
+            _ => {
+                self.clock.floor.forget();
+                self.enqueue(Queued::Message(id), frame, ttl, now)?;
+            }
         }
         self.next_message += 1;
         self.last_activity = Some(now);

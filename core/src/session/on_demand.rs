@@ -113,6 +113,7 @@ impl<P: Protocol> Session<P> {
     /// A lazy session used while dormant (or not yet connected) starts connecting.
     pub(super) fn wake_for_use(&mut self, now: Instant) {
         if self.cfg.lazy && self.started && !self.paused && self.status == Status::Idle {
+            self.clock.floor.forget();
             self.begin(now);
         }
     }

@@ -13,8 +13,19 @@ use crate::status::Status;
 use crate::timer::{Earliest, Timed, TimerKind, after};
 
 impl<P: Protocol> Session<P> {
-    /// Clamps `now` to the latest time seen and fires every timer due by then.
+    /// Clamps `now` to the latest time seen and fires every timer due by then. The
+    /// deadline floor is forgotten: what the caller does next may arm a deadline.
     pub(super) fn advance(&mut self, now: Instant) -> Instant {
+        let now = crate::timer::advance(self, now);
+        self.clock.floor.forget();
+        now
+    }
+
+    /// [`advance`](Self::advance) for the frequent calls (a frame in, a write reported, a
+    /// message out, a timer), which keep the deadline floor: the caller lowers it for
+    /// anything it arms, or forgets it on any path it has not accounted for.
+    #[inline]
+    pub(super) fn advance_keeping(&mut self, now: Instant) -> Instant {
         crate::timer::advance(self, now)
     }
 
@@ -209,7 +220,7 @@ impl<P: Protocol> Timed for Session<P> {
     }
 
     #[inline]
-    fn last_now(&mut self) -> &mut Option<Instant> {
-        &mut self.now
+    fn clock(&mut self) -> &mut crate::timer::Clock {
+        &mut self.clock
     }
 }
