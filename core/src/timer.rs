@@ -69,8 +69,10 @@ pub(crate) struct Clock {
 /// ([`forget`](Self::forget)); moving a deadline later or disarming one needs neither.
 /// The machines forget it after every call but the few frequent ones that keep it, each of
 /// which lowers it for what it arms (see `Session::advance_keeping`), so a path no one
-/// reviewed can only cost the full look, never skip a timer. Debug builds check the bound
-/// against every timer each time it is relied on.
+/// reviewed only costs the full look. `handle_timeout` always takes the full look and
+/// `poll_timeout` never reads the floor, so even a deadline armed below it without lowering
+/// it fires when the driver next wakes. Debug builds check the bound against every timer
+/// each time a call relies on it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Floor {
     /// Not known: the next call looks at every timer.

@@ -179,3 +179,30 @@ fn a_timer_late_by_less_than_the_threshold_is_no_clock_jump() {
     );
     assert_eq!(h.c.stats().clock_jumps, 0);
 }
+
+#[test]
+fn a_frame_that_ends_a_long_probe_brings_the_stale_deadline_forward() {
+    // A probe (10 s) longer than the stale threshold (3 s): the pong that ends it puts
+    // the stale deadline 3 s after the pong, 6.5 s before the probe's own.
+    let mut cfg = short();
+    cfg.liveness.ping_interval = None;
+    cfg.liveness.probe_timeout = secs(10);
+    // The probe ping's own send deadline comes after the stale one.
+    cfg.send_deadline = secs(20);
+    let mut h = Harness::new(cfg);
+    let woke = secs(3600);
+    let out = h.timeout(woke);
+    ack_pings(&mut h, &out, woke);
+    h.pong(woke + ms(500));
+    // A frame 5 s after the pong: the peer went stale 2 s before it.
+    let out = h.frame(InFrame::Text(Bytes::from_static(b"late")), woke + secs(5));
+    assert!(aborted(&out), "stale before this frame: {out:?}");
+    assert_eq!(ended(&out), stale());
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            ServerOutput::Event(tether_core::server::ServerEvent::Message(_))
+        )),
+        "the frame of a connection already given up is not delivered: {out:?}"
+    );
+}

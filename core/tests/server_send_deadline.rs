@@ -127,3 +127,29 @@ fn writes_pending_across_a_sleep_get_a_fresh_deadline() {
     assert_eq!(h.c.timeout_reason(), Some(TimerKind::SendDeadline));
     assert_eq!(ended(&h.timeout(woke + secs(2))), missed());
 }
+
+#[test]
+fn a_frame_after_a_missed_send_deadline_finds_the_connection_gone() {
+    // No pings, a minute's stale threshold: the write below arms the earliest deadline.
+    let mut cfg = short();
+    cfg.liveness.ping_interval = None;
+    cfg.liveness.stale_after = secs(60);
+    let mut h = Harness::new(cfg);
+    h.frame(
+        tether_core::InFrame::Text(bytes::Bytes::from_static(b"hi")),
+        ms(100),
+    );
+    h.send("stuck", ms(200));
+    // Never reported written; a frame 100 ms past its deadline.
+    let out = h.frame(
+        tether_core::InFrame::Text(bytes::Bytes::from_static(b"late")),
+        ms(2300),
+    );
+    assert!(aborted(&out), "{out:?}");
+    assert_eq!(ended(&out), missed());
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, ServerOutput::Event(ServerEvent::Message(_)))),
+        "{out:?}"
+    );
+}

@@ -234,7 +234,9 @@ impl ServerConn {
     /// Fires every timer due at or before `now`. Safe to call early, late or spuriously;
     /// drain [`poll_output`](Self::poll_output) afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
+        // Always a full look, as the session's: see `timer::Floor`.
+        self.clock.floor.forget();
+        self.advance_keeping(now);
     }
 
     /// Applies one transport input. Never fails: peer and network faults become outputs
@@ -246,12 +248,18 @@ impl ServerConn {
     /// ignored. `TransportOpened` means nothing to an accepted connection (ignored);
     /// `TransportFailed` is treated as a dropped socket.
     pub fn handle_input(&mut self, input: Input, now: Instant) {
-        let now = self.advance(now);
+        let now = self.advance_keeping(now);
         if input.conn() != self.conn || self.is_closed() {
             self.stats.stale_inputs += 1;
             tracing::debug!(conn = %input.conn(), "input ignored");
             return;
         }
+        // Whether the deadline floor still holds: a frame in and a write reported done
+        // keep it (see `timer::Floor`); anything else forgets it.
+        let floor_holds = matches!(
+            input,
+            Input::FrameReceived { .. } | Input::WriteCompleted { .. }
+        );
         match input {
             Input::FrameReceived { frame, .. } => self.on_frame(frame, now),
             Input::TransportClosed { code, reason, .. } => self.on_closed(code, reason),
@@ -272,6 +280,9 @@ impl ServerConn {
             },
             Input::TransportOpened { .. } => self.stats.stale_inputs += 1,
         }
+        if !floor_holds {
+            self.clock.floor.forget();
+        }
     }
 
     // ---- commands ------------------------------------------------------------------------
@@ -285,7 +296,7 @@ impl ServerConn {
     /// [`SendError::Backpressure`] when `max_pending_writes` frames are pending. Nothing
     /// was written then.
     pub fn send(&mut self, message: DataFrame, now: Instant) -> Result<FrameId, SendError> {
-        let now = self.advance(now);
+        let now = self.advance_keeping(now);
         if !self.is_open() {
             return Err(SendError::Ended);
         }
@@ -296,7 +307,11 @@ impl ServerConn {
             DataFrame::Text(t) => OutFrame::Text(t),
             DataFrame::Binary(b) => OutFrame::Binary(b),
         };
-        Ok(self.write(payload, now))
+        let frame = self.write(payload, now);
+        // The one deadline a write arms: its send deadline.
+        let due = crate::timer::after(now, self.cfg.send_deadline);
+        self.clock.floor.lower(due);
+        Ok(frame)
     }
 
     /// Closes the connection: a close frame with `code` and `reason`, then
@@ -363,6 +378,14 @@ impl ServerConn {
         now
     }
 
+    /// [`advance`](Self::advance) for the frequent calls (a frame in, a write reported,
+    /// a frame out, a timer), which keep the deadline floor: the caller lowers it for
+    /// anything it arms, or forgets it.
+    #[inline]
+    fn advance_keeping(&mut self, now: Instant) -> Instant {
+        crate::timer::advance(self, now)
+    }
+
     fn on_frame(&mut self, frame: InFrame, now: Instant) {
         // While closing, the peer may still send until it sees the close frame; the
         // application asked to stop, so those frames are dropped.
@@ -373,7 +396,11 @@ impl ServerConn {
         else {
             return;
         };
-        liveness.on_rx(now);
+        // Ending a probe puts the stale deadline back at `now + stale_after`, which can
+        // come before the probe's own.
+        if liveness.on_rx(now) {
+            self.clock.floor.forget();
+        }
         if matches!(frame, InFrame::Text(_) | InFrame::Binary(_)) {
             *first_message = None;
         }
