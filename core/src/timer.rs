@@ -250,4 +250,55 @@ mod tests {
             t0 + Duration::from_secs(1)
         );
     }
+
+    #[test]
+    fn the_floor_holds_strictly_before_itself_and_only_while_known() {
+        let t0 = crate::test_epoch();
+        let ns = Duration::from_nanos(1);
+        let floor = Floor::At(t0);
+        assert!(floor.holds_at(t0 - ns));
+        // A deadline at the floor is due at the floor.
+        assert!(!floor.holds_at(t0));
+        assert!(!floor.holds_at(t0 + ns));
+        assert!(Floor::Unarmed.holds_at(t0 + Duration::from_secs(1_000_000)));
+        assert!(!Floor::Unknown.holds_at(t0 - ns));
+    }
+
+    #[test]
+    fn lowering_keeps_the_earliest_and_never_makes_an_unknown_floor_known() {
+        let t0 = crate::test_epoch();
+        let s = Duration::from_secs(1);
+        let mut floor = Floor::At(t0 + s);
+        floor.lower(Some(t0 + s + s));
+        assert_eq!(floor, Floor::At(t0 + s), "a later deadline leaves it");
+        floor.lower(Some(t0));
+        assert_eq!(floor, Floor::At(t0), "an earlier one lowers it");
+        floor.lower(None);
+        assert_eq!(
+            floor,
+            Floor::At(t0),
+            "a deadline beyond the clock's range never fires"
+        );
+        let mut unarmed = Floor::Unarmed;
+        unarmed.lower(Some(t0 + s));
+        assert_eq!(unarmed, Floor::At(t0 + s));
+        let mut unknown = Floor::Unknown;
+        unknown.lower(Some(t0));
+        assert_eq!(unknown, Floor::Unknown);
+        floor.forget();
+        assert_eq!(floor, Floor::Unknown);
+    }
+
+    #[test]
+    fn the_bound_check_accepts_only_a_floor_at_or_under_the_next_deadline() {
+        let t0 = crate::test_epoch();
+        let s = Duration::from_secs(1);
+        let next = Some((t0 + s, TimerKind::Ping));
+        assert!(Floor::At(t0).bounds(next));
+        assert!(Floor::At(t0 + s).bounds(next));
+        assert!(!Floor::At(t0 + s + s).bounds(next));
+        assert!(!Floor::Unarmed.bounds(next));
+        assert!(Floor::Unarmed.bounds(None));
+        assert!(Floor::Unknown.bounds(next));
+    }
 }
