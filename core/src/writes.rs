@@ -36,12 +36,28 @@ impl Writes {
         self.pending.push_back((frame, now, Some(message)));
     }
 
-    /// Marks `frame` written; returns how long the write took, or `None` if the frame was
-    /// not pending (a duplicate or stale report).
-    pub(crate) fn complete(&mut self, frame: FrameId, now: Instant) -> Option<Duration> {
-        let pos = self.pending.iter().position(|(f, _, _)| *f == frame)?;
-        let (_, started, _) = self.pending.remove(pos)?;
-        Some(now.saturating_duration_since(started))
+    /// Marks `frame` written. `None` if the frame was not pending (a duplicate or stale
+    /// report); otherwise `Some(None)` for a write that took at most `slow_after`, and
+    /// `Some(Some(elapsed))` for one that took longer.
+    pub(crate) fn complete(
+        &mut self,
+        frame: FrameId,
+        now: Instant,
+        slow_after: Duration,
+    ) -> Option<Option<Duration>> {
+        // The front, almost always: a socket writes in order.
+        let started = if self.pending.front().is_some_and(|(f, _, _)| *f == frame) {
+            self.pending.pop_front()?.1
+        } else {
+            let pos = self.pending.iter().position(|(f, _, _)| *f == frame)?;
+            self.pending.remove(pos)?.1
+        };
+        // `started + slow_after` against `now`, rather than `now - started` against
+        // `slow_after`: the same verdict (a limit beyond the clock's range is never
+        // passed), for about half the instructions on every frame written; only a slow
+        // write needs its duration.
+        let slow = crate::timer::after(started, slow_after).is_some_and(|limit| now > limit);
+        Some(slow.then(|| now.saturating_duration_since(started)))
     }
 
     /// When the oldest pending write misses `deadline`.
@@ -88,13 +104,40 @@ mod tests {
         w.push(FrameId(1), t0);
         w.push(FrameId(2), t0 + Duration::from_secs(1));
         assert_eq!(w.next_deadline(d), Some(t0 + d));
+        let slow = Duration::from_secs(2);
         assert_eq!(
-            w.complete(FrameId(1), t0 + Duration::from_secs(3)),
-            Some(Duration::from_secs(3))
+            w.complete(FrameId(1), t0 + Duration::from_secs(3), slow),
+            Some(Some(Duration::from_secs(3)))
         );
-        assert_eq!(w.complete(FrameId(1), t0), None, "second report is ignored");
+        assert_eq!(
+            w.complete(FrameId(1), t0, slow),
+            None,
+            "second report is ignored"
+        );
         assert_eq!(w.next_deadline(d), Some(t0 + Duration::from_secs(11)));
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn a_write_is_slow_only_past_the_warning() {
+        let t0 = crate::test_epoch();
+        let slow = Duration::from_secs(2);
+        let mut w = Writes::default();
+        for f in 1..=4 {
+            w.push(FrameId(f), t0);
+        }
+        assert_eq!(
+            w.complete(FrameId(1), t0 + slow, slow),
+            Some(None),
+            "exactly"
+        );
+        let past = slow + Duration::from_nanos(1);
+        assert_eq!(w.complete(FrameId(2), t0 + past, slow), Some(Some(past)));
+        // Out of order (not the front): found all the same.
+        assert_eq!(w.complete(FrameId(4), t0, slow), Some(None));
+        // A warning beyond the clock's range is never reached.
+        assert_eq!(w.complete(FrameId(3), t0 + past, Duration::MAX), Some(None));
+        assert_eq!(w.len(), 0);
     }
 
     #[test]
@@ -105,7 +148,7 @@ mod tests {
         w.push(FrameId(2), t0);
         w.push_message(FrameId(3), MessageId(8), t0);
         w.push_message(FrameId(4), MessageId(9), t0);
-        w.complete(FrameId(3), t0);
+        w.complete(FrameId(3), t0, Duration::from_secs(1));
         assert_eq!(w.take_messages(), [MessageId(7), MessageId(9)]);
         assert_eq!(w.len(), 0);
     }

@@ -265,15 +265,20 @@ impl ServerConn {
             Input::TransportClosed { code, reason, .. } => self.on_closed(code, reason),
             Input::TransportFailed { .. } => self.on_closed(None, String::new()),
             Input::ProtocolError { violation, .. } => self.on_protocol_error(violation),
-            Input::WriteCompleted { frame, .. } => match self.writes.complete(frame, now) {
-                Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
-                    self.stats.slow_writes += 1;
-                    tracing::warn!(conn = %self.conn, %frame, ?elapsed, "slow write");
-                    self.emit(ServerEvent::SlowWrite { frame, elapsed });
+            Input::WriteCompleted { frame, .. } => {
+                match self
+                    .writes
+                    .complete(frame, now, self.cfg.slow_write_warning)
+                {
+                    Some(Some(elapsed)) => {
+                        self.stats.slow_writes += 1;
+                        tracing::warn!(conn = %self.conn, %frame, ?elapsed, "slow write");
+                        self.emit(ServerEvent::SlowWrite { frame, elapsed });
+                    }
+                    Some(None) => {}
+                    None => self.stats.stale_inputs += 1,
                 }
-                Some(_) => {}
-                None => self.stats.stale_inputs += 1,
-            },
+            }
             Input::WriteFailed { .. } => match self.state {
                 State::Open { .. } => self.lose(DisconnectReason::WriteFailed, true),
                 _ => self.finish_close(false, true),

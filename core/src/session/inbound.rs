@@ -52,8 +52,11 @@ impl<P: Protocol> Session<P> {
 
     /// A write reported done: it no longer has a send deadline.
     fn write_completed(&mut self, conn: ConnId, frame: crate::ids::FrameId, now: Instant) {
-        match self.writes.complete(frame, now) {
-            Some(elapsed) if elapsed > self.cfg.slow_write_warning => {
+        match self
+            .writes
+            .complete(frame, now, self.cfg.slow_write_warning)
+        {
+            Some(Some(elapsed)) => {
                 self.stats.slow_writes += 1;
                 tracing::warn!(%conn, %frame, ?elapsed, "slow write");
                 self.emit(Event::SlowWrite {
@@ -62,7 +65,7 @@ impl<P: Protocol> Session<P> {
                     elapsed,
                 });
             }
-            Some(_) => {}
+            Some(None) => {}
             None => self.stats.stale_inputs += 1,
         }
     }
