@@ -16,6 +16,14 @@ fn stream_events(h: &H) -> Vec<StreamEvent<String>> {
         .collect()
 }
 
+/// How many events of no stream the session delivered.
+fn unsolicited(h: &H) -> usize {
+    h.events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Unsolicited(_)))
+        .count()
+}
+
 #[test]
 fn a_run_streams_exactly_once_even_when_events_precede_the_response() {
     let mut h = H::default_config();
@@ -82,11 +90,7 @@ fn events_of_no_stream_are_unsolicited_and_still_deduplicated() {
     h.open();
     h.frame("ev proactive 1 delta hi");
     h.frame("ev proactive 1 delta hi");
-    let unsolicited = h
-        .events()
-        .into_iter()
-        .filter(|e| matches!(e, Event::Unsolicited(_)))
-        .count();
+    let unsolicited = unsolicited(&h);
     assert_eq!(unsolicited, 1);
 }
 
@@ -311,11 +315,7 @@ fn an_event_repeated_after_the_dedup_memory_expired_is_delivered_again() {
     h.frame("ev proactive 1 delta hi");
     h.now += secs(2.0);
     h.frame("ev proactive 1 delta hi");
-    let unsolicited = h
-        .events()
-        .into_iter()
-        .filter(|e| matches!(e, Event::Unsolicited(_)))
-        .count();
+    let unsolicited = unsolicited(&h);
     assert_eq!(
         unsolicited, 2,
         "dropped once within 30 s, delivered again after"
