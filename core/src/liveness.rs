@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{MAX_HEARTBEAT_FACTOR, check_ceiling};
 use crate::error::ConfigError;
-use crate::timer::{TimerKind, after};
+use crate::timer::{Floor, TimerKind, after};
 
 /// The liveness part of [`Config`](crate::Config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,13 +137,15 @@ impl Liveness {
         }
     }
 
-    /// Any inbound frame is evidence of life. Returns whether it ended a probe: the stale
-    /// deadline then goes back to `now + stale_after`, which can be earlier than the
+    /// Any inbound frame is evidence of life. A frame that ends a probe forgets `floor`:
+    /// the stale deadline goes back to `now + stale_after`, which can be earlier than the
     /// probe's own deadline (a probe timeout longer than the stale threshold).
     #[inline]
-    pub(crate) fn on_rx(&mut self, now: Instant) -> bool {
+    pub(crate) fn on_rx(&mut self, now: Instant, floor: &mut Floor) {
         self.last_rx = now;
-        self.probe_deadline.take().is_some()
+        if self.probe_deadline.take().is_some() {
+            floor.forget();
+        }
     }
 
     /// The protocol declared an application heartbeat of this interval (the peer's word,
@@ -231,7 +233,7 @@ mod tests {
         let cfg = LivenessConfig::default();
         let t0 = crate::test_epoch();
         let mut l = Liveness::new(&cfg, t0);
-        l.on_rx(t0 + secs(70));
+        l.on_rx(t0 + secs(70), &mut Floor::Unknown);
         assert_eq!(l.on_timeout(&cfg, t0 + secs(75)), LivenessAction::Ping);
         assert_eq!(l.next_deadline().map(|d| d.0), Some(t0 + secs(105)));
     }
@@ -301,7 +303,7 @@ mod tests {
         // Any frame during the probe keeps the connection.
         let mut l = Liveness::new(&cfg, t0);
         l.probe(&cfg, woke);
-        l.on_rx(woke + secs(1));
+        l.on_rx(woke + secs(1), &mut Floor::Unknown);
         assert_eq!(l.on_timeout(&cfg, woke + secs(10)), LivenessAction::Nothing);
     }
 }

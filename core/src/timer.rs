@@ -122,6 +122,27 @@ impl Floor {
     }
 }
 
+/// [`advance`], then the floor forgotten: for every call but the few frequent ones that
+/// account for what they arm (`advance` itself keeps it for those).
+pub(crate) fn advance_forgetting<T: Timed>(
+    machine: &mut T,
+    now: std::time::Instant,
+) -> std::time::Instant {
+    let now = advance(machine, now);
+    machine.clock().floor.forget();
+    now
+}
+
+/// [`advance`] with a full look at every timer, whatever the floor says: `handle_timeout`.
+/// The driver calls it when `poll_timeout` (which never reads the floor) says a deadline
+/// is due, so a deadline armed below the floor by a path that failed to lower it still
+/// fires on time. Firing re-reads the deadlines after each timer, so the floor it leaves
+/// holds.
+pub(crate) fn fire_due<T: Timed>(machine: &mut T, now: std::time::Instant) {
+    machine.clock().floor.forget();
+    advance(machine, now);
+}
+
 /// More timers than this firing in one call means a timer that does not move its own
 /// deadline: a bug, stopped here instead of spinning. Far above what a real call fires
 /// (every request of a session can share one deadline, and fires in one firing).

@@ -234,9 +234,7 @@ impl ServerConn {
     /// Fires every timer due at or before `now`. Safe to call early, late or spuriously;
     /// drain [`poll_output`](Self::poll_output) afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        // Always a full look, as the session's: see `timer::Floor`.
-        self.clock.floor.forget();
-        self.advance_keeping(now);
+        crate::timer::fire_due(self, now);
     }
 
     /// Applies one transport input. Never fails: peer and network faults become outputs
@@ -312,11 +310,8 @@ impl ServerConn {
             DataFrame::Text(t) => OutFrame::Text(t),
             DataFrame::Binary(b) => OutFrame::Binary(b),
         };
-        let frame = self.write(payload, now);
-        // The one deadline a write arms: its send deadline.
-        let due = crate::timer::after(now, self.cfg.send_deadline);
-        self.clock.floor.lower(due);
-        Ok(frame)
+        // Arms the write's send deadline, which lowers the floor.
+        Ok(self.write(payload, now))
     }
 
     /// Closes the connection: a close frame with `code` and `reason`, then
@@ -378,14 +373,12 @@ impl ServerConn {
     /// Clamps `now` to the latest time seen and fires every timer due by then. The
     /// deadline floor is forgotten: what the caller does next may arm a deadline.
     fn advance(&mut self, now: Instant) -> Instant {
-        let now = crate::timer::advance(self, now);
-        self.clock.floor.forget();
-        now
+        crate::timer::advance_forgetting(self, now)
     }
 
     /// [`advance`](Self::advance) for the frequent calls (a frame in, a write reported,
-    /// a frame out, a timer), which keep the deadline floor: the caller lowers it for
-    /// anything it arms, or forgets it.
+    /// a frame out), which keep the deadline floor: what they arm lowers it (a write its
+    /// send deadline), and they forget it on any other input.
     #[inline]
     fn advance_keeping(&mut self, now: Instant) -> Instant {
         crate::timer::advance(self, now)
@@ -401,11 +394,7 @@ impl ServerConn {
         else {
             return;
         };
-        // Ending a probe puts the stale deadline back at `now + stale_after`, which can
-        // come before the probe's own.
-        if liveness.on_rx(now) {
-            self.clock.floor.forget();
-        }
+        liveness.on_rx(now, &mut self.clock.floor);
         if matches!(frame, InFrame::Text(_) | InFrame::Binary(_)) {
             *first_message = None;
         }
@@ -460,6 +449,9 @@ impl ServerConn {
         let frame = FrameId(self.next_frame);
         self.next_frame += 1;
         self.writes.push(frame, now);
+        // The write's send deadline.
+        let due = crate::timer::after(now, self.cfg.send_deadline);
+        self.clock.floor.lower(due);
         self.stats.frames_sent += 1;
         self.outputs.push_back(ServerOutput::SendFrame {
             conn: self.conn,

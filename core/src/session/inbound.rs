@@ -40,8 +40,30 @@ impl<P: Protocol> Session<P> {
                 self.write_completed(conn, frame, now);
                 true
             }
-            other => {
-                self.connection_input(other, now);
+            Input::TransportOpened { conn } => {
+                self.on_transport_opened(conn, now);
+                false
+            }
+            Input::TransportFailed { conn, failure } => {
+                if matches!(self.link, Link::Opening { .. }) {
+                    let class = self.cfg.close_policy.classify_failure(&failure);
+                    let error = AttemptError::Transport(failure);
+                    self.attempt_failed(conn, error, class, Teardown::Gone, now);
+                } else {
+                    self.on_closed(conn, None, String::new(), now);
+                }
+                false
+            }
+            Input::TransportClosed { conn, code, reason } => {
+                self.on_closed(conn, code, reason, now);
+                false
+            }
+            Input::ProtocolError { conn, violation } => {
+                self.on_protocol_error(conn, violation, now);
+                false
+            }
+            Input::WriteFailed { conn, .. } => {
+                self.on_write_failed(conn, now);
                 false
             }
         };
@@ -70,47 +92,23 @@ impl<P: Protocol> Session<P> {
         }
     }
 
-    /// The inputs that open, fail or close the current connection.
-    fn connection_input(&mut self, input: Input, now: Instant) {
-        match input {
-            Input::TransportOpened { conn } => self.on_transport_opened(conn, now),
-            Input::TransportFailed { conn, failure } => {
-                if matches!(self.link, Link::Opening { .. }) {
-                    let class = self.cfg.close_policy.classify_failure(&failure);
-                    let error = AttemptError::Transport(failure);
-                    self.attempt_failed(conn, error, class, Teardown::Gone, now);
-                } else {
-                    self.on_closed(conn, None, String::new(), now);
-                }
-            }
-            Input::TransportClosed { conn, code, reason } => {
-                self.on_closed(conn, code, reason, now)
-            }
-            Input::ProtocolError { conn, violation } => {
-                self.on_protocol_error(conn, violation, now)
-            }
-            Input::FrameReceived { conn, frame } => {
-                self.on_frame(conn, frame, now);
-            }
-            Input::WriteCompleted { conn, frame } => self.write_completed(conn, frame, now),
-            Input::WriteFailed { conn, .. } => match self.link {
-                Link::Open { .. } => self.lost(
-                    conn,
-                    DisconnectReason::WriteFailed,
-                    CloseClass::RECONNECT,
-                    Teardown::Abort,
-                    now,
-                ),
-                _ => self.attempt_failed(
-                    conn,
-                    AttemptError::Transport(crate::close::TransportFailure::Io(
-                        "write failed".into(),
-                    )),
-                    CloseClass::RECONNECT,
-                    Teardown::Abort,
-                    now,
-                ),
-            },
+    /// A write failed: the connection is lost, or the attempt failed.
+    fn on_write_failed(&mut self, conn: ConnId, now: Instant) {
+        match self.link {
+            Link::Open { .. } => self.lost(
+                conn,
+                DisconnectReason::WriteFailed,
+                CloseClass::RECONNECT,
+                Teardown::Abort,
+                now,
+            ),
+            _ => self.attempt_failed(
+                conn,
+                AttemptError::Transport(crate::close::TransportFailure::Io("write failed".into())),
+                CloseClass::RECONNECT,
+                Teardown::Abort,
+                now,
+            ),
         }
     }
 
@@ -219,11 +217,7 @@ impl<P: Protocol> Session<P> {
     fn on_frame(&mut self, conn: ConnId, frame: InFrame, now: Instant) -> bool {
         let phase = match &mut self.link {
             Link::Open { liveness, .. } => {
-                // Ending a probe puts the stale deadline back at `now + stale_after`,
-                // which can come before the probe's own.
-                if liveness.on_rx(now) {
-                    self.clock.floor.forget();
-                }
+                liveness.on_rx(now, &mut self.clock.floor);
                 Phase::Open
             }
             Link::Handshaking { .. } => Phase::Handshake,

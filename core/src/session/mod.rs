@@ -330,12 +330,7 @@ impl<P: Protocol> Session<P> {
     /// Fires every timer due at or before `now`. Safe to call early, late or spuriously;
     /// drain [`poll_output`](Self::poll_output) afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        // Always a full look, whatever the floor says: the driver calls this when
-        // `poll_timeout` (never from the floor) says a deadline is due, so a deadline
-        // armed below the floor by a path that failed to lower it still fires on time.
-        // Firing re-reads the deadlines after each timer, so the floor it leaves holds.
-        self.clock.floor.forget();
-        self.advance_keeping(now);
+        crate::timer::fire_due(self, now);
     }
 
     // ---- commands ------------------------------------------------------------------------
@@ -425,11 +420,9 @@ impl<P: Protocol> Session<P> {
                 if self.writes.len() >= self.cfg.max_pending_writes {
                     return Err(SendError::Backpressure);
                 }
+                // Arms the write's send deadline, which lowers the floor; the idle
+                // deadline below only moves later.
                 self.write_message(conn, frame, id, now);
-                // The one deadline a write arms: its send deadline (the idle deadline
-                // below only moves later).
-                let due = crate::timer::after(now, self.cfg.send_deadline);
-                self.clock.floor.lower(due);
             }
             _ => {
                 self.clock.floor.forget();
@@ -662,6 +655,9 @@ impl<P: Protocol> Session<P> {
             Some(id) => self.writes.push_message(frame, id, now),
             None => self.writes.push(frame, now),
         }
+        // The write's send deadline.
+        let due = crate::timer::after(now, self.cfg.send_deadline);
+        self.clock.floor.lower(due);
         self.stats.frames_sent += 1;
         self.outputs.push_back(Output::SendFrame {
             conn,

@@ -16,14 +16,12 @@ impl<P: Protocol> Session<P> {
     /// Clamps `now` to the latest time seen and fires every timer due by then. The
     /// deadline floor is forgotten: what the caller does next may arm a deadline.
     pub(super) fn advance(&mut self, now: Instant) -> Instant {
-        let now = crate::timer::advance(self, now);
-        self.clock.floor.forget();
-        now
+        crate::timer::advance_forgetting(self, now)
     }
 
     /// [`advance`](Self::advance) for the frequent calls (a frame in, a write reported, a
-    /// message out, a timer), which keep the deadline floor: the caller lowers it for
-    /// anything it arms, or forgets it on any path it has not accounted for.
+    /// message out), which keep the deadline floor: what they arm lowers it (a write its
+    /// send deadline), and they forget it on any path they have not accounted for.
     #[inline]
     pub(super) fn advance_keeping(&mut self, now: Instant) -> Instant {
         crate::timer::advance(self, now)
