@@ -458,11 +458,12 @@ impl<P: crate::send_protocol::SendProtocol, R: Runtime> Driver<P, R> {
             }
             self.feed();
         }
+        let bytes = std::mem::take(&mut self.read_bytes);
         if matches!(self.front, Front::Inline) {
-            // Nothing to publish: the application reads the session directly.
+            // Nothing to publish, and no mailbox to charge the bytes read to: the
+            // application reads the session directly.
             return;
         }
-        let bytes = std::mem::take(&mut self.read_bytes);
         self.shared.publish(&mut self.published, bytes);
         self.shared
             .touch(self.session.last_activity(), self.session.queued());
